@@ -1,0 +1,183 @@
+//! The running agent's status: what `embargo status` prints, served over the control socket.
+
+use std::{
+    io::{Read as _, Write as _},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use embargo_abi::{Direction, Stat, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// Where the agent listens for `embargo status` by default. Only root can reach it.
+pub const DEFAULT_SOCKET: &str = "/run/embargo/control.sock";
+
+/// A snapshot of the agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub config: PathBuf,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub entities: Vec<EntityStatus>,
+    /// Parse and classification outcomes, by stable label.
+    pub outcomes: Vec<(String, u64)>,
+    /// Every packet the program saw (the sum of terminal outcomes).
+    pub packets_seen: u64,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub map_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    pub role: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntityStatus {
+    pub id: String,
+    pub name: String,
+    pub action: String,
+    pub direction: String,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub counters: Vec<CounterRow>,
+}
+
+/// One counter: direction x verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CounterRow {
+    pub direction: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl EntityStatus {
+    /// Packets with `verdict` in any direction.
+    pub fn packets(&self, verdict: &str) -> u64 {
+        self.counters
+            .iter()
+            .filter(|c| c.verdict == verdict)
+            .map(|c| c.packets)
+            .sum()
+    }
+}
+
+pub fn direction_label(d: Direction) -> &'static str {
+    match d {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+pub fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Dropped => "dropped",
+        Verdict::Monitored => "monitored",
+    }
+}
+
+/// Builds outcome rows and the packets-seen total from raw stats.
+pub fn outcomes(stats: &[u64]) -> (Vec<(String, u64)>, u64) {
+    let rows = Stat::ALL
+        .iter()
+        .zip(stats)
+        .map(|((_, label), n)| ((*label).to_owned(), *n))
+        .collect();
+    let seen = stats.iter().take(Stat::TERMINAL as usize).sum();
+    (rows, seen)
+}
+
+/// Errors from `embargo status`.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(
+        "cannot reach the agent at {path}: {source}; is `embargo run` running (and are you root)?"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent at {path} sent an unreadable answer: {message}")]
+    Protocol { path: PathBuf, message: String },
+}
+
+/// Asks the agent at `socket` for its status.
+pub fn query(socket: &Path) -> Result<Status, StatusError> {
+    let connect = |source| StatusError::Connect {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(connect)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(connect)?;
+    stream.write_all(b"status\n").map_err(connect)?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).map_err(connect)?;
+    serde_json::from_str(&body).map_err(|e| StatusError::Protocol {
+        path: socket.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Renders a status for people.
+pub fn render(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "embargo agent pid {} · config {} · {} IPv4 + {} IPv6 prefixes · {:.1} MiB of maps",
+        s.pid,
+        s.config.display(),
+        s.prefixes_v4,
+        s.prefixes_v6,
+        s.map_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE");
+    for i in &s.interfaces {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7}  {:<8} {}",
+            i.name, i.ifindex, i.role, i.mode
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nENTITY                  ACTION   DIRECTION  OUT-DROP  OUT-MON  IN-DROP  IN-MON     BYTES"
+    );
+    for e in &s.entities {
+        let get = |d: &str, v: &str| {
+            e.counters
+                .iter()
+                .find(|c| c.direction == d && c.verdict == v)
+                .map_or(0, |c| c.packets)
+        };
+        let bytes: u64 = e.counters.iter().map(|c| c.bytes).sum();
+        let _ = writeln!(
+            out,
+            "{:<23} {:<8} {:<10} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            e.id,
+            e.action,
+            e.direction,
+            get("outbound", "dropped"),
+            get("outbound", "monitored"),
+            get("inbound", "dropped"),
+            get("inbound", "monitored"),
+            bytes
+        );
+    }
+    let _ = writeln!(out, "\npackets seen: {}", s.packets_seen);
+    for (label, n) in &s.outcomes {
+        if *n > 0 {
+            let _ = writeln!(out, "  {label:<20} {n}");
+        }
+    }
+    out
+}

@@ -1,0 +1,242 @@
+//! The contract between Embargo's XDP program and its user-space agent.
+//!
+//! Both sides compile this crate (the XDP program as `no_std` for `bpfel-unknown-none`, the agent
+//! with the `user` feature), so every map name, key and value layout, and code that crosses the
+//! kernel boundary is written exactly once.
+//!
+//! Byte order: every multi-byte field in these types is in the host's (little-endian on bpfel)
+//! byte order, because they are written and read by the CPU, never put on the wire. Addresses are
+//! looked up as big-endian integers (network order read as a number), see [`trie`].
+#![no_std]
+
+pub mod trie;
+
+/// Map names, as they appear in the compiled object. The XDP crate spells them in its `#[map]`
+/// attributes (the attribute needs a literal); the agent's tests check each one below exists.
+pub mod maps {
+    /// `ARRAY<u32, u32>` keyed by ifindex: the interface's [`Role`](super::Role).
+    pub const IFACE_ROLES: &str = "EMB_ROLES";
+    /// `ARRAY<u32, u32>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
+    pub const V4_TRIE: &str = "EMB_V4";
+    /// `ARRAY<u32, u32>`, mmap-able: the IPv6 stride trie, see [`trie`](super::trie).
+    pub const V6_TRIE: &str = "EMB_V6";
+    /// `ARRAY<u32, EntityPolicy>` keyed by entity index.
+    pub const POLICY: &str = "EMB_POLICY";
+    /// `PERCPU_ARRAY<u32, Counter>` keyed by [`counter_index`](super::counter_index).
+    pub const COUNTERS: &str = "EMB_COUNTERS";
+    /// `PERCPU_ARRAY<u32, u64>` keyed by [`Stat`](super::Stat).
+    pub const STATS: &str = "EMB_STATS";
+    /// Every map the production program defines.
+    pub const ALL: [&str; 6] = [IFACE_ROLES, V4_TRIE, V6_TRIE, POLICY, COUNTERS, STATS];
+}
+
+/// Program names in the compiled objects.
+pub mod programs {
+    /// The production XDP classifier.
+    pub const CLASSIFY: &str = "embargo_xdp";
+    /// Bench reference: `XDP_DROP` and nothing else.
+    pub const BENCH_DROP: &str = "bench_drop";
+    /// Bench reference: the same parser, then the kernel LPM trie.
+    pub const BENCH_LPM: &str = "bench_lpm";
+    /// Bench reference maps: kernel LPM tries for each family.
+    pub const BENCH_LPM_V4: &str = "BENCH_LPM4";
+    pub const BENCH_LPM_V6: &str = "BENCH_LPM6";
+}
+
+/// Highest ifindex the role map can hold (exclusive). The role map is an array so the lookup on
+/// the hot path is a bounds check and a load, not a hash.
+pub const MAX_IFINDEX: u32 = 65_536;
+
+/// What an interface is: which address of a received packet is matched.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not configured: packets pass and count as [`Stat::NoRole`].
+    None = 0,
+    /// Faces the protected network: received packets are leaving it, match the destination.
+    Inside = 1,
+    /// Faces the world: received packets come from it, match the source.
+    Outside = 2,
+}
+
+/// Direction of a matched packet; part of the counter index.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received on an `inside` interface, destination matched.
+    Outbound = 0,
+    /// Received on an `outside` interface, source matched.
+    Inbound = 1,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
+    /// The bit of this direction in [`EntityPolicy::directions`].
+    pub const fn bit(self) -> u8 {
+        1 << self as u32
+    }
+}
+
+/// What happened to a matched packet; part of the counter index.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Dropped = 0,
+    Monitored = 1,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 2] = [Verdict::Dropped, Verdict::Monitored];
+}
+
+/// [`EntityPolicy::action`]: 0 means "no policy" and the packet passes unattributed-safe.
+pub const ACTION_NONE: u8 = 0;
+/// Count against the entity and drop.
+pub const ACTION_DROP: u8 = 1;
+/// Count against the entity and pass.
+pub const ACTION_MONITOR: u8 = 2;
+
+/// Per-entity policy, indexed by entity index. Changing an entity's action or directions rewrites
+/// this one value and never touches the tries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntityPolicy {
+    /// [`ACTION_DROP`], [`ACTION_MONITOR`] or [`ACTION_NONE`].
+    pub action: u8,
+    /// Bit set of [`Direction::bit`] this policy applies to.
+    pub directions: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<EntityPolicy>() == 4);
+
+/// Packets and bytes, per CPU, per entity x direction x verdict.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<Counter>() == 16);
+
+/// Counter slots per entity: 2 directions x 2 verdicts.
+pub const COUNTERS_PER_ENTITY: u32 = 4;
+
+/// Index of the counter for `entity` x `direction` x `verdict` in [`maps::COUNTERS`].
+#[inline(always)]
+pub const fn counter_index(entity: u32, direction: Direction, verdict: Verdict) -> u32 {
+    entity * COUNTERS_PER_ENTITY + (direction as u32) * 2 + verdict as u32
+}
+
+/// Global per-CPU counters of what the parser and classifier saw. Every packet increments
+/// exactly one *terminal* stat (indices below [`Stat::TERMINAL`]), so their sum is the number of
+/// packets the program saw and nothing passes uncounted. The informational stats after them
+/// describe a packet further and are counted on top.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Received on an interface without a role; passed.
+    NoRole = 0,
+    /// Shorter than an Ethernet header; passed.
+    TruncatedEthernet,
+    /// A VLAN tag cut short; passed.
+    TruncatedVlan,
+    /// More than two VLAN tags; passed.
+    VlanTooDeep,
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, ...); passed.
+    NonIp,
+    /// IPv4 header cut short; passed.
+    TruncatedIpv4,
+    /// IPv4 version or header length field invalid; passed.
+    MalformedIpv4,
+    /// IPv6 header cut short; passed.
+    TruncatedIpv6,
+    /// IPv6 version field invalid; passed.
+    MalformedIpv6,
+    /// Well-formed IPv4 whose matched address is in no prefix; passed.
+    MissIpv4,
+    /// Well-formed IPv6 whose matched address is in no prefix; passed.
+    MissIpv6,
+    /// IPv4 whose matched address is in a prefix; the entity counters say what happened.
+    MatchIpv4,
+    /// IPv6 whose matched address is in a prefix; the entity counters say what happened.
+    MatchIpv6,
+    /// Informational: one 802.1Q/802.1ad tag seen.
+    Vlan,
+    /// Informational: two tags seen (QinQ).
+    QinQ,
+    /// Informational: an IPv4 fragment (classified by its addresses like any packet).
+    Ipv4Fragment,
+    /// Informational: matched an entity whose policy does not cover this direction; passed.
+    OtherDirection,
+    /// Informational: matched an entity index without an action (never happens with a
+    /// consistent load; counted so it would be seen); passed.
+    NoPolicy,
+}
+
+impl Stat {
+    /// Stats below this index are terminal: exactly one per packet.
+    pub const TERMINAL: u32 = 13;
+    /// Number of stats, the size of [`maps::STATS`].
+    pub const COUNT: u32 = 18;
+    /// Every stat, in index order, with its stable metric label.
+    pub const ALL: [(Stat, &'static str); Self::COUNT as usize] = [
+        (Stat::NoRole, "no_role"),
+        (Stat::TruncatedEthernet, "truncated_ethernet"),
+        (Stat::TruncatedVlan, "truncated_vlan"),
+        (Stat::VlanTooDeep, "vlan_too_deep"),
+        (Stat::NonIp, "non_ip"),
+        (Stat::TruncatedIpv4, "truncated_ipv4"),
+        (Stat::MalformedIpv4, "malformed_ipv4"),
+        (Stat::TruncatedIpv6, "truncated_ipv6"),
+        (Stat::MalformedIpv6, "malformed_ipv6"),
+        (Stat::MissIpv4, "miss_ipv4"),
+        (Stat::MissIpv6, "miss_ipv6"),
+        (Stat::MatchIpv4, "match_ipv4"),
+        (Stat::MatchIpv6, "match_ipv6"),
+        (Stat::Vlan, "vlan"),
+        (Stat::QinQ, "qinq"),
+        (Stat::Ipv4Fragment, "ipv4_fragment"),
+        (Stat::OtherDirection, "other_direction"),
+        (Stat::NoPolicy, "no_policy"),
+    ];
+}
+
+/// `BPF_F_MMAPABLE` from the kernel uapi: the trie arrays are filled through `mmap`, which loads a
+/// million-prefix policy in milliseconds instead of a syscall per entry.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] integers with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for super::EntityPolicy {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_table_is_in_index_order() {
+        for (i, (stat, _)) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*stat as usize, i);
+        }
+    }
+
+    #[test]
+    fn counter_indices_are_distinct_per_entity() {
+        let mut seen = [false; 8];
+        for e in 0..2 {
+            for d in Direction::ALL {
+                for v in Verdict::ALL {
+                    let i = counter_index(e, d, v) as usize;
+                    assert!(!seen[i]);
+                    seen[i] = true;
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

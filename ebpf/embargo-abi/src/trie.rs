@@ -1,0 +1,127 @@
+//! The stride trie both sides share: its layout, its entry encoding and its lookup walk.
+//!
+//! Each address family has one flat `u32` array (an mmap-able BPF array map):
+//!
+//! ```text
+//! [ root: 2^ROOT_BITS entries ][ node 0: 2^STRIDE entries ][ node 1 ] ...
+//! ```
+//!
+//! The root is indexed directly by the address's top `ROOT_BITS` bits (DIR-24-8 style); each
+//! node by the next `STRIDE` bits. Prefixes are expanded to the stride grid and pushed to the
+//! leaves, so a lookup stops at the first entry that is not a child pointer and that entry is
+//! the most specific match. A lookup costs one array load per level: 1 to 3 for IPv4 and
+//! 1 to [`V6_MAX_LEVELS`] + 1 for IPv6, with no hashing and no branches on prefix length.
+//!
+//! Entry encoding (host byte order):
+//! * `0`: no prefix covers this address;
+//! * bit 31 set: a child node, its number in the low 31 bits;
+//! * otherwise: entity index + 1.
+//!
+//! Addresses are looked up as numbers: the big-endian (network order) bytes read as `u32` (IPv4)
+//! or as two `u64` halves (IPv6, `hi` = bytes 0..8).
+
+/// Entry value meaning "no match".
+pub const EMPTY: u32 = 0;
+/// Bit marking an entry as a child pointer.
+pub const CHILD: u32 = 1 << 31;
+/// Mask of a child's node number, or of an entity index + 1.
+pub const PAYLOAD: u32 = !CHILD;
+/// Largest entity index an entry can carry.
+pub const MAX_ENTITY: u32 = PAYLOAD - 1;
+
+/// IPv4: the root covers /24 (16 Mi entries, 64 MiB); nodes of 16 entries (one 64-byte cache line).
+pub const V4_ROOT_BITS: u32 = 24;
+pub const V4_STRIDE: u32 = 4;
+pub const V4_MAX_LEVELS: u32 = (32 - V4_ROOT_BITS) / V4_STRIDE;
+
+/// IPv6: the root covers /24 (64 MiB); nodes of 256 entries (1 KiB). Typical /32../48 routes
+/// resolve in 1 to 3 loads; a /128 in 14.
+pub const V6_ROOT_BITS: u32 = 24;
+pub const V6_STRIDE: u32 = 8;
+pub const V6_MAX_LEVELS: u32 = (128 - V6_ROOT_BITS) / V6_STRIDE;
+
+const _: () = assert!((32 - V4_ROOT_BITS) % V4_STRIDE == 0);
+const _: () = assert!((128 - V6_ROOT_BITS) % V6_STRIDE == 0);
+// A node index never straddles the two u64 halves of an IPv6 address.
+const _: () = assert!((64 - V6_ROOT_BITS) % V6_STRIDE == 0);
+
+/// Entry value for entity index `entity`.
+#[inline(always)]
+pub const fn leaf(entity: u32) -> u32 {
+    entity + 1
+}
+
+/// Entry value for child node number `node`.
+#[inline(always)]
+pub const fn child(node: u32) -> u32 {
+    node | CHILD
+}
+
+/// The entity index of a leaf entry, `None` for [`EMPTY`]. Must not be called on a child.
+#[inline(always)]
+pub const fn entity_of(entry: u32) -> Option<u32> {
+    if entry == EMPTY {
+        None
+    } else {
+        Some(entry - 1)
+    }
+}
+
+/// Array index of slot `slot` in child node `node`.
+#[inline(always)]
+pub const fn node_slot(root_bits: u32, stride: u32, node: u32, slot: u32) -> u32 {
+    (1 << root_bits) + (node << stride) + slot
+}
+
+/// Looks `addr` up in an IPv4 trie. `fetch` reads one array entry (a map lookup in the kernel,
+/// a slice index in user space); a failed read ends the walk with no match.
+#[inline(always)]
+pub fn lookup_v4(addr: u32, fetch: impl Fn(u32) -> Option<u32>) -> u32 {
+    let mut entry = match fetch(addr >> (32 - V4_ROOT_BITS)) {
+        Some(e) => e,
+        None => return EMPTY,
+    };
+    let mut shift = 32 - V4_ROOT_BITS;
+    let mut level = 0;
+    while level < V4_MAX_LEVELS {
+        if entry & CHILD == 0 {
+            return entry;
+        }
+        shift -= V4_STRIDE;
+        let slot = (addr >> shift) & ((1 << V4_STRIDE) - 1);
+        entry = match fetch(node_slot(V4_ROOT_BITS, V4_STRIDE, entry & PAYLOAD, slot)) {
+            Some(e) => e,
+            None => return EMPTY,
+        };
+        level += 1;
+    }
+    if entry & CHILD == 0 { entry } else { EMPTY }
+}
+
+/// Looks an IPv6 address (`hi`, `lo` halves) up in an IPv6 trie; see [`lookup_v4`].
+#[inline(always)]
+pub fn lookup_v6(hi: u64, lo: u64, fetch: impl Fn(u32) -> Option<u32>) -> u32 {
+    let mut entry = match fetch((hi >> (64 - V6_ROOT_BITS)) as u32) {
+        Some(e) => e,
+        None => return EMPTY,
+    };
+    let mut pos = V6_ROOT_BITS;
+    let mut level = 0;
+    while level < V6_MAX_LEVELS {
+        if entry & CHILD == 0 {
+            return entry;
+        }
+        let slot = if pos < 64 {
+            (hi >> (64 - V6_STRIDE - pos)) as u32
+        } else {
+            (lo >> (128 - V6_STRIDE - pos)) as u32
+        } & ((1 << V6_STRIDE) - 1);
+        entry = match fetch(node_slot(V6_ROOT_BITS, V6_STRIDE, entry & PAYLOAD, slot)) {
+            Some(e) => e,
+            None => return EMPTY,
+        };
+        pos += V6_STRIDE;
+        level += 1;
+    }
+    if entry & CHILD == 0 { entry } else { EMPTY }
+}

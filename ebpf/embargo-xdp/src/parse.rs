@@ -1,0 +1,131 @@
+//! Ethernet, up to two VLAN tags (802.1Q, 802.1ad), then the fixed IPv4 or IPv6 header.
+
+use aya_ebpf::programs::XdpContext;
+use embargo_abi::Stat;
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+
+/// The two addresses of a parsed packet, as numbers (network byte order read big-endian).
+pub enum Addrs {
+    V4 { src: u32, dst: u32 },
+    V6 { src: (u64, u64), dst: (u64, u64) },
+}
+
+/// A parsed packet: its addresses and the informational stats it earned on the way.
+pub struct Parsed {
+    pub addrs: Addrs,
+    /// 0, 1 or 2 VLAN tags.
+    pub vlan_tags: u8,
+    pub ipv4_fragment: bool,
+}
+
+/// Reads a `T` at `offset` from the start of the packet, or `None` past its end. The only way
+/// this crate touches packet memory.
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the range was bounds-checked against data_end just above, which is also what the
+    // verifier requires; packet memory has no alignment guarantee, so read unaligned.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    read::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
+}
+
+#[inline(always)]
+fn be32(ctx: &XdpContext, offset: usize) -> Option<u32> {
+    read::<[u8; 4]>(ctx, offset).map(u32::from_be_bytes)
+}
+
+#[inline(always)]
+fn be64(ctx: &XdpContext, offset: usize) -> Option<u64> {
+    read::<[u8; 8]>(ctx, offset).map(u64::from_be_bytes)
+}
+
+/// Parses the packet, or returns the terminal [`Stat`] that says why it cannot be classified.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Stat> {
+    let mut ethertype = be16(ctx, 12).ok_or(Stat::TruncatedEthernet)?;
+    // Ethernet needs all 14 bytes, not just the type field.
+    if ctx.data() + ETH_HLEN > ctx.data_end() {
+        return Err(Stat::TruncatedEthernet);
+    }
+    let mut offset = ETH_HLEN;
+    let mut vlan_tags = 0u8;
+    // Unrolled: at most two tags (QinQ); a third is refused below.
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = be16(ctx, offset + 2).ok_or(Stat::TruncatedVlan)?;
+        offset += VLAN_HLEN;
+        vlan_tags = 1;
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            ethertype = be16(ctx, offset + 2).ok_or(Stat::TruncatedVlan)?;
+            offset += VLAN_HLEN;
+            vlan_tags = 2;
+            if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+                return Err(Stat::VlanTooDeep);
+            }
+        }
+    }
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset, vlan_tags),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset, vlan_tags),
+        _ => Err(Stat::NonIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize, vlan_tags: u8) -> Result<Parsed, Stat> {
+    if ctx.data() + l3 + IPV4_HLEN > ctx.data_end() {
+        return Err(Stat::TruncatedIpv4);
+    }
+    let ver_ihl = read::<u8>(ctx, l3).ok_or(Stat::TruncatedIpv4)?;
+    if ver_ihl >> 4 != 4 || ver_ihl & 0x0f < 5 {
+        return Err(Stat::MalformedIpv4);
+    }
+    let frag = be16(ctx, l3 + 6).ok_or(Stat::TruncatedIpv4)?;
+    let src = be32(ctx, l3 + 12).ok_or(Stat::TruncatedIpv4)?;
+    let dst = be32(ctx, l3 + 16).ok_or(Stat::TruncatedIpv4)?;
+    Ok(Parsed {
+        addrs: Addrs::V4 { src, dst },
+        vlan_tags,
+        // More-fragments flag or a non-zero offset.
+        ipv4_fragment: frag & 0x3fff != 0,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize, vlan_tags: u8) -> Result<Parsed, Stat> {
+    if ctx.data() + l3 + IPV6_HLEN > ctx.data_end() {
+        return Err(Stat::TruncatedIpv6);
+    }
+    let ver = read::<u8>(ctx, l3).ok_or(Stat::TruncatedIpv6)?;
+    if ver >> 4 != 6 {
+        return Err(Stat::MalformedIpv6);
+    }
+    let src = (
+        be64(ctx, l3 + 8).ok_or(Stat::TruncatedIpv6)?,
+        be64(ctx, l3 + 16).ok_or(Stat::TruncatedIpv6)?,
+    );
+    let dst = (
+        be64(ctx, l3 + 24).ok_or(Stat::TruncatedIpv6)?,
+        be64(ctx, l3 + 32).ok_or(Stat::TruncatedIpv6)?,
+    );
+    Ok(Parsed {
+        addrs: Addrs::V6 { src, dst },
+        vlan_tags,
+        ipv4_fragment: false,
+    })
+}
