@@ -1,1 +1,4 @@
-//! Shared helpers for the root-only integration tests.
+//! Helpers for Embargo's root-only integration tests and benchmarks: packet builders
+//! ([`packet`]) and throwaway network-namespace labs ([`lab`]).
+
+pub mod packet;
