@@ -56,7 +56,7 @@ pub enum DataplaneError {
         entries: u64,
         bytes: u64,
         #[source]
-        source: EbpfError,
+        source: Box<EbpfError>,
     },
     /// The verifier rejected the program; the log says why.
     #[error("the kernel verifier rejected the XDP program ({io_error}); verifier log:\n{log}")]
@@ -82,7 +82,7 @@ pub enum DataplaneError {
         name: String,
         mode: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
@@ -159,13 +159,13 @@ impl Dataplane {
 
     /// As [`Dataplane::load`], with tries already built.
     pub fn load_tables(policy: &Policy, v4: &Table, v6: &Table) -> Result<Self, DataplaneError> {
-        if let Some(found) = system::kernel_release() {
-            if system::version_less(&found, MIN_KERNEL) {
-                return Err(DataplaneError::KernelTooOld {
-                    found,
-                    needed: format!("{}.{}", MIN_KERNEL.0, MIN_KERNEL.1),
-                });
-            }
+        if let Some(found) = system::kernel_release()
+            && system::version_less(&found, MIN_KERNEL)
+        {
+            return Err(DataplaneError::KernelTooOld {
+                found,
+                needed: format!("{}.{}", MIN_KERNEL.0, MIN_KERNEL.1),
+            });
         }
         let entities = policy.entities.len().max(1) as u32;
         let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
@@ -282,7 +282,7 @@ impl Dataplane {
                     _ => DataplaneError::Attach {
                         name: iface.name.clone(),
                         mode: label,
-                        source,
+                        source: Box::new(source),
                     },
                 })
         };
@@ -415,18 +415,19 @@ fn array<'a, V: aya::Pod>(
 }
 
 fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
-    let perm = |e: &EbpfError| matches!(e, EbpfError::MapError(MapError::CreateError { io_error, .. }) if io_error.raw_os_error() == Some(libc::EPERM));
-    if perm(&e) {
-        return DataplaneError::Privileges {
-            doing: "creating BPF maps".into(),
-        };
-    }
-    if let EbpfError::MapError(MapError::CreateError { name, io_error, .. }) = &e {
-        if matches!(
-            io_error.raw_os_error(),
-            Some(libc::ENOMEM) | Some(libc::E2BIG)
-        ) {
-            let (map, t) = if name == maps::V6_TRIE {
+    let errno = match &e {
+        EbpfError::MapError(MapError::CreateError { io_error, .. }) => io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EPERM) => {
+            return DataplaneError::Privileges {
+                doing: "creating BPF maps".into(),
+            };
+        }
+        Some(libc::ENOMEM | libc::E2BIG) => {
+            let v6_failed = matches!(&e, EbpfError::MapError(MapError::CreateError { name, .. }) if name == maps::V6_TRIE);
+            let (map, t) = if v6_failed {
                 (maps::V6_TRIE, v6)
             } else {
                 (maps::V4_TRIE, v4)
@@ -435,9 +436,10 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
                 map,
                 entries: t.entries.len() as u64,
                 bytes: t.bytes() as u64,
-                source: e,
+                source: Box::new(e),
             };
         }
+        _ => {}
     }
     other("loading the BPF object", e)
 }
@@ -454,7 +456,7 @@ fn fill_mmap(ebpf: &Ebpf, name: &'static str, entries: &[u32]) -> Result<(), Dat
 }
 
 fn mmap_copy(data: &MapData, entries: &[u32]) -> std::io::Result<()> {
-    let len = entries.len() * size_of::<u32>();
+    let len = size_of_val(entries);
     if len == 0 {
         return Ok(());
     }

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use embargo::{
-    config::{self, ConfigError, Interface, Role, XdpMode},
+    config::{ConfigError, Interface, Role, XdpMode},
     run::{self, RunError, RunOptions},
     status,
 };

@@ -1,1 +1,203 @@
-fn main() {}
+//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench`.
+//!
+//! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Embargo developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (nightly rust-src, bpf-linker, Debian packages).
+    Setup,
+    /// Run every test: formatting, clippy, unit tests, then the root-only kernel tests.
+    Test {
+        /// Skip the formatting and clippy checks.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// The main job on the embedded default, in a throwaway network-namespace lab.
+    Demo {
+        /// Configuration to run (defaults to the embedded default).
+        #[arg(long, default_value = "config/default.toml")]
+        config: PathBuf,
+    },
+    /// Measure the data plane against XDP_DROP and the kernel LPM trie; update BENCHMARKS.md.
+    Bench {
+        /// Smaller sizes, for a smoke run (does not update BENCHMARKS.md).
+        #[arg(long)]
+        quick: bool,
+        /// Extra arguments for the bench binary.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("entering the workspace root")?;
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Test { no_lint } => test(no_lint),
+        Task::Demo { config } => demo(&config),
+        Task::Bench { quick, args } => bench(quick, &args),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Runs a command, failing with its command line if it fails.
+pub(crate) fn exec(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "{what} loads BPF programs and creates network namespaces: run it as root \
+             (e.g. `sudo -E cargo xtask ...`)"
+        );
+    }
+    Ok(())
+}
+
+fn test(no_lint: bool) -> Result<()> {
+    setup::run()?;
+    if !no_lint {
+        // Nightly rustfmt: rustfmt.toml groups and merges imports, which stable cannot.
+        exec(Command::new("rustup").args(["run", "nightly", "cargo", "fmt", "--all", "--check"]))?;
+        // The eBPF crate on its own target (feature unification differs from the host's).
+        exec(Command::new("rustup").args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "-p",
+            "embargo-xdp",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--bins",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        exec(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    // Unit tests: everything that needs no root.
+    exec(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "embargo-tests",
+        "--exclude",
+        "embargo-xdp",
+    ]))?;
+    require_root("the kernel tests")?;
+    // The netns tests start the real binary.
+    exec(cargo().args(["build", "--bin", "embargo"]))?;
+    // Kernel tests: BPF_PROG_TEST_RUN fixtures and netns labs. One thread: labs attach XDP
+    // and create namespaces, and the fixtures share per-CPU counters within a test.
+    exec(cargo().args(["test", "-p", "embargo-tests", "--", "--test-threads=1"]))?;
+    Ok(())
+}
+
+fn demo(config: &Path) -> Result<()> {
+    setup::run()?;
+    require_root("the demo")?;
+    exec(cargo().args(["build", "--bin", "embargo", "--bin", "embargo-demo"]))?;
+    exec(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "embargo-tests",
+                "--bin",
+                "embargo-demo",
+                "--",
+            ])
+            .arg(config),
+    )
+}
+
+const BENCH_BEGIN: &str = "<!-- bench:begin (written by `cargo xtask bench`) -->";
+const BENCH_END: &str = "<!-- bench:end -->";
+
+fn bench(quick: bool, args: &[String]) -> Result<()> {
+    setup::run()?;
+    require_root("the benchmark")?;
+    let out = Path::new("target/bench.md");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "embargo-tests",
+        "--bin",
+        "embargo-bench",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--markdown").arg(out).args(args);
+    exec(&mut cmd)?;
+    if quick {
+        eprintln!("quick run: BENCHMARKS.md left as it is");
+        return Ok(());
+    }
+    let section = std::fs::read_to_string(out).context("reading the bench's markdown")?;
+    let doc_path = Path::new("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(doc_path).context("reading BENCHMARKS.md")?;
+    let (Some(b), Some(e)) = (doc.find(BENCH_BEGIN), doc.find(BENCH_END)) else {
+        bail!("BENCHMARKS.md lacks the {BENCH_BEGIN} / {BENCH_END} markers");
+    };
+    let updated = format!(
+        "{}{BENCH_BEGIN}\n{}\n{}",
+        &doc[..b],
+        section.trim(),
+        &doc[e..]
+    );
+    std::fs::write(doc_path, updated).context("writing BENCHMARKS.md")?;
+    eprintln!("BENCHMARKS.md updated");
+    Ok(())
+}

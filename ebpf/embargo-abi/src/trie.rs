@@ -40,10 +40,10 @@ pub const V6_ROOT_BITS: u32 = 24;
 pub const V6_STRIDE: u32 = 8;
 pub const V6_MAX_LEVELS: u32 = (128 - V6_ROOT_BITS) / V6_STRIDE;
 
-const _: () = assert!((32 - V4_ROOT_BITS) % V4_STRIDE == 0);
-const _: () = assert!((128 - V6_ROOT_BITS) % V6_STRIDE == 0);
+const _: () = assert!((32 - V4_ROOT_BITS).is_multiple_of(V4_STRIDE));
+const _: () = assert!((128 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));
 // A node index never straddles the two u64 halves of an IPv6 address.
-const _: () = assert!((64 - V6_ROOT_BITS) % V6_STRIDE == 0);
+const _: () = assert!((64 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));
 
 /// Entry value for entity index `entity`.
 #[inline(always)]

@@ -1,0 +1,191 @@
+//! `cargo xtask setup`: installs what building and testing Embargo need, idempotently.
+//!
+//! * the nightly toolchain's `rust-src` (the eBPF crate builds `core` with `-Z build-std`);
+//! * bpf-linker, built against the nightly rustc's own LLVM (see [`bpf_linker`]);
+//! * Debian packages the kernel tests use (iproute2 for `ip netns` and veth).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::exec;
+
+/// Pinned so a fresh machine builds the linker that was tested.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages: (command that proves it is installed, package).
+const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2")];
+
+pub fn run() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    debian()?;
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("the nightly toolchain is needed to build the eBPF program")?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        exec(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// bpf-linker links the eBPF object with LLVM, and its LLVM must be the one the nightly rustc
+/// emits bitcode for: the distribution's LLVM is older, and no prebuilt bpf-linker can be
+/// downloaded here. So it is built from the Rust package registry against the nightly
+/// toolchain's own `libLLVM`: llvm-sys finds LLVM through `LLVM_PREFIX/lib/libLLVM.so`, which we
+/// point at the toolchain's shared library (the `libLLVM-<major>-rust-*.so` there is a linker
+/// script naming the real `libLLVM.so.<ver>-rust-*`, so we link to the real file, and keep its
+/// soname beside it for the rpath the build records).
+fn bpf_linker() -> Result<()> {
+    let sysroot = PathBuf::from(output(
+        Command::new("rustc").args(["+nightly", "--print", "sysroot"]),
+    )?);
+    let lib = sysroot.join("lib");
+    let (major, real) = toolchain_llvm(&lib)?;
+    let prefix = home()?.join(".cache/embargo").join(format!("llvm-{major}"));
+    let wanted = format!("bpf-linker {BPF_LINKER_VERSION}");
+    let have = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    // Installed, the pinned version, and its LLVM link resolves: nothing to do.
+    if have.as_deref() == Some(wanted.as_str()) && prefix.join("lib/libLLVM.so").exists() {
+        return Ok(());
+    }
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    let soname = real.file_name().expect("a file").to_owned();
+    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(&soname)] {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), real.display()))?;
+    }
+    eprintln!(
+        "building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} of the nightly toolchain (about a minute)"
+    );
+    exec(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )
+}
+
+/// Finds the nightly toolchain's LLVM: its major version and the real shared object.
+fn toolchain_llvm(lib: &Path) -> Result<(String, PathBuf)> {
+    for entry in fs::read_dir(lib).with_context(|| format!("reading {}", lib.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        // libLLVM-22-rust-1.97.0-nightly.so
+        let Some(rest) = name.strip_prefix("libLLVM-") else {
+            continue;
+        };
+        if !name.ends_with(".so") {
+            continue;
+        }
+        let major = rest.split('-').next().unwrap_or_default().to_owned();
+        if major.is_empty() || !major.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        // Either the library itself, or a linker script `INPUT(libLLVM.so.X-rust-...)`.
+        let bytes = fs::read(&path)?;
+        if bytes.starts_with(b"\x7fELF") {
+            return Ok((major, path));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(inner) = text
+            .trim()
+            .strip_prefix("INPUT(")
+            .and_then(|s| s.strip_suffix(')'))
+        {
+            let real = lib.join(inner.trim());
+            if real.exists() {
+                return Ok((major, real));
+            }
+        }
+        bail!(
+            "{} is neither a shared object nor a linker script naming one",
+            path.display()
+        );
+    }
+    bail!(
+        "no libLLVM-<major>-rust-*.so in {}; is the nightly toolchain installed?",
+        lib.display()
+    )
+}
+
+fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")
+}
+
+fn debian() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN
+        .iter()
+        .filter(|(cmd, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {cmd}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
