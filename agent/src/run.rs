@@ -76,6 +76,16 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
+    // Fail before loading anything if an interface does not exist.
+    if let Some(missing) = interfaces
+        .iter()
+        .find(|i| crate::system::ifindex(&i.name).is_none())
+    {
+        return Err(crate::dataplane::DataplaneError::UnknownInterface {
+            name: missing.name.clone(),
+        }
+        .into());
+    }
     let started = std::time::Instant::now();
     let mut dataplane = Dataplane::load(&policy)?;
     let ls = dataplane.load_stats;

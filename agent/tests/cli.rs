@@ -1,0 +1,152 @@
+//! The `embargo` binary's behaviour on bad input and missing prerequisites: what a person sees
+//! before anything touches the kernel. Needs no root (one check drops root if it has it).
+
+use std::process::{Command, Output};
+
+fn embargo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run embargo")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("embargo-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn bad_config_exits_64_naming_file_line_and_column() {
+    let path = temp_config(
+        "bad.toml",
+        "[[entities]]\nid = \"a\"\nname = \"A\"\naction = \"drop\"\nprefixes = [\"192.0.2.300\"]\n",
+    );
+    let out = embargo(&["run", "--config", path.to_str().unwrap(), "-i", "lo:inside"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:5:13", path.display())), "{err}");
+    assert!(err.contains("nothing from it was applied"), "{err}");
+}
+
+#[test]
+fn syntax_error_exits_64() {
+    let path = temp_config("syntax.toml", "[[entities]\nid = \"a\"\n");
+    let out = embargo(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:1:", path.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let out = embargo(&["run", "--config", "/nonexistent/embargo.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("/nonexistent/embargo.toml: cannot read"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_interface_is_named_before_anything_loads() {
+    let out = embargo(&[
+        "run",
+        "--config",
+        "config/default.toml",
+        "-i",
+        "nosuch0:inside",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no interface named `nosuch0`"), "{err}");
+    assert!(err.contains("ip link"), "{err}");
+}
+
+#[test]
+fn interface_flag_needs_a_role() {
+    let out = embargo(&["run", "--config", "config/default.toml", "-i", "lo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("lo:inside"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_interfaces_is_explained() {
+    let out = embargo(&["run", "--config", "config/default.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--interface NAME:ROLE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn status_without_agent_says_what_to_check() {
+    let out = embargo(&["status", "--control-socket", "/nonexistent/embargo.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is `embargo run` running"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Without CAP_BPF the agent says which capabilities it needs. As root, the check drops to
+/// `nobody` with no capabilities through setpriv (util-linux); as a normal user it runs as is.
+/// The binary and config are copied to a world-readable folder first, since the checkout may
+/// sit in a private one.
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("embargo-priv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("embargo");
+    std::fs::copy(env!("CARGO_BIN_EXE_embargo"), &bin).unwrap();
+    let config = dir.join("default.toml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml"),
+        &config,
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let out = cmd
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["-i", "lo:inside", "--control-socket"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .expect("run embargo without privileges");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CAP_BPF"), "{}", stderr(&out));
+}
