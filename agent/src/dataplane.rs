@@ -171,8 +171,8 @@ impl Dataplane {
         let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
         let mut loader = EbpfLoader::new();
         loader
-            .map_max_entries(maps::V4_TRIE, v4.entries.len() as u32)
-            .map_max_entries(maps::V6_TRIE, v6.entries.len() as u32)
+            .map_max_entries(maps::V4_TRIE, v4.chunks())
+            .map_max_entries(maps::V6_TRIE, v6.chunks())
             .map_max_entries(maps::POLICY, entities)
             .map_max_entries(maps::COUNTERS, counters);
         let mut ebpf = loader
@@ -434,7 +434,7 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
             };
             return DataplaneError::MapTooLarge {
                 map,
-                entries: t.entries.len() as u64,
+                entries: u64::from(t.chunks()),
                 bytes: t.bytes() as u64,
                 source: Box::new(e),
             };
@@ -456,6 +456,13 @@ fn fill_mmap(ebpf: &Ebpf, name: &'static str, entries: &[u32]) -> Result<(), Dat
 }
 
 fn mmap_copy(data: &MapData, entries: &[u32]) -> std::io::Result<()> {
+    // The kernel lays array values out at a stride of their size rounded up to 8 bytes; a
+    // 64-byte `Chunk` needs no rounding, so the map's memory is exactly `entries` back to back.
+    debug_assert!(
+        entries
+            .len()
+            .is_multiple_of(embargo_abi::trie::LANES as usize)
+    );
     let len = size_of_val(entries);
     if len == 0 {
         return Ok(());

@@ -22,7 +22,8 @@ pub enum TableError {
     },
 }
 
-/// A built trie: the flat array exactly as the kernel map holds it.
+/// A built trie: the flat array exactly as the kernel map holds it (a whole number of
+/// [`trie::Chunk`]s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub entries: Vec<u32>,
@@ -33,6 +34,11 @@ impl Table {
     /// Bytes of kernel memory the array takes.
     pub fn bytes(&self) -> usize {
         self.entries.len() * 4
+    }
+
+    /// Number of map values ([`trie::Chunk`]s): the map's `max_entries`.
+    pub fn chunks(&self) -> u32 {
+        (self.entries.len() / trie::LANES as usize) as u32
     }
 }
 
@@ -80,10 +86,10 @@ fn build(
     // Shortest first; ties by address so the result does not depend on input order.
     items.sort_unstable();
     if items.is_empty() {
-        // A family with no prefixes gets a one-entry array: every root index past it fails the
+        // A family with no prefixes gets a one-chunk array: every root index past it fails the
         // kernel's bounds check and reads as "no match", and no 64 MiB root is spent on nothing.
         return Ok(Table {
-            entries: vec![trie::EMPTY],
+            entries: vec![trie::EMPTY; trie::LANES as usize],
             nodes: 0,
         });
     }
@@ -142,6 +148,8 @@ fn build(
             depth += shape.stride;
         }
     }
+    let chunks = entries.len().div_ceil(trie::LANES as usize);
+    entries.resize(chunks * trie::LANES as usize, trie::EMPTY);
     Ok(Table { entries, nodes })
 }
 
@@ -204,7 +212,7 @@ mod tests {
     #[test]
     fn empty_family_is_one_entry_and_misses() {
         let t = build_v6(&[]).unwrap();
-        assert_eq!(t.entries.len(), 1);
+        assert_eq!(t.entries.len(), trie::LANES as usize);
         assert_eq!(lookup_v6(&t, "::".parse().unwrap()), None);
         assert_eq!(lookup_v6(&t, "2001:db8::1".parse().unwrap()), None);
     }

@@ -16,9 +16,9 @@ pub mod trie;
 pub mod maps {
     /// `ARRAY<u32, u32>` keyed by ifindex: the interface's [`Role`](super::Role).
     pub const IFACE_ROLES: &str = "EMB_ROLES";
-    /// `ARRAY<u32, u32>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
+    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
     pub const V4_TRIE: &str = "EMB_V4";
-    /// `ARRAY<u32, u32>`, mmap-able: the IPv6 stride trie, see [`trie`](super::trie).
+    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv6 stride trie, see [`trie`](super::trie).
     pub const V6_TRIE: &str = "EMB_V6";
     /// `ARRAY<u32, EntityPolicy>` keyed by entity index.
     pub const POLICY: &str = "EMB_POLICY";

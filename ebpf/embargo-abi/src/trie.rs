@@ -1,6 +1,9 @@
 //! The stride trie both sides share: its layout, its entry encoding and its lookup walk.
 //!
-//! Each address family has one flat `u32` array (an mmap-able BPF array map):
+//! Each address family has one flat array of `u32` entries, stored in an mmap-able BPF array
+//! map whose values are [`Chunk`]s of [`LANES`] entries: the kernel pads every array value to
+//! 8 bytes, so 4-byte values would waste half the map and break the flat `mmap` layout; 64-byte
+//! chunks have no padding, are one cache line, and hold exactly one IPv4 node.
 //!
 //! ```text
 //! [ root: 2^ROOT_BITS entries ][ node 0: 2^STRIDE entries ][ node 1 ] ...
@@ -20,6 +23,19 @@
 //! Addresses are looked up as numbers: the big-endian (network order) bytes read as `u32` (IPv4)
 //! or as two `u64` halves (IPv6, `hi` = bytes 0..8).
 
+/// Entries per map value.
+pub const LANES: u32 = 16;
+/// One map value: [`LANES`] consecutive entries.
+pub type Chunk = [u32; LANES as usize];
+const _: () = assert!(size_of::<Chunk>() == 64);
+
+/// Reads entry `index` from a map of [`Chunk`]s through `get_chunk` (a map lookup in the
+/// kernel); `None` past the end.
+#[inline(always)]
+pub fn read_entry<'a>(index: u32, get_chunk: impl Fn(u32) -> Option<&'a Chunk>) -> Option<u32> {
+    get_chunk(index / LANES).map(|c| c[(index % LANES) as usize])
+}
+
 /// Entry value meaning "no match".
 pub const EMPTY: u32 = 0;
 /// Bit marking an entry as a child pointer.
@@ -29,7 +45,7 @@ pub const PAYLOAD: u32 = !CHILD;
 /// Largest entity index an entry can carry.
 pub const MAX_ENTITY: u32 = PAYLOAD - 1;
 
-/// IPv4: the root covers /24 (16 Mi entries, 64 MiB); nodes of 16 entries (one 64-byte cache line).
+/// IPv4: the root covers /24 (16 Mi entries, 64 MiB); nodes of 16 entries (one 64-byte chunk).
 pub const V4_ROOT_BITS: u32 = 24;
 pub const V4_STRIDE: u32 = 4;
 pub const V4_MAX_LEVELS: u32 = (32 - V4_ROOT_BITS) / V4_STRIDE;
@@ -41,6 +57,9 @@ pub const V6_STRIDE: u32 = 8;
 pub const V6_MAX_LEVELS: u32 = (128 - V6_ROOT_BITS) / V6_STRIDE;
 
 const _: () = assert!((32 - V4_ROOT_BITS).is_multiple_of(V4_STRIDE));
+// Roots and nodes start on chunk boundaries.
+const _: () =
+    assert!((1u32 << V4_STRIDE).is_multiple_of(LANES) || LANES.is_multiple_of(1 << V4_STRIDE));
 const _: () = assert!((128 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));
 // A node index never straddles the two u64 halves of an IPv6 address.
 const _: () = assert!((64 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));

@@ -26,9 +26,9 @@ mod xdp {
     static ROLES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
     // Tries and per-entity maps are resized by the agent at load to fit the policy.
     #[map(name = "EMB_V4")]
-    static V4: Array<u32> = Array::with_max_entries(1 << trie::V4_ROOT_BITS, BPF_F_MMAPABLE);
+    static V4: Array<trie::Chunk> = Array::with_max_entries(1, BPF_F_MMAPABLE);
     #[map(name = "EMB_V6")]
-    static V6: Array<u32> = Array::with_max_entries(1 << trie::V6_ROOT_BITS, BPF_F_MMAPABLE);
+    static V6: Array<trie::Chunk> = Array::with_max_entries(1, BPF_F_MMAPABLE);
     #[map(name = "EMB_POLICY")]
     static POLICY: Array<EntityPolicy> = Array::with_max_entries(1, 0);
     #[map(name = "EMB_COUNTERS")]
@@ -75,12 +75,12 @@ mod xdp {
         let (entry, miss, hit) = match parsed.addrs {
             Addrs::V4 { src, dst } => {
                 let addr = if outbound { dst } else { src };
-                let entry = trie::lookup_v4(addr, |i| V4.get(i).copied());
+                let entry = trie::lookup_v4(addr, |i| trie::read_entry(i, |c| V4.get(c)));
                 (entry, Stat::MissIpv4, Stat::MatchIpv4)
             }
             Addrs::V6 { src, dst } => {
                 let (hi, lo) = if outbound { dst } else { src };
-                let entry = trie::lookup_v6(hi, lo, |i| V6.get(i).copied());
+                let entry = trie::lookup_v6(hi, lo, |i| trie::read_entry(i, |c| V6.get(c)));
                 (entry, Stat::MissIpv6, Stat::MatchIpv6)
             }
         };
