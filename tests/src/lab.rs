@@ -1,0 +1,962 @@
+//! A throwaway network-namespace lab for running the real `embargo` binary against real packets.
+//!
+//! ```text
+//!   <prefix>-cli namespace                      <prefix>-gw namespace
+//!   ┌──────────────────────────┐  veth pair  ┌───────────────────────────────────────┐
+//!   │ <prefix>c0 198.18.0.2/30 ├─────────────┤ <prefix>g0 198.18.0.1/30  ← embargo  │
+//!   │            fd00:e3b::2   │             │            fd00:e3b::1     attaches   │
+//!   │ routes: each remote via  │             │ lo: every "remote" address under test │
+//!   │   198.18.0.1/fd00:e3b::1 │             │     (blocked and allowed), /32 /128   │
+//!   └──────────────────────────┘             └───────────────────────────────────────┘
+//! ```
+//!
+//! Blocked addresses are real public ones, so the lab is built so that nothing can leave the
+//! machine: both ends of the veth are created directly inside the lab's namespaces (nothing lab
+//! related exists in the root namespace, so nothing there routes to it); forwarding is off in
+//! both namespaces (globally and per interface); both have blackhole default routes for IPv4 and
+//! IPv6. A datagram the XDP program passes is delivered to a socket listening on the gateway's
+//! `lo` and never routed anywhere. [`Lab::check_contained`] verifies all of that.
+//!
+//! Neighbour entries are static on both sides, so no ARP or neighbour discovery crosses the
+//! veth: what the XDP program sees is the test's datagrams plus a little IPv6 multicast noise
+//! (MLD). Names carry the pid and a per-process counter, so parallel runs do not clash; `Drop`
+//! deletes the namespaces (the veth goes with them), also when a test panics. Labs left by a
+//! killed process are swept by the next [`Lab::new`].
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    fs::File,
+    io::ErrorKind,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use embargo::{config::Role, status::Status};
+
+/// The gateway's lab address (198.18.0.0/15 is benchmarking space, RFC 2544).
+pub const GW_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The client's lab address.
+pub const CLI_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The gateway's lab IPv6 address (fd00:e3b::/64, unique-local).
+pub const GW_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xe3b, 0, 0, 0, 0, 0, 1);
+/// The client's lab IPv6 address.
+pub const CLI_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xe3b, 0, 0, 0, 0, 0, 2);
+/// Fixed, locally administered MACs (each lab is its own L2 segment).
+const GW_MAC: &str = "02:e3:b0:00:00:01";
+const CLI_MAC: &str = "02:e3:b0:00:00:02";
+
+/// UDP payload bytes of every probe datagram.
+pub const PAYLOAD_LEN: usize = 64;
+/// How long the receiver waits after the last datagram was sent before counting.
+pub const SETTLE: Duration = Duration::from_millis(300);
+const MAGIC: &[u8; 16] = b"embargo-lab-prb:";
+const NETNS_DIR: &str = "/run/netns";
+const NAME_PREFIX: &str = "emb";
+
+/// What went wrong while building, using or tearing down a lab; the message says it all.
+pub struct LabError(String);
+
+impl LabError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// Debug prints the message as is, so `.unwrap()` in a test shows a command's stderr readably.
+impl fmt::Debug for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LabError {}
+
+pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Two namespaces joined by a veth pair; see the module documentation.
+pub struct Lab {
+    prefix: String,
+    cli: String,
+    gw: String,
+    cli_if: String,
+    gw_if: String,
+    dir: PathBuf,
+    remotes: Mutex<BTreeSet<IpAddr>>,
+    sources: Mutex<BTreeSet<IpAddr>>,
+}
+
+impl Lab {
+    /// Builds a lab: namespaces, veth, addresses, static neighbours, and the containment
+    /// ([`Lab::seal`]), then checks it ([`Lab::check_contained`]). Needs root.
+    pub fn new() -> Result<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(LabError::new(
+                "the netns lab needs root (network namespaces, veth, XDP); run as root",
+            ));
+        }
+        sweep_stale();
+        let pid = std::process::id();
+        let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        // Interface names are at most 15 bytes: "emb" + pid (<= 7 digits) + "n" + n + "c0".
+        let prefix = format!("{NAME_PREFIX}{pid}n{n}");
+        let dir = std::env::temp_dir().join(format!("embargo-lab-{pid}-{n}"));
+        let lab = Lab {
+            cli: format!("{prefix}-cli"),
+            gw: format!("{prefix}-gw"),
+            cli_if: format!("{prefix}c0"),
+            gw_if: format!("{prefix}g0"),
+            prefix,
+            dir,
+            remotes: Mutex::new(BTreeSet::new()),
+            sources: Mutex::new(BTreeSet::new()),
+        };
+        if lab.gw_if.len() > 15 {
+            return Err(LabError::new(format!(
+                "interface name {} is too long",
+                lab.gw_if
+            )));
+        }
+        // From here on `lab` exists, so a failure drops it and removes whatever was created.
+        lab.build()?;
+        Ok(lab)
+    }
+
+    fn build(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| LabError::new(format!("creating {}: {e}", self.dir.display())))?;
+        run(Command::new("ip").args(["netns", "add", &self.cli]))?;
+        run(Command::new("ip").args(["netns", "add", &self.gw]))?;
+        // Defaults first, so the veth is born with them (no DAD, no RA, no forwarding).
+        for ns in [&self.cli, &self.gw] {
+            set_sysctls(
+                ns,
+                &[
+                    ("net/ipv4/ip_forward", "0"),
+                    ("net/ipv4/conf/all/forwarding", "0"),
+                    ("net/ipv4/conf/default/forwarding", "0"),
+                    ("net/ipv6/conf/all/forwarding", "0"),
+                    ("net/ipv6/conf/default/forwarding", "0"),
+                    // The outside role sends from addresses the gateway has no route back to.
+                    ("net/ipv4/conf/all/rp_filter", "0"),
+                    ("net/ipv4/conf/default/rp_filter", "0"),
+                    ("net/ipv6/conf/all/accept_dad", "0"),
+                    ("net/ipv6/conf/default/accept_dad", "0"),
+                    ("net/ipv6/conf/default/dad_transmits", "0"),
+                    ("net/ipv6/conf/all/accept_ra", "0"),
+                    ("net/ipv6/conf/default/accept_ra", "0"),
+                    ("net/ipv6/conf/default/router_solicitations", "0"),
+                ],
+            )?;
+        }
+        // Both ends are created inside the lab: the veth never exists in the root namespace.
+        self.ip(
+            &self.cli,
+            &format!(
+                "link add {} address {CLI_MAC} type veth peer name {} address {GW_MAC} netns {}",
+                self.cli_if, self.gw_if, self.gw
+            ),
+        )?;
+        for (ns, dev, v4, v6) in [
+            (&self.cli, &self.cli_if, CLI_V4, CLI_V6),
+            (&self.gw, &self.gw_if, GW_V4, GW_V6),
+        ] {
+            self.ip_in(ns, &["addr", "add", &format!("{v4}/30"), "dev", dev])?;
+            self.ip_in(
+                ns,
+                &["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"],
+            )?;
+            self.ip_in(ns, &["link", "set", "lo", "up"])?;
+            self.ip_in(ns, &["link", "set", dev, "up"])?;
+        }
+        for (ns, dev, v4, v6, mac) in [
+            (&self.cli, &self.cli_if, GW_V4, GW_V6, GW_MAC),
+            (&self.gw, &self.gw_if, CLI_V4, CLI_V6, CLI_MAC),
+        ] {
+            for addr in [v4.to_string(), v6.to_string()] {
+                self.ip(
+                    ns,
+                    &format!("neigh replace {addr} lladdr {mac} dev {dev} nud permanent"),
+                )?;
+            }
+        }
+        self.seal()?;
+        self.check_contained()
+    }
+
+    /// Makes sure nothing can leave the lab: forwarding off in both namespaces (globally and on
+    /// every lab interface) and blackhole default routes for IPv4 and IPv6 in both. Idempotent.
+    pub fn seal(&self) -> Result<()> {
+        for (ns, dev) in [(&self.cli, &self.cli_if), (&self.gw, &self.gw_if)] {
+            let mut keys = forwarding_keys(dev);
+            keys.push(format!("net/ipv4/conf/{dev}/rp_filter"));
+            let settings: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "0")).collect();
+            set_sysctls(ns, &settings)?;
+            self.ip_in(ns, &["-4", "route", "replace", "blackhole", "default"])?;
+            self.ip_in(ns, &["-6", "route", "replace", "blackhole", "default"])?;
+        }
+        Ok(())
+    }
+
+    /// Checks the containment [`Lab::seal`] sets up, plus: each lab namespace holds only `lo`
+    /// and its veth end, and no lab interface exists in the root namespace. Every violation is
+    /// listed in the error.
+    pub fn check_contained(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (ns, dev) in [(&self.cli, &self.cli_if), (&self.gw, &self.gw_if)] {
+            let keys = forwarding_keys(dev);
+            let values = read_sysctls(ns, &keys)?;
+            for (key, value) in keys.iter().zip(values) {
+                if value != "0" {
+                    problems.push(format!("{ns}: {key} is {value}, not 0"));
+                }
+            }
+            // The main table: the default route is a blackhole, and every other route stays on
+            // the lab veth (on-link, or the client's host routes via the gateway).
+            for family in ["-4", "-6"] {
+                let out = self.ip_in(ns, &["-j", family, "route", "show", "table", "main"])?;
+                let routes: serde_json::Value = serde_json::from_str(&out)
+                    .map_err(|e| LabError::new(format!("`ip -j route show` output: {e}: {out}")))?;
+                let mut blackhole_default = false;
+                for r in routes.as_array().into_iter().flatten() {
+                    let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                    let gateway_ok = match field("gateway") {
+                        "" => true,
+                        gw => gw == GW_V4.to_string() || gw == GW_V6.to_string(),
+                    };
+                    if field("dst") == "default" {
+                        if field("type") == "blackhole" {
+                            blackhole_default = true;
+                        } else {
+                            problems.push(format!("{ns}: {family} default route {r}"));
+                        }
+                    } else if field("type") == "blackhole" {
+                        // A blackhole for a narrower destination keeps traffic in as well.
+                    } else if field("dev") != dev.as_str() || !gateway_ok {
+                        problems.push(format!("{ns}: {family} route leaves the lab veth: {r}"));
+                    }
+                }
+                if !blackhole_default {
+                    problems.push(format!("{ns}: no {family} blackhole default route"));
+                }
+            }
+            let mut links = link_names(&self.ip_in(ns, &["-j", "link", "show"])?)?;
+            links.sort();
+            let mut expected = vec!["lo".to_owned(), dev.clone()];
+            expected.sort();
+            if links != expected {
+                problems.push(format!(
+                    "{ns}: interfaces are {links:?}, expected {expected:?}"
+                ));
+            }
+        }
+        let root = link_names(&run(Command::new("ip").args(["-j", "link", "show"]))?)?;
+        for name in root {
+            if name.starts_with(&self.prefix) {
+                problems.push(format!("lab interface {name} exists in the root namespace"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::new(format!(
+                "the lab is not contained:\n  {}",
+                problems.join("\n  ")
+            )))
+        }
+    }
+
+    /// The client namespace's name.
+    pub fn cli_ns(&self) -> &str {
+        &self.cli
+    }
+
+    /// The gateway namespace's name.
+    pub fn gw_ns(&self) -> &str {
+        &self.gw
+    }
+
+    /// The client's veth end.
+    pub fn cli_if(&self) -> &str {
+        &self.cli_if
+    }
+
+    /// The gateway's veth end, where embargo attaches.
+    pub fn gw_if(&self) -> &str {
+        &self.gw_if
+    }
+
+    /// The lab's scratch directory (configs, control socket, agent logs); removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The gateway's lab address of `addr`'s family.
+    pub fn gw_addr_like(addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(_) => GW_V4.into(),
+            IpAddr::V6(_) => GW_V6.into(),
+        }
+    }
+
+    /// Makes `addr` a "remote": a local address on the gateway's `lo`, reached from the client
+    /// through the veth. Idempotent.
+    pub fn add_remote(&self, addr: IpAddr) -> Result<()> {
+        if !self.remotes.lock().expect("not poisoned").insert(addr) {
+            return Ok(());
+        }
+        let (host, via) = match addr {
+            IpAddr::V4(_) => (format!("{addr}/32"), GW_V4.to_string()),
+            IpAddr::V6(_) => (format!("{addr}/128"), GW_V6.to_string()),
+        };
+        self.ip_in(&self.gw, &["addr", "add", &host, "dev", "lo", "nodad"])?;
+        self.ip_in(
+            &self.cli,
+            &["route", "add", &host, "via", &via, "dev", &self.cli_if],
+        )?;
+        Ok(())
+    }
+
+    /// Adds `addr` to the client's veth so the client can send from it (the `outside` role
+    /// matches sources). Idempotent.
+    pub fn add_client_source(&self, addr: IpAddr) -> Result<()> {
+        if !self.sources.lock().expect("not poisoned").insert(addr) {
+            return Ok(());
+        }
+        let host = match addr {
+            IpAddr::V4(_) => format!("{addr}/32"),
+            IpAddr::V6(_) => format!("{addr}/128"),
+        };
+        self.ip_in(
+            &self.cli,
+            &["addr", "add", &host, "dev", &self.cli_if, "nodad"],
+        )?;
+        Ok(())
+    }
+
+    /// Sends `count` UDP datagrams per probe from the client and counts, per probe, how many
+    /// reached a socket listening on the probe's destination in the gateway. Destinations must
+    /// be remotes ([`Lab::add_remote`]) or the gateway's lab addresses; sources must be the
+    /// client's lab address (`None`) or added with [`Lab::add_client_source`].
+    pub fn probe(&self, probes: &[Probe], count: usize) -> Result<Vec<ProbeResult>> {
+        let (ports_tx, ports_rx) = std::sync::mpsc::channel::<Result<Vec<u16>>>();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+        let gw = self.gw.clone();
+        let cli = self.cli.clone();
+        let received = thread::scope(|s| -> Result<Vec<usize>> {
+            let receiver = s.spawn(move || -> Result<Vec<usize>> {
+                let sockets = match in_this_thread_netns(&gw).and_then(|()| {
+                    probes
+                        .iter()
+                        .map(|p| {
+                            UdpSocket::bind(SocketAddr::new(p.dst, 0)).map_err(|e| {
+                                LabError::new(format!("{gw}: binding UDP to {}: {e}", p.dst))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let message = e.to_string();
+                        let _ = ports_tx.send(Err(e));
+                        return Err(LabError::new(message));
+                    }
+                };
+                let ports = sockets
+                    .iter()
+                    .map(|s| s.local_addr().map(|a| a.port()))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(|e| LabError::new(format!("reading a bound port: {e}")))?;
+                let _ = ports_tx.send(Ok(ports));
+                // Sent or the sender gave up (the channel closed): count what arrived either way.
+                let _ = sent_rx.recv();
+                thread::sleep(SETTLE);
+                sockets.iter().map(drain).collect()
+            });
+            let ports = match ports_rx.recv() {
+                Ok(Ok(ports)) => ports,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return receiver
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                }
+            };
+            let sender = s.spawn(move || -> Result<()> {
+                in_this_thread_netns(&cli)?;
+                for (i, (p, port)) in probes.iter().zip(&ports).enumerate() {
+                    let src = p.src.unwrap_or_else(|| unspecified_like(p.dst));
+                    let socket = UdpSocket::bind(SocketAddr::new(src, 0))
+                        .map_err(|e| LabError::new(format!("{cli}: binding UDP to {src}: {e}")))?;
+                    for seq in 0..count {
+                        let payload = payload(i, seq);
+                        socket
+                            .send_to(&payload, SocketAddr::new(p.dst, *port))
+                            .map_err(|e| {
+                                LabError::new(format!(
+                                    "{cli}: sending from {src} to {}: {e}",
+                                    p.dst
+                                ))
+                            })?;
+                    }
+                }
+                Ok(())
+            });
+            let sent = sender
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            drop(sent_tx);
+            let received = receiver
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            sent?;
+            received
+        })?;
+        Ok(probes
+            .iter()
+            .zip(received)
+            .map(|(p, received)| ProbeResult {
+                probe: *p,
+                sent: count,
+                received,
+            })
+            .collect())
+    }
+
+    /// `ip -n <ns>` with `line` split on whitespace, returning stdout.
+    fn ip(&self, ns: &str, line: &str) -> Result<String> {
+        self.ip_in(ns, &line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// `ip -n <ns> ARGS`, returning stdout.
+    pub fn ip_in(&self, ns: &str, args: &[&str]) -> Result<String> {
+        run(Command::new("ip").arg("-n").arg(ns).args(args))
+    }
+
+    /// Whether an XDP program is attached to the gateway's veth (per `ip -j link show`).
+    pub fn xdp_attached(&self) -> Result<bool> {
+        let out = self.ip_in(&self.gw, &["-j", "link", "show", "dev", &self.gw_if])?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| LabError::new(format!("`ip -j link show` output: {e}: {out}")))?;
+        Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
+    }
+
+    /// Writes `text` to `name` in the lab directory and returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| LabError::new(format!("writing {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    /// A command running the embargo binary inside the gateway namespace with `args`.
+    pub fn embargo_in_gw(&self, args: &[&str]) -> Result<Command> {
+        let bin = embargo_bin()?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.gw]).arg(bin).args(args);
+        Ok(cmd)
+    }
+
+    /// The control socket path of this lab's agent.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...`
+    /// inside the gateway namespace and waits until its status answers.
+    pub fn start_agent(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
+        let socket = self.control_socket();
+        let log = self.dir.join(format!("agent-{role}.log"));
+        let out = File::create(&log)
+            .map_err(|e| LabError::new(format!("creating {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| LabError::new(format!("{}: {e}", log.display())))?;
+        let iface = format!("{}:{role}", self.gw_if);
+        let mut cmd = self.embargo_in_gw(&[
+            "run",
+            "--config",
+            &config.display().to_string(),
+            "--interface",
+            &iface,
+            "--control-socket",
+            &socket.display().to_string(),
+        ])?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        // If this process dies without running `Drop` (SIGKILL, abort), the agent gets SIGTERM
+        // instead of running on in a namespace nobody can name any more. The signal follows the
+        // spawning thread, so keep an `Agent` on the thread that started it.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and kill are async-signal-safe; nothing is allocated here.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| LabError::new(format!("starting {cmd:?}: {e}")))?;
+        let mut agent = Agent {
+            lab: self,
+            child: Some(child),
+            socket,
+            log,
+        };
+        agent.wait_ready(Duration::from_secs(20))?;
+        Ok(agent)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.cli, &self.gw] {
+            if Path::new(NETNS_DIR).join(ns).exists()
+                && let Err(e) = run(Command::new("ip").args(["netns", "del", ns]))
+            {
+                eprintln!("lab teardown: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One datagram flow: from the client (`src`, or its lab address) to `dst` in the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub src: Option<IpAddr>,
+    pub dst: IpAddr,
+}
+
+impl Probe {
+    /// From the client's lab address to `dst`.
+    pub fn to(dst: IpAddr) -> Self {
+        Self { src: None, dst }
+    }
+
+    /// From `src` to the gateway's lab address of the same family.
+    pub fn from(src: IpAddr) -> Self {
+        Self {
+            src: Some(src),
+            dst: Lab::gw_addr_like(src),
+        }
+    }
+
+    /// Bytes of one probe frame as XDP sees it: Ethernet + IP + UDP + payload.
+    pub fn frame_len(&self) -> u64 {
+        let ip = match self.dst {
+            IpAddr::V4(_) => 20,
+            IpAddr::V6(_) => 40,
+        };
+        (14 + ip + 8 + PAYLOAD_LEN) as u64
+    }
+}
+
+/// What a probe did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub probe: Probe,
+    pub sent: usize,
+    pub received: usize,
+}
+
+impl ProbeResult {
+    /// Every datagram arrived.
+    pub fn delivered(&self) -> bool {
+        self.received == self.sent
+    }
+
+    /// No datagram arrived.
+    pub fn blocked(&self) -> bool {
+        self.received == 0
+    }
+}
+
+/// The agent started by [`Lab::start_agent`]; killed on drop if not stopped.
+pub struct Agent<'lab> {
+    lab: &'lab Lab,
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent<'_> {
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// What the agent wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(LabError::new(format!(
+                    "embargo run exited ({status}) before answering status; its log:\n{}",
+                    self.log()
+                )));
+            }
+            match embargo::status::query(&self.socket) {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > timeout => {
+                    return Err(LabError::new(format!(
+                        "embargo run did not answer status within {timeout:?} ({e}); its log:\n{}",
+                        self.log()
+                    )));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// The agent's status, through its control socket.
+    pub fn status(&self) -> Result<Status> {
+        embargo::status::query(&self.socket).map_err(|e| LabError::new(e.to_string()))
+    }
+
+    /// `embargo status --control-socket ...` as a person would run it: its stdout.
+    pub fn status_text(&self) -> Result<String> {
+        run(Command::new(embargo_bin()?)
+            .arg("status")
+            .arg("--control-socket")
+            .arg(&self.socket))
+    }
+
+    /// `embargo status --json --control-socket ...`, parsed.
+    pub fn status_json(&self) -> Result<Status> {
+        let out = run(Command::new(embargo_bin()?)
+            .args(["status", "--json", "--control-socket"])
+            .arg(&self.socket))?;
+        serde_json::from_str(&out)
+            .map_err(|e| LabError::new(format!("`embargo status --json`: {e}: {out}")))
+    }
+
+    /// Stops the agent with SIGTERM and checks it exited 0, removed its control socket and
+    /// left no XDP program on the gateway's veth. Returns its log.
+    pub fn stop(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(LabError::new("the agent is not running"));
+        };
+        // `ip netns exec` execs the binary, so the child's pid is embargo's.
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = wait_timeout(&mut child, Duration::from_secs(15))?;
+        let log = self.log();
+        if !status.success() {
+            return Err(LabError::new(format!(
+                "embargo run exited with {status} after SIGTERM, not 0; its log:\n{log}"
+            )));
+        }
+        if self.lab.xdp_attached()? {
+            return Err(LabError::new(format!(
+                "XDP is still attached to {} after embargo exited; its log:\n{log}",
+                self.lab.gw_if
+            )));
+        }
+        if self.socket.exists() {
+            return Err(LabError::new(format!(
+                "embargo left its control socket {} behind",
+                self.socket.display()
+            )));
+        }
+        Ok(log)
+    }
+}
+
+impl Drop for Agent<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::new(format!(
+                    "embargo run did not exit within {timeout:?} of SIGTERM; killed it"
+                )));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(LabError::new(format!("waiting for embargo run: {e}"))),
+        }
+    }
+}
+
+/// The packets and bytes of `entity`'s counter row `direction` x `verdict` in `status`
+/// (`None` if the entity or row is missing).
+pub fn counter(
+    status: &Status,
+    entity: &str,
+    direction: &str,
+    verdict: &str,
+) -> Option<(u64, u64)> {
+    status
+        .entities
+        .iter()
+        .find(|e| e.id == entity)?
+        .counters
+        .iter()
+        .find(|c| c.direction == direction && c.verdict == verdict)
+        .map(|c| (c.packets, c.bytes))
+}
+
+/// The value of outcome `label` in `status` (0 if absent).
+pub fn outcome(status: &Status, label: &str) -> u64 {
+    status
+        .outcomes
+        .iter()
+        .find(|(l, _)| l == label)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// The `embargo` binary: `$EMBARGO_BIN`, else `embargo` in the cargo profile directory this
+/// executable was built into (`target/<profile>/`, found by walking up from it).
+pub fn embargo_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("EMBARGO_BIN") {
+        let bin = PathBuf::from(bin);
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(LabError::new(format!(
+                "EMBARGO_BIN={} is not a file",
+                bin.display()
+            )))
+        };
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| LabError::new(format!("finding the current executable: {e}")))?;
+    // target/<profile>/deps/<test> or target/<profile>/<bin>.
+    for dir in exe.ancestors().skip(1).take(3) {
+        let bin = dir.join("embargo");
+        if bin.is_file() {
+            return Ok(bin);
+        }
+    }
+    Err(LabError::new(format!(
+        "no embargo binary next to {}: build it first (`cargo build --bin embargo`, same profile) \
+         or set EMBARGO_BIN",
+        exe.display()
+    )))
+}
+
+/// Runs `cmd`; its stdout on success, else an error with the command line and its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let line = command_line(cmd);
+    let out: Output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError::new(format!("running `{line}`: {e}")))?;
+    if !out.status.success() {
+        return Err(LabError::new(format!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `f` on a thread that has joined network namespace `ns` (setns is per thread).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+    thread::scope(|s| {
+        s.spawn(|| {
+            in_this_thread_netns(ns)?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Moves the calling thread into network namespace `ns`. Only for threads spawned for it.
+fn in_this_thread_netns(ns: &str) -> Result<()> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    let file =
+        File::open(&path).map_err(|e| LabError::new(format!("opening {}: {e}", path.display())))?;
+    // SAFETY: a valid namespace fd; setns only changes this thread's network namespace.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(LabError::new(format!(
+            "setns into {ns}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// The forwarding switches of a lab namespace whose veth end is `dev`.
+fn forwarding_keys(dev: &str) -> Vec<String> {
+    let mut keys = vec![
+        "net/ipv4/ip_forward".to_owned(),
+        "net/ipv4/conf/all/forwarding".to_owned(),
+        "net/ipv4/conf/default/forwarding".to_owned(),
+        "net/ipv6/conf/all/forwarding".to_owned(),
+        "net/ipv6/conf/default/forwarding".to_owned(),
+    ];
+    for ifname in ["lo", dev] {
+        keys.push(format!("net/ipv4/conf/{ifname}/forwarding"));
+        keys.push(format!("net/ipv6/conf/{ifname}/forwarding"));
+    }
+    keys
+}
+
+fn set_sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<()> {
+    in_netns(ns, || {
+        for (key, value) in settings {
+            // /proc/sys/net shows the namespace of the thread that opens it.
+            let path = Path::new("/proc/sys").join(key);
+            std::fs::write(&path, value).map_err(|e| {
+                LabError::new(format!("{ns}: setting {} = {value}: {e}", path.display()))
+            })?;
+        }
+        Ok(())
+    })?
+}
+
+fn read_sysctls(ns: &str, keys: &[String]) -> Result<Vec<String>> {
+    in_netns(ns, || {
+        keys.iter()
+            .map(|key| {
+                let path = Path::new("/proc/sys").join(key);
+                std::fs::read_to_string(&path)
+                    .map(|v| v.trim().to_owned())
+                    .map_err(|e| LabError::new(format!("{ns}: reading {}: {e}", path.display())))
+            })
+            .collect()
+    })?
+}
+
+fn link_names(json: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| LabError::new(format!("`ip -j link show` output: {e}: {json}")))?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get("ifname")?.as_str().map(str::to_owned))
+        .collect())
+}
+
+fn unspecified_like(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+fn payload(probe: usize, seq: usize) -> [u8; PAYLOAD_LEN] {
+    let mut p = [0u8; PAYLOAD_LEN];
+    p[..MAGIC.len()].copy_from_slice(MAGIC);
+    p[16..24].copy_from_slice(&(probe as u64).to_be_bytes());
+    p[24..32].copy_from_slice(&(seq as u64).to_be_bytes());
+    p
+}
+
+/// Counts the probe datagrams waiting on `socket` without blocking.
+fn drain(socket: &UdpSocket) -> Result<usize> {
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| LabError::new(format!("set_nonblocking: {e}")))?;
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    loop {
+        match socket.recv(&mut buf) {
+            Ok(len) if len == PAYLOAD_LEN && buf.starts_with(MAGIC) => n += 1,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(n),
+            Err(e) => return Err(LabError::new(format!("recv: {e}"))),
+        }
+    }
+}
+
+/// Deletes namespaces and scratch directories left by labs whose process is gone (a killed
+/// test run cannot run `Drop`).
+fn sweep_stale() {
+    let dead = |pid: &str| -> bool {
+        !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && !Path::new("/proc").join(pid).exists()
+    };
+    if let Ok(entries) = std::fs::read_dir(NETNS_DIR) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // emb<pid>n<n>-cli / -gw
+            let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
+                continue;
+            };
+            let Some((id, role)) = rest.split_once('-') else {
+                continue;
+            };
+            let Some((pid, n)) = id.split_once('n') else {
+                continue;
+            };
+            if (role == "cli" || role == "gw") && n.bytes().all(|b| b.is_ascii_digit()) && dead(pid)
+            {
+                let _ = run(Command::new("ip").args(["netns", "del", &name]));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("embargo-lab-") else {
+                continue;
+            };
+            if let Some((pid, _)) = rest.split_once('-')
+                && dead(pid)
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}

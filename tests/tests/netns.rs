@@ -1,0 +1,365 @@
+//! End to end: the real `embargo` binary in a throwaway netns lab, real datagrams through a veth.
+//!
+//! Needs root and a built `embargo` binary (`cargo build --bin embargo`, or `EMBARGO_BIN`).
+//! Every address under test lives on the lab gateway's `lo`; nothing can leave the machine
+//! (see `embargo_tests::lab`).
+
+use std::net::IpAddr;
+
+use embargo::config::Role;
+use embargo_tests::lab::{self, Lab, Probe, ProbeResult, counter, outcome};
+
+/// Datagrams per probe.
+const COUNT: usize = 3;
+
+/// Lines are counted in `broken_config_*` below: keep the layout.
+const TEST_CONFIG: &str = r#"# netns test policy: documentation and test-net prefixes only.
+[[entities]]
+id = "lab-drop"
+name = "Lab Drop Entity"
+action = "drop"
+direction = "both"
+prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"]
+
+[[entities]]
+id = "lab-monitor"
+name = "Lab Monitor Entity"
+action = "monitor"
+direction = "both"
+prefixes = ["198.51.100.0/24", "2001:db8:ca7::/48"]
+"#;
+
+const DROP_ADDRS: [&str; 4] = [
+    "203.0.113.7",
+    "203.0.113.250",
+    "2001:db8:bad::7",
+    "2001:db8:bad:ffff::1",
+];
+const MONITOR_ADDRS: [&str; 2] = ["198.51.100.9", "2001:db8:ca7::9"];
+/// In no prefix; two of them right next to a blocked one.
+const ALLOWED_ADDRS: [&str; 4] = [
+    "192.0.2.10",
+    "203.0.114.1",
+    "2001:db8:1::10",
+    "2001:db8:bae::1",
+];
+
+fn addrs(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+fn default_config() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml")
+}
+
+fn new_lab() -> Lab {
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    lab
+}
+
+/// Sends COUNT datagrams per probe; returns the results keyed like the input.
+fn probe(lab: &Lab, probes: &[Probe]) -> Vec<ProbeResult> {
+    lab.probe(probes, COUNT).unwrap()
+}
+
+fn bytes_of(results: &[ProbeResult]) -> u64 {
+    results
+        .iter()
+        .map(|r| r.probe.frame_len() * r.sent as u64)
+        .sum()
+}
+
+fn assert_blocked(results: &[ProbeResult]) {
+    for r in results {
+        assert!(r.blocked(), "expected dropped, got {r:?}");
+    }
+}
+
+fn assert_delivered(results: &[ProbeResult]) {
+    for r in results {
+        assert!(r.delivered(), "expected delivered, got {r:?}");
+    }
+}
+
+fn count_family(results: &[ProbeResult], v4: bool) -> u64 {
+    results
+        .iter()
+        .filter(|r| r.probe.dst.is_ipv4() == v4)
+        .map(|r| r.sent as u64)
+        .sum()
+}
+
+#[test]
+fn lab_is_contained_and_removed_on_drop() {
+    let lab = new_lab();
+    let (cli, gw) = (lab.cli_ns().to_owned(), lab.gw_ns().to_owned());
+    let dir = lab.dir().to_owned();
+    // Reachable only through the veth, to a local address: delivered without any agent.
+    lab.add_remote("114.255.70.20".parse().unwrap()).unwrap();
+    assert_delivered(&probe(&lab, &[Probe::to("114.255.70.20".parse().unwrap())]));
+    // Sealing twice is harmless and still contained.
+    lab.seal().unwrap();
+    lab.check_contained().unwrap();
+    drop(lab);
+    let names = lab::run(std::process::Command::new("ip").args(["netns", "list"])).unwrap();
+    assert!(
+        !names.contains(&cli) && !names.contains(&gw),
+        "namespaces left: {names}"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn inside_role_drops_and_monitors_destinations() {
+    let lab = new_lab();
+    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let (drop_addrs, monitor_addrs, allowed_addrs) = (
+        addrs(&DROP_ADDRS),
+        addrs(&MONITOR_ADDRS),
+        addrs(&ALLOWED_ADDRS),
+    );
+    for a in drop_addrs
+        .iter()
+        .chain(&monitor_addrs)
+        .chain(&allowed_addrs)
+    {
+        lab.add_remote(*a).unwrap();
+    }
+    let to = |list: &[IpAddr]| list.iter().copied().map(Probe::to).collect::<Vec<_>>();
+    let (drop_p, monitor_p, allowed_p) = (to(&drop_addrs), to(&monitor_addrs), to(&allowed_addrs));
+
+    // Baseline without the agent: the lab delivers everything, so a drop below is embargo's.
+    assert_delivered(&probe(&lab, &[drop_p.clone(), monitor_p.clone()].concat()));
+
+    let agent = lab.start_agent(&config, Role::Inside).unwrap();
+    assert!(lab.xdp_attached().unwrap());
+    let dropped = probe(&lab, &drop_p);
+    let monitored = probe(&lab, &monitor_p);
+    let allowed = probe(&lab, &allowed_p);
+    assert_blocked(&dropped);
+    assert_delivered(&monitored);
+    assert_delivered(&allowed);
+
+    let status = agent.status_json().unwrap();
+    assert_eq!(status.interfaces.len(), 1, "{status:?}");
+    assert_eq!(status.interfaces[0].name, lab.gw_if());
+    assert_eq!(status.interfaces[0].role, "inside");
+    assert!(
+        ["native", "generic"].contains(&status.interfaces[0].mode.as_str()),
+        "{status:?}"
+    );
+    assert_eq!((status.prefixes_v4, status.prefixes_v6), (2, 2));
+
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "dropped"),
+        Some((sent(&dropped), bytes_of(&dropped))),
+        "drop entity counters: {status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "lab-monitor", "outbound", "monitored"),
+        Some((sent(&monitored), bytes_of(&monitored))),
+        "monitor entity counters: {status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "monitored"),
+        Some((0, 0))
+    );
+    assert_eq!(
+        counter(&status, "lab-monitor", "outbound", "dropped"),
+        Some((0, 0))
+    );
+    for entity in ["lab-drop", "lab-monitor"] {
+        for verdict in ["dropped", "monitored"] {
+            assert_eq!(
+                counter(&status, entity, "inbound", verdict),
+                Some((0, 0)),
+                "{entity} inbound {verdict}: {status:#?}"
+            );
+        }
+    }
+    let matched = [dropped.clone(), monitored.clone()].concat();
+    assert_eq!(outcome(&status, "match_ipv4"), count_family(&matched, true));
+    assert_eq!(
+        outcome(&status, "match_ipv6"),
+        count_family(&matched, false)
+    );
+    // Misses include IPv6 multicast noise (MLD), so only a lower bound.
+    assert!(outcome(&status, "miss_ipv4") >= count_family(&allowed, true));
+    assert!(outcome(&status, "miss_ipv6") >= count_family(&allowed, false));
+    assert!(status.packets_seen >= sent(&matched) + sent(&allowed));
+    // The human table is there too.
+    let text = agent.status_text().unwrap();
+    assert!(
+        text.contains("lab-drop") && text.contains(lab.gw_if()),
+        "{text}"
+    );
+
+    agent.stop().unwrap();
+}
+
+#[test]
+fn outside_role_drops_and_monitors_sources() {
+    let lab = new_lab();
+    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let blocked_src = addrs(&["203.0.113.7", "2001:db8:bad::7"]);
+    let monitored_src = addrs(&["198.51.100.9", "2001:db8:ca7::9"]);
+    let allowed_src = addrs(&["192.0.2.10", "2001:db8:1::10"]);
+    for a in blocked_src.iter().chain(&monitored_src).chain(&allowed_src) {
+        lab.add_client_source(*a).unwrap();
+    }
+    let from = |list: &[IpAddr]| list.iter().copied().map(Probe::from).collect::<Vec<_>>();
+    let (blocked_p, monitored_p, allowed_p) =
+        (from(&blocked_src), from(&monitored_src), from(&allowed_src));
+    assert_delivered(&probe(&lab, &blocked_p));
+
+    let agent = lab.start_agent(&config, Role::Outside).unwrap();
+    let blocked = probe(&lab, &blocked_p);
+    let monitored = probe(&lab, &monitored_p);
+    let allowed = probe(&lab, &allowed_p);
+    assert_blocked(&blocked);
+    assert_delivered(&monitored);
+    assert_delivered(&allowed);
+
+    let status = agent.status().unwrap();
+    assert_eq!(status.interfaces[0].role, "outside");
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+    assert_eq!(
+        counter(&status, "lab-drop", "inbound", "dropped"),
+        Some((sent(&blocked), bytes_of(&blocked))),
+        "{status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "lab-monitor", "inbound", "monitored"),
+        Some((sent(&monitored), bytes_of(&monitored))),
+        "{status:#?}"
+    );
+    for entity in ["lab-drop", "lab-monitor"] {
+        for verdict in ["dropped", "monitored"] {
+            assert_eq!(
+                counter(&status, entity, "outbound", verdict),
+                Some((0, 0)),
+                "{entity} outbound {verdict}: {status:#?}"
+            );
+        }
+    }
+    agent.stop().unwrap();
+}
+
+#[test]
+fn default_config_blocks_both_designated_entities() {
+    let lab = new_lab();
+    let config = default_config();
+    let integrity: Vec<IpAddr> = addrs(&["114.255.70.20", "5.188.33.135"]);
+    let isoon: Vec<IpAddr> = addrs(&["74.120.172.10", "8.218.67.52"]);
+    // 114.255.70.21 sits next to a listed /32; 198.18.9.9 is benchmarking space.
+    let allowed: Vec<IpAddr> = addrs(&["192.0.2.10", "114.255.70.21", "198.18.9.9"]);
+    for a in integrity.iter().chain(&isoon).chain(&allowed) {
+        lab.add_remote(*a).unwrap();
+    }
+    let to = |list: &[IpAddr]| list.iter().copied().map(Probe::to).collect::<Vec<_>>();
+    assert_delivered(&probe(&lab, &[to(&integrity), to(&isoon)].concat()));
+
+    let agent = lab.start_agent(&config, Role::Inside).unwrap();
+    let integrity_r = probe(&lab, &to(&integrity));
+    let isoon_r = probe(&lab, &to(&isoon));
+    let allowed_r = probe(&lab, &to(&allowed));
+    assert_blocked(&integrity_r);
+    assert_blocked(&isoon_r);
+    assert_delivered(&allowed_r);
+
+    let status = agent.status().unwrap();
+    let ids: Vec<&str> = status.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["integrity-tech", "i-soon"]);
+    let loaded = embargo::config::load(&config).unwrap();
+    let policy = embargo::policy::compile(&loaded).unwrap();
+    assert_eq!(status.prefixes_v4, policy.v4.len());
+    assert_eq!(status.prefixes_v6, 0);
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+    assert_eq!(
+        counter(&status, "integrity-tech", "outbound", "dropped"),
+        Some((sent(&integrity_r), bytes_of(&integrity_r))),
+        "{status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "i-soon", "outbound", "dropped"),
+        Some((sent(&isoon_r), bytes_of(&isoon_r))),
+        "{status:#?}"
+    );
+    agent.stop().unwrap();
+}
+
+#[test]
+fn sigterm_detaches_cleanly() {
+    let lab = new_lab();
+    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let blocked: IpAddr = "203.0.113.7".parse().unwrap();
+    lab.add_remote(blocked).unwrap();
+    assert!(!lab.xdp_attached().unwrap());
+
+    let agent = lab.start_agent(&config, Role::Inside).unwrap();
+    assert!(lab.xdp_attached().unwrap());
+    assert_blocked(&probe(&lab, &[Probe::to(blocked)]));
+    let socket = agent.socket().to_owned();
+    let log = agent.stop().unwrap(); // checks exit 0, no XDP left, socket removed
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("detached"), "{log}");
+
+    assert!(!lab.xdp_attached().unwrap());
+    assert!(!socket.exists());
+    assert!(embargo::status::query(&socket).is_err());
+    // With the program gone, the same traffic flows again.
+    assert_delivered(&probe(&lab, &[Probe::to(blocked)]));
+}
+
+/// Runs `embargo run` in the lab with `config_text`; asserts it is refused with exit 64 and an
+/// error naming `bad.toml:<line>:`, and that nothing was attached.
+fn assert_refused(config_text: &str, line: usize) {
+    let lab = new_lab();
+    let config = lab.write_file("bad.toml", config_text).unwrap();
+    let socket = lab.control_socket();
+    let iface = format!("{}:inside", lab.gw_if());
+    let out = lab
+        .embargo_in_gw(&[
+            "run",
+            "--config",
+            &config.display().to_string(),
+            "--interface",
+            &iface,
+            "--control-socket",
+            &socket.display().to_string(),
+        ])
+        .unwrap()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "stderr: {stderr}");
+    let at = format!("{}:{line}:", config.display());
+    assert!(stderr.contains(&at), "expected `{at}` in: {stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!lab.xdp_attached().unwrap());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn broken_config_unknown_field_exits_64_with_location() {
+    // Line 7 of the test config becomes an unknown field.
+    let text = TEST_CONFIG.replacen(
+        "prefixes = [\"203",
+        "colour = \"red\"\nprefixes = [\"203",
+        1,
+    );
+    assert_eq!(text.lines().nth(6), Some("colour = \"red\""));
+    assert_refused(&text, 7);
+}
+
+#[test]
+fn broken_config_bad_prefix_exits_64_with_location() {
+    let text = TEST_CONFIG.replace("198.51.100.0/24", "198.51.100.1/24");
+    assert_eq!(
+        text.lines().nth(13).map(|l| l.contains("198.51.100.1/24")),
+        Some(true)
+    );
+    assert_refused(&text, 14);
+}
