@@ -161,9 +161,9 @@ pub enum Stat {
     MatchIpv4,
     /// IPv6 whose matched address is in a prefix; the entity counters say what happened.
     MatchIpv6,
-    /// Informational: one 802.1Q/802.1ad tag seen.
+    /// Informational: one 802.1Q/802.1ad tag seen on a packet that parsed as IP.
     Vlan,
-    /// Informational: two tags seen (QinQ).
+    /// Informational: two tags seen (QinQ) on a packet that parsed as IP.
     QinQ,
     /// Informational: an IPv4 fragment (classified by its addresses like any packet).
     Ipv4Fragment,

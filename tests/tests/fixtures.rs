@@ -1,0 +1,888 @@
+//! Fixture table for the production XDP program, run through `BPF_PROG_TEST_RUN`.
+//!
+//! Loads the real `embargo_xdp` object with a policy written as a configuration file (parsed and
+//! compiled exactly as the agent does) and runs one frame per row, received on the loopback
+//! ifindex (passed to the kernel in `ctx_in`, a `struct xdp_md`) with the role the row names.
+//! For every row it checks the XDP verdict, and that every global stat and every entity counter
+//! moved by exactly what the row says and nothing else; exactly one terminal stat must move.
+//!
+//! Rows cover: IPv4 and IPv6; `inside` (destination matched) and `outside` (source matched)
+//! roles, and the other address of a packet not being matched; drop and monitor entities;
+//! direction-limited entities hit in the direction they do not cover; the most specific prefix
+//! winning (nested /8 /16 /32 and /32 /48 /128 listed most specific first, neighbours at every
+//! trie level, a non-stride /29 and shorter-than-root /10 and /12); 802.1Q, 802.1ad, QinQ and
+//! three or four tags; truncation at and one byte before every header boundary the packet
+//! builder reports; non-IP frames; malformed IPv4 and IPv6; IPv6 extension headers; IPv4 options
+//! and fragments; interfaces without a role; misses in both families; full-size frames.
+//!
+//! What the kernel does not allow: `BPF_PROG_TEST_RUN` refuses XDP input shorter than an
+//! Ethernet header (14 bytes) with `EINVAL` before the program runs, so runts are tested as far
+//! as the kernel allows: `kernel_refuses_runts_below_ethernet` asserts the `EINVAL` for every
+//! length below 14 (and that nothing was counted), and the table starts at 14 bytes. The
+//! program's `truncated_ethernet` path cannot be reached from a test run.
+//!
+//! Needs root (CAP_BPF, CAP_NET_ADMIN): `cargo test -p embargo-tests --test fixtures`.
+
+use std::{collections::HashSet, path::Path};
+
+use aya::programs::{ProgramError, TestRun, TestRunOptions};
+use embargo::{
+    config,
+    dataplane::{Dataplane, EntityCounters},
+    policy::{self, Policy},
+    system,
+};
+use embargo_abi::{
+    Direction::{self, Inbound, Outbound},
+    MAX_IFINDEX, Role,
+    Stat::{
+        self, Ipv4Fragment, MalformedIpv4, MalformedIpv6, MatchIpv4, MatchIpv6, MissIpv4, MissIpv6,
+        NoRole, NonIp, OtherDirection, QinQ, TruncatedIpv4, TruncatedIpv6, TruncatedVlan, Vlan,
+        VlanTooDeep,
+    },
+    Verdict::{self, Dropped, Monitored},
+    maps,
+};
+use embargo_tests::packet::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Frame, L3, boundaries,
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+/// The kernel's minimum XDP test-run input (`ETH_HLEN`).
+const ETH_HLEN: usize = 14;
+
+const INSIDE: Role = Role::Inside;
+const OUTSIDE: Role = Role::Outside;
+const NO_ROLE: Role = Role::None;
+
+/// The fixture policy. Entities are listed most specific first on purpose: the data plane must
+/// not depend on the order of the file.
+const POLICY: &str = r#"
+[[entities]]
+id = "host"
+name = "Host Ltd"
+action = "drop"
+prefixes = ["10.1.2.3/32", "2001:db8:1::42/128"]
+
+[[entities]]
+id = "wide"
+name = "Wide Holdings"
+action = "drop"
+prefixes = ["10.0.0.0/8", "2001:db8::/32"]
+
+[[entities]]
+id = "mid"
+name = "Mid Networks"
+action = "monitor"
+prefixes = ["10.1.0.0/16", "2001:db8:1::/48"]
+
+[[entities]]
+id = "outbound-only"
+name = "Outbound Only"
+action = "drop"
+direction = "outbound"
+prefixes = ["198.51.100.0/24", "3fff:bad::/32"]
+
+[[entities]]
+id = "inbound-only"
+name = "Inbound Only"
+action = "monitor"
+direction = "inbound"
+prefixes = ["203.0.113.0/24", "3fff:100::/32"]
+
+[[entities]]
+id = "odd"
+name = "Odd Lengths"
+action = "drop"
+prefixes = ["192.0.2.8/29", "3fff:ab8::/29"]
+
+[[entities]]
+id = "short"
+name = "Short Prefixes"
+action = "monitor"
+prefixes = ["100.64.0.0/10", "2a00::/12"]
+"#;
+
+// Entity indices: the order of `[[entities]]` in POLICY (checked at load).
+const HOST: u32 = 0;
+const WIDE: u32 = 1;
+const MID: u32 = 2;
+const OUT_ONLY: u32 = 3;
+const IN_ONLY: u32 = 4;
+const ODD: u32 = 5;
+const SHORT: u32 = 6;
+const ENTITY_IDS: [&str; 7] = [
+    "host",
+    "wide",
+    "mid",
+    "outbound-only",
+    "inbound-only",
+    "odd",
+    "short",
+];
+
+const HOST4: &str = "10.1.2.3";
+const HOST6: &str = "2001:db8:1::42";
+/// Addresses in no prefix.
+const MISS4: &str = "192.0.2.200";
+const MISS4B: &str = "198.18.0.1";
+const MISS6: &str = "fd00::200";
+const MISS6B: &str = "2001:db9::1";
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+/// One fixture: a frame, the role of the interface it arrives on, and everything it must do.
+struct Row {
+    name: String,
+    frame: Vec<u8>,
+    role: Role,
+    /// `XDP_DROP` or `XDP_PASS`.
+    action: u32,
+    /// Expected change of each stat; every stat not listed must not change.
+    stats: Vec<(Stat, u64)>,
+    /// Expected change of entity counters: (entity, direction, verdict, packets, bytes); every
+    /// counter not listed must not change.
+    counters: Vec<(u32, Direction, Verdict, u64, u64)>,
+}
+
+fn row(name: impl Into<String>, frame: Vec<u8>, role: Role, action: u32, stats: &[Stat]) -> Row {
+    Row {
+        name: name.into(),
+        frame,
+        role,
+        action,
+        stats: stats.iter().map(|s| (*s, 1)).collect(),
+        counters: Vec::new(),
+    }
+}
+
+impl Row {
+    /// Expects the packet counted once, with its full length, against `entity`.
+    fn counted(mut self, entity: u32, direction: Direction, verdict: Verdict) -> Self {
+        let bytes = self.frame.len() as u64;
+        self.counters.push((entity, direction, verdict, 1, bytes));
+        self
+    }
+}
+
+fn v4(src: &str, dst: &str) -> Frame {
+    Frame::ip(src.parse().unwrap(), dst.parse().unwrap())
+}
+
+fn v6(src: &str, dst: &str) -> Frame {
+    Frame::ip(src.parse().unwrap(), dst.parse().unwrap())
+}
+
+/// An IPv4 frame with a given header length (words) and flags/fragment-offset field.
+fn v4_hdr(src: &str, dst: &str, ihl_words: u8, frag_field: u16) -> Frame {
+    let mut f = v4(src, dst);
+    match &mut f.l3 {
+        L3::V4 { ihl, frag, .. } => {
+            *ihl = ihl_words;
+            *frag = frag_field;
+        }
+        _ => unreachable!(),
+    }
+    f
+}
+
+/// An IPv6 frame whose fixed header says `next_header` and whose payload is `body`.
+fn v6_ext(src: &str, dst: &str, next: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = v6(src, dst);
+    match &mut f.l3 {
+        L3::V6 { next_header, .. } => *next_header = next,
+        _ => unreachable!(),
+    }
+    f.payload_len = body.len();
+    let mut b = f.bytes();
+    let start = b.len() - body.len();
+    b[start..].copy_from_slice(body);
+    b
+}
+
+fn other(ethertype: u16, body: &[u8]) -> Frame {
+    Frame {
+        vlans: Vec::new(),
+        l3: L3::Other {
+            ethertype,
+            body: body.to_vec(),
+        },
+        payload_len: 0,
+    }
+}
+
+/// An ARP request who-has 10.1.2.3 (a blocked address, which must not matter).
+fn arp() -> Frame {
+    let mut body = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    body.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 192, 0, 2, 200]);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 1, 2, 3]);
+    other(ETH_P_ARP, &body)
+}
+
+/// `bytes` with the (untagged) EtherType replaced.
+fn retype(mut bytes: Vec<u8>, ethertype: u16) -> Vec<u8> {
+    bytes[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    bytes
+}
+
+/// A frame padded with payload to exactly `total` bytes.
+fn sized(mut f: Frame, total: usize) -> Vec<u8> {
+    f.payload_len = 0;
+    let header = f.bytes().len();
+    f.payload_len = total - header;
+    let b = f.bytes();
+    assert_eq!(b.len(), total);
+    b
+}
+
+#[rustfmt::skip]
+fn rows() -> Vec<Row> {
+    let mut r = Vec::new();
+
+    // --- IPv4: roles, directions, nesting -----------------------------------------------------
+    r.push(row("v4 inside: dst in 10/8 -> wide drops", v4(MISS4, "10.9.9.9").bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(WIDE, Outbound, Dropped));
+    r.push(row("v4 inside: dst in 10.1/16 -> mid monitors", v4(MISS4, "10.1.9.9").bytes(), INSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 inside: dst 10.1.2.3/32 -> host drops", v4(MISS4, HOST4).bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 inside: 10.1.2.2, last-level sibling of the /32 -> mid", v4(MISS4, "10.1.2.2").bytes(), INSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 inside: 10.1.2.19, first-level sibling of the /32 -> mid", v4(MISS4, "10.1.2.19").bytes(), INSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 inside: 10.1.3.3, root sibling of the /32 -> mid", v4(MISS4, "10.1.3.3").bytes(), INSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 inside: 10.255.255.255, last of 10/8 -> wide", v4(MISS4, "10.255.255.255").bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(WIDE, Outbound, Dropped));
+    r.push(row("v4 inside: 11.0.0.0, just past 10/8 -> miss", v4(MISS4, "11.0.0.0").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 inside: 9.255.255.255, just before 10/8 -> miss", v4(MISS4, "9.255.255.255").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 outside: src 10.1.2.3 -> host drops inbound", v4(HOST4, MISS4).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Inbound, Dropped));
+    r.push(row("v4 outside: src in 10.1/16 -> mid monitors inbound", v4("10.1.9.9", MISS4).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Inbound, Monitored));
+    r.push(row("v4 outside: src in 10/8 -> wide drops inbound", v4("10.9.9.9", MISS4).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv4]).counted(WIDE, Inbound, Dropped));
+    r.push(row("v4 inside: blocked 10.1.2.3 as source is not matched -> miss", v4(HOST4, MISS4).bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 outside: blocked 10.1.2.3 as destination is not matched -> miss", v4(MISS4, HOST4).bytes(), OUTSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 inside: both addresses unlisted -> miss", v4(MISS4, MISS4B).bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 outside: both addresses unlisted -> miss", v4(MISS4B, MISS4).bytes(), OUTSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 inside: both listed, the destination (host) decides", v4("10.1.9.9", HOST4).bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 outside: both listed, the source (mid) decides", v4("10.1.9.9", HOST4).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4]).counted(MID, Inbound, Monitored));
+    r.push(row("v4 /29: first address 192.0.2.8 -> odd", v4(MISS4, "192.0.2.8").bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(ODD, Outbound, Dropped));
+    r.push(row("v4 /29: last address 192.0.2.15 -> odd", v4("192.0.2.15", MISS4).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv4]).counted(ODD, Inbound, Dropped));
+    r.push(row("v4 /29: 192.0.2.7 just below -> miss", v4(MISS4, "192.0.2.7").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 /29: 192.0.2.16 just above -> miss", v4(MISS4, "192.0.2.16").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 /10 (shorter than the root): first address -> short", v4(MISS4, "100.64.0.0").bytes(), INSIDE, XDP_PASS, &[MatchIpv4]).counted(SHORT, Outbound, Monitored));
+    r.push(row("v4 /10: last address as source -> short inbound", v4("100.127.255.255", MISS4).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4]).counted(SHORT, Inbound, Monitored));
+    r.push(row("v4 /10: 100.63.255.255 just below -> miss", v4(MISS4, "100.63.255.255").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 /10: 100.128.0.0 just above -> miss", v4(MISS4, "100.128.0.0").bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("v4 outbound-only entity, outbound -> drops", v4(MISS4, "198.51.100.9").bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(OUT_ONLY, Outbound, Dropped));
+    r.push(row("v4 outbound-only entity received inbound -> other direction, pass", v4("198.51.100.9", MISS4).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4, OtherDirection]));
+    r.push(row("v4 inbound-only entity, inbound -> monitors", v4("203.0.113.5", MISS4).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4]).counted(IN_ONLY, Inbound, Monitored));
+    r.push(row("v4 inbound-only entity sent outbound -> other direction, pass", v4(MISS4, "203.0.113.5").bytes(), INSIDE, XDP_PASS, &[MatchIpv4, OtherDirection]));
+
+    // --- IPv6: roles, directions, nesting -----------------------------------------------------
+    r.push(row("v6 inside: dst in 2001:db8::/32 -> wide drops", v6(MISS6, "2001:db8:9::1").bytes(), INSIDE, XDP_DROP, &[MatchIpv6]).counted(WIDE, Outbound, Dropped));
+    r.push(row("v6 inside: dst in 2001:db8:1::/48 -> mid monitors", v6(MISS6, "2001:db8:1::1").bytes(), INSIDE, XDP_PASS, &[MatchIpv6]).counted(MID, Outbound, Monitored));
+    r.push(row("v6 inside: dst 2001:db8:1::42/128 -> host drops", v6(MISS6, HOST6).bytes(), INSIDE, XDP_DROP, &[MatchIpv6]).counted(HOST, Outbound, Dropped));
+    r.push(row("v6 inside: ::43, last-level sibling of the /128 -> mid", v6(MISS6, "2001:db8:1::43").bytes(), INSIDE, XDP_PASS, &[MatchIpv6]).counted(MID, Outbound, Monitored));
+    r.push(row("v6 inside: 2001:db8:1:0:8000::42, mid-level sibling of the /128 -> mid", v6(MISS6, "2001:db8:1:0:8000::42").bytes(), INSIDE, XDP_PASS, &[MatchIpv6]).counted(MID, Outbound, Monitored));
+    r.push(row("v6 inside: last address of 2001:db8::/32 -> wide", v6(MISS6, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff").bytes(), INSIDE, XDP_DROP, &[MatchIpv6]).counted(WIDE, Outbound, Dropped));
+    r.push(row("v6 inside: 2001:db9::, just past the /32 -> miss", v6(MISS6, "2001:db9::").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: 2001:db7:ffff::, just before the /32 -> miss", v6(MISS6, "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 outside: src 2001:db8:1::42 -> host drops inbound", v6(HOST6, MISS6).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv6]).counted(HOST, Inbound, Dropped));
+    r.push(row("v6 outside: src in the /48 -> mid monitors inbound", v6("2001:db8:1::7", MISS6).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv6]).counted(MID, Inbound, Monitored));
+    r.push(row("v6 inside: blocked ::42 as source is not matched -> miss", v6(HOST6, MISS6).bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 outside: blocked ::42 as destination is not matched -> miss", v6(MISS6, HOST6).bytes(), OUTSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: both addresses unlisted -> miss", v6(MISS6, MISS6B).bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 outside: both addresses unlisted -> miss", v6(MISS6B, MISS6).bytes(), OUTSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 /29: 3fff:ab8::1 -> odd", v6(MISS6, "3fff:ab8::1").bytes(), INSIDE, XDP_DROP, &[MatchIpv6]).counted(ODD, Outbound, Dropped));
+    r.push(row("v6 /29: 3fff:abf:ffff::1 as source -> odd inbound", v6("3fff:abf:ffff::1", MISS6).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv6]).counted(ODD, Inbound, Dropped));
+    r.push(row("v6 /29: 3fff:ab7:ffff::1 just below -> miss", v6(MISS6, "3fff:ab7:ffff::1").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 /29: 3fff:ac0:: just above -> miss", v6(MISS6, "3fff:ac0::").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 /12 (shorter than the root): 2a00::1 -> short", v6(MISS6, "2a00::1").bytes(), INSIDE, XDP_PASS, &[MatchIpv6]).counted(SHORT, Outbound, Monitored));
+    r.push(row("v6 /12: last root slot as source -> short inbound", v6("2a0f:ffff:ffff:ffff::1", MISS6).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv6]).counted(SHORT, Inbound, Monitored));
+    r.push(row("v6 /12: 29ff:ffff:: just below -> miss", v6(MISS6, "29ff:ffff::").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 /12: 2a10:: just above -> miss", v6(MISS6, "2a10::").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 outbound-only entity, outbound -> drops", v6(MISS6, "3fff:bad::1").bytes(), INSIDE, XDP_DROP, &[MatchIpv6]).counted(OUT_ONLY, Outbound, Dropped));
+    r.push(row("v6 outbound-only entity received inbound -> other direction, pass", v6("3fff:bad::1", MISS6).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv6, OtherDirection]));
+    r.push(row("v6 inbound-only entity, inbound -> monitors", v6("3fff:100::1", MISS6).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv6]).counted(IN_ONLY, Inbound, Monitored));
+    r.push(row("v6 inbound-only entity sent outbound -> other direction, pass", v6(MISS6, "3fff:100::1").bytes(), INSIDE, XDP_PASS, &[MatchIpv6, OtherDirection]));
+
+    // --- VLAN ---------------------------------------------------------------------------------
+    r.push(row("802.1Q v4 to host -> drops, one tag", v4(MISS4, HOST4).vlan(ETH_P_8021Q, 10).bytes(), INSIDE, XDP_DROP, &[MatchIpv4, Vlan]).counted(HOST, Outbound, Dropped));
+    r.push(row("802.1ad v4 from mid -> monitors, one tag", v4("10.1.9.9", MISS4).vlan(ETH_P_8021AD, 10).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4, Vlan]).counted(MID, Inbound, Monitored));
+    r.push(row("802.1Q priority tag (VID 0) v4 to wide -> drops, one tag", v4(MISS4, "10.9.9.9").vlan(ETH_P_8021Q, 0).bytes(), INSIDE, XDP_DROP, &[MatchIpv4, Vlan]).counted(WIDE, Outbound, Dropped));
+    r.push(row("802.1Q v6 from host -> drops, one tag", v6(HOST6, MISS6).vlan(ETH_P_8021Q, 4094).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv6, Vlan]).counted(HOST, Inbound, Dropped));
+    r.push(row("802.1ad v6 miss -> one tag", v6(MISS6, MISS6B).vlan(ETH_P_8021AD, 7).bytes(), INSIDE, XDP_PASS, &[MissIpv6, Vlan]));
+    r.push(row("QinQ 802.1ad+802.1Q v4 to wide -> drops, two tags", v4(MISS4, "10.9.9.9").vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 200).bytes(), INSIDE, XDP_DROP, &[MatchIpv4, QinQ]).counted(WIDE, Outbound, Dropped));
+    r.push(row("QinQ 802.1Q+802.1Q v6 to mid -> monitors, two tags", v6(MISS6, "2001:db8:1::1").vlan(ETH_P_8021Q, 100).vlan(ETH_P_8021Q, 200).bytes(), INSIDE, XDP_PASS, &[MatchIpv6, QinQ]).counted(MID, Outbound, Monitored));
+    r.push(row("QinQ 802.1ad+802.1ad v4 miss -> two tags", v4(MISS4B, MISS4).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021AD, 2).bytes(), OUTSIDE, XDP_PASS, &[MissIpv4, QinQ]));
+    r.push(row("QinQ v6 from host -> drops, two tags", v6(HOST6, MISS6).vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 200).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv6, QinQ]).counted(HOST, Inbound, Dropped));
+    r.push(row("three tags v4 to host -> vlan too deep, pass", v4(MISS4, HOST4).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).vlan(ETH_P_8021Q, 3).bytes(), INSIDE, XDP_PASS, &[VlanTooDeep]));
+    r.push(row("three tags v6 from host -> vlan too deep, pass", v6(HOST6, MISS6).vlan(ETH_P_8021Q, 1).vlan(ETH_P_8021Q, 2).vlan(ETH_P_8021AD, 3).bytes(), OUTSIDE, XDP_PASS, &[VlanTooDeep]));
+    r.push(row("four tags v4 -> vlan too deep, pass", v4(MISS4, HOST4).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021AD, 2).vlan(ETH_P_8021Q, 3).vlan(ETH_P_8021Q, 4).bytes(), INSIDE, XDP_PASS, &[VlanTooDeep]));
+    // Tags are counted only for frames that parse to an IP header (informational stats are
+    // earned on the way to a classification).
+    r.push(row("802.1Q-tagged ARP -> non-IP only", arp().vlan(ETH_P_8021Q, 10).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("802.1Q-tagged IPv4 with IHL 4 -> malformed only", v4_hdr(MISS4, HOST4, 4, 0).vlan(ETH_P_8021Q, 10).bytes(), INSIDE, XDP_PASS, &[MalformedIpv4]));
+    r.push(row("0x9100 (pre-standard QinQ) tag is not a VLAN -> non-IP", v4(MISS4, HOST4).vlan(0x9100, 10).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+
+    // --- IPv4 fragments and options -----------------------------------------------------------
+    r.push(row("v4 first fragment (MF) to host -> drops, fragment", v4_hdr(MISS4, HOST4, 5, 0x2000).bytes(), INSIDE, XDP_DROP, &[MatchIpv4, Ipv4Fragment]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 middle fragment (MF, offset 185) to host -> drops, fragment", v4_hdr(MISS4, HOST4, 5, 0x2000 | 185).bytes(), INSIDE, XDP_DROP, &[MatchIpv4, Ipv4Fragment]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 last fragment (offset 370) from host -> drops, fragment", v4_hdr(HOST4, MISS4, 5, 370).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv4, Ipv4Fragment]).counted(HOST, Inbound, Dropped));
+    r.push(row("v4 last fragment, largest offset, to mid -> monitors, fragment", v4_hdr(MISS4, "10.1.9.9", 5, 0x1fff).bytes(), INSIDE, XDP_PASS, &[MatchIpv4, Ipv4Fragment]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 fragment miss -> miss, fragment", v4_hdr(MISS4, MISS4B, 5, 0x2000 | 1).bytes(), INSIDE, XDP_PASS, &[MissIpv4, Ipv4Fragment]));
+    r.push(row("v4 DF only is not a fragment -> drops", v4_hdr(MISS4, HOST4, 5, 0x4000).bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 fragment in QinQ to mid -> monitors, two tags, fragment", v4_hdr(MISS4, "10.1.9.9", 5, 0x2000).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).bytes(), INSIDE, XDP_PASS, &[MatchIpv4, QinQ, Ipv4Fragment]).counted(MID, Outbound, Monitored));
+    r.push(row("v4 fragment to outbound-only entity received inbound -> other direction", v4_hdr("198.51.100.9", MISS4, 5, 185).vlan(ETH_P_8021Q, 5).bytes(), OUTSIDE, XDP_PASS, &[MatchIpv4, Vlan, Ipv4Fragment, OtherDirection]));
+    r.push(row("v4 options IHL 6 to host -> drops", v4_hdr(MISS4, HOST4, 6, 0).bytes(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+    r.push(row("v4 options IHL 15 from host -> drops", v4_hdr(HOST4, MISS4, 15, 0).bytes(), OUTSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Inbound, Dropped));
+    r.push(row("v4 options IHL 15 miss -> miss", v4_hdr(MISS4, MISS4B, 15, 0).bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    // Only the fixed 20 bytes are needed to classify: options cut off still match.
+    r.push(row("v4 IHL 15 with its options cut off, to host -> drops", v4_hdr(MISS4, HOST4, 15, 0).bytes()[..ETH_HLEN + 20].to_vec(), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+
+    // --- Malformed IP -------------------------------------------------------------------------
+    r.push(row("v4 IHL 4 to host -> malformed, pass", v4_hdr(MISS4, HOST4, 4, 0).bytes(), INSIDE, XDP_PASS, &[MalformedIpv4]));
+    r.push(row("v4 IHL 0 from host -> malformed, pass", v4_hdr(HOST4, MISS4, 0, 0).bytes(), OUTSIDE, XDP_PASS, &[MalformedIpv4]));
+    r.push(row("IPv6 header under the IPv4 EtherType -> malformed v4", retype(v6(MISS6, HOST6).bytes(), ETH_P_IPV4), INSIDE, XDP_PASS, &[MalformedIpv4]));
+    r.push(row("version 0 under the IPv4 EtherType -> malformed v4", { let mut b = v4(MISS4, HOST4).bytes(); b[14] = 0x05; b }, INSIDE, XDP_PASS, &[MalformedIpv4]));
+    r.push(row("IPv4 header under the IPv6 EtherType -> malformed v6", { let mut f = v4(MISS4, HOST4); f.payload_len = 40; retype(f.bytes(), ETH_P_IPV6) }, INSIDE, XDP_PASS, &[MalformedIpv6]));
+    r.push(row("version 0 under the IPv6 EtherType -> malformed v6", { let mut b = v6(HOST6, MISS6).bytes(); b[14] &= 0x0f; b }, OUTSIDE, XDP_PASS, &[MalformedIpv6]));
+
+    // --- IPv6 extension headers: classified by the fixed header's addresses --------------------
+    let udp = [0x30, 0x39, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00];
+    let hop_by_hop = [17, 0, 1, 4, 0, 0, 0, 0]; // next UDP, PadN
+    let frag_first = [17, 0, 0x00, 0x01, 0, 0, 0, 1]; // next UDP, offset 0, M
+    let frag_later = [17, 0, 0x05, 0xa8, 0, 0, 0, 1]; // next UDP, offset 181, no M
+    let cat = |parts: &[&[u8]]| parts.concat();
+    r.push(row("v6 hop-by-hop header to host -> drops", v6_ext(MISS6, HOST6, 0, &cat(&[&hop_by_hop, &udp])), INSIDE, XDP_DROP, &[MatchIpv6]).counted(HOST, Outbound, Dropped));
+    r.push(row("v6 first fragment (header 44) to host -> drops", v6_ext(MISS6, HOST6, 44, &cat(&[&frag_first, &udp])), INSIDE, XDP_DROP, &[MatchIpv6]).counted(HOST, Outbound, Dropped));
+    r.push(row("v6 later fragment (header 44, offset) from host -> drops", v6_ext(HOST6, MISS6, 44, &cat(&[&frag_later, &udp])), OUTSIDE, XDP_DROP, &[MatchIpv6]).counted(HOST, Inbound, Dropped));
+    r.push(row("v6 hop-by-hop then fragment to mid -> monitors", v6_ext(MISS6, "2001:db8:1::9", 0, &cat(&[&[44, 0, 1, 4, 0, 0, 0, 0], &frag_first, &udp])), INSIDE, XDP_PASS, &[MatchIpv6]).counted(MID, Outbound, Monitored));
+    r.push(row("v6 fragment header, miss -> miss", v6_ext(MISS6, MISS6B, 44, &cat(&[&frag_first, &udp])), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 no next header (59) from wide -> drops", v6_ext("2001:db8:77::1", MISS6, 59, &[]), OUTSIDE, XDP_DROP, &[MatchIpv6]).counted(WIDE, Inbound, Dropped));
+
+    // --- Non-IP -------------------------------------------------------------------------------
+    r.push(row("ARP who-has a blocked address -> non-IP, pass", arp().bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("LLDP -> non-IP, pass", other(0x88cc, &[0x02, 0x07, 0x04, 0x02, 0, 0, 0, 0, 0x01]).bytes(), OUTSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("802.3 length field with LLC -> non-IP, pass", other(0x0026, &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("14-byte Ethernet header alone, EtherType 0 -> non-IP, pass", vec![0; ETH_HLEN], INSIDE, XDP_PASS, &[NonIp]));
+
+    // --- Interfaces without a role --------------------------------------------------------------
+    r.push(row("no role: v4 to host -> no role, pass", v4(MISS4, HOST4).bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+    r.push(row("no role: v6 from host -> no role, pass", v6(HOST6, MISS6).bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+    r.push(row("no role: QinQ v4 fragment -> no role only", v4_hdr(MISS4, HOST4, 5, 0x2000).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+    r.push(row("no role: truncated VLAN -> no role only", v4(MISS4, HOST4).vlan(ETH_P_8021Q, 1).bytes()[..ETH_HLEN].to_vec(), NO_ROLE, XDP_PASS, &[NoRole]));
+    r.push(row("no role: ARP -> no role only", arp().bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+
+    // --- Full-size frames: counters carry the whole length ---------------------------------------
+    r.push(row("1514-byte v4 to host -> drops, 1514 bytes counted", sized(v4(MISS4, HOST4), 1514), INSIDE, XDP_DROP, &[MatchIpv4]).counted(HOST, Outbound, Dropped));
+    r.push(row("1518-byte tagged v6 from mid -> monitors, 1518 bytes counted", sized(v6("2001:db8:1::7", MISS6).vlan(ETH_P_8021Q, 9), 1518), OUTSIDE, XDP_PASS, &[MatchIpv6, Vlan]).counted(MID, Inbound, Monitored));
+
+    r.extend(truncations());
+    r
+}
+
+/// One frame (received `inside`, addressed to `host`) cut at every header boundary and one
+/// byte before it.
+struct Truncation {
+    name: &'static str,
+    frame: Frame,
+    /// What `packet::boundaries` must report for `frame`.
+    boundaries: &'static [usize],
+    /// `(length, stats, dropped)`: `dropped` means the cut keeps the whole fixed IP header, so
+    /// the frame is classified, dropped and counted (with the cut length) against `host`.
+    cuts: &'static [(usize, &'static [Stat], bool)],
+}
+
+fn truncation_frames() -> Vec<Truncation> {
+    vec![
+        Truncation {
+            name: "v4",
+            frame: v4(MISS4, HOST4),
+            boundaries: &[12, 14, 34],
+            cuts: &[
+                (14, &[TruncatedIpv4], false),
+                (15, &[TruncatedIpv4], false),
+                (33, &[TruncatedIpv4], false),
+                (34, &[MatchIpv4], true),
+            ],
+        },
+        Truncation {
+            name: "v6",
+            frame: v6(MISS6, HOST6),
+            boundaries: &[12, 14, 54],
+            cuts: &[
+                (14, &[TruncatedIpv6], false),
+                (15, &[TruncatedIpv6], false),
+                (53, &[TruncatedIpv6], false),
+                (54, &[MatchIpv6], true),
+            ],
+        },
+        Truncation {
+            name: "802.1Q v4",
+            frame: v4(MISS4, HOST4).vlan(ETH_P_8021Q, 10),
+            boundaries: &[12, 16, 18, 38],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (17, &[TruncatedVlan], false),
+                (18, &[TruncatedIpv4], false),
+                (37, &[TruncatedIpv4], false),
+                (38, &[MatchIpv4, Vlan], true),
+            ],
+        },
+        Truncation {
+            name: "802.1ad v6",
+            frame: v6(MISS6, HOST6).vlan(ETH_P_8021AD, 20),
+            boundaries: &[12, 16, 18, 58],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (17, &[TruncatedVlan], false),
+                (18, &[TruncatedIpv6], false),
+                (57, &[TruncatedIpv6], false),
+                (58, &[MatchIpv6, Vlan], true),
+            ],
+        },
+        Truncation {
+            name: "QinQ v4",
+            frame: v4(MISS4, HOST4)
+                .vlan(ETH_P_8021AD, 100)
+                .vlan(ETH_P_8021Q, 200),
+            boundaries: &[12, 16, 20, 22, 42],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (17, &[TruncatedVlan], false),
+                (18, &[TruncatedVlan], false),
+                (19, &[TruncatedVlan], false),
+                (20, &[TruncatedVlan], false),
+                (21, &[TruncatedVlan], false),
+                (22, &[TruncatedIpv4], false),
+                (41, &[TruncatedIpv4], false),
+                (42, &[MatchIpv4, QinQ], true),
+            ],
+        },
+        Truncation {
+            name: "QinQ v6",
+            frame: v6(MISS6, HOST6)
+                .vlan(ETH_P_8021Q, 100)
+                .vlan(ETH_P_8021Q, 200),
+            boundaries: &[12, 16, 20, 22, 62],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (17, &[TruncatedVlan], false),
+                (18, &[TruncatedVlan], false),
+                (19, &[TruncatedVlan], false),
+                (20, &[TruncatedVlan], false),
+                (21, &[TruncatedVlan], false),
+                (22, &[TruncatedIpv6], false),
+                (61, &[TruncatedIpv6], false),
+                (62, &[MatchIpv6, QinQ], true),
+            ],
+        },
+        Truncation {
+            name: "three-tag v4",
+            frame: v4(MISS4, HOST4)
+                .vlan(ETH_P_8021AD, 1)
+                .vlan(ETH_P_8021Q, 2)
+                .vlan(ETH_P_8021Q, 3),
+            boundaries: &[12, 16, 20, 24, 26, 46],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (19, &[TruncatedVlan], false),
+                (20, &[TruncatedVlan], false),
+                (21, &[TruncatedVlan], false),
+                // The third TPID is all it takes to refuse the frame.
+                (22, &[VlanTooDeep], false),
+                (23, &[VlanTooDeep], false),
+                (24, &[VlanTooDeep], false),
+                (25, &[VlanTooDeep], false),
+                (26, &[VlanTooDeep], false),
+                (45, &[VlanTooDeep], false),
+                (46, &[VlanTooDeep], false),
+            ],
+        },
+        Truncation {
+            name: "ARP",
+            frame: arp(),
+            boundaries: &[12, 14],
+            cuts: &[(14, &[NonIp], false), (15, &[NonIp], false)],
+        },
+    ]
+}
+
+fn truncations() -> Vec<Row> {
+    let mut rows = Vec::new();
+    for t in truncation_frames() {
+        assert_eq!(
+            boundaries(&t.frame),
+            t.boundaries,
+            "boundaries of {}",
+            t.name
+        );
+        // Every boundary and the byte before it is either in the table or a runt the kernel
+        // refuses (checked by `kernel_refuses_runts_below_ethernet`).
+        for b in t.boundaries {
+            for cut in [b - 1, *b] {
+                assert!(
+                    cut < ETH_HLEN || t.cuts.iter().any(|c| c.0 == cut),
+                    "truncated {}: no row cuts at {cut}",
+                    t.name
+                );
+            }
+        }
+        let full = t.frame.bytes();
+        for (cut, stats, dropped) in t.cuts {
+            assert!(
+                *cut <= full.len(),
+                "truncated {}: cut {cut} past the frame",
+                t.name
+            );
+            let name = format!("truncated {} at {cut} of {} bytes", t.name, full.len());
+            let frame = full[..*cut].to_vec();
+            rows.push(if *dropped {
+                row(name, frame, INSIDE, XDP_DROP, stats).counted(HOST, Outbound, Dropped)
+            } else {
+                row(name, frame, INSIDE, XDP_PASS, stats)
+            });
+        }
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running.
+
+fn fixture_policy() -> Policy {
+    let loaded = config::parse(Path::new("fixtures.toml"), POLICY.to_owned()).unwrap();
+    let policy = policy::compile(&loaded).unwrap();
+    assert!(policy.notes.is_empty(), "{:?}", policy.notes);
+    let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ENTITY_IDS);
+    policy
+}
+
+fn load(policy: &Policy) -> Dataplane {
+    Dataplane::load(policy)
+        .unwrap_or_else(|e| panic!("loading the XDP program failed (these tests need root): {e}"))
+}
+
+fn loopback() -> u32 {
+    let lo = system::ifindex("lo").expect("the loopback interface");
+    assert!(lo < MAX_IFINDEX);
+    lo
+}
+
+/// The kernel's `struct xdp_md` for a test run: data, data_end, data_meta, ingress_ifindex,
+/// rx_queue_index, egress_ifindex. The kernel requires data_meta = 0, data_end = the input
+/// length and egress_ifindex = 0; the ingress interface must exist with queue 0 registered.
+fn xdp_md(len: usize, ingress_ifindex: u32) -> [u8; 24] {
+    let fields = [0, len as u32, 0, ingress_ifindex, 0, 0];
+    let mut ctx = [0u8; 24];
+    for (chunk, field) in ctx.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&field.to_le_bytes());
+    }
+    ctx
+}
+
+/// Runs the production program once on `frame` received on `ifindex`; the XDP action.
+fn run(dp: &Dataplane, frame: &[u8], ifindex: u32) -> Result<u32, ProgramError> {
+    let ctx = xdp_md(frame.len(), ifindex);
+    let result = dp.program().test_run(TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx),
+        repeat: 1,
+        ..TestRunOptions::new()
+    })?;
+    Ok(result.return_value)
+}
+
+fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn action_name(action: u32) -> &'static str {
+    match action {
+        0 => "XDP_ABORTED",
+        XDP_DROP => "XDP_DROP",
+        XDP_PASS => "XDP_PASS",
+        3 => "XDP_TX",
+        4 => "XDP_REDIRECT",
+        _ => "unknown",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Snapshot {
+    stats: Vec<u64>,
+    counters: Vec<EntityCounters>,
+}
+
+fn snapshot(dp: &Dataplane) -> Snapshot {
+    let s = Snapshot {
+        stats: dp.stats().unwrap(),
+        counters: dp.counters().unwrap(),
+    };
+    assert_eq!(s.stats.len(), Stat::COUNT as usize);
+    assert_eq!(s.counters.len(), ENTITY_IDS.len());
+    s
+}
+
+/// Checks a row is well formed before it runs: one terminal stat, nothing listed twice.
+fn validate(row: &Row) {
+    let terminal = row
+        .stats
+        .iter()
+        .filter(|(s, _)| (*s as u32) < Stat::TERMINAL)
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(
+        terminal, 1,
+        "row `{}` must expect one terminal stat",
+        row.name
+    );
+    let stats: HashSet<u32> = row.stats.iter().map(|(s, _)| *s as u32).collect();
+    assert_eq!(
+        stats.len(),
+        row.stats.len(),
+        "row `{}` lists a stat twice",
+        row.name
+    );
+    for (entity, ..) in &row.counters {
+        assert!((*entity as usize) < ENTITY_IDS.len(), "row `{}`", row.name);
+    }
+    assert!(
+        matches!(row.action, XDP_DROP | XDP_PASS),
+        "row `{}`",
+        row.name
+    );
+    // A drop is always attributed to an entity.
+    assert_eq!(
+        row.action == XDP_DROP,
+        row.counters.iter().any(|c| c.2 == Dropped),
+        "row `{}`: drops and dropped counters go together",
+        row.name
+    );
+}
+
+/// Runs one row; every way it differs from what the row says.
+fn check(dp: &mut Dataplane, lo: u32, row: &Row) -> Vec<String> {
+    dp.set_role(lo, row.role).unwrap();
+    let before = snapshot(dp);
+    let result = run(dp, &row.frame, lo);
+    let after = snapshot(dp);
+    let mut errors = Vec::new();
+    match result {
+        Ok(action) if action == row.action => {}
+        Ok(action) => errors.push(format!(
+            "action {} ({action}), expected {}",
+            action_name(action),
+            action_name(row.action)
+        )),
+        Err(e) => errors.push(format!("BPF_PROG_TEST_RUN failed: {e} ({e:?})")),
+    }
+
+    let delta: Vec<u64> = after
+        .stats
+        .iter()
+        .zip(&before.stats)
+        .map(|(a, b)| a.wrapping_sub(*b))
+        .collect();
+    for (stat, label) in Stat::ALL {
+        let want: u64 = row
+            .stats
+            .iter()
+            .filter(|(s, _)| *s == stat)
+            .map(|(_, n)| n)
+            .sum();
+        let got = delta[stat as usize];
+        if got != want {
+            errors.push(format!("stat {label}: moved by {got}, expected {want}"));
+        }
+    }
+    let terminal: u64 = delta[..Stat::TERMINAL as usize].iter().sum();
+    if terminal != 1 {
+        errors.push(format!(
+            "terminal stats moved by {terminal} in total, expected exactly 1"
+        ));
+    }
+
+    for (entity, id) in ENTITY_IDS.iter().enumerate() {
+        for direction in Direction::ALL {
+            for verdict in Verdict::ALL {
+                let a = after.counters[entity].get(direction, verdict);
+                let b = before.counters[entity].get(direction, verdict);
+                let got = (
+                    a.packets.wrapping_sub(b.packets),
+                    a.bytes.wrapping_sub(b.bytes),
+                );
+                let want = row
+                    .counters
+                    .iter()
+                    .filter(|c| c.0 as usize == entity && c.1 == direction && c.2 == verdict)
+                    .fold((0, 0), |acc, c| (acc.0 + c.3, acc.1 + c.4));
+                if got != want {
+                    errors.push(format!(
+                        "counter {id}/{direction:?}/{verdict:?}: moved by {} packets {} bytes, expected {} packets {} bytes",
+                        got.0, got.1, want.0, want.1
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+/// Every row of the table, through the real program, with exact counter deltas.
+#[test]
+fn fixture_table() {
+    let mut dp = load(&fixture_policy());
+    let lo = loopback();
+    let rows = rows();
+    assert!(rows.len() >= 40, "only {} rows", rows.len());
+    let mut names = HashSet::new();
+    for row in &rows {
+        assert!(
+            names.insert(row.name.as_str()),
+            "duplicate row name `{}`",
+            row.name
+        );
+        validate(row);
+    }
+    let mut failures = Vec::new();
+    for row in &rows {
+        let errors = check(&mut dp, lo, row);
+        if !errors.is_empty() {
+            failures.push(format!(
+                "row `{}` ({} bytes, role {:?}):\n    {}",
+                row.name,
+                row.frame.len(),
+                row.role,
+                errors.join("\n    ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixture rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} fixture rows passed", rows.len());
+}
+
+/// `BPF_PROG_TEST_RUN` refuses XDP input shorter than `ETH_HLEN` with `EINVAL`, so runts
+/// cannot reach the program: check the refusal for every such length (and that nothing was
+/// counted), and that 14 bytes, the shortest input the kernel runs, does reach it.
+#[test]
+fn kernel_refuses_runts_below_ethernet() {
+    let mut dp = load(&fixture_policy());
+    let lo = loopback();
+    dp.set_role(lo, INSIDE).unwrap();
+    let frames = [
+        v4(MISS4, HOST4).bytes(),
+        v6(MISS6, HOST6).vlan(ETH_P_8021Q, 1).bytes(),
+        arp().bytes(),
+    ];
+    for frame in &frames {
+        for len in 0..ETH_HLEN {
+            let before = snapshot(&dp);
+            let result = run(&dp, &frame[..len], lo);
+            let after = snapshot(&dp);
+            match result {
+                Err(e) => assert_eq!(
+                    errno(&e),
+                    Some(libc::EINVAL),
+                    "{len}-byte runt: expected EINVAL, got {e:?}"
+                ),
+                Ok(action) => panic!(
+                    "{len}-byte runt: the kernel ran the program ({}); the table should test it",
+                    action_name(action)
+                ),
+            }
+            assert_eq!(
+                before, after,
+                "{len}-byte runt: refused, yet counters moved"
+            );
+        }
+    }
+    // The same context with 14 bytes runs: the refusal above is about the length.
+    let before = snapshot(&dp);
+    assert_eq!(run(&dp, &frames[0][..ETH_HLEN], lo).unwrap(), XDP_PASS);
+    let after = snapshot(&dp);
+    let moved: Vec<usize> = (0..Stat::COUNT as usize)
+        .filter(|i| after.stats[*i] != before.stats[*i])
+        .collect();
+    assert_eq!(moved, [TruncatedIpv4 as usize]);
+}
+
+/// The ingress interface given in `ctx_in` is the one whose role applies: an ifindex that does
+/// not exist is refused (`ENODEV`), and with another interface present, its role and not the
+/// loopback's decides.
+#[test]
+fn ctx_ingress_ifindex_selects_the_role() {
+    let mut dp = load(&fixture_policy());
+    let lo = loopback();
+    let frame = v4(MISS4, HOST4).bytes();
+
+    let interfaces: Vec<(String, u32)> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| system::ifindex(&n).map(|i| (n, i)))
+        .collect();
+    let unused = (1..MAX_IFINDEX)
+        .rev()
+        .find(|i| interfaces.iter().all(|(_, used)| used != i))
+        .unwrap();
+    let err = run(&dp, &frame, unused).unwrap_err();
+    assert_eq!(errno(&err), Some(libc::ENODEV), "ifindex {unused}: {err:?}");
+
+    let Some((name, other)) = interfaces
+        .into_iter()
+        .find(|(n, i)| n != "lo" && *i < MAX_IFINDEX)
+    else {
+        eprintln!("no interface besides lo: only the loopback ifindex was exercised");
+        return;
+    };
+    dp.set_role(lo, NO_ROLE).unwrap();
+    dp.set_role(other, INSIDE).unwrap();
+    let before = snapshot(&dp);
+    assert_eq!(
+        run(&dp, &frame, other).unwrap(),
+        XDP_DROP,
+        "received on {name}"
+    );
+    assert_eq!(run(&dp, &frame, lo).unwrap(), XDP_PASS, "received on lo");
+    let after = snapshot(&dp);
+    assert_eq!(
+        after.stats[MatchIpv4 as usize] - before.stats[MatchIpv4 as usize],
+        1
+    );
+    assert_eq!(
+        after.stats[NoRole as usize] - before.stats[NoRole as usize],
+        1
+    );
+}
+
+/// Every map name the ABI crate declares exists in the loaded production object.
+#[test]
+fn every_abi_map_exists_in_the_object() {
+    let dp = load(&Policy::default());
+    let names = dp.map_names();
+    for map in maps::ALL {
+        assert!(
+            names.iter().any(|n| n == map),
+            "map {map} is not in the object; it has {names:?}"
+        );
+    }
+}
