@@ -1,30 +1,84 @@
-//! The configuration file: interfaces with roles, entities with prefixes and actions.
+//! The configuration: a main file and the entity files it includes.
 //!
 //! TOML read with serde and `deny_unknown_fields`. Every error names the file, line and column
-//! and says what to do; nothing from a file that fails is used.
+//! and says what to do; nothing from a configuration that fails is used. Loading reads files
+//! only; turning the model into a table is [`crate::compile`]'s job.
 
 use std::{
+    collections::BTreeMap,
     fmt, fs,
     path::{Path, PathBuf},
 };
 
+use chrono::NaiveDate;
 use ipnetwork::IpNetwork;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-/// Largest configuration file read, so a wrong path (a disk image, a log) fails fast.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest file read, so a wrong path (a disk image, a log) fails fast.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The whole configuration.
+// ---------------------------------------------------------------------------------------------
+// The main file.
+
+/// The main configuration file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct MainFile {
+    /// Authorities whose designations this gateway enforces (`UK`, `US`, `EU`, `UN`, or others
+    /// by name). An entity is enforced when it has at least one current designation by one of
+    /// them; the same entity files then serve gateways under different jurisdictions.
+    pub enforce: Vec<Spanned<String>>,
+    /// Entity files or directories of them (`*.toml`, read in name order), relative to this file.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// IP-to-ASN range table (CSV `ip_range_start,ip_range_end,as_number[,as_organization]`),
+    /// needed when an entity lists `asn`. Relative to this file.
+    #[serde(default)]
+    pub asn_table: Option<Spanned<String>>,
+    /// Prefixes never blocked, whatever an entity says.
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+    /// Limits that refuse dangerous input.
+    #[serde(default)]
+    pub guard: Guard,
     /// Interfaces to attach to. `embargo run --interface` adds to or overrides these.
     #[serde(default)]
     pub interfaces: Vec<Interface>,
-    /// Designated entities and their network prefixes.
+    /// Entities may also be written inline in the main file.
     #[serde(default)]
-    pub entities: Vec<Entity>,
+    pub entities: Vec<EntityDef>,
+}
+
+/// A prefix that is never blocked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    pub prefix: Spanned<String>,
+    /// Why (shown by `embargo why` and in reports).
+    pub reason: String,
+}
+
+/// Refusals of dangerous input. Each can be overridden, explicitly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guard {
+    /// Broadest IPv4 prefix accepted without a group-level `guard_override` (default 8: /8).
+    pub broadest_v4: u8,
+    /// Broadest IPv6 prefix accepted without a group-level `guard_override` (default 19).
+    pub broadest_v6: u8,
+    /// Most prefixes the compiled table may hold (default 5,000,000).
+    pub max_prefixes: u64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            broadest_v4: 8,
+            broadest_v6: 19,
+            max_prefixes: 5_000_000,
+        }
+    }
 }
 
 /// One interface the XDP program attaches to.
@@ -41,7 +95,7 @@ pub struct Interface {
 }
 
 /// Interface role; see [`embargo_abi::Role`].
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Faces the protected network: packets received here leave it; the destination is matched.
@@ -69,7 +123,7 @@ impl fmt::Display for Role {
 }
 
 /// XDP attach mode.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
     /// Native (driver) mode, falling back to generic mode with a log line.
@@ -81,27 +135,54 @@ pub enum XdpMode {
     Generic,
 }
 
-/// A designated entity (the minimal model; designations and evidence come with the policy
-/// compiler).
+// ---------------------------------------------------------------------------------------------
+// Entities.
+
+/// A designated entity: one per entity file, or inline in the main file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Entity {
-    /// Stable slug, e.g. `integrity-tech`; used in metrics and logs.
+pub struct EntityDef {
+    /// Stable slug, e.g. `integrity-tech`; used in metrics, logs and `embargo why`.
     pub id: Spanned<String>,
     /// Legal name.
     pub name: String,
+    /// Other names it is known by.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Its designations; only those by an enforced authority, not delisted, count.
+    #[serde(default)]
+    pub designations: Vec<Designation>,
     /// `drop` or `monitor` (count and pass).
     pub action: Action,
     /// Which directions the action applies to.
     #[serde(default)]
     pub direction: DirectionSet,
-    /// IPv4 and IPv6 CIDRs or single addresses.
+    /// Groups of network identifiers, each with its evidence.
     #[serde(default)]
-    pub prefixes: Vec<Spanned<String>>,
+    pub networks: Vec<NetworkGroup>,
+}
+
+/// A designation by one authority.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Designation {
+    /// `UK`, `US`, `EU`, `UN`, or another authority by name.
+    pub authority: String,
+    /// The legal regime, e.g. `Cyber (Sanctions) (EU Exit) Regulations 2020`.
+    pub regime: String,
+    /// The list reference: UK Sanctions List ID (`CYB0114`), OFAC `ent_num` or program tag,
+    /// EU reference.
+    pub reference: String,
+    pub listed_on: Date,
+    /// Where the designation is published.
+    pub source: String,
+    /// Set when the entity was removed from the list; enforcement ends then.
+    #[serde(default)]
+    pub delisted_on: Option<Date>,
 }
 
 /// What happens to a matching packet.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Drop,
@@ -109,7 +190,7 @@ pub enum Action {
 }
 
 /// Directions an entity's action applies to.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectionSet {
     /// Packets leaving the protected network (destination matched on `inside` interfaces).
@@ -132,6 +213,111 @@ impl DirectionSet {
     }
 }
 
+/// Network identifiers that share one piece of evidence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkGroup {
+    /// IPv4 and IPv6 CIDRs and single addresses.
+    #[serde(default)]
+    pub prefixes: Vec<Spanned<String>>,
+    /// Autonomous system numbers, resolved through the main file's `asn_table`.
+    #[serde(default)]
+    pub asn: Vec<Spanned<u32>>,
+    /// Indicator files (one CIDR or address per line, `#` comments), relative to the file
+    /// that names them.
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+    /// Why these addresses belong to the entity.
+    pub evidence: Evidence,
+    /// Accept prefixes broader than the guard's limits in this group; the text says why.
+    #[serde(default)]
+    pub guard_override: Option<String>,
+}
+
+/// The evidence linking a group of addresses to an entity.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub kind: EvidenceKind,
+    /// URL or document the addresses come from.
+    pub source: String,
+    /// When this project retrieved it.
+    pub retrieved: Date,
+    pub confidence: Confidence,
+    /// The evidence stops counting on this date.
+    #[serde(default)]
+    pub expires: Option<Date>,
+    /// Or: it stops counting this long after `retrieved` (e.g. `90days`, `26weeks`).
+    #[serde(default)]
+    pub max_age: Option<Spanned<String>>,
+    /// Free text for auditors.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Where evidence comes from.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceKind {
+    /// Registry allocation (RIR whois): long-lived, entity-owned netblocks.
+    Registry,
+    /// Routing data (announced by the entity's ASN).
+    Routing,
+    /// A government or vendor advisory or IOC publication: often compromised or rented hosts.
+    Advisory,
+    /// Entered by an operator.
+    Manual,
+}
+
+/// How sure the source is.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+/// A calendar date, written as a TOML date (`2025-12-09`) or a string of that form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Date(pub NaiveDate);
+
+impl<'de> Deserialize<'de> for Date {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Toml(toml::value::Datetime),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Toml(dt) => {
+                if dt.time.is_some() || dt.offset.is_some() {
+                    return Err(D::Error::custom(
+                        "expected a date like 2025-12-09, without a time",
+                    ));
+                }
+                dt.to_string()
+            }
+            Raw::Text(s) => s,
+        };
+        NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map(Date)
+            .map_err(|_| D::Error::custom(format!("`{text}` is not a date like 2025-12-09")))
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and locations.
+
 /// A place in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -151,17 +337,17 @@ impl fmt::Display for Location {
 /// Why a configuration was refused. Every variant says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read the configuration: {source}; check the path and its permissions")]
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}; check the path and its permissions")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    /// A file is larger than [`MAX_FILE_BYTES`].
     #[error("{path}: the file is {size} bytes, over the {max}-byte limit; is this the right file?")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
-    /// The file is not UTF-8.
+    /// A file is not UTF-8.
     #[error("{path}: the file is not UTF-8 text; save it as UTF-8")]
     NotUtf8 { path: PathBuf },
     /// TOML syntax or schema error (unknown field, wrong type, missing field).
@@ -173,7 +359,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// Process exit code for a refused configuration (EX_USAGE-style, as linkerd uses).
+    /// Process exit code for a refused configuration (EX_USAGE, as linkerd uses).
     pub const EXIT_CODE: i32 = 64;
 }
 
@@ -186,14 +372,14 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// A configuration file read and parsed, with its text kept for error locations.
-pub struct Loaded {
+/// One file read, its text kept for error locations.
+#[derive(Debug)]
+pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
-    pub config: Config,
 }
 
-impl Loaded {
+impl SourceFile {
     /// The location of byte `offset` in this file.
     pub fn at(&self, offset: usize) -> Location {
         let (line, column) = line_col(&self.text, offset);
@@ -203,52 +389,141 @@ impl Loaded {
             column,
         }
     }
+
+    /// An [`ConfigError::Invalid`] at `offset`.
+    pub fn invalid(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            at: self.at(offset),
+            message: message.into(),
+        }
+    }
 }
 
-/// Reads and parses `path`.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let meta = fs::metadata(path).map_err(|source| ConfigError::Read {
+/// Reads a text file with the size cap.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let read = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    if meta.len() > MAX_CONFIG_BYTES {
+    };
+    let meta = fs::metadata(path).map_err(read)?;
+    if meta.len() > MAX_FILE_BYTES {
         return Err(ConfigError::TooLarge {
             path: path.to_owned(),
             size: meta.len(),
-            max: MAX_CONFIG_BYTES,
+            max: MAX_FILE_BYTES,
         });
     }
-    let bytes = fs::read(path).map_err(|source| ConfigError::Read {
+    let bytes = fs::read(path).map_err(read)?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
         path: path.to_owned(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
-        path: path.to_owned(),
-    })?;
+    })
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, ConfigError> {
+    toml::from_str(&file.text).map_err(|e| ConfigError::Parse {
+        at: file.at(e.span().map_or(0, |s| s.start)),
+        message: e.message().trim().to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Index of a file in [`Config::files`].
+pub type FileId = usize;
+
+/// An entity and the file it was read from.
+#[derive(Debug)]
+pub struct EntitySource {
+    pub file: FileId,
+    pub def: EntityDef,
+}
+
+/// A whole configuration: the main file, every entity, and the files they came from.
+#[derive(Debug)]
+pub struct Config {
+    /// `files[0]` is the main file.
+    pub files: Vec<SourceFile>,
+    pub main: MainFile,
+    /// Inline entities first, then included files in order.
+    pub entities: Vec<EntitySource>,
+}
+
+impl Config {
+    pub fn main_file(&self) -> &SourceFile {
+        &self.files[0]
+    }
+
+    /// Resolves `rel` against the folder of file `file`.
+    pub fn relative(&self, file: FileId, rel: &str) -> PathBuf {
+        let base = self.files[file].path.parent().unwrap_or(Path::new("."));
+        base.join(rel)
+    }
+}
+
+/// Reads the main file at `path` and every entity file it includes.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_text(path)?;
     parse(path, text)
 }
 
-/// Parses configuration text that came from `path`.
-pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigError> {
-    match toml::from_str::<Config>(&text) {
-        Ok(config) => Ok(Loaded {
-            path: path.to_owned(),
-            text,
-            config,
-        }),
-        Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
-            let (line, column) = line_col(&text, offset);
-            Err(ConfigError::Parse {
-                at: Location {
-                    file: path.to_owned(),
-                    line,
-                    column,
-                },
-                message: e.message().trim().to_owned(),
-            })
+/// As [`load`], with the main file's text already read.
+pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+    let main_file = SourceFile {
+        path: path.to_owned(),
+        text,
+    };
+    let mut main: MainFile = parse_toml(&main_file)?;
+    let mut files = vec![main_file];
+    let mut entities: Vec<EntitySource> = std::mem::take(&mut main.entities)
+        .into_iter()
+        .map(|def| EntitySource { file: 0, def })
+        .collect();
+    for inc in &main.include {
+        let target = files[0]
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(inc.get_ref());
+        let paths = include_paths(&target)
+            .map_err(|message| files[0].invalid(inc.span().start, message))?;
+        for p in paths {
+            let text = read_text(&p)?;
+            let file = SourceFile { path: p, text };
+            let def: EntityDef = parse_toml(&file)?;
+            files.push(file);
+            entities.push(EntitySource {
+                file: files.len() - 1,
+                def,
+            });
         }
     }
+    Ok(Config {
+        files,
+        main,
+        entities,
+    })
+}
+
+/// The entity files an `include` entry names: the file itself, or a folder's `*.toml` files in
+/// name order.
+fn include_paths(target: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = fs::metadata(target).map_err(|e| {
+        format!(
+            "included path {} cannot be read ({e}); fix the path or remove the include",
+            target.display()
+        )
+    })?;
+    if meta.is_file() {
+        return Ok(vec![target.to_owned()]);
+    }
+    let mut paths: Vec<PathBuf> = fs::read_dir(target)
+        .map_err(|e| format!("included folder {} cannot be read ({e})", target.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// Parses one prefix: a CIDR or a single address, host bits clear.
@@ -274,74 +549,29 @@ pub fn parse_prefix(text: &str) -> Result<IpNetwork, String> {
     Ok(net)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_str(text: &str) -> Result<Loaded, ConfigError> {
-        parse(Path::new("test.toml"), text.to_owned())
+/// Parses a `max_age` such as `90days` or `26weeks` into whole days.
+pub fn parse_max_age(text: &str) -> Result<i64, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("max_age `{text}` is not a duration ({e}); write e.g. \"90days\" or \"26weeks\"")
+    })?;
+    let days = d.as_secs() / 86_400;
+    if days == 0 {
+        return Err(format!(
+            "max_age `{text}` is under a day; use at least \"1day\""
+        ));
     }
+    Ok(days as i64)
+}
 
-    #[test]
-    fn parses_minimal_config() {
-        let l = parse_str(
-            r#"
-[[interfaces]]
-name = "eth0"
-role = "inside"
+/// Authorities written differently are the same authority: compare them case-insensitively.
+pub fn authority_key(a: &str) -> String {
+    a.trim().to_ascii_uppercase()
+}
 
-[[entities]]
-id = "a"
-name = "A"
-action = "drop"
-prefixes = ["192.0.2.0/24", "2001:db8::1"]
-"#,
-        )
-        .unwrap();
-        assert_eq!(l.config.interfaces[0].mode, XdpMode::Auto);
-        assert_eq!(l.config.entities[0].direction, DirectionSet::Both);
-        assert_eq!(l.config.entities[0].prefixes.len(), 2);
-    }
-
-    #[test]
-    fn unknown_field_names_line_and_column() {
-        let err = parse_str("[[interfaces]]\nname = \"eth0\"\nrole = \"inside\"\ncolour = 1\n")
-            .err()
-            .unwrap();
-        let ConfigError::Parse { at, message } = err else {
-            panic!("wrong error")
-        };
-        assert_eq!((at.line, at.column), (4, 1));
-        assert!(message.contains("colour"), "{message}");
-    }
-
-    #[test]
-    fn bad_role_is_refused() {
-        let err = parse_str("[[interfaces]]\nname = \"eth0\"\nrole = \"sideways\"\n")
-            .err()
-            .unwrap();
-        assert!(err.to_string().starts_with("test.toml:3:"), "{err}");
-    }
-
-    #[test]
-    fn prefixes_parse_strictly() {
-        assert_eq!(
-            parse_prefix("192.0.2.1").unwrap(),
-            "192.0.2.1/32".parse::<IpNetwork>().unwrap()
-        );
-        assert!(
-            parse_prefix("192.0.2.1/24")
-                .unwrap_err()
-                .contains("192.0.2.0/24")
-        );
-        assert!(parse_prefix("192.0.2.0/33").is_err());
-        assert!(parse_prefix("not-an-ip").is_err());
-        assert_eq!(parse_prefix("2001:db8::/32").unwrap().prefix(), 32);
-    }
-
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-    }
+/// The set of enforced authorities, normalized.
+pub fn enforced(main: &MainFile) -> BTreeMap<String, String> {
+    main.enforce
+        .iter()
+        .map(|a| (authority_key(a.get_ref()), a.get_ref().clone()))
+        .collect()
 }

@@ -1,13 +1,39 @@
 //! Embargo: a sanctions-aware egress firewall agent.
 //!
-//! The library behind the `embargo` binary: the configuration ([`config`]), the policy compiler
-//! ([`policy`]), the stride tries the data plane loads ([`table`]), the XDP loader
-//! ([`dataplane`]), the agent loop ([`run`]) and its status ([`status`]).
+//! The library behind the `embargo` binary:
+//! * [`config`]: the configuration model (designations, evidence, allow, guard) and loading;
+//! * [`resolve`]: indicator files and the ASN table, read into candidate prefixes;
+//! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
+//! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
+//! * [`run`] and [`status`]: the agent loop and what it reports.
 
+pub mod cidr;
+pub mod compile;
 pub mod config;
 pub mod dataplane;
+pub mod explain;
+pub mod plan;
 pub mod policy;
+pub mod resolve;
 pub mod run;
 pub mod status;
 pub mod system;
 pub mod table;
+
+use std::path::Path;
+
+/// Loads, resolves and compiles the configuration at `path` as of `today`.
+pub fn compile_file(
+    path: &Path,
+    today: chrono::NaiveDate,
+) -> Result<(config::Config, compile::Compiled), config::ConfigError> {
+    let config = config::load(path)?;
+    let resolved = resolve::resolve(&config)?;
+    let compiled = compile::compile(&config, &resolved, today)?;
+    Ok((config, compiled))
+}
+
+/// Today's date (UTC), the reference for designation and evidence dates.
+pub fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}

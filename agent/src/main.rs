@@ -1,13 +1,18 @@
 //! The `embargo` command line.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use embargo::{
+    compile::Compiled,
     config::{ConfigError, Interface, Role, XdpMode},
+    explain, plan,
     run::{self, RunError, RunOptions},
     status,
 };
+
+/// Where the configuration lives unless --config says otherwise.
+const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +39,35 @@ enum Command {
         /// Control socket `embargo status` talks to.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+    },
+    /// Validate and compile the configuration; print what it enforces and what it left out.
+    Check {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what applying the configuration would change against what the agent has loaded.
+    Plan {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket of the running agent.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Longest list printed per kind of change.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain why an address is blocked, monitored, allowed or not listed.
+    Why {
+        address: IpAddr,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
@@ -113,6 +147,68 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Check { config, json } => match embargo::compile_file(&config, embargo::today()) {
+            Ok((_, compiled)) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&check_json(&compiled)).expect("serializable")
+                    );
+                } else {
+                    print!("{}", check_summary(&config, &compiled));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
+        Command::Plan {
+            config,
+            control_socket,
+            limit,
+            json,
+        } => {
+            let compiled = match embargo::compile_file(&config, embargo::today()) {
+                Ok((_, c)) => c,
+                Err(e) => return config_error(&e),
+            };
+            let next = plan::TableSnapshot::of(&compiled);
+            let loaded = match status::query_table(&control_socket) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("note: {e}\nnote: comparing against an empty policy");
+                    plan::TableSnapshot::default()
+                }
+            };
+            let p = plan::diff(&loaded, &next);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p).expect("serializable")
+                );
+            } else {
+                print!("{}", plan::render(&p, limit));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Why {
+            address,
+            config,
+            json,
+        } => match embargo::compile_file(&config, embargo::today()) {
+            Ok((_, compiled)) => {
+                let x = explain::explain(&compiled, address);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&x).expect("serializable")
+                    );
+                } else {
+                    print!("{}", explain::render(&x));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
         Command::Status {
             json,
             control_socket,
@@ -134,6 +230,113 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `embargo check --json`: the summary and the full report.
+fn check_json(c: &Compiled) -> serde_json::Value {
+    serde_json::json!({
+        "today": c.today,
+        "enforce": c.enforce,
+        "digest": c.digest(),
+        "entities": c.entities,
+        "prefixes_v4": c.rules.iter().filter(|r| r.net.is_ipv4()).count(),
+        "prefixes_v6": c.rules.iter().filter(|r| r.net.is_ipv6()).count(),
+        "allow": c.allow.iter().map(|(n, r)| serde_json::json!({"prefix": n, "reason": r})).collect::<Vec<_>>(),
+        "report": c.report,
+    })
+}
+
+/// `embargo check`: what a person reads.
+fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let v4 = c.rules.iter().filter(|r| r.net.is_ipv4()).count();
+    let v6 = c.rules.len() - v4;
+    let r = &c.report;
+    let _ = writeln!(o, "{}: OK", path.display());
+    let _ = writeln!(
+        o,
+        "enforcing designations by {} as of {}",
+        c.enforce.join(", "),
+        c.today
+    );
+    let _ = writeln!(
+        o,
+        "entities: {} enforced, {} left out",
+        c.entities.len(),
+        r.entities_left_out.len()
+    );
+    for e in &c.entities {
+        let _ = writeln!(
+            o,
+            "  {:<20} {:<7} {:<8} {:>7} IPv4 {:>7} IPv6  {}",
+            e.id,
+            format!("{:?}", e.action).to_lowercase(),
+            format!("{:?}", e.direction).to_lowercase(),
+            e.prefixes_v4,
+            e.prefixes_v6,
+            e.designations
+                .iter()
+                .map(|d| format!("{} {}", d.authority, d.reference))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "prefixes: {v4} IPv4, {v6} IPv6 (table digest {})",
+        &c.digest()[..16]
+    );
+    if !c.allow.is_empty() {
+        let _ = writeln!(o, "allow: {} prefixes never blocked", c.allow.len());
+    }
+    let mut section = |title: &str, lines: &[String], total: usize| {
+        if total == 0 {
+            return;
+        }
+        let _ = writeln!(o, "{title} ({total}):");
+        for l in lines {
+            let _ = writeln!(o, "  {l}");
+        }
+        if total > lines.len() {
+            let _ = writeln!(o, "  ... and {} more", total - lines.len());
+        }
+    };
+    let left: Vec<String> = r
+        .entities_left_out
+        .iter()
+        .map(|(id, why)| format!("{id}: {why}"))
+        .collect();
+    section("left out: entities", &left, left.len());
+    section(
+        "left out: expired evidence",
+        &r.expired_groups,
+        r.expired_groups.len(),
+    );
+    section("subtracted by allow", &r.subtracted, r.subtracted_total);
+    section(
+        "same prefix in two entities",
+        &r.same_prefix,
+        r.same_prefix_total,
+    );
+    section(
+        "nested prefixes of different entities (the more specific wins)",
+        &r.nested,
+        r.nested_total,
+    );
+    section(
+        "broad prefixes accepted by guard_override",
+        &r.guard_overridden,
+        r.guard_overridden.len(),
+    );
+    if r.duplicates > 0 {
+        let _ = writeln!(
+            o,
+            "duplicates within an entity, counted once: {}",
+            r.duplicates
+        );
+    }
+    o
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {

@@ -13,9 +13,11 @@ use tokio::{
 };
 
 use crate::{
+    compile::Compiled,
     config::{self, Interface},
     dataplane::Dataplane,
-    policy::{self, Policy},
+    plan::TableSnapshot,
+    policy::Policy,
     status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
 };
 
@@ -62,17 +64,16 @@ pub fn merge_interfaces(config: &[Interface], flags: &[Interface]) -> Vec<Interf
 struct Shared {
     dataplane: Dataplane,
     policy: Policy,
+    compiled: Compiled,
     config: PathBuf,
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
-    let loaded = config::load(&opts.config)?;
-    let policy = policy::compile(&loaded)?;
-    for note in &policy.notes {
-        tracing::warn!("{note}");
-    }
-    let interfaces = merge_interfaces(&loaded.config.interfaces, &opts.interfaces);
+    let (config, compiled) = crate::compile_file(&opts.config, crate::today())?;
+    log_report(&compiled);
+    let policy = Policy::from(&compiled);
+    let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
@@ -91,6 +92,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let ls = dataplane.load_stats;
     tracing::info!(
         entities = policy.entities.len(),
+        digest = %compiled.digest(),
         v4_prefixes = ls.v4_prefixes,
         v6_prefixes = ls.v6_prefixes,
         v4_nodes = ls.v4_nodes,
@@ -107,6 +109,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let shared = Arc::new(Mutex::new(Shared {
         dataplane,
         policy,
+        compiled,
         config: opts.config.clone(),
     }));
     let listener = bind_control(&opts.control_socket)?;
@@ -135,6 +138,32 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// Logs what the compiler decided that an operator should know.
+fn log_report(c: &Compiled) {
+    let r = &c.report;
+    for (id, why) in &r.entities_left_out {
+        tracing::warn!(entity = %id, reason = %why, "entity not enforced");
+    }
+    for g in &r.expired_groups {
+        tracing::warn!("{g}");
+    }
+    for (list, total, what) in [
+        (
+            &r.same_prefix,
+            r.same_prefix_total,
+            "same prefix listed twice",
+        ),
+        (&r.subtracted, r.subtracted_total, "subtracted by allow"),
+    ] {
+        for line in list {
+            tracing::warn!("{what}: {line}");
+        }
+        if total > list.len() {
+            tracing::warn!("{what}: {} more", total - list.len());
+        }
+    }
 }
 
 fn bind_control(path: &Path) -> Result<UnixListener, RunError> {
@@ -171,6 +200,10 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
                 Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
                 Err(e) => format!("{{\"error\":{}}}", serde_json::Value::String(e.to_string())),
             }
+        }
+        "table" => {
+            let snapshot = TableSnapshot::of(&shared.lock().expect("not poisoned").compiled);
+            serde_json::to_string(&snapshot).unwrap_or_default()
         }
         other => format!(
             "{{\"error\":{}}}",

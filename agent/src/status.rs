@@ -108,23 +108,35 @@ pub enum StatusError {
     Protocol { path: PathBuf, message: String },
 }
 
-/// Asks the agent at `socket` for its status.
-pub fn query(socket: &Path) -> Result<Status, StatusError> {
+/// Sends `request` to the agent at `socket` and parses its JSON answer.
+fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Result<T, StatusError> {
     let connect = |source| StatusError::Connect {
         path: socket.to_owned(),
         source,
     };
     let mut stream = UnixStream::connect(socket).map_err(connect)?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(connect)?;
-    stream.write_all(b"status\n").map_err(connect)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .map_err(connect)?;
     let mut body = String::new();
     stream.read_to_string(&mut body).map_err(connect)?;
     serde_json::from_str(&body).map_err(|e| StatusError::Protocol {
         path: socket.to_owned(),
         message: e.to_string(),
     })
+}
+
+/// Asks the agent at `socket` for its status.
+pub fn query(socket: &Path) -> Result<Status, StatusError> {
+    request(socket, "status")
+}
+
+/// Asks the agent at `socket` for the table it has loaded.
+pub fn query_table(socket: &Path) -> Result<crate::plan::TableSnapshot, StatusError> {
+    request(socket, "table")
 }
 
 /// Renders a status for people.

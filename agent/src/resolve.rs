@@ -1,0 +1,275 @@
+//! Reads what a configuration points at (indicator files, the IP-to-ASN table) and turns every
+//! network group into candidate prefixes, each remembering where it was written. The compiler
+//! then works on memory only.
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+
+use crate::{
+    cidr,
+    config::{self, Config, ConfigError, Location},
+};
+
+/// How a candidate prefix was listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// In the entity's `prefixes`.
+    Listed,
+    /// In an indicator file (its path).
+    File(Arc<str>),
+    /// Announced by this ASN, per the ASN table (its path and SHA-256).
+    Asn { asn: u32, table: Arc<str> },
+}
+
+/// A prefix from a network group, with where it was written.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub net: IpNetwork,
+    pub via: Via,
+    /// Index into [`Resolved::paths`], 1-based line and column.
+    pub file: u32,
+    pub line: u32,
+    pub column: u32,
+}
+
+/// Every group's candidates: `groups[entity][group]`, in configuration order.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The configuration's files first (same indices as [`Config::files`]), then indicator files.
+    pub paths: Vec<PathBuf>,
+    pub groups: Vec<Vec<Vec<Candidate>>>,
+    /// The ASN table as `path sha256:<hex>`, if one was read.
+    pub asn_table: Option<String>,
+}
+
+impl Resolved {
+    pub fn location(&self, c: &Candidate) -> Location {
+        Location {
+            file: self.paths[c.file as usize].clone(),
+            line: c.line as usize,
+            column: c.column as usize,
+        }
+    }
+}
+
+/// An IP-to-ASN range table: `ip_range_start,ip_range_end,as_number[,as_organization]`
+/// (the layout of the `@ip-location-db/*-asn` CSVs), one range per line.
+#[derive(Debug, Default)]
+pub struct AsnTable {
+    /// (asn, start, end), in file order.
+    pub ranges: Vec<(u32, IpAddr, IpAddr)>,
+    pub version: String,
+}
+
+impl AsnTable {
+    /// Parses the table's text; `path` names it in errors.
+    pub fn parse(path: &std::path::Path, text: &str) -> Result<Self, ConfigError> {
+        let mut ranges = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let mut cols = t.split(',');
+            let (Some(a), Some(b), Some(asn)) = (cols.next(), cols.next(), cols.next()) else {
+                return Err(invalid(
+                    path,
+                    line_no,
+                    "expected ip_range_start,ip_range_end,as_number",
+                ));
+            };
+            // A header row, if present.
+            if line_no == 1 && a.trim() == "ip_range_start" {
+                continue;
+            }
+            let start: IpAddr = a
+                .trim()
+                .parse()
+                .map_err(|_| invalid(path, line_no, &format!("`{a}` is not an IP address")))?;
+            let end: IpAddr = b
+                .trim()
+                .parse()
+                .map_err(|_| invalid(path, line_no, &format!("`{b}` is not an IP address")))?;
+            let asn: u32 = asn
+                .trim()
+                .trim_start_matches("AS")
+                .parse()
+                .map_err(|_| invalid(path, line_no, &format!("`{asn}` is not an AS number")))?;
+            if start.is_ipv4() != end.is_ipv4() || cidr::range_to_cidrs(start, end).is_none() {
+                return Err(invalid(
+                    path,
+                    line_no,
+                    "the range's end is before its start or of another family",
+                ));
+            }
+            ranges.push((asn, start, end));
+        }
+        Ok(Self {
+            ranges,
+            version: format!("{} sha256:{}", path.display(), sha256_hex(text.as_bytes())),
+        })
+    }
+
+    /// The minimal CIDRs announced by `asn`.
+    pub fn prefixes(&self, asn: u32) -> Vec<IpNetwork> {
+        self.ranges
+            .iter()
+            .filter(|(a, _, _)| *a == asn)
+            .flat_map(|(_, s, e)| cidr::range_to_cidrs(*s, *e).unwrap_or_default())
+            .collect()
+    }
+}
+
+fn invalid(path: &std::path::Path, line: usize, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        at: Location {
+            file: path.to_owned(),
+            line,
+            column: 1,
+        },
+        message: message.to_owned(),
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads an indicator file: one CIDR or address per line, `#` starts a comment.
+pub fn parse_indicator_file(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<Vec<(IpNetwork, u32)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.split('#').next().unwrap_or_default().trim();
+        if t.is_empty() {
+            continue;
+        }
+        let net = config::parse_prefix(t).map_err(|m| invalid(path, i + 1, &m))?;
+        out.push((net, (i + 1) as u32));
+    }
+    Ok(out)
+}
+
+/// Resolves every network group of `config`.
+pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
+    let mut r = Resolved {
+        paths: config.files.iter().map(|f| f.path.clone()).collect(),
+        ..Default::default()
+    };
+    let needs_asn = config
+        .entities
+        .iter()
+        .any(|e| e.def.networks.iter().any(|g| !g.asn.is_empty()));
+    let asn_table = match (&config.main.asn_table, needs_asn) {
+        (Some(p), true) => {
+            let path = config.relative(0, p.get_ref());
+            let text = config::read_text(&path).map_err(|e| match e {
+                ConfigError::Read { source, .. } => config.main_file().invalid(
+                    p.span().start,
+                    format!("asn_table {} cannot be read ({source})", path.display()),
+                ),
+                other => other,
+            })?;
+            let t = AsnTable::parse(&path, &text)?;
+            r.asn_table = Some(t.version.clone());
+            Some(t)
+        }
+        (None, true) => {
+            let e = config
+                .entities
+                .iter()
+                .find(|e| e.def.networks.iter().any(|g| !g.asn.is_empty()))
+                .expect("needs_asn");
+            let g = e
+                .def
+                .networks
+                .iter()
+                .find(|g| !g.asn.is_empty())
+                .expect("needs_asn");
+            return Err(config.files[e.file].invalid(
+                g.asn[0].span().start,
+                "`asn` needs an IP-to-ASN table: set asn_table = \"<file>\" in the main configuration",
+            ));
+        }
+        _ => None,
+    };
+    let table_name: Arc<str> = Arc::from(r.asn_table.clone().unwrap_or_default());
+    for src in &config.entities {
+        let file = &config.files[src.file];
+        let mut groups = Vec::with_capacity(src.def.networks.len());
+        for g in &src.def.networks {
+            let mut cands = Vec::new();
+            for p in &g.prefixes {
+                let net = config::parse_prefix(p.get_ref())
+                    .map_err(|m| file.invalid(p.span().start, m))?;
+                let at = file.at(p.span().start);
+                cands.push(Candidate {
+                    net,
+                    via: Via::Listed,
+                    file: src.file as u32,
+                    line: at.line as u32,
+                    column: at.column as u32,
+                });
+            }
+            for f in &g.files {
+                let path = config.relative(src.file, f.get_ref());
+                let text = config::read_text(&path).map_err(|e| match e {
+                    ConfigError::Read { source, .. } => file.invalid(
+                        f.span().start,
+                        format!(
+                            "indicator file {} cannot be read ({source}); fix the path",
+                            path.display()
+                        ),
+                    ),
+                    other => other,
+                })?;
+                let idx = r.paths.len() as u32;
+                r.paths.push(path.clone());
+                let name: Arc<str> = Arc::from(path.display().to_string());
+                for (net, line) in parse_indicator_file(&path, &text)? {
+                    cands.push(Candidate {
+                        net,
+                        via: Via::File(name.clone()),
+                        file: idx,
+                        line,
+                        column: 1,
+                    });
+                }
+            }
+            for a in &g.asn {
+                let table = asn_table.as_ref().expect("checked above");
+                let prefixes = table.prefixes(*a.get_ref());
+                if prefixes.is_empty() {
+                    tracing::warn!(asn = *a.get_ref(), table = %table.version, "ASN has no ranges in the table");
+                }
+                let at = file.at(a.span().start);
+                for net in prefixes {
+                    cands.push(Candidate {
+                        net,
+                        via: Via::Asn {
+                            asn: *a.get_ref(),
+                            table: table_name.clone(),
+                        },
+                        file: src.file as u32,
+                        line: at.line as u32,
+                        column: at.column as u32,
+                    });
+                }
+            }
+            groups.push(cands);
+        }
+        r.groups.push(groups);
+    }
+    Ok(r)
+}

@@ -1,0 +1,327 @@
+//! A corpus of broken configurations: each must be refused by `embargo check` with exit code
+//! 64, a message naming the file, line and column, and what to do. Needs no root.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const ENTITY_OK: &str = r#"id = "a"
+name = "A Ltd"
+action = "drop"
+
+[[designations]]
+authority = "UK"
+regime = "Cyber"
+reference = "CYB0000"
+listed_on = 2025-12-09
+source = "https://example.org/a"
+
+[[networks]]
+prefixes = ["192.0.2.0/24"]
+[networks.evidence]
+kind = "advisory"
+source = "https://example.org/ioc"
+retrieved = 2026-11-01
+confidence = "medium"
+"#;
+
+const MAIN_OK: &str = "enforce = [\"UK\"]\ninclude = [\"entities\"]\n";
+
+/// A throwaway folder with a main file and an `entities/` folder.
+struct Case {
+    dir: PathBuf,
+}
+
+impl Case {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("embargo-broken-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("entities")).unwrap();
+        Self { dir }
+    }
+
+    fn file(&self, rel: &str, text: &str) -> &Self {
+        let p = self.dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+        self
+    }
+
+    /// Runs `embargo check` and returns stderr, asserting exit code 64.
+    fn refused(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(["check", "--config"])
+            .arg(self.dir.join("main.toml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "expected exit 64, stderr:\n{err}"
+        );
+        assert!(err.contains("nothing from it was applied"), "{err}");
+        err
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.dir.join(rel).display().to_string()
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn assert_has(err: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(err.contains(n), "missing `{n}` in:\n{err}");
+    }
+}
+
+#[test]
+fn the_corpus_is_refused_with_locations() {
+    let c = Case::new("syntax");
+    c.file("main.toml", "enforce = [\"UK\"\ninclude = []\n");
+    assert_has(&c.refused(), &[&format!("{}:2:", c.path("main.toml"))]);
+
+    let c = Case::new("unknown-field");
+    c.file("main.toml", MAIN_OK)
+        .file("entities/a.toml", &format!("{ENTITY_OK}colour = \"red\"\n"));
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:19:1", c.path("entities/a.toml")), "colour"],
+    );
+
+    let c = Case::new("bad-cidr");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("192.0.2.0/24", "192.0.2.300/24"),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:13", c.path("entities/a.toml")),
+            "not a CIDR",
+        ],
+    );
+
+    let c = Case::new("host-bits");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("192.0.2.0/24", "192.0.2.1/24"),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:13", c.path("entities/a.toml")),
+            "did you mean 192.0.2.0/24",
+        ],
+    );
+
+    let c = Case::new("reversed-range");
+    c.file(
+        "main.toml",
+        "enforce = [\"UK\"]\ninclude = [\"entities\"]\nasn_table = \"asn.csv\"\n",
+    )
+    .file(
+        "asn.csv",
+        "198.18.0.0,198.18.0.255,64512\n198.18.1.9,198.18.1.1,64512\n",
+    )
+    .file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]"),
+    );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:2:1", c.path("asn.csv")), "before its start"],
+    );
+
+    let c = Case::new("duplicate-id");
+    c.file("main.toml", MAIN_OK)
+        .file("entities/a.toml", ENTITY_OK)
+        .file("entities/b.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:1:6", c.path("entities/b.toml")),
+            &format!("already used at {}:1:6", c.path("entities/a.toml")),
+        ],
+    );
+
+    let c = Case::new("missing-include");
+    c.file(
+        "main.toml",
+        "enforce = [\"UK\"]\ninclude = [\"entities\", \"nowhere.toml\"]\n",
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:2:24", c.path("main.toml")),
+            "cannot be read",
+            "remove the include",
+        ],
+    );
+
+    let c = Case::new("unreadable-indicators");
+    fs::create_dir_all(c.dir.join("entities/iocs.txt")).unwrap();
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]"),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:10", c.path("entities/a.toml")),
+            "indicator file",
+            "cannot be read",
+        ],
+    );
+
+    let c = Case::new("bad-indicator-line");
+    c.file("main.toml", MAIN_OK)
+        .file("entities/iocs.txt", "# comment\n192.0.2.1\n10.0.0.1/8\n")
+        .file(
+            "entities/a.toml",
+            &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]"),
+        );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:3:1", c.path("entities/iocs.txt")), "host bits"],
+    );
+
+    let c = Case::new("huge");
+    c.file("main.toml", MAIN_OK);
+    let big = fs::File::create(c.dir.join("entities/big.toml")).unwrap();
+    big.set_len(65 * 1024 * 1024).unwrap();
+    assert_has(
+        &c.refused(),
+        &[&c.path("entities/big.toml"), "over the 67108864-byte limit"],
+    );
+
+    let c = Case::new("missing-field");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("reference = \"CYB0000\"\n", ""),
+    );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:5:1", c.path("entities/a.toml")), "reference"],
+    );
+
+    let c = Case::new("bad-date");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("2025-12-09", "\"2025-13-09\""),
+    );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:9:13", c.path("entities/a.toml")), "not a date"],
+    );
+
+    let c = Case::new("bad-max-age");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &format!("{ENTITY_OK}max_age = \"soon\"\n"),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:19:11", c.path("entities/a.toml")),
+            "not a duration",
+        ],
+    );
+
+    let c = Case::new("empty-enforce");
+    c.file("main.toml", "enforce = []\ninclude = [\"entities\"]\n")
+        .file("entities/a.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:1:1", c.path("main.toml")), "enforce"],
+    );
+
+    let c = Case::new("delisted-before-listed");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace(
+            "listed_on = 2025-12-09\n",
+            "listed_on = 2025-12-09\ndelisted_on = 2025-01-01\n",
+        ),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:1:6", c.path("entities/a.toml")),
+            "before it was listed",
+        ],
+    );
+
+    let c = Case::new("asn-without-table");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]"),
+    );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:13:8", c.path("entities/a.toml")), "asn_table"],
+    );
+
+    let c = Case::new("default-route");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("192.0.2.0/24", "0.0.0.0/0"),
+    );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:13", c.path("entities/a.toml")),
+            "default route",
+            "guard_override",
+        ],
+    );
+
+    let c = Case::new("bad-evidence-kind");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("kind = \"advisory\"", "kind = \"rumour\""),
+    );
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:15:8", c.path("entities/a.toml")), "rumour"],
+    );
+
+    let c = Case::new("bad-allow");
+    c.file(
+        "main.toml",
+        &format!("{MAIN_OK}[[allow]]\nprefix = \"10.0.0.1/8\"\nreason = \"x\"\n"),
+    )
+    .file("entities/a.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:4:10", c.path("main.toml")), "host bits"],
+    );
+}
+
+#[test]
+fn a_good_corpus_file_passes() {
+    let c = Case::new("good");
+    c.file("main.toml", MAIN_OK)
+        .file("entities/a.toml", ENTITY_OK);
+    let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(c.dir.join("main.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 enforced"));
+    let _: &Path = c.dir.as_path();
+}
