@@ -3,3 +3,12 @@
 
 pub mod lab;
 pub mod packet;
+
+/// Compiles configuration text (a main file with inline entities) as of today; panics on error.
+pub fn compile_text(text: &str) -> embargo::compile::Compiled {
+    let config = embargo::config::parse(std::path::Path::new("inline.toml"), text.to_owned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resolved = embargo::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
+    embargo::compile::compile(&config, &resolved, embargo::today())
+        .unwrap_or_else(|e| panic!("{e}"))
+}

@@ -23,13 +23,12 @@
 //!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN): `cargo test -p embargo-tests --test fixtures`.
 
-use std::{collections::HashSet, path::Path};
+use std::collections::HashSet;
 
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 use embargo::{
-    config,
     dataplane::{Dataplane, EntityCounters},
-    policy::{self, Policy},
+    policy::Policy,
     system,
 };
 use embargo_abi::{
@@ -59,49 +58,57 @@ const NO_ROLE: Role = Role::None;
 /// The fixture policy. Entities are listed most specific first on purpose: the data plane must
 /// not depend on the order of the file.
 const POLICY: &str = r#"
+enforce = ["TEST"]
 [[entities]]
 id = "host"
 name = "Host Ltd"
 action = "drop"
-prefixes = ["10.1.2.3/32", "2001:db8:1::42/128"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-host", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["10.1.2.3/32", "2001:db8:1::42/128"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "wide"
 name = "Wide Holdings"
 action = "drop"
-prefixes = ["10.0.0.0/8", "2001:db8::/32"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-wide", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["10.0.0.0/8", "2001:db8::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "mid"
 name = "Mid Networks"
 action = "monitor"
-prefixes = ["10.1.0.0/16", "2001:db8:1::/48"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-mid", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["10.1.0.0/16", "2001:db8:1::/48"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "outbound-only"
 name = "Outbound Only"
 action = "drop"
 direction = "outbound"
-prefixes = ["198.51.100.0/24", "3fff:bad::/32"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-outbound-only", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["198.51.100.0/24", "3fff:bad::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "inbound-only"
 name = "Inbound Only"
 action = "monitor"
 direction = "inbound"
-prefixes = ["203.0.113.0/24", "3fff:100::/32"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-inbound-only", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["203.0.113.0/24", "3fff:100::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "odd"
 name = "Odd Lengths"
 action = "drop"
-prefixes = ["192.0.2.8/29", "3fff:ab8::/29"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-odd", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["192.0.2.8/29", "3fff:ab8::/29"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "short"
 name = "Short Prefixes"
 action = "monitor"
-prefixes = ["100.64.0.0/10", "2a00::/12"]
+designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-short", listed_on = 2025-01-01, source = "fixture" }]
+networks = [{ prefixes = ["100.64.0.0/10", "2a00::/12"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 "#;
 
 // Entity indices: the order of `[[entities]]` in POLICY (checked at load).
@@ -557,9 +564,9 @@ fn truncations() -> Vec<Row> {
 // Running.
 
 fn fixture_policy() -> Policy {
-    let loaded = config::parse(Path::new("fixtures.toml"), POLICY.to_owned()).unwrap();
-    let policy = policy::compile(&loaded).unwrap();
-    assert!(policy.notes.is_empty(), "{:?}", policy.notes);
+    let compiled = embargo_tests::compile_text(POLICY);
+    assert_eq!(compiled.report.same_prefix_total, 0);
+    let policy = Policy::from(&compiled);
     let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ENTITY_IDS);
     policy

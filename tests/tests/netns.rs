@@ -14,19 +14,22 @@ const COUNT: usize = 3;
 
 /// Lines are counted in `broken_config_*` below: keep the layout.
 const TEST_CONFIG: &str = r#"# netns test policy: documentation and test-net prefixes only.
+enforce = ["TEST"]
 [[entities]]
 id = "lab-drop"
 name = "Lab Drop Entity"
 action = "drop"
 direction = "both"
-prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"]
+designations = [{ authority = "TEST", regime = "netns", reference = "NETNS-lab-drop", listed_on = 2025-01-01, source = "netns" }]
+networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "lab-monitor"
 name = "Lab Monitor Entity"
 action = "monitor"
 direction = "both"
-prefixes = ["198.51.100.0/24", "2001:db8:ca7::/48"]
+designations = [{ authority = "TEST", regime = "netns", reference = "NETNS-lab-monitor", listed_on = 2025-01-01, source = "netns" }]
+networks = [{ prefixes = ["198.51.100.0/24", "2001:db8:ca7::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
 "#;
 
 const DROP_ADDRS: [&str; 4] = [
@@ -271,10 +274,9 @@ fn default_config_blocks_both_designated_entities() {
 
     let status = agent.status().unwrap();
     let ids: Vec<&str> = status.entities.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["integrity-tech", "i-soon"]);
-    let loaded = embargo::config::load(&config).unwrap();
-    let policy = embargo::policy::compile(&loaded).unwrap();
-    assert_eq!(status.prefixes_v4, policy.v4.len());
+    assert_eq!(ids, ["i-soon", "integrity-tech"]);
+    let (_, compiled) = embargo::compile_file(&config, embargo::today()).unwrap();
+    assert_eq!(status.prefixes_v4, compiled.v4().len());
     assert_eq!(status.prefixes_v6, 0);
     let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
     assert_eq!(
@@ -344,22 +346,22 @@ fn assert_refused(config_text: &str, line: usize) {
 
 #[test]
 fn broken_config_unknown_field_exits_64_with_location() {
-    // Line 7 of the test config becomes an unknown field.
+    // The first entity's first line gains an unknown field.
     let text = TEST_CONFIG.replacen(
-        "prefixes = [\"203",
-        "colour = \"red\"\nprefixes = [\"203",
+        "id = \"lab-drop\"",
+        "colour = \"red\"\nid = \"lab-drop\"",
         1,
     );
-    assert_eq!(text.lines().nth(6), Some("colour = \"red\""));
-    assert_refused(&text, 7);
+    let line = 1 + text.lines().position(|l| l == "colour = \"red\"").unwrap();
+    assert_refused(&text, line);
 }
 
 #[test]
 fn broken_config_bad_prefix_exits_64_with_location() {
     let text = TEST_CONFIG.replace("198.51.100.0/24", "198.51.100.1/24");
-    assert_eq!(
-        text.lines().nth(13).map(|l| l.contains("198.51.100.1/24")),
-        Some(true)
-    );
-    assert_refused(&text, 14);
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("198.51.100.1/24"))
+        .unwrap();
+    assert_refused(&text, line);
 }

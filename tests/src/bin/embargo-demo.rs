@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use embargo::{
     config::{Action, DirectionSet, Role},
-    policy::{self, Policy},
+    policy::Policy,
 };
 use embargo_tests::lab::{self, Lab, Probe};
 
@@ -54,8 +54,8 @@ fn demo() -> Result<bool> {
             config.display()
         );
     }
-    let loaded = embargo::config::load(&config)?;
-    let policy = policy::compile(&loaded)?;
+    let (_, compiled) = embargo::compile_file(&config, embargo::today())?;
+    let policy = Policy::from(&compiled);
     let rows = pick_addresses(&policy)?;
 
     println!("Embargo demo: the real agent and real packets, in a throwaway lab.\n");
