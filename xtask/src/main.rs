@@ -122,8 +122,9 @@ fn test(no_lint: bool) -> Result<()> {
             "warnings",
         ]))?;
     }
+    let mut tally = Tally::default();
     // Unit tests: everything that needs no root.
-    exec(cargo().args([
+    tally.run(cargo().args([
         "test",
         "--workspace",
         "--exclude",
@@ -136,8 +137,63 @@ fn test(no_lint: bool) -> Result<()> {
     exec(cargo().args(["build", "--bin", "embargo"]))?;
     // Kernel tests: BPF_PROG_TEST_RUN fixtures and netns labs. One thread: labs attach XDP
     // and create namespaces, and the fixtures share per-CPU counters within a test.
-    exec(cargo().args(["test", "-p", "embargo-tests", "--", "--test-threads=1"]))?;
+    tally.run(cargo().args([
+        "test",
+        "-p",
+        "embargo-tests",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--",
+        "--test-threads=1",
+    ]))?;
+    // One closing line for the whole run, in the plain form CI reads.
+    println!("\ntotal: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
+}
+
+/// Counts what every `cargo test` run reports, echoing its output as it goes.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn run(&mut self, cmd: &mut Command) -> Result<()> {
+        use std::io::{BufRead as _, BufReader};
+        eprintln!("+ {cmd:?}");
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            // "test result: ok. 25 passed; 0 failed; ..."
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |key: &str| {
+                    rest.split(';')
+                        .find_map(|part| {
+                            part.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(key)
+                        })
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                self.passed += num(" passed");
+                self.failed += num(" failed");
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("{cmd:?} failed: {status}");
+        }
+        Ok(())
+    }
 }
 
 fn demo(config: &Path) -> Result<()> {
