@@ -843,7 +843,6 @@ fn run_set(
         entities: entities(v4, v6),
         v4: v4.to_vec(),
         v6: v6.to_vec(),
-        notes: Vec::new(),
     };
     eprintln!(
         "[{label}] loading {} IPv4 + {} IPv6 prefixes",
