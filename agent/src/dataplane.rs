@@ -16,7 +16,8 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use embargo_abi::{
-    Counter, Direction, EntityPolicy, MAX_IFINDEX, Stat, Verdict, counter_index, maps,
+    Counter, Direction, EntityPolicy, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
+    counter_index, maps,
 };
 use serde::Serialize;
 
@@ -31,7 +32,7 @@ use crate::{
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/embargo-xdp"));
 /// The bench reference programs (`XDP_DROP`, LPM trie), built by `build.rs`.
 pub static BENCH_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/embargo-bench"));
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/embargo-xdp-bench"));
 
 /// Errors a person can act on, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub enum DataplaneError {
         io_error: std::io::Error,
         log: String,
     },
+    /// More interfaces than the counters have slots for.
+    #[error("embargo counts at most {max} interfaces per agent; attach to fewer")]
+    TooManyInterfaces { max: u32 },
     /// No interface with that name.
     #[error(
         "no interface named `{name}` (see `ip link`); check the name in the config or --interface"
@@ -140,6 +144,8 @@ pub struct LoadStats {
 pub struct Dataplane {
     ebpf: Ebpf,
     entities: u32,
+    /// Counter slot -> ifindex using it.
+    slots: [Option<u32>; MAX_INTERFACES as usize],
     attachments: Vec<Attachment>,
     /// One link per attachment, same order.
     links: Vec<XdpLinkId>,
@@ -224,6 +230,7 @@ impl Dataplane {
         Ok(Self {
             ebpf,
             entities: policy.entities.len() as u32,
+            slots: [None; MAX_INTERFACES as usize],
             attachments: Vec::new(),
             links: Vec::new(),
             load_stats: LoadStats {
@@ -236,16 +243,47 @@ impl Dataplane {
         })
     }
 
-    /// Sets an interface's role without attaching (tests use this with BPF_PROG_TEST_RUN).
+    /// Sets an interface's role without attaching (tests use this with BPF_PROG_TEST_RUN),
+    /// giving it a counter slot; [`Role::None`](embargo_abi::Role::None) frees the slot.
+    /// Returns the slot.
     pub fn set_role(
         &mut self,
         ifindex: u32,
         role: embargo_abi::Role,
-    ) -> Result<(), DataplaneError> {
-        let mut roles: Array<_, u32> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+    ) -> Result<u32, DataplaneError> {
+        let existing = self.slots.iter().position(|s| *s == Some(ifindex));
+        let slot = match (existing, role) {
+            (Some(slot), _) => slot,
+            (None, embargo_abi::Role::None) => 0,
+            (None, _) => self.slots.iter().position(Option::is_none).ok_or(
+                DataplaneError::TooManyInterfaces {
+                    max: MAX_INTERFACES,
+                },
+            )?,
+        };
+        let value = IfaceConfig {
+            role: role as u8,
+            slot: slot as u8,
+            _pad: [0; 2],
+        };
+        let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
-            .set(ifindex, role as u32, 0)
-            .map_err(|e| other("writing the interface role map", e))
+            .set(ifindex, value, 0)
+            .map_err(|e| other("writing the interface role map", e))?;
+        self.slots[slot] = match role {
+            embargo_abi::Role::None => None,
+            _ => Some(ifindex),
+        };
+        Ok(slot as u32)
+    }
+
+    /// The counter slots in use, with their ifindex.
+    pub fn slots(&self) -> Vec<(u32, u32)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, i)| i.map(|i| (slot as u32, i)))
+            .collect()
     }
 
     /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line.
@@ -348,28 +386,49 @@ impl Dataplane {
             .expect("an XDP program")
     }
 
-    /// Per-entity counters summed over CPUs, in entity order.
+    /// Per-entity counters summed over CPUs and interfaces, in entity order.
     pub fn counters(&self) -> Result<Vec<EntityCounters>, DataplaneError> {
+        let mut out = vec![EntityCounters::default(); self.entities as usize];
+        for (_, per_entity) in self.counters_by_slot()? {
+            for (total, c) in out.iter_mut().zip(per_entity) {
+                for d in 0..2 {
+                    for v in 0..2 {
+                        total.slots[d][v].packets += c.slots[d][v].packets;
+                        total.slots[d][v].bytes += c.slots[d][v].bytes;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-entity counters summed over CPUs, for each counter slot in use (with its ifindex).
+    /// Reads only the slots in use: a scrape costs entities x interfaces x 4 lookups.
+    pub fn counters_by_slot(&self) -> Result<Vec<(u32, Vec<EntityCounters>)>, DataplaneError> {
         let map: PerCpuArray<_, Counter> = PerCpuArray::try_from(
             self.ebpf
                 .map(maps::COUNTERS)
                 .expect("defined by the object"),
         )
         .map_err(|e| other("opening the counters map", e))?;
-        let mut out = vec![EntityCounters::default(); self.entities as usize];
-        for (entity, slot) in out.iter_mut().enumerate() {
-            for d in Direction::ALL {
-                for v in Verdict::ALL {
-                    let values = map
-                        .get(&counter_index(entity as u32, d, v), 0)
-                        .map_err(|e| other("reading the counters map", e))?;
-                    let c = &mut slot.slots[d as usize][v as usize];
-                    for cpu in values.iter() {
-                        c.packets += cpu.packets;
-                        c.bytes += cpu.bytes;
+        let mut out = Vec::new();
+        for (slot, ifindex) in self.slots() {
+            let mut per_entity = vec![EntityCounters::default(); self.entities as usize];
+            for (entity, counters) in per_entity.iter_mut().enumerate() {
+                for d in Direction::ALL {
+                    for v in Verdict::ALL {
+                        let values = map
+                            .get(&counter_index(entity as u32, slot, d, v), 0)
+                            .map_err(|e| other("reading the counters map", e))?;
+                        let c = &mut counters.slots[d as usize][v as usize];
+                        for cpu in values.iter() {
+                            c.packets += cpu.packets;
+                            c.bytes += cpu.bytes;
+                        }
                     }
                 }
             }
+            out.push((ifindex, per_entity));
         }
         Ok(out)
     }

@@ -217,7 +217,12 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
 fn snapshot(s: &Shared) -> Result<Status, crate::dataplane::DataplaneError> {
     let counters = s.dataplane.counters()?;
     let stats = s.dataplane.stats()?;
-    let (outcomes, packets_seen) = status::outcomes(&stats);
+    let counted = counters
+        .iter()
+        .flat_map(|c| c.slots.iter().flatten())
+        .map(|c| c.packets)
+        .sum();
+    let (outcomes, packets_seen) = status::outcomes(&stats, counted);
     let entities = s
         .policy
         .entities

@@ -82,14 +82,15 @@ pub fn verdict_label(v: Verdict) -> &'static str {
     }
 }
 
-/// Builds outcome rows and the packets-seen total from raw stats.
-pub fn outcomes(stats: &[u64]) -> (Vec<(String, u64)>, u64) {
+/// Builds outcome rows and the packets-seen total from raw stats and the packets counted
+/// against entities (every packet ends in one terminal stat or one entity counter).
+pub fn outcomes(stats: &[u64], counted: u64) -> (Vec<(String, u64)>, u64) {
     let rows = Stat::ALL
         .iter()
         .zip(stats)
         .map(|((_, label), n)| ((*label).to_owned(), *n))
         .collect();
-    let seen = stats.iter().take(Stat::TERMINAL as usize).sum();
+    let seen = stats.iter().take(Stat::TERMINAL as usize).sum::<u64>() + counted;
     (rows, seen)
 }
 

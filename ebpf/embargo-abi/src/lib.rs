@@ -14,7 +14,7 @@ pub mod trie;
 /// Map names, as they appear in the compiled object. The XDP crate spells them in its `#[map]`
 /// attributes (the attribute needs a literal); the agent's tests check each one below exists.
 pub mod maps {
-    /// `ARRAY<u32, u32>` keyed by ifindex: the interface's [`Role`](super::Role).
+    /// `ARRAY<u32, IfaceConfig>` keyed by ifindex: the interface's role and counter slot.
     pub const IFACE_ROLES: &str = "EMB_ROLES";
     /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
     pub const V4_TRIE: &str = "EMB_V4";
@@ -58,6 +58,22 @@ pub enum Role {
     /// Faces the world: received packets come from it, match the source.
     Outside = 2,
 }
+
+/// Interfaces one program can count separately ([`IfaceConfig::slot`] is below this).
+pub const MAX_INTERFACES: u32 = 16;
+
+/// Value of the role map for one ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceConfig {
+    /// [`Role`] as `u8`; `0` (none) passes everything unclassified.
+    pub role: u8,
+    /// The interface's slot in the counters, below [`MAX_INTERFACES`].
+    pub slot: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<IfaceConfig>() == 4);
 
 /// Direction of a matched packet; part of the counter index.
 #[repr(u32)]
@@ -110,7 +126,7 @@ pub struct EntityPolicy {
 }
 const _: () = assert!(size_of::<EntityPolicy>() == 4);
 
-/// Packets and bytes, per CPU, per entity x direction x verdict.
+/// Packets and bytes, per CPU, per entity x interface x direction x verdict.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -119,19 +135,22 @@ pub struct Counter {
 }
 const _: () = assert!(size_of::<Counter>() == 16);
 
-/// Counter slots per entity: 2 directions x 2 verdicts.
-pub const COUNTERS_PER_ENTITY: u32 = 4;
+/// Counter slots per entity: interfaces x 2 directions x 2 verdicts.
+pub const COUNTERS_PER_ENTITY: u32 = MAX_INTERFACES * 4;
 
-/// Index of the counter for `entity` x `direction` x `verdict` in [`maps::COUNTERS`].
+/// Index of the counter for `entity` x interface `slot` x `direction` x `verdict` in
+/// [`maps::COUNTERS`]. Entity-major, so the kernel needs no entity count to compute it.
 #[inline(always)]
-pub const fn counter_index(entity: u32, direction: Direction, verdict: Verdict) -> u32 {
-    entity * COUNTERS_PER_ENTITY + (direction as u32) * 2 + verdict as u32
+pub const fn counter_index(entity: u32, slot: u32, direction: Direction, verdict: Verdict) -> u32 {
+    (entity * MAX_INTERFACES + slot) * 4 + (direction as u32) * 2 + verdict as u32
 }
 
-/// Global per-CPU counters of what the parser and classifier saw. Every packet increments
-/// exactly one *terminal* stat (indices below [`Stat::TERMINAL`]), so their sum is the number of
-/// packets the program saw and nothing passes uncounted. The informational stats after them
-/// describe a packet further and are counted on top.
+/// Global per-CPU counters of what the parser and classifier saw. Every packet ends in exactly
+/// one *terminal* outcome: one of the terminal stats (indices below [`Stat::TERMINAL`]), or, when
+/// an entity's action applied, that entity's counter (dropped or monitored). So the sum of the
+/// terminal stats and the entity counters is the number of packets the program saw, and nothing
+/// passes uncounted; the hot path of a match bumps one counter only. The informational stats
+/// after the terminal ones describe a packet further and are counted on top.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
@@ -157,28 +176,24 @@ pub enum Stat {
     MissIpv4,
     /// Well-formed IPv6 whose matched address is in no prefix; passed.
     MissIpv6,
-    /// IPv4 whose matched address is in a prefix; the entity counters say what happened.
-    MatchIpv4,
-    /// IPv6 whose matched address is in a prefix; the entity counters say what happened.
-    MatchIpv6,
+    /// Matched an entity whose policy does not cover this direction; passed.
+    OtherDirection,
+    /// Matched an entity index without an action (never happens with a consistent load;
+    /// counted so it would be seen); passed.
+    NoPolicy,
     /// Informational: one 802.1Q/802.1ad tag seen on a packet that parsed as IP.
     Vlan,
     /// Informational: two tags seen (QinQ) on a packet that parsed as IP.
     QinQ,
     /// Informational: an IPv4 fragment (classified by its addresses like any packet).
     Ipv4Fragment,
-    /// Informational: matched an entity whose policy does not cover this direction; passed.
-    OtherDirection,
-    /// Informational: matched an entity index without an action (never happens with a
-    /// consistent load; counted so it would be seen); passed.
-    NoPolicy,
 }
 
 impl Stat {
-    /// Stats below this index are terminal: exactly one per packet.
+    /// Stats below this index are terminal outcomes.
     pub const TERMINAL: u32 = 13;
     /// Number of stats, the size of [`maps::STATS`].
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 16;
     /// Every stat, in index order, with its stable metric label.
     pub const ALL: [(Stat, &'static str); Self::COUNT as usize] = [
         (Stat::NoRole, "no_role"),
@@ -192,13 +207,11 @@ impl Stat {
         (Stat::MalformedIpv6, "malformed_ipv6"),
         (Stat::MissIpv4, "miss_ipv4"),
         (Stat::MissIpv6, "miss_ipv6"),
-        (Stat::MatchIpv4, "match_ipv4"),
-        (Stat::MatchIpv6, "match_ipv6"),
+        (Stat::OtherDirection, "other_direction"),
+        (Stat::NoPolicy, "no_policy"),
         (Stat::Vlan, "vlan"),
         (Stat::QinQ, "qinq"),
         (Stat::Ipv4Fragment, "ipv4_fragment"),
-        (Stat::OtherDirection, "other_direction"),
-        (Stat::NoPolicy, "no_policy"),
     ];
 }
 
@@ -212,6 +225,8 @@ mod pod {
     unsafe impl aya::Pod for super::EntityPolicy {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::IfaceConfig {}
 }
 
 #[cfg(test)]
@@ -226,14 +241,17 @@ mod tests {
     }
 
     #[test]
-    fn counter_indices_are_distinct_per_entity() {
-        let mut seen = [false; 8];
+    fn counter_indices_are_distinct_and_dense() {
+        const N: usize = (2 * COUNTERS_PER_ENTITY) as usize;
+        let mut seen = [false; N];
         for e in 0..2 {
-            for d in Direction::ALL {
-                for v in Verdict::ALL {
-                    let i = counter_index(e, d, v) as usize;
-                    assert!(!seen[i]);
-                    seen[i] = true;
+            for slot in 0..MAX_INTERFACES {
+                for d in Direction::ALL {
+                    for v in Verdict::ALL {
+                        let i = counter_index(e, slot, d, v) as usize;
+                        assert!(!seen[i]);
+                        seen[i] = true;
+                    }
                 }
             }
         }

@@ -17,13 +17,13 @@ mod xdp {
         programs::XdpContext,
     };
     use embargo_abi::{
-        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy, MAX_IFINDEX,
-        Role, Stat, Verdict, counter_index, trie,
+        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy, IfaceConfig,
+        MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index, trie,
     };
-    use embargo_xdp::parse::{Addrs, parse};
+    use embargo_xdp::parse::{Addr, Pick, parse};
 
     #[map(name = "EMB_ROLES")]
-    static ROLES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+    static ROLES: Array<IfaceConfig> = Array::with_max_entries(MAX_IFINDEX, 0);
     // Tries and per-entity maps are resized by the agent at load to fit the policy.
     #[map(name = "EMB_V4")]
     static V4: Array<trie::Chunk> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -47,22 +47,22 @@ mod xdp {
         }
     }
 
-    /// Returns the XDP action for a packet that reached a terminal stat counted here, or the
-    /// terminal stat of a packet that passes unclassified (counted by the caller).
+    /// Returns the XDP action for a packet whose outcome was counted here, or the terminal stat
+    /// of a packet that passes unclassified (counted by the caller).
     #[inline(always)]
     fn classify(ctx: &XdpContext) -> Result<u32, Stat> {
-        let role = ROLES
+        let iface = ROLES
             .get(ctx.ingress_ifindex() as u32)
             .copied()
-            .unwrap_or(Role::None as u32);
-        let direction = if role == Role::Inside as u32 {
-            Direction::Outbound
-        } else if role == Role::Outside as u32 {
-            Direction::Inbound
+            .unwrap_or_default();
+        let (direction, pick) = if iface.role == Role::Inside as u8 {
+            (Direction::Outbound, Pick::Destination)
+        } else if iface.role == Role::Outside as u8 {
+            (Direction::Inbound, Pick::Source)
         } else {
             return Err(Stat::NoRole);
         };
-        let parsed = parse(ctx)?;
+        let parsed = parse(ctx, pick)?;
         if parsed.vlan_tags == 1 {
             bump(Stat::Vlan);
         } else if parsed.vlan_tags == 2 {
@@ -71,55 +71,56 @@ mod xdp {
         if parsed.ipv4_fragment {
             bump(Stat::Ipv4Fragment);
         }
-        let outbound = matches!(direction, Direction::Outbound);
-        let (entry, miss, hit) = match parsed.addrs {
-            Addrs::V4 { src, dst } => {
-                let addr = if outbound { dst } else { src };
-                let entry = trie::lookup_v4(addr, |i| trie::read_entry(i, |c| V4.get(c)));
-                (entry, Stat::MissIpv4, Stat::MatchIpv4)
-            }
-            Addrs::V6 { src, dst } => {
-                let (hi, lo) = if outbound { dst } else { src };
-                let entry = trie::lookup_v6(hi, lo, |i| trie::read_entry(i, |c| V6.get(c)));
-                (entry, Stat::MissIpv6, Stat::MatchIpv6)
-            }
+        let (entry, miss) = match parsed.addr {
+            Addr::V4(addr) => (
+                trie::lookup_v4(addr, |i| trie::read_entry(i, |c| V4.get(c))),
+                Stat::MissIpv4,
+            ),
+            Addr::V6(hi, lo) => (
+                trie::lookup_v6(hi, lo, |i| trie::read_entry(i, |c| V6.get(c))),
+                Stat::MissIpv6,
+            ),
         };
         let Some(entity) = trie::entity_of(entry) else {
             return Err(miss);
         };
-        bump(hit);
-        Ok(enforce(ctx, entity, direction))
+        // The mask keeps the slot in range for the verifier; the agent never sets more.
+        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
+        enforce(ctx, entity, slot, direction)
     }
 
-    /// Applies the entity's policy and counts the packet against the entity.
+    /// Applies the entity's policy and counts the packet against the entity (its terminal
+    /// outcome), or returns the terminal stat of a match that does not apply.
     #[inline(always)]
-    fn enforce(ctx: &XdpContext, entity: u32, direction: Direction) -> u32 {
+    fn enforce(
+        ctx: &XdpContext,
+        entity: u32,
+        slot: u32,
+        direction: Direction,
+    ) -> Result<u32, Stat> {
         let Some(policy) = POLICY.get(entity).copied() else {
-            bump(Stat::NoPolicy);
-            return xdp_action::XDP_PASS;
+            return Err(Stat::NoPolicy);
         };
         if policy.directions & direction.bit() == 0 {
-            bump(Stat::OtherDirection);
-            return xdp_action::XDP_PASS;
+            return Err(Stat::OtherDirection);
         }
         let (verdict, action) = match policy.action {
             ACTION_DROP => (Verdict::Dropped, xdp_action::XDP_DROP),
             ACTION_MONITOR => (Verdict::Monitored, xdp_action::XDP_PASS),
             // Never drop what cannot be attributed to an action.
-            _ => {
-                bump(Stat::NoPolicy);
-                return xdp_action::XDP_PASS;
-            }
+            _ => return Err(Stat::NoPolicy),
         };
-        if let Some(c) = COUNTERS.get_ptr_mut(counter_index(entity, direction, verdict)) {
-            let len = (ctx.data_end() - ctx.data()) as u64;
-            // SAFETY: a per-CPU slot, only this CPU writes it while the program runs.
-            unsafe {
-                (*c).packets += 1;
-                (*c).bytes += len;
-            }
+        let Some(c) = COUNTERS.get_ptr_mut(counter_index(entity, slot, direction, verdict)) else {
+            // Without its counter the drop could not be attributed: pass and say so.
+            return Err(Stat::NoPolicy);
+        };
+        let len = (ctx.data_end() - ctx.data()) as u64;
+        // SAFETY: a per-CPU slot, only this CPU writes it while the program runs.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
         }
-        action
+        Ok(action)
     }
 
     #[inline(always)]

@@ -14,7 +14,7 @@ mod xdp {
         maps::{LpmTrie, lpm_trie::Key},
         programs::XdpContext,
     };
-    use embargo_xdp::parse::{Addrs, parse};
+    use embargo_xdp::parse::{Addr, Pick, parse};
 
     #[map(name = "BENCH_LPM4")]
     static LPM4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
@@ -29,12 +29,12 @@ mod xdp {
     /// Destination match, as on an `inside` interface; drop on a hit.
     #[xdp]
     pub fn bench_lpm(ctx: XdpContext) -> u32 {
-        let Ok(parsed) = parse(&ctx) else {
+        let Ok(parsed) = parse(&ctx, Pick::Destination) else {
             return xdp_action::XDP_PASS;
         };
-        let hit = match parsed.addrs {
-            Addrs::V4 { dst, .. } => LPM4.get(Key::new(32, dst.to_be_bytes())).is_some(),
-            Addrs::V6 { dst: (hi, lo), .. } => {
+        let hit = match parsed.addr {
+            Addr::V4(dst) => LPM4.get(Key::new(32, dst.to_be_bytes())).is_some(),
+            Addr::V6(hi, lo) => {
                 let mut b = [0u8; 16];
                 b[..8].copy_from_slice(&hi.to_be_bytes());
                 b[8..].copy_from_slice(&lo.to_be_bytes());
