@@ -215,6 +215,14 @@ impl Dataplane {
                     DataplaneError::Privileges {
                         doing: "loading the XDP program".into(),
                     }
+                } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
+                    // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
+                    // the program's packet-pointer arithmetic ("prohibited for !root").
+                    DataplaneError::Privileges {
+                        doing:
+                            "loading the XDP program (the verifier refused it without CAP_PERFMON)"
+                                .into(),
+                    }
                 } else {
                     DataplaneError::Verifier {
                         io_error,
@@ -471,6 +479,14 @@ fn array<'a, V: aya::Pod>(
         )
     })?;
     Array::try_from(map).map_err(|e| other(format!("opening map {name}"), e))
+}
+
+/// Whether the verifier gives this process the pointer arithmetic the program needs
+/// (`CAP_PERFMON`, or `CAP_SYS_ADMIN` which implies it); assumed so if it cannot be told.
+fn verifier_trusts_us() -> bool {
+    [system::CAP_PERFMON, system::CAP_SYS_ADMIN]
+        .into_iter()
+        .any(|cap| system::has_capability(cap).unwrap_or(true))
 }
 
 fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {

@@ -5,8 +5,10 @@
 //! * [`resolve`]: indicator files and the ASN table, read into candidate prefixes;
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
-//! * [`run`] and [`status`]: the agent loop and what it reports.
+//! * [`run`] and [`status`]: the agent loop and what it reports;
+//! * [`audit`]: the hash-chained log of every policy the agent applied.
 
+pub mod audit;
 pub mod cidr;
 pub mod compile;
 pub mod config;
@@ -27,10 +29,18 @@ pub fn compile_file(
     path: &Path,
     today: chrono::NaiveDate,
 ) -> Result<(config::Config, compile::Compiled), config::ConfigError> {
+    compile_file_resolved(path, today).map(|(config, _, compiled)| (config, compiled))
+}
+
+/// As [`compile_file`], keeping what was resolved (the files read, for [`audit`]).
+pub fn compile_file_resolved(
+    path: &Path,
+    today: chrono::NaiveDate,
+) -> Result<(config::Config, resolve::Resolved, compile::Compiled), config::ConfigError> {
     let config = config::load(path)?;
     let resolved = resolve::resolve(&config)?;
     let compiled = compile::compile(&config, &resolved, today)?;
-    Ok((config, compiled))
+    Ok((config, resolved, compiled))
 }
 
 /// Today's date (UTC), the reference for designation and evidence dates.

@@ -4,6 +4,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use embargo::{
+    audit,
     compile::Compiled,
     config::{ConfigError, Interface, Role, XdpMode},
     explain, plan,
@@ -39,6 +40,14 @@ enum Command {
         /// Control socket `embargo status` talks to.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+        /// Hash-chained log of every applied policy (see `embargo audit verify`).
+        #[arg(long, default_value = audit::DEFAULT_LOG)]
+        audit_log: PathBuf,
+    },
+    /// Work with the policy audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Validate and compile the configuration; print what it enforces and what it left out.
     Check {
@@ -77,6 +86,15 @@ enum Command {
         /// Control socket of the running agent.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every link of the audit log; exit 1 naming the first broken one.
+    Verify {
+        #[arg(long, default_value = audit::DEFAULT_LOG)]
+        log: PathBuf,
     },
 }
 
@@ -126,6 +144,7 @@ fn main() -> ExitCode {
             config,
             interfaces,
             control_socket,
+            audit_log,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -138,6 +157,7 @@ fn main() -> ExitCode {
                 config,
                 interfaces,
                 control_socket,
+                audit_log,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
@@ -147,6 +167,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit {
+            command: AuditCommand::Verify { log },
+        } => audit_verify(&log),
         Command::Check { config, json } => match embargo::compile_file(&config, embargo::today()) {
             Ok((_, compiled)) => {
                 if json {
@@ -337,6 +360,27 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
         );
     }
     o
+}
+
+/// `embargo audit verify`: 0 with the record count when the chain holds, else 1.
+fn audit_verify(log: &std::path::Path) -> ExitCode {
+    match audit::verify(log) {
+        Ok(r) => match &r.first_break {
+            None => {
+                println!("{}: {} records, chain intact", log.display(), r.records);
+                ExitCode::SUCCESS
+            }
+            Some(b) => {
+                eprintln!("error: {}: chain broken at {b}", log.display());
+                eprintln!("{} records before it are intact", r.records);
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {

@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use crate::{
+    audit::{self, AuditLog},
     compile::Compiled,
     config::{self, Interface},
     dataplane::Dataplane,
@@ -27,6 +28,8 @@ pub struct RunOptions {
     /// `--interface` values: added to the config's, replacing any with the same name.
     pub interfaces: Vec<Interface>,
     pub control_socket: PathBuf,
+    /// The policy audit log ([`crate::audit`]).
+    pub audit_log: PathBuf,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -48,6 +51,8 @@ pub enum RunError {
     },
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// Merges `--interface` values into the configured ones (same name: the flag wins).
@@ -70,7 +75,7 @@ struct Shared {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
-    let (config, compiled) = crate::compile_file(&opts.config, crate::today())?;
+    let (config, resolved, compiled) = crate::compile_file_resolved(&opts.config, crate::today())?;
     log_report(&compiled);
     let policy = Policy::from(&compiled);
     let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
@@ -101,11 +106,22 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "policy loaded"
     );
+    // Opened after loading (which names missing privileges first) and before attaching; held,
+    // locked, for the agent's life. On reloads, call `audit::record_applied` with the old table.
+    let mut audit = AuditLog::open(&opts.audit_log)?;
     for iface in &interfaces {
         // On failure, dataplane drops here and detaches what was attached: all or nothing.
         let a = dataplane.attach(iface)?;
         tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
     }
+    // A policy that cannot be recorded is not kept: returning drops and detaches the dataplane.
+    audit::record_applied(
+        &mut audit,
+        &config,
+        &resolved,
+        &TableSnapshot::default(),
+        &compiled,
+    )?;
     let shared = Arc::new(Mutex::new(Shared {
         dataplane,
         policy,

@@ -1,4 +1,4 @@
-//! Facts about the running system: kernel version, interfaces, CPUs.
+//! Facts about the running system: kernel version, interfaces, CPUs, capabilities.
 
 use std::ffi::CString;
 
@@ -28,6 +28,24 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// `CAP_SYS_ADMIN`'s number (`linux/capability.h`).
+pub const CAP_SYS_ADMIN: u32 = 21;
+/// `CAP_PERFMON`'s number (Linux 5.8+).
+pub const CAP_PERFMON: u32 = 38;
+
+/// Whether this process has capability `cap` (a `CAP_*` number) in its effective set, from
+/// `/proc/self/status`; `None` if that cannot be read.
+pub fn has_capability(cap: u32) -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    effective_caps(&status).map(|set| cap < 64 && set & (1 << cap) != 0)
+}
+
+/// The `CapEff:` bit set of a `/proc/<pid>/status` text.
+fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 /// Number of possible CPUs (the size of per-CPU map values).
 pub fn possible_cpus() -> usize {
     aya::util::nr_cpus().unwrap_or(1)
@@ -43,6 +61,17 @@ mod tests {
         assert!(version_less("5.4.0", (5, 10)));
         assert!(!version_less("5.10.0", (5, 10)));
         assert!(!version_less("6.18.44-fc-v669", (5, 10)));
+    }
+
+    #[test]
+    fn reads_the_effective_capability_set() {
+        let status = "Name:\tembargo\nCapInh:\t0000000000000000\nCapEff:\t000000c000001000\n";
+        let set = effective_caps(status).unwrap();
+        // CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39).
+        assert_eq!(set, (1 << 12) | (1 << CAP_PERFMON) | (1 << 39));
+        assert_eq!(set & (1 << CAP_SYS_ADMIN), 0);
+        assert_eq!(effective_caps("Name:\tx\n"), None);
+        assert!(has_capability(CAP_PERFMON).is_some());
     }
 
     #[test]

@@ -479,8 +479,13 @@ impl Lab {
         self.dir.join("control.sock")
     }
 
-    /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...`
-    /// inside the gateway namespace and waits until its status answers.
+    /// The audit log of this lab's agent (never the system's `/var/lib/embargo`).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
+    /// --audit-log ...` inside the gateway namespace and waits until its status answers.
     pub fn start_agent(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
         let socket = self.control_socket();
         let log = self.dir.join(format!("agent-{role}.log"));
@@ -498,6 +503,8 @@ impl Lab {
             &iface,
             "--control-socket",
             &socket.display().to_string(),
+            "--audit-log",
+            &self.audit_log().display().to_string(),
         ])?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))

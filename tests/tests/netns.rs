@@ -329,6 +329,8 @@ fn assert_refused(config_text: &str, line: usize) {
             &iface,
             "--control-socket",
             &socket.display().to_string(),
+            "--audit-log",
+            &lab.audit_log().display().to_string(),
         ])
         .unwrap()
         .output()

@@ -1,0 +1,169 @@
+//! `embargo audit verify` on logs written by the library: exit codes and messages on a good log,
+//! a tampered one, a truncated one and a missing one; and the documented canonical form,
+//! recomputed by Python as the module documentation says a reader can. Needs no root.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use embargo::audit::{AuditLog, Changes, PolicyApplied, Source, SourceKind};
+
+/// A folder under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p =
+            std::env::temp_dir().join(format!("embargo-audit-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A log of `n` records; the sources hold a non-ASCII path and a control character to exercise
+/// the canonical form's escaping.
+fn log_of(dir: &TempDir, n: u64) -> PathBuf {
+    let path = dir.0.join("audit.jsonl");
+    let mut log = AuditLog::open(&path).unwrap();
+    for i in 1..=n {
+        log.append(PolicyApplied {
+            time: chrono::Utc::now(),
+            digest: format!("{i:064x}"),
+            config: "/etc/embargo/embargo.toml".into(),
+            sources: vec![
+                Source {
+                    kind: SourceKind::Config,
+                    path: "/etc/embargo/embargo.toml".into(),
+                    sha256: "aa".repeat(32),
+                },
+                Source {
+                    kind: SourceKind::Indicators,
+                    path: format!("/etc/embargo/indicateurs-été\t{i}.txt"),
+                    sha256: "bb".repeat(32),
+                },
+            ],
+            asn_table: None,
+            changes: Changes {
+                prefixes_added: i,
+                ..Changes::default()
+            },
+        })
+        .unwrap();
+    }
+    path
+}
+
+fn verify(log: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["audit", "verify", "--log"])
+        .arg(log)
+        .output()
+        .expect("run embargo")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn an_intact_log_verifies_with_exit_0() {
+    let dir = TempDir::new("good");
+    let log = log_of(&dir, 4);
+    let out = verify(&log);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}: 4 records, chain intact\n", log.display())
+    );
+}
+
+#[test]
+fn a_tampered_log_exits_1_naming_the_first_broken_link() {
+    let dir = TempDir::new("tampered");
+    let log = log_of(&dir, 4);
+    let good = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    // Record 2 claims one prefix fewer was added; record 4 loses a line too (only the first
+    // break is named).
+    let edited = lines[1].replace("\"prefixes_added\":2", "\"prefixes_added\":1");
+    assert_ne!(edited, lines[1]);
+    lines[1] = &edited;
+    lines.remove(3);
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = verify(&log);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: chain broken at line 2 (seq 2): hash mismatch",
+            log.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("1 records before it are intact"), "{err}");
+    assert!(!err.contains("line 3"), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+
+    // Truncated by a crash mid-write.
+    std::fs::write(&log, &good.as_bytes()[..good.len() - 30]).unwrap();
+    let out = verify(&log);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("line 4: truncated last line"), "{err}");
+    assert!(err.contains("3 records before it are intact"), "{err}");
+}
+
+#[test]
+fn a_missing_log_exits_1_saying_so() {
+    let dir = TempDir::new("missing");
+    let out = verify(&dir.0.join("none.jsonl"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("none.jsonl: reading:"), "{err}");
+}
+
+#[test]
+fn verify_and_run_default_to_the_state_directory() {
+    for args in [&["audit", "verify", "--help"][..], &["run", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = text(&out.stdout);
+        assert!(help.contains("/var/lib/embargo/audit.jsonl"), "{help}");
+    }
+}
+
+/// The module documentation's Python check, run as written there: every record's hash is the
+/// SHA-256 of `json.dumps(record without hash, sort_keys=True, separators=(",", ":"),
+/// ensure_ascii=False)`, and the line itself is that form with the hash in.
+#[test]
+fn python_recomputes_every_hash_from_the_documented_form() {
+    let dir = TempDir::new("python");
+    let log = log_of(&dir, 3);
+    let script = r#"
+import hashlib, json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(line)
+    assert json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n" == line, line
+    h = r.pop("hash")
+    c = json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    print(r["seq"], h == hashlib.sha256(c.encode()).hexdigest())
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&log)
+        .output()
+        .expect("python3 is on every machine this project builds on");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1 True\n2 True\n3 True\n");
+}

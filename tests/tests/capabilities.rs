@@ -1,0 +1,313 @@
+//! The capabilities `embargo run` needs, measured (deploy/CAPABILITIES.md has the whole table).
+//!
+//! The agent runs in a netns lab as `nobody` with only the capabilities under test, passed as
+//! ambient capabilities through `setpriv` the way systemd's `AmbientCapabilities=` and a
+//! Kubernetes `capabilities.add` pass them. With CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON it starts,
+//! answers status, drops what it should and writes its audit record; without any one of them it
+//! exits 1 with the privileges message and attaches nothing. Needs root (netns, setpriv).
+
+use std::{
+    os::unix::fs::{PermissionsExt as _, chown},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use embargo_tests::lab::{self, Lab, Probe};
+
+/// What deploy/systemd/embargo.service and deploy/kubernetes/daemonset.yaml grant.
+const MINIMAL: [&str; 3] = ["bpf", "net_admin", "perfmon"];
+/// `nobody`/`nogroup`: an unprivileged user every machine has.
+const NOBODY: u32 = 65534;
+/// CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF bits of a `CapEff:` set.
+const MINIMAL_BITS: u64 = (1 << 12) | (1 << 38) | (1 << 39);
+const BLOCKED: &str = "203.0.113.7";
+const ALLOWED: &str = "192.0.2.10";
+const PRIVILEGES: &str = "embargo needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root)";
+
+const CONFIG: &str = r#"enforce = ["TEST"]
+[[entities]]
+id = "cap-drop"
+name = "Capability Test Entity"
+action = "drop"
+direction = "both"
+designations = [{ authority = "TEST", regime = "caps", reference = "CAPS-1", listed_on = 2025-01-01, source = "caps" }]
+networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "caps", retrieved = 2026-01-01, confidence = "high" } }]
+"#;
+
+/// A lab, the binary and config where `nobody` can read them, and a folder `nobody` owns for
+/// the control socket and the audit log (as systemd's RuntimeDirectory/StateDirectory would).
+struct Setup {
+    lab: Lab,
+    bin: PathBuf,
+    config: PathBuf,
+    owned: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let lab = Lab::new().unwrap();
+        lab.check_contained().unwrap();
+        let dir = lab.dir().to_owned();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Copied: the checkout may sit in a folder `nobody` cannot enter.
+        let bin = dir.join("embargo");
+        std::fs::copy(lab::embargo_bin().unwrap(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = lab.write_file("embargo.toml", CONFIG).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let owned = dir.join("owned");
+        std::fs::create_dir(&owned).unwrap();
+        chown(&owned, Some(NOBODY), Some(NOBODY)).unwrap();
+        std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o700)).unwrap();
+        for a in [BLOCKED, ALLOWED] {
+            lab.add_remote(a.parse().unwrap()).unwrap();
+        }
+        Self {
+            lab,
+            bin,
+            config,
+            owned,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.owned.join("control.sock")
+    }
+
+    fn audit_log(&self) -> PathBuf {
+        self.owned.join("audit.jsonl")
+    }
+
+    fn log_file(&self, caps: &[&str]) -> PathBuf {
+        self.lab.dir().join(format!("agent-{}.log", caps.join("+")))
+    }
+
+    /// `embargo run` in the gateway namespace as `nobody` with exactly `caps` (ambient,
+    /// inheritable, bounding), output to [`Setup::log_file`].
+    fn start(&self, caps: &[&str]) -> Running {
+        let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
+        let log = self.log_file(caps);
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.lab.gw_ns(), "setpriv"])
+            .arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .arg(format!("--inh-caps=-all{set}"))
+            .arg(format!("--ambient-caps=-all{set}"))
+            .arg(format!("--bounding-set=-all{set}"))
+            .arg(&self.bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--interface")
+            .arg(format!("{}:inside", self.lab.gw_if()))
+            .arg("--control-socket")
+            .arg(self.socket())
+            .arg("--audit-log")
+            .arg(self.audit_log())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // `ip netns exec` and setpriv both exec, so the child's pid is the agent's.
+        Running {
+            child: Some(cmd.spawn().unwrap()),
+            log,
+        }
+    }
+}
+
+/// An agent process; SIGKILLed on drop unless it already exited.
+struct Running {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the control socket answers; panics with the log if the agent exits first.
+    fn wait_ready(&mut self, socket: &Path) {
+        let start = Instant::now();
+        while embargo::status::query(socket).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "the agent exited ({status}) before answering; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no status within 30 s; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to 30 s for the agent to exit by itself.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the agent is still running after 30 s; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill with the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+        self.wait_exit()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A field of `/proc/<pid>/status`, e.g. `Uid` or `CapEff`.
+fn proc_status(pid: u32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
+    let s = Setup::new();
+    let mut agent = s.start(&MINIMAL);
+    agent.wait_ready(&s.socket());
+
+    // Really unprivileged: nobody, holding exactly the three capabilities.
+    let pid = agent.pid();
+    assert!(
+        proc_status(pid, "Uid")
+            .split_whitespace()
+            .all(|u| u == "65534"),
+        "{}",
+        proc_status(pid, "Uid")
+    );
+    assert_eq!(
+        u64::from_str_radix(&proc_status(pid, "CapEff"), 16).unwrap(),
+        MINIMAL_BITS
+    );
+
+    let status = embargo::status::query(&s.socket()).unwrap();
+    assert_eq!(status.pid, pid);
+    assert_eq!(status.interfaces.len(), 1, "{status:?}");
+    assert_eq!(status.interfaces[0].name, s.lab.gw_if());
+    assert_eq!(status.interfaces[0].role, "inside");
+    assert!(s.lab.xdp_attached().unwrap());
+
+    // The data plane works: blocked dropped and counted, the neighbour address delivered.
+    let results = s
+        .lab
+        .probe(
+            &[
+                Probe::to(BLOCKED.parse().unwrap()),
+                Probe::to(ALLOWED.parse().unwrap()),
+            ],
+            5,
+        )
+        .unwrap();
+    assert!(results[0].blocked(), "{results:?}");
+    assert!(results[1].delivered(), "{results:?}");
+    let status = embargo::status::query(&s.socket()).unwrap();
+    assert_eq!(
+        lab::counter(&status, "cap-drop", "outbound", "dropped").map(|(p, _)| p),
+        Some(5),
+        "{status:?}"
+    );
+
+    // The applied policy is in the audit log, which `nobody` created in its own folder.
+    let report = embargo::audit::verify(&s.audit_log()).unwrap();
+    assert!(report.intact() && report.records == 1, "{report:?}");
+    let record: embargo::audit::Record = serde_json::from_str(
+        std::fs::read_to_string(s.audit_log())
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record.digest,
+        embargo_tests::compile_text(CONFIG).digest(),
+        "{record:?}"
+    );
+    assert_eq!(record.changes.prefixes_added, 1);
+
+    let exit = agent.terminate();
+    assert!(exit.success(), "{exit}; log:\n{}", agent.log());
+    assert!(!s.lab.xdp_attached().unwrap());
+    assert!(!s.socket().exists(), "control socket left behind");
+}
+
+/// Each capability of the minimal set, dropped, stops the agent at a different step; every
+/// time with the privileges message and nothing attached or recorded.
+#[test]
+fn without_any_one_of_them_the_agent_names_the_privileges_it_needs() {
+    let s = Setup::new();
+    for (missing, step) in [
+        ("bpf", "permission denied while creating BPF maps"),
+        (
+            "net_admin",
+            "permission denied while loading the XDP program:",
+        ),
+        (
+            "perfmon",
+            "permission denied while loading the XDP program (the verifier refused it without CAP_PERFMON)",
+        ),
+    ] {
+        let caps: Vec<&str> = MINIMAL.into_iter().filter(|c| *c != missing).collect();
+        let mut agent = s.start(&caps);
+        let exit = agent.wait_exit();
+        let log = agent.log();
+        assert_eq!(
+            exit.code(),
+            Some(1),
+            "without {missing}: {exit}; log:\n{log}"
+        );
+        assert!(
+            log.contains(step),
+            "without {missing}: expected `{step}` in:\n{log}"
+        );
+        assert!(log.contains(PRIVILEGES), "without {missing}:\n{log}");
+        assert!(!s.lab.xdp_attached().unwrap(), "without {missing}");
+        assert!(
+            !s.audit_log().exists(),
+            "without {missing}: an audit log was written"
+        );
+    }
+    // And with none at all.
+    let mut agent = s.start(&[]);
+    assert_eq!(agent.wait_exit().code(), Some(1), "{}", agent.log());
+    assert!(agent.log().contains(PRIVILEGES), "{}", agent.log());
+}
