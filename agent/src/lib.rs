@@ -13,6 +13,8 @@ pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod dataplane;
+pub mod live;
+pub mod mapped;
 pub mod explain;
 pub mod plan;
 pub mod policy;

@@ -42,20 +42,22 @@ impl Table {
     }
 }
 
-struct Shape {
-    family: &'static str,
-    addr_bits: u32,
-    root_bits: u32,
-    stride: u32,
+/// The geometry of one family's trie.
+#[derive(Debug)]
+pub struct Shape {
+    pub family: &'static str,
+    pub addr_bits: u32,
+    pub root_bits: u32,
+    pub stride: u32,
 }
 
-const V4: Shape = Shape {
+pub const V4: Shape = Shape {
     family: "IPv4",
     addr_bits: 32,
     root_bits: trie::V4_ROOT_BITS,
     stride: trie::V4_STRIDE,
 };
-const V6: Shape = Shape {
+pub const V6: Shape = Shape {
     family: "IPv6",
     addr_bits: 128,
     root_bits: trie::V6_ROOT_BITS,
