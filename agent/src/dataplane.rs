@@ -5,10 +5,7 @@
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
 
-use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
-    ptr,
-};
+use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -17,15 +14,18 @@ use aya::{
 };
 use embargo_abi::{
     Counter, Direction, EntityPolicy, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
-    counter_index, maps,
+    counter_index, maps, trie,
 };
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
 use crate::{
     config::{self, Role},
+    live::{Change, LiveTrie},
+    mapped::Mirrored,
     policy::Policy,
     system,
-    table::{self, Table, TableError},
+    table::{self, Shape, Table, TableError},
 };
 
 /// The production object, built by `build.rs`.
@@ -65,6 +65,9 @@ pub enum DataplaneError {
         io_error: std::io::Error,
         log: String,
     },
+    /// The change does not fit the loaded maps; nothing was written. Load a new generation.
+    #[error("the change does not fit in place: {reason}")]
+    NeedsRebuild { reason: String },
     /// More interfaces than the counters have slots for.
     #[error("embargo counts at most {max} interfaces per agent; attach to fewer")]
     TooManyInterfaces { max: u32 },
@@ -149,7 +152,97 @@ pub struct Dataplane {
     attachments: Vec<Attachment>,
     /// One link per attachment, same order.
     links: Vec<XdpLinkId>,
+    /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
+    /// set, for in-place updates and attestation.
+    v4: Family,
+    v6: Family,
+    /// What the policy map holds, by entity index (for updates and attestation).
+    policies: Vec<EntityPolicy>,
+    /// Entities the policy and counter maps have room for.
+    entity_capacity: u32,
     pub load_stats: LoadStats,
+}
+
+/// One family's loaded trie.
+struct Family {
+    trie: Mirrored,
+    live: LiveTrie,
+}
+
+/// What [`Dataplane::apply`] changed.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub prefixes_changed: u64,
+    pub entries_written: u64,
+    pub nodes_allocated: u64,
+    pub nodes_released: u64,
+    pub policies_written: u64,
+}
+
+/// What [`Dataplane::attest`] found (and repaired).
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Drift {
+    pub v4_entries: u64,
+    pub v6_entries: u64,
+    pub policies: u64,
+    pub roles: u64,
+}
+
+impl Drift {
+    pub fn total(&self) -> u64 {
+        self.v4_entries + self.v6_entries + self.policies + self.roles
+    }
+}
+
+/// Spare trie nodes allocated at load, so later updates fit in place: a quarter of what the
+/// policy uses, at least this many.
+const MIN_SPARE_NODES: u32 = 1024;
+/// Entities the maps hold at least (so adding some later fits in place).
+const MIN_ENTITY_CAPACITY: u32 = 64;
+
+fn trie_len(shape: &Shape, table: &Table) -> usize {
+    if table.entries.len() < 1 << shape.root_bits {
+        // No prefixes: no root; the first prefix of this family needs a new generation.
+        return table.entries.len();
+    }
+    let spare = (table.nodes / 4).max(MIN_SPARE_NODES) as usize;
+    (table.entries.len() + (spare << shape.stride)).next_multiple_of(trie::LANES as usize)
+}
+
+fn changes<N: Copy>(
+    live: &LiveTrie,
+    next: &[(N, u32)],
+    key: impl Fn(&N) -> (u128, u8),
+) -> Vec<Change> {
+    let next: BTreeMap<(u128, u8), u32> = next.iter().map(|(n, e)| (key(n), *e)).collect();
+    let mut out = Vec::new();
+    for (k, e) in &next {
+        if live.prefixes().get(k) != Some(e) {
+            out.push(Change {
+                addr: k.0,
+                len: k.1,
+                entity: Some(*e),
+            });
+        }
+    }
+    for k in live.prefixes().keys() {
+        if !next.contains_key(k) {
+            out.push(Change {
+                addr: k.0,
+                len: k.1,
+                entity: None,
+            });
+        }
+    }
+    out
+}
+
+fn key4(n: &Ipv4Network) -> (u128, u8) {
+    (u128::from(u32::from(n.network())), n.prefix())
+}
+
+fn key6(n: &Ipv6Network) -> (u128, u8) {
+    (u128::from(n.network()), n.prefix())
 }
 
 /// Minimum kernel: bounded loops (5.3), mmap-able arrays (5.5), XDP bpf_link (5.9).
@@ -173,24 +266,28 @@ impl Dataplane {
                 needed: format!("{}.{}", MIN_KERNEL.0, MIN_KERNEL.1),
             });
         }
-        let entities = policy.entities.len().max(1) as u32;
+        let entities = (policy.entities.len() as u32)
+            .saturating_mul(2)
+            .max(MIN_ENTITY_CAPACITY);
         let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
+        let (v4_len, v6_len) = (trie_len(&table::V4, v4), trie_len(&table::V6, v6));
         let mut loader = EbpfLoader::new();
         loader
-            .map_max_entries(maps::V4_TRIE, v4.chunks())
-            .map_max_entries(maps::V6_TRIE, v6.chunks())
+            .map_max_entries(maps::V4_TRIE, (v4_len / trie::LANES as usize) as u32)
+            .map_max_entries(maps::V6_TRIE, (v6_len / trie::LANES as usize) as u32)
             .map_max_entries(maps::POLICY, entities)
             .map_max_entries(maps::COUNTERS, counters);
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| classify_load_error(e, v4, v6))?;
 
-        fill_mmap(&ebpf, maps::V4_TRIE, &v4.entries)?;
-        fill_mmap(&ebpf, maps::V6_TRIE, &v6.entries)?;
+        let v4_trie = map_trie(&ebpf, maps::V4_TRIE, v4_len, &v4.entries)?;
+        let v6_trie = map_trie(&ebpf, maps::V6_TRIE, v6_len, &v6.entries)?;
+        let policies: Vec<EntityPolicy> = policy.entities.iter().map(|e| e.abi_policy()).collect();
         {
             let mut pol: Array<_, EntityPolicy> = array(&mut ebpf, maps::POLICY)?;
-            for (i, e) in policy.entities.iter().enumerate() {
-                pol.set(i as u32, e.abi_policy(), 0)
+            for (i, p) in policies.iter().enumerate() {
+                pol.set(i as u32, p, 0)
                     .map_err(|e| other("writing the policy map", e))?;
             }
         }
@@ -232,7 +329,7 @@ impl Dataplane {
             }
             e => other("loading the XDP program", e),
         })?;
-        let map_bytes = (v4.bytes() + v6.bytes()) as u64
+        let map_bytes = ((v4_len + v6_len) * 4) as u64
             + u64::from(entities) * 4
             + u64::from(counters) * 16 * system::possible_cpus() as u64;
         Ok(Self {
@@ -241,6 +338,32 @@ impl Dataplane {
             slots: [None; MAX_INTERFACES as usize],
             attachments: Vec::new(),
             links: Vec::new(),
+            v4: Family {
+                trie: v4_trie,
+                live: LiveTrie::new(
+                    &table::V4,
+                    policy.v4.iter().map(|(n, e)| {
+                        let k = key4(n);
+                        (k.0, k.1, *e)
+                    }),
+                    v4.nodes,
+                    v4_len,
+                ),
+            },
+            v6: Family {
+                trie: v6_trie,
+                live: LiveTrie::new(
+                    &table::V6,
+                    policy.v6.iter().map(|(n, e)| {
+                        let k = key6(n);
+                        (k.0, k.1, *e)
+                    }),
+                    v6.nodes,
+                    v6_len,
+                ),
+            },
+            policies,
+            entity_capacity: entities,
             load_stats: LoadStats {
                 v4_prefixes: policy.v4.len(),
                 v6_prefixes: policy.v6.len(),
@@ -379,6 +502,208 @@ impl Dataplane {
             let _ = self.set_role(att.ifindex, embargo_abi::Role::None);
         }
         results
+    }
+
+    /// Applies `next` in place: the policy map first (so no prefix ever points at an entity
+    /// without its action), then the changed trie regions, then retired entities. Capacity is
+    /// checked for everything before anything is written; [`DataplaneError::NeedsRebuild`]
+    /// means nothing was changed and the caller should load a new generation.
+    pub fn apply(&mut self, next: &Policy) -> Result<ApplyStats, DataplaneError> {
+        if next.entities.len() as u32 > self.entity_capacity {
+            return Err(DataplaneError::NeedsRebuild {
+                reason: format!(
+                    "{} entities, the maps hold {}",
+                    next.entities.len(),
+                    self.entity_capacity
+                ),
+            });
+        }
+        let c4 = changes(&self.v4.live, &next.v4, key4);
+        let c6 = changes(&self.v6.live, &next.v6, key6);
+        for (live, c) in [(&self.v4.live, &c4), (&self.v6.live, &c6)] {
+            live.check(c).map_err(|e| DataplaneError::NeedsRebuild {
+                reason: e.to_string(),
+            })?;
+        }
+        let mut stats = ApplyStats {
+            prefixes_changed: (c4.len() + c6.len()) as u64,
+            ..Default::default()
+        };
+        let wanted: Vec<EntityPolicy> = next.entities.iter().map(|e| e.abi_policy()).collect();
+        let retired = |p: &EntityPolicy| p.action == embargo_abi::ACTION_NONE;
+        // Entities that act (new or changed) before the tries can point at them.
+        stats.policies_written += self.write_policies(&wanted, |p| !retired(p))?;
+        for (fam, c) in [(&mut self.v4, &c4), (&mut self.v6, &c6)] {
+            let s = fam
+                .live
+                .apply(&mut fam.trie, c)
+                .map_err(|e| DataplaneError::NeedsRebuild {
+                    reason: e.to_string(),
+                })?;
+            stats.entries_written += s.entries_written;
+            stats.nodes_allocated += s.nodes_allocated;
+            stats.nodes_released += s.nodes_released;
+        }
+        // Retired entities last, when no prefix points at them any more.
+        stats.policies_written += self.write_policies(&wanted, retired)?;
+        self.entities = next.entities.len() as u32;
+        self.load_stats.v4_prefixes = next.v4.len();
+        self.load_stats.v6_prefixes = next.v6.len();
+        self.load_stats.v4_nodes = self.v4.live.nodes_in_use();
+        self.load_stats.v6_nodes = self.v6.live.nodes_in_use();
+        Ok(stats)
+    }
+
+    /// Writes the entries of `wanted` selected by `which` that differ from the map's.
+    fn write_policies(
+        &mut self,
+        wanted: &[EntityPolicy],
+        which: impl Fn(&EntityPolicy) -> bool,
+    ) -> Result<u64, DataplaneError> {
+        let mut pol: Array<_, EntityPolicy> = array(&mut self.ebpf, maps::POLICY)?;
+        let mut written = 0;
+        for (i, p) in wanted.iter().enumerate() {
+            if which(p) && self.policies.get(i) != Some(p) {
+                pol.set(i as u32, p, 0)
+                    .map_err(|e| other("writing the policy map", e))?;
+                if i >= self.policies.len() {
+                    self.policies.resize(i + 1, EntityPolicy::default());
+                }
+                self.policies[i] = *p;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Moves every attachment of `old` to this (newly loaded) generation, atomically per
+    /// interface: the role is set here first, then the interface's XDP link is pointed at
+    /// this program (`bpf_link_update`); the interface is never without a program.
+    pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
+        let attachments = std::mem::take(&mut old.attachments);
+        let links = std::mem::take(&mut old.links);
+        let old_program: &mut Xdp = old
+            .ebpf
+            .program_mut(embargo_abi::programs::CLASSIFY)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("an XDP program");
+        let mut taken = Vec::new();
+        for (att, id) in attachments.into_iter().zip(links) {
+            let link = old_program
+                .take_link(id)
+                .map_err(|e| other(format!("taking the XDP link of {}", att.name), e))?;
+            taken.push((att, link));
+        }
+        for (att, link) in taken {
+            self.set_role(att.ifindex, att.role.abi())?;
+            let program: &mut Xdp = self
+                .ebpf
+                .program_mut(embargo_abi::programs::CLASSIFY)
+                .expect("loaded in Dataplane::load")
+                .try_into()
+                .expect("an XDP program");
+            let id = program
+                .attach_to_link(link)
+                .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
+            self.links.push(id);
+            self.attachments.push(att);
+        }
+        Ok(())
+    }
+
+    /// Reads the kernel maps back and compares them with what this agent wrote: the tries
+    /// (against their mirrors), the policy map and the interface roles. With `repair`,
+    /// every difference is written back.
+    pub fn attest(&mut self, repair: bool) -> Result<Drift, DataplaneError> {
+        let mut drift = Drift::default();
+        for (fam, n) in [
+            (&self.v4, &mut drift.v4_entries),
+            (&self.v6, &mut drift.v6_entries),
+        ] {
+            let bad = fam.trie.drift();
+            *n = bad.len() as u64;
+            if repair {
+                fam.trie.repair(&bad);
+            }
+        }
+        let policies = self.policies.clone();
+        let mut pol: Array<_, EntityPolicy> = array(&mut self.ebpf, maps::POLICY)?;
+        for (i, want) in policies.iter().enumerate() {
+            let got = pol
+                .get(&(i as u32), 0)
+                .map_err(|e| other("reading the policy map", e))?;
+            if got != *want {
+                drift.policies += 1;
+                if repair {
+                    pol.set(i as u32, want, 0)
+                        .map_err(|e| other("repairing the policy map", e))?;
+                }
+            }
+        }
+        let roles: Vec<(u32, IfaceConfig)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, i)| i.map(|i| (slot, i)))
+            .map(|(slot, ifindex)| {
+                let role = self
+                    .attachments
+                    .iter()
+                    .find(|a| a.ifindex == ifindex)
+                    .map_or(embargo_abi::Role::None, |a| a.role.abi());
+                (
+                    ifindex,
+                    IfaceConfig {
+                        role: role as u8,
+                        slot: slot as u8,
+                        _pad: [0; 2],
+                    },
+                )
+            })
+            .filter(|(_, c)| c.role != embargo_abi::Role::None as u8)
+            .collect();
+        let mut map: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+        for (ifindex, want) in roles {
+            let got = map
+                .get(&ifindex, 0)
+                .map_err(|e| other("reading the role map", e))?;
+            if got != want {
+                drift.roles += 1;
+                if repair {
+                    map.set(ifindex, want, 0)
+                        .map_err(|e| other("repairing the role map", e))?;
+                }
+            }
+        }
+        Ok(drift)
+    }
+
+    /// Map fill levels for metrics: (map, entries in use, capacity).
+    pub fn map_usage(&self) -> Vec<(&'static str, u64, u64)> {
+        let trie = |f: &Family, shape: &Shape| {
+            let root = if f.trie.mirror.len() >= 1 << shape.root_bits {
+                1u64 << shape.root_bits
+            } else {
+                0
+            };
+            let node = 1u64 << shape.stride;
+            (
+                root + u64::from(f.live.nodes_in_use()) * node,
+                f.trie.mirror.len() as u64,
+            )
+        };
+        let (v4u, v4c) = trie(&self.v4, &table::V4);
+        let (v6u, v6c) = trie(&self.v6, &table::V6);
+        vec![
+            ("ipv4_trie", v4u, v4c),
+            ("ipv6_trie", v6u, v6c),
+            (
+                "policy",
+                u64::from(self.entities),
+                u64::from(self.entity_capacity),
+            ),
+        ]
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -520,47 +845,19 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
 }
 
 /// Copies `entries` into the mmap-able array map `name`.
-fn fill_mmap(ebpf: &Ebpf, name: &'static str, entries: &[u32]) -> Result<(), DataplaneError> {
+/// Maps trie `name` (`len` entries) and writes `entries` into it.
+fn map_trie(
+    ebpf: &Ebpf,
+    name: &'static str,
+    len: usize,
+    entries: &[u32],
+) -> Result<Mirrored, DataplaneError> {
     let Some(Map::Array(data)) = ebpf.map(name) else {
         return Err(other(
             format!("finding map {name}"),
             MapError::InvalidName { name: name.into() },
         ));
     };
-    mmap_copy(data, entries).map_err(|e| other(format!("filling map {name} through mmap"), e))
-}
-
-fn mmap_copy(data: &MapData, entries: &[u32]) -> std::io::Result<()> {
-    // The kernel lays array values out at a stride of their size rounded up to 8 bytes; a
-    // 64-byte `Chunk` needs no rounding, so the map's memory is exactly `entries` back to back.
-    debug_assert!(
-        entries
-            .len()
-            .is_multiple_of(embargo_abi::trie::LANES as usize)
-    );
-    let len = size_of_val(entries);
-    if len == 0 {
-        return Ok(());
-    }
-    let fd = data.fd().as_fd().as_raw_fd();
-    // SAFETY: mapping an array map fd we own, for exactly its value area; the kernel rounds the
-    // mapping to pages and rejects lengths past the map. Nothing else maps it at this point.
-    unsafe {
-        let p = libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        ptr::copy_nonoverlapping(entries.as_ptr(), p.cast::<u32>(), entries.len());
-        if libc::munmap(p, len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    Mirrored::fill(data, len, entries)
+        .map_err(|e| other(format!("filling map {name} through mmap"), e))
 }

@@ -27,6 +27,9 @@ pub trait Store {
     /// One atomic store.
     fn set(&mut self, index: usize, value: u32);
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Store for Vec<u32> {
@@ -88,11 +91,20 @@ pub struct LiveTrie {
 impl LiveTrie {
     /// Takes over a trie built by [`crate::table`] from `prefixes` with `nodes` nodes, in a store
     /// of `store_len` entries.
-    pub fn new(shape: &'static Shape, prefixes: impl IntoIterator<Item = (u128, u8, u32)>, nodes: u32, store_len: usize) -> Self {
+    pub fn new(
+        shape: &'static Shape,
+        prefixes: impl IntoIterator<Item = (u128, u8, u32)>,
+        nodes: u32,
+        store_len: usize,
+    ) -> Self {
         let root = 1usize << shape.root_bits;
         let node_len = 1usize << shape.stride;
         let has_root = store_len >= root;
-        let capacity = if has_root { ((store_len - root) / node_len) as u32 } else { 0 };
+        let capacity = if has_root {
+            ((store_len - root) / node_len) as u32
+        } else {
+            0
+        };
         Self {
             shape,
             prefixes: prefixes.into_iter().map(|(a, l, e)| ((a, l), e)).collect(),
@@ -126,7 +138,11 @@ impl LiveTrie {
             0
         } else {
             let host = self.bits() - len;
-            if host >= 128 { 0 } else { addr & !((1u128 << host) - 1) }
+            if host >= 128 {
+                0
+            } else {
+                addr & !((1u128 << host) - 1)
+            }
         }
     }
 
@@ -148,7 +164,11 @@ impl LiveTrie {
     /// Whether a prefix longer than `depth` lies inside `(start, depth)`.
     fn any_inside(&self, start: u128, depth: u32) -> bool {
         let span = self.bits() - depth;
-        let end = if span >= 128 { u128::MAX } else { start | ((1u128 << span) - 1) };
+        let end = if span >= 128 {
+            u128::MAX
+        } else {
+            start | ((1u128 << span) - 1)
+        };
         self.prefixes
             .range((start, (depth + 1) as u8)..=(end, u8::MAX))
             .next()
@@ -158,27 +178,41 @@ impl LiveTrie {
     /// Whether `changes` fit: checked before anything is written, for every family, so an
     /// update is applied whole or not at all.
     pub fn check(&self, changes: &[Change]) -> Result<(), NeedsRebuild> {
-        let refuse = |reason: String| NeedsRebuild { family: self.shape.family, reason };
+        let refuse = |reason: String| NeedsRebuild {
+            family: self.shape.family,
+            reason,
+        };
         let adds = changes.iter().filter(|c| c.entity.is_some()).count();
         if adds > 0 && !self.has_root {
-            return Err(refuse("the map was loaded without a root (no prefixes of this family)".into()));
+            return Err(refuse(
+                "the map was loaded without a root (no prefixes of this family)".into(),
+            ));
         }
         // Worst case: every added prefix longer than the root needs a node per level.
         let needed: u64 = changes
             .iter()
             .filter(|c| c.entity.is_some() && u32::from(c.len) > self.shape.root_bits)
-            .map(|c| u64::from((u32::from(c.len) - self.shape.root_bits).div_ceil(self.shape.stride)))
+            .map(|c| {
+                u64::from((u32::from(c.len) - self.shape.root_bits).div_ceil(self.shape.stride))
+            })
             .sum();
         // Quarantined nodes become free when the update starts.
-        let available = (self.free.len() + self.quarantine.len()) as u64 + u64::from(self.capacity - self.next_node);
+        let available = (self.free.len() + self.quarantine.len()) as u64
+            + u64::from(self.capacity - self.next_node);
         if needed > available {
-            return Err(refuse(format!("the update may need {needed} new nodes, {available} are free")));
+            return Err(refuse(format!(
+                "the update may need {needed} new nodes, {available} are free"
+            )));
         }
         Ok(())
     }
 
     /// Applies `changes` to the prefix set and rewrites the affected regions of `store`.
-    pub fn apply(&mut self, store: &mut impl Store, changes: &[Change]) -> Result<UpdateStats, NeedsRebuild> {
+    pub fn apply(
+        &mut self,
+        store: &mut impl Store,
+        changes: &[Change],
+    ) -> Result<UpdateStats, NeedsRebuild> {
         self.check(changes)?;
         // Nodes freed by the previous update are safe to reuse now.
         self.free.append(&mut self.quarantine);
@@ -191,19 +225,34 @@ impl LiveTrie {
         }
         let mut stats = UpdateStats::default();
         for c in changes {
-            self.rewrite_region(store, self.mask(c.addr, u32::from(c.len)), u32::from(c.len), &mut stats);
+            self.rewrite_region(
+                store,
+                self.mask(c.addr, u32::from(c.len)),
+                u32::from(c.len),
+                &mut stats,
+            );
         }
         Ok(stats)
     }
 
     /// Recomputes every entry under prefix `(start, len)` from the prefix set.
-    fn rewrite_region(&mut self, store: &mut impl Store, start: u128, len: u32, stats: &mut UpdateStats) {
+    fn rewrite_region(
+        &mut self,
+        store: &mut impl Store,
+        start: u128,
+        len: u32,
+        stats: &mut UpdateStats,
+    ) {
         if !self.has_root {
             return;
         }
         let root = self.shape.root_bits;
         if len <= root {
-            let first = if root == 0 { 0 } else { self.slot_bits(start, 0, root) };
+            let first = if root == 0 {
+                0
+            } else {
+                self.slot_bits(start, 0, root)
+            };
             let count = 1usize << (root - len);
             let base = self.best(trie::EMPTY, start, 0, len.saturating_sub(1).min(len));
             let base = if len == 0 { trie::EMPTY } else { base };
@@ -240,19 +289,33 @@ impl LiveTrie {
                 for i in 0..count {
                     let slot_start = start + ((i as u128) << (self.bits() - next));
                     let sb = self.best(b, slot_start, depth + 1, next);
-                    let at = trie::node_slot(root, self.shape.stride, node, (first + i) as u32) as usize;
+                    let at =
+                        trie::node_slot(root, self.shape.stride, node, (first + i) as u32) as usize;
                     self.fill_slot(store, at, slot_start, next, sb, stats);
                 }
                 return;
             }
             b = self.best(b, start, depth + 1, next);
-            index = trie::node_slot(root, self.shape.stride, node, self.slot_bits(start, depth, self.shape.stride) as u32) as usize;
+            index = trie::node_slot(
+                root,
+                self.shape.stride,
+                node,
+                self.slot_bits(start, depth, self.shape.stride) as u32,
+            ) as usize;
             depth = next;
         }
     }
 
     /// Sets slot `index`, covering `(start, depth)`, whose best covering value is `b`.
-    fn fill_slot(&mut self, store: &mut impl Store, index: usize, start: u128, depth: u32, b: u32, stats: &mut UpdateStats) {
+    fn fill_slot(
+        &mut self,
+        store: &mut impl Store,
+        index: usize,
+        start: u128,
+        depth: u32,
+        b: u32,
+        stats: &mut UpdateStats,
+    ) {
         let old = store.get(index);
         if !self.any_inside(start, depth) {
             if old != b {
@@ -276,7 +339,10 @@ impl LiveTrie {
             stats.nodes_allocated += 1;
             // Unreachable until linked below: clear it so no stale child pointer is read.
             for j in 0..1u32 << stride {
-                store.set(trie::node_slot(self.shape.root_bits, stride, node, j) as usize, trie::EMPTY);
+                store.set(
+                    trie::node_slot(self.shape.root_bits, stride, node, j) as usize,
+                    trie::EMPTY,
+                );
             }
             (node, true)
         };
@@ -299,7 +365,8 @@ impl LiveTrie {
             self.quarantine.push(n);
             stats.nodes_released += 1;
             for j in 0..1u32 << self.shape.stride {
-                let e = store.get(trie::node_slot(self.shape.root_bits, self.shape.stride, n, j) as usize);
+                let e = store
+                    .get(trie::node_slot(self.shape.root_bits, self.shape.stride, n, j) as usize);
                 if e & trie::CHILD != 0 {
                     stack.push(e & trie::PAYLOAD);
                 }
@@ -323,7 +390,11 @@ mod tests {
             .iter()
             .filter(|((a, l), _)| {
                 let host = bits - u32::from(*l);
-                let mask = if host >= 128 { 0 } else { !((1u128 << host) - 1) };
+                let mask = if host >= 128 {
+                    0
+                } else {
+                    !((1u128 << host) - 1)
+                };
                 (addr & mask) == *a
             })
             .max_by_key(|((_, l), _)| *l)
@@ -335,7 +406,9 @@ mod tests {
     }
 
     fn lookup6(store: &[u32], addr: u128) -> Option<u32> {
-        trie::entity_of(trie::lookup_v6((addr >> 64) as u64, addr as u64, |i| store.get(i as usize).copied()))
+        trie::entity_of(trie::lookup_v6((addr >> 64) as u64, addr as u64, |i| {
+            store.get(i as usize).copied()
+        }))
     }
 
     /// A store that checks, after every single write, that sampled addresses whose answer is
@@ -355,10 +428,16 @@ mod tests {
         fn set(&mut self, i: usize, v: u32) {
             self.entries[i] = v;
             for (addr, want) in &self.stable {
-                let got = if self.v6 { lookup6(&self.entries, *addr) } else { lookup4(&self.entries, *addr as u32) };
+                let got = if self.v6 {
+                    lookup6(&self.entries, *addr)
+                } else {
+                    lookup4(&self.entries, *addr as u32)
+                };
                 // Blocked stays blocked (by any entity); allowed stays allowed.
                 if got.is_some() != want.is_some() {
-                    self.violations.push(format!("addr {addr:#x}: {want:?} became {got:?} mid-update"));
+                    self.violations.push(format!(
+                        "addr {addr:#x}: {want:?} became {got:?} mid-update"
+                    ));
                 }
             }
         }
@@ -368,44 +447,94 @@ mod tests {
     }
 
     fn v4_prefix() -> impl Strategy<Value = (u128, u8, u32)> {
-        (0u32..(1 << 20), prop::sample::select(vec![8u8, 12, 16, 20, 22, 24, 25, 28, 30, 32]), 0u32..4).prop_map(|(bits, len, e)| {
-            let n = Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | bits << 4), len).unwrap();
-            (u128::from(u32::from(n.network())), len, e)
-        })
+        (
+            0u32..(1 << 20),
+            prop::sample::select(vec![8u8, 12, 16, 20, 22, 24, 25, 28, 30, 32]),
+            0u32..4,
+        )
+            .prop_map(|(bits, len, e)| {
+                let n = Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | bits << 4), len).unwrap();
+                (u128::from(u32::from(n.network())), len, e)
+            })
     }
 
     fn v6_prefix() -> impl Strategy<Value = (u128, u8, u32)> {
-        (0u128..(1 << 20), prop::sample::select(vec![16u8, 24, 29, 32, 40, 44, 48, 56, 64, 128]), 0u32..4).prop_map(|(bits, len, e)| {
-            let n = Ipv6Network::new(Ipv6Addr::from((0x2001_0db8u128 << 96) | (bits << 88)), len).unwrap();
-            (u128::from(n.network()), len, e)
-        })
+        (
+            0u128..(1 << 20),
+            prop::sample::select(vec![16u8, 24, 29, 32, 40, 44, 48, 56, 64, 128]),
+            0u32..4,
+        )
+            .prop_map(|(bits, len, e)| {
+                let n =
+                    Ipv6Network::new(Ipv6Addr::from((0x2001_0db8u128 << 96) | (bits << 88)), len)
+                        .unwrap();
+                (u128::from(n.network()), len, e)
+            })
     }
 
     fn build(v6: bool, set: &BTreeMap<(u128, u8), u32>) -> table::Table {
         if v6 {
-            let p: Vec<(Ipv6Network, u32)> = set.iter().map(|((a, l), e)| (Ipv6Network::new(Ipv6Addr::from(*a), *l).unwrap(), *e)).collect();
+            let p: Vec<(Ipv6Network, u32)> = set
+                .iter()
+                .map(|((a, l), e)| (Ipv6Network::new(Ipv6Addr::from(*a), *l).unwrap(), *e))
+                .collect();
             table::build_v6(&p).unwrap()
         } else {
-            let p: Vec<(Ipv4Network, u32)> = set.iter().map(|((a, l), e)| (Ipv4Network::new(Ipv4Addr::from(*a as u32), *l).unwrap(), *e)).collect();
+            let p: Vec<(Ipv4Network, u32)> = set
+                .iter()
+                .map(|((a, l), e)| (Ipv4Network::new(Ipv4Addr::from(*a as u32), *l).unwrap(), *e))
+                .collect();
             table::build_v4(&p).unwrap()
         }
     }
 
     /// Runs `rounds` random updates; after each, every probe agrees with the naive matcher, and
     /// no stable probe changed its answer between any two writes.
-    fn run(v6: bool, initial: Vec<(u128, u8, u32)>, rounds: Vec<Vec<(u128, u8, u32, bool)>>, probes: Vec<u128>) -> Result<(), TestCaseError> {
+    fn run(
+        v6: bool,
+        initial: Vec<(u128, u8, u32)>,
+        rounds: Vec<Vec<(u128, u8, u32, bool)>>,
+        probes: Vec<u128>,
+    ) -> Result<(), TestCaseError> {
         let shape: &'static Shape = if v6 { &V6 } else { &V4 };
         let bits = shape.addr_bits;
-        let mut set: BTreeMap<(u128, u8), u32> = initial.iter().map(|(a, l, e)| ((*a, *l), *e)).collect();
+        let mut set: BTreeMap<(u128, u8), u32> =
+            initial.iter().map(|(a, l, e)| ((*a, *l), *e)).collect();
         let t = build(v6, &set);
         let headroom = 4096usize << shape.stride;
         let mut entries = t.entries.clone();
-        entries.resize(entries.len().max(1 << shape.root_bits) + headroom, trie::EMPTY);
+        entries.resize(
+            entries.len().max(1 << shape.root_bits) + headroom,
+            trie::EMPTY,
+        );
         let store_len = entries.len();
-        let mut live = LiveTrie::new(shape, set.iter().map(|((a, l), e)| (*a, *l, *e)), t.nodes, store_len);
-        let mut w = Witness { entries, v6, stable: Vec::new(), violations: Vec::new() };
-        let base = if v6 { 0x2001_0db8u128 << 96 } else { 0x0a00_0000 };
-        let probes: Vec<u128> = probes.into_iter().map(|p| if v6 { base | (p << 80) | 0x1234 } else { base | (p & 0xff_ffff) }).collect();
+        let mut live = LiveTrie::new(
+            shape,
+            set.iter().map(|((a, l), e)| (*a, *l, *e)),
+            t.nodes,
+            store_len,
+        );
+        let mut w = Witness {
+            entries,
+            v6,
+            stable: Vec::new(),
+            violations: Vec::new(),
+        };
+        let base = if v6 {
+            0x2001_0db8u128 << 96
+        } else {
+            0x0a00_0000
+        };
+        let probes: Vec<u128> = probes
+            .into_iter()
+            .map(|p| {
+                if v6 {
+                    base | (p << 80) | 0x1234
+                } else {
+                    base | (p & 0xff_ffff)
+                }
+            })
+            .collect();
         for round in rounds {
             let mut next = set.clone();
             let mut changes = Vec::new();
@@ -413,11 +542,19 @@ mod tests {
                 if remove {
                     if let Some((&k, _)) = next.iter().nth((a % 7) as usize) {
                         next.remove(&k);
-                        changes.push(Change { addr: k.0, len: k.1, entity: None });
+                        changes.push(Change {
+                            addr: k.0,
+                            len: k.1,
+                            entity: None,
+                        });
                     }
                 } else {
                     next.insert((a, l), e);
-                    changes.push(Change { addr: a, len: l, entity: Some(e) });
+                    changes.push(Change {
+                        addr: a,
+                        len: l,
+                        entity: Some(e),
+                    });
                 }
             }
             w.stable = probes
@@ -428,12 +565,21 @@ mod tests {
                     (before.is_some() == after.is_some()).then_some((p, after))
                 })
                 .collect();
-            live.apply(&mut w, &changes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert!(w.violations.is_empty(), "{:?}", &w.violations[..w.violations.len().min(3)]);
+            live.apply(&mut w, &changes)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(
+                w.violations.is_empty(),
+                "{:?}",
+                &w.violations[..w.violations.len().min(3)]
+            );
             set = next;
             prop_assert_eq!(live.prefixes(), &set);
             for &p in &probes {
-                let got = if v6 { lookup6(&w.entries, p) } else { lookup4(&w.entries, p as u32) };
+                let got = if v6 {
+                    lookup6(&w.entries, p)
+                } else {
+                    lookup4(&w.entries, p as u32)
+                };
                 prop_assert_eq!(got, naive(&set, p, bits), "addr {:#x}", p);
             }
         }
@@ -469,7 +615,14 @@ mod tests {
         let mut live = LiveTrie::new(&V4, [(0x0a00_0000u128, 8u8, 0u32)], t.nodes, entries.len());
         let before = entries.clone();
         let err = live
-            .apply(&mut entries, &[Change { addr: 0x0a01_0203, len: 32, entity: Some(1) }])
+            .apply(
+                &mut entries,
+                &[Change {
+                    addr: 0x0a01_0203,
+                    len: 32,
+                    entity: Some(1),
+                }],
+            )
             .unwrap_err();
         assert!(err.reason.contains("new nodes"), "{err}");
         assert_eq!(entries, before, "nothing written");
@@ -480,10 +633,22 @@ mod tests {
     fn freed_nodes_are_reused_only_after_the_next_update() {
         let mut entries = vec![trie::EMPTY; (1 << 24) + 16 * 8];
         let mut live = LiveTrie::new(&V4, [], 0, entries.len());
-        let host = Change { addr: 0x0a01_0203, len: 32, entity: Some(1) };
+        let host = Change {
+            addr: 0x0a01_0203,
+            len: 32,
+            entity: Some(1),
+        };
         let s = live.apply(&mut entries, &[host]).unwrap();
         assert_eq!(s.nodes_allocated, 2);
-        let s = live.apply(&mut entries, &[Change { entity: None, ..host }]).unwrap();
+        let s = live
+            .apply(
+                &mut entries,
+                &[Change {
+                    entity: None,
+                    ..host
+                }],
+            )
+            .unwrap();
         assert_eq!(s.nodes_released, 2);
         assert_eq!(live.nodes_in_use(), 0);
         // The released nodes keep their content until reused.

@@ -86,6 +86,10 @@ enum Command {
         /// Control socket of the running agent.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+        /// First read the kernel maps back and compare them with the loaded policy (any drift
+        /// is reported and repaired); exit 3 if there was drift.
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -235,23 +239,58 @@ fn main() -> ExitCode {
         Command::Status {
             json,
             control_socket,
-        } => match status::query(&control_socket) {
-            Ok(s) if json => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&s).expect("serializable")
-                );
-                ExitCode::SUCCESS
+            verify,
+        } => {
+            let mut drifted = false;
+            if verify {
+                match status::query_verify(&control_socket) {
+                    Ok(d) => {
+                        drifted = d.total() > 0;
+                        if !json {
+                            println!(
+                                "attestation: {} drifted entries (IPv4 trie {}, IPv6 trie {}, policies {}, roles {}){}",
+                                d.total(),
+                                d.v4_entries,
+                                d.v6_entries,
+                                d.policies,
+                                d.roles,
+                                if drifted { ", repaired" } else { "" }
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
-            Ok(s) => {
-                print!("{}", status::render(&s));
-                ExitCode::SUCCESS
+            let code = status_command(json, &control_socket);
+            if drifted && code == ExitCode::SUCCESS {
+                ExitCode::from(3)
+            } else {
+                code
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
+    }
+}
+
+fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
+    match status::query(control_socket) {
+        Ok(s) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&s).expect("serializable")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            print!("{}", status::render(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -52,7 +52,11 @@ impl Mapped {
     }
 
     fn cell(&self, index: usize) -> &AtomicU32 {
-        assert!(index < self.len, "entry {index} past the mapping of {}", self.len);
+        assert!(
+            index < self.len,
+            "entry {index} past the mapping of {}",
+            self.len
+        );
         // SAFETY: in bounds (checked), 4-byte aligned (page-aligned base), valid while mapped.
         unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(index)) }
     }

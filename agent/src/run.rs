@@ -1,9 +1,12 @@
-//! `embargo run`: load, attach, serve status, and detach cleanly on SIGINT or SIGTERM.
+//! `embargo run`: load, attach, serve status, reload on SIGHUP or a changed file, attest the
+//! kernel maps, and detach cleanly on SIGINT or SIGTERM.
 
 use std::{
-    os::unix::fs::PermissionsExt as _,
+    collections::HashMap,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use tokio::{
@@ -16,11 +19,17 @@ use crate::{
     audit::{self, AuditLog},
     compile::Compiled,
     config::{self, Interface},
-    dataplane::Dataplane,
+    dataplane::{Dataplane, DataplaneError, Drift, EntityCounters},
     plan::TableSnapshot,
-    policy::Policy,
-    status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
+    policy::{EntityIndex, Policy},
+    resolve::Resolved,
+    status::{self, CounterRow, EntityStatus, InterfaceStatus, ReloadStatus, Status},
 };
+
+/// How often the configuration's files are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the kernel maps are read back and compared with what the agent wrote.
+const ATTEST_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What `embargo run` needs.
 pub struct RunOptions {
@@ -38,7 +47,7 @@ pub enum RunError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Dataplane(#[from] crate::dataplane::DataplaneError),
+    Dataplane(#[from] DataplaneError),
     #[error(
         "no interfaces to attach to: add [[interfaces]] to the config or pass --interface NAME:ROLE"
     )]
@@ -66,18 +75,182 @@ pub fn merge_interfaces(config: &[Interface], flags: &[Interface]) -> Vec<Interf
     out
 }
 
-struct Shared {
-    dataplane: Dataplane,
-    policy: Policy,
-    compiled: Compiled,
-    config: PathBuf,
+/// The agent's state, shared by the signal, watch, attestation and control-socket tasks.
+pub(crate) struct Shared {
+    pub(crate) dataplane: Dataplane,
+    pub(crate) policy: Policy,
+    pub(crate) compiled: Compiled,
+    index: EntityIndex,
+    pub(crate) config: PathBuf,
+    audit: AuditLog,
+    /// Counters of earlier data-plane generations, by entity id, so totals never go back.
+    carried: HashMap<String, EntityCounters>,
+    pub(crate) reloads: ReloadStatus,
+    /// Every file the policy was read from, with its fingerprint when read.
+    watched: Vec<(PathBuf, Option<Fingerprint>)>,
+    /// The last attestation's findings.
+    pub(crate) drift: Drift,
+}
+
+/// A file's modification time (seconds, nanoseconds), size and inode.
+type Fingerprint = (i64, i64, u64, u64);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec(), m.len(), m.ino()))
+}
+
+fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
+    resolved
+        .paths
+        .iter()
+        .map(|p| (p.clone(), fingerprint(p)))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Shared {
+    /// Whether any watched file changed since it was read.
+    fn files_changed(&self) -> bool {
+        self.watched.iter().any(|(p, f)| fingerprint(p) != *f)
+    }
+
+    /// Applies a newly compiled policy: in place when it fits, else as a new data-plane
+    /// generation that takes over every interface atomically. Either way the interfaces are
+    /// never without a program, and on error the running policy stays as it was.
+    fn apply(
+        &mut self,
+        config: &config::Config,
+        resolved: &Resolved,
+        compiled: Compiled,
+    ) -> Result<&'static str, String> {
+        let old_snapshot = TableSnapshot::of(&self.compiled);
+        let mut index = self.index.clone();
+        let policy = index.policy(&compiled);
+        let kind = match self.dataplane.apply(&policy) {
+            Ok(stats) => {
+                tracing::info!(
+                    prefixes_changed = stats.prefixes_changed,
+                    entries_written = stats.entries_written,
+                    nodes_allocated = stats.nodes_allocated,
+                    nodes_released = stats.nodes_released,
+                    policies_written = stats.policies_written,
+                    "applied in place"
+                );
+                self.index = index;
+                self.policy = policy;
+                "in_place"
+            }
+            Err(DataplaneError::NeedsRebuild { reason }) => {
+                tracing::info!(%reason, "loading a new data-plane generation");
+                let mut index = EntityIndex::default();
+                let policy = index.policy(&compiled);
+                let mut next = Dataplane::load(&policy).map_err(|e| e.to_string())?;
+                // Carry the old generation's counters so totals never go back.
+                let old = self.dataplane.counters().map_err(|e| e.to_string())?;
+                for (e, c) in self.policy.entities.iter().zip(old) {
+                    let acc = self.carried.entry(e.id.clone()).or_default();
+                    for d in 0..2 {
+                        for v in 0..2 {
+                            acc.slots[d][v].packets += c.slots[d][v].packets;
+                            acc.slots[d][v].bytes += c.slots[d][v].bytes;
+                        }
+                    }
+                }
+                next.take_over(&mut self.dataplane)
+                    .map_err(|e| e.to_string())?;
+                self.dataplane = next;
+                self.index = index;
+                self.policy = policy;
+                self.reloads.generations += 1;
+                "new_generation"
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Err(e) =
+            audit::record_applied(&mut self.audit, config, resolved, &old_snapshot, &compiled)
+        {
+            tracing::error!(error = %e, "the applied policy could not be recorded in the audit log");
+        }
+        self.compiled = compiled;
+        Ok(kind)
+    }
+
+    /// Records the outcome of a reload attempt.
+    fn reloaded(&mut self, trigger: &str, result: Result<&'static str, String>) {
+        match result {
+            Ok(kind) => {
+                self.reloads.succeeded += 1;
+                self.reloads.last_success_unix = unix_now();
+                self.reloads.last_error = None;
+                self.reloads.last_kind = kind.into();
+                tracing::info!(trigger, kind, digest = %self.compiled.digest(), "policy reloaded");
+            }
+            Err(e) => {
+                self.reloads.failed += 1;
+                tracing::error!(trigger, error = %e, "reload failed; the running policy stays in force");
+                self.reloads.last_error = Some(e);
+            }
+        }
+    }
+
+    /// Reads the kernel maps back, compares them with what was written, and repairs drift.
+    pub(crate) fn attest(&mut self) -> Result<Drift, DataplaneError> {
+        let drift = self.dataplane.attest(true)?;
+        if drift.total() > 0 {
+            tracing::warn!(
+                v4_entries = drift.v4_entries,
+                v6_entries = drift.v6_entries,
+                policies = drift.policies,
+                roles = drift.roles,
+                "attestation: kernel maps drifted from the policy; repaired"
+            );
+        }
+        self.drift = drift;
+        Ok(drift)
+    }
+}
+
+/// Compiles the configuration again (off the async threads) and applies it.
+async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
+    let path = shared.lock().expect("not poisoned").config.clone();
+    let compiled =
+        tokio::task::spawn_blocking(move || crate::compile_file_resolved(&path, crate::today()))
+            .await;
+    let mut s = shared.lock().expect("not poisoned");
+    let result = match compiled {
+        Ok(Ok((config, resolved, compiled))) => {
+            log_report(&compiled);
+            s.watched = watch_list(&resolved);
+            s.apply(&config, &resolved, compiled)
+        }
+        Ok(Err(e)) => {
+            // Retry when a file changes again, not on every tick.
+            let watched = s
+                .watched
+                .iter()
+                .map(|(p, _)| (p.clone(), fingerprint(p)))
+                .collect();
+            s.watched = watched;
+            Err(e.to_string())
+        }
+        Err(e) => Err(format!("the compile task failed: {e}")),
+    };
+    s.reloaded(trigger, result);
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let (config, resolved, compiled) = crate::compile_file_resolved(&opts.config, crate::today())?;
     log_report(&compiled);
-    let policy = Policy::from(&compiled);
+    let mut index = EntityIndex::default();
+    let policy = index.policy(&compiled);
     let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
@@ -87,7 +260,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         .iter()
         .find(|i| crate::system::ifindex(&i.name).is_none())
     {
-        return Err(crate::dataplane::DataplaneError::UnknownInterface {
+        return Err(DataplaneError::UnknownInterface {
             name: missing.name.clone(),
         }
         .into());
@@ -126,16 +299,42 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         dataplane,
         policy,
         compiled,
+        index,
         config: opts.config.clone(),
+        audit,
+        carried: HashMap::new(),
+        reloads: ReloadStatus {
+            succeeded: 1,
+            last_success_unix: unix_now(),
+            last_kind: "initial".into(),
+            ..Default::default()
+        },
+        watched: watch_list(&resolved),
+        drift: Drift::default(),
     }));
     let listener = bind_control(&opts.control_socket)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    tracing::info!(socket = %opts.control_socket.display(), "running; SIGINT or SIGTERM detaches and exits");
+    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    let mut attest = tokio::time::interval(ATTEST_INTERVAL);
+    tracing::info!(socket = %opts.control_socket.display(), "running; SIGHUP or a changed file reloads, SIGINT or SIGTERM detaches and exits");
     loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
+            _ = sighup.recv() => reload(&shared, "SIGHUP").await,
+            _ = watch.tick() => {
+                let changed = shared.lock().expect("not poisoned").files_changed();
+                if changed {
+                    reload(&shared, "file changed").await;
+                }
+            }
+            _ = attest.tick() => {
+                if let Err(e) = shared.lock().expect("not poisoned").attest() {
+                    tracing::error!(error = %e, "attestation failed");
+                }
+            }
             conn = listener.accept() => match conn {
                 Ok((stream, _)) => {
                     let shared = Arc::clone(&shared);
@@ -221,6 +420,10 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
             let snapshot = TableSnapshot::of(&shared.lock().expect("not poisoned").compiled);
             serde_json::to_string(&snapshot).unwrap_or_default()
         }
+        "verify" => match shared.lock().expect("not poisoned").attest() {
+            Ok(drift) => serde_json::to_string(&drift).unwrap_or_default(),
+            Err(e) => format!("{{\"error\":{}}}", serde_json::Value::String(e.to_string())),
+        },
         other => format!(
             "{{\"error\":{}}}",
             serde_json::Value::String(format!("unknown request `{other}`"))
@@ -230,7 +433,7 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
     let _ = write.shutdown().await;
 }
 
-fn snapshot(s: &Shared) -> Result<Status, crate::dataplane::DataplaneError> {
+fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
     let counters = s.dataplane.counters()?;
     let stats = s.dataplane.stats()?;
     let counted = counters
@@ -244,6 +447,18 @@ fn snapshot(s: &Shared) -> Result<Status, crate::dataplane::DataplaneError> {
         .entities
         .iter()
         .zip(counters)
+        .filter(|(e, _)| !e.retired)
+        .map(|(e, mut c)| {
+            if let Some(old) = s.carried.get(&e.id) {
+                for d in 0..2 {
+                    for v in 0..2 {
+                        c.slots[d][v].packets += old.slots[d][v].packets;
+                        c.slots[d][v].bytes += old.slots[d][v].bytes;
+                    }
+                }
+            }
+            (e, c)
+        })
         .map(|(e, c)| EntityStatus {
             id: e.id.clone(),
             name: e.name.clone(),
@@ -287,6 +502,9 @@ fn snapshot(s: &Shared) -> Result<Status, crate::dataplane::DataplaneError> {
         prefixes_v4: ls.v4_prefixes,
         prefixes_v6: ls.v6_prefixes,
         map_bytes: ls.map_bytes,
+        digest: s.compiled.digest(),
+        reloads: s.reloads.clone(),
+        drift_entries: s.drift.total(),
     })
 }
 

@@ -27,6 +27,26 @@ pub struct Status {
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
     pub map_bytes: u64,
+    /// Digest of the loaded table ([`crate::compile::Compiled::digest`]).
+    pub digest: String,
+    pub reloads: ReloadStatus,
+    /// Entries the last attestation found changed behind the agent's back (and repaired).
+    pub drift_entries: u64,
+}
+
+/// Reload history since the agent started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Policies applied, the initial load included.
+    pub succeeded: u64,
+    /// Reloads refused (bad configuration, guard, data-plane error); the policy stayed.
+    pub failed: u64,
+    pub last_success_unix: i64,
+    /// `initial`, `in_place` or `new_generation`.
+    pub last_kind: String,
+    pub last_error: Option<String>,
+    /// Data-plane generations loaded after the first.
+    pub generations: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -135,6 +155,11 @@ pub fn query(socket: &Path) -> Result<Status, StatusError> {
     request(socket, "status")
 }
 
+/// Asks the agent at `socket` to attest its kernel maps now (and repair any drift).
+pub fn query_verify(socket: &Path) -> Result<crate::dataplane::Drift, StatusError> {
+    request(socket, "verify")
+}
+
 /// Asks the agent at `socket` for the table it has loaded.
 pub fn query_table(socket: &Path) -> Result<crate::plan::TableSnapshot, StatusError> {
     request(socket, "table")
@@ -153,6 +178,19 @@ pub fn render(s: &Status) -> String {
         s.prefixes_v6,
         s.map_bytes as f64 / (1024.0 * 1024.0)
     );
+    let r = &s.reloads;
+    let _ = writeln!(
+        out,
+        "policy {} · {} applied ({} failed, last: {}) · attestation drift {}",
+        s.digest.get(..16).unwrap_or(&s.digest),
+        r.succeeded,
+        r.failed,
+        r.last_kind,
+        s.drift_entries
+    );
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(out, "last reload error: {e}");
+    }
     let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE");
     for i in &s.interfaces {
         let _ = writeln!(

@@ -365,3 +365,144 @@ fn broken_config_bad_prefix_exits_64_with_location() {
         .unwrap();
     assert_refused(&text, line);
 }
+
+/// Live operation with the real agent: SIGHUP and file-change reloads apply in place, a broken
+/// configuration is refused with the old policy in force, a change that needs a new data-plane
+/// generation switches programs without detaching, and a map tampered with from another
+/// process is found and repaired by `embargo status --verify`.
+#[test]
+fn reloads_and_attestation() {
+    fn config(v4: &[&str], v6: &[&str]) -> String {
+        let prefixes: Vec<String> = v4.iter().chain(v6).map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+             designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
+             networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
+            prefixes.join(", ")
+        )
+    }
+    let lab = new_lab();
+    let a: IpAddr = "203.0.113.7".parse().unwrap();
+    let b: IpAddr = "198.51.100.9".parse().unwrap();
+    let c: IpAddr = "2001:db8:bad::7".parse().unwrap();
+    for x in [a, b, c] {
+        lab.add_remote(x).unwrap();
+    }
+    let path = lab
+        .write_file("live.toml", &config(&["203.0.113.0/24"], &[]))
+        .unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    assert_blocked(&probe(&lab, &[Probe::to(a)]));
+    assert_delivered(&probe(&lab, &[Probe::to(b)]));
+
+    let wait_for = |what: &str, ok: &dyn Fn(&embargo::status::Status) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let s = agent.status().unwrap();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:#?}\n{}",
+                s.reloads,
+                agent.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let hup = || {
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    };
+
+    // SIGHUP: b becomes blocked, in place.
+    std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"], &[])).unwrap();
+    hup();
+    let s = wait_for("the SIGHUP reload", &|s| s.reloads.succeeded >= 2);
+    assert_eq!(s.reloads.last_kind, "in_place");
+    assert_blocked(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
+
+    // A changed file alone: a is delivered again.
+    std::fs::write(&path, config(&["198.51.100.0/24"], &[])).unwrap();
+    let s = wait_for("the file-change reload", &|s| s.reloads.succeeded >= 3);
+    assert_eq!(s.reloads.last_kind, "in_place");
+    assert_delivered(&probe(&lab, &[Probe::to(a)]));
+    assert_blocked(&probe(&lab, &[Probe::to(b)]));
+
+    // A broken file: refused, the policy stays, the error names the place.
+    std::fs::write(&path, "enforce = [\"TEST\"\n").unwrap();
+    hup();
+    let s = wait_for("the failed reload", &|s| s.reloads.failed >= 1);
+    let err = s.reloads.last_error.clone().unwrap();
+    assert!(err.contains(&format!("{}:2:", path.display())), "{err}");
+    assert_blocked(&probe(&lab, &[Probe::to(b)]));
+
+    // The first IPv6 prefix needs a root the first generation was loaded without: a new
+    // generation takes over the interface without detaching, and counters carry over.
+    let dropped_before = counter(&s, "lab-drop", "outbound", "dropped").unwrap().0;
+    std::fs::write(&path, config(&["198.51.100.0/24"], &["2001:db8:bad::/48"])).unwrap();
+    hup();
+    let s = wait_for("the new generation", &|s| s.reloads.succeeded >= 4);
+    assert_eq!(s.reloads.last_kind, "new_generation", "{:#?}", s.reloads);
+    assert!(lab.xdp_attached().unwrap());
+    assert!(counter(&s, "lab-drop", "outbound", "dropped").unwrap().0 >= dropped_before);
+    assert_blocked(&probe(&lab, &[Probe::to(b), Probe::to(c)]));
+
+    // Tamper from another process: clear b's root entry in the agent's IPv4 trie.
+    let map = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| m.name_as_str() == Some(embargo_abi::maps::V4_TRIE))
+        .max_by_key(|m| m.id())
+        .expect("the agent's IPv4 trie");
+    let data = aya::maps::MapData::from_id(map.id()).unwrap();
+    let mut trie: aya::maps::Array<_, embargo_abi::trie::Chunk> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+    let root = u32::from(match b {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(_) => unreachable!(),
+    }) >> 8;
+    let (chunk, lane) = (root / 16, (root % 16) as usize);
+    let mut value = trie.get(&chunk, 0).unwrap();
+    assert_ne!(value[lane], 0, "b is listed");
+    value[lane] = 0;
+    trie.set(chunk, value, 0).unwrap();
+    assert_delivered(&probe(&lab, &[Probe::to(b)]));
+
+    let out = lab
+        .embargo_in_gw(&[
+            "status",
+            "--verify",
+            "--control-socket",
+            &agent.socket().display().to_string(),
+        ])
+        .unwrap()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("attestation: 1 drifted entries (IPv4 trie 1"),
+        "{text}"
+    );
+    assert_blocked(&probe(&lab, &[Probe::to(b)]));
+    assert_eq!(agent.status().unwrap().drift_entries, 1);
+    // Clean now.
+    let out = lab
+        .embargo_in_gw(&[
+            "status",
+            "--verify",
+            "--control-socket",
+            &agent.socket().display().to_string(),
+        ])
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    agent.stop().unwrap();
+}

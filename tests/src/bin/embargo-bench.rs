@@ -384,6 +384,7 @@ fn entities(v4: &[(Ipv4Network, u32)], v6: &[(Ipv6Network, u32)]) -> Vec<EntityI
             direction: DirectionSet::Both,
             prefixes_v4: 0,
             prefixes_v6: 0,
+            retired: false,
         })
         .collect();
     for (_, i) in v4 {
