@@ -70,6 +70,11 @@ struct Shared {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    // Sources hook: fetch every [[sources]] feed into its last-known-good copy before the first
+    // compile (one that is down keeps its copy). The manager refreshes them while it lives;
+    // reloading on `_source_changes` is left to the reload work (see sources/manager.rs).
+    let (_sources, _source_changes) =
+        crate::sources::SourceManager::start(&config::load(&opts.config)?).await?;
     let (config, compiled) = crate::compile_file(&opts.config, crate::today())?;
     log_report(&compiled);
     let policy = Policy::from(&compiled);
