@@ -89,6 +89,8 @@ pub struct Report {
     pub guard_overridden: Vec<String>,
     /// Duplicates within one entity, counted once.
     pub duplicates: usize,
+    /// Every declared remote source: used (with its copy's age), skipped, or unreferenced.
+    pub sources: Vec<crate::resolve::SourceReport>,
 }
 
 /// The compiled policy.
@@ -149,7 +151,10 @@ pub fn compile(
         ));
     }
     let guard = &config.main.guard;
-    let mut report = Report::default();
+    let mut report = Report {
+        sources: resolved.sources.clone(),
+        ..Report::default()
+    };
     let mut excluded = Vec::new();
     let mut entities: Vec<CompiledEntity> = Vec::new();
     // (net) -> index into `rules` of its current owner

@@ -48,6 +48,83 @@ pub struct MainFile {
     /// Entities may also be written inline in the main file.
     #[serde(default)]
     pub entities: Vec<EntityDef>,
+    /// Remote sources (HTTPS feeds) that network groups reference by name.
+    #[serde(default)]
+    pub sources: Vec<SourceDef>,
+    /// Where each source's last-known-good copy is kept (`<name>.body`, `<name>.meta.json`,
+    /// `<name>.minisig`). Relative to this file; default [`crate::sources::DEFAULT_CACHE_DIR`].
+    /// `embargo check` reads sources from here only; it never fetches.
+    #[serde(default)]
+    pub cache_dir: Option<Spanned<String>>,
+    /// What to do with a source that has no usable content (never fetched successfully and no
+    /// last-known-good copy): `refuse` the policy (default) or `skip` the source. Each source
+    /// may override it.
+    #[serde(default)]
+    pub on_source_failure: OnSourceFailure,
+}
+
+/// A remote source: a feed of prefixes fetched over HTTPS, verified, parsed whole and cached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDef {
+    /// Slug (lowercase letters, digits, `-`, `_`) used by `sources = [...]`, metrics and files.
+    pub name: Spanned<String>,
+    /// `https://` only: plain HTTP is refused.
+    pub url: Spanned<String>,
+    /// How the body lists prefixes.
+    pub format: Spanned<SourceFormat>,
+    /// `csv`: the header of the column holding the prefixes.
+    #[serde(default)]
+    pub column: Option<Spanned<String>>,
+    /// `json`: the key holding the prefix when the array holds objects.
+    #[serde(default)]
+    pub field: Option<Spanned<String>>,
+    /// How often to fetch it (default `1h`).
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    /// Longest one fetch may take, connection to last byte and signature (default `30s`).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// Largest body accepted, in bytes (default 16 MiB); reading stops past it.
+    #[serde(default)]
+    pub max_bytes: Option<Spanned<u64>>,
+    /// Pinned SHA-256 (hex) of the body: any other body is refused.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+    /// Minisign (Ed25519) public key, base64 (`RW...`): the body must come with a valid
+    /// `<url>.minisig` made with it.
+    #[serde(default)]
+    pub minisign_key: Option<Spanned<String>>,
+    /// Extra CA certificates (PEM) trusted for this source, relative to this file. The public
+    /// roots stay trusted; verification cannot be turned off.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// Overrides the main file's `on_source_failure` for this source.
+    #[serde(default)]
+    pub on_source_failure: Option<OnSourceFailure>,
+}
+
+/// How a source's body lists prefixes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// One CIDR or address per line; `#` starts a comment.
+    List,
+    /// CSV with a header row; `column` names the column with the prefixes.
+    Csv,
+    /// A JSON array of strings, or of objects whose `field` holds the prefix.
+    Json,
+}
+
+/// What to do with a source that has no usable content at all.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSourceFailure {
+    /// Refuse the policy: `embargo run` exits with 64 at start, a reload keeps the old policy.
+    #[default]
+    Refuse,
+    /// The source contributes nothing, with a warning and a line in the report.
+    Skip,
 }
 
 /// A prefix that is never blocked.
@@ -227,6 +304,10 @@ pub struct NetworkGroup {
     /// that names them.
     #[serde(default)]
     pub files: Vec<Spanned<String>>,
+    /// Remote sources (`[[sources]]` names in the main file), read from their last-known-good
+    /// copies.
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
     /// Why these addresses belong to the entity.
     pub evidence: Evidence,
     /// Accept prefixes broader than the guard's limits in this group; the text says why.

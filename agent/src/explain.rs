@@ -174,6 +174,12 @@ pub fn render(x: &Explanation) -> String {
                 Via::Asn { asn, table } => {
                     let _ = writeln!(o, "  announced by AS{asn} per {table}");
                 }
+                Via::Source { name } => {
+                    let _ = writeln!(
+                        o,
+                        "  listed in:   source `{name}` (its last-known-good copy)"
+                    );
+                }
             }
         }
         Explanation::Allowed {

@@ -2,7 +2,8 @@
 //!
 //! The library behind the `embargo` binary:
 //! * [`config`]: the configuration model (designations, evidence, allow, guard) and loading;
-//! * [`resolve`]: indicator files and the ASN table, read into candidate prefixes;
+//! * [`resolve`]: indicator files, the ASN table and source copies, read into candidate prefixes;
+//! * [`sources`]: remote sources (HTTPS feeds): fetch, verify, parse, cache, refresh;
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
 //! * [`run`] and [`status`]: the agent loop and what it reports;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod policy;
 pub mod resolve;
 pub mod run;
+pub mod sources;
 pub mod status;
 pub mod system;
 pub mod table;

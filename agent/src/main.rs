@@ -8,6 +8,7 @@ use embargo::{
     compile::Compiled,
     config::{ConfigError, Interface, Role, XdpMode},
     explain, plan,
+    resolve::SourceStatus,
     run::{self, RunError, RunOptions},
     status,
 };
@@ -56,6 +57,12 @@ enum Command {
         /// Print the full report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Fetch every remote source once into its cache, as `run` does at start, and say how
+    /// each went. Exits 1 if any fetch failed (its last-known-good copy is kept).
+    Fetch {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
     /// Show what applying the configuration would change against what the agent has loaded.
     Plan {
@@ -188,6 +195,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Fetch { config } => fetch(&config),
         Command::Plan {
             config,
             control_socket,
@@ -294,6 +302,50 @@ fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `embargo fetch`.
+fn fetch(path: &std::path::Path) -> ExitCode {
+    use embargo::sources::{Outcome, manager};
+    let config = match embargo::config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = match rt.block_on(manager::fetch_all(&config)) {
+        Ok(r) => r,
+        Err(e) => return config_error(&e),
+    };
+    let mut failed = 0;
+    for (def, result) in config.main.sources.iter().zip(results) {
+        let name = def.name.get_ref();
+        match result {
+            Ok(Outcome::Updated {
+                changed, entries, ..
+            }) => println!(
+                "{name}: {} ({entries} prefixes)",
+                if changed { "updated" } else { "unchanged" }
+            ),
+            Ok(Outcome::NotModified { entries, .. }) => {
+                println!("{name}: not modified ({entries} prefixes)")
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}; the last-known-good copy, if any, is kept");
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// `embargo check --json`: the summary and the full report.
 fn check_json(c: &Compiled) -> serde_json::Value {
     serde_json::json!({
@@ -351,6 +403,40 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
     );
     if !c.allow.is_empty() {
         let _ = writeln!(o, "allow: {} prefixes never blocked", c.allow.len());
+    }
+    if !r.sources.is_empty() {
+        let _ = writeln!(o, "sources ({}):", r.sources.len());
+        let now = chrono::Utc::now();
+        for s in &r.sources {
+            let _ = match s.status {
+                SourceStatus::Used => {
+                    let age = s.checked_at.map_or_else(String::new, |t| {
+                        // To the minute: seconds would only be noise.
+                        let secs = (now - t).num_minutes().max(0) as u64 * 60;
+                        format!(
+                            ", confirmed {} ago",
+                            humantime::format_duration(std::time::Duration::from_secs(secs))
+                        )
+                    });
+                    writeln!(
+                        o,
+                        "  {:<20} {} prefixes from {}{age}",
+                        s.name,
+                        s.entries,
+                        s.cache.display()
+                    )
+                }
+                SourceStatus::Skipped => writeln!(
+                    o,
+                    "  {:<20} SKIPPED (on_source_failure = \"skip\"): {}",
+                    s.name,
+                    s.problem.as_deref().unwrap_or_default()
+                ),
+                SourceStatus::Unreferenced => {
+                    writeln!(o, "  {:<20} not used by any network group", s.name)
+                }
+            };
+        }
     }
     let mut section = |title: &str, lines: &[String], total: usize| {
         if total == 0 {

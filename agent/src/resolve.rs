@@ -1,15 +1,17 @@
-//! Reads what a configuration points at (indicator files, the IP-to-ASN table) and turns every
-//! network group into candidate prefixes, each remembering where it was written. The compiler
-//! then works on memory only.
+//! Reads what a configuration points at (indicator files, the IP-to-ASN table, the
+//! last-known-good copies of remote sources) and turns every network group into candidate
+//! prefixes, each remembering where it was written. The compiler then works on memory only.
 
-use std::{net::IpAddr, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
 
+use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 
 use crate::{
     cidr,
-    config::{self, Config, ConfigError, Location},
+    config::{self, Config, ConfigError, Location, OnSourceFailure},
+    sources::{self, SourceSpec},
 };
 
 /// How a candidate prefix was listed.
@@ -22,6 +24,36 @@ pub enum Via {
     File(Arc<str>),
     /// Announced by this ASN, per the ASN table (its path and SHA-256).
     Asn { asn: u32, table: Arc<str> },
+    /// In a remote source (the candidate's file is its last-known-good copy).
+    Source { name: Arc<str> },
+}
+
+/// What became of a declared source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceStatus {
+    /// Its last-known-good copy was read.
+    Used,
+    /// It had no usable content and `on_source_failure = "skip"`: it contributes nothing.
+    Skipped,
+    /// No network group names it.
+    Unreferenced,
+}
+
+/// A declared source, for `embargo check` and logs.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceReport {
+    pub name: String,
+    pub url: String,
+    pub status: SourceStatus,
+    /// The last-known-good copy.
+    pub cache: PathBuf,
+    pub entries: usize,
+    /// When the copy was downloaded, and last confirmed by the server.
+    pub fetched_at: Option<DateTime<Utc>>,
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Why it was skipped.
+    pub problem: Option<String>,
 }
 
 /// A prefix from a network group, with where it was written.
@@ -43,6 +75,8 @@ pub struct Resolved {
     pub groups: Vec<Vec<Vec<Candidate>>>,
     /// The ASN table as `path sha256:<hex>`, if one was read.
     pub asn_table: Option<String>,
+    /// Every declared source, in configuration order.
+    pub sources: Vec<SourceReport>,
 }
 
 impl Resolved {
@@ -149,16 +183,86 @@ pub fn parse_indicator_file(
     path: &std::path::Path,
     text: &str,
 ) -> Result<Vec<(IpNetwork, u32)>, ConfigError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.split('#').next().unwrap_or_default().trim();
-        if t.is_empty() {
-            continue;
+    sources::parse::list(text).map_err(|e| invalid(path, e.line, &e.message))
+}
+
+/// A source's entries, read once however many groups name it.
+struct SourceEntries {
+    /// Index of its copy in [`Resolved::paths`].
+    file: u32,
+    name: Arc<str>,
+    entries: Vec<(IpNetwork, u32)>,
+}
+
+/// Reads `spec`'s last-known-good copy. `Ok(None)`: it has no usable content and is skipped.
+fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntries>, ConfigError> {
+    let name = &spec.name;
+    let (refusal, problem) = match sources::cache::load(spec) {
+        Ok(c) => match sources::parse::parse(&spec.format, &c.body) {
+            Ok(entries) => {
+                let file = r.paths.len() as u32;
+                r.paths.push(c.paths.body.clone());
+                r.sources.push(SourceReport {
+                    name: name.clone(),
+                    url: spec.url.to_string(),
+                    status: SourceStatus::Used,
+                    cache: c.paths.body,
+                    entries: entries.len(),
+                    fetched_at: Some(c.meta.fetched_at),
+                    checked_at: Some(c.meta.checked_at),
+                    problem: None,
+                });
+                return Ok(Some(SourceEntries {
+                    file,
+                    name: Arc::from(name.as_str()),
+                    entries,
+                }));
+            }
+            Err(e) => {
+                let at = Location {
+                    file: c.paths.body.clone(),
+                    line: e.line,
+                    column: 1,
+                };
+                let message = format!(
+                    "source `{name}`: {} in its last-known-good copy; the copy is not used",
+                    e.message
+                );
+                let problem = format!("{at}: {message}");
+                (ConfigError::Invalid { at, message }, problem)
+            }
+        },
+        Err(e) => {
+            let message = format!("source `{name}` has no usable content: {e}");
+            (
+                ConfigError::Invalid {
+                    at: spec.at.clone(),
+                    message: format!(
+                        "{message}; `embargo fetch` or `embargo run` fetches it, or set \
+                         on_source_failure = \"skip\" to go on without it"
+                    ),
+                },
+                message,
+            )
         }
-        let net = config::parse_prefix(t).map_err(|m| invalid(path, i + 1, &m))?;
-        out.push((net, (i + 1) as u32));
+    };
+    match spec.on_failure {
+        OnSourceFailure::Refuse => Err(refusal),
+        OnSourceFailure::Skip => {
+            tracing::warn!(source = %name, "source skipped (on_source_failure = \"skip\"): {problem}");
+            r.sources.push(SourceReport {
+                name: name.clone(),
+                url: spec.url.to_string(),
+                status: SourceStatus::Skipped,
+                cache: sources::cache::Paths::of(spec).body,
+                entries: 0,
+                fetched_at: None,
+                checked_at: None,
+                problem: Some(problem),
+            });
+            Ok(None)
+        }
     }
-    Ok(out)
 }
 
 /// Resolves every network group of `config`.
@@ -205,6 +309,8 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         _ => None,
     };
     let table_name: Arc<str> = Arc::from(r.asn_table.clone().unwrap_or_default());
+    let specs = sources::spec::specs(config)?;
+    let mut read: HashMap<&str, Option<SourceEntries>> = HashMap::new();
     for src in &config.entities {
         let file = &config.files[src.file];
         let mut groups = Vec::with_capacity(src.def.networks.len());
@@ -267,9 +373,106 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     });
                 }
             }
+            for name in &g.sources {
+                let Some(spec) = specs.iter().find(|s| s.name == *name.get_ref()) else {
+                    return Err(
+                        file.invalid(name.span().start, unknown_source(name.get_ref(), &specs))
+                    );
+                };
+                if !read.contains_key(spec.name.as_str()) {
+                    let entries = read_source(spec, &mut r)?;
+                    read.insert(spec.name.as_str(), entries);
+                }
+                let Some(src) = &read[spec.name.as_str()] else {
+                    continue;
+                };
+                for (net, line) in &src.entries {
+                    cands.push(Candidate {
+                        net: *net,
+                        via: Via::Source {
+                            name: src.name.clone(),
+                        },
+                        file: src.file,
+                        line: *line,
+                        column: 1,
+                    });
+                }
+            }
             groups.push(cands);
         }
         r.groups.push(groups);
     }
+    // The report lists every declared source in configuration order.
+    let mut reports = std::mem::take(&mut r.sources);
+    for spec in &specs {
+        match reports.iter().position(|x| x.name == spec.name) {
+            Some(i) => r.sources.push(reports.swap_remove(i)),
+            None => r.sources.push(SourceReport {
+                name: spec.name.clone(),
+                url: spec.url.to_string(),
+                status: SourceStatus::Unreferenced,
+                cache: sources::cache::Paths::of(spec).body,
+                entries: 0,
+                fetched_at: None,
+                checked_at: None,
+                problem: None,
+            }),
+        }
+    }
     Ok(r)
+}
+
+fn unknown_source(name: &str, specs: &[SourceSpec]) -> String {
+    if specs.is_empty() {
+        format!(
+            "unknown source `{name}`: declare it in the main file with [[sources]] name = \"{name}\""
+        )
+    } else {
+        format!(
+            "unknown source `{name}` (declared: {}); declare it in the main file with [[sources]]",
+            specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_example_sources_are_read_from_their_shipped_copies() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+        let c = config::load(&root.join("full.toml")).unwrap();
+        let r = resolve(&c).unwrap();
+        let status: Vec<(&str, SourceStatus, usize)> = r
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.status, s.entries))
+            .collect();
+        assert_eq!(
+            status,
+            vec![
+                ("advisory-feed", SourceStatus::Used, 3),
+                ("partner-list", SourceStatus::Used, 2),
+                ("vendor-iocs", SourceStatus::Skipped, 0),
+            ]
+        );
+        let from_sources: Vec<&Candidate> = r
+            .groups
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|c| matches!(c.via, Via::Source { .. }))
+            .collect();
+        assert_eq!(from_sources.len(), 5);
+        let at = r.location(from_sources[0]);
+        assert_eq!(at.file, root.join("cache/advisory-feed.body"));
+        assert_eq!(at.line, 2, "the first line is a comment");
+    }
 }

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     watched: Vec<(PathBuf, Option<Fingerprint>)>,
     /// The last attestation's findings.
     pub(crate) drift: Drift,
+    /// Remote sources, refreshed in the background while the agent runs.
+    pub(crate) sources: crate::sources::SourceManager,
 }
 
 /// A file's modification time (seconds, nanoseconds), size and inode.
@@ -247,6 +249,11 @@ async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    // Fetch every [[sources]] feed into its last-known-good copy before the first compile (one
+    // that is down keeps its copy). The manager refreshes them while it lives; a change of
+    // content triggers a reload below.
+    let (sources, mut source_changes) =
+        crate::sources::SourceManager::start(&config::load(&opts.config)?).await?;
     let (config, resolved, compiled) = crate::compile_file_resolved(&opts.config, crate::today())?;
     log_report(&compiled);
     let mut index = EntityIndex::default();
@@ -311,6 +318,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         },
         watched: watch_list(&resolved),
         drift: Drift::default(),
+        sources,
     }));
     let listener = bind_control(&opts.control_socket)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
@@ -324,6 +332,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
             _ = sighup.recv() => reload(&shared, "SIGHUP").await,
+            Ok(()) = source_changes.changed() => reload(&shared, "source refresh").await,
             _ = watch.tick() => {
                 let changed = shared.lock().expect("not poisoned").files_changed();
                 if changed {
@@ -505,6 +514,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         digest: s.compiled.digest(),
         reloads: s.reloads.clone(),
         drift_entries: s.drift.total(),
+        sources: s.sources.states(),
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Status {
     pub reloads: ReloadStatus,
     /// Entries the last attestation found changed behind the agent's back (and repaired).
     pub drift_entries: u64,
+    /// Remote sources and their freshness.
+    #[serde(default)]
+    pub sources: Vec<crate::sources::SourceState>,
 }
 
 /// Reload history since the agent started.
@@ -190,6 +193,20 @@ pub fn render(s: &Status) -> String {
     );
     if let Some(e) = &r.last_error {
         let _ = writeln!(out, "last reload error: {e}");
+    }
+    for src in &s.sources {
+        let _ = writeln!(
+            out,
+            "source {}: {} entries, last success {}, {} fetch errors{}",
+            src.name,
+            src.entries,
+            src.last_success
+                .map_or("never".to_owned(), |t| t.to_rfc3339()),
+            src.fetch_errors_total,
+            src.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (last: {e})"))
+        );
     }
     let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE");
     for i in &s.interfaces {

@@ -325,3 +325,73 @@ fn a_good_corpus_file_passes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 enforced"));
     let _: &Path = c.dir.as_path();
 }
+
+#[test]
+fn remote_sources_are_refused_with_locations() {
+    let main = |url: &str| {
+        format!(
+            "enforce = [\"UK\"]\ninclude = [\"entities\"]\ncache_dir = \"cache\"\n\
+             [[sources]]\nname = \"feed\"\nurl = \"{url}\"\nformat = \"list\"\n"
+        )
+    };
+    let uses_feed = ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "sources = [\"feed\"]");
+
+    let c = Case::new("plain-http-source");
+    c.file("main.toml", &main("http://feeds.example.org/x"))
+        .file("entities/a.toml", &uses_feed);
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:6:7", c.path("main.toml")),
+            "plain HTTP",
+            "https://",
+        ],
+    );
+
+    let c = Case::new("unknown-source");
+    c.file("main.toml", &main("https://feeds.example.org/x"))
+        .file(
+            "entities/a.toml",
+            &uses_feed.replace("[\"feed\"]", "[\"feeed\"]"),
+        );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:12", c.path("entities/a.toml")),
+            "unknown source `feeed` (declared: feed)",
+        ],
+    );
+
+    let c = Case::new("source-never-fetched");
+    c.file("main.toml", &main("https://feeds.example.org/x"))
+        .file("entities/a.toml", &uses_feed);
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:5:8", c.path("main.toml")),
+            "source `feed` has no usable content",
+            "on_source_failure = \"skip\"",
+        ],
+    );
+
+    let c = Case::new("bad-cached-line");
+    let body = "192.0.2.0/24\n198.51.100.1/24\n";
+    let meta = format!(
+        "{{\"url\": \"https://feeds.example.org/x\", \"sha256\": \"{}\", \
+         \"fetched_at\": \"2026-11-01T00:00:00Z\", \"checked_at\": \"2026-11-01T00:00:00Z\", \
+         \"entries\": 2}}",
+        embargo::resolve::sha256_hex(body.as_bytes())
+    );
+    c.file("main.toml", &main("https://feeds.example.org/x"))
+        .file("entities/a.toml", &uses_feed)
+        .file("cache/feed.body", body)
+        .file("cache/feed.meta.json", &meta);
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:2:1", c.path("cache/feed.body")),
+            "host bits",
+            "last-known-good copy",
+        ],
+    );
+}

@@ -1,0 +1,818 @@
+//! Remote sources against a local HTTPS server (127.0.0.1 only) with a test CA made per run:
+//! every format, conditional requests, every way a fetch can fail (and that the last-known-good
+//! copy survives each), signatures, certificates, `on_source_failure`, and the manager's
+//! refresh and change notification. Needs no root.
+
+mod support;
+
+use std::{
+    fs,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use embargo::{
+    compile,
+    config::{self, Config},
+    resolve::{self, SourceStatus, Via},
+    sources::{FetchError, Fetcher, Outcome, SourceManager, cache, spec, verify::VerifyError},
+};
+use support::{Framing, Pki, Reply, Server};
+
+const ENTITY: &str = r#"
+[[entities]]
+id = "feed-entity"
+name = "Feed Entity Ltd"
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "r"
+reference = "X-1"
+listed_on = 2025-01-01
+source = "https://example.org/x"
+[[entities.networks]]
+sources = ["feed"]
+[entities.networks.evidence]
+kind = "advisory"
+source = "the feed"
+retrieved = 2026-01-01
+confidence = "medium"
+"#;
+
+const LIST: &str = "# test feed\n192.0.2.0/24\n198.51.100.7\n2001:db8::/32\n";
+
+/// A throwaway folder with the test CA, a main file and its cache.
+struct Lab {
+    dir: PathBuf,
+    pki: Pki,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `[[sources]]` entry trusting the lab's CA.
+fn source(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\nurl = \"{url}\"\nca_file = \"ca.pem\"\ntimeout = \"5s\"\n{extra}\n"
+    )
+}
+
+fn list_source(url: &str) -> String {
+    source("feed", url, "format = \"list\"")
+}
+
+impl Lab {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("embargo-sources-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let pki = Pki::new();
+        fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+        Self { dir, pki }
+    }
+
+    /// Writes and loads a main file: `main_extra` and `sources` before the entity that uses
+    /// source `feed`.
+    fn config(&self, main_extra: &str, sources: &str) -> Config {
+        let text =
+            format!("enforce = [\"UK\"]\ncache_dir = \"cache\"\n{main_extra}\n{sources}\n{ENTITY}");
+        let path = self.dir.join("main.toml");
+        fs::write(&path, text).unwrap();
+        config::load(&path).unwrap()
+    }
+
+    fn fetcher(&self, config: &Config, name: &str) -> Fetcher {
+        let spec = spec::specs(config)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap();
+        Fetcher::new(Arc::new(spec)).unwrap()
+    }
+
+    fn cached(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.dir.join("cache").join(format!("{name}.body"))).ok()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+async fn serve(
+    lab: &Lab,
+    handler: impl Fn(&support::Request) -> Reply + Send + Sync + 'static,
+) -> Server {
+    Server::start(Arc::clone(&lab.pki.server), handler).await
+}
+
+/// Fetches once, expecting success.
+async fn ok(f: &Fetcher) -> Outcome {
+    f.fetch().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Fetches once, expecting failure; the error's message.
+async fn fails(f: &Fetcher) -> embargo::sources::SourceError {
+    match f.fetch().await {
+        Ok(o) => panic!("fetch succeeded: {o:?}"),
+        Err(e) => e,
+    }
+}
+
+fn entries(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Updated { entries, .. } | Outcome::NotModified { entries, .. } => *entries,
+    }
+}
+
+#[tokio::test]
+async fn each_format_is_fetched_parsed_cached_and_compiled() {
+    let lab = Lab::new("formats");
+    let server = serve(&lab, |r| match r.path.as_str() {
+        "/list.txt" => Reply::ok(LIST),
+        "/feed.csv" => Reply::ok("id,network,note\n1,192.0.2.0/24,x\n2,2001:db8:1::/48,\"y, z\"\n"),
+        "/strings.json" => Reply::ok("[\"192.0.2.0/24\",\n \"198.51.100.1\"]"),
+        "/objects.json" => {
+            Reply::ok("[{\"ip\": \"192.0.2.0/24\", \"n\": 1},\n {\"ip\": \"203.0.113.0/24\"}]")
+        }
+        _ => Reply::status(404),
+    })
+    .await;
+    for (path, format, want) in [
+        ("/list.txt", "format = \"list\"", 3),
+        ("/feed.csv", "format = \"csv\"\ncolumn = \"network\"", 2),
+        ("/strings.json", "format = \"json\"", 2),
+        ("/objects.json", "format = \"json\"\nfield = \"ip\"", 2),
+    ] {
+        let config = lab.config("", &source("feed", &server.url(path), format));
+        let f = lab.fetcher(&config, "feed");
+        let out = ok(&f).await;
+        assert!(out.changed(), "{path}: {out:?}");
+        assert_eq!(entries(&out), want, "{path}");
+
+        // The copy and its metadata are on disk, and the policy reads them.
+        let copy = cache::load(&f.spec).unwrap();
+        assert_eq!(copy.meta.url, server.url(path));
+        assert_eq!(copy.meta.entries, want);
+        assert_eq!(copy.meta.sha256, resolve::sha256_hex(copy.body.as_bytes()));
+        let resolved = resolve::resolve(&config).unwrap();
+        let cands = &resolved.groups[0][0];
+        assert_eq!(cands.len(), want, "{path}");
+        assert!(
+            cands.iter().all(|c| c.via
+                == Via::Source {
+                    name: "feed".into()
+                }),
+            "{path}"
+        );
+        // Errors and `why` point at the cached copy's line.
+        let at = resolved.location(&cands[0]);
+        assert_eq!(at.file, lab.path("cache/feed.body"));
+        assert!(at.line >= 1);
+        assert_eq!(resolved.sources[0].status, SourceStatus::Used);
+        let compiled = compile::compile(&config, &resolved, embargo::today()).unwrap();
+        let rule = compiled.lookup("192.0.2.77".parse().unwrap()).unwrap();
+        assert_eq!(compiled.entities[rule.entity as usize].id, "feed-entity");
+        assert_eq!(compiled.report.sources[0].entries, want);
+    }
+    // The same bytes again are a success without a change.
+    let config = lab.config("", &list_source(&server.url("/list.txt")));
+    let f = lab.fetcher(&config, "feed");
+    assert!(ok(&f).await.changed(), "the copy was another format's");
+    assert!(!ok(&f).await.changed());
+}
+
+#[tokio::test]
+async fn an_etag_brings_a_304_that_keeps_the_copy() {
+    let lab = Lab::new("etag");
+    let server = serve(&lab, |r| {
+        if r.headers.get("if-none-match").map(String::as_str) == Some("\"v1\"") {
+            Reply::status(304).header("ETag", "\"v1\"")
+        } else {
+            Reply::ok(LIST).header("ETag", "\"v1\"")
+        }
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/feed.txt")));
+    let f = lab.fetcher(&config, "feed");
+    assert!(ok(&f).await.changed());
+    let first = cache::load(&f.spec).unwrap().meta;
+    assert_eq!(first.etag.as_deref(), Some("\"v1\""));
+    let out = ok(&f).await;
+    assert_eq!(
+        out,
+        Outcome::NotModified {
+            entries: 3,
+            sha256: first.sha256.clone()
+        }
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(!reqs[0].headers.contains_key("if-none-match"));
+    assert_eq!(reqs[1].headers["if-none-match"], "\"v1\"");
+    let second = cache::load(&f.spec).unwrap();
+    assert_eq!(second.body, LIST);
+    assert_eq!(second.meta.fetched_at, first.fetched_at);
+    assert!(
+        second.meta.checked_at > first.checked_at,
+        "a 304 is a success"
+    );
+}
+
+#[tokio::test]
+async fn last_modified_brings_a_304_through_if_modified_since() {
+    let lab = Lab::new("lastmod");
+    const LM: &str = "Wed, 21 Oct 2026 07:28:00 GMT";
+    let server = serve(&lab, |r| {
+        if r.headers.get("if-modified-since").map(String::as_str) == Some(LM) {
+            Reply::status(304)
+        } else {
+            Reply::ok(LIST).header("Last-Modified", LM)
+        }
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/feed.txt")));
+    let f = lab.fetcher(&config, "feed");
+    assert!(ok(&f).await.changed());
+    assert!(matches!(
+        ok(&f).await,
+        Outcome::NotModified { entries: 3, .. }
+    ));
+    assert_eq!(server.requests()[1].headers["if-modified-since"], LM);
+    assert!(!server.requests()[1].headers.contains_key("if-none-match"));
+    // A 304 with nothing cached is not content.
+    fs::remove_dir_all(lab.path("cache")).unwrap();
+    let server = serve(&lab, |_| Reply::status(304)).await;
+    let config = lab.config("", &list_source(&server.url("/feed.txt")));
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(matches!(e.error, FetchError::NotModifiedWithoutCopy), "{e}");
+}
+
+/// Serves LIST first, then what `later` says; returns the server and the request counter.
+async fn first_good_then(
+    lab: &Lab,
+    later: impl Fn(&support::Request) -> Reply + Send + Sync + 'static,
+) -> Server {
+    let n = AtomicUsize::new(0);
+    serve(lab, move |r| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::ok(LIST)
+        } else {
+            later(r)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_and_the_copy_stays() {
+    let lab = Lab::new("timeout");
+    let server = first_good_then(&lab, |_| {
+        Reply::ok("10.0.0.0/8\n").delay(Duration::from_secs(10))
+    })
+    .await;
+    let config = lab.config(
+        "",
+        &source("feed", &server.url("/f"), "format = \"list\"")
+            .replace("timeout = \"5s\"", "timeout = \"700ms\""),
+    );
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let started = Instant::now();
+    let e = fails(&f).await;
+    assert!(matches!(e.error, FetchError::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("700ms"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+}
+
+#[tokio::test]
+async fn bodies_over_max_bytes_are_refused_however_they_are_framed() {
+    let lab = Lab::new("oversize");
+    let big = "192.0.2.0/24\n".repeat(200); // 2600 bytes
+    for (framing, declared) in [
+        (Framing::Length, Some(2600)),
+        (Framing::Close, None),
+        (Framing::Endless, None),
+        (Framing::ChunkedEndless, None),
+    ] {
+        let _ = fs::remove_dir_all(lab.path("cache"));
+        let big = big.clone();
+        let server = first_good_then(&lab, move |_| Reply::ok(big.clone()).framing(framing)).await;
+        let config = lab.config(
+            "",
+            &source(
+                "feed",
+                &server.url("/f"),
+                "format = \"list\"\nmax_bytes = 1000",
+            ),
+        );
+        let f = lab.fetcher(&config, "feed");
+        ok(&f).await;
+        let started = Instant::now();
+        let e = fails(&f).await;
+        match &e.error {
+            FetchError::TooLarge {
+                max: 1000,
+                declared: d,
+            } => assert_eq!(*d, declared, "{framing:?}"),
+            other => panic!("{framing:?}: {other}"),
+        }
+        assert!(e.to_string().contains("max_bytes = 1000"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{framing:?}: read on"
+        );
+        // The client hung up: an endless body stops flowing.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = server.body_bytes_sent();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            server.body_bytes_sent(),
+            sent,
+            "{framing:?}: the client still reads"
+        );
+        assert_eq!(lab.cached("feed").as_deref(), Some(LIST), "{framing:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_refused() {
+    let lab = Lab::new("truncated");
+    let server = first_good_then(&lab, |_| {
+        Reply::ok("192.0.2.0/24\n10.0.0.0/8\n").framing(Framing::Claim(500))
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let e = fails(&f).await;
+    assert!(matches!(e.error, FetchError::Transport { .. }), "{e}");
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+}
+
+#[tokio::test]
+async fn a_bad_status_is_a_failure() {
+    let lab = Lab::new("status");
+    let server = first_good_then(&lab, |_| Reply::status(503)).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let e = fails(&f).await;
+    assert!(e.to_string().contains("503"), "{e}");
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+}
+
+#[tokio::test]
+async fn a_bad_line_refuses_the_whole_body_and_keeps_the_copy() {
+    let lab = Lab::new("badline");
+    let server = first_good_then(&lab, |_| {
+        Reply::ok("10.1.0.0/16\n10.2.0.0/16\n10.3.0.300/16\n10.4.0.0/16\n")
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let e = fails(&f).await;
+    let FetchError::BadLine(line) = &e.error else {
+        panic!("{e}")
+    };
+    assert_eq!(line.line, 3);
+    let msg = e.to_string();
+    assert!(msg.starts_with("source `feed` ("), "{msg}");
+    assert!(msg.contains("line 3: `10.3.0.300/16`"), "{msg}");
+    assert!(msg.contains("the whole body is refused"), "{msg}");
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+    // The policy still compiles from the last-known-good copy, none of the new lines in it.
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.groups[0][0].len(), 3);
+    assert!(
+        r.groups[0][0]
+            .iter()
+            .all(|c| !c.net.to_string().starts_with("10."))
+    );
+    // An empty body is refused too.
+    let server = first_good_then(&lab, |_| Reply::ok("# nothing today\n")).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    assert!(matches!(fails(&f).await.error, FetchError::Empty));
+}
+
+#[tokio::test]
+async fn a_pinned_digest_refuses_any_other_body() {
+    let lab = Lab::new("pin");
+    let pinned = resolve::sha256_hex(LIST.as_bytes());
+    let n = AtomicUsize::new(0);
+    let server = serve(&lab, move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 1 {
+            Reply::ok("192.0.2.0/24\n")
+        } else {
+            Reply::ok(LIST)
+        }
+    })
+    .await;
+    let config = lab.config(
+        "",
+        &source(
+            "feed",
+            &server.url("/f"),
+            &format!("format = \"list\"\nsha256 = \"{}\"", pinned.to_uppercase()),
+        ),
+    );
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let e = fails(&f).await;
+    match &e.error {
+        FetchError::Verify(VerifyError::Pinned { pinned: p, .. }) => assert_eq!(*p, pinned),
+        other => panic!("{other}"),
+    }
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+    assert!(!ok(&f).await.changed(), "the pinned body again");
+}
+
+/// A minisign key pair made for the test: (public key base64, a signer).
+fn minisign_pair() -> (String, impl Fn(&[u8]) -> String) {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let pk_b64 = kp.pk.to_base64();
+    let (pk, sk) = (kp.pk, kp.sk);
+    let sign = move |body: &[u8]| {
+        minisign::sign(Some(&pk), &sk, std::io::Cursor::new(body), None, None)
+            .unwrap()
+            .into_string()
+    };
+    (pk_b64, sign)
+}
+
+#[tokio::test]
+async fn minisign_signatures_are_required_and_checked() {
+    let lab = Lab::new("minisign");
+    let (key, sign) = minisign_pair();
+    let (_, sign_other) = minisign_pair();
+    let good_sig = sign(LIST.as_bytes());
+    let tampered = "192.0.2.0/24\n10.0.0.0/8\n";
+    let other_sig = sign_other(LIST.as_bytes());
+    // What the server serves: (body, signature or None for a 404), by request round.
+    let rounds: Vec<(&'static str, Option<String>)> = vec![
+        (LIST, Some(good_sig.clone())),
+        (tampered, Some(good_sig.clone())),
+        (LIST, Some(other_sig)),
+        (LIST, Some("untrusted comment: x\nnot base64\n".into())),
+        (LIST, None),
+    ];
+    let round = Arc::new(AtomicUsize::new(0));
+    let r2 = Arc::clone(&round);
+    let server = serve(&lab, move |req| {
+        let (body, sig) = &rounds[r2.load(Ordering::SeqCst)];
+        if req.path.ends_with(".minisig") {
+            match sig {
+                Some(s) => Reply::ok(s.clone()),
+                None => Reply::status(404),
+            }
+        } else {
+            Reply::ok(*body)
+        }
+    })
+    .await;
+    let config = lab.config(
+        "",
+        &source(
+            "feed",
+            &server.url("/feed.txt"),
+            &format!("format = \"list\"\nminisign_key = \"{key}\""),
+        ),
+    );
+    let f = lab.fetcher(&config, "feed");
+    assert!(ok(&f).await.changed());
+    assert_eq!(
+        fs::read_to_string(lab.path("cache/feed.minisig")).unwrap(),
+        good_sig,
+        "the signature is kept with the copy"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/feed.txt.minisig")
+    );
+    for (i, needle) in [
+        (1, "signature verification failed"),
+        (2, "different key"),
+        (3, "not a minisign signature"),
+        (4, "404"),
+    ] {
+        round.store(i, Ordering::SeqCst);
+        let e = fails(&f).await;
+        assert!(e.to_string().contains(needle), "round {i}: {e}");
+        assert_eq!(lab.cached("feed").as_deref(), Some(LIST), "round {i}");
+    }
+    // The copy is checked again when the policy reads it: a tampered copy is not used.
+    let copy = cache::load(&f.spec).unwrap();
+    fs::write(lab.path("cache/feed.body"), tampered).unwrap();
+    let mut meta = copy.meta.clone();
+    meta.sha256 = resolve::sha256_hex(tampered.as_bytes());
+    cache::store_meta(&f.spec, &meta).unwrap();
+    let e = resolve::resolve(&config).unwrap_err().to_string();
+    assert!(e.contains("has no usable content"), "{e}");
+    assert!(e.contains("signature"), "{e}");
+}
+
+#[tokio::test]
+async fn a_server_that_went_away_keeps_the_copy_or_applies_on_source_failure() {
+    let lab = Lab::new("away");
+    let server = serve(&lab, |_| Reply::ok(LIST)).await;
+    let url = server.url("/f");
+    let config = lab.config("", &list_source(&url));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    drop(server);
+    // Nothing listens there any more (the port is released with the listener).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = fails(&f).await;
+    assert!(matches!(e.error, FetchError::Transport { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("connect"), "{e}");
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.groups[0][0].len(), 3, "the last-known-good copy is used");
+
+    // Never fetched: refused by default, with the place and what to do.
+    let port = support::closed_port().await;
+    let url = format!("https://127.0.0.1:{port}/f");
+    fs::remove_dir_all(lab.path("cache")).unwrap();
+    let config = lab.config("", &list_source(&url));
+    assert!(
+        fails(&lab.fetcher(&config, "feed"))
+            .await
+            .to_string()
+            .contains("onnect")
+    );
+    let e = resolve::resolve(&config).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:5:8:", lab.path("main.toml").display())),
+        "{e}"
+    );
+    assert!(e.contains("source `feed` has no usable content"), "{e}");
+    assert!(e.contains("never fetched successfully"), "{e}");
+    assert!(e.contains("on_source_failure = \"skip\""), "{e}");
+
+    // `skip`, in the main file or on the source: the group is empty and the report says why.
+    for (main, extra) in [
+        ("on_source_failure = \"skip\"", ""),
+        ("", "on_source_failure = \"skip\""),
+    ] {
+        let config = lab.config(
+            main,
+            &source("feed", &url, &format!("format = \"list\"\n{extra}")),
+        );
+        let r = resolve::resolve(&config).unwrap();
+        assert!(r.groups[0][0].is_empty());
+        assert_eq!(r.sources[0].status, SourceStatus::Skipped);
+        assert!(
+            r.sources[0]
+                .problem
+                .as_ref()
+                .unwrap()
+                .contains("never fetched")
+        );
+        let c = compile::compile(&config, &r, embargo::today()).unwrap();
+        assert_eq!(c.report.sources[0].status, SourceStatus::Skipped);
+    }
+    // A source's own `refuse` wins over the main file's `skip`.
+    let config = lab.config(
+        "on_source_failure = \"skip\"",
+        &source(
+            "feed",
+            &url,
+            "format = \"list\"\non_source_failure = \"refuse\"",
+        ),
+    );
+    assert!(resolve::resolve(&config).is_err());
+}
+
+#[tokio::test]
+async fn certificates_from_another_ca_are_refused() {
+    let lab = Lab::new("untrusted");
+    let other = Pki::new();
+    let server = Server::start(Arc::clone(&other.server), |_| Reply::ok(LIST)).await;
+    // ca_file names the lab's CA; the server's certificate comes from another one.
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(matches!(e.error, FetchError::Transport { .. }), "{e}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert!(lab.cached("feed").is_none());
+    // Without ca_file only the public roots are trusted: refused as well.
+    let config = lab.config(
+        "",
+        &list_source(&server.url("/f")).replace("ca_file = \"ca.pem\"\n", ""),
+    );
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert!(
+        server.requests().is_empty(),
+        "no request went over an unverified connection"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_plain_http_is_refused() {
+    let lab = Lab::new("redirect");
+    let server = serve(&lab, |r| match r.path.as_str() {
+        "/moved" => Reply::status(302).header("Location", "/f"),
+        "/plain" => Reply::status(302).header("Location", "http://127.0.0.1:9/f"),
+        _ => Reply::ok(LIST),
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/moved")));
+    assert_eq!(entries(&ok(&lab.fetcher(&config, "feed")).await), 3);
+    let config = lab.config("", &list_source(&server.url("/plain")));
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(e.to_string().contains("https"), "{e}");
+}
+
+#[tokio::test]
+async fn a_bad_line_in_the_cached_copy_names_the_cache_file_and_line() {
+    let lab = Lab::new("badcache");
+    let server = serve(&lab, |_| Reply::ok(LIST)).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    // A copy that matches its metadata but no longer parses (edited by hand).
+    let mut meta = cache::load(&f.spec).unwrap().meta;
+    let bad = "192.0.2.0/24\n\nnot-an-address\n";
+    fs::write(lab.path("cache/feed.body"), bad).unwrap();
+    meta.sha256 = resolve::sha256_hex(bad.as_bytes());
+    cache::store_meta(&f.spec, &meta).unwrap();
+    let e = resolve::resolve(&config).unwrap_err().to_string();
+    let want = format!(
+        "{}:3:1: source `feed`: `not-an-address`",
+        lab.path("cache/feed.body").display()
+    );
+    assert!(e.starts_with(&want), "{e}");
+    // With `skip`, the same words end up in the report.
+    let config = lab.config(
+        "on_source_failure = \"skip\"",
+        &list_source(&server.url("/f")),
+    );
+    let r = resolve::resolve(&config).unwrap();
+    assert!(r.sources[0].problem.as_ref().unwrap().starts_with(&want));
+}
+
+#[tokio::test]
+async fn the_manager_fetches_at_start_refreshes_and_says_what_changed() {
+    let lab = Lab::new("manager");
+    let version = Arc::new(AtomicUsize::new(1));
+    let v = Arc::clone(&version);
+    let server = serve(&lab, move |r| {
+        match (r.path.as_str(), v.load(Ordering::SeqCst)) {
+            ("/feed.txt", 1) => Reply::ok(LIST).header("ETag", "\"1\""),
+            ("/feed.txt", _)
+                if r.headers.get("if-none-match").map(String::as_str) == Some("\"2\"") =>
+            {
+                Reply::status(304)
+            }
+            ("/feed.txt", _) => Reply::ok("203.0.113.0/24\n").header("ETag", "\"2\""),
+            _ => Reply::status(500),
+        }
+    })
+    .await;
+    let port = support::closed_port().await;
+    let sources = format!(
+        "{}{}",
+        source(
+            "feed",
+            &server.url("/feed.txt"),
+            "format = \"list\"\ninterval = \"1s\""
+        ),
+        source(
+            "down",
+            &format!("https://127.0.0.1:{port}/x"),
+            "format = \"list\"\ninterval = \"1s\"\non_source_failure = \"skip\""
+        ),
+    );
+    let config = lab.config("", &sources);
+    let (manager, mut changed) = SourceManager::start(&config).await.unwrap();
+    // The initial fetch is done when start returns: the first compile can use it.
+    let states = manager.states();
+    assert_eq!(states.len(), 2);
+    assert_eq!((states[0].name.as_str(), states[0].entries), ("feed", 3));
+    assert!(states[0].last_success.is_some());
+    assert!(states[0].last_success_timestamp_seconds() > 0.0);
+    assert_eq!(states[1].fetch_errors_total, 1);
+    assert_eq!(states[1].last_success_timestamp_seconds(), 0.0);
+    assert!(!states[1].has_content());
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.groups[0][0].len(), 3);
+    assert_eq!(r.sources[1].status, SourceStatus::Unreferenced);
+    assert!(!changed.has_changed().unwrap());
+
+    version.store(2, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), changed.changed())
+        .await
+        .expect("a change within 10s")
+        .unwrap();
+    let c = changed.borrow_and_update().clone();
+    assert_eq!(c.generation, 1);
+    assert_eq!(c.source.as_deref(), Some("feed"));
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.groups[0][0].len(), 1);
+    assert_eq!(r.groups[0][0][0].net.to_string(), "203.0.113.0/24");
+    // 304s afterwards are successes without a change.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!changed.has_changed().unwrap());
+    let states = manager.states();
+    assert_eq!(states[0].entries, 1);
+    assert_eq!(states[0].consecutive_failures, 0);
+    assert!(states[1].fetch_errors_total >= 2, "{:?}", states[1]);
+    assert!(states[0].staleness(chrono::Utc::now()).unwrap() < Duration::from_secs(3));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.headers.get("if-none-match").map(String::as_str) == Some("\"2\""))
+    );
+    // Dropping the manager stops the refreshes.
+    drop(manager);
+    let before = server.requests().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.requests().len(), before);
+}
+
+#[tokio::test]
+async fn check_reads_only_the_cache_and_never_fetches() {
+    let lab = Lab::new("check");
+    let server = serve(&lab, |_| Reply::ok(LIST)).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    // No copy yet: `check` refuses (exit 64) without asking the server.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(lab.path("main.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("has no usable content"), "{err}");
+    assert!(server.requests().is_empty());
+    ok(&lab.fetcher(&config, "feed")).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(lab.path("main.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("feed"), "{text}");
+    assert!(text.contains("3 prefixes"), "{text}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_fetch_command_fills_the_cache_and_names_failures() {
+    let lab = Lab::new("fetchcmd");
+    let server = serve(&lab, |_| Reply::ok(LIST)).await;
+    let port = support::closed_port().await;
+    let sources = format!(
+        "{}{}",
+        list_source(&server.url("/f")),
+        source(
+            "down",
+            &format!("https://127.0.0.1:{port}/x"),
+            "format = \"list\"\non_source_failure = \"skip\""
+        )
+    );
+    lab.config("", &sources);
+    // The server runs on this test's runtime: wait for the command off it.
+    let main = lab.path("main.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(["fetch", "--config"])
+            .arg(main)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("feed: updated (3 prefixes)"), "{stdout}");
+    assert!(stderr.contains("source `down`"), "{stderr}");
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+    assert!(lab.cached("down").is_none());
+}
