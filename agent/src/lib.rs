@@ -5,13 +5,17 @@
 //! * [`resolve`]: indicator files and the ASN table, read into candidate prefixes;
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
-//! * [`run`] and [`status`]: the agent loop and what it reports.
+//! * [`run`] and [`status`]: the agent loop and what it reports;
+//! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
+//!   `/readyz` endpoints.
 
 pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod dataplane;
 pub mod explain;
+pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod resolve;

@@ -1,6 +1,10 @@
 //! The `embargo` command line.
 
-use std::{net::IpAddr, path::PathBuf, process::ExitCode};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use embargo::{
@@ -39,6 +43,10 @@ enum Command {
         /// Control socket `embargo status` talks to.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+        /// ADDRESS:PORT for /metrics, /healthz and /readyz; overrides the config's
+        /// `[metrics] listen` (default 127.0.0.1:9610).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Validate and compile the configuration; print what it enforces and what it left out.
     Check {
@@ -126,6 +134,7 @@ fn main() -> ExitCode {
             config,
             interfaces,
             control_socket,
+            metrics_listen,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
                 config,
                 interfaces,
                 control_socket,
+                metrics_listen,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),

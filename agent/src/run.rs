@@ -1,6 +1,7 @@
 //! `embargo run`: load, attach, serve status, and detach cleanly on SIGINT or SIGTERM.
 
 use std::{
+    net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -16,6 +17,8 @@ use crate::{
     compile::Compiled,
     config::{self, Interface},
     dataplane::Dataplane,
+    http,
+    metrics::{self, Metrics, Snapshot},
     plan::TableSnapshot,
     policy::Policy,
     status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
@@ -27,6 +30,8 @@ pub struct RunOptions {
     /// `--interface` values: added to the config's, replacing any with the same name.
     pub interfaces: Vec<Interface>,
     pub control_socket: PathBuf,
+    /// `--metrics-listen`: overrides the config's `[metrics] listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -48,6 +53,10 @@ pub enum RunError {
     },
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
 }
 
 /// Merges `--interface` values into the configured ones (same name: the flag wins).
@@ -87,6 +96,14 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
         .into());
     }
+    // Metrics (begin): bound before anything loads, so a taken address fails with nothing
+    // attached; /healthz answers from here on, /readyz once the source below is set.
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let server = http::bind(opts.metrics_listen.unwrap_or(config.main.metrics.listen)).await?;
+    tracing::info!(listen = %server.local_addr(), "serving /metrics, /healthz and /readyz");
+    server.spawn(registry, metrics.clone());
+    // Metrics (end).
     let started = std::time::Instant::now();
     let mut dataplane = Dataplane::load(&policy)?;
     let ls = dataplane.load_stats;
@@ -106,12 +123,27 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         let a = dataplane.attach(iface)?;
         tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
     }
+    let digest = compiled.digest();
     let shared = Arc::new(Mutex::new(Shared {
         dataplane,
         policy,
         compiled,
         config: opts.config.clone(),
     }));
+    // Metrics (begin): the collector and /readyz read the shared state through this closure;
+    // its contract is in `crate::metrics`. The initial load counts as a successful reload.
+    let state = Arc::clone(&shared);
+    metrics.set_source(move |kernel| {
+        let s = state.lock().expect("not poisoned");
+        Ok(Snapshot::read(
+            &s.dataplane,
+            &s.policy,
+            &interfaces,
+            kernel,
+        )?)
+    });
+    metrics.reload_succeeded(metrics::unix_now(), &digest);
+    // Metrics (end).
     let listener = bind_control(&opts.control_socket)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
