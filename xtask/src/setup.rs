@@ -2,7 +2,8 @@
 //!
 //! * the nightly toolchain's `rust-src` (the eBPF crate builds `core` with `-Z build-std`);
 //! * bpf-linker, built against the nightly rustc's own LLVM (see [`bpf_linker`]);
-//! * Debian packages the kernel tests use (iproute2 for `ip netns` and veth).
+//! * Debian packages the kernel tests use (iproute2 for `ip netns` and veth; prometheus, whose
+//!   server and `promtool` the metrics test runs).
 
 use std::{
     fs,
@@ -17,7 +18,7 @@ use crate::exec;
 /// Pinned so a fresh machine builds the linker that was tested.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: (command that proves it is installed, package).
-const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2")];
+const DEBIAN: &[(&str, &str)] = &[("ip", "iproute2"), ("prometheus", "prometheus")];
 
 pub fn run() -> Result<()> {
     rust_src()?;
