@@ -7,6 +7,7 @@
 use std::{
     collections::BTreeMap,
     fmt, fs,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -61,6 +62,9 @@ pub struct MainFile {
     /// may override it.
     #[serde(default)]
     pub on_source_failure: OnSourceFailure,
+    /// The metrics and health endpoints.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 /// A remote source: a feed of prefixes fetched over HTTPS, verified, parsed whole and cached.
@@ -125,6 +129,29 @@ pub enum OnSourceFailure {
     Refuse,
     /// The source contributes nothing, with a warning and a line in the report.
     Skip,
+}
+
+/// Where `embargo run` serves `/metrics`, `/healthz` and `/readyz` (see [`crate::metrics`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `ADDRESS:PORT` to listen on (default [`MetricsSettings::DEFAULT_LISTEN`], loopback only).
+    /// `embargo run --metrics-listen` overrides it.
+    pub listen: SocketAddr,
+}
+
+impl MetricsSettings {
+    /// Loopback: the endpoints are for a local Prometheus or an agent that forwards them.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: Self::DEFAULT_LISTEN,
+        }
+    }
 }
 
 /// A prefix that is never blocked.

@@ -140,6 +140,11 @@ pub struct LoadStats {
     pub v6_prefixes: usize,
     pub v4_nodes: u32,
     pub v6_nodes: u32,
+    /// `max_entries` of the trie maps (64-byte chunks of 16 entries).
+    pub v4_chunks: u32,
+    pub v6_chunks: u32,
+    /// `max_entries` of the policy map (entities it can hold).
+    pub policy_capacity: u32,
     pub map_bytes: u64,
 }
 
@@ -369,6 +374,9 @@ impl Dataplane {
                 v6_prefixes: policy.v6.len(),
                 v4_nodes: v4.nodes,
                 v6_nodes: v6.nodes,
+                v4_chunks: v4.chunks(),
+                v6_chunks: v6.chunks(),
+                policy_capacity: entities,
                 map_bytes,
             },
         })

@@ -8,6 +8,8 @@
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
 //! * [`run`] and [`status`]: the agent loop and what it reports;
 //! * [`audit`]: the hash-chained log of every policy the agent applied.
+//! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
+//!   `/readyz` endpoints.
 
 pub mod audit;
 pub mod cidr;
@@ -15,8 +17,10 @@ pub mod compile;
 pub mod config;
 pub mod dataplane;
 pub mod explain;
+pub mod http;
 pub mod live;
 pub mod mapped;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod resolve;

@@ -1,6 +1,10 @@
 //! The `embargo` command line.
 
-use std::{net::IpAddr, path::PathBuf, process::ExitCode};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use embargo::{
@@ -44,6 +48,10 @@ enum Command {
         /// Hash-chained log of every applied policy (see `embargo audit verify`).
         #[arg(long, default_value = audit::DEFAULT_LOG)]
         audit_log: PathBuf,
+        /// ADDRESS:PORT for /metrics, /healthz and /readyz; overrides the config's
+        /// `[metrics] listen` (default 127.0.0.1:9610).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Work with the policy audit log.
     Audit {
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
             interfaces,
             control_socket,
             audit_log,
+            metrics_listen,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -169,6 +178,7 @@ fn main() -> ExitCode {
                 interfaces,
                 control_socket,
                 audit_log,
+                metrics_listen,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),

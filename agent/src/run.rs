@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -20,6 +21,8 @@ use crate::{
     compile::Compiled,
     config::{self, Interface},
     dataplane::{Dataplane, DataplaneError, Drift, EntityCounters},
+    http,
+    metrics::{self, Metrics, Snapshot},
     plan::TableSnapshot,
     policy::{EntityIndex, Policy},
     resolve::Resolved,
@@ -39,6 +42,8 @@ pub struct RunOptions {
     pub control_socket: PathBuf,
     /// The policy audit log ([`crate::audit`]).
     pub audit_log: PathBuf,
+    /// `--metrics-listen`: overrides the config's `[metrics] listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -62,6 +67,10 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
 }
 
 /// Merges `--interface` values into the configured ones (same name: the flag wins).
@@ -92,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) drift: Drift,
     /// Remote sources, refreshed in the background while the agent runs.
     pub(crate) sources: crate::sources::SourceManager,
+    /// Metric handles fed by reloads and attestation.
+    metrics: Metrics,
 }
 
 /// A file's modification time (seconds, nanoseconds), size and inode.
@@ -192,10 +203,13 @@ impl Shared {
                 self.reloads.last_success_unix = unix_now();
                 self.reloads.last_error = None;
                 self.reloads.last_kind = kind.into();
+                self.metrics
+                    .reload_succeeded(metrics::unix_now(), &self.compiled.digest());
                 tracing::info!(trigger, kind, digest = %self.compiled.digest(), "policy reloaded");
             }
             Err(e) => {
                 self.reloads.failed += 1;
+                self.metrics.reload_failed();
                 tracing::error!(trigger, error = %e, "reload failed; the running policy stays in force");
                 self.reloads.last_error = Some(e);
             }
@@ -215,6 +229,7 @@ impl Shared {
             );
         }
         self.drift = drift;
+        self.metrics.set_drift(drift.total());
         Ok(drift)
     }
 }
@@ -272,6 +287,14 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
         .into());
     }
+    // Metrics (begin): bound before anything loads, so a taken address fails with nothing
+    // attached; /healthz answers from here on, /readyz once the source below is set.
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let server = http::bind(opts.metrics_listen.unwrap_or(config.main.metrics.listen)).await?;
+    tracing::info!(listen = %server.local_addr(), "serving /metrics, /healthz and /readyz");
+    server.spawn(registry, metrics.clone());
+    // Metrics (end).
     let started = std::time::Instant::now();
     let mut dataplane = Dataplane::load(&policy)?;
     let ls = dataplane.load_stats;
@@ -302,6 +325,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         &TableSnapshot::default(),
         &compiled,
     )?;
+    let digest = compiled.digest();
     let shared = Arc::new(Mutex::new(Shared {
         dataplane,
         policy,
@@ -319,7 +343,36 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         watched: watch_list(&resolved),
         drift: Drift::default(),
         sources,
+        metrics: metrics.clone(),
     }));
+    // Metrics (begin): the collector and /readyz read the shared state through this closure;
+    // its contract is in `crate::metrics`. The initial load counts as a successful reload.
+    let state = Arc::clone(&shared);
+    let source_metrics = metrics.clone();
+    // Fetch errors already counted, by source, to turn the sources' totals into increments.
+    let counted_errors = Mutex::new(HashMap::<String, u64>::new());
+    metrics.set_source(move |kernel| {
+        let s = state.lock().expect("not poisoned");
+        for st in s.sources.states() {
+            if let Some(t) = st.last_success {
+                source_metrics.source_succeeded(&st.name, t.timestamp() as f64);
+            }
+            let mut counted = counted_errors.lock().expect("not poisoned");
+            let seen = counted.entry(st.name.clone()).or_default();
+            for _ in *seen..st.fetch_errors_total {
+                source_metrics.source_failed(&st.name);
+            }
+            *seen = st.fetch_errors_total;
+        }
+        Ok(Snapshot::read(
+            &s.dataplane,
+            &s.policy,
+            &interfaces,
+            kernel,
+        )?)
+    });
+    metrics.reload_succeeded(metrics::unix_now(), &digest);
+    // Metrics (end).
     let listener = bind_control(&opts.control_socket)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;

@@ -305,6 +305,25 @@ fn the_corpus_is_refused_with_locations() {
         &c.refused(),
         &[&format!("{}:4:10", c.path("main.toml")), "host bits"],
     );
+
+    let c = Case::new("bad-metrics-listen");
+    c.file(
+        "main.toml",
+        &format!("{MAIN_OK}[metrics]\nlisten = \"9610\"\n"),
+    )
+    .file("entities/a.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:4:10", c.path("main.toml")), "socket address"],
+    );
+
+    let c = Case::new("unknown-metrics-field");
+    c.file("main.toml", &format!("{MAIN_OK}[metrics]\nport = 9610\n"))
+        .file("entities/a.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[&format!("{}:4:1", c.path("main.toml")), "port"],
+    );
 }
 
 #[test]

@@ -178,14 +178,14 @@ fn status_without_agent_says_what_to_check() {
     );
 }
 
-/// Without CAP_BPF the agent says which capabilities it needs. As root, the check drops to
-/// `nobody` with no capabilities through setpriv (util-linux); as a normal user it runs as is.
-/// The binary and config are copied to a world-readable folder first, since the checkout may
-/// sit in a private one.
-#[test]
-fn missing_privileges_name_the_capabilities() {
+/// Runs `embargo run --config <"enforce = [UK]"> -i lo:inside --control-socket <tmp> ARGS`
+/// without privileges: as root, it drops to `nobody` with no capabilities through setpriv
+/// (util-linux); as a normal user it runs as is. So nothing can be loaded or attached whatever
+/// happens. The binary and config are copied to a world-readable folder first, since the
+/// checkout may sit in a private one.
+fn run_unprivileged(name: &str, args: &[&str]) -> Output {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("embargo-priv-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("embargo-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.join("embargo");
@@ -216,9 +216,55 @@ fn missing_privileges_name_the_capabilities() {
         .arg(&config)
         .args(["-i", "lo:inside", "--control-socket"])
         .arg(dir.join("control.sock"))
+        .args(args)
         .output()
         .expect("run embargo without privileges");
     let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// Without CAP_BPF the agent says which capabilities it needs.
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    // Port 0: a free one, so an agent elsewhere on 9610 cannot change the outcome.
+    let out = run_unprivileged("priv", &["--metrics-listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("CAP_BPF"), "{}", stderr(&out));
+}
+
+/// A metrics address that cannot be bound stops the agent before it loads anything, saying
+/// which address and how to choose another.
+#[test]
+fn a_taken_metrics_address_is_a_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_unprivileged("metrics-bind", &["--metrics-listen", &addr]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen for metrics on {addr}")),
+        "{err}"
+    );
+    assert!(err.contains("--metrics-listen"), "{err}");
+    // Refused before loading: the privilege error never came.
+    assert!(!err.contains("CAP_BPF"), "{err}");
+}
+
+#[test]
+fn metrics_listen_flag_must_be_an_address() {
+    let out = embargo(&[
+        "run",
+        "--config",
+        "config/default.toml",
+        "-i",
+        "lo:inside",
+        "--metrics-listen",
+        "localhost",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--metrics-listen"),
+        "{}",
+        stderr(&out)
+    );
 }

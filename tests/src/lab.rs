@@ -22,6 +22,10 @@
 //! (MLD). Names carry the pid and a per-process counter, so parallel runs do not clash; `Drop`
 //! deletes the namespaces (the veth goes with them), also when a test panics. Labs left by a
 //! killed process are swept by the next [`Lab::new`].
+//!
+//! Besides the agent ([`Lab::start_agent`]), other servers can run in the gateway namespace in
+//! the background ([`Lab::spawn_in_gw`], stopped on drop) and be queried on its loopback
+//! ([`Lab::http_get`]).
 
 use std::{
     collections::BTreeSet,
@@ -487,47 +491,28 @@ impl Lab {
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
     /// --audit-log ...` inside the gateway namespace and waits until its status answers.
     pub fn start_agent(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
+        self.start_agent_with(config, role, &[])
+    }
+
+    /// As [`Lab::start_agent`], with `extra` arguments after the others (`--metrics-listen`).
+    pub fn start_agent_with(&self, config: &Path, role: Role, extra: &[&str]) -> Result<Agent<'_>> {
         let socket = self.control_socket();
         let log = self.dir.join(format!("agent-{role}.log"));
-        let out = File::create(&log)
-            .map_err(|e| LabError::new(format!("creating {}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| LabError::new(format!("{}: {e}", log.display())))?;
         let iface = format!("{}:{role}", self.gw_if);
-        let mut cmd = self.embargo_in_gw(&[
-            "run",
-            "--config",
-            &config.display().to_string(),
-            "--interface",
-            &iface,
-            "--control-socket",
-            &socket.display().to_string(),
-            "--audit-log",
-            &self.audit_log().display().to_string(),
-        ])?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        // If this process dies without running `Drop` (SIGKILL, abort), the agent gets SIGTERM
-        // instead of running on in a namespace nobody can name any more. The signal follows the
-        // spawning thread, so keep an `Agent` on the thread that started it.
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: prctl, getppid and kill are async-signal-safe; nothing is allocated here.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), libc::SIGTERM);
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| LabError::new(format!("starting {cmd:?}: {e}")))?;
+        let mut args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--interface".to_owned(),
+            iface,
+            "--control-socket".to_owned(),
+            socket.display().to_string(),
+            "--audit-log".to_owned(),
+            self.audit_log().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = spawn_logged(self.embargo_in_gw(&args)?, &log)?;
         let mut agent = Agent {
             lab: self,
             child: Some(child),
@@ -537,6 +522,136 @@ impl Lab {
         agent.wait_ready(Duration::from_secs(20))?;
         Ok(agent)
     }
+
+    /// Starts `program ARGS` inside the gateway namespace in the background, its stdout and
+    /// stderr in `<lab dir>/<name>.log`. It gets SIGTERM when dropped (and when this process
+    /// dies), see [`Background`].
+    pub fn spawn_in_gw(&self, name: &str, program: &str, args: &[&str]) -> Result<Background> {
+        let log = self.dir.join(format!("{name}.log"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.gw, program]).args(args);
+        let child = spawn_logged(cmd, &log)?;
+        Ok(Background {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// `GET path` over HTTP/1.0 to `addr` from inside the gateway namespace (its loopback is
+    /// its own): the status code and the body.
+    pub fn http_get(&self, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+        in_netns(&self.gw, || http_get(addr, path))?
+    }
+}
+
+/// Starts `cmd` with stdin closed and stdout and stderr in `log`. If this process dies without
+/// running `Drop` (SIGKILL, abort), the child gets SIGTERM instead of running on in a namespace
+/// nobody can name any more. The signal follows the spawning thread, so keep the handle on the
+/// thread that started it.
+fn spawn_logged(mut cmd: Command, log: &Path) -> Result<Child> {
+    let out =
+        File::create(log).map_err(|e| LabError::new(format!("creating {}: {e}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LabError::new(format!("{}: {e}", log.display())))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and kill are async-signal-safe; nothing is allocated here.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| LabError::new(format!("starting {}: {e}", command_line(&cmd))))
+}
+
+/// A process started by [`Lab::spawn_in_gw`]: SIGTERM on drop, SIGKILL if it has not exited
+/// 10 s later.
+pub struct Background {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Background {
+    /// What it wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// An error if it has exited, with its log.
+    pub fn check_running(&mut self) -> Result<()> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(status))) => Err(LabError::new(format!(
+                "{} exited ({status}); its log:\n{}",
+                self.name,
+                self.log()
+            ))),
+            Some(Err(e)) => Err(LabError::new(format!("waiting for {}: {e}", self.name))),
+            None => Err(LabError::new(format!("{} was stopped", self.name))),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `ip netns exec` execs the program, so the child's pid is the program's.
+            // SAFETY: kill with a pid we spawned and have not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let start = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(10)
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `GET path` over HTTP/1.0 (no chunked encoding; the server closes when done) to `addr` in
+/// the calling thread's network namespace: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let fail = |e: std::io::Error| LabError::new(format!("GET http://{addr}{path}: {e}"));
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(fail)?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .map_err(fail)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(fail)?;
+    let raw = String::from_utf8_lossy(&raw);
+    let Some((head, body)) = raw.split_once("\r\n\r\n") else {
+        return Err(LabError::new(format!(
+            "GET http://{addr}{path}: no header end in {raw:?}"
+        )));
+    };
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            LabError::new(format!(
+                "GET http://{addr}{path}: bad status line in {head:?}"
+            ))
+        })?;
+    Ok((status, body.to_owned()))
 }
 
 impl Drop for Lab {

@@ -35,7 +35,8 @@ enum Task {
         #[arg(long, default_value = "config/default.toml")]
         config: PathBuf,
     },
-    /// Measure the data plane against XDP_DROP and the kernel LPM trie; update BENCHMARKS.md.
+    /// Measure the data plane against XDP_DROP and the kernel LPM trie, and the cost of a
+    /// metrics scrape; update BENCHMARKS.md.
     Bench {
         /// Smaller sizes, for a smoke run (does not update BENCHMARKS.md).
         #[arg(long)]
@@ -237,11 +238,36 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
     }
     cmd.arg("--markdown").arg(out).args(args);
     exec(&mut cmd)?;
+    // Then what a Prometheus scrape of the agent costs with 1,000 entities.
+    let scrape_out = Path::new("target/bench-scrape.md");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "embargo-tests",
+        "--bin",
+        "embargo-scrape-bench",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--markdown").arg(scrape_out);
+    exec(&mut cmd)?;
     if quick {
         eprintln!("quick run: BENCHMARKS.md left as it is");
         return Ok(());
     }
-    let section = std::fs::read_to_string(out).context("reading the bench's markdown")?;
+    let section = format!(
+        "{}\n\n{}",
+        std::fs::read_to_string(out)
+            .context("reading the bench's markdown")?
+            .trim(),
+        std::fs::read_to_string(scrape_out)
+            .context("reading the scrape bench's markdown")?
+            .trim()
+    );
     let doc_path = Path::new("BENCHMARKS.md");
     let doc = std::fs::read_to_string(doc_path).context("reading BENCHMARKS.md")?;
     let (Some(b), Some(e)) = (doc.find(BENCH_BEGIN), doc.find(BENCH_END)) else {
