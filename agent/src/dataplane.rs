@@ -5,12 +5,19 @@
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, Map, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use embargo_abi::{
     Counter, Direction, EntityPolicy, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
@@ -156,7 +163,9 @@ pub struct Dataplane {
     slots: [Option<u32>; MAX_INTERFACES as usize],
     attachments: Vec<Attachment>,
     /// One link per attachment, same order.
-    links: Vec<XdpLinkId>,
+    links: Vec<Held>,
+    /// Where XDP links are pinned (bpffs), so enforcement survives the agent; `None`: not pinned.
+    pin_dir: Option<PathBuf>,
     /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
     /// set, for in-place updates and attestation.
     v4: Family,
@@ -166,6 +175,46 @@ pub struct Dataplane {
     /// Entities the policy and counter maps have room for.
     entity_capacity: u32,
     pub load_stats: LoadStats,
+}
+
+/// How an attachment's XDP link is held.
+enum Held {
+    /// Owned by the program: dropping the program detaches it.
+    Program(XdpLinkId),
+    /// Pinned under bpffs at `path`: the link (and with it the program and its maps) outlives
+    /// the agent; removing the pin and closing the fd detaches it.
+    Pinned { path: PathBuf, link: FdLink },
+}
+
+/// The pin path of interface `name`'s XDP link under `dir`.
+pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("link-{name}"))
+}
+
+/// Removes the pinned XDP links in `dir` whose interface `keep` does not want (all of them for
+/// `embargo detach`): without its pin and with no agent holding it, a link is destroyed and
+/// its program detached. Returns each interface with the outcome.
+pub fn detach_pinned(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, Result<(), DataplaneError>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_prefix("link-") else {
+            continue;
+        };
+        if keep(name) {
+            continue;
+        }
+        let r = std::fs::remove_file(entry.path())
+            .map_err(|e| other(format!("removing the pin {}", entry.path().display()), e));
+        out.push((name.to_owned(), r));
+    }
+    out
 }
 
 /// One family's loaded trie.
@@ -343,6 +392,7 @@ impl Dataplane {
             slots: [None; MAX_INTERFACES as usize],
             attachments: Vec::new(),
             links: Vec::new(),
+            pin_dir: None,
             v4: Family {
                 trie: v4_trie,
                 live: LiveTrie::new(
@@ -479,7 +529,8 @@ impl Dataplane {
                 Err(e) => return Err(e),
             },
         };
-        self.links.push(link);
+        let held = self.hold(link, &iface.name, None)?;
+        self.links.push(held);
         self.attachments.push(Attachment {
             name: iface.name.clone(),
             ifindex,
@@ -489,21 +540,159 @@ impl Dataplane {
         Ok(self.attachments.last().expect("just pushed"))
     }
 
+    /// Pins XDP links under `dir` from now on (created if missing; it must be on bpffs).
+    pub fn set_pin_dir(&mut self, dir: &Path) -> Result<(), DataplaneError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            other(
+                format!(
+                    "creating the pin folder {} (is bpffs mounted at /sys/fs/bpf? `mount -t bpf bpf /sys/fs/bpf`)",
+                    dir.display()
+                ),
+                e,
+            )
+        })?;
+        self.pin_dir = Some(dir.to_owned());
+        Ok(())
+    }
+
+    fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(embargo_abi::programs::CLASSIFY)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    /// Takes link `id` from the program and, with a pin folder, pins it (or keeps it pinned at
+    /// `pinned`, where it already is).
+    fn hold(
+        &mut self,
+        id: XdpLinkId,
+        name: &str,
+        pinned: Option<PathBuf>,
+    ) -> Result<Held, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(Held::Program(id));
+        };
+        let link = self
+            .program_mut()
+            .take_link(id)
+            .map_err(|e| other(format!("taking the XDP link of {name}"), e))?;
+        let fd = FdLink::try_from(link).map_err(|e| other(format!("the XDP link of {name}"), e))?;
+        let (path, fd) = match pinned {
+            Some(path) => (path, fd),
+            None => {
+                let path = link_pin_path(&dir, name);
+                // A pin left by an agent that was not adopted (an interface no longer in the
+                // configuration, say) is replaced.
+                let _ = std::fs::remove_file(&path);
+                let pinned = fd.pin(&path).map_err(|e| {
+                    other(
+                        format!("pinning the XDP link of {name} at {}", path.display()),
+                        e,
+                    )
+                })?;
+                (path, FdLink::from(pinned))
+            }
+        };
+        Ok(Held::Pinned { path, link: fd })
+    }
+
+    /// Turns a held link back into an [`XdpLink`] (from `program` for a program-owned one).
+    fn into_xdp_link(
+        held: Held,
+        program: &mut Xdp,
+        name: &str,
+    ) -> Result<(XdpLink, Option<PathBuf>), DataplaneError> {
+        match held {
+            Held::Program(id) => program
+                .take_link(id)
+                .map(|l| (l, None))
+                .map_err(|e| other(format!("taking the XDP link of {name}"), e)),
+            Held::Pinned { path, link } => XdpLink::try_from(link)
+                .map(|l| (l, Some(path)))
+                .map_err(|e| other(format!("the pinned XDP link of {name}"), e)),
+        }
+    }
+
+    /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
+    /// takes it over atomically (`bpf_link_update`), so the interface is never without a
+    /// program across an agent restart, even after `kill -9`.
+    pub fn adopt(
+        &mut self,
+        iface: &config::Interface,
+    ) -> Result<Option<&Attachment>, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(None);
+        };
+        let path = link_pin_path(&dir, &iface.name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ifindex =
+            system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
+                name: iface.name.clone(),
+            })?;
+        let pinned = PinnedLink::from_pin(&path)
+            .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+        self.set_role(ifindex, iface.role.abi())?;
+        let id = self
+            .program_mut()
+            .attach_to_link(link)
+            .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
+        let held = self.hold(id, &iface.name, Some(path))?;
+        self.links.push(held);
+        self.attachments.push(Attachment {
+            name: iface.name.clone(),
+            ifindex,
+            role: iface.role,
+            mode: "adopted",
+        });
+        Ok(self.attachments.last())
+    }
+
+    /// Lets go of every attachment without detaching: pinned links stay attached (with the
+    /// current program and maps) after the agent exits. Returns the interfaces left enforcing;
+    /// links that were not pinned cannot outlive the agent and are detached.
+    pub fn leave_attached(&mut self) -> Vec<String> {
+        let attachments = std::mem::take(&mut self.attachments);
+        let links = std::mem::take(&mut self.links);
+        let mut kept = Vec::new();
+        for (held, att) in links.into_iter().zip(attachments) {
+            match held {
+                Held::Pinned { link, .. } => {
+                    drop(link); // the pin keeps it
+                    kept.push(att.name);
+                }
+                Held::Program(id) => {
+                    let _ = self.program_mut().detach(id);
+                }
+            }
+        }
+        kept
+    }
+
     /// Detaches from every interface and clears their roles.
     pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
         let mut results = Vec::new();
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
-        for (link, att) in links.into_iter().zip(attachments.iter()) {
-            let r = program
-                .detach(link)
-                .map_err(|e| other(format!("detaching from {}", att.name), e));
+        for (held, att) in links.into_iter().zip(attachments.iter()) {
+            let r = match held {
+                Held::Program(id) => self
+                    .program_mut()
+                    .detach(id)
+                    .map_err(|e| other(format!("detaching from {}", att.name), e)),
+                Held::Pinned { path, link } => {
+                    // Without its pin, closing the last fd destroys the link: detached.
+                    let r = std::fs::remove_file(&path)
+                        .map_err(|e| other(format!("removing the pin {}", path.display()), e));
+                    drop(link);
+                    r
+                }
+            };
             results.push((att.name.clone(), r));
         }
         for att in &attachments {
@@ -590,31 +779,24 @@ impl Dataplane {
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         let attachments = std::mem::take(&mut old.attachments);
         let links = std::mem::take(&mut old.links);
-        let old_program: &mut Xdp = old
-            .ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
-        let mut taken = Vec::new();
-        for (att, id) in attachments.into_iter().zip(links) {
-            let link = old_program
-                .take_link(id)
-                .map_err(|e| other(format!("taking the XDP link of {}", att.name), e))?;
-            taken.push((att, link));
+        if self.pin_dir.is_none() {
+            self.pin_dir = old.pin_dir.clone();
         }
-        for (att, link) in taken {
+        let mut taken = Vec::new();
+        for (att, held) in attachments.into_iter().zip(links) {
+            taken.push((
+                Self::into_xdp_link(held, old.program_mut(), &att.name)?,
+                att,
+            ));
+        }
+        for ((link, pinned), att) in taken {
             self.set_role(att.ifindex, att.role.abi())?;
-            let program: &mut Xdp = self
-                .ebpf
-                .program_mut(embargo_abi::programs::CLASSIFY)
-                .expect("loaded in Dataplane::load")
-                .try_into()
-                .expect("an XDP program");
-            let id = program
+            let id = self
+                .program_mut()
                 .attach_to_link(link)
                 .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
-            self.links.push(id);
+            let held = self.hold(id, &att.name, pinned)?;
+            self.links.push(held);
             self.attachments.push(att);
         }
         Ok(())

@@ -17,6 +17,9 @@ use embargo::{
     status,
 };
 
+/// Where XDP links are pinned unless --pin-dir says otherwise.
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/embargo";
+
 /// Where the configuration lives unless --config says otherwise.
 const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
 
@@ -52,6 +55,25 @@ enum Command {
         /// `[metrics] listen` (default 127.0.0.1:9610).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// bpffs folder where the XDP links are pinned, so enforcement survives the agent (a
+        /// restarted agent takes them over without detaching).
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Do not pin: enforcement ends with the agent.
+        #[arg(long, conflicts_with = "keep_attached")]
+        no_pin: bool,
+        /// On SIGINT/SIGTERM leave the pinned links attached (enforcement continues with the
+        /// loaded policy) instead of detaching; the next agent adopts them.
+        #[arg(long)]
+        keep_attached: bool,
+    },
+    /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Control socket of the agent, checked to be gone first.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
     },
     /// Work with the policy audit log.
     Audit {
@@ -165,6 +187,9 @@ fn main() -> ExitCode {
             control_socket,
             audit_log,
             metrics_listen,
+            pin_dir,
+            no_pin,
+            keep_attached,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -179,6 +204,8 @@ fn main() -> ExitCode {
                 control_socket,
                 audit_log,
                 metrics_listen,
+                pin_dir: (!no_pin).then_some(pin_dir),
+                keep_attached,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
@@ -191,6 +218,38 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { log },
         } => audit_verify(&log),
+        Command::Detach {
+            pin_dir,
+            control_socket,
+        } => {
+            if status::query(&control_socket).is_ok() {
+                eprintln!(
+                    "error: an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
+                    control_socket.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            let results = embargo::dataplane::detach_pinned(&pin_dir, |_| false);
+            if results.is_empty() {
+                println!("nothing pinned in {}", pin_dir.display());
+            }
+            let mut ok = true;
+            for (name, r) in results {
+                match r {
+                    Ok(()) => println!("detached {name}"),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("error: {name}: {e}");
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&pin_dir);
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Check { config, json } => match embargo::compile_file(&config, embargo::today()) {
             Ok((_, compiled)) => {
                 if json {

@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub audit_log: PathBuf,
     /// `--metrics-listen`: overrides the config's `[metrics] listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where XDP links are pinned (bpffs) so enforcement survives the agent; `None`: no pins.
+    pub pin_dir: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, leave the pinned links attached instead of detaching.
+    pub keep_attached: bool,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -312,10 +316,34 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Opened after loading (which names missing privileges first) and before attaching; held,
     // locked, for the agent's life. On reloads, call `audit::record_applied` with the old table.
     let mut audit = AuditLog::open(&opts.audit_log)?;
+    if let Some(dir) = &opts.pin_dir {
+        dataplane.set_pin_dir(dir)?;
+    }
     for iface in &interfaces {
-        // On failure, dataplane drops here and detaches what was attached: all or nothing.
+        // A link a previous agent pinned (it was killed, or left it attached) is taken over in
+        // one atomic switch; otherwise attach. On failure, dataplane drops here and detaches
+        // what was attached: all or nothing.
+        if let Some(a) = dataplane.adopt(iface)? {
+            tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, "adopted the pinned attachment without detaching");
+            continue;
+        }
         let a = dataplane.attach(iface)?;
         tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
+    }
+    if let Some(dir) = &opts.pin_dir {
+        // Pins for interfaces no longer configured: detach them.
+        for (name, r) in
+            crate::dataplane::detach_pinned(dir, |n| interfaces.iter().any(|i| i.name == n))
+        {
+            match r {
+                Ok(()) => {
+                    tracing::info!(interface = %name, "detached a pinned link no longer configured")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %e, "could not remove a stale pinned link")
+                }
+            }
+        }
     }
     // A policy that cannot be recorded is not kept: returning drops and detaches the dataplane.
     audit::record_applied(
@@ -408,6 +436,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     let mut guard = shared.lock().expect("not poisoned");
+    if opts.keep_attached {
+        let kept = guard.dataplane.leave_attached();
+        tracing::info!(interfaces = ?kept, "leaving the pinned links attached: enforcement continues; the next agent adopts them, `embargo detach` removes them");
+        return Ok(());
+    }
     for (name, result) in guard.dataplane.detach_all() {
         match result {
             Ok(()) => tracing::info!(interface = %name, "detached"),

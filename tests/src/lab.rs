@@ -471,10 +471,17 @@ impl Lab {
     }
 
     /// A command running the embargo binary inside the gateway namespace with `args`.
+    ///
+    /// It enters only the network namespace (`nsenter --net`), not a new mount namespace as
+    /// `ip netns exec` does, so the agent sees the host's bpffs and its pins outlive it, as on a
+    /// real gateway.
     pub fn embargo_in_gw(&self, args: &[&str]) -> Result<Command> {
         let bin = embargo_bin()?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.gw]).arg(bin).args(args);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={NETNS_DIR}/{}", self.gw))
+            .arg("--")
+            .arg(bin)
+            .args(args);
         Ok(cmd)
     }
 
@@ -486,6 +493,16 @@ impl Lab {
     /// The audit log of this lab's agent (never the system's `/var/lib/embargo`).
     pub fn audit_log(&self) -> PathBuf {
         self.dir.join("audit.jsonl")
+    }
+
+    /// The bpffs folder this lab's agent pins its links in (never the system's).
+    pub fn pin_dir(&self) -> PathBuf {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Path::new("/sys/fs/bpf").join(name)
     }
 
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
@@ -509,6 +526,8 @@ impl Lab {
             socket.display().to_string(),
             "--audit-log".to_owned(),
             self.audit_log().display().to_string(),
+            "--pin-dir".to_owned(),
+            self.pin_dir().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -664,6 +683,7 @@ impl Drop for Lab {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.pin_dir());
     }
 }
 
@@ -791,6 +811,34 @@ impl Agent<'_> {
 
     /// Stops the agent with SIGTERM and checks it exited 0, removed its control socket and
     /// left no XDP program on the gateway's veth. Returns its log.
+    /// `kill -9`: the agent gets no chance to clean up. Returns its log.
+    pub fn kill9(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(LabError::new("the agent is not running"));
+        };
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        wait_timeout(&mut child, Duration::from_secs(15))?;
+        Ok(self.log())
+    }
+
+    /// SIGTERM and wait, checking only that it exited 0 (for `--keep-attached`). Returns its log.
+    pub fn terminate(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(LabError::new("the agent is not running"));
+        };
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = wait_timeout(&mut child, Duration::from_secs(15))?;
+        let log = self.log();
+        if !status.success() {
+            return Err(LabError::new(format!(
+                "embargo run exited with {status}; its log:\n{log}"
+            )));
+        }
+        Ok(log)
+    }
+
     pub fn stop(mut self) -> Result<String> {
         let Some(mut child) = self.child.take() else {
             return Err(LabError::new("the agent is not running"));

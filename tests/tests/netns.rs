@@ -506,3 +506,104 @@ fn reloads_and_attestation() {
     assert_eq!(out.status.code(), Some(0));
     agent.stop().unwrap();
 }
+
+/// Restart without a gap: after `kill -9` the pinned attachment keeps enforcing; a new agent
+/// takes it over atomically while traffic flows (no blocked datagram gets through, no allowed
+/// one is lost) and applies its new policy; `--keep-attached` leaves enforcement in place on
+/// SIGTERM; `embargo detach` removes it.
+#[test]
+fn restart_without_a_gap() {
+    fn config(prefixes: &[&str]) -> String {
+        let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+             designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
+             networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
+            p.join(", ")
+        )
+    }
+    let lab = new_lab();
+    let a: IpAddr = "203.0.113.7".parse().unwrap();
+    let b: IpAddr = "198.51.100.9".parse().unwrap();
+    let ok: IpAddr = "192.0.2.10".parse().unwrap();
+    for x in [a, b, ok] {
+        lab.add_remote(x).unwrap();
+    }
+    let path = lab
+        .write_file("pin.toml", &config(&["203.0.113.0/24"]))
+        .unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let pin = lab.pin_dir().join(format!("link-{}", lab.gw_if()));
+    assert!(pin.exists(), "the XDP link is pinned at {}", pin.display());
+    assert_blocked(&probe(&lab, &[Probe::to(a)]));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (leaked, lost, rounds) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let (mut leaked, mut lost, mut rounds) = (0, 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = lab.probe(&[Probe::to(a), Probe::to(ok)], 3).unwrap();
+                leaked += r[0].received;
+                lost += r[1].sent - r[1].received;
+                rounds += 1;
+            }
+            (leaked, lost, rounds)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let log = agent.kill9().unwrap();
+        assert!(!log.contains("detached"), "{log}");
+        // Nobody is running: the pinned link still enforces.
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        assert!(lab.xdp_attached().unwrap());
+        std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"])).unwrap();
+        let agent = lab.start_agent(&path, Role::Inside).unwrap();
+        let status = agent.status().unwrap();
+        assert_eq!(status.interfaces[0].mode, "adopted", "{status:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let result = sender.join().unwrap();
+        // The new policy is in force: b is blocked too.
+        assert_blocked(&probe(&lab, &[Probe::to(b)]));
+        // --keep-attached is not set: a normal stop detaches and removes the pin.
+        agent.stop().unwrap();
+        assert!(!pin.exists());
+        result
+    });
+    assert!(rounds >= 5, "too few rounds of traffic: {rounds}");
+    assert_eq!(
+        leaked, 0,
+        "blocked datagrams got through during the restart"
+    );
+    assert_eq!(lost, 0, "allowed datagrams were lost during the restart");
+    assert_delivered(&probe(&lab, &[Probe::to(a)]));
+
+    // --keep-attached: enforcement outlives a clean stop; `embargo detach` ends it.
+    let agent = lab
+        .start_agent_with(&path, Role::Inside, &["--keep-attached"])
+        .unwrap();
+    let socket = agent.socket().to_owned();
+    let log = agent.terminate().unwrap();
+    assert!(log.contains("leaving the pinned links attached"), "{log}");
+    assert!(lab.xdp_attached().unwrap() && pin.exists());
+    assert_blocked(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
+    let out = lab
+        .embargo_in_gw(&[
+            "detach",
+            "--pin-dir",
+            &lab.pin_dir().display().to_string(),
+            "--control-socket",
+            &socket.display().to_string(),
+        ])
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("detached {}", lab.gw_if())));
+    assert!(!lab.xdp_attached().unwrap());
+    assert!(!lab.pin_dir().exists());
+    assert_delivered(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
+}
