@@ -366,21 +366,23 @@ fn broken_config_bad_prefix_exits_64_with_location() {
     assert_refused(&text, line);
 }
 
+/// A one-entity (`lab-drop`) configuration listing `prefixes`.
+fn lab_drop_config(prefixes: &[&str]) -> String {
+    let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+         designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
+         networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
+        p.join(", ")
+    )
+}
+
 /// Live operation with the real agent: SIGHUP and file-change reloads apply in place, a broken
 /// configuration is refused with the old policy in force, a change that needs a new data-plane
 /// generation switches programs without detaching, and a map tampered with from another
 /// process is found and repaired by `embargo status --verify`.
 #[test]
 fn reloads_and_attestation() {
-    fn config(v4: &[&str], v6: &[&str]) -> String {
-        let prefixes: Vec<String> = v4.iter().chain(v6).map(|p| format!("\"{p}\"")).collect();
-        format!(
-            "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
-             networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-            prefixes.join(", ")
-        )
-    }
     let lab = new_lab();
     let a: IpAddr = "203.0.113.7".parse().unwrap();
     let b: IpAddr = "198.51.100.9".parse().unwrap();
@@ -389,7 +391,7 @@ fn reloads_and_attestation() {
         lab.add_remote(x).unwrap();
     }
     let path = lab
-        .write_file("live.toml", &config(&["203.0.113.0/24"], &[]))
+        .write_file("live.toml", &lab_drop_config(&["203.0.113.0/24"]))
         .unwrap();
     let agent = lab.start_agent(&path, Role::Inside).unwrap();
     assert_blocked(&probe(&lab, &[Probe::to(a)]));
@@ -417,14 +419,18 @@ fn reloads_and_attestation() {
     };
 
     // SIGHUP: b becomes blocked, in place.
-    std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"], &[])).unwrap();
+    std::fs::write(
+        &path,
+        lab_drop_config(&["203.0.113.0/24", "198.51.100.0/24"]),
+    )
+    .unwrap();
     hup();
     let s = wait_for("the SIGHUP reload", &|s| s.reloads.succeeded >= 2);
     assert_eq!(s.reloads.last_kind, "in_place");
     assert_blocked(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
 
     // A changed file alone: a is delivered again.
-    std::fs::write(&path, config(&["198.51.100.0/24"], &[])).unwrap();
+    std::fs::write(&path, lab_drop_config(&["198.51.100.0/24"])).unwrap();
     let s = wait_for("the file-change reload", &|s| s.reloads.succeeded >= 3);
     assert_eq!(s.reloads.last_kind, "in_place");
     assert_delivered(&probe(&lab, &[Probe::to(a)]));
@@ -441,7 +447,11 @@ fn reloads_and_attestation() {
     // The first IPv6 prefix needs a root the first generation was loaded without: a new
     // generation takes over the interface without detaching, and counters carry over.
     let dropped_before = counter(&s, "lab-drop", "outbound", "dropped").unwrap().0;
-    std::fs::write(&path, config(&["198.51.100.0/24"], &["2001:db8:bad::/48"])).unwrap();
+    std::fs::write(
+        &path,
+        lab_drop_config(&["198.51.100.0/24", "2001:db8:bad::/48"]),
+    )
+    .unwrap();
     hup();
     let s = wait_for("the new generation", &|s| s.reloads.succeeded >= 4);
     assert_eq!(s.reloads.last_kind, "new_generation", "{:#?}", s.reloads);
@@ -513,15 +523,6 @@ fn reloads_and_attestation() {
 /// SIGTERM; `embargo detach` removes it.
 #[test]
 fn restart_without_a_gap() {
-    fn config(prefixes: &[&str]) -> String {
-        let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
-        format!(
-            "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
-             networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-            p.join(", ")
-        )
-    }
     let lab = new_lab();
     let a: IpAddr = "203.0.113.7".parse().unwrap();
     let b: IpAddr = "198.51.100.9".parse().unwrap();
@@ -530,7 +531,7 @@ fn restart_without_a_gap() {
         lab.add_remote(x).unwrap();
     }
     let path = lab
-        .write_file("pin.toml", &config(&["203.0.113.0/24"]))
+        .write_file("pin.toml", &lab_drop_config(&["203.0.113.0/24"]))
         .unwrap();
     let agent = lab.start_agent(&path, Role::Inside).unwrap();
     let pin = lab.pin_dir().join(format!("link-{}", lab.gw_if()));
@@ -555,7 +556,11 @@ fn restart_without_a_gap() {
         // Nobody is running: the pinned link still enforces.
         std::thread::sleep(std::time::Duration::from_millis(1000));
         assert!(lab.xdp_attached().unwrap());
-        std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"])).unwrap();
+        std::fs::write(
+            &path,
+            lab_drop_config(&["203.0.113.0/24", "198.51.100.0/24"]),
+        )
+        .unwrap();
         let agent = lab.start_agent(&path, Role::Inside).unwrap();
         let status = agent.status().unwrap();
         assert_eq!(status.interfaces[0].mode, "adopted", "{status:#?}");
