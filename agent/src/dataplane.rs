@@ -403,7 +403,8 @@ impl Dataplane {
         let value = IfaceConfig {
             role: role as u8,
             slot: slot as u8,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         };
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
@@ -665,7 +666,8 @@ impl Dataplane {
                     IfaceConfig {
                         role: role as u8,
                         slot: slot as u8,
-                        _pad: [0; 2],
+                        flags: 0,
+                        _pad: 0,
                     },
                 )
             })
