@@ -4,17 +4,28 @@
 //! `mmap` (the arrays are `BPF_F_MMAPABLE`), so a million-prefix policy loads in one memory copy
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
+//!
+//! Host egress: on an `outside` interface with `egress` enabled, the object's TC classifier
+//! ([`embargo_abi::programs::EGRESS`], same maps) is attached at egress too, and the interface's
+//! role-map entry gets [`IFACE_EGRESS`]. How it is attached depends on the kernel ([`TcApi`]):
+//! a TCX link on 6.6+, else a `cls_bpf` filter on a `clsact` qdisc (added if missing, removed
+//! on detach only if this agent added it). A new generation takes the TC attachment over as
+//! atomically as the XDP one (see [`Dataplane::take_over`]).
 
 use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, Map, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, TcError, Xdp, XdpMode,
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        xdp::XdpLinkId,
+    },
 };
 use embargo_abi::{
-    Counter, Direction, EntityPolicy, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
-    counter_index, maps, trie,
+    Counter, Direction, EntityPolicy, IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat,
+    Verdict, counter_index, maps, trie,
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
@@ -59,9 +70,11 @@ pub enum DataplaneError {
         #[source]
         source: Box<EbpfError>,
     },
-    /// The verifier rejected the program; the log says why.
-    #[error("the kernel verifier rejected the XDP program ({io_error}); verifier log:\n{log}")]
+    /// The verifier rejected a program; the log says why.
+    #[error("the kernel verifier rejected the {program} ({io_error}); verifier log:\n{log}")]
     Verifier {
+        /// `XDP program` or `TC egress program`.
+        program: &'static str,
         io_error: std::io::Error,
         log: String,
     },
@@ -91,6 +104,23 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The TC egress classifier could not be attached (nothing of it was left behind, and the
+    /// interface's XDP attachment was undone).
+    #[error("cannot attach the TC egress classifier to `{name}` ({api}): {source}")]
+    AttachEgress {
+        name: String,
+        api: TcApi,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Egress is enforced on `outside` interfaces only.
+    #[error(
+        "egress is only for outside interfaces; `{name}` is {role}: enable it on the interface that faces the world"
+    )]
+    EgressNotOutside { name: String, role: Role },
+    /// The egress flag lives in an interface's role-map entry, which needs a role.
+    #[error("ifindex {ifindex} has no role: give it one before enabling egress")]
+    EgressWithoutRole { ifindex: u32 },
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -118,6 +148,48 @@ pub struct Attachment {
     pub role: Role,
     /// `native` or `generic`.
     pub mode: &'static str,
+    /// The TC egress classifier is attached too (host egress is enforced).
+    pub egress: bool,
+}
+
+/// How the TC egress classifier is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcApi {
+    /// A TCX link (Linux 6.6+): no qdisc involved; a new generation replaces the program in
+    /// the link atomically (`bpf_link_update`).
+    Tcx,
+    /// A direct-action `cls_bpf` filter on the interface's `clsact` qdisc (older kernels): the
+    /// qdisc is added if missing and removed on detach only if this agent added it; a new
+    /// generation replaces the filter's program in place (same priority and handle), which
+    /// the kernel does atomically.
+    Netlink,
+}
+
+impl TcApi {
+    /// TCX where the kernel has it (6.6+, or when the version cannot be read), else netlink.
+    pub fn for_running_kernel() -> Self {
+        match system::kernel_release() {
+            Some(found) if system::version_less(&found, (6, 6)) => TcApi::Netlink,
+            _ => TcApi::Tcx,
+        }
+    }
+}
+
+impl std::fmt::Display for TcApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcApi::Tcx => "tcx",
+            TcApi::Netlink => "netlink",
+        })
+    }
+}
+
+/// The TC egress classifier on one interface.
+struct EgressLink {
+    id: SchedClassifierLinkId,
+    /// This agent added the interface's `clsact` qdisc (netlink only): removed on detach.
+    added_clsact: bool,
 }
 
 /// Packets and bytes for one entity, summed over CPUs, by direction and verdict.
@@ -157,6 +229,12 @@ pub struct Dataplane {
     attachments: Vec<Attachment>,
     /// One link per attachment, same order.
     links: Vec<XdpLinkId>,
+    /// The TC egress classifier's link per attachment, same order, where egress is enforced.
+    egress_links: Vec<Option<EgressLink>>,
+    /// Role-map flags ([`IFACE_EGRESS`]) of the interface in each counter slot.
+    flags: [u8; MAX_INTERFACES as usize],
+    /// How the TC egress classifier is attached on this kernel.
+    tc_api: TcApi,
     /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
     /// set, for in-place updates and attestation.
     v4: Family,
@@ -308,32 +386,25 @@ impl Dataplane {
             })?
             .try_into()
             .map_err(|e| other("finding the XDP program", e))?;
-        program.load().map_err(|e| match e {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                if io_error.raw_os_error() == Some(libc::EPERM) {
-                    DataplaneError::Privileges {
-                        doing: "loading the XDP program".into(),
-                    }
-                } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
-                    // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
-                    // the program's packet-pointer arithmetic ("prohibited for !root").
-                    DataplaneError::Privileges {
-                        doing:
-                            "loading the XDP program (the verifier refused it without CAP_PERFMON)"
-                                .into(),
-                    }
-                } else {
-                    DataplaneError::Verifier {
-                        io_error,
-                        log: verifier_log.to_string(),
-                    }
-                }
-            }
-            e => other("loading the XDP program", e),
-        })?;
+        program
+            .load()
+            .map_err(|e| program_load_error(e, "XDP program"))?;
+        // Loaded with the XDP program, used or not: a kernel that refuses it is found at start.
+        let egress: &mut SchedClassifier = ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .ok_or_else(|| {
+                other(
+                    "finding the TC egress program",
+                    MapError::InvalidName {
+                        name: embargo_abi::programs::EGRESS.into(),
+                    },
+                )
+            })?
+            .try_into()
+            .map_err(|e| other("finding the TC egress program", e))?;
+        egress
+            .load()
+            .map_err(|e| program_load_error(e, "TC egress program"))?;
         let map_bytes = ((v4_len + v6_len) * 4) as u64
             + u64::from(entities) * 4
             + u64::from(counters) * 16 * system::possible_cpus() as u64;
@@ -343,6 +414,9 @@ impl Dataplane {
             slots: [None; MAX_INTERFACES as usize],
             attachments: Vec::new(),
             links: Vec::new(),
+            egress_links: Vec::new(),
+            flags: [0; MAX_INTERFACES as usize],
+            tc_api: TcApi::for_running_kernel(),
             v4: Family {
                 trie: v4_trie,
                 live: LiveTrie::new(
@@ -400,10 +474,15 @@ impl Dataplane {
                 },
             )?,
         };
+        // An interface keeps its flags while it has a role; losing the role clears them.
+        let flags = match role {
+            embargo_abi::Role::None => 0,
+            _ => self.flags[slot],
+        };
         let value = IfaceConfig {
             role: role as u8,
             slot: slot as u8,
-            flags: 0,
+            flags,
             _pad: 0,
         };
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
@@ -414,7 +493,47 @@ impl Dataplane {
             embargo_abi::Role::None => None,
             _ => Some(ifindex),
         };
+        if existing.is_some() && role == embargo_abi::Role::None {
+            self.flags[slot] = 0;
+        }
         Ok(slot as u32)
+    }
+
+    /// Sets or clears [`IFACE_EGRESS`] in an interface's role-map entry without attaching
+    /// (tests use this with BPF_PROG_TEST_RUN). The interface must have a role: its entry
+    /// carries the counter slot the TC egress classifier counts in.
+    pub fn set_egress(&mut self, ifindex: u32, on: bool) -> Result<(), DataplaneError> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| *s == Some(ifindex))
+            .ok_or(DataplaneError::EgressWithoutRole { ifindex })?;
+        let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+        let mut value = roles
+            .get(&ifindex, 0)
+            .map_err(|e| other("reading the interface role map", e))?;
+        let flags = if on {
+            self.flags[slot] | IFACE_EGRESS
+        } else {
+            self.flags[slot] & !IFACE_EGRESS
+        };
+        value.flags = flags;
+        roles
+            .set(ifindex, value, 0)
+            .map_err(|e| other("writing the interface role map", e))?;
+        self.flags[slot] = flags;
+        Ok(())
+    }
+
+    /// How the TC egress classifier is attached ([`TcApi::for_running_kernel`] at load).
+    pub fn tc_api(&self) -> TcApi {
+        self.tc_api
+    }
+
+    /// Attaches the TC egress classifier through `api` from now on. Tests force
+    /// [`TcApi::Netlink`] to cover older kernels' path on a new one; TCX needs Linux 6.6.
+    pub fn set_tc_api(&mut self, api: TcApi) {
+        self.tc_api = api;
     }
 
     /// The counter slots in use, with their ifindex.
@@ -426,8 +545,16 @@ impl Dataplane {
             .collect()
     }
 
-    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line.
+    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line;
+    /// with `egress`, the TC egress classifier too ([`Dataplane::attach_egress`]). All or
+    /// nothing: if the classifier cannot be attached, the XDP attachment is undone.
     pub fn attach(&mut self, iface: &config::Interface) -> Result<&Attachment, DataplaneError> {
+        if iface.egress && iface.role != Role::Outside {
+            return Err(DataplaneError::EgressNotOutside {
+                name: iface.name.clone(),
+                role: iface.role,
+            });
+        }
         let ifindex =
             system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
                 name: iface.name.clone(),
@@ -480,31 +607,156 @@ impl Dataplane {
                 Err(e) => return Err(e),
             },
         };
+        let egress = if iface.egress {
+            match self.attach_egress(ifindex, &iface.name) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    let _ = self.xdp_program_mut().detach(link);
+                    let _ = self.set_role(ifindex, embargo_abi::Role::None);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         self.links.push(link);
+        self.egress_links.push(egress);
         self.attachments.push(Attachment {
             name: iface.name.clone(),
             ifindex,
             role: iface.role,
             mode,
+            egress: iface.egress,
         });
         Ok(self.attachments.last().expect("just pushed"))
     }
 
-    /// Detaches from every interface and clears their roles.
-    pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
-        let mut results = Vec::new();
-        let attachments = std::mem::take(&mut self.attachments);
-        let links = std::mem::take(&mut self.links);
-        let program: &mut Xdp = self
-            .ebpf
+    /// Sets the interface's [`IFACE_EGRESS`] flag, then attaches the TC egress classifier at
+    /// its egress through [`Dataplane::tc_api`]: a TCX link, or (netlink) a `clsact` qdisc,
+    /// added if missing, and a filter on it. On failure the flag is cleared and a qdisc added
+    /// here is removed again.
+    fn attach_egress(&mut self, ifindex: u32, name: &str) -> Result<EgressLink, DataplaneError> {
+        let api = self.tc_api;
+        let fail = |errno: Option<i32>, source: Box<dyn std::error::Error + Send + Sync>| {
+            if errno == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("attaching the TC egress classifier to {name}"),
+                }
+            } else {
+                DataplaneError::AttachEgress {
+                    name: name.to_owned(),
+                    api,
+                    source,
+                }
+            }
+        };
+        self.set_egress(ifindex, true)?;
+        let added_clsact = match api {
+            TcApi::Tcx => false,
+            TcApi::Netlink => match aya::programs::tc::qdisc_add_clsact(name) {
+                Ok(()) => true,
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                Err(e) => {
+                    let _ = self.set_egress(ifindex, false);
+                    return Err(fail(tc_errno(&e), Box::new(e)));
+                }
+            },
+        };
+        let options = match api {
+            TcApi::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            TcApi::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+        };
+        match self
+            .egress_program_mut()
+            .attach_with_options(name, TcAttachType::Egress, options)
+        {
+            Ok(id) => {
+                tracing::info!(
+                    interface = %name,
+                    api = %api,
+                    clsact_added = added_clsact,
+                    "TC egress classifier attached"
+                );
+                Ok(EgressLink { id, added_clsact })
+            }
+            Err(e) => {
+                if added_clsact {
+                    let _ = system::qdisc_del_clsact(ifindex);
+                }
+                let _ = self.set_egress(ifindex, false);
+                let errno = match &e {
+                    ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+                    ProgramError::TcError(e) => tc_errno(e),
+                    _ => None,
+                };
+                Err(fail(errno, Box::new(e)))
+            }
+        }
+    }
+
+    fn xdp_program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
             .program_mut(embargo_abi::programs::CLASSIFY)
             .expect("loaded in Dataplane::load")
             .try_into()
-            .expect("an XDP program");
-        for (link, att) in links.into_iter().zip(attachments.iter()) {
+            .expect("an XDP program")
+    }
+
+    fn egress_program_mut(&mut self) -> &mut SchedClassifier {
+        self.ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
+    }
+
+    /// Detaches from every interface (the TC egress classifier first, and the `clsact` qdisc
+    /// if this agent added it) and clears their roles.
+    pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
+        let attachments = std::mem::take(&mut self.attachments);
+        let links = std::mem::take(&mut self.links);
+        let egress_links = std::mem::take(&mut self.egress_links);
+        let program = self.egress_program_mut();
+        let mut egress_results = Vec::new();
+        for (link, att) in egress_links.into_iter().zip(attachments.iter()) {
+            let r = link.map_or(Ok(()), |link| {
+                program
+                    .detach(link.id)
+                    .map_err(|e| {
+                        other(
+                            format!("detaching the TC egress classifier from {}", att.name),
+                            e,
+                        )
+                    })
+                    .and_then(|()| {
+                        if link.added_clsact {
+                            system::qdisc_del_clsact(att.ifindex).map_err(|e| {
+                                other(
+                                    format!(
+                                        "removing the clsact qdisc embargo added to {}",
+                                        att.name
+                                    ),
+                                    e,
+                                )
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    })
+            });
+            egress_results.push(r);
+        }
+        let program = self.xdp_program_mut();
+        let mut results = Vec::new();
+        for ((link, att), egress) in links
+            .into_iter()
+            .zip(attachments.iter())
+            .zip(egress_results)
+        {
             let r = program
                 .detach(link)
-                .map_err(|e| other(format!("detaching from {}", att.name), e));
+                .map_err(|e| other(format!("detaching from {}", att.name), e))
+                .and(egress);
             results.push((att.name.clone(), r));
         }
         for att in &attachments {
@@ -586,17 +838,18 @@ impl Dataplane {
     }
 
     /// Moves every attachment of `old` to this (newly loaded) generation, atomically per
-    /// interface: the role is set here first, then the interface's XDP link is pointed at
-    /// this program (`bpf_link_update`); the interface is never without a program.
+    /// interface: the role (and egress flag) is set here first, then the interface's XDP link
+    /// is pointed at this program (`bpf_link_update`); the interface is never without a
+    /// program. The TC egress classifier moves the same way, without a gap and without a
+    /// packet seen by both generations: a TCX link is updated in place (`bpf_link_update`); a
+    /// netlink filter is replaced at its priority and handle, which swaps the program under
+    /// the filter atomically. A `clsact` qdisc the old generation added stays and is this
+    /// one's to remove.
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         let attachments = std::mem::take(&mut old.attachments);
         let links = std::mem::take(&mut old.links);
-        let old_program: &mut Xdp = old
-            .ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
+        let egress_links = std::mem::take(&mut old.egress_links);
+        let old_program = old.xdp_program_mut();
         let mut taken = Vec::new();
         for (att, id) in attachments.into_iter().zip(links) {
             let link = old_program
@@ -604,25 +857,53 @@ impl Dataplane {
                 .map_err(|e| other(format!("taking the XDP link of {}", att.name), e))?;
             taken.push((att, link));
         }
-        for (att, link) in taken {
+        let old_egress = old.egress_program_mut();
+        let mut taken_egress = Vec::new();
+        for (egress, (att, _)) in egress_links.into_iter().zip(&taken) {
+            taken_egress.push(match egress {
+                Some(e) => Some((
+                    old_egress.take_link(e.id).map_err(|e| {
+                        other(format!("taking the TC egress link of {}", att.name), e)
+                    })?,
+                    e.added_clsact,
+                )),
+                None => None,
+            });
+        }
+        for ((att, link), egress) in taken.into_iter().zip(taken_egress) {
             self.set_role(att.ifindex, att.role.abi())?;
-            let program: &mut Xdp = self
-                .ebpf
-                .program_mut(embargo_abi::programs::CLASSIFY)
-                .expect("loaded in Dataplane::load")
-                .try_into()
-                .expect("an XDP program");
-            let id = program
+            if egress.is_some() {
+                self.set_egress(att.ifindex, true)?;
+            }
+            let id = self
+                .xdp_program_mut()
                 .attach_to_link(link)
                 .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
             self.links.push(id);
+            let egress = match egress {
+                Some((link, added_clsact)) => Some(EgressLink {
+                    id: self
+                        .egress_program_mut()
+                        .attach_to_link(link)
+                        .map_err(|e| {
+                            other(
+                                format!("switching {} to the new TC egress program", att.name),
+                                e,
+                            )
+                        })?,
+                    added_clsact,
+                }),
+                None => None,
+            };
+            self.egress_links.push(egress);
             self.attachments.push(att);
         }
         Ok(())
     }
 
     /// Reads the kernel maps back and compares them with what this agent wrote: the tries
-    /// (against their mirrors), the policy map and the interface roles. With `repair`,
+    /// (against their mirrors), the policy map and the interface roles with their flags (a
+    /// cleared [`IFACE_EGRESS`] counts as role drift). With `repair`,
     /// every difference is written back.
     pub fn attest(&mut self, repair: bool) -> Result<Drift, DataplaneError> {
         let mut drift = Drift::default();
@@ -666,7 +947,7 @@ impl Dataplane {
                     IfaceConfig {
                         role: role as u8,
                         slot: slot as u8,
-                        flags: 0,
+                        flags: self.flags[slot],
                         _pad: 0,
                     },
                 )
@@ -727,6 +1008,15 @@ impl Dataplane {
             .expect("loaded in Dataplane::load")
             .try_into()
             .expect("an XDP program")
+    }
+
+    /// The TC egress classifier, for BPF_PROG_TEST_RUN.
+    pub fn egress_program(&self) -> &SchedClassifier {
+        self.ebpf
+            .program(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
     }
 
     /// Per-entity counters summed over CPUs and interfaces, in entity order.
@@ -800,6 +1090,47 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         // Links detach when the program drops; clear roles explicitly for a clean state.
         let _ = self.detach_all();
+    }
+}
+
+/// A person-readable error for a program `load()` failure; `program` is `XDP program` or
+/// `TC egress program`.
+fn program_load_error(e: ProgramError, program: &'static str) -> DataplaneError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("loading the {program}"),
+                }
+            } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
+                // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
+                // the program's packet-pointer arithmetic ("prohibited for !root").
+                DataplaneError::Privileges {
+                    doing: format!(
+                        "loading the {program} (the verifier refused it without CAP_PERFMON)"
+                    ),
+                }
+            } else {
+                DataplaneError::Verifier {
+                    program,
+                    io_error,
+                    log: verifier_log.to_string(),
+                }
+            }
+        }
+        e => other(format!("loading the {program}"), e),
+    }
+}
+
+/// The OS error code of a TC error, if it has one.
+fn tc_errno(e: &TcError) -> Option<i32> {
+    match e {
+        TcError::NetlinkError(e) => e.raw_os_error(),
+        TcError::IoError(e) => e.raw_os_error(),
+        _ => None,
     }
 }
 

@@ -273,7 +273,13 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     log_report(&compiled);
     let mut index = EntityIndex::default();
     let policy = index.policy(&compiled);
-    let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
+    let configured: Vec<Interface> = config
+        .main
+        .interfaces
+        .iter()
+        .map(|i| i.get_ref().clone())
+        .collect();
+    let interfaces = merge_interfaces(&configured, &opts.interfaces);
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
@@ -315,7 +321,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     for iface in &interfaces {
         // On failure, dataplane drops here and detaches what was attached: all or nothing.
         let a = dataplane.attach(iface)?;
-        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
+        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
     }
     // A policy that cannot be recorded is not kept: returning drops and detaches the dataplane.
     audit::record_applied(
@@ -556,6 +562,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 ifindex: a.ifindex,
                 role: a.role.to_string(),
                 mode: a.mode.into(),
+                egress: a.egress,
             })
             .collect(),
         entities,
@@ -581,6 +588,7 @@ mod tests {
             name: name.into(),
             role,
             mode: XdpMode::Auto,
+            egress: false,
         }
     }
 
