@@ -43,9 +43,10 @@ pub struct MainFile {
     /// Limits that refuse dangerous input.
     #[serde(default)]
     pub guard: Guard,
-    /// Interfaces to attach to. `embargo run --interface` adds to or overrides these.
+    /// Interfaces to attach to. `embargo run --interface` adds to or overrides these. Each
+    /// passed [`Interface::validate`] (with its place in the file) when the file was read.
     #[serde(default)]
-    pub interfaces: Vec<Interface>,
+    pub interfaces: Vec<Spanned<Interface>>,
     /// Entities may also be written inline in the main file.
     #[serde(default)]
     pub entities: Vec<EntityDef>,
@@ -196,6 +197,28 @@ pub struct Interface {
     /// How to attach the program.
     #[serde(default)]
     pub mode: XdpMode,
+    /// Also enforce host egress: a TC classifier at the interface's egress matches the
+    /// destinations of the packets the host itself sends out of it (direction outbound), with
+    /// the same policy and counters. Only on `outside` interfaces ([`Interface::validate`]);
+    /// default false.
+    #[serde(default)]
+    pub egress: bool,
+}
+
+impl Interface {
+    /// What the fields cannot say alone: egress is enforced only on `outside` interfaces (an
+    /// `inside` one already matches the destinations of the packets it receives, and the
+    /// host's own packets leave through the outside).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.egress && self.role != Role::Outside {
+            return Err(format!(
+                "interface `{}`: egress is only for `outside` interfaces, this one is {}; \
+                 enable egress on the interface that faces the world, or remove it here",
+                self.name, self.role
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Interface role; see [`embargo_abi::Role`].
@@ -582,6 +605,11 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         text,
     };
     let mut main: MainFile = parse_toml(&main_file)?;
+    for i in &main.interfaces {
+        i.get_ref()
+            .validate()
+            .map_err(|message| main_file.invalid(i.span().start, message))?;
+    }
     let mut files = vec![main_file];
     let mut entities: Vec<EntitySource> = std::mem::take(&mut main.entities)
         .into_iter()
@@ -682,4 +710,71 @@ pub fn enforced(main: &MainFile) -> BTreeMap<String, String> {
         .iter()
         .map(|a| (authority_key(a.get_ref()), a.get_ref().clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn main_with(interfaces: &str) -> Result<Config, ConfigError> {
+        parse(
+            Path::new("main.toml"),
+            format!("enforce = [\"UK\"]\n{interfaces}"),
+        )
+    }
+
+    #[test]
+    fn egress_defaults_off_and_is_accepted_on_outside() {
+        let c = main_with(
+            "[[interfaces]]\nname = \"eth1\"\nrole = \"inside\"\n\
+             [[interfaces]]\nname = \"eth0\"\nrole = \"outside\"\negress = true\n",
+        )
+        .unwrap();
+        let egress: Vec<(&str, bool)> = c
+            .main
+            .interfaces
+            .iter()
+            .map(|i| (i.get_ref().name.as_str(), i.get_ref().egress))
+            .collect();
+        assert_eq!(egress, [("eth1", false), ("eth0", true)]);
+    }
+
+    #[test]
+    fn the_full_example_enforces_egress_on_its_outside_interface() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/full.toml");
+        let c = load(&path).unwrap();
+        let egress: Vec<(&str, Role, bool)> = c
+            .main
+            .interfaces
+            .iter()
+            .map(|i| {
+                (
+                    i.get_ref().name.as_str(),
+                    i.get_ref().role,
+                    i.get_ref().egress,
+                )
+            })
+            .collect();
+        assert_eq!(
+            egress,
+            [("eth1", Role::Inside, false), ("eth0", Role::Outside, true)]
+        );
+    }
+
+    #[test]
+    fn egress_on_inside_is_refused_at_its_interface() {
+        let text = "[[interfaces]]\nname = \"eth0\"\nrole = \"outside\"\n\
+                    [[interfaces]]\nname = \"eth1\"\nrole = \"inside\"\negress = true\n";
+        let err = main_with(text).unwrap_err();
+        let ConfigError::Invalid { at, message } = &err else {
+            panic!("expected a located parse error, got {err:?}");
+        };
+        assert_eq!(at.file, Path::new("main.toml"));
+        // The second [[interfaces]] table's header.
+        assert_eq!((at.line, at.column), (5, 1), "{err}");
+        assert!(
+            message.contains("`eth1`") && message.contains("only for `outside`"),
+            "{err}"
+        );
+    }
 }

@@ -4,6 +4,13 @@
 //! `mmap` (the arrays are `BPF_F_MMAPABLE`), so a million-prefix policy loads in one memory copy
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
+//!
+//! Host egress: on an `outside` interface with `egress` enabled, the object's TC classifier
+//! ([`embargo_abi::programs::EGRESS`], same maps) is attached at egress too, and the interface's
+//! role-map entry gets [`IFACE_EGRESS`]. How it is attached depends on the kernel ([`TcApi`]):
+//! a TCX link on 6.6+, else a `cls_bpf` filter on a `clsact` qdisc (added if missing, removed
+//! on detach only if this agent added it). A new generation takes the TC attachment over as
+//! atomically as the XDP one (see [`Dataplane::take_over`]).
 
 use std::{
     collections::BTreeMap,
@@ -14,14 +21,15 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, Map, MapData, MapError, PerCpuArray},
     programs::{
-        ProgramError, Xdp, XdpMode,
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, TcError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
         xdp::{XdpLink, XdpLinkId},
     },
 };
 use embargo_abi::{
-    Counter, Direction, EntityPolicy, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
-    counter_index, maps, trie,
+    Counter, Direction, EntityPolicy, IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat,
+    Verdict, counter_index, maps, trie,
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
@@ -66,9 +74,11 @@ pub enum DataplaneError {
         #[source]
         source: Box<EbpfError>,
     },
-    /// The verifier rejected the program; the log says why.
-    #[error("the kernel verifier rejected the XDP program ({io_error}); verifier log:\n{log}")]
+    /// The verifier rejected a program; the log says why.
+    #[error("the kernel verifier rejected the {program} ({io_error}); verifier log:\n{log}")]
     Verifier {
+        /// `XDP program` or `TC egress program`.
+        program: &'static str,
         io_error: std::io::Error,
         log: String,
     },
@@ -98,6 +108,23 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The TC egress classifier could not be attached (nothing of it was left behind, and the
+    /// interface's XDP attachment was undone).
+    #[error("cannot attach the TC egress classifier to `{name}` ({api}): {source}")]
+    AttachEgress {
+        name: String,
+        api: TcApi,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Egress is enforced on `outside` interfaces only.
+    #[error(
+        "egress is only for outside interfaces; `{name}` is {role}: enable it on the interface that faces the world"
+    )]
+    EgressNotOutside { name: String, role: Role },
+    /// The egress flag lives in an interface's role-map entry, which needs a role.
+    #[error("ifindex {ifindex} has no role: give it one before enabling egress")]
+    EgressWithoutRole { ifindex: u32 },
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -125,6 +152,48 @@ pub struct Attachment {
     pub role: Role,
     /// `native` or `generic`.
     pub mode: &'static str,
+    /// The TC egress classifier is attached too (host egress is enforced).
+    pub egress: bool,
+}
+
+/// How the TC egress classifier is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcApi {
+    /// A TCX link (Linux 6.6+): no qdisc involved; a new generation replaces the program in
+    /// the link atomically (`bpf_link_update`).
+    Tcx,
+    /// A direct-action `cls_bpf` filter on the interface's `clsact` qdisc (older kernels): the
+    /// qdisc is added if missing and removed on detach only if this agent added it; a new
+    /// generation replaces the filter's program in place (same priority and handle), which
+    /// the kernel does atomically.
+    Netlink,
+}
+
+impl TcApi {
+    /// TCX where the kernel has it (6.6+, or when the version cannot be read), else netlink.
+    pub fn for_running_kernel() -> Self {
+        match system::kernel_release() {
+            Some(found) if system::version_less(&found, (6, 6)) => TcApi::Netlink,
+            _ => TcApi::Tcx,
+        }
+    }
+}
+
+impl std::fmt::Display for TcApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcApi::Tcx => "tcx",
+            TcApi::Netlink => "netlink",
+        })
+    }
+}
+
+/// The TC egress classifier on one interface.
+struct EgressLink {
+    id: SchedClassifierLinkId,
+    /// This agent added the interface's `clsact` qdisc (netlink only): removed on detach.
+    added_clsact: bool,
 }
 
 /// Packets and bytes for one entity, summed over CPUs, by direction and verdict.
@@ -166,6 +235,12 @@ pub struct Dataplane {
     links: Vec<Held>,
     /// Where XDP links are pinned (bpffs), so enforcement survives the agent; `None`: not pinned.
     pin_dir: Option<PathBuf>,
+    /// The TC egress classifier's link per attachment, same order, where egress is enforced.
+    egress_links: Vec<Option<EgressLink>>,
+    /// Role-map flags ([`IFACE_EGRESS`]) of the interface in each counter slot.
+    flags: [u8; MAX_INTERFACES as usize],
+    /// How the TC egress classifier is attached on this kernel.
+    tc_api: TcApi,
     /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
     /// set, for in-place updates and attestation.
     v4: Family,
@@ -357,32 +432,25 @@ impl Dataplane {
             })?
             .try_into()
             .map_err(|e| other("finding the XDP program", e))?;
-        program.load().map_err(|e| match e {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                if io_error.raw_os_error() == Some(libc::EPERM) {
-                    DataplaneError::Privileges {
-                        doing: "loading the XDP program".into(),
-                    }
-                } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
-                    // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
-                    // the program's packet-pointer arithmetic ("prohibited for !root").
-                    DataplaneError::Privileges {
-                        doing:
-                            "loading the XDP program (the verifier refused it without CAP_PERFMON)"
-                                .into(),
-                    }
-                } else {
-                    DataplaneError::Verifier {
-                        io_error,
-                        log: verifier_log.to_string(),
-                    }
-                }
-            }
-            e => other("loading the XDP program", e),
-        })?;
+        program
+            .load()
+            .map_err(|e| program_load_error(e, "XDP program"))?;
+        // Loaded with the XDP program, used or not: a kernel that refuses it is found at start.
+        let egress: &mut SchedClassifier = ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .ok_or_else(|| {
+                other(
+                    "finding the TC egress program",
+                    MapError::InvalidName {
+                        name: embargo_abi::programs::EGRESS.into(),
+                    },
+                )
+            })?
+            .try_into()
+            .map_err(|e| other("finding the TC egress program", e))?;
+        egress
+            .load()
+            .map_err(|e| program_load_error(e, "TC egress program"))?;
         let map_bytes = ((v4_len + v6_len) * 4) as u64
             + u64::from(entities) * 4
             + u64::from(counters) * 16 * system::possible_cpus() as u64;
@@ -393,6 +461,9 @@ impl Dataplane {
             attachments: Vec::new(),
             links: Vec::new(),
             pin_dir: None,
+            egress_links: Vec::new(),
+            flags: [0; MAX_INTERFACES as usize],
+            tc_api: TcApi::for_running_kernel(),
             v4: Family {
                 trie: v4_trie,
                 live: LiveTrie::new(
@@ -450,10 +521,16 @@ impl Dataplane {
                 },
             )?,
         };
+        // An interface keeps its flags while it has a role; losing the role clears them.
+        let flags = match role {
+            embargo_abi::Role::None => 0,
+            _ => self.flags[slot],
+        };
         let value = IfaceConfig {
             role: role as u8,
             slot: slot as u8,
-            _pad: [0; 2],
+            flags,
+            _pad: 0,
         };
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
@@ -463,7 +540,47 @@ impl Dataplane {
             embargo_abi::Role::None => None,
             _ => Some(ifindex),
         };
+        if existing.is_some() && role == embargo_abi::Role::None {
+            self.flags[slot] = 0;
+        }
         Ok(slot as u32)
+    }
+
+    /// Sets or clears [`IFACE_EGRESS`] in an interface's role-map entry without attaching
+    /// (tests use this with BPF_PROG_TEST_RUN). The interface must have a role: its entry
+    /// carries the counter slot the TC egress classifier counts in.
+    pub fn set_egress(&mut self, ifindex: u32, on: bool) -> Result<(), DataplaneError> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| *s == Some(ifindex))
+            .ok_or(DataplaneError::EgressWithoutRole { ifindex })?;
+        let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+        let mut value = roles
+            .get(&ifindex, 0)
+            .map_err(|e| other("reading the interface role map", e))?;
+        let flags = if on {
+            self.flags[slot] | IFACE_EGRESS
+        } else {
+            self.flags[slot] & !IFACE_EGRESS
+        };
+        value.flags = flags;
+        roles
+            .set(ifindex, value, 0)
+            .map_err(|e| other("writing the interface role map", e))?;
+        self.flags[slot] = flags;
+        Ok(())
+    }
+
+    /// How the TC egress classifier is attached ([`TcApi::for_running_kernel`] at load).
+    pub fn tc_api(&self) -> TcApi {
+        self.tc_api
+    }
+
+    /// Attaches the TC egress classifier through `api` from now on. Tests force
+    /// [`TcApi::Netlink`] to cover older kernels' path on a new one; TCX needs Linux 6.6.
+    pub fn set_tc_api(&mut self, api: TcApi) {
+        self.tc_api = api;
     }
 
     /// The counter slots in use, with their ifindex.
@@ -475,8 +592,16 @@ impl Dataplane {
             .collect()
     }
 
-    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line.
+    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line;
+    /// with `egress`, the TC egress classifier too ([`Dataplane::attach_egress`]). All or
+    /// nothing: if the classifier cannot be attached, the XDP attachment is undone.
     pub fn attach(&mut self, iface: &config::Interface) -> Result<&Attachment, DataplaneError> {
+        if iface.egress && iface.role != Role::Outside {
+            return Err(DataplaneError::EgressNotOutside {
+                name: iface.name.clone(),
+                role: iface.role,
+            });
+        }
         let ifindex =
             system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
                 name: iface.name.clone(),
@@ -529,15 +654,92 @@ impl Dataplane {
                 Err(e) => return Err(e),
             },
         };
+        let egress = if iface.egress {
+            match self.attach_egress(ifindex, &iface.name) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    let _ = self.xdp_program_mut().detach(link);
+                    let _ = self.set_role(ifindex, embargo_abi::Role::None);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let held = self.hold(link, &iface.name, None)?;
         self.links.push(held);
+        self.egress_links.push(egress);
         self.attachments.push(Attachment {
             name: iface.name.clone(),
             ifindex,
             role: iface.role,
             mode,
+            egress: iface.egress,
         });
         Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Sets the interface's [`IFACE_EGRESS`] flag, then attaches the TC egress classifier at
+    /// its egress through [`Dataplane::tc_api`]: a TCX link, or (netlink) a `clsact` qdisc,
+    /// added if missing, and a filter on it. On failure the flag is cleared and a qdisc added
+    /// here is removed again.
+    fn attach_egress(&mut self, ifindex: u32, name: &str) -> Result<EgressLink, DataplaneError> {
+        let api = self.tc_api;
+        let fail = |errno: Option<i32>, source: Box<dyn std::error::Error + Send + Sync>| {
+            if errno == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("attaching the TC egress classifier to {name}"),
+                }
+            } else {
+                DataplaneError::AttachEgress {
+                    name: name.to_owned(),
+                    api,
+                    source,
+                }
+            }
+        };
+        self.set_egress(ifindex, true)?;
+        let added_clsact = match api {
+            TcApi::Tcx => false,
+            TcApi::Netlink => match aya::programs::tc::qdisc_add_clsact(name) {
+                Ok(()) => true,
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                Err(e) => {
+                    let _ = self.set_egress(ifindex, false);
+                    return Err(fail(tc_errno(&e), Box::new(e)));
+                }
+            },
+        };
+        let options = match api {
+            TcApi::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            TcApi::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+        };
+        match self
+            .egress_program_mut()
+            .attach_with_options(name, TcAttachType::Egress, options)
+        {
+            Ok(id) => {
+                tracing::info!(
+                    interface = %name,
+                    api = %api,
+                    clsact_added = added_clsact,
+                    "TC egress classifier attached"
+                );
+                Ok(EgressLink { id, added_clsact })
+            }
+            Err(e) => {
+                if added_clsact {
+                    let _ = system::qdisc_del_clsact(ifindex);
+                }
+                let _ = self.set_egress(ifindex, false);
+                let errno = match &e {
+                    ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+                    ProgramError::TcError(e) => tc_errno(e),
+                    _ => None,
+                };
+                Err(fail(errno, Box::new(e)))
+            }
+        }
     }
 
     /// Pins XDP links under `dir` from now on (created if missing; it must be on bpffs).
@@ -555,14 +757,6 @@ impl Dataplane {
         Ok(())
     }
 
-    fn program_mut(&mut self) -> &mut Xdp {
-        self.ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program")
-    }
-
     /// Takes link `id` from the program and, with a pin folder, pins it (or keeps it pinned at
     /// `pinned`, where it already is).
     fn hold(
@@ -575,7 +769,7 @@ impl Dataplane {
             return Ok(Held::Program(id));
         };
         let link = self
-            .program_mut()
+            .xdp_program_mut()
             .take_link(id)
             .map_err(|e| other(format!("taking the XDP link of {name}"), e))?;
         let fd = FdLink::try_from(link).map_err(|e| other(format!("the XDP link of {name}"), e))?;
@@ -639,16 +833,24 @@ impl Dataplane {
             .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
         self.set_role(ifindex, iface.role.abi())?;
         let id = self
-            .program_mut()
+            .xdp_program_mut()
             .attach_to_link(link)
             .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
         let held = self.hold(id, &iface.name, Some(path))?;
+        // TC egress links are not pinned: the classifier is attached afresh.
+        let egress = if iface.egress {
+            Some(self.attach_egress(ifindex, &iface.name)?)
+        } else {
+            None
+        };
         self.links.push(held);
+        self.egress_links.push(egress);
         self.attachments.push(Attachment {
             name: iface.name.clone(),
             ifindex,
             role: iface.role,
             mode: "adopted",
+            egress: iface.egress,
         });
         Ok(self.attachments.last())
     }
@@ -659,6 +861,18 @@ impl Dataplane {
     pub fn leave_attached(&mut self) -> Vec<String> {
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
+        // TC egress links are not pinned: host egress enforcement ends with the agent.
+        for (link, att) in std::mem::take(&mut self.egress_links)
+            .into_iter()
+            .zip(&attachments)
+        {
+            if let Some(link) = link {
+                let _ = self.egress_program_mut().detach(link.id);
+                if link.added_clsact {
+                    let _ = system::qdisc_del_clsact(att.ifindex);
+                }
+            }
+        }
         let mut kept = Vec::new();
         for (held, att) in links.into_iter().zip(attachments) {
             match held {
@@ -667,22 +881,74 @@ impl Dataplane {
                     kept.push(att.name);
                 }
                 Held::Program(id) => {
-                    let _ = self.program_mut().detach(id);
+                    let _ = self.xdp_program_mut().detach(id);
                 }
             }
         }
         kept
     }
 
-    /// Detaches from every interface and clears their roles.
+    fn xdp_program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(embargo_abi::programs::CLASSIFY)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    fn egress_program_mut(&mut self) -> &mut SchedClassifier {
+        self.ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
+    }
+
+    /// Detaches from every interface (the TC egress classifier first, and the `clsact` qdisc
+    /// if this agent added it) and clears their roles.
     pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
-        let mut results = Vec::new();
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
-        for (held, att) in links.into_iter().zip(attachments.iter()) {
+        let egress_links = std::mem::take(&mut self.egress_links);
+        let program = self.egress_program_mut();
+        let mut egress_results = Vec::new();
+        for (link, att) in egress_links.into_iter().zip(attachments.iter()) {
+            let r = link.map_or(Ok(()), |link| {
+                program
+                    .detach(link.id)
+                    .map_err(|e| {
+                        other(
+                            format!("detaching the TC egress classifier from {}", att.name),
+                            e,
+                        )
+                    })
+                    .and_then(|()| {
+                        if link.added_clsact {
+                            system::qdisc_del_clsact(att.ifindex).map_err(|e| {
+                                other(
+                                    format!(
+                                        "removing the clsact qdisc embargo added to {}",
+                                        att.name
+                                    ),
+                                    e,
+                                )
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    })
+            });
+            egress_results.push(r);
+        }
+        let mut results = Vec::new();
+        for ((held, att), egress) in links
+            .into_iter()
+            .zip(attachments.iter())
+            .zip(egress_results)
+        {
             let r = match held {
                 Held::Program(id) => self
-                    .program_mut()
+                    .xdp_program_mut()
                     .detach(id)
                     .map_err(|e| other(format!("detaching from {}", att.name), e)),
                 Held::Pinned { path, link } => {
@@ -693,7 +959,7 @@ impl Dataplane {
                     r
                 }
             };
-            results.push((att.name.clone(), r));
+            results.push((att.name.clone(), r.and(egress)));
         }
         for att in &attachments {
             let _ = self.set_role(att.ifindex, embargo_abi::Role::None);
@@ -774,36 +1040,73 @@ impl Dataplane {
     }
 
     /// Moves every attachment of `old` to this (newly loaded) generation, atomically per
-    /// interface: the role is set here first, then the interface's XDP link is pointed at
-    /// this program (`bpf_link_update`); the interface is never without a program.
+    /// interface: the role (and egress flag) is set here first, then the interface's XDP link
+    /// is pointed at this program (`bpf_link_update`); the interface is never without a
+    /// program. The TC egress classifier moves the same way, without a gap and without a
+    /// packet seen by both generations: a TCX link is updated in place (`bpf_link_update`); a
+    /// netlink filter is replaced at its priority and handle, which swaps the program under
+    /// the filter atomically. A `clsact` qdisc the old generation added stays and is this
+    /// one's to remove.
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         let attachments = std::mem::take(&mut old.attachments);
         let links = std::mem::take(&mut old.links);
+        let egress_links = std::mem::take(&mut old.egress_links);
         if self.pin_dir.is_none() {
             self.pin_dir = old.pin_dir.clone();
         }
         let mut taken = Vec::new();
         for (att, held) in attachments.into_iter().zip(links) {
-            taken.push((
-                Self::into_xdp_link(held, old.program_mut(), &att.name)?,
-                att,
-            ));
+            let link = Self::into_xdp_link(held, old.xdp_program_mut(), &att.name)?;
+            taken.push((att, link));
         }
-        for ((link, pinned), att) in taken {
+        let old_egress = old.egress_program_mut();
+        let mut taken_egress = Vec::new();
+        for (egress, (att, _)) in egress_links.into_iter().zip(&taken) {
+            taken_egress.push(match egress {
+                Some(e) => Some((
+                    old_egress.take_link(e.id).map_err(|e| {
+                        other(format!("taking the TC egress link of {}", att.name), e)
+                    })?,
+                    e.added_clsact,
+                )),
+                None => None,
+            });
+        }
+        for ((att, (link, pinned)), egress) in taken.into_iter().zip(taken_egress) {
             self.set_role(att.ifindex, att.role.abi())?;
+            if egress.is_some() {
+                self.set_egress(att.ifindex, true)?;
+            }
             let id = self
-                .program_mut()
+                .xdp_program_mut()
                 .attach_to_link(link)
                 .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
             let held = self.hold(id, &att.name, pinned)?;
             self.links.push(held);
+            let egress = match egress {
+                Some((link, added_clsact)) => Some(EgressLink {
+                    id: self
+                        .egress_program_mut()
+                        .attach_to_link(link)
+                        .map_err(|e| {
+                            other(
+                                format!("switching {} to the new TC egress program", att.name),
+                                e,
+                            )
+                        })?,
+                    added_clsact,
+                }),
+                None => None,
+            };
+            self.egress_links.push(egress);
             self.attachments.push(att);
         }
         Ok(())
     }
 
     /// Reads the kernel maps back and compares them with what this agent wrote: the tries
-    /// (against their mirrors), the policy map and the interface roles. With `repair`,
+    /// (against their mirrors), the policy map and the interface roles with their flags (a
+    /// cleared [`IFACE_EGRESS`] counts as role drift). With `repair`,
     /// every difference is written back.
     pub fn attest(&mut self, repair: bool) -> Result<Drift, DataplaneError> {
         let mut drift = Drift::default();
@@ -847,7 +1150,8 @@ impl Dataplane {
                     IfaceConfig {
                         role: role as u8,
                         slot: slot as u8,
-                        _pad: [0; 2],
+                        flags: self.flags[slot],
+                        _pad: 0,
                     },
                 )
             })
@@ -907,6 +1211,15 @@ impl Dataplane {
             .expect("loaded in Dataplane::load")
             .try_into()
             .expect("an XDP program")
+    }
+
+    /// The TC egress classifier, for BPF_PROG_TEST_RUN.
+    pub fn egress_program(&self) -> &SchedClassifier {
+        self.ebpf
+            .program(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
     }
 
     /// Per-entity counters summed over CPUs and interfaces, in entity order.
@@ -980,6 +1293,47 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         // Links detach when the program drops; clear roles explicitly for a clean state.
         let _ = self.detach_all();
+    }
+}
+
+/// A person-readable error for a program `load()` failure; `program` is `XDP program` or
+/// `TC egress program`.
+fn program_load_error(e: ProgramError, program: &'static str) -> DataplaneError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("loading the {program}"),
+                }
+            } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
+                // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
+                // the program's packet-pointer arithmetic ("prohibited for !root").
+                DataplaneError::Privileges {
+                    doing: format!(
+                        "loading the {program} (the verifier refused it without CAP_PERFMON)"
+                    ),
+                }
+            } else {
+                DataplaneError::Verifier {
+                    program,
+                    io_error,
+                    log: verifier_log.to_string(),
+                }
+            }
+        }
+        e => other(format!("loading the {program}"), e),
+    }
+}
+
+/// The OS error code of a TC error, if it has one.
+fn tc_errno(e: &TcError) -> Option<i32> {
+    match e {
+        TcError::NetlinkError(e) => e.raw_os_error(),
+        TcError::IoError(e) => e.raw_os_error(),
+        _ => None,
     }
 }
 

@@ -41,8 +41,9 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// NAME:ROLE[:MODE] (role inside|outside, mode auto|native|generic); adds to or
-        /// overrides the config's interfaces. Repeatable.
+        /// NAME:ROLE[:MODE][:egress] (role inside|outside, mode auto|native|generic; `egress`,
+        /// outside only, also matches the destinations of packets the host sends out of it);
+        /// adds to or overrides the config's interfaces. Repeatable.
         #[arg(long = "interface", short, value_parser = parse_interface)]
         interfaces: Vec<Interface>,
         /// Control socket `embargo status` talks to.
@@ -155,20 +156,39 @@ fn parse_interface(s: &str) -> Result<Interface, String> {
             ));
         }
     };
-    let mode = match parts.next() {
-        None | Some("auto") => XdpMode::Auto,
-        Some("native") => XdpMode::Native,
-        Some("generic") => XdpMode::Generic,
-        Some(m) => return Err(format!("mode `{m}` must be auto, native or generic")),
+    let mut next = parts.next();
+    let mode = match next {
+        None | Some("egress") => XdpMode::Auto,
+        Some(m) => {
+            next = parts.next();
+            match m {
+                "auto" => XdpMode::Auto,
+                "native" => XdpMode::Native,
+                "generic" => XdpMode::Generic,
+                _ => return Err(format!("mode `{m}` must be auto, native or generic")),
+            }
+        }
+    };
+    let egress = match next {
+        None => false,
+        Some("egress") => true,
+        Some(x) => {
+            return Err(format!(
+                "`{x}` in `{s}`: expected NAME:ROLE[:MODE][:egress]"
+            ));
+        }
     };
     if parts.next().is_some() {
-        return Err(format!("`{s}`: expected NAME:ROLE[:MODE]"));
+        return Err(format!("`{s}`: expected NAME:ROLE[:MODE][:egress]"));
     }
-    Ok(Interface {
+    let iface = Interface {
         name: name.to_owned(),
         role,
         mode,
-    })
+        egress,
+    };
+    iface.validate()?;
+    Ok(iface)
 }
 
 fn main() -> ExitCode {
@@ -594,8 +614,30 @@ mod tests {
             (i.name.as_str(), i.role, i.mode),
             ("eth0", Role::Outside, XdpMode::Generic)
         );
+        assert!(!i.egress);
         assert!(parse_interface("eth0").is_err());
         assert!(parse_interface("eth0:middle").is_err());
         assert!(parse_interface("eth0:inside:fast").is_err());
+    }
+
+    #[test]
+    fn egress_is_the_last_interface_flag_and_outside_only() {
+        for (flag, mode) in [
+            ("eth0:outside:egress", XdpMode::Auto),
+            ("eth0:outside:generic:egress", XdpMode::Generic),
+            ("eth0:outside:native:egress", XdpMode::Native),
+        ] {
+            let i = parse_interface(flag).unwrap();
+            assert_eq!(
+                (i.role, i.mode, i.egress),
+                (Role::Outside, mode, true),
+                "{flag}"
+            );
+        }
+        let err = parse_interface("eth1:inside:egress").unwrap_err();
+        assert!(err.contains("only for `outside`"), "{err}");
+        assert!(parse_interface("eth0:outside:egress:generic").is_err());
+        assert!(parse_interface("eth0:outside:generic:egress:x").is_err());
+        assert!(parse_interface("eth0:outside:generic:ingress").is_err());
     }
 }

@@ -277,7 +277,13 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     log_report(&compiled);
     let mut index = EntityIndex::default();
     let policy = index.policy(&compiled);
-    let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
+    let configured: Vec<Interface> = config
+        .main
+        .interfaces
+        .iter()
+        .map(|i| i.get_ref().clone())
+        .collect();
+    let interfaces = merge_interfaces(&configured, &opts.interfaces);
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
@@ -328,7 +334,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             continue;
         }
         let a = dataplane.attach(iface)?;
-        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
+        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
     }
     if let Some(dir) = &opts.pin_dir {
         // Pins for interfaces no longer configured: detach them.
@@ -589,6 +595,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 ifindex: a.ifindex,
                 role: a.role.to_string(),
                 mode: a.mode.into(),
+                egress: a.egress,
             })
             .collect(),
         entities,
@@ -614,6 +621,7 @@ mod tests {
             name: name.into(),
             role,
             mode: XdpMode::Auto,
+            egress: false,
         }
     }
 

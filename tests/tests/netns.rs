@@ -1,8 +1,8 @@
 //! End to end: the real `embargo` binary in a throwaway netns lab, real datagrams through a veth.
 //!
 //! Needs root and a built `embargo` binary (`cargo build --bin embargo`, or `EMBARGO_BIN`).
-//! Every address under test lives on the lab gateway's `lo`; nothing can leave the machine
-//! (see `embargo_tests::lab`).
+//! Every address under test lives on the lab gateway's `lo` (or, for what the gateway itself
+//! sends, on the client's); nothing can leave the machine (see `embargo_tests::lab`).
 
 use std::net::IpAddr;
 
@@ -246,6 +246,122 @@ fn outside_role_drops_and_monitors_sources() {
         }
     }
     agent.stop().unwrap();
+}
+
+/// Host egress end to end: sockets in the gateway namespace (the host itself) send to client
+/// remotes, out of the gateway's veth. With the veth `outside` alone, XDP sees only what it
+/// receives, so the blocked destinations are delivered; with `outside:egress` the TC
+/// classifier drops them and counts them against the entity, outbound, on that interface.
+#[test]
+fn outside_egress_drops_and_monitors_what_the_host_sends() {
+    let lab = new_lab();
+    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let (blocked_dst, monitored_dst, allowed_dst) = (
+        addrs(&["203.0.113.7", "2001:db8:bad::7"]),
+        addrs(&["198.51.100.9", "2001:db8:ca7::9"]),
+        addrs(&["192.0.2.10", "2001:db8:1::10"]),
+    );
+    for a in blocked_dst.iter().chain(&monitored_dst).chain(&allowed_dst) {
+        lab.add_client_remote(*a).unwrap();
+    }
+    // Routes to the client's side leave no hole in the containment.
+    lab.check_contained().unwrap();
+    let to = |list: &[IpAddr]| list.iter().copied().map(Probe::to).collect::<Vec<_>>();
+    let (blocked_p, monitored_p, allowed_p) =
+        (to(&blocked_dst), to(&monitored_dst), to(&allowed_dst));
+    let from_gw = |p: &[Probe]| lab.probe_from_gw(p, COUNT).unwrap();
+    // Baseline without the agent: everything the host sends arrives.
+    assert_delivered(&from_gw(
+        &[blocked_p.clone(), monitored_p.clone(), allowed_p.clone()].concat(),
+    ));
+
+    // `outside` without egress: the same blocked packets are still delivered, so the drops
+    // below are the classifier's.
+    let agent = lab.start_agent(&config, Role::Outside).unwrap();
+    assert!(lab.egress_programs().unwrap().is_empty());
+    assert_delivered(&from_gw(&blocked_p));
+    let status = agent.status().unwrap();
+    assert!(!status.interfaces[0].egress, "{status:?}");
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "dropped"),
+        Some((0, 0))
+    );
+    agent.stop().unwrap();
+
+    let agent = lab.start_agent_egress(&config).unwrap();
+    assert!(lab.xdp_attached().unwrap());
+    assert!(
+        lab.egress_is_embargo_alone().unwrap(),
+        "{:?}",
+        lab.egress_programs()
+    );
+    let blocked = from_gw(&blocked_p);
+    let monitored = from_gw(&monitored_p);
+    let allowed = from_gw(&allowed_p);
+    assert_blocked(&blocked);
+    assert_delivered(&monitored);
+    assert_delivered(&allowed);
+    // Received traffic is still the XDP program's: the outside role matches sources.
+    lab.add_remote("203.0.113.9".parse().unwrap()).unwrap();
+    assert_delivered(&probe(&lab, &[Probe::to("203.0.113.9".parse().unwrap())]));
+
+    let status = agent.status_json().unwrap();
+    assert_eq!(status.interfaces.len(), 1, "{status:?}");
+    let iface = &status.interfaces[0];
+    assert_eq!(
+        (iface.name.as_str(), iface.role.as_str(), iface.egress),
+        (lab.gw_if(), "outside", true)
+    );
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "dropped"),
+        Some((sent(&blocked), bytes_of(&blocked))),
+        "{status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "lab-monitor", "outbound", "monitored"),
+        Some((sent(&monitored), bytes_of(&monitored))),
+        "{status:#?}"
+    );
+    for entity in ["lab-drop", "lab-monitor"] {
+        for verdict in ["dropped", "monitored"] {
+            assert_eq!(
+                counter(&status, entity, "inbound", verdict),
+                Some((0, 0)),
+                "{entity} inbound {verdict}: {status:#?}"
+            );
+        }
+    }
+    assert_eq!(outcome(&status, "egress_forwarded"), 0);
+    assert_eq!(outcome(&status, "other_direction"), 0);
+    // The host's own packets on that one interface: the unlisted ones are misses (plus
+    // whatever IPv6 multicast the gateway sends), counted in the same stats as XDP's.
+    assert!(outcome(&status, "miss_ipv4") >= count_family(&allowed, true));
+    assert!(outcome(&status, "miss_ipv6") >= count_family(&allowed, false));
+    // Per interface: the metrics carry the interface label.
+    let (code, body) = lab
+        .http_get("127.0.0.1:9610".parse().unwrap(), "/metrics")
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let series = format!(
+        "embargo_packets_total{{direction=\"outbound\",entity=\"lab-drop\",interface=\"{}\",verdict=\"dropped\"}} {}",
+        lab.gw_if(),
+        sent(&blocked)
+    );
+    assert!(
+        body.lines().any(|l| l == series),
+        "no `{series}` in:\n{body}"
+    );
+    let text = agent.status_text().unwrap();
+    assert!(text.contains("EGRESS"), "{text}");
+
+    agent.stop().unwrap(); // checks no XDP and no TC program is left
+    assert!(
+        !lab.has_clsact().unwrap(),
+        "no qdisc was needed, none is left"
+    );
+    assert_delivered(&from_gw(&blocked_p));
+    lab.check_contained().unwrap();
 }
 
 #[test]

@@ -1,26 +1,33 @@
-//! Embargo's production XDP program.
+//! Embargo's production programs: the XDP classifier and the TC egress classifier.
 //!
-//! One program serves every attached interface: the interface's role (from [`ROLES`], keyed by
-//! ifindex) says whether the destination (`inside`: the packet leaves the protected network) or
-//! the source (`outside`: it comes from the world) is matched. A match yields an entity index;
+//! One XDP program serves every attached interface: the interface's role (from [`ROLES`], keyed
+//! by ifindex) says whether the destination (`inside`: the packet leaves the protected network)
+//! or the source (`outside`: it comes from the world) is matched. A match yields an entity index;
 //! the entity's policy says drop or monitor and for which directions. Every packet ends in
 //! exactly one terminal stat; every drop is counted against an entity.
+//!
+//! XDP sees only received packets. The TC classifier (`embargo_tc_egress`, attached at egress)
+//! covers what the host itself sends out of an interface whose role map entry has
+//! [`IFACE_EGRESS`]: it always matches the destination, as direction outbound, in that
+//! interface's counter slot. Both programs are in this object and use the same statics, so they
+//! share one set of maps: tries, policy, counters and stats.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod xdp {
     use aya_ebpf::{
-        bindings::xdp_action,
-        macros::{map, xdp},
+        bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+        macros::{classifier, map, xdp},
         maps::{Array, PerCpuArray},
-        programs::XdpContext,
+        programs::{TcContext, XdpContext},
     };
     use embargo_abi::{
-        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy, IfaceConfig,
-        MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index, trie,
+        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy,
+        IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index,
+        trie,
     };
-    use embargo_xdp::parse::{Addr, Pick, parse};
+    use embargo_xdp::parse::{Addr, MAX_HEADERS, Packet, Pick, parse};
 
     #[map(name = "EMB_ROLES")]
     static ROLES: Array<IfaceConfig> = Array::with_max_entries(MAX_IFINDEX, 0);
@@ -39,7 +46,8 @@ mod xdp {
     #[xdp]
     pub fn embargo_xdp(ctx: XdpContext) -> u32 {
         match classify(&ctx) {
-            Ok(action) => action,
+            Ok(Verdict::Dropped) => xdp_action::XDP_DROP,
+            Ok(Verdict::Monitored) => xdp_action::XDP_PASS,
             Err(stat) => {
                 bump(stat);
                 xdp_action::XDP_PASS
@@ -47,10 +55,23 @@ mod xdp {
         }
     }
 
-    /// Returns the XDP action for a packet whose outcome was counted here, or the terminal stat
+    /// Host egress: drops with `TC_ACT_SHOT`, passes with `TC_ACT_OK`.
+    #[classifier]
+    pub fn embargo_tc_egress(ctx: TcContext) -> i32 {
+        match egress(&ctx) {
+            Ok(Verdict::Dropped) => TC_ACT_SHOT,
+            Ok(Verdict::Monitored) => TC_ACT_OK,
+            Err(stat) => {
+                bump(stat);
+                TC_ACT_OK
+            }
+        }
+    }
+
+    /// Returns the verdict for a packet whose outcome was counted here, or the terminal stat
     /// of a packet that passes unclassified (counted by the caller).
     #[inline(always)]
-    fn classify(ctx: &XdpContext) -> Result<u32, Stat> {
+    fn classify(ctx: &XdpContext) -> Result<Verdict, Stat> {
         let iface = ROLES
             .get(ctx.ingress_ifindex() as u32)
             .copied()
@@ -62,6 +83,57 @@ mod xdp {
         } else {
             return Err(Stat::NoRole);
         };
+        let entity = match_entity(ctx, pick)?;
+        // The mask keeps the slot in range for the verifier; the agent never sets more.
+        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
+        enforce(ctx, entity, slot, direction)
+    }
+
+    /// The TC egress counterpart of [`classify`]: only on interfaces with [`IFACE_EGRESS`], the
+    /// destination always (the role picks the address of received packets, not sent ones),
+    /// direction outbound, in the interface's counter slot.
+    #[inline(always)]
+    fn egress(ctx: &TcContext) -> Result<Verdict, Stat> {
+        // SAFETY: the context the kernel passed in; SCHED_CLS programs may read both fields.
+        let (ifindex, ingress) =
+            unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
+        let iface = ROLES.get(ifindex).copied().unwrap_or_default();
+        if iface.flags & IFACE_EGRESS == 0 {
+            return Err(Stat::EgressOff);
+        }
+        // The host's own packets have no ingress interface. One forwarded from an `inside`
+        // interface was matched by destination there already, by XDP.
+        if ingress != 0
+            && ROLES
+                .get(ingress)
+                .is_some_and(|i| i.role == Role::Inside as u8)
+        {
+            return Err(Stat::EgressForwarded);
+        }
+        pull_headers(ctx);
+        let entity = match_entity(ctx, Pick::Destination)?;
+        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
+        enforce(ctx, entity, slot, Direction::Outbound)
+    }
+
+    /// A socket buffer may hold only the start of a packet in its linear part, the only part the
+    /// parser reads. If that is shorter than the headers the parser may need ([`MAX_HEADERS`])
+    /// and the packet is longer, pull them in (`bpf_skb_pull_data`; only then, as it may copy
+    /// the buffer). If the pull fails, the parser sees the short linear part and the packet
+    /// passes counted as truncated: never dropped unattributed.
+    #[inline(always)]
+    fn pull_headers(ctx: &TcContext) {
+        let linear = ctx.data_end() - ctx.data();
+        let len = ctx.len() as usize;
+        if linear < MAX_HEADERS && len > linear {
+            let _ = ctx.skb.pull_data(len.min(MAX_HEADERS) as u32);
+        }
+    }
+
+    /// Parses the packet, counts the informational stats it earned, and looks the `pick`ed
+    /// address up: the matched entity's index, or the terminal stat of a packet without one.
+    #[inline(always)]
+    fn match_entity(ctx: &impl Packet, pick: Pick) -> Result<u32, Stat> {
         let parsed = parse(ctx, pick)?;
         if parsed.vlan_tags == 1 {
             bump(Stat::Vlan);
@@ -81,32 +153,27 @@ mod xdp {
                 Stat::MissIpv6,
             ),
         };
-        let Some(entity) = trie::entity_of(entry) else {
-            return Err(miss);
-        };
-        // The mask keeps the slot in range for the verifier; the agent never sets more.
-        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        enforce(ctx, entity, slot, direction)
+        trie::entity_of(entry).ok_or(miss)
     }
 
     /// Applies the entity's policy and counts the packet against the entity (its terminal
     /// outcome), or returns the terminal stat of a match that does not apply.
     #[inline(always)]
     fn enforce(
-        ctx: &XdpContext,
+        ctx: &impl Packet,
         entity: u32,
         slot: u32,
         direction: Direction,
-    ) -> Result<u32, Stat> {
+    ) -> Result<Verdict, Stat> {
         let Some(policy) = POLICY.get(entity).copied() else {
             return Err(Stat::NoPolicy);
         };
         if policy.directions & direction.bit() == 0 {
             return Err(Stat::OtherDirection);
         }
-        let (verdict, action) = match policy.action {
-            ACTION_DROP => (Verdict::Dropped, xdp_action::XDP_DROP),
-            ACTION_MONITOR => (Verdict::Monitored, xdp_action::XDP_PASS),
+        let verdict = match policy.action {
+            ACTION_DROP => Verdict::Dropped,
+            ACTION_MONITOR => Verdict::Monitored,
             // Never drop what cannot be attributed to an action.
             _ => return Err(Stat::NoPolicy),
         };
@@ -114,13 +181,13 @@ mod xdp {
             // Without its counter the drop could not be attributed: pass and say so.
             return Err(Stat::NoPolicy);
         };
-        let len = (ctx.data_end() - ctx.data()) as u64;
+        let len = ctx.wire_len();
         // SAFETY: a per-CPU slot, only this CPU writes it while the program runs.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += len;
         }
-        Ok(action)
+        Ok(verdict)
     }
 
     #[inline(always)]
