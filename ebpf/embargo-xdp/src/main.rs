@@ -4,9 +4,18 @@
 //! ifindex) says whether the destination (`inside`: the packet leaves the protected network) or
 //! the source (`outside`: it comes from the world) is matched. A match yields an entity index;
 //! the entity's policy says drop or monitor and for which directions. Every packet ends in
-//! exactly one terminal stat; every drop is counted against an entity.
+//! exactly one terminal stat; every drop is counted against an entity. A dropped or monitored
+//! packet also sends an event to user space, as far as its entity's token bucket allows
+//! (`sample.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The atomic add of the event token buckets: the BPF target has no `Atomic*` read-modify-write
+// methods (no CAS), but LLVM lowers this intrinsic to BPF's `lock xadd`.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+
+#[cfg(target_arch = "bpf")]
+mod sample;
 
 #[cfg(target_arch = "bpf")]
 mod xdp {
@@ -86,17 +95,20 @@ mod xdp {
         };
         // The mask keeps the slot in range for the verifier; the agent never sets more.
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        enforce(ctx, entity, slot, direction)
+        let v6 = matches!(parsed.addr, Addr::V6(..));
+        enforce(ctx, entity, slot, direction, (parsed.l3, v6))
     }
 
     /// Applies the entity's policy and counts the packet against the entity (its terminal
-    /// outcome), or returns the terminal stat of a match that does not apply.
+    /// outcome), or returns the terminal stat of a match that does not apply. `l3` is the IP
+    /// header's offset and whether it is IPv6, for the event.
     #[inline(always)]
     fn enforce(
         ctx: &XdpContext,
         entity: u32,
         slot: u32,
         direction: Direction,
+        l3: (usize, bool),
     ) -> Result<u32, Stat> {
         let Some(policy) = POLICY.get(entity).copied() else {
             return Err(Stat::NoPolicy);
@@ -120,6 +132,7 @@ mod xdp {
             (*c).packets += 1;
             (*c).bytes += len;
         }
+        crate::sample::sample(ctx, entity, direction, verdict, len, l3);
         Ok(action)
     }
 
