@@ -52,6 +52,10 @@ enum Command {
         /// `[metrics] listen` (default 127.0.0.1:9610).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// JSON-lines file for drop and monitor events; overrides the config's `[events] path`
+        /// (default /var/lib/embargo/events.jsonl).
+        #[arg(long, value_name = "PATH")]
+        events_log: Option<PathBuf>,
     },
     /// Work with the policy audit log.
     Audit {
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
             control_socket,
             audit_log,
             metrics_listen,
+            events_log,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -179,6 +184,7 @@ fn main() -> ExitCode {
                 control_socket,
                 audit_log,
                 metrics_listen,
+                events_log,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
