@@ -488,8 +488,15 @@ impl Lab {
         self.dir.join("audit.jsonl")
     }
 
+    /// The drop and monitor event log of this lab's agent (never the system's
+    /// `/var/lib/embargo`).
+    pub fn events_log(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
-    /// --audit-log ...` inside the gateway namespace and waits until its status answers.
+    /// --audit-log ... --events-log ...` inside the gateway namespace and waits until its status
+    /// answers.
     pub fn start_agent(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
         self.start_agent_with(config, role, &[])
     }
@@ -509,6 +516,8 @@ impl Lab {
             socket.display().to_string(),
             "--audit-log".to_owned(),
             self.audit_log().display().to_string(),
+            "--events-log".to_owned(),
+            self.events_log().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
