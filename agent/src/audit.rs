@@ -1062,11 +1062,15 @@ mod tests {
         assert_eq!(e.digest, compiled.digest());
         assert_eq!(e.config, path);
         let kinds: Vec<SourceKind> = e.sources.iter().map(|s| s.kind).collect();
+        // The main file, the included entity file, the indicator file and the cached copies of
+        // the two remote sources that have one.
         assert_eq!(
             kinds,
             [
                 SourceKind::Config,
                 SourceKind::Entities,
+                SourceKind::Indicators,
+                SourceKind::Indicators,
                 SourceKind::Indicators
             ]
         );

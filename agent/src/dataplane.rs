@@ -5,21 +5,37 @@
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
 //!
-//! Events: the program sends drop and monitor events over a ring buffer, limited per entity by
-//! a token bucket whose settings the agent writes ([`Dataplane::set_event_limits`]); the ring is
-//! handed to the reader ([`Dataplane::take_events`], see [`crate::events`]) and the events
+//! Host egress: on an `outside` interface with `egress` enabled, the object's TC classifier
+//! ([`embargo_abi::programs::EGRESS`], same maps) is attached at egress too, and the interface's
+//! role-map entry gets [`IFACE_EGRESS`]. How it is attached depends on the kernel ([`TcApi`]):
+//! a TCX link on 6.6+, else a `cls_bpf` filter on a `clsact` qdisc (added if missing, removed
+//! on detach only if this agent added it). A new generation takes the TC attachment over as
+//! atomically as the XDP one (see [`Dataplane::take_over`]).
+//!
+//! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
+//! limited per entity by a token bucket whose settings the agent writes
+//! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
+//! every drop reads a clock, which costs 17-25 ns. The ring is handed to the reader ([`Dataplane::take_events`], see [`crate::events`]) and the events
 //! the limit or a full ring stopped are counted per entity ([`Dataplane::events_lost`]).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, TcError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use embargo_abi::{
-    Counter, Direction, EVENTS_RING_BYTES, EntityPolicy, EventLimits, IfaceConfig, MAX_IFINDEX,
-    MAX_INTERFACES, Stat, Verdict, counter_index, maps, trie,
+    Counter, Direction, EVENTS_RING_BYTES, EntityPolicy, EventLimits, IFACE_EGRESS, IfaceConfig,
+    MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict, counter_index, maps, trie,
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
@@ -64,9 +80,11 @@ pub enum DataplaneError {
         #[source]
         source: Box<EbpfError>,
     },
-    /// The verifier rejected the program; the log says why.
-    #[error("the kernel verifier rejected the XDP program ({io_error}); verifier log:\n{log}")]
+    /// The verifier rejected a program; the log says why.
+    #[error("the kernel verifier rejected the {program} ({io_error}); verifier log:\n{log}")]
     Verifier {
+        /// `XDP program` or `TC egress program`.
+        program: &'static str,
         io_error: std::io::Error,
         log: String,
     },
@@ -96,6 +114,23 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The TC egress classifier could not be attached (nothing of it was left behind, and the
+    /// interface's XDP attachment was undone).
+    #[error("cannot attach the TC egress classifier to `{name}` ({api}): {source}")]
+    AttachEgress {
+        name: String,
+        api: TcApi,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Egress is enforced on `outside` interfaces only.
+    #[error(
+        "egress is only for outside interfaces; `{name}` is {role}: enable it on the interface that faces the world"
+    )]
+    EgressNotOutside { name: String, role: Role },
+    /// The egress flag lives in an interface's role-map entry, which needs a role.
+    #[error("ifindex {ifindex} has no role: give it one before enabling egress")]
+    EgressWithoutRole { ifindex: u32 },
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -123,6 +158,48 @@ pub struct Attachment {
     pub role: Role,
     /// `native` or `generic`.
     pub mode: &'static str,
+    /// The TC egress classifier is attached too (host egress is enforced).
+    pub egress: bool,
+}
+
+/// How the TC egress classifier is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcApi {
+    /// A TCX link (Linux 6.6+): no qdisc involved; a new generation replaces the program in
+    /// the link atomically (`bpf_link_update`).
+    Tcx,
+    /// A direct-action `cls_bpf` filter on the interface's `clsact` qdisc (older kernels): the
+    /// qdisc is added if missing and removed on detach only if this agent added it; a new
+    /// generation replaces the filter's program in place (same priority and handle), which
+    /// the kernel does atomically.
+    Netlink,
+}
+
+impl TcApi {
+    /// TCX where the kernel has it (6.6+, or when the version cannot be read), else netlink.
+    pub fn for_running_kernel() -> Self {
+        match system::kernel_release() {
+            Some(found) if system::version_less(&found, (6, 6)) => TcApi::Netlink,
+            _ => TcApi::Tcx,
+        }
+    }
+}
+
+impl std::fmt::Display for TcApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcApi::Tcx => "tcx",
+            TcApi::Netlink => "netlink",
+        })
+    }
+}
+
+/// The TC egress classifier on one interface.
+struct EgressLink {
+    id: SchedClassifierLinkId,
+    /// This agent added the interface's `clsact` qdisc (netlink only): removed on detach.
+    added_clsact: bool,
 }
 
 /// Packets and bytes for one entity, summed over CPUs, by direction and verdict.
@@ -181,7 +258,15 @@ pub struct Dataplane {
     slots: [Option<u32>; MAX_INTERFACES as usize],
     attachments: Vec<Attachment>,
     /// One link per attachment, same order.
-    links: Vec<XdpLinkId>,
+    links: Vec<Held>,
+    /// Where XDP links are pinned (bpffs), so enforcement survives the agent; `None`: not pinned.
+    pin_dir: Option<PathBuf>,
+    /// The TC egress classifier's link per attachment, same order, where egress is enforced.
+    egress_links: Vec<Option<EgressLink>>,
+    /// Role-map flags ([`IFACE_EGRESS`]) of the interface in each counter slot.
+    flags: [u8; MAX_INTERFACES as usize],
+    /// How the TC egress classifier is attached on this kernel.
+    tc_api: TcApi,
     /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
     /// set, for in-place updates and attestation.
     v4: Family,
@@ -195,6 +280,46 @@ pub struct Dataplane {
     /// The event token buckets' clock.
     event_clock: EventClock,
     pub load_stats: LoadStats,
+}
+
+/// How an attachment's XDP link is held.
+enum Held {
+    /// Owned by the program: dropping the program detaches it.
+    Program(XdpLinkId),
+    /// Pinned under bpffs at `path`: the link (and with it the program and its maps) outlives
+    /// the agent; removing the pin and closing the fd detaches it.
+    Pinned { path: PathBuf, link: FdLink },
+}
+
+/// The pin path of interface `name`'s XDP link under `dir`.
+pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("link-{name}"))
+}
+
+/// Removes the pinned XDP links in `dir` whose interface `keep` does not want (all of them for
+/// `embargo detach`): without its pin and with no agent holding it, a link is destroyed and
+/// its program detached. Returns each interface with the outcome.
+pub fn detach_pinned(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, Result<(), DataplaneError>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_prefix("link-") else {
+            continue;
+        };
+        if keep(name) {
+            continue;
+        }
+        let r = std::fs::remove_file(entry.path())
+            .map_err(|e| other(format!("removing the pin {}", entry.path().display()), e));
+        out.push((name.to_owned(), r));
+    }
+    out
 }
 
 /// One family's loaded trie.
@@ -340,7 +465,8 @@ impl Dataplane {
                     .map_err(|e| other("writing the policy map", e))?;
             }
         }
-        write_event_limits(&mut ebpf, EventLimits::DEFAULT)?;
+        // Events are off until the agent turns them on (they cost a clock read per drop).
+        write_event_limits(&mut ebpf, EventLimits::OFF)?;
         let program: &mut Xdp = ebpf
             .program_mut(embargo_abi::programs::CLASSIFY)
             .ok_or_else(|| {
@@ -353,32 +479,25 @@ impl Dataplane {
             })?
             .try_into()
             .map_err(|e| other("finding the XDP program", e))?;
-        program.load().map_err(|e| match e {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                if io_error.raw_os_error() == Some(libc::EPERM) {
-                    DataplaneError::Privileges {
-                        doing: "loading the XDP program".into(),
-                    }
-                } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
-                    // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
-                    // the program's packet-pointer arithmetic ("prohibited for !root").
-                    DataplaneError::Privileges {
-                        doing:
-                            "loading the XDP program (the verifier refused it without CAP_PERFMON)"
-                                .into(),
-                    }
-                } else {
-                    DataplaneError::Verifier {
-                        io_error,
-                        log: verifier_log.to_string(),
-                    }
-                }
-            }
-            e => other("loading the XDP program", e),
-        })?;
+        program
+            .load()
+            .map_err(|e| program_load_error(e, "XDP program"))?;
+        // Loaded with the XDP program, used or not: a kernel that refuses it is found at start.
+        let egress: &mut SchedClassifier = ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .ok_or_else(|| {
+                other(
+                    "finding the TC egress program",
+                    MapError::InvalidName {
+                        name: embargo_abi::programs::EGRESS.into(),
+                    },
+                )
+            })?
+            .try_into()
+            .map_err(|e| other("finding the TC egress program", e))?;
+        egress
+            .load()
+            .map_err(|e| program_load_error(e, "TC egress program"))?;
         let cpus = system::possible_cpus() as u64;
         let map_bytes = ((v4_len + v6_len) * 4) as u64
             + u64::from(entities) * 4
@@ -392,6 +511,10 @@ impl Dataplane {
             slots: [None; MAX_INTERFACES as usize],
             attachments: Vec::new(),
             links: Vec::new(),
+            pin_dir: None,
+            egress_links: Vec::new(),
+            flags: [0; MAX_INTERFACES as usize],
+            tc_api: TcApi::for_running_kernel(),
             v4: Family {
                 trie: v4_trie,
                 live: LiveTrie::new(
@@ -418,7 +541,7 @@ impl Dataplane {
             },
             policies,
             entity_capacity: entities,
-            event_limits: EventLimits::DEFAULT,
+            event_limits: EventLimits::OFF,
             event_clock,
             load_stats: LoadStats {
                 v4_prefixes: policy.v4.len(),
@@ -451,10 +574,16 @@ impl Dataplane {
                 },
             )?,
         };
+        // An interface keeps its flags while it has a role; losing the role clears them.
+        let flags = match role {
+            embargo_abi::Role::None => 0,
+            _ => self.flags[slot],
+        };
         let value = IfaceConfig {
             role: role as u8,
             slot: slot as u8,
-            _pad: [0; 2],
+            flags,
+            _pad: 0,
         };
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
@@ -464,7 +593,47 @@ impl Dataplane {
             embargo_abi::Role::None => None,
             _ => Some(ifindex),
         };
+        if existing.is_some() && role == embargo_abi::Role::None {
+            self.flags[slot] = 0;
+        }
         Ok(slot as u32)
+    }
+
+    /// Sets or clears [`IFACE_EGRESS`] in an interface's role-map entry without attaching
+    /// (tests use this with BPF_PROG_TEST_RUN). The interface must have a role: its entry
+    /// carries the counter slot the TC egress classifier counts in.
+    pub fn set_egress(&mut self, ifindex: u32, on: bool) -> Result<(), DataplaneError> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| *s == Some(ifindex))
+            .ok_or(DataplaneError::EgressWithoutRole { ifindex })?;
+        let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+        let mut value = roles
+            .get(&ifindex, 0)
+            .map_err(|e| other("reading the interface role map", e))?;
+        let flags = if on {
+            self.flags[slot] | IFACE_EGRESS
+        } else {
+            self.flags[slot] & !IFACE_EGRESS
+        };
+        value.flags = flags;
+        roles
+            .set(ifindex, value, 0)
+            .map_err(|e| other("writing the interface role map", e))?;
+        self.flags[slot] = flags;
+        Ok(())
+    }
+
+    /// How the TC egress classifier is attached ([`TcApi::for_running_kernel`] at load).
+    pub fn tc_api(&self) -> TcApi {
+        self.tc_api
+    }
+
+    /// Attaches the TC egress classifier through `api` from now on. Tests force
+    /// [`TcApi::Netlink`] to cover older kernels' path on a new one; TCX needs Linux 6.6.
+    pub fn set_tc_api(&mut self, api: TcApi) {
+        self.tc_api = api;
     }
 
     /// The counter slots in use, with their ifindex.
@@ -476,8 +645,16 @@ impl Dataplane {
             .collect()
     }
 
-    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line.
+    /// Attaches to `iface`: native mode first in `auto`, falling back to generic with a log line;
+    /// with `egress`, the TC egress classifier too ([`Dataplane::attach_egress`]). All or
+    /// nothing: if the classifier cannot be attached, the XDP attachment is undone.
     pub fn attach(&mut self, iface: &config::Interface) -> Result<&Attachment, DataplaneError> {
+        if iface.egress && iface.role != Role::Outside {
+            return Err(DataplaneError::EgressNotOutside {
+                name: iface.name.clone(),
+                role: iface.role,
+            });
+        }
         let ifindex =
             system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
                 name: iface.name.clone(),
@@ -530,32 +707,312 @@ impl Dataplane {
                 Err(e) => return Err(e),
             },
         };
-        self.links.push(link);
+        let egress = if iface.egress {
+            match self.attach_egress(ifindex, &iface.name) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    let _ = self.xdp_program_mut().detach(link);
+                    let _ = self.set_role(ifindex, embargo_abi::Role::None);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let held = self.hold(link, &iface.name, None)?;
+        self.links.push(held);
+        self.egress_links.push(egress);
         self.attachments.push(Attachment {
             name: iface.name.clone(),
             ifindex,
             role: iface.role,
             mode,
+            egress: iface.egress,
         });
         Ok(self.attachments.last().expect("just pushed"))
     }
 
-    /// Detaches from every interface and clears their roles.
-    pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
-        let mut results = Vec::new();
+    /// Sets the interface's [`IFACE_EGRESS`] flag, then attaches the TC egress classifier at
+    /// its egress through [`Dataplane::tc_api`]: a TCX link, or (netlink) a `clsact` qdisc,
+    /// added if missing, and a filter on it. On failure the flag is cleared and a qdisc added
+    /// here is removed again.
+    fn attach_egress(&mut self, ifindex: u32, name: &str) -> Result<EgressLink, DataplaneError> {
+        let api = self.tc_api;
+        let fail = |errno: Option<i32>, source: Box<dyn std::error::Error + Send + Sync>| {
+            if errno == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("attaching the TC egress classifier to {name}"),
+                }
+            } else {
+                DataplaneError::AttachEgress {
+                    name: name.to_owned(),
+                    api,
+                    source,
+                }
+            }
+        };
+        self.set_egress(ifindex, true)?;
+        let added_clsact = match api {
+            TcApi::Tcx => false,
+            TcApi::Netlink => match aya::programs::tc::qdisc_add_clsact(name) {
+                Ok(()) => true,
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                Err(e) => {
+                    let _ = self.set_egress(ifindex, false);
+                    return Err(fail(tc_errno(&e), Box::new(e)));
+                }
+            },
+        };
+        let options = match api {
+            TcApi::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            TcApi::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+        };
+        match self
+            .egress_program_mut()
+            .attach_with_options(name, TcAttachType::Egress, options)
+        {
+            Ok(id) => {
+                tracing::info!(
+                    interface = %name,
+                    api = %api,
+                    clsact_added = added_clsact,
+                    "TC egress classifier attached"
+                );
+                Ok(EgressLink { id, added_clsact })
+            }
+            Err(e) => {
+                if added_clsact {
+                    let _ = system::qdisc_del_clsact(ifindex);
+                }
+                let _ = self.set_egress(ifindex, false);
+                let errno = match &e {
+                    ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+                    ProgramError::TcError(e) => tc_errno(e),
+                    _ => None,
+                };
+                Err(fail(errno, Box::new(e)))
+            }
+        }
+    }
+
+    /// Pins XDP links under `dir` from now on (created if missing; it must be on bpffs).
+    pub fn set_pin_dir(&mut self, dir: &Path) -> Result<(), DataplaneError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            other(
+                format!(
+                    "creating the pin folder {} (is bpffs mounted at /sys/fs/bpf? `mount -t bpf bpf /sys/fs/bpf`)",
+                    dir.display()
+                ),
+                e,
+            )
+        })?;
+        self.pin_dir = Some(dir.to_owned());
+        Ok(())
+    }
+
+    /// Takes link `id` from the program and, with a pin folder, pins it (or keeps it pinned at
+    /// `pinned`, where it already is).
+    fn hold(
+        &mut self,
+        id: XdpLinkId,
+        name: &str,
+        pinned: Option<PathBuf>,
+    ) -> Result<Held, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(Held::Program(id));
+        };
+        let link = self
+            .xdp_program_mut()
+            .take_link(id)
+            .map_err(|e| other(format!("taking the XDP link of {name}"), e))?;
+        let fd = FdLink::try_from(link).map_err(|e| other(format!("the XDP link of {name}"), e))?;
+        let (path, fd) = match pinned {
+            Some(path) => (path, fd),
+            None => {
+                let path = link_pin_path(&dir, name);
+                // A pin left by an agent that was not adopted (an interface no longer in the
+                // configuration, say) is replaced.
+                let _ = std::fs::remove_file(&path);
+                let pinned = fd.pin(&path).map_err(|e| {
+                    other(
+                        format!("pinning the XDP link of {name} at {}", path.display()),
+                        e,
+                    )
+                })?;
+                (path, FdLink::from(pinned))
+            }
+        };
+        Ok(Held::Pinned { path, link: fd })
+    }
+
+    /// Turns a held link back into an [`XdpLink`] (from `program` for a program-owned one).
+    fn into_xdp_link(
+        held: Held,
+        program: &mut Xdp,
+        name: &str,
+    ) -> Result<(XdpLink, Option<PathBuf>), DataplaneError> {
+        match held {
+            Held::Program(id) => program
+                .take_link(id)
+                .map(|l| (l, None))
+                .map_err(|e| other(format!("taking the XDP link of {name}"), e)),
+            Held::Pinned { path, link } => XdpLink::try_from(link)
+                .map(|l| (l, Some(path)))
+                .map_err(|e| other(format!("the pinned XDP link of {name}"), e)),
+        }
+    }
+
+    /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
+    /// takes it over atomically (`bpf_link_update`), so the interface is never without a
+    /// program across an agent restart, even after `kill -9`.
+    pub fn adopt(
+        &mut self,
+        iface: &config::Interface,
+    ) -> Result<Option<&Attachment>, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(None);
+        };
+        let path = link_pin_path(&dir, &iface.name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ifindex =
+            system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
+                name: iface.name.clone(),
+            })?;
+        let pinned = PinnedLink::from_pin(&path)
+            .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+        self.set_role(ifindex, iface.role.abi())?;
+        let id = self
+            .xdp_program_mut()
+            .attach_to_link(link)
+            .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
+        let held = self.hold(id, &iface.name, Some(path))?;
+        // TC egress links are not pinned: the classifier is attached afresh.
+        let egress = if iface.egress {
+            Some(self.attach_egress(ifindex, &iface.name)?)
+        } else {
+            None
+        };
+        self.links.push(held);
+        self.egress_links.push(egress);
+        self.attachments.push(Attachment {
+            name: iface.name.clone(),
+            ifindex,
+            role: iface.role,
+            mode: "adopted",
+            egress: iface.egress,
+        });
+        Ok(self.attachments.last())
+    }
+
+    /// Lets go of every attachment without detaching: pinned links stay attached (with the
+    /// current program and maps) after the agent exits. Returns the interfaces left enforcing;
+    /// links that were not pinned cannot outlive the agent and are detached.
+    pub fn leave_attached(&mut self) -> Vec<String> {
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
-        let program: &mut Xdp = self
-            .ebpf
+        // TC egress links are not pinned: host egress enforcement ends with the agent.
+        for (link, att) in std::mem::take(&mut self.egress_links)
+            .into_iter()
+            .zip(&attachments)
+        {
+            if let Some(link) = link {
+                let _ = self.egress_program_mut().detach(link.id);
+                if link.added_clsact {
+                    let _ = system::qdisc_del_clsact(att.ifindex);
+                }
+            }
+        }
+        let mut kept = Vec::new();
+        for (held, att) in links.into_iter().zip(attachments) {
+            match held {
+                Held::Pinned { link, .. } => {
+                    drop(link); // the pin keeps it
+                    kept.push(att.name);
+                }
+                Held::Program(id) => {
+                    let _ = self.xdp_program_mut().detach(id);
+                }
+            }
+        }
+        kept
+    }
+
+    fn xdp_program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
             .program_mut(embargo_abi::programs::CLASSIFY)
             .expect("loaded in Dataplane::load")
             .try_into()
-            .expect("an XDP program");
-        for (link, att) in links.into_iter().zip(attachments.iter()) {
-            let r = program
-                .detach(link)
-                .map_err(|e| other(format!("detaching from {}", att.name), e));
-            results.push((att.name.clone(), r));
+            .expect("an XDP program")
+    }
+
+    fn egress_program_mut(&mut self) -> &mut SchedClassifier {
+        self.ebpf
+            .program_mut(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
+    }
+
+    /// Detaches from every interface (the TC egress classifier first, and the `clsact` qdisc
+    /// if this agent added it) and clears their roles.
+    pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
+        let attachments = std::mem::take(&mut self.attachments);
+        let links = std::mem::take(&mut self.links);
+        let egress_links = std::mem::take(&mut self.egress_links);
+        let program = self.egress_program_mut();
+        let mut egress_results = Vec::new();
+        for (link, att) in egress_links.into_iter().zip(attachments.iter()) {
+            let r = link.map_or(Ok(()), |link| {
+                program
+                    .detach(link.id)
+                    .map_err(|e| {
+                        other(
+                            format!("detaching the TC egress classifier from {}", att.name),
+                            e,
+                        )
+                    })
+                    .and_then(|()| {
+                        if link.added_clsact {
+                            system::qdisc_del_clsact(att.ifindex).map_err(|e| {
+                                other(
+                                    format!(
+                                        "removing the clsact qdisc embargo added to {}",
+                                        att.name
+                                    ),
+                                    e,
+                                )
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    })
+            });
+            egress_results.push(r);
+        }
+        let mut results = Vec::new();
+        for ((held, att), egress) in links
+            .into_iter()
+            .zip(attachments.iter())
+            .zip(egress_results)
+        {
+            let r = match held {
+                Held::Program(id) => self
+                    .xdp_program_mut()
+                    .detach(id)
+                    .map_err(|e| other(format!("detaching from {}", att.name), e)),
+                Held::Pinned { path, link } => {
+                    // Without its pin, closing the last fd destroys the link: detached.
+                    let r = std::fs::remove_file(&path)
+                        .map_err(|e| other(format!("removing the pin {}", path.display()), e));
+                    drop(link);
+                    r
+                }
+            };
+            results.push((att.name.clone(), r.and(egress)));
         }
         for att in &attachments {
             let _ = self.set_role(att.ifindex, embargo_abi::Role::None);
@@ -636,45 +1093,75 @@ impl Dataplane {
     }
 
     /// Moves every attachment of `old` to this (newly loaded) generation, atomically per
-    /// interface: the role is set here first, then the interface's XDP link is pointed at
-    /// this program (`bpf_link_update`); the interface is never without a program.
+    /// interface: the role (and egress flag) is set here first, then the interface's XDP link
+    /// is pointed at this program (`bpf_link_update`); the interface is never without a
+    /// program. The TC egress classifier moves the same way, without a gap and without a
+    /// packet seen by both generations: a TCX link is updated in place (`bpf_link_update`); a
+    /// netlink filter is replaced at its priority and handle, which swaps the program under
+    /// the filter atomically. A `clsact` qdisc the old generation added stays and is this
+    /// one's to remove.
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         // Events stay as they were set (on or off, the same limits) before traffic arrives.
         self.set_event_limits(old.event_limits)?;
         let attachments = std::mem::take(&mut old.attachments);
         let links = std::mem::take(&mut old.links);
-        let old_program: &mut Xdp = old
-            .ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .expect("loaded in Dataplane::load")
-            .try_into()
-            .expect("an XDP program");
+        let egress_links = std::mem::take(&mut old.egress_links);
+        if self.pin_dir.is_none() {
+            self.pin_dir = old.pin_dir.clone();
+        }
         let mut taken = Vec::new();
-        for (att, id) in attachments.into_iter().zip(links) {
-            let link = old_program
-                .take_link(id)
-                .map_err(|e| other(format!("taking the XDP link of {}", att.name), e))?;
+        for (att, held) in attachments.into_iter().zip(links) {
+            let link = Self::into_xdp_link(held, old.xdp_program_mut(), &att.name)?;
             taken.push((att, link));
         }
-        for (att, link) in taken {
+        let old_egress = old.egress_program_mut();
+        let mut taken_egress = Vec::new();
+        for (egress, (att, _)) in egress_links.into_iter().zip(&taken) {
+            taken_egress.push(match egress {
+                Some(e) => Some((
+                    old_egress.take_link(e.id).map_err(|e| {
+                        other(format!("taking the TC egress link of {}", att.name), e)
+                    })?,
+                    e.added_clsact,
+                )),
+                None => None,
+            });
+        }
+        for ((att, (link, pinned)), egress) in taken.into_iter().zip(taken_egress) {
             self.set_role(att.ifindex, att.role.abi())?;
-            let program: &mut Xdp = self
-                .ebpf
-                .program_mut(embargo_abi::programs::CLASSIFY)
-                .expect("loaded in Dataplane::load")
-                .try_into()
-                .expect("an XDP program");
-            let id = program
+            if egress.is_some() {
+                self.set_egress(att.ifindex, true)?;
+            }
+            let id = self
+                .xdp_program_mut()
                 .attach_to_link(link)
                 .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
-            self.links.push(id);
+            let held = self.hold(id, &att.name, pinned)?;
+            self.links.push(held);
+            let egress = match egress {
+                Some((link, added_clsact)) => Some(EgressLink {
+                    id: self
+                        .egress_program_mut()
+                        .attach_to_link(link)
+                        .map_err(|e| {
+                            other(
+                                format!("switching {} to the new TC egress program", att.name),
+                                e,
+                            )
+                        })?,
+                    added_clsact,
+                }),
+                None => None,
+            };
+            self.egress_links.push(egress);
             self.attachments.push(att);
         }
         Ok(())
     }
 
     /// Reads the kernel maps back and compares them with what this agent wrote: the tries
-    /// (against their mirrors), the policy map and the interface roles. With `repair`,
+    /// (against their mirrors), the policy map and the interface roles with their flags (a
+    /// cleared [`IFACE_EGRESS`] counts as role drift). With `repair`,
     /// every difference is written back.
     pub fn attest(&mut self, repair: bool) -> Result<Drift, DataplaneError> {
         let mut drift = Drift::default();
@@ -718,7 +1205,8 @@ impl Dataplane {
                     IfaceConfig {
                         role: role as u8,
                         slot: slot as u8,
-                        _pad: [0; 2],
+                        flags: self.flags[slot],
+                        _pad: 0,
                     },
                 )
             })
@@ -778,6 +1266,15 @@ impl Dataplane {
             .expect("loaded in Dataplane::load")
             .try_into()
             .expect("an XDP program")
+    }
+
+    /// The TC egress classifier, for BPF_PROG_TEST_RUN.
+    pub fn egress_program(&self) -> &SchedClassifier {
+        self.ebpf
+            .program(embargo_abi::programs::EGRESS)
+            .expect("loaded in Dataplane::load")
+            .try_into()
+            .expect("a TC classifier")
     }
 
     /// Per-entity counters summed over CPUs and interfaces, in entity order.
@@ -894,6 +1391,47 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         // Links detach when the program drops; clear roles explicitly for a clean state.
         let _ = self.detach_all();
+    }
+}
+
+/// A person-readable error for a program `load()` failure; `program` is `XDP program` or
+/// `TC egress program`.
+fn program_load_error(e: ProgramError, program: &'static str) -> DataplaneError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                DataplaneError::Privileges {
+                    doing: format!("loading the {program}"),
+                }
+            } else if io_error.raw_os_error() == Some(libc::EACCES) && !verifier_trusts_us() {
+                // Without CAP_PERFMON the verifier applies the Spectre v1 rules and refuses
+                // the program's packet-pointer arithmetic ("prohibited for !root").
+                DataplaneError::Privileges {
+                    doing: format!(
+                        "loading the {program} (the verifier refused it without CAP_PERFMON)"
+                    ),
+                }
+            } else {
+                DataplaneError::Verifier {
+                    program,
+                    io_error,
+                    log: verifier_log.to_string(),
+                }
+            }
+        }
+        e => other(format!("loading the {program}"), e),
+    }
+}
+
+/// The OS error code of a TC error, if it has one.
+fn tc_errno(e: &TcError) -> Option<i32> {
+    match e {
+        TcError::NetlinkError(e) => e.raw_os_error(),
+        TcError::IoError(e) => e.raw_os_error(),
+        _ => None,
     }
 }
 

@@ -921,9 +921,12 @@ mod tests {
     fn events_settings_have_documented_defaults_and_are_checked() {
         let c = settings("").unwrap();
         let e = &c.main.events;
-        assert_eq!(e.output, EventsOutput::File);
+        // Off by default: with events on every drop reads a clock.
+        assert_eq!(e.output, EventsOutput::None);
+        assert_eq!(e.limits(), embargo_abi::EventLimits::OFF);
         assert_eq!((e.max_bytes, e.keep), (100 * 1024 * 1024, 5));
-        assert_eq!(e.limits(), embargo_abi::EventLimits::DEFAULT);
+        let on = settings("[events]\noutput = \"file\"\n").unwrap();
+        assert_eq!(on.main.events.limits(), embargo_abi::EventLimits::DEFAULT);
         assert_eq!(
             log_path(&c, None),
             Path::new("/var/lib/embargo/events.jsonl")

@@ -17,6 +17,9 @@ use embargo::{
     status,
 };
 
+/// Where XDP links are pinned unless --pin-dir says otherwise.
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/embargo";
+
 /// Where the configuration lives unless --config says otherwise.
 const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
 
@@ -38,8 +41,9 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// NAME:ROLE[:MODE] (role inside|outside, mode auto|native|generic); adds to or
-        /// overrides the config's interfaces. Repeatable.
+        /// NAME:ROLE[:MODE][:egress] (role inside|outside, mode auto|native|generic; `egress`,
+        /// outside only, also matches the destinations of packets the host sends out of it);
+        /// adds to or overrides the config's interfaces. Repeatable.
         #[arg(long = "interface", short, value_parser = parse_interface)]
         interfaces: Vec<Interface>,
         /// Control socket `embargo status` talks to.
@@ -53,9 +57,28 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
         /// JSON-lines file for drop and monitor events; overrides the config's `[events] path`
-        /// (default /var/lib/embargo/events.jsonl).
+        /// and turns events on (`output = "file"`; events are off by default).
         #[arg(long, value_name = "PATH")]
         events_log: Option<PathBuf>,
+        /// bpffs folder where the XDP links are pinned, so enforcement survives the agent (a
+        /// restarted agent takes them over without detaching).
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Do not pin: enforcement ends with the agent.
+        #[arg(long, conflicts_with = "keep_attached")]
+        no_pin: bool,
+        /// On SIGINT/SIGTERM leave the pinned links attached (enforcement continues with the
+        /// loaded policy) instead of detaching; the next agent adopts them.
+        #[arg(long)]
+        keep_attached: bool,
+    },
+    /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Control socket of the agent, checked to be gone first.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
     },
     /// Work with the policy audit log.
     Audit {
@@ -137,20 +160,39 @@ fn parse_interface(s: &str) -> Result<Interface, String> {
             ));
         }
     };
-    let mode = match parts.next() {
-        None | Some("auto") => XdpMode::Auto,
-        Some("native") => XdpMode::Native,
-        Some("generic") => XdpMode::Generic,
-        Some(m) => return Err(format!("mode `{m}` must be auto, native or generic")),
+    let mut next = parts.next();
+    let mode = match next {
+        None | Some("egress") => XdpMode::Auto,
+        Some(m) => {
+            next = parts.next();
+            match m {
+                "auto" => XdpMode::Auto,
+                "native" => XdpMode::Native,
+                "generic" => XdpMode::Generic,
+                _ => return Err(format!("mode `{m}` must be auto, native or generic")),
+            }
+        }
+    };
+    let egress = match next {
+        None => false,
+        Some("egress") => true,
+        Some(x) => {
+            return Err(format!(
+                "`{x}` in `{s}`: expected NAME:ROLE[:MODE][:egress]"
+            ));
+        }
     };
     if parts.next().is_some() {
-        return Err(format!("`{s}`: expected NAME:ROLE[:MODE]"));
+        return Err(format!("`{s}`: expected NAME:ROLE[:MODE][:egress]"));
     }
-    Ok(Interface {
+    let iface = Interface {
         name: name.to_owned(),
         role,
         mode,
-    })
+        egress,
+    };
+    iface.validate()?;
+    Ok(iface)
 }
 
 fn main() -> ExitCode {
@@ -170,6 +212,9 @@ fn main() -> ExitCode {
             audit_log,
             metrics_listen,
             events_log,
+            pin_dir,
+            no_pin,
+            keep_attached,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -185,6 +230,8 @@ fn main() -> ExitCode {
                 audit_log,
                 metrics_listen,
                 events_log,
+                pin_dir: (!no_pin).then_some(pin_dir),
+                keep_attached,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
@@ -197,6 +244,38 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { log },
         } => audit_verify(&log),
+        Command::Detach {
+            pin_dir,
+            control_socket,
+        } => {
+            if status::query(&control_socket).is_ok() {
+                eprintln!(
+                    "error: an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
+                    control_socket.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            let results = embargo::dataplane::detach_pinned(&pin_dir, |_| false);
+            if results.is_empty() {
+                println!("nothing pinned in {}", pin_dir.display());
+            }
+            let mut ok = true;
+            for (name, r) in results {
+                match r {
+                    Ok(()) => println!("detached {name}"),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("error: {name}: {e}");
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&pin_dir);
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Check { config, json } => match embargo::compile_file(&config, embargo::today()) {
             Ok((_, compiled)) => {
                 if json {
@@ -541,8 +620,30 @@ mod tests {
             (i.name.as_str(), i.role, i.mode),
             ("eth0", Role::Outside, XdpMode::Generic)
         );
+        assert!(!i.egress);
         assert!(parse_interface("eth0").is_err());
         assert!(parse_interface("eth0:middle").is_err());
         assert!(parse_interface("eth0:inside:fast").is_err());
+    }
+
+    #[test]
+    fn egress_is_the_last_interface_flag_and_outside_only() {
+        for (flag, mode) in [
+            ("eth0:outside:egress", XdpMode::Auto),
+            ("eth0:outside:generic:egress", XdpMode::Generic),
+            ("eth0:outside:native:egress", XdpMode::Native),
+        ] {
+            let i = parse_interface(flag).unwrap();
+            assert_eq!(
+                (i.role, i.mode, i.egress),
+                (Role::Outside, mode, true),
+                "{flag}"
+            );
+        }
+        let err = parse_interface("eth1:inside:egress").unwrap_err();
+        assert!(err.contains("only for `outside`"), "{err}");
+        assert!(parse_interface("eth0:outside:egress:generic").is_err());
+        assert!(parse_interface("eth0:outside:generic:egress:x").is_err());
+        assert!(parse_interface("eth0:outside:generic:ingress").is_err());
     }
 }

@@ -159,7 +159,7 @@ pub const PARSE_OUTCOMES: Family = Family {
     name: "embargo_parse_outcome_packets_total",
     kind: Kind::Counter,
     labels: &["outcome"],
-    help: "Packets by parse or classification outcome other than an entity match (no_role ... no_policy each end a packet, which then passes; vlan, qinq and ipv4_fragment describe packets further). Kernel per-CPU counters, summed at scrape time.",
+    help: "Packets by parse or classification outcome other than an entity match (no_role ... egress_forwarded each end a packet, which then passes; vlan, qinq and ipv4_fragment describe packets further). The XDP and TC egress programs count here alike. Kernel per-CPU counters, summed at scrape time.",
 };
 pub const ATTACH_INFO: Family = Family {
     name: "embargo_xdp_attach_info",
@@ -642,10 +642,13 @@ fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec
         let attachment = s.attachments.iter().find(|a| a.ifindex == *ifindex);
         // A slot with a role but no attachment (tests set roles directly): named by ifindex.
         let name = attachment.map_or_else(|| format!("ifindex{ifindex}"), |a| a.name.clone());
-        let live_direction = attachment.map(|a| match a.role {
-            Role::Inside => Direction::Outbound,
-            Role::Outside => Direction::Inbound,
-        });
+        // The directions the interface can count: its role's, and outbound with host egress.
+        let live_direction = |d: Direction| {
+            attachment.is_some_and(|a| match a.role {
+                Role::Inside => d == Direction::Outbound,
+                Role::Outside => d == Direction::Inbound || (a.egress && d == Direction::Outbound),
+            })
+        };
         for (entity, counters) in s
             .entities
             .iter()
@@ -659,7 +662,7 @@ fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec
             for d in Direction::ALL {
                 for v in Verdict::ALL {
                     let c = counters.get(d, v);
-                    let live = live_direction == Some(d) && v == live_verdict;
+                    let live = live_direction(d) && v == live_verdict;
                     if !live && c.packets == 0 && c.bytes == 0 {
                         continue;
                     }
@@ -744,6 +747,7 @@ mod tests {
             ifindex,
             role,
             mode,
+            egress: false,
         }
     }
 
@@ -983,6 +987,32 @@ mod tests {
         assert_eq!(get(pk, "globex", "outbound", "monitored", "eth0"), None);
         assert_eq!(p.series(pk).len(), 5);
         assert_eq!(p.series("embargo_bytes_total").len(), 5);
+    }
+
+    #[test]
+    fn host_egress_makes_outbound_live_on_an_outside_interface() {
+        let mut s = snapshot();
+        s.attachments[1].egress = true;
+        let (registry, _) = registry_with(Some(Ok(s)));
+        let p = scrape(&registry);
+        let get = |entity, dir, verdict| {
+            p.get(
+                "embargo_packets_total",
+                &[
+                    ("direction", dir),
+                    ("entity", entity),
+                    ("interface", "eth0"),
+                    ("verdict", verdict),
+                ],
+            )
+        };
+        // What the host sends out of eth0 is matched by destination: outbound can grow there.
+        assert_eq!(get("acme", "outbound", "dropped"), Some(0.0));
+        assert_eq!(get("globex", "outbound", "monitored"), Some(0.0));
+        assert_eq!(get("acme", "inbound", "dropped"), Some(7.0));
+        assert_eq!(get("globex", "inbound", "monitored"), Some(0.0));
+        // The two outbound series come on top of the five without egress.
+        assert_eq!(p.series("embargo_packets_total").len(), 7);
     }
 
     #[test]

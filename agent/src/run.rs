@@ -44,8 +44,12 @@ pub struct RunOptions {
     pub audit_log: PathBuf,
     /// `--metrics-listen`: overrides the config's `[metrics] listen`.
     pub metrics_listen: Option<SocketAddr>,
-    /// `--events-log`: overrides the config's `[events] path`.
+    /// `--events-log`: overrides the config's `[events] path` and implies `output = "file"`.
     pub events_log: Option<PathBuf>,
+    /// Where XDP links are pinned (bpffs) so enforcement survives the agent; `None`: no pins.
+    pub pin_dir: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, leave the pinned links attached instead of detaching.
+    pub keep_attached: bool,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -195,7 +199,8 @@ impl Shared {
         };
         // Events: the rate and burst follow the configuration; the output stays as at start.
         let limits = if self.events {
-            config.main.events.limits()
+            let e = &config.main.events;
+            embargo_abi::EventLimits::per_second(e.rate_per_entity, e.burst)
         } else {
             embargo_abi::EventLimits::OFF
         };
@@ -289,7 +294,13 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     log_report(&compiled);
     let mut index = EntityIndex::default();
     let policy = index.policy(&compiled);
-    let interfaces = merge_interfaces(&config.main.interfaces, &opts.interfaces);
+    let configured: Vec<Interface> = config
+        .main
+        .interfaces
+        .iter()
+        .map(|i| i.get_ref().clone())
+        .collect();
+    let interfaces = merge_interfaces(&configured, &opts.interfaces);
     if interfaces.is_empty() {
         return Err(RunError::NoInterfaces);
     }
@@ -329,18 +340,47 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // locked, for the agent's life. On reloads, call `audit::record_applied` with the old table.
     let mut audit = AuditLog::open(&opts.audit_log)?;
     // Events (begin): the sink is opened like the audit log (after loading, before attaching);
-    // with `output = "none"` there is none and the data plane sends no events.
+    // with `output = "none"` (the default) there is none and the data plane sends no events.
+    // `--events-log` implies `output = "file"`.
+    let mut events_settings = config.main.events.clone();
+    if opts.events_log.is_some() {
+        events_settings.output = config::EventsOutput::File;
+    }
     let events_path = events::log_path(&config, opts.events_log.as_deref());
-    let event_sink = events::Sink::open(&config.main.events, &events_path)?;
+    let event_sink = events::Sink::open(&events_settings, &events_path)?;
     dataplane.set_event_limits(match event_sink {
-        Some(_) => config.main.events.limits(),
+        Some(_) => events_settings.limits(),
         None => embargo_abi::EventLimits::OFF,
     })?;
     // Events (end).
+    if let Some(dir) = &opts.pin_dir {
+        dataplane.set_pin_dir(dir)?;
+    }
     for iface in &interfaces {
-        // On failure, dataplane drops here and detaches what was attached: all or nothing.
+        // A link a previous agent pinned (it was killed, or left it attached) is taken over in
+        // one atomic switch; otherwise attach. On failure, dataplane drops here and detaches
+        // what was attached: all or nothing.
+        if let Some(a) = dataplane.adopt(iface)? {
+            tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, "adopted the pinned attachment without detaching");
+            continue;
+        }
         let a = dataplane.attach(iface)?;
-        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, "attached");
+        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
+    }
+    if let Some(dir) = &opts.pin_dir {
+        // Pins for interfaces no longer configured: detach them.
+        for (name, r) in
+            crate::dataplane::detach_pinned(dir, |n| interfaces.iter().any(|i| i.name == n))
+        {
+            match r {
+                Ok(()) => {
+                    tracing::info!(interface = %name, "detached a pinned link no longer configured")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %e, "could not remove a stale pinned link")
+                }
+            }
+        }
     }
     // A policy that cannot be recorded is not kept: returning drops and detaches the dataplane.
     audit::record_applied(
@@ -374,7 +414,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Events (begin): the reader follows reloads and generations through `EventFeed`.
     if let Some(sink) = event_sink {
         let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
-        tracing::info!(output = ?config.main.events.output, path = %events_path.display(), ?clock, "writing drop and monitor events");
+        tracing::info!(output = ?events_settings.output, path = %events_path.display(), ?clock, "writing drop and monitor events");
         let feed = EventFeed(Arc::clone(&shared));
         tokio::spawn(events::Reader::new(feed, sink, Some(metrics.clone())).run());
     }
@@ -442,6 +482,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     let mut guard = shared.lock().expect("not poisoned");
+    if opts.keep_attached {
+        let kept = guard.dataplane.leave_attached();
+        tracing::info!(interfaces = ?kept, "leaving the pinned links attached: enforcement continues; the next agent adopts them, `embargo detach` removes them");
+        return Ok(());
+    }
     for (name, result) in guard.dataplane.detach_all() {
         match result {
             Ok(()) => tracing::info!(interface = %name, "detached"),
@@ -633,6 +678,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 ifindex: a.ifindex,
                 role: a.role.to_string(),
                 mode: a.mode.into(),
+                egress: a.egress,
             })
             .collect(),
         entities,
@@ -658,6 +704,7 @@ mod tests {
             name: name.into(),
             role,
             mode: XdpMode::Auto,
+            egress: false,
         }
     }
 

@@ -58,6 +58,9 @@ pub struct InterfaceStatus {
     pub ifindex: u32,
     pub role: String,
     pub mode: String,
+    /// Host egress is enforced too (the TC egress classifier is attached).
+    #[serde(default)]
+    pub egress: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -208,12 +211,16 @@ pub fn render(s: &Status) -> String {
                 .map_or(String::new(), |e| format!(" (last: {e})"))
         );
     }
-    let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE");
+    let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE     EGRESS");
     for i in &s.interfaces {
         let _ = writeln!(
             out,
-            "{:<16} {:>7}  {:<8} {}",
-            i.name, i.ifindex, i.role, i.mode
+            "{:<16} {:>7}  {:<8} {:<8} {}",
+            i.name,
+            i.ifindex,
+            i.role,
+            i.mode,
+            if i.egress { "on" } else { "off" }
         );
     }
     let _ = writeln!(

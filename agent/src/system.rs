@@ -1,6 +1,11 @@
-//! Facts about the running system: kernel version, interfaces, CPUs, capabilities.
+//! Facts about the running system: kernel version, interfaces, CPUs, capabilities; and the one
+//! traffic-control change aya has no call for (removing a `clsact` qdisc).
 
-use std::ffi::CString;
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
 
 /// The kernel release string (`uname -r`), if readable.
 pub fn kernel_release() -> Option<String> {
@@ -39,6 +44,112 @@ pub fn ifname(ifindex: u32) -> Option<String> {
     // SAFETY: on success the call wrote a NUL-terminated name into `buf`.
     let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
     Some(name.to_string_lossy().into_owned())
+}
+
+/// `TC_H_CLSACT` (`linux/pkt_sched.h`): the parent of the `clsact` (and `ingress`) qdisc.
+const TC_H_CLSACT: u32 = 0xFFFF_FFF1;
+/// The `clsact` qdisc's own handle, `ffff:`.
+const CLSACT_HANDLE: u32 = 0xFFFF_0000;
+/// `TCA_KIND` (`linux/rtnetlink.h`): the qdisc kind attribute.
+const TCA_KIND: u16 = 1;
+
+/// Deletes interface `ifindex`'s `clsact` qdisc, and with it every filter on it, as
+/// `tc qdisc del dev IF clsact` does. Fails with `EINVAL` if the qdisc there is not a `clsact`,
+/// `ENOENT` if there is none. Works in the calling thread's network namespace.
+pub fn qdisc_del_clsact(ifindex: u32) -> io::Result<()> {
+    /// `struct tcmsg`.
+    #[repr(C)]
+    struct TcMsg {
+        family: u8,
+        _pad1: u8,
+        _pad2: u16,
+        ifindex: i32,
+        handle: u32,
+        parent: u32,
+        info: u32,
+    }
+    /// RTM_DELQDISC with one attribute, TCA_KIND = "clsact".
+    #[repr(C)]
+    struct Request {
+        header: libc::nlmsghdr,
+        tcm: TcMsg,
+        kind: libc::nlattr,
+        name: [u8; 8],
+    }
+    let name = *b"clsact\0\0";
+    let req = Request {
+        header: libc::nlmsghdr {
+            nlmsg_len: size_of::<Request>() as u32,
+            nlmsg_type: libc::RTM_DELQDISC,
+            nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        tcm: TcMsg {
+            family: libc::AF_UNSPEC as u8,
+            _pad1: 0,
+            _pad2: 0,
+            ifindex: ifindex as i32,
+            handle: CLSACT_HANDLE,
+            parent: TC_H_CLSACT,
+            info: 0,
+        },
+        kind: libc::nlattr {
+            // The header and "clsact" with its NUL; the padding byte is not counted.
+            nla_len: (size_of::<libc::nlattr>() + 7) as u16,
+            nla_type: TCA_KIND,
+        },
+        name,
+    };
+    const _: () = assert!(size_of::<Request>() == 48);
+    // SAFETY: plain socket creation; the fd is owned (and closed) by `sock` from here on.
+    let sock = unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    // SAFETY: `req` is a live, fully initialised #[repr(C)] value of the length given.
+    let sent = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            (&raw const req).cast(),
+            size_of::<Request>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The answer is one NLMSG_ERROR message: an error code, 0 for the acknowledgement.
+    let mut buf = [0u8; 4096];
+    // SAFETY: receives at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    let header = size_of::<libc::nlmsghdr>();
+    if n < header + 4 {
+        return Err(io::Error::other("short netlink answer to RTM_DELQDISC"));
+    }
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    if kind != libc::NLMSG_ERROR as u16 {
+        return Err(io::Error::other(format!(
+            "unexpected netlink message type {kind} in answer to RTM_DELQDISC"
+        )));
+    }
+    let code = i32::from_ne_bytes(buf[header..header + 4].try_into().expect("4 bytes"));
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(-code))
+    }
 }
 
 /// `CAP_SYS_ADMIN`'s number (`linux/capability.h`).

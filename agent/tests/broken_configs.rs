@@ -317,6 +317,24 @@ fn the_corpus_is_refused_with_locations() {
         &[&format!("{}:4:10", c.path("main.toml")), "socket address"],
     );
 
+    let c = Case::new("egress-on-inside");
+    c.file(
+        "main.toml",
+        &format!(
+            "{MAIN_OK}[[interfaces]]\nname = \"eth0\"\nrole = \"outside\"\negress = true\n\
+             [[interfaces]]\nname = \"eth1\"\nrole = \"inside\"\negress = true\n"
+        ),
+    )
+    .file("entities/a.toml", ENTITY_OK);
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:7:1", c.path("main.toml")),
+            "`eth1`",
+            "only for `outside` interfaces",
+        ],
+    );
+
     let c = Case::new("unknown-metrics-field");
     c.file("main.toml", &format!("{MAIN_OK}[metrics]\nport = 9610\n"))
         .file("entities/a.toml", ENTITY_OK);

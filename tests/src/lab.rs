@@ -7,15 +7,23 @@
 //!   │            fd00:e3b::2   │             │            fd00:e3b::1     attaches   │
 //!   │ routes: each remote via  │             │ lo: every "remote" address under test │
 //!   │   198.18.0.1/fd00:e3b::1 │             │     (blocked and allowed), /32 /128   │
+//!   │ lo: "client remotes", for│             │ routes: each client remote via        │
+//!   │   what the gateway sends │             │   198.18.0.2/fd00:e3b::2              │
 //!   └──────────────────────────┘             └───────────────────────────────────────┘
 //! ```
+//!
+//! Traffic normally goes client → gateway ([`Lab::probe`]), through the XDP program on the
+//! gateway's veth. For host egress it goes the other way ([`Lab::probe_from_gw`]): sockets of
+//! the gateway itself send to client remotes ([`Lab::add_client_remote`]), through the TC egress
+//! classifier on the same veth, and the client delivers them to its `lo`.
 //!
 //! Blocked addresses are real public ones, so the lab is built so that nothing can leave the
 //! machine: both ends of the veth are created directly inside the lab's namespaces (nothing lab
 //! related exists in the root namespace, so nothing there routes to it); forwarding is off in
 //! both namespaces (globally and per interface); both have blackhole default routes for IPv4 and
 //! IPv6. A datagram the XDP program passes is delivered to a socket listening on the gateway's
-//! `lo` and never routed anywhere. [`Lab::check_contained`] verifies all of that.
+//! `lo` (or, sent by the gateway, on the client's) and never routed anywhere.
+//! [`Lab::check_contained`] verifies all of that.
 //!
 //! Neighbour entries are static on both sides, so no ARP or neighbour discovery crosses the
 //! veth: what the XDP program sees is the test's datagrams plus a little IPv6 multicast noise
@@ -104,6 +112,7 @@ pub struct Lab {
     dir: PathBuf,
     remotes: Mutex<BTreeSet<IpAddr>>,
     sources: Mutex<BTreeSet<IpAddr>>,
+    client_remotes: Mutex<BTreeSet<IpAddr>>,
 }
 
 impl Lab {
@@ -131,6 +140,7 @@ impl Lab {
             dir,
             remotes: Mutex::new(BTreeSet::new()),
             sources: Mutex::new(BTreeSet::new()),
+            client_remotes: Mutex::new(BTreeSet::new()),
         };
         if lab.gw_if.len() > 15 {
             return Err(LabError::new(format!(
@@ -224,7 +234,20 @@ impl Lab {
     /// listed in the error.
     pub fn check_contained(&self) -> Result<()> {
         let mut problems = Vec::new();
-        for (ns, dev) in [(&self.cli, &self.cli_if), (&self.gw, &self.gw_if)] {
+        // Host routes may go via the other end of the veth only: the client's remotes via the
+        // gateway, the gateway's client remotes via the client.
+        for (ns, dev, peer) in [
+            (
+                &self.cli,
+                &self.cli_if,
+                [GW_V4.to_string(), GW_V6.to_string()],
+            ),
+            (
+                &self.gw,
+                &self.gw_if,
+                [CLI_V4.to_string(), CLI_V6.to_string()],
+            ),
+        ] {
             let keys = forwarding_keys(dev);
             let values = read_sysctls(ns, &keys)?;
             for (key, value) in keys.iter().zip(values) {
@@ -233,7 +256,7 @@ impl Lab {
                 }
             }
             // The main table: the default route is a blackhole, and every other route stays on
-            // the lab veth (on-link, or the client's host routes via the gateway).
+            // the lab veth (on-link, or host routes via the other end).
             for family in ["-4", "-6"] {
                 let out = self.ip_in(ns, &["-j", family, "route", "show", "table", "main"])?;
                 let routes: serde_json::Value = serde_json::from_str(&out)
@@ -243,7 +266,7 @@ impl Lab {
                     let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
                     let gateway_ok = match field("gateway") {
                         "" => true,
-                        gw => gw == GW_V4.to_string() || gw == GW_V6.to_string(),
+                        gw => peer.iter().any(|p| p == gw),
                     };
                     if field("dst") == "default" {
                         if field("type") == "blackhole" {
@@ -253,6 +276,9 @@ impl Lab {
                         }
                     } else if field("type") == "blackhole" {
                         // A blackhole for a narrower destination keeps traffic in as well.
+                    } else if field("dev") == "lo" && field("gateway").is_empty() {
+                        // An IPv6 address on `lo` (a remote) gets a main-table route to `lo`:
+                        // delivered in the namespace, it goes nowhere.
                     } else if field("dev") != dev.as_str() || !gateway_ok {
                         problems.push(format!("{ns}: {family} route leaves the lab veth: {r}"));
                     }
@@ -355,15 +381,60 @@ impl Lab {
         Ok(())
     }
 
+    /// Makes `addr` a "client remote", for traffic the gateway itself sends: a local address on
+    /// the client's `lo`, reached from the gateway through the veth (a host route via the
+    /// client's lab address). Forwarding stays off: the client delivers it locally. Idempotent.
+    pub fn add_client_remote(&self, addr: IpAddr) -> Result<()> {
+        if !self
+            .client_remotes
+            .lock()
+            .expect("not poisoned")
+            .insert(addr)
+        {
+            return Ok(());
+        }
+        let (host, via) = match addr {
+            IpAddr::V4(_) => (format!("{addr}/32"), CLI_V4.to_string()),
+            IpAddr::V6(_) => (format!("{addr}/128"), CLI_V6.to_string()),
+        };
+        self.ip_in(&self.cli, &["addr", "add", &host, "dev", "lo", "nodad"])?;
+        self.ip_in(
+            &self.gw,
+            &["route", "add", &host, "via", &via, "dev", &self.gw_if],
+        )?;
+        Ok(())
+    }
+
     /// Sends `count` UDP datagrams per probe from the client and counts, per probe, how many
     /// reached a socket listening on the probe's destination in the gateway. Destinations must
     /// be remotes ([`Lab::add_remote`]) or the gateway's lab addresses; sources must be the
     /// client's lab address (`None`) or added with [`Lab::add_client_source`].
     pub fn probe(&self, probes: &[Probe], count: usize) -> Result<Vec<ProbeResult>> {
+        self.probe_between(&self.cli, &self.gw, probes, count)
+    }
+
+    /// The other way round: sends from sockets of the gateway itself (the host's own traffic,
+    /// which leaves through its veth) and counts what reached a socket listening on the
+    /// probe's destination in the client. Destinations must be client remotes
+    /// ([`Lab::add_client_remote`]); sources must be `None` (the kernel picks the gateway's
+    /// lab address).
+    pub fn probe_from_gw(&self, probes: &[Probe], count: usize) -> Result<Vec<ProbeResult>> {
+        self.probe_between(&self.gw, &self.cli, probes, count)
+    }
+
+    /// Sends from namespace `from`, receives in namespace `to`; see [`Lab::probe`].
+    fn probe_between(
+        &self,
+        from: &str,
+        to: &str,
+        probes: &[Probe],
+        count: usize,
+    ) -> Result<Vec<ProbeResult>> {
         let (ports_tx, ports_rx) = std::sync::mpsc::channel::<Result<Vec<u16>>>();
         let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
-        let gw = self.gw.clone();
-        let cli = self.cli.clone();
+        // Named for the usual direction: `gw` receives, `cli` sends.
+        let gw = to.to_owned();
+        let cli = from.to_owned();
         let received = thread::scope(|s| -> Result<Vec<usize>> {
             let receiver = s.spawn(move || -> Result<Vec<usize>> {
                 let sockets = match in_this_thread_netns(&gw).and_then(|()| {
@@ -462,6 +533,74 @@ impl Lab {
         Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
     }
 
+    /// Names of the TC programs at the gateway veth's egress: TCX links (queried through the
+    /// kernel) and `cls_bpf` filters on a `clsact` qdisc (per `tc -j filter show`).
+    pub fn egress_programs(&self) -> Result<Vec<String>> {
+        let gw_if = self.gw_if.clone();
+        let mut names = in_netns(&self.gw, move || {
+            aya::programs::SchedClassifier::query_tcx(&gw_if, aya::programs::TcAttachType::Egress)
+                .map_err(|e| LabError::new(format!("querying TCX programs on {gw_if}: {e}")))
+                .map(|(_, programs)| {
+                    programs
+                        .iter()
+                        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+                        .collect::<Vec<_>>()
+                })
+        })??;
+        if self.has_clsact()? {
+            let out = run(Command::new("tc").args([
+                "-n",
+                &self.gw,
+                "-j",
+                "filter",
+                "show",
+                "dev",
+                &self.gw_if,
+                "egress",
+            ]))?;
+            let v: serde_json::Value = serde_json::from_str(&out)
+                .map_err(|e| LabError::new(format!("`tc -j filter show` output: {e}: {out}")))?;
+            names.extend(
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.get("options")?.get("bpf_name")?.as_str())
+                    .map(str::to_owned),
+            );
+        }
+        Ok(names)
+    }
+
+    /// Whether the gateway veth's egress holds exactly one TC program, and it is Embargo's
+    /// (the kernel keeps 15 bytes of a program's name: `embargo_tc_egre`; a netlink filter keeps
+    /// the whole name).
+    pub fn egress_is_embargo_alone(&self) -> Result<bool> {
+        let egress = embargo_abi::programs::EGRESS;
+        Ok(match self.egress_programs()?.as_slice() {
+            [name] => egress.starts_with(name.as_str()) && name.len() >= egress.len().min(15),
+            _ => false,
+        })
+    }
+
+    /// Whether the gateway's veth has a `clsact` qdisc.
+    pub fn has_clsact(&self) -> Result<bool> {
+        let out = run(Command::new("tc").args([
+            "-n",
+            &self.gw,
+            "-j",
+            "qdisc",
+            "show",
+            "dev",
+            &self.gw_if,
+        ]))?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| LabError::new(format!("`tc -j qdisc show` output: {e}: {out}")))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .any(|q| q.get("kind").and_then(|k| k.as_str()) == Some("clsact")))
+    }
+
     /// Writes `text` to `name` in the lab directory and returns its path.
     pub fn write_file(&self, name: &str, text: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
@@ -471,10 +610,17 @@ impl Lab {
     }
 
     /// A command running the embargo binary inside the gateway namespace with `args`.
+    ///
+    /// It enters only the network namespace (`nsenter --net`), not a new mount namespace as
+    /// `ip netns exec` does, so the agent sees the host's bpffs and its pins outlive it, as on a
+    /// real gateway.
     pub fn embargo_in_gw(&self, args: &[&str]) -> Result<Command> {
         let bin = embargo_bin()?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.gw]).arg(bin).args(args);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={NETNS_DIR}/{}", self.gw))
+            .arg("--")
+            .arg(bin)
+            .args(args);
         Ok(cmd)
     }
 
@@ -494,6 +640,16 @@ impl Lab {
         self.dir.join("events.jsonl")
     }
 
+    /// The bpffs folder this lab's agent pins its links in (never the system's).
+    pub fn pin_dir(&self) -> PathBuf {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Path::new("/sys/fs/bpf").join(name)
+    }
+
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
     /// --audit-log ... --events-log ...` inside the gateway namespace and waits until its status
     /// answers.
@@ -503,9 +659,36 @@ impl Lab {
 
     /// As [`Lab::start_agent`], with `extra` arguments after the others (`--metrics-listen`).
     pub fn start_agent_with(&self, config: &Path, role: Role, extra: &[&str]) -> Result<Agent<'_>> {
+        self.start_agent_on(
+            config,
+            &format!("{}:{role}", self.gw_if),
+            &role.to_string(),
+            extra,
+        )
+    }
+
+    /// As [`Lab::start_agent`] with `--interface <gw veth>:outside:egress`: host egress on,
+    /// so what the gateway itself sends out of its veth is matched by destination too.
+    pub fn start_agent_egress(&self, config: &Path) -> Result<Agent<'_>> {
+        self.start_agent_on(
+            config,
+            &format!("{}:outside:egress", self.gw_if),
+            "outside-egress",
+            &[],
+        )
+    }
+
+    /// Starts the agent with `--interface IFACE`, logging to `agent-<label>.log`.
+    fn start_agent_on(
+        &self,
+        config: &Path,
+        iface: &str,
+        label: &str,
+        extra: &[&str],
+    ) -> Result<Agent<'_>> {
         let socket = self.control_socket();
-        let log = self.dir.join(format!("agent-{role}.log"));
-        let iface = format!("{}:{role}", self.gw_if);
+        let log = self.dir.join(format!("agent-{label}.log"));
+        let iface = iface.to_owned();
         let mut args = vec![
             "run".to_owned(),
             "--config".to_owned(),
@@ -518,6 +701,8 @@ impl Lab {
             self.audit_log().display().to_string(),
             "--events-log".to_owned(),
             self.events_log().display().to_string(),
+            "--pin-dir".to_owned(),
+            self.pin_dir().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -673,6 +858,7 @@ impl Drop for Lab {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.pin_dir());
     }
 }
 
@@ -798,8 +984,36 @@ impl Agent<'_> {
             .map_err(|e| LabError::new(format!("`embargo status --json`: {e}: {out}")))
     }
 
+    /// `kill -9`: the agent gets no chance to clean up. Returns its log.
+    pub fn kill9(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(LabError::new("the agent is not running"));
+        };
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        wait_timeout(&mut child, Duration::from_secs(15))?;
+        Ok(self.log())
+    }
+
+    /// SIGTERM and wait, checking only that it exited 0 (for `--keep-attached`). Returns its log.
+    pub fn terminate(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(LabError::new("the agent is not running"));
+        };
+        // SAFETY: kill with a pid we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = wait_timeout(&mut child, Duration::from_secs(15))?;
+        let log = self.log();
+        if !status.success() {
+            return Err(LabError::new(format!(
+                "embargo run exited with {status}; its log:\n{log}"
+            )));
+        }
+        Ok(log)
+    }
+
     /// Stops the agent with SIGTERM and checks it exited 0, removed its control socket and
-    /// left no XDP program on the gateway's veth. Returns its log.
+    /// left no XDP or TC egress program on the gateway's veth. Returns its log.
     pub fn stop(mut self) -> Result<String> {
         let Some(mut child) = self.child.take() else {
             return Err(LabError::new("the agent is not running"));
@@ -817,6 +1031,14 @@ impl Agent<'_> {
         if self.lab.xdp_attached()? {
             return Err(LabError::new(format!(
                 "XDP is still attached to {} after embargo exited; its log:\n{log}",
+                self.lab.gw_if
+            )));
+        }
+        let tc = self.lab.egress_programs()?;
+        if !tc.is_empty() {
+            return Err(LabError::new(format!(
+                "TC egress programs {tc:?} are still attached to {} after embargo exited; its \
+                 log:\n{log}",
                 self.lab.gw_if
             )));
         }

@@ -3,6 +3,7 @@
 
 pub mod lab;
 pub mod packet;
+pub mod prog_run;
 
 /// Compiles configuration text (a main file with inline entities) as of today; panics on error.
 pub fn compile_text(text: &str) -> embargo::compile::Compiled {

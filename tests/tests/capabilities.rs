@@ -3,9 +3,9 @@
 //! The agent runs in a netns lab as `nobody` with only the capabilities under test, passed as
 //! ambient capabilities through `setpriv` the way systemd's `AmbientCapabilities=` and a
 //! Kubernetes `capabilities.add` pass them. With CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON it starts,
-//! answers status, drops what it should, writes its audit record and its drop events; without
-//! any one of them it exits 1 with the privileges message and attaches nothing. Needs root
-//! (netns, setpriv).
+//! answers status, drops what it should (host egress included), writes its audit record and its
+//! drop events; without any one of them it exits 1 with the privileges message and attaches
+//! nothing. Needs root (netns, setpriv).
 
 use std::{
     os::unix::fs::{PermissionsExt as _, chown},
@@ -93,6 +93,11 @@ impl Setup {
     /// `embargo run` in the gateway namespace as `nobody` with exactly `caps` (ambient,
     /// inheritable, bounding), output to [`Setup::log_file`].
     fn start(&self, caps: &[&str]) -> Running {
+        self.start_on(caps, &format!("{}:inside", self.lab.gw_if()))
+    }
+
+    /// As [`Setup::start`], with `--interface IFACE`.
+    fn start_on(&self, caps: &[&str], iface: &str) -> Running {
         let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
         let log = self.log_file(caps);
         let out = std::fs::File::create(&log).unwrap();
@@ -110,13 +115,15 @@ impl Setup {
             .arg("--config")
             .arg(&self.config)
             .arg("--interface")
-            .arg(format!("{}:inside", self.lab.gw_if()))
+            .arg(iface)
             .arg("--control-socket")
             .arg(self.socket())
             .arg("--audit-log")
             .arg(self.audit_log())
             .arg("--events-log")
             .arg(self.events_log())
+            // bpffs is root's: this run measures the capabilities, not pinning.
+            .arg("--no-pin")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -298,6 +305,37 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
     assert!(exit.success(), "{exit}; log:\n{}", agent.log());
     assert!(!s.lab.xdp_attached().unwrap());
     assert!(!s.socket().exists(), "control socket left behind");
+}
+
+/// Host egress needs nothing more: the TC classifier is loaded and attached (a TCX link, or a
+/// qdisc and filter on older kernels: CAP_NET_ADMIN either way) with the same three.
+#[test]
+fn the_minimal_set_enforces_host_egress() {
+    let s = Setup::new();
+    // In the blocked /24, on the client's side: what the gateway itself sends there.
+    let sent_to: std::net::IpAddr = "203.0.113.99".parse().unwrap();
+    s.lab.add_client_remote(sent_to).unwrap();
+    let mut agent = s.start_on(&MINIMAL, &format!("{}:outside:egress", s.lab.gw_if()));
+    agent.wait_ready(&s.socket());
+    assert_eq!(
+        u64::from_str_radix(&proc_status(agent.pid(), "CapEff"), 16).unwrap(),
+        MINIMAL_BITS
+    );
+    let status = embargo::status::query(&s.socket()).unwrap();
+    assert!(status.interfaces[0].egress, "{status:?}");
+    assert!(s.lab.egress_is_embargo_alone().unwrap());
+    let results = s.lab.probe_from_gw(&[Probe::to(sent_to)], 5).unwrap();
+    assert!(results[0].blocked(), "{results:?}");
+    let status = embargo::status::query(&s.socket()).unwrap();
+    assert_eq!(
+        lab::counter(&status, "cap-drop", "outbound", "dropped").map(|(p, _)| p),
+        Some(5),
+        "{status:?}"
+    );
+    let exit = agent.terminate();
+    assert!(exit.success(), "{exit}; log:\n{}", agent.log());
+    assert!(s.lab.egress_programs().unwrap().is_empty());
+    assert!(!s.lab.xdp_attached().unwrap());
 }
 
 /// Each capability of the minimal set, dropped, stops the agent at a different step; every

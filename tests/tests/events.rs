@@ -102,6 +102,9 @@ fn fixture_with(clock: EventClock) -> Fixture {
     let mut dp = Dataplane::load_tables_with(&policy, &v4, &v6, clock)
         .unwrap_or_else(|e| panic!("loading the XDP program failed (these tests need root): {e}"));
     assert_eq!(dp.event_clock(), clock);
+    // Events are off at load (they cost a clock read per drop): these tests turn them on.
+    assert_eq!(dp.event_limits(), EventLimits::OFF);
+    dp.set_event_limits(EventLimits::DEFAULT).unwrap();
     let lo = system::ifindex("lo").expect("the loopback interface");
     dp.set_role(lo, AbiRole::Inside).unwrap();
     let ring = dp.take_events().expect("the ring buffer");

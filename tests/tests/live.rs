@@ -148,55 +148,11 @@ fn random_policy(rng: &mut Rng) -> String {
     text
 }
 
-/// BPF_PROG_TEST_RUN on a raw program fd (so the runner thread needs no access to the
-/// data plane the main thread is changing). Returns the XDP action.
+/// One run of the program on `frame`, received on lo; the XDP action.
 fn test_run(prog: i32, frame: &[u8]) -> u32 {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Attr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        _pad: u32,
-    }
-    let ctx: [u32; 6] = [0, frame.len() as u32, 0, 1, 0, 0];
-    let mut attr = Attr {
-        prog_fd: prog as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat: 1,
-        ctx_size_in: 24,
-        ctx_in: ctx.as_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: a valid bpf_attr for BPF_PROG_TEST_RUN (command 10) with live input buffers.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            10,
-            &mut attr as *mut Attr,
-            size_of::<Attr>() as u32,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "BPF_PROG_TEST_RUN: {}",
-        std::io::Error::last_os_error()
-    );
-    attr.retval
+    embargo_tests::prog_run::xdp_test_run(prog, frame, 1, 1)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
+        .0
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! End to end: the real `embargo` binary in a throwaway netns lab, real datagrams through a veth.
 //!
 //! Needs root and a built `embargo` binary (`cargo build --bin embargo`, or `EMBARGO_BIN`).
-//! Every address under test lives on the lab gateway's `lo`; nothing can leave the machine
-//! (see `embargo_tests::lab`).
+//! Every address under test lives on the lab gateway's `lo` (or, for what the gateway itself
+//! sends, on the client's); nothing can leave the machine (see `embargo_tests::lab`).
 
 use std::net::IpAddr;
 
@@ -248,6 +248,122 @@ fn outside_role_drops_and_monitors_sources() {
     agent.stop().unwrap();
 }
 
+/// Host egress end to end: sockets in the gateway namespace (the host itself) send to client
+/// remotes, out of the gateway's veth. With the veth `outside` alone, XDP sees only what it
+/// receives, so the blocked destinations are delivered; with `outside:egress` the TC
+/// classifier drops them and counts them against the entity, outbound, on that interface.
+#[test]
+fn outside_egress_drops_and_monitors_what_the_host_sends() {
+    let lab = new_lab();
+    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let (blocked_dst, monitored_dst, allowed_dst) = (
+        addrs(&["203.0.113.7", "2001:db8:bad::7"]),
+        addrs(&["198.51.100.9", "2001:db8:ca7::9"]),
+        addrs(&["192.0.2.10", "2001:db8:1::10"]),
+    );
+    for a in blocked_dst.iter().chain(&monitored_dst).chain(&allowed_dst) {
+        lab.add_client_remote(*a).unwrap();
+    }
+    // Routes to the client's side leave no hole in the containment.
+    lab.check_contained().unwrap();
+    let to = |list: &[IpAddr]| list.iter().copied().map(Probe::to).collect::<Vec<_>>();
+    let (blocked_p, monitored_p, allowed_p) =
+        (to(&blocked_dst), to(&monitored_dst), to(&allowed_dst));
+    let from_gw = |p: &[Probe]| lab.probe_from_gw(p, COUNT).unwrap();
+    // Baseline without the agent: everything the host sends arrives.
+    assert_delivered(&from_gw(
+        &[blocked_p.clone(), monitored_p.clone(), allowed_p.clone()].concat(),
+    ));
+
+    // `outside` without egress: the same blocked packets are still delivered, so the drops
+    // below are the classifier's.
+    let agent = lab.start_agent(&config, Role::Outside).unwrap();
+    assert!(lab.egress_programs().unwrap().is_empty());
+    assert_delivered(&from_gw(&blocked_p));
+    let status = agent.status().unwrap();
+    assert!(!status.interfaces[0].egress, "{status:?}");
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "dropped"),
+        Some((0, 0))
+    );
+    agent.stop().unwrap();
+
+    let agent = lab.start_agent_egress(&config).unwrap();
+    assert!(lab.xdp_attached().unwrap());
+    assert!(
+        lab.egress_is_embargo_alone().unwrap(),
+        "{:?}",
+        lab.egress_programs()
+    );
+    let blocked = from_gw(&blocked_p);
+    let monitored = from_gw(&monitored_p);
+    let allowed = from_gw(&allowed_p);
+    assert_blocked(&blocked);
+    assert_delivered(&monitored);
+    assert_delivered(&allowed);
+    // Received traffic is still the XDP program's: the outside role matches sources.
+    lab.add_remote("203.0.113.9".parse().unwrap()).unwrap();
+    assert_delivered(&probe(&lab, &[Probe::to("203.0.113.9".parse().unwrap())]));
+
+    let status = agent.status_json().unwrap();
+    assert_eq!(status.interfaces.len(), 1, "{status:?}");
+    let iface = &status.interfaces[0];
+    assert_eq!(
+        (iface.name.as_str(), iface.role.as_str(), iface.egress),
+        (lab.gw_if(), "outside", true)
+    );
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+    assert_eq!(
+        counter(&status, "lab-drop", "outbound", "dropped"),
+        Some((sent(&blocked), bytes_of(&blocked))),
+        "{status:#?}"
+    );
+    assert_eq!(
+        counter(&status, "lab-monitor", "outbound", "monitored"),
+        Some((sent(&monitored), bytes_of(&monitored))),
+        "{status:#?}"
+    );
+    for entity in ["lab-drop", "lab-monitor"] {
+        for verdict in ["dropped", "monitored"] {
+            assert_eq!(
+                counter(&status, entity, "inbound", verdict),
+                Some((0, 0)),
+                "{entity} inbound {verdict}: {status:#?}"
+            );
+        }
+    }
+    assert_eq!(outcome(&status, "egress_forwarded"), 0);
+    assert_eq!(outcome(&status, "other_direction"), 0);
+    // The host's own packets on that one interface: the unlisted ones are misses (plus
+    // whatever IPv6 multicast the gateway sends), counted in the same stats as XDP's.
+    assert!(outcome(&status, "miss_ipv4") >= count_family(&allowed, true));
+    assert!(outcome(&status, "miss_ipv6") >= count_family(&allowed, false));
+    // Per interface: the metrics carry the interface label.
+    let (code, body) = lab
+        .http_get("127.0.0.1:9610".parse().unwrap(), "/metrics")
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let series = format!(
+        "embargo_packets_total{{direction=\"outbound\",entity=\"lab-drop\",interface=\"{}\",verdict=\"dropped\"}} {}",
+        lab.gw_if(),
+        sent(&blocked)
+    );
+    assert!(
+        body.lines().any(|l| l == series),
+        "no `{series}` in:\n{body}"
+    );
+    let text = agent.status_text().unwrap();
+    assert!(text.contains("EGRESS"), "{text}");
+
+    agent.stop().unwrap(); // checks no XDP and no TC program is left
+    assert!(
+        !lab.has_clsact().unwrap(),
+        "no qdisc was needed, none is left"
+    );
+    assert_delivered(&from_gw(&blocked_p));
+    lab.check_contained().unwrap();
+}
+
 #[test]
 fn default_config_blocks_both_designated_entities() {
     let lab = new_lab();
@@ -366,21 +482,23 @@ fn broken_config_bad_prefix_exits_64_with_location() {
     assert_refused(&text, line);
 }
 
+/// A one-entity (`lab-drop`) configuration listing `prefixes`.
+fn lab_drop_config(prefixes: &[&str]) -> String {
+    let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+         designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
+         networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
+        p.join(", ")
+    )
+}
+
 /// Live operation with the real agent: SIGHUP and file-change reloads apply in place, a broken
 /// configuration is refused with the old policy in force, a change that needs a new data-plane
 /// generation switches programs without detaching, and a map tampered with from another
 /// process is found and repaired by `embargo status --verify`.
 #[test]
 fn reloads_and_attestation() {
-    fn config(v4: &[&str], v6: &[&str]) -> String {
-        let prefixes: Vec<String> = v4.iter().chain(v6).map(|p| format!("\"{p}\"")).collect();
-        format!(
-            "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
-             networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-            prefixes.join(", ")
-        )
-    }
     let lab = new_lab();
     let a: IpAddr = "203.0.113.7".parse().unwrap();
     let b: IpAddr = "198.51.100.9".parse().unwrap();
@@ -389,7 +507,7 @@ fn reloads_and_attestation() {
         lab.add_remote(x).unwrap();
     }
     let path = lab
-        .write_file("live.toml", &config(&["203.0.113.0/24"], &[]))
+        .write_file("live.toml", &lab_drop_config(&["203.0.113.0/24"]))
         .unwrap();
     let agent = lab.start_agent(&path, Role::Inside).unwrap();
     assert_blocked(&probe(&lab, &[Probe::to(a)]));
@@ -417,14 +535,18 @@ fn reloads_and_attestation() {
     };
 
     // SIGHUP: b becomes blocked, in place.
-    std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"], &[])).unwrap();
+    std::fs::write(
+        &path,
+        lab_drop_config(&["203.0.113.0/24", "198.51.100.0/24"]),
+    )
+    .unwrap();
     hup();
     let s = wait_for("the SIGHUP reload", &|s| s.reloads.succeeded >= 2);
     assert_eq!(s.reloads.last_kind, "in_place");
     assert_blocked(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
 
     // A changed file alone: a is delivered again.
-    std::fs::write(&path, config(&["198.51.100.0/24"], &[])).unwrap();
+    std::fs::write(&path, lab_drop_config(&["198.51.100.0/24"])).unwrap();
     let s = wait_for("the file-change reload", &|s| s.reloads.succeeded >= 3);
     assert_eq!(s.reloads.last_kind, "in_place");
     assert_delivered(&probe(&lab, &[Probe::to(a)]));
@@ -441,7 +563,11 @@ fn reloads_and_attestation() {
     // The first IPv6 prefix needs a root the first generation was loaded without: a new
     // generation takes over the interface without detaching, and counters carry over.
     let dropped_before = counter(&s, "lab-drop", "outbound", "dropped").unwrap().0;
-    std::fs::write(&path, config(&["198.51.100.0/24"], &["2001:db8:bad::/48"])).unwrap();
+    std::fs::write(
+        &path,
+        lab_drop_config(&["198.51.100.0/24", "2001:db8:bad::/48"]),
+    )
+    .unwrap();
     hup();
     let s = wait_for("the new generation", &|s| s.reloads.succeeded >= 4);
     assert_eq!(s.reloads.last_kind, "new_generation", "{:#?}", s.reloads);
@@ -505,4 +631,100 @@ fn reloads_and_attestation() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     agent.stop().unwrap();
+}
+
+/// Restart without a gap: after `kill -9` the pinned attachment keeps enforcing; a new agent
+/// takes it over atomically while traffic flows (no blocked datagram gets through, no allowed
+/// one is lost) and applies its new policy; `--keep-attached` leaves enforcement in place on
+/// SIGTERM; `embargo detach` removes it.
+#[test]
+fn restart_without_a_gap() {
+    let lab = new_lab();
+    let a: IpAddr = "203.0.113.7".parse().unwrap();
+    let b: IpAddr = "198.51.100.9".parse().unwrap();
+    let ok: IpAddr = "192.0.2.10".parse().unwrap();
+    for x in [a, b, ok] {
+        lab.add_remote(x).unwrap();
+    }
+    let path = lab
+        .write_file("pin.toml", &lab_drop_config(&["203.0.113.0/24"]))
+        .unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let pin = lab.pin_dir().join(format!("link-{}", lab.gw_if()));
+    assert!(pin.exists(), "the XDP link is pinned at {}", pin.display());
+    assert_blocked(&probe(&lab, &[Probe::to(a)]));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (leaked, lost, rounds) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let (mut leaked, mut lost, mut rounds) = (0, 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = lab.probe(&[Probe::to(a), Probe::to(ok)], 3).unwrap();
+                leaked += r[0].received;
+                lost += r[1].sent - r[1].received;
+                rounds += 1;
+            }
+            (leaked, lost, rounds)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let log = agent.kill9().unwrap();
+        assert!(!log.contains("detached"), "{log}");
+        // Nobody is running: the pinned link still enforces.
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        assert!(lab.xdp_attached().unwrap());
+        std::fs::write(
+            &path,
+            lab_drop_config(&["203.0.113.0/24", "198.51.100.0/24"]),
+        )
+        .unwrap();
+        let agent = lab.start_agent(&path, Role::Inside).unwrap();
+        let status = agent.status().unwrap();
+        assert_eq!(status.interfaces[0].mode, "adopted", "{status:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let result = sender.join().unwrap();
+        // The new policy is in force: b is blocked too.
+        assert_blocked(&probe(&lab, &[Probe::to(b)]));
+        // --keep-attached is not set: a normal stop detaches and removes the pin.
+        agent.stop().unwrap();
+        assert!(!pin.exists());
+        result
+    });
+    assert!(rounds >= 5, "too few rounds of traffic: {rounds}");
+    assert_eq!(
+        leaked, 0,
+        "blocked datagrams got through during the restart"
+    );
+    assert_eq!(lost, 0, "allowed datagrams were lost during the restart");
+    assert_delivered(&probe(&lab, &[Probe::to(a)]));
+
+    // --keep-attached: enforcement outlives a clean stop; `embargo detach` ends it.
+    let agent = lab
+        .start_agent_with(&path, Role::Inside, &["--keep-attached"])
+        .unwrap();
+    let socket = agent.socket().to_owned();
+    let log = agent.terminate().unwrap();
+    assert!(log.contains("leaving the pinned links attached"), "{log}");
+    assert!(lab.xdp_attached().unwrap() && pin.exists());
+    assert_blocked(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
+    let out = lab
+        .embargo_in_gw(&[
+            "detach",
+            "--pin-dir",
+            &lab.pin_dir().display().to_string(),
+            "--control-socket",
+            &socket.display().to_string(),
+        ])
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("detached {}", lab.gw_if())));
+    assert!(!lab.xdp_attached().unwrap());
+    assert!(!lab.pin_dir().exists());
+    assert_delivered(&probe(&lab, &[Probe::to(a), Probe::to(b)]));
 }

@@ -14,7 +14,7 @@ pub mod trie;
 /// Map names, as they appear in the compiled object. The XDP crate spells them in its `#[map]`
 /// attributes (the attribute needs a literal); the agent's tests check each one below exists.
 pub mod maps {
-    /// `ARRAY<u32, IfaceConfig>` keyed by ifindex: the interface's role and counter slot.
+    /// `ARRAY<u32, IfaceConfig>` keyed by ifindex: the interface's role, counter slot and flags.
     pub const IFACE_ROLES: &str = "EMB_ROLES";
     /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
     pub const V4_TRIE: &str = "EMB_V4";
@@ -67,6 +67,9 @@ pub mod globals {
 pub mod programs {
     /// The production XDP classifier.
     pub const CLASSIFY: &str = "embargo_xdp";
+    /// The production TC classifier for host egress (`SCHED_CLS`, attached at egress), in the
+    /// same object and sharing every map with [`CLASSIFY`]; see [`IFACE_EGRESS`](super::IFACE_EGRESS).
+    pub const EGRESS: &str = "embargo_tc_egress";
     /// Bench reference: `XDP_DROP` and nothing else.
     pub const BENCH_DROP: &str = "bench_drop";
     /// Bench reference: the same parser, then the kernel LPM trie.
@@ -103,16 +106,27 @@ pub struct IfaceConfig {
     pub role: u8,
     /// The interface's slot in the counters, below [`MAX_INTERFACES`].
     pub slot: u8,
+    /// Bit set of `IFACE_*` flags ([`IFACE_EGRESS`]); undefined bits are zero.
+    pub flags: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 const _: () = assert!(size_of::<IfaceConfig>() == 4);
+
+/// [`IfaceConfig::flags`]: host egress is enforced on this interface. The TC egress classifier
+/// ([`programs::EGRESS`]) acts only on interfaces with this bit: it matches the *destination* of
+/// every packet sent out of the interface, whatever the [`Role`] says (the role picks the
+/// address for received packets only), and counts it as [`Direction::Outbound`] in the
+/// interface's counter slot. The agent sets it on `outside` interfaces configured with
+/// `egress = true`; elsewhere the classifier passes packets as [`Stat::EgressOff`].
+pub const IFACE_EGRESS: u8 = 1 << 0;
 
 /// Direction of a matched packet; part of the counter index.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
-    /// Received on an `inside` interface, destination matched.
+    /// Received on an `inside` interface, or sent by the host out of an interface with
+    /// [`IFACE_EGRESS`]; destination matched.
     Outbound = 0,
     /// Received on an `outside` interface, source matched.
     Inbound = 1,
@@ -183,7 +197,10 @@ pub const fn counter_index(entity: u32, slot: u32, direction: Direction, verdict
 /// an entity's action applied, that entity's counter (dropped or monitored). So the sum of the
 /// terminal stats and the entity counters is the number of packets the program saw, and nothing
 /// passes uncounted; the hot path of a match bumps one counter only. The informational stats
-/// after the terminal ones describe a packet further and are counted on top.
+/// after the terminal ones describe a packet further and are counted on top. The XDP and the TC
+/// egress programs share these maps and each ends every packet it runs on in one terminal
+/// outcome, so the sum counts program runs: a packet seen by both (received on one interface,
+/// sent out of another with egress enforced) counts once per program.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
@@ -214,6 +231,11 @@ pub enum Stat {
     /// Matched an entity index without an action (never happens with a consistent load;
     /// counted so it would be seen); passed.
     NoPolicy,
+    /// TC egress: sent out of an interface without [`IFACE_EGRESS`]; passed.
+    EgressOff,
+    /// TC egress: forwarded from an `inside` interface, whose XDP program already matched its
+    /// destination (a second match would count a monitored packet twice); passed.
+    EgressForwarded,
     /// Informational: one 802.1Q/802.1ad tag seen on a packet that parsed as IP.
     Vlan,
     /// Informational: two tags seen (QinQ) on a packet that parsed as IP.
@@ -224,9 +246,9 @@ pub enum Stat {
 
 impl Stat {
     /// Stats below this index are terminal outcomes.
-    pub const TERMINAL: u32 = 13;
+    pub const TERMINAL: u32 = 15;
     /// Number of stats, the size of [`maps::STATS`].
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 18;
     /// Every stat, in index order, with its stable metric label.
     pub const ALL: [(Stat, &'static str); Self::COUNT as usize] = [
         (Stat::NoRole, "no_role"),
@@ -242,6 +264,8 @@ impl Stat {
         (Stat::MissIpv6, "miss_ipv6"),
         (Stat::OtherDirection, "other_direction"),
         (Stat::NoPolicy, "no_policy"),
+        (Stat::EgressOff, "egress_off"),
+        (Stat::EgressForwarded, "egress_forwarded"),
         (Stat::Vlan, "vlan"),
         (Stat::QinQ, "qinq"),
         (Stat::Ipv4Fragment, "ipv4_fragment"),
@@ -399,6 +423,15 @@ mod tests {
         for (i, (stat, _)) in Stat::ALL.iter().enumerate() {
             assert_eq!(*stat as usize, i);
         }
+    }
+
+    #[test]
+    fn terminal_stats_come_first() {
+        // The first informational stat ends the terminal range; every passing outcome a
+        // program returns is below it.
+        assert_eq!(Stat::Vlan as u32, Stat::TERMINAL);
+        assert!((Stat::EgressForwarded as u32) < Stat::TERMINAL);
+        assert_eq!(Stat::ALL.len() as u32, Stat::COUNT);
     }
 
     #[test]

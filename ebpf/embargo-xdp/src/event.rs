@@ -7,10 +7,9 @@
 //! IPv4 header length comes from IHL, IPv6 ports are read only when the fixed header's next
 //! header is TCP or UDP (no extension-header walk), and non-first IPv4 fragments have no ports.
 
-use aya_ebpf::programs::XdpContext;
 use embargo_abi::{EVENT_PORTS, Event, FAMILY_IPV4, FAMILY_IPV6};
 
-use crate::parse::read;
+use crate::parse::{Packet, read};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -19,7 +18,7 @@ const IPV6_HLEN: usize = 40;
 /// Fills `ev`'s family, addresses, protocol and ports from the IP header at `l3` (IPv6 when
 /// `v6`). Whatever cannot be read (past the frame's end) stays zero.
 #[inline(always)]
-pub fn fill_packet(ctx: &XdpContext, l3: usize, v6: bool, ev: &mut Event) {
+pub fn fill_packet(ctx: &impl Packet, l3: usize, v6: bool, ev: &mut Event) {
     if v6 {
         ev.family = FAMILY_IPV6;
         if let Some(a) = read::<[u8; 16]>(ctx, l3 + 8) {
@@ -62,7 +61,7 @@ pub fn fill_packet(ctx: &XdpContext, l3: usize, v6: bool, ev: &mut Event) {
 
 /// Reads the TCP or UDP ports at `l4`, if they are within the frame.
 #[inline(always)]
-fn ports(ctx: &XdpContext, l4: usize, ev: &mut Event) {
+fn ports(ctx: &impl Packet, l4: usize, ev: &mut Event) {
     if let Some(p) = read::<[u8; 4]>(ctx, l4) {
         ev.src_port = u16::from_be_bytes([p[0], p[1]]);
         ev.dst_port = u16::from_be_bytes([p[2], p[3]]);

@@ -1,12 +1,20 @@
-//! Embargo's production XDP program.
+//! Embargo's production programs: the XDP classifier and the TC egress classifier.
 //!
-//! One program serves every attached interface: the interface's role (from [`ROLES`], keyed by
-//! ifindex) says whether the destination (`inside`: the packet leaves the protected network) or
-//! the source (`outside`: it comes from the world) is matched. A match yields an entity index;
+//! One XDP program serves every attached interface: the interface's role (from [`ROLES`], keyed
+//! by ifindex) says whether the destination (`inside`: the packet leaves the protected network)
+//! or the source (`outside`: it comes from the world) is matched. A match yields an entity index;
 //! the entity's policy says drop or monitor and for which directions. Every packet ends in
 //! exactly one terminal stat; every drop is counted against an entity. A dropped or monitored
-//! packet also sends an event to user space, as far as its entity's token bucket allows
-//! (`sample.rs`).
+//! packet also sends an event to user space, if events are on and as far as its entity's token
+//! bucket allows (`sample.rs`).
+//!
+//! XDP sees only received packets. The TC classifier (`embargo_tc_egress`, attached at egress)
+//! covers what the host itself sends out of an interface whose role map entry has
+//! [`IFACE_EGRESS`]: it always matches the destination, as direction outbound, in that
+//! interface's counter slot. Both programs are in this object and use the same statics, so they
+//! share one set of maps: tries, policy, counters, stats and the event ring. Both sample
+//! events the same way: a TC egress drop or monitor is reported with the egress interface's
+//! index and direction outbound.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The atomic add of the event token buckets: the BPF target has no `Atomic*` read-modify-write
@@ -20,16 +28,17 @@ mod sample;
 #[cfg(target_arch = "bpf")]
 mod xdp {
     use aya_ebpf::{
-        bindings::xdp_action,
-        macros::{map, xdp},
+        bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+        macros::{classifier, map, xdp},
         maps::{Array, PerCpuArray},
-        programs::XdpContext,
+        programs::{TcContext, XdpContext},
     };
     use embargo_abi::{
-        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy, IfaceConfig,
-        MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index, trie,
+        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy,
+        IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index,
+        trie,
     };
-    use embargo_xdp::parse::{Addr, Pick, parse};
+    use embargo_xdp::parse::{Addr, MAX_HEADERS, Packet, Pick, parse};
 
     #[map(name = "EMB_ROLES")]
     static ROLES: Array<IfaceConfig> = Array::with_max_entries(MAX_IFINDEX, 0);
@@ -48,7 +57,8 @@ mod xdp {
     #[xdp]
     pub fn embargo_xdp(ctx: XdpContext) -> u32 {
         match classify(&ctx) {
-            Ok(action) => action,
+            Ok(Verdict::Dropped) => xdp_action::XDP_DROP,
+            Ok(Verdict::Monitored) => xdp_action::XDP_PASS,
             Err(stat) => {
                 bump(stat);
                 xdp_action::XDP_PASS
@@ -56,10 +66,23 @@ mod xdp {
         }
     }
 
-    /// Returns the XDP action for a packet whose outcome was counted here, or the terminal stat
+    /// Host egress: drops with `TC_ACT_SHOT`, passes with `TC_ACT_OK`.
+    #[classifier]
+    pub fn embargo_tc_egress(ctx: TcContext) -> i32 {
+        match egress(&ctx) {
+            Ok(Verdict::Dropped) => TC_ACT_SHOT,
+            Ok(Verdict::Monitored) => TC_ACT_OK,
+            Err(stat) => {
+                bump(stat);
+                TC_ACT_OK
+            }
+        }
+    }
+
+    /// Returns the verdict for a packet whose outcome was counted here, or the terminal stat
     /// of a packet that passes unclassified (counted by the caller).
     #[inline(always)]
-    fn classify(ctx: &XdpContext) -> Result<u32, Stat> {
+    fn classify(ctx: &XdpContext) -> Result<Verdict, Stat> {
         let iface = ROLES
             .get(ctx.ingress_ifindex() as u32)
             .copied()
@@ -71,6 +94,65 @@ mod xdp {
         } else {
             return Err(Stat::NoRole);
         };
+        let (entity, l3) = match_entity(ctx, pick)?;
+        // The mask keeps the slot in range for the verifier; the agent never sets more.
+        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
+        enforce(
+            ctx,
+            entity,
+            slot,
+            direction,
+            l3,
+            ctx.ingress_ifindex() as u32,
+        )
+    }
+
+    /// The TC egress counterpart of [`classify`]: only on interfaces with [`IFACE_EGRESS`], the
+    /// destination always (the role picks the address of received packets, not sent ones),
+    /// direction outbound, in the interface's counter slot.
+    #[inline(always)]
+    fn egress(ctx: &TcContext) -> Result<Verdict, Stat> {
+        // SAFETY: the context the kernel passed in; SCHED_CLS programs may read both fields.
+        let (ifindex, ingress) =
+            unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
+        let iface = ROLES.get(ifindex).copied().unwrap_or_default();
+        if iface.flags & IFACE_EGRESS == 0 {
+            return Err(Stat::EgressOff);
+        }
+        // The host's own packets have no ingress interface. One forwarded from an `inside`
+        // interface was matched by destination there already, by XDP.
+        if ingress != 0
+            && ROLES
+                .get(ingress)
+                .is_some_and(|i| i.role == Role::Inside as u8)
+        {
+            return Err(Stat::EgressForwarded);
+        }
+        pull_headers(ctx);
+        let (entity, l3) = match_entity(ctx, Pick::Destination)?;
+        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
+        enforce(ctx, entity, slot, Direction::Outbound, l3, ifindex)
+    }
+
+    /// A socket buffer may hold only the start of a packet in its linear part, the only part the
+    /// parser reads. If that is shorter than the headers the parser may need ([`MAX_HEADERS`])
+    /// and the packet is longer, pull them in (`bpf_skb_pull_data`; only then, as it may copy
+    /// the buffer). If the pull fails, the parser sees the short linear part and the packet
+    /// passes counted as truncated: never dropped unattributed.
+    #[inline(always)]
+    fn pull_headers(ctx: &TcContext) {
+        let linear = ctx.data_end() - ctx.data();
+        let len = ctx.len() as usize;
+        if linear < MAX_HEADERS && len > linear {
+            let _ = ctx.skb.pull_data(len.min(MAX_HEADERS) as u32);
+        }
+    }
+
+    /// Parses the packet, counts the informational stats it earned, and looks the `pick`ed
+    /// address up: the matched entity's index with the IP header's offset and whether it is
+    /// IPv6 (for the event), or the terminal stat of a packet without one.
+    #[inline(always)]
+    fn match_entity(ctx: &impl Packet, pick: Pick) -> Result<(u32, (usize, bool)), Stat> {
         let parsed = parse(ctx, pick)?;
         if parsed.vlan_tags == 1 {
             bump(Stat::Vlan);
@@ -90,35 +172,32 @@ mod xdp {
                 Stat::MissIpv6,
             ),
         };
-        let Some(entity) = trie::entity_of(entry) else {
-            return Err(miss);
-        };
-        // The mask keeps the slot in range for the verifier; the agent never sets more.
-        let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        let v6 = matches!(parsed.addr, Addr::V6(..));
-        enforce(ctx, entity, slot, direction, (parsed.l3, v6))
+        let entity = trie::entity_of(entry).ok_or(miss)?;
+        Ok((entity, (parsed.l3, matches!(parsed.addr, Addr::V6(..)))))
     }
 
     /// Applies the entity's policy and counts the packet against the entity (its terminal
     /// outcome), or returns the terminal stat of a match that does not apply. `l3` is the IP
-    /// header's offset and whether it is IPv6, for the event.
+    /// header's offset and whether it is IPv6, and `ifindex` the interface (XDP: received on;
+    /// TC: sent out of), for the event.
     #[inline(always)]
     fn enforce(
-        ctx: &XdpContext,
+        ctx: &impl Packet,
         entity: u32,
         slot: u32,
         direction: Direction,
         l3: (usize, bool),
-    ) -> Result<u32, Stat> {
+        ifindex: u32,
+    ) -> Result<Verdict, Stat> {
         let Some(policy) = POLICY.get(entity).copied() else {
             return Err(Stat::NoPolicy);
         };
         if policy.directions & direction.bit() == 0 {
             return Err(Stat::OtherDirection);
         }
-        let (verdict, action) = match policy.action {
-            ACTION_DROP => (Verdict::Dropped, xdp_action::XDP_DROP),
-            ACTION_MONITOR => (Verdict::Monitored, xdp_action::XDP_PASS),
+        let verdict = match policy.action {
+            ACTION_DROP => Verdict::Dropped,
+            ACTION_MONITOR => Verdict::Monitored,
             // Never drop what cannot be attributed to an action.
             _ => return Err(Stat::NoPolicy),
         };
@@ -126,14 +205,14 @@ mod xdp {
             // Without its counter the drop could not be attributed: pass and say so.
             return Err(Stat::NoPolicy);
         };
-        let len = (ctx.data_end() - ctx.data()) as u64;
+        let len = ctx.wire_len();
         // SAFETY: a per-CPU slot, only this CPU writes it while the program runs.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += len;
         }
-        crate::sample::sample(ctx, entity, direction, verdict, len, l3);
-        Ok(action)
+        crate::sample::sample(ctx, ifindex, entity, direction, verdict, len, l3);
+        Ok(verdict)
     }
 
     #[inline(always)]

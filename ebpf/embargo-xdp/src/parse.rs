@@ -1,6 +1,9 @@
 //! Ethernet, up to two VLAN tags (802.1Q, 802.1ad), then the fixed IPv4 or IPv6 header.
+//!
+//! Generic over the context ([`Packet`]): XDP frames and TC socket buffers are parsed by the
+//! same code through the same accessor.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use embargo_abi::Stat;
 
 const ETH_HLEN: usize = 14;
@@ -11,6 +14,51 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
+/// The most the parser reads from the start of a packet: Ethernet, two VLAN tags and the fixed
+/// IPv6 header. A socket buffer whose linear part is shorter is pulled to this first.
+pub const MAX_HEADERS: usize = ETH_HLEN + 2 * VLAN_HLEN + IPV6_HLEN;
+
+/// A packet the parser can read directly: the `[data, data_end)` window the kernel gives the
+/// program (the whole frame for XDP; the linear part of a socket buffer for TC).
+pub trait Packet {
+    /// Address of the first byte.
+    fn data(&self) -> usize;
+    /// Address one past the last readable byte.
+    fn data_end(&self) -> usize;
+    /// The packet's length on the wire, which a socket buffer may hold partly outside the
+    /// readable window; counted as the packet's bytes.
+    fn wire_len(&self) -> u64;
+}
+
+impl Packet for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    #[inline(always)]
+    fn wire_len(&self) -> u64 {
+        (XdpContext::data_end(self) - XdpContext::data(self)) as u64
+    }
+}
+
+impl Packet for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn wire_len(&self) -> u64 {
+        u64::from(self.len())
+    }
+}
 
 /// The address to classify, as a number (network byte order read big-endian).
 pub enum Addr {
@@ -40,7 +88,7 @@ pub struct Parsed {
 /// Reads a `T` at `offset` from the start of the packet, or `None` past its end. The only way
 /// this crate touches packet memory.
 #[inline(always)]
-pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+pub fn read<T: Copy>(ctx: &impl Packet, offset: usize) -> Option<T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -52,25 +100,25 @@ pub fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
 }
 
 #[inline(always)]
-fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+fn be16(ctx: &impl Packet, offset: usize) -> Option<u16> {
     read::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
 }
 
 // Whole-word reads: one load and a byte swap rather than a load per byte.
 #[inline(always)]
-fn be32(ctx: &XdpContext, offset: usize) -> Option<u32> {
+fn be32(ctx: &impl Packet, offset: usize) -> Option<u32> {
     read::<u32>(ctx, offset).map(u32::from_be)
 }
 
 #[inline(always)]
-fn be64(ctx: &XdpContext, offset: usize) -> Option<u64> {
+fn be64(ctx: &impl Packet, offset: usize) -> Option<u64> {
     read::<u64>(ctx, offset).map(u64::from_be)
 }
 
 /// Parses the packet and reads the `pick`ed address, or returns the terminal [`Stat`] that says
 /// why it cannot be classified.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, pick: Pick) -> Result<Parsed, Stat> {
+pub fn parse(ctx: &impl Packet, pick: Pick) -> Result<Parsed, Stat> {
     let mut ethertype = be16(ctx, 12).ok_or(Stat::TruncatedEthernet)?;
     // Ethernet needs all 14 bytes, not just the type field.
     if ctx.data() + ETH_HLEN > ctx.data_end() {
@@ -100,7 +148,7 @@ pub fn parse(ctx: &XdpContext, pick: Pick) -> Result<Parsed, Stat> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, vlan_tags: u8, pick: Pick) -> Result<Parsed, Stat> {
+fn parse_ipv4(ctx: &impl Packet, l3: usize, vlan_tags: u8, pick: Pick) -> Result<Parsed, Stat> {
     if ctx.data() + l3 + IPV4_HLEN > ctx.data_end() {
         return Err(Stat::TruncatedIpv4);
     }
@@ -121,7 +169,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, vlan_tags: u8, pick: Pick) -> Result<
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, vlan_tags: u8, pick: Pick) -> Result<Parsed, Stat> {
+fn parse_ipv6(ctx: &impl Packet, l3: usize, vlan_tags: u8, pick: Pick) -> Result<Parsed, Stat> {
     if ctx.data() + l3 + IPV6_HLEN > ctx.data_end() {
         return Err(Stat::TruncatedIpv6);
     }

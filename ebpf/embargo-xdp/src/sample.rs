@@ -10,10 +10,9 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
-    programs::XdpContext,
 };
 use embargo_abi::{Admit, Direction, EVENTS_RING_BYTES, Event, EventLimits, Verdict};
-use embargo_xdp::event::fill_packet;
+use embargo_xdp::{event::fill_packet, parse::Packet};
 
 // The ring, the token bucket settings, and per entity its bucket and lost count (the last two
 // resized by the agent like the policy map). Names and layouts: `embargo_abi::maps`.
@@ -34,10 +33,12 @@ static EMB_COARSE_CLOCK: u8 = 0;
 /// Sends an event for a dropped or monitored packet if the entity's token bucket allows
 /// (see [`EventLimits`]); one the bucket or a full ring buffer stops is counted in
 /// `EMB_EVENTS_LOST`. With events off (interval 0) it does nothing else. The packet's
-/// verdict never depends on this.
+/// verdict never depends on this. Called by both programs: XDP (`ifindex` the receiving
+/// interface) and TC egress (`ifindex` the interface the host sends out of).
 #[inline(always)]
 pub fn sample(
-    ctx: &XdpContext,
+    ctx: &impl Packet,
+    ifindex: u32,
     entity: u32,
     direction: Direction,
     verdict: Verdict,
@@ -70,7 +71,7 @@ pub fn sample(
     let mut ev = Event {
         // SAFETY: a helper without arguments.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        ifindex: ctx.ingress_ifindex() as u32,
+        ifindex,
         entity,
         packet_len: len as u32,
         direction: direction as u8,

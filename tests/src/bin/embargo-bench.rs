@@ -510,57 +510,10 @@ fn trie_loads_v6(t: &Table, addr: u128) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // BPF_PROG_TEST_RUN
 
-/// The `test` member of `union bpf_attr` (uapi/linux/bpf.h).
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
 /// Runs `prog` on `frame` `repeat` times; returns (XDP action, average ns per run).
 fn test_run(prog: RawFd, frame: &[u8], repeat: u32) -> Result<(u32, u32)> {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let ctx: [u32; 6] = [0, frame.len() as u32, 0, LO_IFINDEX, 0, 0];
-    let mut attr = TestRunAttr {
-        prog_fd: prog as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat,
-        ctx_size_in: size_of_val(&ctx) as u32,
-        ctx_in: ctx.as_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `attr` is a valid bpf_attr prefix whose pointers reference live buffers of the
-    // sizes given; the kernel writes only retval, duration and the *_size_out fields.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>() as u32,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
-    }
-    Ok((attr.retval, attr.duration))
+    embargo_tests::prog_run::xdp_test_run(prog, frame, repeat, LO_IFINDEX)
+        .context("BPF_PROG_TEST_RUN")
 }
 
 const BPF_LINK_CREATE: libc::c_long = 28;

@@ -205,6 +205,7 @@ fn main() -> Result<()> {
             name: (*name).to_owned(),
             role: *role,
             mode: XdpMode::Auto,
+            egress: false,
         })
         .collect();
     for i in &interfaces {
