@@ -11,6 +11,12 @@
 //! a TCX link on 6.6+, else a `cls_bpf` filter on a `clsact` qdisc (added if missing, removed
 //! on detach only if this agent added it). A new generation takes the TC attachment over as
 //! atomically as the XDP one (see [`Dataplane::take_over`]).
+//!
+//! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
+//! limited per entity by a token bucket whose settings the agent writes
+//! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
+//! every drop reads a clock, which costs 17-25 ns. The ring is handed to the reader ([`Dataplane::take_events`], see [`crate::events`]) and the events
+//! the limit or a full ring stopped are counted per entity ([`Dataplane::events_lost`]).
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +25,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType, TcError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -28,8 +34,8 @@ use aya::{
     },
 };
 use embargo_abi::{
-    Counter, Direction, EntityPolicy, IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Stat,
-    Verdict, counter_index, maps, trie,
+    Counter, Direction, EVENTS_RING_BYTES, EntityPolicy, EventLimits, IFACE_EGRESS, IfaceConfig,
+    MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict, counter_index, maps, trie,
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
@@ -224,6 +230,26 @@ pub struct LoadStats {
     pub map_bytes: u64,
 }
 
+/// The clock of the event token buckets (see [`embargo_abi::globals::COARSE_CLOCK`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventClock {
+    /// `bpf_ktime_get_coarse_ns` (Linux 5.11+): one tick's resolution, half the cost.
+    Coarse,
+    /// `bpf_ktime_get_ns`.
+    Precise,
+}
+
+impl EventClock {
+    /// The coarse clock where the running kernel has it (5.11+), else the precise one.
+    pub fn detect() -> Self {
+        match system::kernel_release() {
+            Some(r) if !system::version_less(&r, (5, 11)) => EventClock::Coarse,
+            _ => EventClock::Precise,
+        }
+    }
+}
+
 /// The loaded program with its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -249,6 +275,10 @@ pub struct Dataplane {
     policies: Vec<EntityPolicy>,
     /// Entities the policy and counter maps have room for.
     entity_capacity: u32,
+    /// What the event limits map holds.
+    event_limits: EventLimits,
+    /// The event token buckets' clock.
+    event_clock: EventClock,
     pub load_stats: LoadStats,
 }
 
@@ -387,6 +417,17 @@ impl Dataplane {
 
     /// As [`Dataplane::load`], with tries already built.
     pub fn load_tables(policy: &Policy, v4: &Table, v6: &Table) -> Result<Self, DataplaneError> {
+        Self::load_tables_with(policy, v4, v6, EventClock::detect())
+    }
+
+    /// As [`Dataplane::load_tables`], with the event buckets' clock chosen (tests use the
+    /// precise one on kernels that have both).
+    pub fn load_tables_with(
+        policy: &Policy,
+        v4: &Table,
+        v6: &Table,
+        event_clock: EventClock,
+    ) -> Result<Self, DataplaneError> {
         if let Some(found) = system::kernel_release()
             && system::version_less(&found, MIN_KERNEL)
         {
@@ -400,12 +441,16 @@ impl Dataplane {
             .max(MIN_ENTITY_CAPACITY);
         let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
         let (v4_len, v6_len) = (trie_len(&table::V4, v4), trie_len(&table::V6, v6));
+        let coarse = u8::from(event_clock == EventClock::Coarse);
         let mut loader = EbpfLoader::new();
         loader
+            .override_global(embargo_abi::globals::COARSE_CLOCK, &coarse, true)
             .map_max_entries(maps::V4_TRIE, (v4_len / trie::LANES as usize) as u32)
             .map_max_entries(maps::V6_TRIE, (v6_len / trie::LANES as usize) as u32)
             .map_max_entries(maps::POLICY, entities)
-            .map_max_entries(maps::COUNTERS, counters);
+            .map_max_entries(maps::COUNTERS, counters)
+            .map_max_entries(maps::EVENT_BUCKETS, entities)
+            .map_max_entries(maps::EVENTS_LOST, entities);
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| classify_load_error(e, v4, v6))?;
@@ -420,6 +465,8 @@ impl Dataplane {
                     .map_err(|e| other("writing the policy map", e))?;
             }
         }
+        // Events are off until the agent turns them on (they cost a clock read per drop).
+        write_event_limits(&mut ebpf, EventLimits::OFF)?;
         let program: &mut Xdp = ebpf
             .program_mut(embargo_abi::programs::CLASSIFY)
             .ok_or_else(|| {
@@ -451,9 +498,13 @@ impl Dataplane {
         egress
             .load()
             .map_err(|e| program_load_error(e, "TC egress program"))?;
+        let cpus = system::possible_cpus() as u64;
         let map_bytes = ((v4_len + v6_len) * 4) as u64
             + u64::from(entities) * 4
-            + u64::from(counters) * 16 * system::possible_cpus() as u64;
+            + u64::from(counters) * 16 * cpus
+            // Events: the ring, each entity's bucket and per-CPU lost count.
+            + u64::from(EVENTS_RING_BYTES)
+            + u64::from(entities) * 8 * (1 + cpus);
         Ok(Self {
             ebpf,
             entities: policy.entities.len() as u32,
@@ -490,6 +541,8 @@ impl Dataplane {
             },
             policies,
             entity_capacity: entities,
+            event_limits: EventLimits::OFF,
+            event_clock,
             load_stats: LoadStats {
                 v4_prefixes: policy.v4.len(),
                 v6_prefixes: policy.v6.len(),
@@ -1048,6 +1101,8 @@ impl Dataplane {
     /// the filter atomically. A `clsact` qdisc the old generation added stays and is this
     /// one's to remove.
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
+        // Events stay as they were set (on or off, the same limits) before traffic arrives.
+        self.set_event_limits(old.event_limits)?;
         let attachments = std::mem::take(&mut old.attachments);
         let links = std::mem::take(&mut old.links);
         let egress_links = std::mem::take(&mut old.egress_links);
@@ -1283,6 +1338,49 @@ impl Dataplane {
             .collect()
     }
 
+    /// Sets every entity's event token bucket ([`EventLimits::OFF`]: no events).
+    pub fn set_event_limits(&mut self, limits: EventLimits) -> Result<(), DataplaneError> {
+        if limits != self.event_limits {
+            write_event_limits(&mut self.ebpf, limits)?;
+            self.event_limits = limits;
+        }
+        Ok(())
+    }
+
+    /// The event limits in force.
+    pub fn event_limits(&self) -> EventLimits {
+        self.event_limits
+    }
+
+    /// The event token buckets' clock.
+    pub fn event_clock(&self) -> EventClock {
+        self.event_clock
+    }
+
+    /// Takes the event ring buffer out of the loaded object, for the one reader: `None` once
+    /// taken. The ring stays this generation's: a new generation has its own.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        RingBuf::try_from(self.ebpf.take_map(maps::EVENTS)?).ok()
+    }
+
+    /// Events not sent, per entity index (over the entity's limit or the ring full), summed
+    /// over CPUs; as many as the policy has entities.
+    pub fn events_lost(&self) -> Result<Vec<u64>, DataplaneError> {
+        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(maps::EVENTS_LOST)
+                .expect("defined by the object"),
+        )
+        .map_err(|e| other("opening the lost-events map", e))?;
+        (0..self.entities)
+            .map(|i| {
+                map.get(&i, 0)
+                    .map(|v| v.iter().sum())
+                    .map_err(|e| other("reading the lost-events map", e))
+            })
+            .collect()
+    }
+
     /// Names of the maps in the loaded object (to check the ABI constants).
     pub fn map_names(&self) -> Vec<String> {
         self.ebpf.maps().map(|(n, _)| n.to_owned()).collect()
@@ -1348,6 +1446,12 @@ fn array<'a, V: aya::Pod>(
         )
     })?;
     Array::try_from(map).map_err(|e| other(format!("opening map {name}"), e))
+}
+
+fn write_event_limits(ebpf: &mut Ebpf, limits: EventLimits) -> Result<(), DataplaneError> {
+    let mut map: Array<_, EventLimits> = array(ebpf, maps::EVENT_LIMITS)?;
+    map.set(0, limits, 0)
+        .map_err(|e| other("writing the event limits map", e))
 }
 
 /// Whether the verifier gives this process the pointer arithmetic the program needs

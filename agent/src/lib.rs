@@ -9,13 +9,15 @@
 //! * [`run`] and [`status`]: the agent loop and what it reports;
 //! * [`audit`]: the hash-chained log of every policy the agent applied.
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
-//!   `/readyz` endpoints.
+//!   `/readyz` endpoints;
+//! * [`events`]: drop and monitor events from the data plane, written as JSON lines.
 
 pub mod audit;
 pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod dataplane;
+pub mod events;
 pub mod explain;
 pub mod http;
 pub mod live;

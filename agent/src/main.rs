@@ -56,6 +56,10 @@ enum Command {
         /// `[metrics] listen` (default 127.0.0.1:9610).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// JSON-lines file for drop and monitor events; overrides the config's `[events] path`
+        /// and turns events on (`output = "file"`; events are off by default).
+        #[arg(long, value_name = "PATH")]
+        events_log: Option<PathBuf>,
         /// bpffs folder where the XDP links are pinned, so enforcement survives the agent (a
         /// restarted agent takes them over without detaching).
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
@@ -207,6 +211,7 @@ fn main() -> ExitCode {
             control_socket,
             audit_log,
             metrics_listen,
+            events_log,
             pin_dir,
             no_pin,
             keep_attached,
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
                 control_socket,
                 audit_log,
                 metrics_listen,
+                events_log,
                 pin_dir: (!no_pin).then_some(pin_dir),
                 keep_attached,
             })) {

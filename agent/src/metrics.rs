@@ -177,7 +177,7 @@ pub const EVENTS_LOST: Family = Family {
     name: "embargo_events_lost_total",
     kind: Kind::Counter,
     labels: &["entity"],
-    help: "Match events that could not be delivered to user space (ring buffer full), by entity.",
+    help: "Drop and monitor events the data plane did not send, by entity: over the entity's [events] rate limit, or the ring buffer to the agent full. Read from kernel per-CPU counters every second; a replaced data-plane generation's last second is not counted.",
 };
 
 /// Every family Embargo exposes.

@@ -1,5 +1,5 @@
 //! `embargo run`: load, attach, serve status, reload on SIGHUP or a changed file, attest the
-//! kernel maps, and detach cleanly on SIGINT or SIGTERM.
+//! kernel maps, write drop and monitor events, and detach cleanly on SIGINT or SIGTERM.
 
 use std::{
     collections::HashMap,
@@ -21,7 +21,7 @@ use crate::{
     compile::Compiled,
     config::{self, Interface},
     dataplane::{Dataplane, DataplaneError, Drift, EntityCounters},
-    http,
+    events, http,
     metrics::{self, Metrics, Snapshot},
     plan::TableSnapshot,
     policy::{EntityIndex, Policy},
@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub audit_log: PathBuf,
     /// `--metrics-listen`: overrides the config's `[metrics] listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--events-log`: overrides the config's `[events] path` and implies `output = "file"`.
+    pub events_log: Option<PathBuf>,
     /// Where XDP links are pinned (bpffs) so enforcement survives the agent; `None`: no pins.
     pub pin_dir: Option<PathBuf>,
     /// On SIGINT/SIGTERM, leave the pinned links attached instead of detaching.
@@ -75,6 +77,8 @@ pub enum RunError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Events(#[from] events::EventsError),
 }
 
 /// Merges `--interface` values into the configured ones (same name: the flag wins).
@@ -107,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) sources: crate::sources::SourceManager,
     /// Metric handles fed by reloads and attestation.
     metrics: Metrics,
+    /// Whether an event reader runs (`[events] output` was not `none` at start): the data
+    /// plane sends events only then.
+    events: bool,
 }
 
 /// A file's modification time (seconds, nanoseconds), size and inode.
@@ -190,6 +197,16 @@ impl Shared {
             }
             Err(e) => return Err(e.to_string()),
         };
+        // Events: the rate and burst follow the configuration; the output stays as at start.
+        let limits = if self.events {
+            let e = &config.main.events;
+            embargo_abi::EventLimits::per_second(e.rate_per_entity, e.burst)
+        } else {
+            embargo_abi::EventLimits::OFF
+        };
+        if let Err(e) = self.dataplane.set_event_limits(limits) {
+            tracing::error!(error = %e, "the event limits could not be updated");
+        }
         if let Err(e) =
             audit::record_applied(&mut self.audit, config, resolved, &old_snapshot, &compiled)
         {
@@ -322,6 +339,20 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Opened after loading (which names missing privileges first) and before attaching; held,
     // locked, for the agent's life. On reloads, call `audit::record_applied` with the old table.
     let mut audit = AuditLog::open(&opts.audit_log)?;
+    // Events (begin): the sink is opened like the audit log (after loading, before attaching);
+    // with `output = "none"` (the default) there is none and the data plane sends no events.
+    // `--events-log` implies `output = "file"`.
+    let mut events_settings = config.main.events.clone();
+    if opts.events_log.is_some() {
+        events_settings.output = config::EventsOutput::File;
+    }
+    let events_path = events::log_path(&config, opts.events_log.as_deref());
+    let event_sink = events::Sink::open(&events_settings, &events_path)?;
+    dataplane.set_event_limits(match event_sink {
+        Some(_) => events_settings.limits(),
+        None => embargo_abi::EventLimits::OFF,
+    })?;
+    // Events (end).
     if let Some(dir) = &opts.pin_dir {
         dataplane.set_pin_dir(dir)?;
     }
@@ -378,7 +409,16 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         drift: Drift::default(),
         sources,
         metrics: metrics.clone(),
+        events: event_sink.is_some(),
     }));
+    // Events (begin): the reader follows reloads and generations through `EventFeed`.
+    if let Some(sink) = event_sink {
+        let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
+        tracing::info!(output = ?events_settings.output, path = %events_path.display(), ?clock, "writing drop and monitor events");
+        let feed = EventFeed(Arc::clone(&shared));
+        tokio::spawn(events::Reader::new(feed, sink, Some(metrics.clone())).run());
+    }
+    // Events (end).
     // Metrics (begin): the collector and /readyz read the shared state through this closure;
     // its contract is in `crate::metrics`. The initial load counts as a successful reload.
     let state = Arc::clone(&shared);
@@ -454,6 +494,49 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// The events reader's view of the shared state (see [`events::Feed`]): each call takes the lock
+/// once. The version is the data-plane generation and the number of policies applied, which
+/// change under the same lock as the policy they describe.
+struct EventFeed(Arc<Mutex<Shared>>);
+
+impl EventFeed {
+    fn version_of(s: &Shared) -> events::Version {
+        events::Version {
+            generation: s.reloads.generations,
+            reloads: s.reloads.succeeded,
+        }
+    }
+}
+
+impl events::Feed for EventFeed {
+    fn version(&self) -> events::Version {
+        Self::version_of(&self.0.lock().expect("not poisoned"))
+    }
+
+    fn context(&self) -> events::Context {
+        let s = self.0.lock().expect("not poisoned");
+        events::Context::new(
+            Self::version_of(&s),
+            &s.policy,
+            &s.compiled,
+            s.dataplane.attachments(),
+        )
+    }
+
+    fn take_ring(&self) -> Option<(u64, aya::maps::RingBuf<aya::maps::MapData>)> {
+        let mut s = self.0.lock().expect("not poisoned");
+        let generation = s.reloads.generations;
+        s.dataplane.take_events().map(|r| (generation, r))
+    }
+
+    fn lost(&self) -> Option<(u64, Vec<(String, u64)>)> {
+        let s = self.0.lock().expect("not poisoned");
+        let totals = s.dataplane.events_lost().ok()?;
+        let ids = s.policy.entities.iter().map(|e| e.id.clone());
+        Some((s.reloads.generations, ids.zip(totals).collect()))
+    }
 }
 
 /// Logs what the compiler decided that an operator should know.

@@ -33,6 +33,19 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// The name of interface `ifindex`, or `None` if there is none.
+pub fn ifname(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write (NUL included).
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the call wrote a NUL-terminated name into `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// `TC_H_CLSACT` (`linux/pkt_sched.h`): the parent of the `clsact` (and `ingress`) qdisc.
 const TC_H_CLSACT: u32 = 0xFFFF_FFF1;
 /// The `clsact` qdisc's own handle, `ffff:`.

@@ -634,6 +634,12 @@ impl Lab {
         self.dir.join("audit.jsonl")
     }
 
+    /// The drop and monitor event log of this lab's agent (never the system's
+    /// `/var/lib/embargo`).
+    pub fn events_log(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
     /// The bpffs folder this lab's agent pins its links in (never the system's).
     pub fn pin_dir(&self) -> PathBuf {
         let name = self
@@ -645,7 +651,8 @@ impl Lab {
     }
 
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
-    /// --audit-log ...` inside the gateway namespace and waits until its status answers.
+    /// --audit-log ... --events-log ...` inside the gateway namespace and waits until its status
+    /// answers.
     pub fn start_agent(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
         self.start_agent_with(config, role, &[])
     }
@@ -692,6 +699,8 @@ impl Lab {
             socket.display().to_string(),
             "--audit-log".to_owned(),
             self.audit_log().display().to_string(),
+            "--events-log".to_owned(),
+            self.events_log().display().to_string(),
             "--pin-dir".to_owned(),
             self.pin_dir().display().to_string(),
         ];

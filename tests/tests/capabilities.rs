@@ -3,9 +3,9 @@
 //! The agent runs in a netns lab as `nobody` with only the capabilities under test, passed as
 //! ambient capabilities through `setpriv` the way systemd's `AmbientCapabilities=` and a
 //! Kubernetes `capabilities.add` pass them. With CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON it starts,
-//! answers status, drops what it should (host egress included) and writes its audit record;
-//! without any one of them it exits 1 with the privileges message and attaches nothing. Needs
-//! root (netns, setpriv).
+//! answers status, drops what it should (host egress included), writes its audit record and its
+//! drop events; without any one of them it exits 1 with the privileges message and attaches
+//! nothing. Needs root (netns, setpriv).
 
 use std::{
     os::unix::fs::{PermissionsExt as _, chown},
@@ -38,7 +38,8 @@ networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evid
 "#;
 
 /// A lab, the binary and config where `nobody` can read them, and a folder `nobody` owns for
-/// the control socket and the audit log (as systemd's RuntimeDirectory/StateDirectory would).
+/// the control socket, the audit log and the event log (as systemd's
+/// RuntimeDirectory/StateDirectory would).
 struct Setup {
     lab: Lab,
     bin: PathBuf,
@@ -81,6 +82,10 @@ impl Setup {
         self.owned.join("audit.jsonl")
     }
 
+    fn events_log(&self) -> PathBuf {
+        self.owned.join("events.jsonl")
+    }
+
     fn log_file(&self, caps: &[&str]) -> PathBuf {
         self.lab.dir().join(format!("agent-{}.log", caps.join("+")))
     }
@@ -115,6 +120,8 @@ impl Setup {
             .arg(self.socket())
             .arg("--audit-log")
             .arg(self.audit_log())
+            .arg("--events-log")
+            .arg(self.events_log())
             // bpffs is root's: this run measures the capabilities, not pinning.
             .arg("--no-pin")
             .stdin(Stdio::null())
@@ -271,6 +278,28 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
         "{record:?}"
     );
     assert_eq!(record.changes.prefixes_added, 1);
+
+    // The five drops became events (the ring buffer is read with these capabilities too).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let text = std::fs::read_to_string(s.events_log()).unwrap_or_default();
+        let lines: Vec<embargo::events::Record> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 5 || Instant::now() > deadline {
+            break lines;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(events.len(), 5, "{events:?}\nlog:\n{}", agent.log());
+    for e in &events {
+        assert_eq!(
+            (e.entity.as_str(), e.verdict.as_str(), e.destination),
+            ("cap-drop", "dropped", BLOCKED.parse().unwrap()),
+            "{e:?}"
+        );
+    }
 
     let exit = agent.terminate();
     assert!(exit.success(), "{exit}; log:\n{}", agent.log());

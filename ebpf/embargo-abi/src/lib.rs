@@ -26,8 +26,41 @@ pub mod maps {
     pub const COUNTERS: &str = "EMB_COUNTERS";
     /// `PERCPU_ARRAY<u32, u64>` keyed by [`Stat`](super::Stat).
     pub const STATS: &str = "EMB_STATS";
+    /// `RINGBUF` of [`Event`](super::Event)s, [`EVENTS_RING_BYTES`](super::EVENTS_RING_BYTES)
+    /// long: one per dropped or monitored packet its entity's token bucket lets through.
+    pub const EVENTS: &str = "EMB_EVENTS";
+    /// `ARRAY<u32, EventLimits>` with one entry (key 0): the token bucket every entity gets,
+    /// see [`EventLimits`](super::EventLimits).
+    pub const EVENT_LIMITS: &str = "EMB_EVENTS_CFG";
+    /// `ARRAY<u32, u64>` keyed by entity index: each entity's token bucket, as the theoretical
+    /// arrival time of its next event (ns of `bpf_ktime_get_ns`), see
+    /// [`EventLimits::admit`](super::EventLimits::admit). Shared by every CPU.
+    pub const EVENT_BUCKETS: &str = "EMB_EVENTS_BKT";
+    /// `PERCPU_ARRAY<u32, u64>` keyed by entity index: events not sent, over the entity's rate
+    /// limit or because the ring buffer was full.
+    pub const EVENTS_LOST: &str = "EMB_EVENTS_LOST";
     /// Every map the production program defines.
-    pub const ALL: [&str; 6] = [IFACE_ROLES, V4_TRIE, V6_TRIE, POLICY, COUNTERS, STATS];
+    pub const ALL: [&str; 10] = [
+        IFACE_ROLES,
+        V4_TRIE,
+        V6_TRIE,
+        POLICY,
+        COUNTERS,
+        STATS,
+        EVENTS,
+        EVENT_LIMITS,
+        EVENT_BUCKETS,
+        EVENTS_LOST,
+    ];
+}
+
+/// Global variables of the production program (read-only data the agent sets at load, which
+/// the verifier then knows as constants).
+pub mod globals {
+    /// `u8`: 1 when the kernel has `bpf_ktime_get_coarse_ns` (Linux 5.11+), the clock the event
+    /// token buckets then use; 0 (the default) uses `bpf_ktime_get_ns`, which costs about twice
+    /// as much per dropped packet. See [`EventLimits`](super::EventLimits).
+    pub const COARSE_CLOCK: &str = "EMB_COARSE_CLOCK";
 }
 
 /// Program names in the compiled objects.
@@ -239,6 +272,130 @@ impl Stat {
     ];
 }
 
+/// Bytes of the [`maps::EVENTS`] ring buffer (a power of two, a multiple of the page size):
+/// 3,640 events of 64 bytes plus the kernel's 8-byte record header.
+pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
+
+/// [`Event::family`] of an IPv4 packet.
+pub const FAMILY_IPV4: u8 = 4;
+/// [`Event::family`] of an IPv6 packet.
+pub const FAMILY_IPV6: u8 = 6;
+/// [`Event::flags`]: [`Event::src_port`] and [`Event::dst_port`] were read from the packet (TCP
+/// or UDP, not a non-first fragment, the ports within the frame).
+pub const EVENT_PORTS: u8 = 1;
+
+/// One dropped or monitored packet, sent over [`maps::EVENTS`].
+///
+/// Byte order: addresses are as on the wire (network order); every other field is in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` when the packet was classified: CLOCK_MONOTONIC, nanoseconds.
+    pub timestamp_ns: u64,
+    /// The interface the packet was received on.
+    pub ifindex: u32,
+    /// The entity index the packet matched.
+    pub entity: u32,
+    /// Source address: IPv4 in the first 4 bytes (the rest zero), IPv6 all 16; see `family`.
+    pub src: [u8; 16],
+    /// Destination address, laid out like `src`.
+    pub dst: [u8; 16],
+    /// Frame length as XDP saw it (Ethernet header included), bytes.
+    pub packet_len: u32,
+    /// TCP or UDP source port when `flags` has [`EVENT_PORTS`], else 0.
+    pub src_port: u16,
+    /// TCP or UDP destination port when `flags` has [`EVENT_PORTS`], else 0.
+    pub dst_port: u16,
+    /// [`Direction`] as `u8`.
+    pub direction: u8,
+    /// [`Verdict`] as `u8`.
+    pub verdict: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// IPv4 protocol, or the IPv6 fixed header's next header (an extension header's number
+    /// when there is one: they are never walked).
+    pub protocol: u8,
+    /// Bit set of [`EVENT_PORTS`].
+    pub flags: u8,
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<Event>() == 64);
+
+/// The token bucket of every entity's events, the value of [`maps::EVENT_LIMITS`]: a rate of
+/// `1e9 / interval_ns` events per second with bursts of `tolerance_ns / interval_ns + 1`.
+///
+/// Implemented as GCRA (the "virtual scheduling" form of a token bucket): one `u64` per entity,
+/// the theoretical arrival time (TAT) of its next event. An event at `now` conforms while
+/// `TAT <= now + tolerance`; sending it moves TAT on by one interval (from `now` if TAT was in
+/// the past). The kernel reads TAT without a lock and moves it with an atomic add, so two CPUs
+/// racing can each send one event over the burst, never more, and the excess is paid back from
+/// later tokens: over any period the rate holds. All arithmetic is done here, in user space's
+/// numbers: the kernel never divides. The clock is `bpf_ktime_get_coarse_ns` where the kernel
+/// has it (one tick's resolution, plenty for a rate limit, at about half the cost of the
+/// precise clock per dropped packet; see [`globals::COARSE_CLOCK`]); event timestamps always
+/// come from `bpf_ktime_get_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Nanoseconds per token (`1e9 / rate`); 0 turns events off (none sent, none counted lost).
+    pub interval_ns: u64,
+    /// `(burst - 1) * interval_ns`: how far ahead of now TAT may run.
+    pub tolerance_ns: u64,
+}
+const _: () = assert!(size_of::<EventLimits>() == 16);
+
+/// What [`EventLimits::admit`] decides for one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Over the limit: do not send, count it lost.
+    Reject,
+    /// Send; the bucket was idle: store this TAT.
+    Reset(u64),
+    /// Send; add [`EventLimits::interval_ns`] to TAT (atomically).
+    Advance,
+}
+
+impl EventLimits {
+    /// No events at all.
+    pub const OFF: EventLimits = EventLimits {
+        interval_ns: 0,
+        tolerance_ns: 0,
+    };
+    /// The default: 100 events per second per entity, bursts of 100.
+    pub const DEFAULT: EventLimits = EventLimits::per_second(100, 100);
+
+    /// `rate` events per second (1 to 1e9) in bursts of up to `burst` (at least 1).
+    pub const fn per_second(rate: u32, burst: u32) -> Self {
+        let rate = if rate == 0 { 1 } else { rate } as u64;
+        let burst = if burst == 0 { 1 } else { burst } as u64;
+        let interval_ns = 1_000_000_000 / rate;
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
+        Self {
+            interval_ns,
+            tolerance_ns: (burst - 1) * interval_ns,
+        }
+    }
+
+    /// Whether events are sent at all.
+    #[inline(always)]
+    pub const fn enabled(&self) -> bool {
+        self.interval_ns != 0
+    }
+
+    /// The decision for an event at `now` (ns) given the bucket's `tat`.
+    #[inline(always)]
+    pub const fn admit(&self, tat: u64, now: u64) -> Admit {
+        if tat > now.saturating_add(self.tolerance_ns) {
+            Admit::Reject
+        } else if tat < now {
+            Admit::Reset(now.saturating_add(self.interval_ns))
+        } else {
+            Admit::Advance
+        }
+    }
+}
+
 /// `BPF_F_MMAPABLE` from the kernel uapi: the trie arrays are filled through `mmap`, which loads a
 /// million-prefix policy in milliseconds instead of a syscall per entry.
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -251,6 +408,10 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::IfaceConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EventLimits {}
 }
 
 #[cfg(test)]
@@ -289,5 +450,67 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    /// Replays `n` events at the given times against one bucket; how many were sent.
+    fn sent(limits: EventLimits, times: impl IntoIterator<Item = u64>) -> u64 {
+        let mut tat = 0u64;
+        let mut sent = 0;
+        for now in times {
+            match limits.admit(tat, now) {
+                Admit::Reject => {}
+                Admit::Reset(t) => {
+                    tat = t;
+                    sent += 1;
+                }
+                Admit::Advance => {
+                    tat += limits.interval_ns;
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn back_to_back_events_send_exactly_the_burst() {
+        for burst in [1, 2, 5, 100] {
+            let l = EventLimits::per_second(100, burst);
+            assert_eq!(
+                sent(l, core::iter::repeat_n(1_000_000_000, 1000)),
+                u64::from(burst)
+            );
+        }
+    }
+
+    #[test]
+    fn the_rate_holds_over_time_after_the_burst() {
+        // 100/s, burst 10, one event offered every millisecond for 10 s: 10 + 100 * 10 sent
+        // (the bucket refills one token per 10 ms).
+        let l = EventLimits::per_second(100, 10);
+        let start = 5_000_000_000u64;
+        let n = sent(l, (0..10_000).map(|i| start + i * 1_000_000));
+        assert!((1008..=1010).contains(&n), "{n}");
+        // An idle bucket refills to the whole burst, not more.
+        let n = sent(
+            l,
+            (0..50)
+                .map(|i| start + i)
+                .chain((0..50).map(|i| start + 60_000_000_000 + i)),
+        );
+        assert_eq!(n, 20);
+    }
+
+    #[test]
+    fn limits_are_precomputed() {
+        assert_eq!(
+            EventLimits::DEFAULT,
+            EventLimits {
+                interval_ns: 10_000_000,
+                tolerance_ns: 990_000_000
+            }
+        );
+        assert!(!EventLimits::OFF.enabled());
+        assert_eq!(EventLimits::per_second(1, 1).tolerance_ns, 0);
     }
 }

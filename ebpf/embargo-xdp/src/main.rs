@@ -4,15 +4,26 @@
 //! by ifindex) says whether the destination (`inside`: the packet leaves the protected network)
 //! or the source (`outside`: it comes from the world) is matched. A match yields an entity index;
 //! the entity's policy says drop or monitor and for which directions. Every packet ends in
-//! exactly one terminal stat; every drop is counted against an entity.
+//! exactly one terminal stat; every drop is counted against an entity. A dropped or monitored
+//! packet also sends an event to user space, if events are on and as far as its entity's token
+//! bucket allows (`sample.rs`).
 //!
 //! XDP sees only received packets. The TC classifier (`embargo_tc_egress`, attached at egress)
 //! covers what the host itself sends out of an interface whose role map entry has
 //! [`IFACE_EGRESS`]: it always matches the destination, as direction outbound, in that
 //! interface's counter slot. Both programs are in this object and use the same statics, so they
-//! share one set of maps: tries, policy, counters and stats.
+//! share one set of maps: tries, policy, counters, stats and the event ring. Both sample
+//! events the same way: a TC egress drop or monitor is reported with the egress interface's
+//! index and direction outbound.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The atomic add of the event token buckets: the BPF target has no `Atomic*` read-modify-write
+// methods (no CAS), but LLVM lowers this intrinsic to BPF's `lock xadd`.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+
+#[cfg(target_arch = "bpf")]
+mod sample;
 
 #[cfg(target_arch = "bpf")]
 mod xdp {
@@ -83,10 +94,17 @@ mod xdp {
         } else {
             return Err(Stat::NoRole);
         };
-        let entity = match_entity(ctx, pick)?;
+        let (entity, l3) = match_entity(ctx, pick)?;
         // The mask keeps the slot in range for the verifier; the agent never sets more.
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        enforce(ctx, entity, slot, direction)
+        enforce(
+            ctx,
+            entity,
+            slot,
+            direction,
+            l3,
+            ctx.ingress_ifindex() as u32,
+        )
     }
 
     /// The TC egress counterpart of [`classify`]: only on interfaces with [`IFACE_EGRESS`], the
@@ -111,9 +129,9 @@ mod xdp {
             return Err(Stat::EgressForwarded);
         }
         pull_headers(ctx);
-        let entity = match_entity(ctx, Pick::Destination)?;
+        let (entity, l3) = match_entity(ctx, Pick::Destination)?;
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        enforce(ctx, entity, slot, Direction::Outbound)
+        enforce(ctx, entity, slot, Direction::Outbound, l3, ifindex)
     }
 
     /// A socket buffer may hold only the start of a packet in its linear part, the only part the
@@ -131,9 +149,10 @@ mod xdp {
     }
 
     /// Parses the packet, counts the informational stats it earned, and looks the `pick`ed
-    /// address up: the matched entity's index, or the terminal stat of a packet without one.
+    /// address up: the matched entity's index with the IP header's offset and whether it is
+    /// IPv6 (for the event), or the terminal stat of a packet without one.
     #[inline(always)]
-    fn match_entity(ctx: &impl Packet, pick: Pick) -> Result<u32, Stat> {
+    fn match_entity(ctx: &impl Packet, pick: Pick) -> Result<(u32, (usize, bool)), Stat> {
         let parsed = parse(ctx, pick)?;
         if parsed.vlan_tags == 1 {
             bump(Stat::Vlan);
@@ -153,17 +172,22 @@ mod xdp {
                 Stat::MissIpv6,
             ),
         };
-        trie::entity_of(entry).ok_or(miss)
+        let entity = trie::entity_of(entry).ok_or(miss)?;
+        Ok((entity, (parsed.l3, matches!(parsed.addr, Addr::V6(..)))))
     }
 
     /// Applies the entity's policy and counts the packet against the entity (its terminal
-    /// outcome), or returns the terminal stat of a match that does not apply.
+    /// outcome), or returns the terminal stat of a match that does not apply. `l3` is the IP
+    /// header's offset and whether it is IPv6, and `ifindex` the interface (XDP: received on;
+    /// TC: sent out of), for the event.
     #[inline(always)]
     fn enforce(
         ctx: &impl Packet,
         entity: u32,
         slot: u32,
         direction: Direction,
+        l3: (usize, bool),
+        ifindex: u32,
     ) -> Result<Verdict, Stat> {
         let Some(policy) = POLICY.get(entity).copied() else {
             return Err(Stat::NoPolicy);
@@ -187,6 +211,7 @@ mod xdp {
             (*c).packets += 1;
             (*c).bytes += len;
         }
+        crate::sample::sample(ctx, ifindex, entity, direction, verdict, len, l3);
         Ok(verdict)
     }
 

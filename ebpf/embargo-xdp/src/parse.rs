@@ -80,6 +80,9 @@ pub struct Parsed {
     /// 0, 1 or 2 VLAN tags.
     pub vlan_tags: u8,
     pub ipv4_fragment: bool,
+    /// Offset of the IP header from the start of the frame (14, 18 or 22), for the rare paths
+    /// that read more of the packet (events).
+    pub l3: usize,
 }
 
 /// Reads a `T` at `offset` from the start of the packet, or `None` past its end. The only way
@@ -161,6 +164,7 @@ fn parse_ipv4(ctx: &impl Packet, l3: usize, vlan_tags: u8, pick: Pick) -> Result
         vlan_tags,
         // More-fragments flag or a non-zero offset.
         ipv4_fragment: frag & 0x3fff != 0,
+        l3,
     })
 }
 
@@ -180,5 +184,6 @@ fn parse_ipv6(ctx: &impl Packet, l3: usize, vlan_tags: u8, pick: Pick) -> Result
         addr: Addr::V6(hi, lo),
         vlan_tags,
         ipv4_fragment: false,
+        l3,
     })
 }

@@ -81,11 +81,13 @@ fn demo() -> Result<bool> {
     let (cli_ns, gw_ns) = (lab.cli_ns().to_owned(), lab.gw_ns().to_owned());
     {
         println!(
-            "$ embargo run --config {} --interface {}:inside --control-socket {} --audit-log {}",
+            "$ embargo run --config {} --interface {}:inside --control-socket {} --audit-log {} \
+             --events-log {}",
             config.display(),
             lab.gw_if(),
             lab.control_socket().display(),
-            lab.audit_log().display()
+            lab.audit_log().display(),
+            lab.events_log().display()
         );
         let agent = lab.start_agent(&config, Role::Inside)?;
         let status = agent.status()?;
