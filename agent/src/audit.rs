@@ -11,9 +11,10 @@
 //! | `time`      | when the record was written: RFC 3339, UTC, milliseconds (`2025-12-09T10:00:00.000Z`) |
 //! | `digest`    | [`Compiled::digest`] of the applied table |
 //! | `config`    | path of the main configuration file |
-//! | `sources`   | every file the policy was read from, in reading order: `{"kind", "path", "sha256"}` with kind `config` (the main file), `entities` (an included entity file) or `indicators` (an indicator file) |
+//! | `sources`   | every file the policy was read from, in reading order: `{"kind", "path", "sha256"}` with kind `config` (the main file), `entities` (an included entity file), `list` (a sanctions list file) or `indicators` (an indicator file) |
 //! | `asn_table` | the IP-to-ASN table as `<path> sha256:<hex>` ([`Resolved::asn_table`]), or `null` |
 //! | `changes`   | counts against the previous policy (an empty table for the agent's first): `prefixes_added`, `prefixes_removed`, `prefixes_moved`, `entities_added`, `entities_removed`, `entities_changed` |
+//! | `designations` | only when some changed: designations written with `list = "..."` that their list delisted, relisted or changed against the previous policy (for the agent's first, those already delisted): `{"change", "entity", "list", "reference", "since", "detail"}`, `change` one of `delisted`, `relisted`, `metadata_changed` |
 //! | `prev`      | the previous record's `hash`; 64 zeros (`GENESIS`) in the first record |
 //! | `hash`      | this record's hash, below |
 //!
@@ -70,7 +71,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    compile::Compiled,
+    compile::{Compiled, ListedStatus},
     config::Config,
     plan::{self, TableSnapshot},
     resolve::{Resolved, sha256_hex},
@@ -127,6 +128,82 @@ pub enum SourceKind {
     Entities,
     /// An indicator file a network group names.
     Indicators,
+    /// A sanctions list file (`[[lists]]`).
+    List,
+}
+
+/// What happened to a designation that follows a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Its reference is no longer on the list: enforcement on it ends.
+    Delisted,
+    /// Its reference is on the list again.
+    Relisted,
+    /// Still listed, with another regime, date or names.
+    MetadataChanged,
+}
+
+/// A designation change recorded with the policy that applied it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesignationChange {
+    pub change: ChangeKind,
+    pub entity: String,
+    pub list: String,
+    pub reference: String,
+    /// `delisted`: the date it counts as delisted from (`YYYY-MM-DD`).
+    pub since: Option<String>,
+    /// What changed, for `metadata_changed`.
+    pub detail: Option<String>,
+}
+
+/// The changes from `old` to `new` (see the module documentation): a designation first seen
+/// off its list counts as delisted.
+pub fn designation_changes(old: &[ListedStatus], new: &[ListedStatus]) -> Vec<DesignationChange> {
+    let mut out = Vec::new();
+    for n in new {
+        let prev = old
+            .iter()
+            .find(|o| o.entity == n.entity && o.list == n.list && o.reference == n.reference);
+        let change =
+            |change, since: Option<chrono::NaiveDate>, detail: Option<String>| DesignationChange {
+                change,
+                entity: n.entity.clone(),
+                list: n.list.clone(),
+                reference: n.reference.clone(),
+                since: since.map(|d| d.to_string()),
+                detail,
+            };
+        match (prev.map(|o| o.on_list), n.on_list) {
+            (None | Some(true), false) => {
+                out.push(change(ChangeKind::Delisted, n.delisted_on, None))
+            }
+            (Some(false), true) => out.push(change(ChangeKind::Relisted, None, None)),
+            (Some(true), true) => {
+                let o = prev.expect("matched Some");
+                let mut what = Vec::new();
+                if o.regime != n.regime {
+                    what.push(format!("regime {:?} -> {:?}", o.regime, n.regime));
+                }
+                if o.listed_on != n.listed_on {
+                    what.push(format!("listed_on {:?} -> {:?}", o.listed_on, n.listed_on));
+                }
+                if o.names != n.names {
+                    what.push(format!("names {:?} -> {:?}", o.names, n.names));
+                }
+                if !what.is_empty() {
+                    out.push(change(
+                        ChangeKind::MetadataChanged,
+                        None,
+                        Some(what.join("; ")),
+                    ));
+                }
+            }
+            (None, true) | (Some(false), false) => {}
+        }
+    }
+    out
 }
 
 /// A file the policy was read from, with the SHA-256 of its content.
@@ -183,16 +260,20 @@ pub struct PolicyApplied {
     pub sources: Vec<Source>,
     pub asn_table: Option<String>,
     pub changes: Changes,
+    /// List-driven designation changes ([`designation_changes`]).
+    pub designations: Vec<DesignationChange>,
 }
 
 impl PolicyApplied {
     /// The entry for `new`, compiled from `config` and `resolved`, replacing `old` (an empty
-    /// snapshot when nothing was loaded before). Indicator files are read again for their
-    /// digest, so call this right after compiling.
+    /// snapshot when nothing was loaded before) whose list-driven designations stood as
+    /// `old_listed`. Indicator files are read again for their digest, so call this right after
+    /// compiling.
     pub fn new(
         config: &Config,
         resolved: &Resolved,
         old: &TableSnapshot,
+        old_listed: &[ListedStatus],
         new: &Compiled,
     ) -> Result<Self, AuditError> {
         let next = TableSnapshot::of(new);
@@ -203,6 +284,7 @@ impl PolicyApplied {
             sources: sources(config, resolved)?,
             asn_table: resolved.asn_table.clone(),
             changes: Changes::between(old, &next),
+            designations: designation_changes(old_listed, &new.listed),
         })
     }
 }
@@ -232,8 +314,18 @@ pub fn sources(config: &Config, resolved: &Resolved) -> Result<Vec<Source>, Audi
             path: path.clone(),
             source,
         })?;
+        let kind = if resolved.lists.iter().any(|l| l.path == *path)
+            || config.main.lists.iter().any(|l| {
+                l.alt_path
+                    .as_ref()
+                    .is_some_and(|a| config.relative(0, a.get_ref()) == *path)
+            }) {
+            SourceKind::List
+        } else {
+            SourceKind::Indicators
+        };
         out.push(Source {
-            kind: SourceKind::Indicators,
+            kind,
             path: shown,
             sha256: sha256_hex(&bytes),
         });
@@ -253,6 +345,9 @@ pub struct Record {
     pub sources: Vec<Source>,
     pub asn_table: Option<String>,
     pub changes: Changes,
+    /// Absent when empty, so records without list changes hash as before lists existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub designations: Vec<DesignationChange>,
     pub prev: String,
     pub hash: String,
 }
@@ -588,6 +683,7 @@ impl AuditLog {
             sources: entry.sources,
             asn_table: entry.asn_table,
             changes: entry.changes,
+            designations: entry.designations,
             prev: self.last_hash.clone(),
             hash: String::new(),
         };
@@ -618,9 +714,22 @@ pub fn record_applied(
     config: &Config,
     resolved: &Resolved,
     old: &TableSnapshot,
+    old_listed: &[ListedStatus],
     new: &Compiled,
 ) -> Result<Record, AuditError> {
-    let record = log.append(PolicyApplied::new(config, resolved, old, new)?)?;
+    let record = log.append(PolicyApplied::new(config, resolved, old, old_listed, new)?)?;
+    for d in &record.designations {
+        tracing::warn!(
+            change = ?d.change,
+            entity = %d.entity,
+            list = %d.list,
+            reference = %d.reference,
+            since = d.since.as_deref().unwrap_or(""),
+            detail = d.detail.as_deref().unwrap_or(""),
+            seq = record.seq,
+            "designation change recorded in the audit log"
+        );
+    }
     tracing::info!(
         log = %log.path().display(),
         seq = record.seq,
@@ -708,6 +817,7 @@ mod tests {
                 prefixes_added: u64::from(n),
                 ..Changes::default()
             },
+            designations: Vec::new(),
         }
     }
 
@@ -1057,8 +1167,14 @@ mod tests {
         let config = crate::config::load(&path).unwrap();
         let resolved = crate::resolve::resolve(&config).unwrap();
         let compiled = crate::compile::compile(&config, &resolved, crate::today()).unwrap();
-        let e =
-            PolicyApplied::new(&config, &resolved, &TableSnapshot::default(), &compiled).unwrap();
+        let e = PolicyApplied::new(
+            &config,
+            &resolved,
+            &TableSnapshot::default(),
+            &[],
+            &compiled,
+        )
+        .unwrap();
         assert_eq!(e.digest, compiled.digest());
         assert_eq!(e.config, path);
         let kinds: Vec<SourceKind> = e.sources.iter().map(|s| s.kind).collect();

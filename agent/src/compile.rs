@@ -45,6 +45,37 @@ pub struct CompiledEntity {
     pub file: PathBuf,
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
+    /// Its designations by an enforced authority that no longer count (delisted, in the file or
+    /// by their list), for `why` to show next to the current ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delisted: Vec<Designation>,
+}
+
+/// How a designation written with `list = "..."` stands against its list on this compile.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ListedStatus {
+    pub entity: String,
+    pub list: String,
+    pub authority: String,
+    pub reference: String,
+    /// Whether the list still has the reference.
+    pub on_list: bool,
+    /// When it counts as delisted (not on the list: the list's date).
+    pub delisted_on: Option<NaiveDate>,
+    /// The list's metadata when on it: regime, designation date, names (primary first).
+    pub regime: Option<String>,
+    pub listed_on: Option<NaiveDate>,
+    pub names: Vec<String>,
+}
+
+/// A `[[lists]]` file as read, for `embargo check`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ListSummary {
+    pub name: String,
+    pub format: String,
+    pub path: PathBuf,
+    pub published: Option<NaiveDate>,
+    pub designations: usize,
 }
 
 /// One table entry: a prefix and who it belongs to.
@@ -91,6 +122,13 @@ pub struct Report {
     pub duplicates: usize,
     /// Every declared remote source: used (with its copy's age), skipped, or unreferenced.
     pub sources: Vec<crate::resolve::SourceReport>,
+    /// Every declared sanctions list.
+    pub lists: Vec<ListSummary>,
+    /// Designations whose list no longer has their reference: delisted from the list's date.
+    pub delisted_by_list: Vec<String>,
+    /// Where an entity file and its list disagree (regime, date, names, authority): the list's
+    /// values are used.
+    pub list_warnings: Vec<String>,
 }
 
 /// The compiled policy.
@@ -105,6 +143,8 @@ pub struct Compiled {
     /// Candidates not in the table (expired, not enforced, subtracted), for `why`.
     pub excluded: Vec<Excluded>,
     pub report: Report,
+    /// Every designation that names a list, as it stands against it (for the audit log).
+    pub listed: Vec<ListedStatus>,
 }
 
 fn note(list: &mut Vec<String>, total: &mut usize, text: impl FnOnce() -> String) {
@@ -123,6 +163,139 @@ fn designation_active(
     enforce.contains_key(&config::authority_key(&d.authority))
         && d.listed_on.0 <= today
         && d.delisted_on.is_none_or(|x| x.0 > today)
+}
+
+/// An entity's designations as they count on this compile: those naming a list take the
+/// list's regime and date when it has their reference, and are delisted from the list's date
+/// when it does not. Also returns each list-driven designation's status and the
+/// disagreements between the entity file and its list.
+fn effective_designations(
+    config: &Config,
+    resolved: &Resolved,
+    entity: usize,
+) -> Result<(Vec<Designation>, Vec<ListedStatus>, Vec<String>), ConfigError> {
+    let src = &config.entities[entity];
+    let file = &config.files[src.file];
+    let def = &src.def;
+    let id = def.id.get_ref();
+    let mut out = Vec::with_capacity(def.designations.len());
+    let mut statuses = Vec::new();
+    let mut warnings = Vec::new();
+    for d in &def.designations {
+        let Some(list_name) = &d.list else {
+            out.push(d.clone());
+            continue;
+        };
+        let Some(list) = resolved
+            .lists
+            .iter()
+            .find(|l| l.name == *list_name.get_ref())
+        else {
+            let declared: Vec<&str> = resolved.lists.iter().map(|l| l.name.as_str()).collect();
+            return Err(file.invalid(
+                list_name.span().start,
+                if declared.is_empty() {
+                    format!(
+                        "unknown list `{}`: declare it in the main file with [[lists]] name = \"{}\", format and path",
+                        list_name.get_ref(),
+                        list_name.get_ref()
+                    )
+                } else {
+                    format!(
+                        "unknown list `{}` (declared: {}); fix the name or declare it with [[lists]]",
+                        list_name.get_ref(),
+                        declared.join(", ")
+                    )
+                },
+            ));
+        };
+        let mut e = d.clone();
+        let mut status = ListedStatus {
+            entity: id.clone(),
+            list: list.name.clone(),
+            authority: d.authority.clone(),
+            reference: d.reference.clone(),
+            on_list: false,
+            delisted_on: None,
+            regime: None,
+            listed_on: None,
+            names: Vec::new(),
+        };
+        match list.document.find(&d.reference) {
+            Some(ld) => {
+                let at = || {
+                    format!(
+                        "entity `{id}` ({}), {} {}",
+                        file.path.display(),
+                        d.authority,
+                        d.reference
+                    )
+                };
+                let list_authority = ld.authority.as_ref().or(list.document.authority.as_ref());
+                if let Some(a) = list_authority
+                    && config::authority_key(a) != config::authority_key(&d.authority)
+                {
+                    warnings.push(format!(
+                        "{}: the entity file says authority {}, list `{}` is by {a}",
+                        at(),
+                        d.authority,
+                        list.name
+                    ));
+                }
+                if let Some(r) = &ld.regime {
+                    if r.trim() != d.regime.trim() {
+                        warnings.push(format!(
+                            "{}: regime `{}` in the entity file, `{r}` in list `{}`",
+                            at(),
+                            d.regime,
+                            list.name
+                        ));
+                    }
+                    e.regime = r.clone();
+                }
+                if let Some(l) = ld.listed_on {
+                    if l != d.listed_on.0 {
+                        warnings.push(format!(
+                            "{}: listed_on {} in the entity file, {l} in list `{}`",
+                            at(),
+                            d.listed_on,
+                            list.name
+                        ));
+                    }
+                    e.listed_on = config::Date(l);
+                }
+                let ours: Vec<String> = std::iter::once(&def.name)
+                    .chain(&def.aliases)
+                    .map(|n| crate::lists::collapse(n).to_lowercase())
+                    .collect();
+                let theirs: Vec<String> = std::iter::once(&ld.name)
+                    .chain(&ld.aliases)
+                    .cloned()
+                    .collect();
+                if !theirs.iter().any(|n| ours.contains(&n.to_lowercase())) {
+                    warnings.push(format!(
+                        "{}: none of the entity's names is on list `{}`, which names it `{}`",
+                        at(),
+                        list.name,
+                        ld.name
+                    ));
+                }
+                status.on_list = true;
+                status.regime = ld.regime.clone();
+                status.listed_on = ld.listed_on;
+                status.names = theirs;
+            }
+            None => {
+                let since = list.as_of.max(d.listed_on.0);
+                let delisted = d.delisted_on.map_or(since, |x| x.0.min(since));
+                e.delisted_on = Some(config::Date(delisted));
+                status.delisted_on = Some(delisted);
+            }
+        }
+        statuses.push(status);
+        out.push(e);
+    }
+    Ok((out, statuses, warnings))
 }
 
 /// Whether evidence still counts on `today`; the error names the bad `max_age`.
@@ -153,8 +326,20 @@ pub fn compile(
     let guard = &config.main.guard;
     let mut report = Report {
         sources: resolved.sources.clone(),
+        lists: resolved
+            .lists
+            .iter()
+            .map(|l| ListSummary {
+                name: l.name.clone(),
+                format: l.document.format.to_string(),
+                path: l.path.clone(),
+                published: l.document.published,
+                designations: l.document.designations.len(),
+            })
+            .collect(),
         ..Report::default()
     };
+    let mut listed: Vec<ListedStatus> = Vec::new();
     let mut excluded = Vec::new();
     let mut entities: Vec<CompiledEntity> = Vec::new();
     // (net) -> index into `rules` of its current owner
@@ -210,10 +395,52 @@ pub fn compile(
             })?;
             expiry.push(until);
         }
-        let active: Vec<Designation> = def
-            .designations
+        let (designations, statuses, warnings) = effective_designations(config, resolved, ei)?;
+        for w in warnings {
+            tracing::warn!("{w}; the list's values are used");
+            report.list_warnings.push(w);
+        }
+        let mut list_delisted = Vec::new();
+        for st in &statuses {
+            if let Some(since) = st.delisted_on {
+                let list = resolved
+                    .lists
+                    .iter()
+                    .find(|l| l.name == st.list)
+                    .expect("resolved above");
+                let text = format!(
+                    "entity `{id}`: {} {} is not in list `{}` ({}, {} {}): delisted from {since}",
+                    st.authority,
+                    st.reference,
+                    st.list,
+                    list.path.display(),
+                    if list.published {
+                        "published"
+                    } else {
+                        "file dated"
+                    },
+                    list.as_of
+                );
+                tracing::warn!(entity = id, list = %st.list, reference = %st.reference, %since, "designation not in its list: delisted");
+                report.delisted_by_list.push(text);
+                list_delisted.push(format!(
+                    "{} {} is no longer in list `{}`",
+                    st.authority, st.reference, st.list
+                ));
+            }
+        }
+        listed.extend(statuses);
+        let active: Vec<Designation> = designations
             .iter()
             .filter(|d| designation_active(d, &enforce, today))
+            .cloned()
+            .collect();
+        let delisted: Vec<Designation> = designations
+            .iter()
+            .filter(|d| {
+                enforce.contains_key(&config::authority_key(&d.authority))
+                    && d.delisted_on.is_some_and(|x| x.0 <= today)
+            })
             .cloned()
             .collect();
         if active.is_empty() {
@@ -224,8 +451,13 @@ pub fn compile(
                 .iter()
                 .any(|d| enforce.contains_key(&config::authority_key(&d.authority)))
             {
-                "every designation by an enforced authority is delisted or not yet in force"
-                    .to_owned()
+                let mut why =
+                    "every designation by an enforced authority is delisted or not yet in force"
+                        .to_owned();
+                if !list_delisted.is_empty() {
+                    why.push_str(&format!(" ({})", list_delisted.join("; ")));
+                }
+                why
             } else {
                 format!(
                     "designated only by {}, not enforced here",
@@ -261,6 +493,7 @@ pub fn compile(
             file: file.path.clone(),
             prefixes_v4: 0,
             prefixes_v6: 0,
+            delisted,
         };
         for (gi, g) in def.networks.iter().enumerate() {
             if let Some(until) = expiry[gi]
@@ -467,6 +700,7 @@ pub fn compile(
         allow,
         excluded,
         report,
+        listed,
     })
 }
 
@@ -555,8 +789,9 @@ pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: Ip
     let mut best: Option<((u8, bool, i64), String)> = None;
     for (ei, src) in config.entities.iter().enumerate() {
         let def = &src.def;
-        if !def
-            .designations
+        let designations = effective_designations(config, resolved, ei)
+            .map_or_else(|_| def.designations.clone(), |(d, _, _)| d);
+        if !designations
             .iter()
             .any(|d| designation_active(d, &enforce, today))
         {

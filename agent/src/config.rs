@@ -69,6 +69,27 @@ pub struct MainFile {
     /// Drop and monitor events (see [`crate::events`]).
     #[serde(default)]
     pub events: EventsSettings,
+    /// Sanctions lists read on every compile; a designation with `list = "<name>"` follows its
+    /// list (see [`crate::lists`]).
+    #[serde(default)]
+    pub lists: Vec<ListDef>,
+}
+
+/// A sanctions list file read on every compile (start and each reload; a change to it
+/// triggers a reload). A list that cannot be read or parsed, or has no designations, refuses
+/// the configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListDef {
+    /// Slug (lowercase letters, digits, `-`, `_`) that designations name with `list = "..."`.
+    pub name: Spanned<String>,
+    /// `uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`, `eu-xml` or `opensanctions`.
+    pub format: Spanned<crate::lists::ListFormat>,
+    /// The list file, relative to this file.
+    pub path: Spanned<String>,
+    /// `ofac-csv` only: OFAC's `alt.csv` (the aliases), relative to this file. Optional.
+    #[serde(default)]
+    pub alt_path: Option<Spanned<String>>,
 }
 
 /// A remote source: a feed of prefixes fetched over HTTPS, verified, parsed whole and cached.
@@ -421,6 +442,11 @@ pub struct Designation {
     /// Set when the entity was removed from the list; enforcement ends then.
     #[serde(default)]
     pub delisted_on: Option<Date>,
+    /// A `[[lists]]` name: `reference` is then looked up in that list on every compile. Found,
+    /// the list's regime and date are shown; missing, the designation counts as delisted from
+    /// the list's publication date (else the file's modification date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<Spanned<String>>,
 }
 
 /// What happens to a matching packet.

@@ -3,6 +3,7 @@
 //! The library behind the `embargo` binary:
 //! * [`config`]: the configuration model (designations, evidence, allow, guard) and loading;
 //! * [`resolve`]: indicator files, the ASN table and source copies, read into candidate prefixes;
+//! * [`lists`]: sanctions list files (UK, OFAC, EU, OpenSanctions) parsed into one model;
 //! * [`sources`]: remote sources (HTTPS feeds): fetch, verify, parse, cache, refresh;
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
@@ -20,6 +21,7 @@ pub mod dataplane;
 pub mod events;
 pub mod explain;
 pub mod http;
+pub mod lists;
 pub mod live;
 pub mod mapped;
 pub mod metrics;

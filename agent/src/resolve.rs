@@ -7,6 +7,7 @@ use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
 use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
+use toml::Spanned;
 
 use crate::{
     cidr,
@@ -77,6 +78,21 @@ pub struct Resolved {
     pub asn_table: Option<String>,
     /// Every declared source, in configuration order.
     pub sources: Vec<SourceReport>,
+    /// Every declared sanctions list, read and parsed, in configuration order.
+    pub lists: Vec<ResolvedList>,
+}
+
+/// A `[[lists]]` file, read and parsed whole.
+#[derive(Clone, Debug)]
+pub struct ResolvedList {
+    pub name: String,
+    pub path: PathBuf,
+    pub document: crate::lists::ListDocument,
+    /// The date a designation missing from the list counts as delisted from: the list's
+    /// publication date, else the file's modification date (UTC).
+    pub as_of: chrono::NaiveDate,
+    /// Whether `as_of` is the publication date (else the file's date).
+    pub published: bool,
 }
 
 impl Resolved {
@@ -265,12 +281,101 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
     }
 }
 
+/// Reads and parses every `[[lists]]` file. Anything wrong with one refuses the whole
+/// configuration: a list that cannot be read is never taken as an empty one.
+fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
+    let main = config.main_file();
+    for def in &config.main.lists {
+        let name = def.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(main.invalid(
+                def.name.span().start,
+                format!(
+                    "list name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"
+                ),
+            ));
+        }
+        if r.lists.iter().any(|l| l.name == *name) {
+            return Err(main.invalid(
+                def.name.span().start,
+                format!("list name `{name}` is declared twice; names must be unique"),
+            ));
+        }
+        let format = *def.format.get_ref();
+        if def.alt_path.is_some() && format != crate::lists::ListFormat::OfacCsv {
+            return Err(main.invalid(
+                def.alt_path.as_ref().expect("checked").span().start,
+                format!("alt_path is for format \"ofac-csv\" only (OFAC's alt.csv); remove it from list `{name}`"),
+            ));
+        }
+        let read = |p: &Spanned<String>| -> Result<(PathBuf, String), ConfigError> {
+            let path = config.relative(0, p.get_ref());
+            let text = config::read_text(&path).map_err(|e| match e {
+                ConfigError::Read { source, .. } => main.invalid(
+                    p.span().start,
+                    format!(
+                        "list `{name}`: {} cannot be read ({source}); fix the path or download the list",
+                        path.display()
+                    ),
+                ),
+                other => other,
+            })?;
+            Ok((path, text))
+        };
+        let (path, text) = read(&def.path)?;
+        let alt = def.alt_path.as_ref().map(read).transpose()?;
+        let input = crate::lists::ListInput {
+            path: &path,
+            text: &text,
+            alt: alt.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+        };
+        let document = crate::lists::parse(format, &input).map_err(|e| ConfigError::Invalid {
+            at: Location {
+                file: e.path.clone(),
+                line: e.line,
+                column: 1,
+            },
+            message: format!(
+                "list `{name}` ({format}): {}; the list is refused and nothing from this configuration is applied",
+                e.message
+            ),
+        })?;
+        let (as_of, published) = match document.published {
+            Some(d) => (d, true),
+            None => {
+                let modified = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .map(|t| DateTime::<Utc>::from(t).date_naive())
+                    .unwrap_or_else(|_| Utc::now().date_naive());
+                (modified, false)
+            }
+        };
+        r.paths.push(path.clone());
+        if let Some((alt_path, _)) = &alt {
+            r.paths.push(alt_path.clone());
+        }
+        r.lists.push(ResolvedList {
+            name: name.clone(),
+            path,
+            document,
+            as_of,
+            published,
+        });
+    }
+    Ok(())
+}
+
 /// Resolves every network group of `config`.
 pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut r = Resolved {
         paths: config.files.iter().map(|f| f.path.clone()).collect(),
         ..Default::default()
     };
+    read_lists(config, &mut r)?;
     let needs_asn = config
         .entities
         .iter()

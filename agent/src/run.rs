@@ -207,9 +207,14 @@ impl Shared {
         if let Err(e) = self.dataplane.set_event_limits(limits) {
             tracing::error!(error = %e, "the event limits could not be updated");
         }
-        if let Err(e) =
-            audit::record_applied(&mut self.audit, config, resolved, &old_snapshot, &compiled)
-        {
+        if let Err(e) = audit::record_applied(
+            &mut self.audit,
+            config,
+            resolved,
+            &old_snapshot,
+            &self.compiled.listed,
+            &compiled,
+        ) {
             tracing::error!(error = %e, "the applied policy could not be recorded in the audit log");
         }
         self.compiled = compiled;
@@ -388,6 +393,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         &config,
         &resolved,
         &TableSnapshot::default(),
+        &[],
         &compiled,
     )?;
     let digest = compiled.digest();

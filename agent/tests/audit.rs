@@ -55,6 +55,7 @@ fn log_of(dir: &TempDir, n: u64) -> PathBuf {
                 prefixes_added: i,
                 ..Changes::default()
             },
+            designations: Vec::new(),
         })
         .unwrap();
     }

@@ -1,0 +1,143 @@
+//! UK Sanctions List (FCDO) CSV: a first line `Report Date: dd-Mon-yyyy`, then a header row and
+//! one row per name: a designation (`Unique ID`) spans as many rows as it has names (`Name 1`..
+//! `Name 6`, `Name type`), each repeating `Regime Name`, `Date Designated` (`dd/mm/yyyy`),
+//! `Last Updated` and the type (`Designation Type`, called `Individual, Entity, Ship` in some
+//! editions). Columns are found by their header, so their order does not matter.
+
+use std::{collections::HashMap, path::Path};
+
+use super::{
+    Builder, ListDocument, ListError, ListFormat, ListedDesignation, date, non_empty,
+    uk_xml::UK_DATES,
+};
+
+pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // The report line, if present, precedes the header.
+    let (published, skip) = match text.lines().next() {
+        Some(first) if first.trim_start().starts_with("Report Date:") => {
+            let d = first
+                .trim()
+                .trim_start_matches("Report Date:")
+                .trim()
+                .trim_end_matches(',');
+            (
+                date(d, UK_DATES),
+                text.find('\n').map_or(text.len(), |i| i + 1),
+            )
+        }
+        _ => (None, 0),
+    };
+    let offset_lines = usize::from(skip > 0);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(text.get(skip..).unwrap_or("").as_bytes());
+    let headers = rdr
+        .headers()
+        .map_err(|e| ListError::new(path, 1 + offset_lines, format!("bad CSV header: {e}")))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
+    let Some(id_col) = col("Unique ID") else {
+        return Err(ListError::new(
+            path,
+            1 + offset_lines,
+            "no `Unique ID` column: not a UK Sanctions List CSV file (the OFSI consolidated list has `Group ID`; use the FCDO UK Sanctions List)",
+        ));
+    };
+    let name_cols: Vec<Option<usize>> = (1..=6).map(|i| col(&format!("Name {i}"))).collect();
+    let name_type = col("Name type");
+    let non_latin = col("Name non-latin script");
+    let regime = col("Regime Name");
+    let designated = col("Date Designated");
+    let updated = col("Last Updated");
+    let kind = col("Designation Type").or_else(|| col("Individual, Entity, Ship"));
+
+    struct Acc {
+        d: ListedDesignation,
+        names: Builder,
+    }
+    let mut order: Vec<Acc> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let body = text.get(skip..).unwrap_or("");
+    loop {
+        let line = super::csv_line(body, rdr.position().byte()) + offset_lines;
+        let mut rec = csv::StringRecord::new();
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(ListError::new(
+                    path,
+                    line,
+                    format!(
+                        "bad CSV row: {e}; the file is damaged or truncated, download it again"
+                    ),
+                ));
+            }
+        }
+        let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("");
+        let Some(reference) = non_empty(get(Some(id_col))) else {
+            return Err(ListError::new(
+                path,
+                line,
+                "a row without `Unique ID`; the file is damaged",
+            ));
+        };
+        let i = *index.entry(reference.clone()).or_insert_with(|| {
+            order.push(Acc {
+                d: ListedDesignation {
+                    reference: reference.clone(),
+                    authority: None,
+                    name: String::new(),
+                    aliases: Vec::new(),
+                    regime: non_empty(get(regime)),
+                    programs: Vec::new(),
+                    listed_on: date(get(designated), UK_DATES),
+                    updated_on: date(get(updated), UK_DATES),
+                    entity_type: non_empty(get(kind)),
+                    line,
+                },
+                names: Builder::default(),
+            });
+            order.len() - 1
+        });
+        let acc = &mut order[i];
+        let full: Vec<&str> = name_cols
+            .iter()
+            .map(|c| get(*c).trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let primary = get(name_type).trim().eq_ignore_ascii_case("Primary Name");
+        acc.names.name(&full.join(" "), primary);
+        acc.names.name(get(non_latin), false);
+    }
+    let mut designations = Vec::with_capacity(order.len());
+    for acc in order {
+        let Some((name, aliases)) = acc.names.finish() else {
+            return Err(ListError::new(
+                path,
+                acc.d.line,
+                format!(
+                    "designation {} has no name; the file is damaged",
+                    acc.d.reference
+                ),
+            ));
+        };
+        designations.push(ListedDesignation {
+            name,
+            aliases,
+            ..acc.d
+        });
+    }
+    Ok(ListDocument {
+        format: ListFormat::UkCsv,
+        authority: Some("UK".into()),
+        published,
+        designations,
+    })
+}
