@@ -862,6 +862,45 @@ mod tests {
     }
 
     #[test]
+    fn designation_changes_are_recorded_in_the_chain() {
+        let dir = TempDir::new("designations");
+        let path = dir.0.join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(entry(1)).unwrap();
+        let mut e = entry(2);
+        e.designations = vec![DesignationChange {
+            change: ChangeKind::Delisted,
+            entity: "i-soon".into(),
+            list: "uk".into(),
+            reference: "CYB0114".into(),
+            since: Some("2026-06-20".into()),
+            detail: None,
+        }];
+        let r = log.append(e).unwrap();
+        drop(log);
+        let l = lines(&path);
+        // A record without changes has no `designations` member: it hashes as before lists.
+        assert!(!l[0].contains("designations"), "{}", l[0]);
+        assert!(
+            l[1].contains(r#""designations":[{"change":"delisted","detail":null,"entity":"i-soon","list":"uk","reference":"CYB0114","since":"2026-06-20"}]"#),
+            "{}",
+            l[1]
+        );
+        assert_eq!(r.designations.len(), 1);
+        let report = verify(&path).unwrap();
+        assert!(report.intact(), "{report:?}");
+        assert_eq!(report.records, 2);
+        // Editing the change breaks the record's hash.
+        write_lines(
+            &path,
+            &[l[0].clone(), l[1].replace("2026-06-20", "2026-06-21")],
+        );
+        let b = first_break(&path);
+        assert_eq!(b.line, 2);
+        assert!(matches!(b.problem, Problem::HashMismatch { .. }), "{b}");
+    }
+
+    #[test]
     fn appended_records_chain_and_verify() {
         let dir = TempDir::new("chain");
         let path = log_of(&dir, 5);

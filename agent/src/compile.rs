@@ -1105,6 +1105,128 @@ confidence = "medium"
         }
     }
 
+    fn fixture(name: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lists")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    /// i-Soon designated by reference to a UK list read from `list_file`.
+    fn listed_config(list_file: &str, regime: &str) -> String {
+        format!(
+            r#"enforce = ["UK"]
+[[lists]]
+name = "uk"
+format = "uk-csv"
+path = "{}"
+
+[[entities]]
+id = "i-soon"
+name = "Sichuan Anxun Information Technology Co., Ltd."
+aliases = ["i-Soon"]
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "{regime}"
+reference = "CYB0114"
+listed_on = 2025-12-09
+source = "https://www.gov.uk/"
+list = "uk"
+{}"#,
+            fixture(list_file),
+            group(&["74.120.172.10"], "")
+        )
+    }
+
+    #[test]
+    fn a_designation_missing_from_its_list_is_delisted_from_the_lists_date() {
+        let regime = "The Cyber (Sanctions) (EU Exit) Regulations 2020";
+        let before = compile_str(
+            &listed_config("UK_Sanctions_List.csv", regime),
+            "2026-07-01",
+        )
+        .unwrap();
+        assert_eq!(before.rules.len(), 1, "on the list: enforced");
+        assert!(before.report.delisted_by_list.is_empty());
+        assert!(
+            before.report.list_warnings.is_empty(),
+            "{:?}",
+            before.report.list_warnings
+        );
+        assert_eq!(before.listed.len(), 1);
+        assert!(before.listed[0].on_list);
+
+        let after = compile_str(
+            &listed_config("UK_Sanctions_List.delisted.csv", regime),
+            "2026-07-01",
+        )
+        .unwrap();
+        assert!(
+            after.rules.is_empty(),
+            "not on the updated list: not enforced"
+        );
+        assert!(after.entities.is_empty());
+        assert_eq!(after.report.delisted_by_list.len(), 1);
+        assert!(
+            after.report.delisted_by_list[0].contains("delisted from 2026-06-20"),
+            "{:?}",
+            after.report.delisted_by_list
+        );
+        assert!(
+            after.report.entities_left_out[0]
+                .1
+                .contains("no longer in list `uk`")
+        );
+        assert_eq!(after.listed[0].delisted_on, Some(day("2026-06-20")));
+        // Before the list's date it still counts.
+        let earlier = compile_str(
+            &listed_config("UK_Sanctions_List.delisted.csv", regime),
+            "2026-06-19",
+        )
+        .unwrap();
+        assert_eq!(earlier.rules.len(), 1);
+
+        let changes = crate::audit::designation_changes(&before.listed, &after.listed);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].change, crate::audit::ChangeKind::Delisted);
+        assert_eq!(changes[0].reference, "CYB0114");
+        assert_eq!(changes[0].since.as_deref(), Some("2026-06-20"));
+        let back = crate::audit::designation_changes(&after.listed, &before.listed);
+        assert_eq!(back[0].change, crate::audit::ChangeKind::Relisted);
+        assert!(crate::audit::designation_changes(&before.listed, &before.listed).is_empty());
+    }
+
+    #[test]
+    fn the_lists_metadata_wins_and_a_mismatch_is_a_warning() {
+        let c = compile_str(
+            &listed_config("UK_Sanctions_List.csv", "cyber regime"),
+            "2026-07-01",
+        )
+        .unwrap();
+        assert_eq!(
+            c.report.list_warnings.len(),
+            1,
+            "{:?}",
+            c.report.list_warnings
+        );
+        assert!(c.report.list_warnings[0].contains("regime `cyber regime`"));
+        assert_eq!(
+            c.entities[0].designations[0].regime,
+            "The Cyber (Sanctions) (EU Exit) Regulations 2020"
+        );
+    }
+
+    #[test]
+    fn an_unknown_list_name_is_an_error_at_its_place() {
+        let text =
+            listed_config("UK_Sanctions_List.csv", "r").replace("list = \"uk\"", "list = \"eu\"");
+        let err = compile_str(&text, "2026-07-01").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:18:8:"), "{err}");
+        assert!(err.contains("unknown list `eu` (declared: uk)"), "{err}");
+    }
+
     // Property: on random configurations the compiled table answers every address exactly as
     // evaluating every rule does.
 

@@ -38,6 +38,9 @@ pub enum Explanation {
         via: Via,
         entity: EntityRef,
         designations: Vec<Designation>,
+        /// Its designations that no longer count (delisted in the file or by their list).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        delisted: Vec<Designation>,
         evidence: Box<Evidence>,
     },
     /// Inside an `allow` prefix: never blocked.
@@ -90,6 +93,7 @@ pub fn explain(c: &Compiled, addr: IpAddr) -> Explanation {
                     file: e.file.display().to_string(),
                 },
                 designations: e.designations.clone(),
+                delisted: e.delisted.clone(),
                 evidence: Box::new(e.evidence[rule.group as usize].clone()),
             }
         }
@@ -114,6 +118,7 @@ pub fn render(x: &Explanation) -> String {
             via,
             entity,
             designations,
+            delisted,
             evidence,
         } => {
             let verdict = match action {
@@ -148,6 +153,21 @@ pub fn render(x: &Explanation) -> String {
                     d.authority, d.regime, d.reference, d.listed_on
                 );
                 let _ = writeln!(o, "      {}", d.source);
+            }
+            for d in delisted {
+                let _ = writeln!(
+                    o,
+                    "    - DELISTED {} · {} · ref {} · listed {} · delisted {}{}",
+                    d.authority,
+                    d.regime,
+                    d.reference,
+                    d.listed_on,
+                    d.delisted_on.map_or_else(String::new, |x| x.to_string()),
+                    d.list.as_ref().map_or_else(String::new, |l| format!(
+                        " (follows list `{}`)",
+                        l.get_ref()
+                    ))
+                );
             }
             let kind = serde_json::to_value(evidence.kind)
                 .ok()

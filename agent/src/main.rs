@@ -120,6 +120,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write entity file skeletons from a sanctions list: one per designation, with its names
+    /// and designation, action monitor and no networks (add the evidence yourself).
+    Import {
+        #[command(subcommand)]
+        format: ImportCommand,
+    },
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
         /// Print JSON instead of a table.
@@ -133,6 +139,50 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+}
+
+/// Options every `embargo import` format takes.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The list file.
+    file: PathBuf,
+    /// Only designations whose regime or program contains this (case-insensitive), e.g.
+    /// `Cyber` or `CYBER2`.
+    #[arg(long)]
+    regime: Option<String>,
+    /// Only these references (UK Unique ID, OFAC ent_num, EU reference...). Repeatable.
+    #[arg(long = "reference", value_name = "REF")]
+    references: Vec<String>,
+    /// Write `list = "NAME"` into each designation (a `[[lists]]` name of the main file).
+    #[arg(long, value_name = "NAME")]
+    list: Option<String>,
+    /// Write one `<id>.toml` per designation into this folder (never overwriting a file)
+    /// instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// The formats `embargo import` reads.
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// UK Sanctions List (FCDO) CSV.
+    UkCsv(ImportArgs),
+    /// UK Sanctions List (FCDO) XML.
+    UkXml(ImportArgs),
+    /// OFAC SDN sdn.csv (with --alt alt.csv for the aliases).
+    OfacCsv {
+        #[command(flatten)]
+        args: ImportArgs,
+        /// OFAC's alt.csv, for the aliases.
+        #[arg(long, value_name = "ALT_CSV")]
+        alt: Option<PathBuf>,
+    },
+    /// OFAC SDN sdn.xml.
+    OfacXml(ImportArgs),
+    /// EU consolidated financial sanctions list XML.
+    EuXml(ImportArgs),
+    /// OpenSanctions FollowTheMoney entities (JSON lines).
+    Opensanctions(ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -291,6 +341,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Fetch { config } => fetch(&config),
+        Command::Import { format } => import(format),
         Command::Plan {
             config,
             control_socket,
@@ -395,6 +446,107 @@ fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `embargo import`: entity skeletons on stdout or into `--out`. Exit 64 when the list is
+/// refused, 1 when a file exists or cannot be written (nothing is written then).
+fn import(cmd: ImportCommand) -> ExitCode {
+    use embargo::lists::{self, ListFormat, skeleton};
+    let (format, args, alt) = match cmd {
+        ImportCommand::UkCsv(a) => (ListFormat::UkCsv, a, None),
+        ImportCommand::UkXml(a) => (ListFormat::UkXml, a, None),
+        ImportCommand::OfacCsv { args, alt } => (ListFormat::OfacCsv, args, alt),
+        ImportCommand::OfacXml(a) => (ListFormat::OfacXml, a, None),
+        ImportCommand::EuXml(a) => (ListFormat::EuXml, a, None),
+        ImportCommand::Opensanctions(a) => (ListFormat::Opensanctions, a, None),
+    };
+    let read = |p: &std::path::Path| embargo::config::read_text(p);
+    let text = match read(&args.file) {
+        Ok(t) => t,
+        Err(e) => return config_error(&e),
+    };
+    let alt_text = match alt.as_deref().map(read).transpose() {
+        Ok(t) => t,
+        Err(e) => return config_error(&e),
+    };
+    let input = lists::ListInput {
+        path: &args.file,
+        text: &text,
+        alt: alt.as_deref().zip(alt_text.as_deref()),
+    };
+    let doc = match lists::parse(format, &input) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("the list was refused; nothing was written");
+            return ExitCode::from(ConfigError::EXIT_CODE as u8);
+        }
+    };
+    let picked = lists::filter(&doc, args.regime.as_deref(), &args.references);
+    for r in &args.references {
+        if !picked
+            .iter()
+            .any(|d| d.reference.eq_ignore_ascii_case(r.trim()))
+        {
+            eprintln!("warning: reference {r} is not among the matching designations");
+        }
+    }
+    if picked.is_empty() {
+        eprintln!("error: no designation in {} matches", args.file.display());
+        return ExitCode::FAILURE;
+    }
+    let today = embargo::today();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for d in picked {
+        let mut id = skeleton::slug(&d.name);
+        if files.iter().any(|(i, _)| *i == id) {
+            id = format!("{id}-{}", skeleton::slug(&d.reference));
+        }
+        let text = skeleton::entity_file(&doc, d, &id, args.list.as_deref(), today);
+        files.push((id, text));
+    }
+    let Some(dir) = args.out else {
+        for (i, (id, text)) in files.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            println!("# ---- {id}.toml");
+            print!("{text}");
+        }
+        return ExitCode::SUCCESS;
+    };
+    // Refuse before writing anything: no file is overwritten, none is half written.
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(id, _)| dir.join(format!("{id}.toml")))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        eprintln!(
+            "error: {} already exist; nothing was written (move them or choose another --out)",
+            existing.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: creating {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    for (id, text) in &files {
+        let path = dir.join(format!("{id}.toml"));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("error: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 /// `embargo fetch`.
@@ -533,6 +685,23 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
             };
         }
     }
+    if !r.lists.is_empty() {
+        let _ = writeln!(o, "lists ({}):", r.lists.len());
+        for l in &r.lists {
+            let _ = writeln!(
+                o,
+                "  {:<20} {} designations ({}, {}) from {}",
+                l.name,
+                l.designations,
+                l.format,
+                l.published.map_or_else(
+                    || "no publication date".to_owned(),
+                    |p| format!("published {p}")
+                ),
+                l.path.display()
+            );
+        }
+    }
     let mut section = |title: &str, lines: &[String], total: usize| {
         if total == 0 {
             return;
@@ -551,6 +720,16 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
         .map(|(id, why)| format!("{id}: {why}"))
         .collect();
     section("left out: entities", &left, left.len());
+    section(
+        "delisted: designations no longer in their list",
+        &r.delisted_by_list,
+        r.delisted_by_list.len(),
+    );
+    section(
+        "warning: entity files that disagree with their list (the list's values are used)",
+        &r.list_warnings,
+        r.list_warnings.len(),
+    );
     section(
         "left out: expired evidence",
         &r.expired_groups,
