@@ -1217,13 +1217,14 @@ mod tests {
         assert_eq!(e.digest, compiled.digest());
         assert_eq!(e.config, path);
         let kinds: Vec<SourceKind> = e.sources.iter().map(|s| s.kind).collect();
-        // The main file, the included entity file, the indicator file and the cached copies of
-        // the two remote sources that have one.
+        // The main file, the included entity file, the sanctions list, the indicator file and
+        // the cached copies of the two remote sources that have one.
         assert_eq!(
             kinds,
             [
                 SourceKind::Config,
                 SourceKind::Entities,
+                SourceKind::List,
                 SourceKind::Indicators,
                 SourceKind::Indicators,
                 SourceKind::Indicators
@@ -1236,7 +1237,8 @@ mod tests {
                 "{s:?}"
             );
         }
-        assert!(e.sources[2].path.ends_with("indicators.txt"));
+        assert!(e.sources[2].path.ends_with("UK_Sanctions_List.csv"));
+        assert!(e.sources[3].path.ends_with("indicators.txt"));
         let asn = e.asn_table.unwrap();
         assert!(asn.contains("asn-table.csv sha256:"), "{asn}");
         assert_eq!(e.changes.prefixes_added, compiled.rules.len() as u64);

@@ -1219,6 +1219,29 @@ list = "uk"
     }
 
     #[test]
+    fn the_full_example_follows_its_list() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/full.toml");
+        let c = config::load(&root).unwrap();
+        let r = resolve::resolve(&c).unwrap();
+        let compiled = compile(&c, &r, day("2026-11-26")).unwrap();
+        assert_eq!(compiled.report.lists.len(), 1);
+        assert_eq!(compiled.report.lists[0].designations, 4);
+        assert!(
+            compiled.report.list_warnings.is_empty(),
+            "{:?}",
+            compiled.report.list_warnings
+        );
+        let e = compiled
+            .entities
+            .iter()
+            .find(|e| e.id == "integrity-tech")
+            .unwrap();
+        assert_eq!(e.designations[0].reference, "CYB9901");
+        assert_eq!(compiled.listed.len(), 1);
+        assert!(compiled.listed[0].on_list);
+    }
+
+    #[test]
     fn an_unknown_list_name_is_an_error_at_its_place() {
         let text =
             listed_config("UK_Sanctions_List.csv", "r").replace("list = \"uk\"", "list = \"eu\"");
