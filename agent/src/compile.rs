@@ -165,6 +165,9 @@ fn designation_active(
         && d.delisted_on.is_none_or(|x| x.0 > today)
 }
 
+/// An entity's designations as they count, each list-driven one's status, and the warnings.
+type Effective = (Vec<Designation>, Vec<ListedStatus>, Vec<String>);
+
 /// An entity's designations as they count on this compile: those naming a list take the
 /// list's regime and date when it has their reference, and are delisted from the list's date
 /// when it does not. Also returns each list-driven designation's status and the
@@ -173,7 +176,7 @@ fn effective_designations(
     config: &Config,
     resolved: &Resolved,
     entity: usize,
-) -> Result<(Vec<Designation>, Vec<ListedStatus>, Vec<String>), ConfigError> {
+) -> Result<Effective, ConfigError> {
     let src = &config.entities[entity];
     let file = &config.files[src.file];
     let def = &src.def;

@@ -306,9 +306,11 @@ fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
             ));
         }
         let format = *def.format.get_ref();
-        if def.alt_path.is_some() && format != crate::lists::ListFormat::OfacCsv {
+        if let Some(alt) = &def.alt_path
+            && format != crate::lists::ListFormat::OfacCsv
+        {
             return Err(main.invalid(
-                def.alt_path.as_ref().expect("checked").span().start,
+                alt.span().start,
                 format!("alt_path is for format \"ofac-csv\" only (OFAC's alt.csv); remove it from list `{name}`"),
             ));
         }
