@@ -901,6 +901,31 @@ mod tests {
     }
 
     #[test]
+    fn a_list_update_is_a_metadata_change_and_a_first_policy_reports_delistings() {
+        let listed = |on_list: bool, regime: &str| ListedStatus {
+            entity: "i-soon".into(),
+            list: "uk".into(),
+            authority: "UK".into(),
+            reference: "CYB0114".into(),
+            on_list,
+            delisted_on: (!on_list).then(|| chrono::NaiveDate::from_ymd_opt(2026, 6, 20).unwrap()),
+            regime: on_list.then(|| regime.to_owned()),
+            listed_on: None,
+            names: vec!["i-Soon".into()],
+        };
+        let c = designation_changes(&[listed(true, "Cyber")], &[listed(true, "Cyber 2")]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].change, ChangeKind::MetadataChanged);
+        assert!(c[0].detail.as_deref().unwrap().contains("Cyber 2"), "{c:?}");
+        // The agent's first policy: nothing before, already off the list.
+        let c = designation_changes(&[], &[listed(false, "")]);
+        assert_eq!(c[0].change, ChangeKind::Delisted);
+        assert_eq!(c[0].since.as_deref(), Some("2026-06-20"));
+        assert!(designation_changes(&[], &[listed(true, "Cyber")]).is_empty());
+        assert!(designation_changes(&[listed(false, "")], &[listed(false, "")]).is_empty());
+    }
+
+    #[test]
     fn appended_records_chain_and_verify() {
         let dir = TempDir::new("chain");
         let path = log_of(&dir, 5);

@@ -5,6 +5,8 @@
 //! reading of these rules, on random configurations and addresses):
 //! * an entity is enforced when it has a designation by an enforced authority that is listed
 //!   on or before today and not delisted on or before today;
+//! * a designation with `list = "..."` takes its list's regime and date when the list has its
+//!   reference, and is delisted from the list's date (publication, else file) when it does not;
 //! * a network group counts while its evidence has not expired (`expires`, or `retrieved` +
 //!   `max_age`);
 //! * `allow` wins over everything, including a more specific blocked prefix;
@@ -1242,6 +1244,9 @@ list = "uk"
         assert_eq!(e.designations[0].reference, "CYB9901");
         assert_eq!(compiled.listed.len(), 1);
         assert!(compiled.listed[0].on_list);
+        // The list is among the files whose change triggers a reload.
+        let list = root.parent().unwrap().join("lists/UK_Sanctions_List.csv");
+        assert!(r.paths.contains(&list), "{:?}", r.paths);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Reads what a configuration points at (indicator files, the IP-to-ASN table, the
-//! last-known-good copies of remote sources) and turns every network group into candidate
-//! prefixes, each remembering where it was written. The compiler then works on memory only.
+//! Reads what a configuration points at (sanctions lists, indicator files, the IP-to-ASN
+//! table, the last-known-good copies of remote sources) and turns every network group into
+//! candidate prefixes, each remembering where it was written. The compiler then works on
+//! memory only.
 
 use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
 

@@ -650,6 +650,13 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
             (e, c)
         })
         .map(|(e, c)| EntityStatus {
+            designations: s
+                .compiled
+                .entities
+                .iter()
+                .find(|x| x.id == e.id)
+                .map(status::designation_lines)
+                .unwrap_or_default(),
             id: e.id.clone(),
             name: e.name.clone(),
             action: format!("{:?}", e.action).to_lowercase(),
@@ -697,6 +704,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         reloads: s.reloads.clone(),
         drift_entries: s.drift.total(),
         sources: s.sources.states(),
+        delisted_by_list: s.compiled.report.delisted_by_list.clone(),
     })
 }
 

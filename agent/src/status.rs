@@ -35,6 +35,9 @@ pub struct Status {
     /// Remote sources and their freshness.
     #[serde(default)]
     pub sources: Vec<crate::sources::SourceState>,
+    /// Designations no longer in the list they follow ([`crate::compile::Report::delisted_by_list`]).
+    #[serde(default)]
+    pub delisted_by_list: Vec<String>,
 }
 
 /// Reload history since the agent started.
@@ -72,6 +75,37 @@ pub struct EntityStatus {
     pub prefixes_v4: usize,
     pub prefixes_v6: usize,
     pub counters: Vec<CounterRow>,
+    /// Its designations as they count ([`designation_lines`]), delisted ones marked.
+    #[serde(default)]
+    pub designations: Vec<String>,
+}
+
+/// An enforced entity's designations for people: the current ones (with the list's regime and
+/// date when they follow a list), then those that ended, marked `DELISTED`.
+pub fn designation_lines(e: &crate::compile::CompiledEntity) -> Vec<String> {
+    let line = |d: &crate::config::Designation| {
+        format!(
+            "{} {} · {} · listed {}{}",
+            d.authority,
+            d.reference,
+            d.regime,
+            d.listed_on,
+            d.list
+                .as_ref()
+                .map_or_else(String::new, |l| format!(" · list `{}`", l.get_ref()))
+        )
+    };
+    e.designations
+        .iter()
+        .map(line)
+        .chain(e.delisted.iter().map(|d| {
+            format!(
+                "DELISTED {} (from {})",
+                line(d),
+                d.delisted_on.map_or_else(String::new, |x| x.to_string())
+            )
+        }))
+        .collect()
 }
 
 /// One counter: direction x verdict.
@@ -248,6 +282,20 @@ pub fn render(s: &Status) -> String {
             bytes
         );
     }
+    if s.entities.iter().any(|e| !e.designations.is_empty()) {
+        let _ = writeln!(out, "\nDESIGNATIONS");
+        for e in &s.entities {
+            for d in &e.designations {
+                let _ = writeln!(out, "{:<23} {d}", e.id);
+            }
+        }
+    }
+    if !s.delisted_by_list.is_empty() {
+        let _ = writeln!(out, "\ndelisted: designations no longer in their list");
+        for d in &s.delisted_by_list {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
     let _ = writeln!(out, "\npackets seen: {}", s.packets_seen);
     for (label, n) in &s.outcomes {
         if *n > 0 {
@@ -255,4 +303,101 @@ pub fn render(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn designations_show_current_and_delisted_with_their_list() {
+        let fixture = |n: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/lists")
+                .join(n)
+                .display()
+                .to_string()
+        };
+        let text = format!(
+            r#"enforce = ["UK", "US"]
+[[lists]]
+name = "uk"
+format = "uk-csv"
+path = "{}"
+[[entities]]
+id = "i-soon"
+name = "i-Soon"
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "cyber"
+reference = "CYB0114"
+listed_on = 2025-12-09
+source = "s"
+list = "uk"
+[[entities.designations]]
+authority = "US"
+regime = "CYBER2"
+reference = "sample"
+listed_on = 2025-01-03
+source = "s"
+[[entities.networks]]
+prefixes = ["192.0.2.1"]
+[entities.networks.evidence]
+kind = "manual"
+source = "t"
+retrieved = 2026-01-01
+confidence = "low"
+"#,
+            fixture("UK_Sanctions_List.delisted.csv")
+        );
+        let c = crate::config::parse(Path::new("t.toml"), text).unwrap();
+        let r = crate::resolve::resolve(&c).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        let compiled = crate::compile::compile(&c, &r, day).unwrap();
+        let lines = designation_lines(&compiled.entities[0]);
+        assert_eq!(
+            lines,
+            [
+                "US sample · CYBER2 · listed 2025-01-03",
+                "DELISTED UK CYB0114 · cyber · listed 2025-12-09 · list `uk` (from 2026-06-20)"
+            ]
+        );
+        let status = Status {
+            pid: 1,
+            config: "t.toml".into(),
+            interfaces: Vec::new(),
+            entities: vec![EntityStatus {
+                id: "i-soon".into(),
+                name: "i-Soon".into(),
+                action: "drop".into(),
+                direction: "both".into(),
+                prefixes_v4: 1,
+                prefixes_v6: 0,
+                counters: Vec::new(),
+                designations: lines,
+            }],
+            outcomes: Vec::new(),
+            packets_seen: 0,
+            prefixes_v4: 1,
+            prefixes_v6: 0,
+            map_bytes: 0,
+            digest: String::new(),
+            reloads: ReloadStatus::default(),
+            drift_entries: 0,
+            sources: Vec::new(),
+            delisted_by_list: compiled.report.delisted_by_list.clone(),
+        };
+        let text = render(&status);
+        assert!(
+            text.contains("i-soon                  DELISTED UK CYB0114"),
+            "{text}"
+        );
+        assert!(
+            text.contains("delisted: designations no longer in their list"),
+            "{text}"
+        );
+    }
 }

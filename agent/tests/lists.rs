@@ -285,3 +285,31 @@ fn an_unknown_list_name_is_refused_at_its_line() {
     );
     assert!(err.contains("unknown list `ofac` (declared: uk)"), "{err}");
 }
+
+#[test]
+fn why_marks_a_delisted_designation_while_another_keeps_the_entity_enforced() {
+    let dir = TempDir::new("why");
+    let main = main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.delisted.csv"));
+    let us = r#"
+[[designations]]
+authority = "US"
+regime = "CYBER2"
+reference = "sample-99901"
+listed_on = 2025-01-03
+source = "https://home.treasury.gov/news/press-releases/jy2769"
+"#;
+    std::fs::write(
+        dir.0.join("entities/i-soon.toml"),
+        format!("{I_SOON}{us}{GROUP}"),
+    )
+    .unwrap();
+    let out = embargo(&["why", "192.0.2.10", "--config", main.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BLOCKED"), "{text}");
+    assert!(text.contains("- US · CYBER2 · ref sample-99901"), "{text}");
+    assert!(
+        text.contains("- DELISTED UK · The Cyber (Sanctions) (EU Exit) Regulations 2020 · ref CYB0114 · listed 2025-12-09 · delisted 2026-06-20 (follows list `uk`)"),
+        "{text}"
+    );
+}
