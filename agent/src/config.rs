@@ -490,6 +490,11 @@ pub struct Evidence {
     /// When this project retrieved it.
     pub retrieved: Date,
     pub confidence: Confidence,
+    /// The evidence counts from this date (inclusive): the group is not enforced before it.
+    /// Default: no start (counts at once). `embargo import stix` sets it from the indicator's
+    /// `valid_from`.
+    #[serde(default)]
+    pub valid_from: Option<Date>,
     /// The evidence stops counting on this date.
     #[serde(default)]
     pub expires: Option<Date>,

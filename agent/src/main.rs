@@ -556,6 +556,11 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
         &r.expired_groups,
         r.expired_groups.len(),
     );
+    section(
+        "left out: evidence not valid yet (valid_from)",
+        &r.pending_groups,
+        r.pending_groups.len(),
+    );
     section("subtracted by allow", &r.subtracted, r.subtracted_total);
     section(
         "same prefix in two entities",
