@@ -320,10 +320,7 @@ pub fn compile(
                     excluded.push(Excluded {
                         net: c.net,
                         entity: id.to_owned(),
-                        reason: format!(
-                            "evidence counts only from {from} ({})",
-                            g.evidence.source
-                        ),
+                        reason: format!("evidence counts only from {from} ({})", g.evidence.source),
                     });
                 }
                 continue;
@@ -766,8 +763,10 @@ confidence = "medium"
                 "drop",
                 "UK",
                 "",
-                &(group(&["192.0.2.0/24"], "valid_from = 2026-03-01\nexpires = 2026-09-01")
-                    + &group(&["198.51.100.0/24"], ""))
+                &(group(
+                    &["192.0.2.0/24"],
+                    "valid_from = 2026-03-01\nexpires = 2026-09-01"
+                ) + &group(&["198.51.100.0/24"], ""))
             )
         );
         let probe: IpAddr = "192.0.2.9".parse().unwrap();
@@ -782,7 +781,10 @@ confidence = "medium"
         else {
             panic!("listed before its valid_from")
         };
-        assert!(left_out[0].reason.contains("only from 2026-03-01"), "{left_out:?}");
+        assert!(
+            left_out[0].reason.contains("only from 2026-03-01"),
+            "{left_out:?}"
+        );
         let (cfg, r) = build(&text);
         assert_eq!(
             evaluate(&cfg, &r, day("2026-02-28"), probe),
@@ -799,7 +801,12 @@ confidence = "medium"
                 Decision::Entity("a".into())
             );
         }
-        assert!(compile_str(&text, "2026-09-01").unwrap().lookup(probe).is_none());
+        assert!(
+            compile_str(&text, "2026-09-01")
+                .unwrap()
+                .lookup(probe)
+                .is_none()
+        );
     }
 
     #[test]
@@ -811,7 +818,10 @@ confidence = "medium"
                 "drop",
                 "UK",
                 "",
-                &group(&["192.0.2.0/24"], "valid_from = 2026-03-01\nmax_age = \"30days\"")
+                &group(
+                    &["192.0.2.0/24"],
+                    "valid_from = 2026-03-01\nmax_age = \"30days\""
+                )
             )
         );
         // retrieved 2026-01-01 + 30 days = 2026-01-31, before valid_from.
@@ -1001,7 +1011,10 @@ confidence = "medium"
                 (
                     prop::collection::vec(arb_prefix(), 1..6),
                     prop::option::weighted(0.3, prop::sample::select(vec!["10days", "100days"])),
-                    prop::option::weighted(0.3, prop::sample::select(vec!["2025-12-01", "2026-01-20", "2026-03-01"])),
+                    prop::option::weighted(
+                        0.3,
+                        prop::sample::select(vec!["2025-12-01", "2026-01-20", "2026-03-01"]),
+                    ),
                 ),
                 1..3,
             ),
@@ -1015,8 +1028,12 @@ confidence = "medium"
                         let from = from.filter(|_| *age != Some("10days"));
                         group(
                             &refs,
-                            &(age.map(|a| format!("max_age = \"{a}\"\n")).unwrap_or_default()
-                                + &from.map(|f| format!("valid_from = {f}")).unwrap_or_default()),
+                            &(age
+                                .map(|a| format!("max_age = \"{a}\"\n"))
+                                .unwrap_or_default()
+                                + &from
+                                    .map(|f| format!("valid_from = {f}"))
+                                    .unwrap_or_default()),
                         )
                     })
                     .collect();

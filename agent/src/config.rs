@@ -521,7 +521,7 @@ pub enum EvidenceKind {
 }
 
 /// How sure the source is.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     Low,

@@ -10,7 +10,8 @@
 //! * [`audit`]: the hash-chained log of every policy the agent applied.
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
-//! * [`events`]: drop and monitor events from the data plane, written as JSON lines.
+//! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
+//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups.
 
 pub mod audit;
 pub mod cidr;
@@ -20,6 +21,7 @@ pub mod dataplane;
 pub mod events;
 pub mod explain;
 pub mod http;
+pub mod import;
 pub mod live;
 pub mod mapped;
 pub mod metrics;
