@@ -211,7 +211,11 @@ pub fn deliver(dest: &Destination, text: &str, entity: &str) -> Result<(), Impor
                 })?;
             f.write_all(text.as_bytes())
                 .and_then(|()| f.sync_all())
-                .map_err(|e| fail(path, format!("cannot write: {e}")))
+                .map_err(|e| {
+                    // Leave nothing half-written behind.
+                    let _ = fs::remove_file(path);
+                    fail(path, format!("cannot write: {e}"))
+                })
         }
         Destination::Append(path) => {
             let old = config::read_text(path)?;
