@@ -153,6 +153,7 @@ fn stix_import_loads_and_why_shows_the_evidence_dates() {
             && text.contains("counts from 2026-01-15, stops counting on 2036-01-15"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -196,6 +197,7 @@ fn ioc_import_reads_defanged_addresses() {
             "https://advisories.example.org/2026/sample-002"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The Integrity Tech rows of the seed data, read independently of the importer.
@@ -340,6 +342,8 @@ fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
     );
     // Rows without dates still count.
     assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dated);
 }
 
 #[test]
@@ -481,4 +485,5 @@ fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
         before,
         "the entity file changed"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -189,8 +189,9 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
         ImportError::invalid(
             json_at(path, &e),
             format!(
-                "{e}{which}; a STIX 2.1 indicator needs type, spec_version, id, created, \
-                 modified, pattern, pattern_type and valid_from"
+                "{e}{which}; give the object the properties STIX 2.1 requires (an \
+                 indicator: type, spec_version, id, created, modified, pattern, pattern_type \
+                 and valid_from)"
             ),
         )
     })?;
