@@ -7,8 +7,8 @@
 //!   on or before today and not delisted on or before today;
 //! * a designation with `list = "..."` takes its list's regime and date when the list has its
 //!   reference, and is delisted from the list's date (publication, else file) when it does not;
-//! * a network group counts while its evidence has not expired (`expires`, or `retrieved` +
-//!   `max_age`);
+//! * a network group counts from its evidence's `valid_from` (when set) while that evidence
+//!   has not expired (`expires`, or `retrieved` + `max_age`);
 //! * `allow` wins over everything, including a more specific blocked prefix;
 //! * otherwise the most specific prefix wins; two entities listing the same prefix resolve to
 //!   the one whose action is `drop`, then to the one read first.
@@ -109,6 +109,8 @@ pub struct Report {
     pub entities_left_out: Vec<(String, String)>,
     /// Evidence groups left out because their evidence expired.
     pub expired_groups: Vec<String>,
+    /// Evidence groups left out because their evidence counts only from a later `valid_from`.
+    pub pending_groups: Vec<String>,
     /// Identical prefixes listed by two entities, and who keeps them.
     pub same_prefix: Vec<String>,
     pub same_prefix_total: usize,
@@ -314,6 +316,11 @@ fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, String> {
     Ok(until)
 }
 
+/// Whether evidence has not started counting yet on `today` (its `valid_from` is later).
+fn evidence_pending(e: &Evidence, today: NaiveDate) -> bool {
+    e.valid_from.is_some_and(|from| from.0 > today)
+}
+
 /// Compiles `config` with its resolved sources as of `today`.
 pub fn compile(
     config: &Config,
@@ -398,6 +405,17 @@ pub fn compile(
                     .map_or(def.id.span().start, |a| a.span().start);
                 file.invalid(off, m)
             })?;
+            if let (Some(from), Some(until)) = (g.evidence.valid_from, until)
+                && from.0 >= until
+            {
+                return Err(file.invalid(
+                    def.id.span().start,
+                    format!(
+                        "entity `{id}`: a network group's evidence ({}) counts from {from} but stops counting on {until}, so it never counts; fix valid_from, expires or max_age",
+                        g.evidence.source
+                    ),
+                ));
+            }
             expiry.push(until);
         }
         let (designations, statuses, warnings) = effective_designations(config, resolved, ei)?;
@@ -521,6 +539,26 @@ pub fn compile(
                         net: c.net,
                         entity: id.to_owned(),
                         reason: format!("evidence expired on {until} ({})", g.evidence.source),
+                    });
+                }
+                continue;
+            }
+            if let Some(from) = g.evidence.valid_from
+                && evidence_pending(&g.evidence, today)
+            {
+                let text = format!(
+                    "entity `{id}` group {} (evidence from {}): counts from {from}, {} prefixes left out until then",
+                    gi + 1,
+                    g.evidence.source,
+                    resolved.groups[ei][gi].len()
+                );
+                tracing::info!("{text}");
+                report.pending_groups.push(text);
+                for c in &resolved.groups[ei][gi] {
+                    excluded.push(Excluded {
+                        net: c.net,
+                        entity: id.to_owned(),
+                        reason: format!("evidence counts only from {from} ({})", g.evidence.source),
                     });
                 }
                 continue;
@@ -807,6 +845,7 @@ pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: Ip
                 .ok()
                 .flatten()
                 .is_some_and(|u| u <= today)
+                || evidence_pending(&g.evidence, today)
             {
                 continue;
             }
@@ -953,6 +992,82 @@ confidence = "medium"
         assert_eq!(c.report.expired_groups.len(), 1);
         let c = compile_str(&text, "2026-06-01").unwrap();
         assert!(c.rules.is_empty());
+    }
+
+    #[test]
+    fn evidence_counts_from_its_valid_from() {
+        let text = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity(
+                "a",
+                "drop",
+                "UK",
+                "",
+                &(group(
+                    &["192.0.2.0/24"],
+                    "valid_from = 2026-03-01\nexpires = 2026-09-01"
+                ) + &group(&["198.51.100.0/24"], ""))
+            )
+        );
+        let probe: IpAddr = "192.0.2.9".parse().unwrap();
+        // The day before: the group is left out, and `why` says until when.
+        let c = compile_str(&text, "2026-02-28").unwrap();
+        assert_eq!(c.rules.len(), 1);
+        assert!(c.lookup(probe).is_none());
+        assert_eq!(c.report.pending_groups.len(), 1, "{:?}", c.report);
+        assert!(c.report.pending_groups[0].contains("counts from 2026-03-01"));
+        let crate::explain::Explanation::NotListed { left_out, .. } =
+            crate::explain::explain(&c, probe)
+        else {
+            panic!("listed before its valid_from")
+        };
+        assert!(
+            left_out[0].reason.contains("only from 2026-03-01"),
+            "{left_out:?}"
+        );
+        let (cfg, r) = build(&text);
+        assert_eq!(
+            evaluate(&cfg, &r, day("2026-02-28"), probe),
+            Decision::NotListed
+        );
+        // On the date and after, until it expires.
+        for today in ["2026-03-01", "2026-08-31"] {
+            let c = compile_str(&text, today).unwrap();
+            assert_eq!(c.rules.len(), 2, "{today}");
+            assert!(c.lookup(probe).is_some(), "{today}");
+            assert!(c.report.pending_groups.is_empty(), "{today}");
+            assert_eq!(
+                evaluate(&cfg, &r, day(today), probe),
+                Decision::Entity("a".into())
+            );
+        }
+        assert!(
+            compile_str(&text, "2026-09-01")
+                .unwrap()
+                .lookup(probe)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn valid_from_on_or_after_expiry_is_refused() {
+        let text = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity(
+                "a",
+                "drop",
+                "UK",
+                "",
+                &group(
+                    &["192.0.2.0/24"],
+                    "valid_from = 2026-03-01\nmax_age = \"30days\""
+                )
+            )
+        );
+        // retrieved 2026-01-01 + 30 days = 2026-01-31, before valid_from.
+        let err = compile_str(&text, "2026-02-01").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:"), "{err}");
+        assert!(err.contains("never counts"), "{err}");
     }
 
     #[test]
@@ -1284,6 +1399,10 @@ list = "uk"
                 (
                     prop::collection::vec(arb_prefix(), 1..6),
                     prop::option::weighted(0.3, prop::sample::select(vec!["10days", "100days"])),
+                    prop::option::weighted(
+                        0.3,
+                        prop::sample::select(vec!["2025-12-01", "2026-01-20", "2026-03-01"]),
+                    ),
                 ),
                 1..3,
             ),
@@ -1291,12 +1410,18 @@ list = "uk"
             .prop_map(move |(drop, auth, delisted, groups)| {
                 let groups: String = groups
                     .iter()
-                    .map(|(p, age)| {
+                    .map(|(p, age, from)| {
                         let refs: Vec<&str> = p.iter().map(String::as_str).collect();
+                        // `valid_from` only where it leaves the group a window to count in.
+                        let from = from.filter(|_| *age != Some("10days"));
                         group(
                             &refs,
-                            &age.map(|a| format!("max_age = \"{a}\""))
-                                .unwrap_or_default(),
+                            &(age
+                                .map(|a| format!("max_age = \"{a}\"\n"))
+                                .unwrap_or_default()
+                                + &from
+                                    .map(|f| format!("valid_from = {f}"))
+                                    .unwrap_or_default()),
                         )
                     })
                     .collect();

@@ -516,6 +516,11 @@ pub struct Evidence {
     /// When this project retrieved it.
     pub retrieved: Date,
     pub confidence: Confidence,
+    /// The evidence counts from this date (inclusive): the group is not enforced before it.
+    /// Default: no start (counts at once). `embargo import stix` sets it from the indicator's
+    /// `valid_from`.
+    #[serde(default)]
+    pub valid_from: Option<Date>,
     /// The evidence stops counting on this date.
     #[serde(default)]
     pub expires: Option<Date>,
@@ -542,7 +547,7 @@ pub enum EvidenceKind {
 }
 
 /// How sure the source is.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     Low,

@@ -183,6 +183,22 @@ pub fn render(x: &Explanation) -> String {
                 evidence.retrieved
             );
             let _ = writeln!(o, "               {}", evidence.source);
+            if evidence.valid_from.is_some() || evidence.expires.is_some() {
+                let from = evidence
+                    .valid_from
+                    .map_or_else(|| "retrieval".to_owned(), |d| d.to_string());
+                let until = evidence
+                    .expires
+                    .map_or_else(String::new, |d| format!(", stops counting on {d}"));
+                let _ = writeln!(o, "               counts from {from}{until}");
+            }
+            if let Some(age) = &evidence.max_age {
+                let _ = writeln!(
+                    o,
+                    "               stops counting {} after retrieval",
+                    age.get_ref()
+                );
+            }
             if let Some(n) = &evidence.note {
                 let _ = writeln!(o, "               {n}");
             }

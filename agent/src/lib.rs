@@ -11,7 +11,8 @@
 //! * [`audit`]: the hash-chained log of every policy the agent applied.
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
-//! * [`events`]: drop and monitor events from the data plane, written as JSON lines.
+//! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
+//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups.
 
 pub mod audit;
 pub mod cidr;
@@ -21,6 +22,7 @@ pub mod dataplane;
 pub mod events;
 pub mod explain;
 pub mod http;
+pub mod import;
 pub mod lists;
 pub mod live;
 pub mod mapped;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use embargo::{
     audit,
     compile::Compiled,
-    config::{ConfigError, Interface, Role, XdpMode},
+    config::{Confidence, ConfigError, EvidenceKind, Interface, Role, XdpMode},
     explain, plan,
     resolve::SourceStatus,
     run::{self, RunError, RunOptions},
@@ -120,8 +120,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write entity file skeletons from a sanctions list: one per designation, with its names
-    /// and designation, action monitor and no networks (add the evidence yourself).
+    /// Import a sanctions list (uk-csv, uk-xml, ofac-csv, ofac-xml, eu-xml, opensanctions:
+    /// entity file skeletons) or indicators (stix, ioc, csv: `[[networks]]` groups).
     Import {
         #[command(subcommand)]
         format: ImportCommand,
@@ -141,9 +141,9 @@ enum Command {
     },
 }
 
-/// Options every `embargo import` format takes.
+/// Options every sanctions-list format of `embargo import` takes.
 #[derive(clap::Args)]
-struct ImportArgs {
+struct ListImportArgs {
     /// The list file.
     file: PathBuf,
     /// Only designations whose regime or program contains this (case-insensitive), e.g.
@@ -164,25 +164,132 @@ struct ImportArgs {
 
 /// The formats `embargo import` reads.
 #[derive(Subcommand)]
-enum ImportCommand {
+enum ListImport {
     /// UK Sanctions List (FCDO) CSV.
-    UkCsv(ImportArgs),
+    UkCsv(ListImportArgs),
     /// UK Sanctions List (FCDO) XML.
-    UkXml(ImportArgs),
+    UkXml(ListImportArgs),
     /// OFAC SDN sdn.csv (with --alt alt.csv for the aliases).
     OfacCsv {
         #[command(flatten)]
-        args: ImportArgs,
+        args: ListImportArgs,
         /// OFAC's alt.csv, for the aliases.
         #[arg(long, value_name = "ALT_CSV")]
         alt: Option<PathBuf>,
     },
     /// OFAC SDN sdn.xml.
-    OfacXml(ImportArgs),
+    OfacXml(ListImportArgs),
     /// EU consolidated financial sanctions list XML.
-    EuXml(ImportArgs),
+    EuXml(ListImportArgs),
     /// OpenSanctions FollowTheMoney entities (JSON lines).
-    Opensanctions(ImportArgs),
+    Opensanctions(ListImportArgs),
+}
+
+/// What `embargo import` reads: sanctions lists and indicators.
+#[derive(Subcommand)]
+enum ImportCommand {
+    #[command(flatten)]
+    List(ListImport),
+    #[command(flatten)]
+    Indicators(IndicatorImport),
+}
+
+/// Indicator formats: each writes `[[networks]]` groups for an entity file (stdout, --out
+/// FILE, or --out FILE --append to add them to the entity's file). Exits 64 on a missing
+/// option, 65 on input it cannot read whole, 73 when the output cannot be written.
+#[derive(Subcommand)]
+enum IndicatorImport {
+    /// A STIX 2.1 bundle: indicators whose `stix` pattern matches ipv4-addr/ipv6-addr values
+    /// (alone or OR-joined); everything else is skipped and counted. valid_from and
+    /// valid_until become the evidence's valid_from and expires.
+    Stix {
+        /// The bundle (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+    /// Plain IOC text: one indicator per line or free text, defanged forms (`192.0.2[.]1`,
+    /// `hxxp://...`, `[2001:db8::1]:443`) and `#` comments; domains and hashes are counted.
+    Ioc {
+        file: PathBuf,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+    /// CSV with a header row: the indicator column, and optionally the type, first-seen,
+    /// last-seen and source columns, and a filter keeping one entity's rows.
+    Csv {
+        file: PathBuf,
+        /// Header of the column holding the address or CIDR.
+        #[arg(long, value_name = "HEADER")]
+        column: String,
+        /// Header of the indicator-type column: rows whose type is not an IP type (e.g.
+        /// `domain`) are skipped and counted instead of refused.
+        #[arg(long, value_name = "HEADER")]
+        type_column: Option<String>,
+        /// Header of the first-seen date column: the evidence's valid_from.
+        #[arg(long, value_name = "HEADER")]
+        first_seen_column: Option<String>,
+        /// Header of the last-seen date column: the evidence counts through that day.
+        #[arg(long, value_name = "HEADER")]
+        last_seen_column: Option<String>,
+        /// Header of the source column (URL or document); empty cells fall back to --source.
+        #[arg(long, value_name = "HEADER")]
+        source_column: Option<String>,
+        /// Keep only rows whose this column equals --filter-value.
+        #[arg(long, value_name = "HEADER", requires = "filter_value")]
+        filter_column: Option<String>,
+        #[arg(long, value_name = "TEXT", requires = "filter_column")]
+        filter_value: Option<String>,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+}
+
+/// What every `embargo import` format takes.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Id of the entity the groups are for (checked against the file with --append).
+    #[arg(long, value_name = "ID")]
+    entity: String,
+    /// Source (URL or document) of indicators whose data names none.
+    #[arg(long, value_name = "URL")]
+    source: Option<String>,
+    /// Evidence kind: registry, routing, advisory (default) or manual.
+    #[arg(long, default_value = "advisory", value_parser = parse_evidence_kind)]
+    kind: EvidenceKind,
+    /// When the data was retrieved, YYYY-MM-DD (default today, UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    retrieved: Option<chrono::NaiveDate>,
+    /// low, medium or high: for indicators whose data gives none (STIX `confidence` is used
+    /// when present); default medium for ioc and csv, required for STIX indicators without one.
+    #[arg(long, value_parser = parse_confidence)]
+    confidence: Option<Confidence>,
+    /// Write to this file instead of standard output; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// With --out: append to that existing entity file (it must parse, before and after, and
+    /// be the file of --entity); replaced atomically.
+    #[arg(long, requires = "out")]
+    append: bool,
+}
+
+/// A config enum value from its TOML name.
+fn parse_named<T: serde::de::DeserializeOwned>(s: &str, names: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not one of {names}"))
+}
+
+fn parse_evidence_kind(s: &str) -> Result<EvidenceKind, String> {
+    parse_named(s, "registry, routing, advisory, manual")
+}
+
+fn parse_confidence(s: &str) -> Result<Confidence, String> {
+    parse_named(s, "low, medium, high")
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date like 2026-11-27"))
 }
 
 #[derive(Subcommand)]
@@ -341,7 +448,9 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Fetch { config } => fetch(&config),
-        Command::Import { format } => import(format),
+        Command::Import {
+            format: ImportCommand::List(format),
+        } => import(format),
         Command::Plan {
             config,
             control_socket,
@@ -390,6 +499,9 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Import {
+            format: ImportCommand::Indicators(format),
+        } => import_command(format),
         Command::Status {
             json,
             control_socket,
@@ -450,15 +562,15 @@ fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
 
 /// `embargo import`: entity skeletons on stdout or into `--out`. Exit 64 when the list is
 /// refused, 1 when a file exists or cannot be written (nothing is written then).
-fn import(cmd: ImportCommand) -> ExitCode {
+fn import(cmd: ListImport) -> ExitCode {
     use embargo::lists::{self, ListFormat, skeleton};
     let (format, args, alt) = match cmd {
-        ImportCommand::UkCsv(a) => (ListFormat::UkCsv, a, None),
-        ImportCommand::UkXml(a) => (ListFormat::UkXml, a, None),
-        ImportCommand::OfacCsv { args, alt } => (ListFormat::OfacCsv, args, alt),
-        ImportCommand::OfacXml(a) => (ListFormat::OfacXml, a, None),
-        ImportCommand::EuXml(a) => (ListFormat::EuXml, a, None),
-        ImportCommand::Opensanctions(a) => (ListFormat::Opensanctions, a, None),
+        ListImport::UkCsv(a) => (ListFormat::UkCsv, a, None),
+        ListImport::UkXml(a) => (ListFormat::UkXml, a, None),
+        ListImport::OfacCsv { args, alt } => (ListFormat::OfacCsv, args, alt),
+        ListImport::OfacXml(a) => (ListFormat::OfacXml, a, None),
+        ListImport::EuXml(a) => (ListFormat::EuXml, a, None),
+        ListImport::Opensanctions(a) => (ListFormat::Opensanctions, a, None),
     };
     let read = |p: &std::path::Path| embargo::config::read_text(p);
     let text = match read(&args.file) {
@@ -591,6 +703,121 @@ fn fetch(path: &std::path::Path) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `embargo import stix|ioc|csv`.
+fn import_command(format: IndicatorImport) -> ExitCode {
+    use embargo::import::{self, ImportError, csv, ioc, stix, writer};
+    let (name, file, common) = match &format {
+        IndicatorImport::Stix { file, common } => ("stix", file, common),
+        IndicatorImport::Ioc { file, common } => ("ioc", file, common),
+        IndicatorImport::Csv { file, common, .. } => ("csv", file, common),
+    };
+    let fail = |e: &ImportError| {
+        eprintln!("error: {e}");
+        eprintln!("nothing was written");
+        let code = match e {
+            ImportError::Usage(_) => 64,
+            ImportError::Output { .. } => 73,
+            ImportError::Read(_) | ImportError::Invalid { .. } => import::EXIT_CODE,
+        };
+        ExitCode::from(code as u8)
+    };
+    let id = &common.entity;
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return fail(&ImportError::Usage(format!(
+            "--entity `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
+        )));
+    }
+    let today = embargo::today();
+    let defaults = import::Defaults {
+        kind: common.kind,
+        source: common.source.clone(),
+        retrieved: embargo::config::Date(common.retrieved.unwrap_or(today)),
+        confidence: common.confidence,
+    };
+    let read = match &format {
+        IndicatorImport::Stix { file, .. } => stix::read(file, &defaults),
+        IndicatorImport::Ioc { file, .. } => ioc::read(file, &defaults),
+        IndicatorImport::Csv {
+            file,
+            column,
+            type_column,
+            first_seen_column,
+            last_seen_column,
+            source_column,
+            filter_column,
+            filter_value,
+            ..
+        } => csv::read(
+            file,
+            &csv::Columns {
+                indicator: column.clone(),
+                kind: type_column.clone(),
+                first_seen: first_seen_column.clone(),
+                last_seen: last_seen_column.clone(),
+                source: source_column.clone(),
+                filter: filter_column.clone().zip(filter_value.clone()),
+            },
+            &defaults,
+        ),
+    };
+    let imported = match read {
+        Ok(i) => i,
+        Err(e) => return fail(&e),
+    };
+    eprintln!("{}: {}", file.display(), imported.summary);
+    if imported.indicators.is_empty() {
+        return fail(&ImportError::invalid(
+            file.display(),
+            "no IPv4 or IPv6 indicator to import (see what was skipped above)",
+        ));
+    }
+    let groups = writer::group(&imported.indicators);
+    let origin = writer::Origin {
+        format: name,
+        input: file,
+        entity: id,
+    };
+    let text = writer::render(&groups, &defaults, &origin);
+    let dest = match (&common.out, common.append) {
+        (None, _) => writer::Destination::Stdout,
+        (Some(p), false) => writer::Destination::New(p.clone()),
+        (Some(p), true) => writer::Destination::Append(p.clone()),
+    };
+    if let Err(e) = writer::deliver(&dest, &text, id) {
+        return fail(&e);
+    }
+    let prefixes: usize = groups.iter().map(|g| g.prefixes.len()).sum();
+    eprintln!(
+        "{prefixes} prefixes in {} network groups{}",
+        groups.len(),
+        common
+            .out
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" written to {}", p.display()))
+    );
+    let expired = groups
+        .iter()
+        .filter(|g| g.evidence.expires.is_some_and(|d| d.0 <= today))
+        .count();
+    let pending = groups
+        .iter()
+        .filter(|g| g.evidence.valid_from.is_some_and(|d| d.0 > today))
+        .count();
+    if expired > 0 {
+        eprintln!(
+            "note: {expired} groups' evidence expired before today ({today}): `embargo check` leaves them out"
+        );
+    }
+    if pending > 0 {
+        eprintln!("note: {pending} groups' evidence counts only from a later valid_from");
+    }
+    ExitCode::SUCCESS
 }
 
 /// `embargo check --json`: the summary and the full report.
@@ -734,6 +961,11 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
         "left out: expired evidence",
         &r.expired_groups,
         r.expired_groups.len(),
+    );
+    section(
+        "left out: evidence not valid yet (valid_from)",
+        &r.pending_groups,
+        r.pending_groups.len(),
     );
     section("subtracted by allow", &r.subtracted, r.subtracted_total);
     section(

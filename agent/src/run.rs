@@ -551,7 +551,7 @@ fn log_report(c: &Compiled) {
     for (id, why) in &r.entities_left_out {
         tracing::warn!(entity = %id, reason = %why, "entity not enforced");
     }
-    for g in &r.expired_groups {
+    for g in r.expired_groups.iter().chain(&r.pending_groups) {
         tracing::warn!("{g}");
     }
     for (list, total, what) in [

@@ -1,0 +1,135 @@
+//! `embargo import`: indicator data (STIX 2.1 bundles, plain IOC text, CSV with named columns)
+//! turned into `[[networks]]` groups for an entity file.
+//!
+//! Each format module reads its file into [`Indicator`]s (an address or CIDR with the evidence
+//! it comes with) and a [`Summary`] of what it skipped and why; [`writer`] groups indicators
+//! that share the same evidence (source, confidence, dates) into one network group each and
+//! renders them as TOML. Nothing is written unless the whole file was read without error.
+//!
+//! * [`stix`]: `indicator` objects whose STIX pattern compares `ipv4-addr:value` or
+//!   `ipv6-addr:value` for equality, alone or `OR`-joined;
+//! * [`ioc`]: one indicator per line or free text, defanged forms included;
+//! * [`csv`]: CSV with a header row, the columns named on the command line.
+
+pub mod csv;
+pub mod ioc;
+pub mod stix;
+pub mod writer;
+
+use std::{collections::BTreeMap, fmt, path::PathBuf};
+
+use ipnetwork::IpNetwork;
+
+use crate::config::{Confidence, ConfigError, Date, EvidenceKind};
+
+/// Process exit code for input that cannot be imported (EX_DATAERR).
+pub const EXIT_CODE: i32 = 65;
+
+/// What the command line says about the evidence, for what the data does not say itself.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    /// Evidence kind of every group (`--kind`, default `advisory`).
+    pub kind: EvidenceKind,
+    /// `--source`: the source of indicators whose data names none.
+    pub source: Option<String>,
+    /// `--retrieved` (default today).
+    pub retrieved: Date,
+    /// `--confidence`: for indicators whose data gives none.
+    pub confidence: Option<Confidence>,
+}
+
+/// The evidence an indicator comes with; indicators with equal evidence share a group.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvidenceKey {
+    pub source: String,
+    pub confidence: Confidence,
+    /// The evidence counts from this date (STIX `valid_from`, CSV first-seen).
+    pub valid_from: Option<Date>,
+    /// It stops counting on this date (STIX `valid_until`, CSV last-seen).
+    pub expires: Option<Date>,
+}
+
+/// One address or CIDR read from the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indicator {
+    pub net: IpNetwork,
+    pub evidence: EvidenceKey,
+    /// What the input calls it, for the group's note (a STIX indicator's id and name).
+    pub label: Option<String>,
+}
+
+/// What a reader skipped, by reason, with counts. Skipping is not an error: the input holds
+/// more than addresses (domains, hashes, other pattern types), and the summary says how much.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Indicators (STIX objects, tokens, rows) read as addresses or CIDRs.
+    pub imported: usize,
+    /// Skipped entries by reason.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl Summary {
+    /// Counts one skipped entry under `reason`.
+    pub fn skip(&mut self, reason: impl Into<String>) {
+        *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+
+    /// Skipped entries in all.
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} imported, {} skipped",
+            self.imported,
+            self.skipped_total()
+        )?;
+        for (reason, n) in &self.skipped {
+            write!(f, "\n  skipped {n}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a reader produced.
+#[derive(Clone, Debug, Default)]
+pub struct Imported {
+    pub indicators: Vec<Indicator>,
+    pub summary: Summary,
+}
+
+/// Why an import was refused. Nothing is written when any of these happens.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input file could not be read (missing, too large, not UTF-8).
+    #[error(transparent)]
+    Read(#[from] ConfigError),
+    /// The input is malformed at a place: `at` is `FILE:LINE[:COLUMN]` or `FILE: <object>`.
+    #[error("{at}: {message}")]
+    Invalid { at: String, message: String },
+    /// Something the command line must supply is missing, or an option is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The output cannot be written where asked.
+    #[error("{path}: {message}")]
+    Output { path: PathBuf, message: String },
+}
+
+impl ImportError {
+    /// An [`ImportError::Invalid`].
+    pub fn invalid(at: impl fmt::Display, message: impl Into<String>) -> Self {
+        ImportError::Invalid {
+            at: at.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses an address or CIDR (host bits clear) as the configuration does.
+pub fn parse_net(text: &str) -> Result<IpNetwork, String> {
+    crate::config::parse_prefix(text)
+}

@@ -1,0 +1,489 @@
+//! `embargo import stix|ioc|csv` end to end: import the fixtures (tests/fixtures/indicators),
+//! append the groups to an entity file, and check that the result loads (`embargo check`) and
+//! that `embargo why` names the entity with the imported evidence. Needs no root.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/indicators");
+
+fn embargo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run embargo")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fixture(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+/// A fresh folder with `main.toml` (enforcing UK) including `entity.toml`, an entity `id`
+/// designated by the UK and no networks yet.
+fn lab(test: &str, id: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("embargo-import-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.toml"),
+        "enforce = [\"UK\"]\ninclude = [\"entity.toml\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("entity.toml"),
+        format!(
+            "id = \"{id}\"\nname = \"{id} (test entity)\"\naction = \"drop\"\n\n\
+             [[designations]]\nauthority = \"UK\"\nregime = \"test regime\"\n\
+             reference = \"TEST-1\"\nlisted_on = 2025-01-01\n\
+             source = \"https://example.org/designation\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn why_json(config: &Path, addr: &str) -> serde_json::Value {
+    let out = embargo(&["why", addr, "--config", s(config), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn stix_import_loads_and_why_shows_the_evidence_dates() {
+    let dir = lab("stix", "example-corp");
+    let entity = dir.join("entity.toml");
+    let config = dir.join("main.toml");
+    let out = embargo(&[
+        "import",
+        "stix",
+        &fixture("bundle.json"),
+        "--entity",
+        "example-corp",
+        "--retrieved",
+        "2026-11-27",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    // The summary counts what was skipped, by reason.
+    for needle in [
+        "3 imported, 5 skipped",
+        "pattern_type `sigma`",
+        "revoked indicators",
+        "domain-name:value",
+        "file:hashes.'SHA-256'",
+        "comparisons joined by AND",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // 198.51.100.7, 203.0.113.10, 192.0.2.128/25 and 2001:db8:1::/48; 203.0.113.77 waits.
+    assert!(
+        text.contains("example-corp         drop    both           3 IPv4       1 IPv6"),
+        "{text}"
+    );
+    assert!(text.contains("counts from 2035-01-01"), "{text}");
+
+    let v = why_json(&config, "198.51.100.7");
+    assert_eq!(v["verdict"], "listed", "{v}");
+    assert_eq!(v["entity"]["id"], "example-corp", "{v}");
+    assert_eq!(
+        v["evidence"]["source"],
+        "https://advisories.example.org/2026/sample-001"
+    );
+    assert_eq!(v["evidence"]["valid_from"], "2026-01-15", "{v}");
+    assert_eq!(v["evidence"]["expires"], "2036-01-15", "{v}");
+    assert_eq!(v["evidence"]["confidence"], "high", "{v}");
+    assert!(
+        v["evidence"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("indicator--967269bd-c640-45cb-856c-2f9aa3f18e92 (Sample C2 server)"),
+        "{v}"
+    );
+    // Each side of the OR-joined pattern, at both levels, is enforced on its own.
+    for addr in ["203.0.113.10", "2001:db8:1::5", "192.0.2.200"] {
+        let v = why_json(&config, addr);
+        assert_eq!(v["verdict"], "listed", "{addr}: {v}");
+        assert_eq!(
+            v["evidence"]["source"], "Example CERT (sample producer)",
+            "{addr}: {v}"
+        );
+        assert_eq!(v["evidence"]["confidence"], "medium", "{v}");
+    }
+    // Not yet valid: left out, and why says until when. Its source is the report that
+    // includes it.
+    let v = why_json(&config, "203.0.113.77");
+    assert_eq!(v["verdict"], "not_listed", "{v}");
+    let reason = v["left_out"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("only from 2035-01-01"), "{v}");
+    assert!(
+        reason.contains("https://advisories.example.org/2026/sample-003"),
+        "{v}"
+    );
+    // Revoked and Sigma indicators were not imported.
+    for addr in ["192.0.2.99", "192.0.2.50"] {
+        assert_eq!(why_json(&config, addr)["verdict"], "not_listed", "{addr}");
+    }
+    let human = embargo(&["why", "198.51.100.7", "--config", s(&config)]);
+    let text = stdout(&human);
+    assert!(
+        text.contains("BLOCKED")
+            && text.contains("counts from 2026-01-15, stops counting on 2036-01-15"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ioc_import_reads_defanged_addresses() {
+    let dir = lab("ioc", "example-corp");
+    let entity = dir.join("entity.toml");
+    let config = dir.join("main.toml");
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("iocs.txt"),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/2026/sample-002",
+        "--confidence",
+        "low",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("6 imported, 2 skipped"), "{err}");
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for addr in [
+        "198.51.100.23",
+        "203.0.113.45",
+        "192.0.2.61",
+        "2001:db8:2::5",
+        "198.51.100.70",
+        "203.0.113.46",
+    ] {
+        let v = why_json(&config, addr);
+        assert_eq!(v["verdict"], "listed", "{addr}: {v}");
+        assert_eq!(v["entity"]["id"], "example-corp");
+        assert_eq!(v["evidence"]["confidence"], "low");
+        assert_eq!(
+            v["evidence"]["source"],
+            "https://advisories.example.org/2026/sample-002"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Integrity Tech rows of the seed data, read independently of the importer.
+fn seed_rows(kind: &str) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(fixture("seed-indicators/indicators.csv")).unwrap();
+    r.records()
+        .map(Result::unwrap)
+        .filter(|row| &row[0] == "Integrity Technology Group Incorporated" && &row[3] == kind)
+        .collect()
+}
+
+#[test]
+fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
+    let dir = lab("csv", "integrity-tech");
+    let entity = dir.join("entity.toml");
+    let config = dir.join("main.toml");
+    let generated = dir.join("generated.toml");
+    let args = |out: &Path, dates: bool| {
+        let mut a: Vec<String> = [
+            "import",
+            "csv",
+            &fixture("seed-indicators/indicators.csv"),
+            "--entity",
+            "integrity-tech",
+            "--column",
+            "indicator",
+            "--type-column",
+            "type",
+            "--source-column",
+            "source",
+            "--filter-column",
+            "entity",
+            "--filter-value",
+            "Integrity Technology Group Incorporated",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec();
+        if dates {
+            a.extend(
+                [
+                    "--first-seen-column",
+                    "first_seen",
+                    "--last-seen-column",
+                    "last_seen",
+                ]
+                .map(String::from),
+            );
+        }
+        a
+    };
+    let run = |a: Vec<String>| embargo(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args(&generated, false));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("rows of type `domain`"), "{err}");
+
+    #[derive(serde::Deserialize)]
+    struct Groups {
+        networks: Vec<Group>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Group {
+        prefixes: Vec<String>,
+        evidence: toml::Value,
+    }
+    let groups: Groups = toml::from_str(&std::fs::read_to_string(&generated).unwrap()).unwrap();
+    let imported: BTreeSet<String> = groups
+        .networks
+        .iter()
+        .flat_map(|g| g.prefixes.iter().cloned())
+        .collect();
+    let ipv4 = seed_rows("ipv4");
+    let want: BTreeSet<String> = ipv4.iter().map(|r| r[2].to_owned()).collect();
+    assert_eq!(imported, want);
+    assert_eq!(want.len(), 108, "the seed data changed?");
+    // One group per source, each with exactly that source's rows.
+    let sources: BTreeSet<&str> = ipv4.iter().map(|r| &r[7]).collect();
+    assert_eq!(groups.networks.len(), sources.len());
+    for g in &groups.networks {
+        let source = g.evidence["source"].as_str().unwrap();
+        let rows: BTreeSet<&str> = ipv4
+            .iter()
+            .filter(|r| &r[7] == source)
+            .map(|r| &r[2])
+            .collect();
+        let got: BTreeSet<&str> = g.prefixes.iter().map(String::as_str).collect();
+        assert_eq!(got, rows, "{source}");
+    }
+    // No domain became a prefix.
+    assert!(
+        seed_rows("domain")
+            .iter()
+            .all(|r| !imported.contains(&r[2]))
+    );
+
+    // Appended to the entity's file, it loads and `why` names the entity and its source.
+    let out = run(args(&entity, false)
+        .into_iter()
+        .chain(["--append".into()])
+        .collect());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("    108 IPv4"), "{}", stdout(&out));
+    let v = why_json(&config, "114.255.70.20");
+    assert_eq!(v["entity"]["id"], "integrity-tech", "{v}");
+    assert!(
+        v["evidence"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("blacklotuslabs/IOCs"),
+        "{v}"
+    );
+
+    // With the seen dates, each row's evidence counts from first seen through last seen: the
+    // Raptor Train rows (last seen in 2024) are expired, and `why` says when.
+    let dated = lab("csv-dated", "integrity-tech");
+    let out = run(args(&dated.join("entity.toml"), true)
+        .into_iter()
+        .chain(["--append".into()])
+        .collect());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = dated.join("main.toml");
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = ipv4
+        .iter()
+        .find(|r| &r[2] == "202.182.109.151")
+        .expect("seed row");
+    let v = why_json(&config, "202.182.109.151");
+    assert_eq!(v["verdict"], "not_listed", "{v}");
+    let expiry =
+        chrono::NaiveDate::parse_from_str(&row[5], "%Y-%m-%d").unwrap() + chrono::Days::new(1);
+    assert!(
+        v["left_out"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("expired on {expiry}")),
+        "{v}"
+    );
+    // Rows without dates still count.
+    assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dated);
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
+    let dir = lab("bad", "example-corp");
+    let entity = dir.join("entity.toml");
+    let before = std::fs::read_to_string(&entity).unwrap();
+
+    // Malformed JSON: exit 65, file:line:column.
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"type\": \"bundle\",\n \"id\": \"bundle--x\",\n \"objects\": [,]}\n",
+    )
+    .unwrap();
+    let out = embargo(&[
+        "import",
+        "stix",
+        s(&bad),
+        "--entity",
+        "example-corp",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:3:", bad.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    // An indicator without valid_from: names the indicator.
+    let text = std::fs::read_to_string(fixture("bundle.json"))
+        .unwrap()
+        .replacen("\"valid_from\": \"2026-01-15T00:00:00Z\",", "", 1);
+    std::fs::write(&bad, text).unwrap();
+    let out = embargo(&[
+        "import",
+        "stix",
+        s(&bad),
+        "--entity",
+        "example-corp",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(err.contains("missing field `valid_from`"), "{err}");
+    assert!(
+        err.contains("indicator--967269bd-c640-45cb-856c-2f9aa3f18e92"),
+        "{err}"
+    );
+
+    // A typo in an IOC list: file:line.
+    let list = dir.join("list.txt");
+    std::fs::write(&list, "# c2\n192.0.2.1\n192.0.2.256\n").unwrap();
+    let out = embargo(&[
+        "import",
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "x",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:3: ", list.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    // No source for an IOC list: a usage error.
+    let out = embargo(&["import", "ioc", s(&list), "--entity", "example-corp"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+
+    // --out never overwrites.
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("iocs.txt"),
+        "--entity",
+        "example-corp",
+        "--source",
+        "x",
+        "--out",
+        s(&entity),
+    ]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to overwrite"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --append to another entity's file, or to a file that does not parse.
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("iocs.txt"),
+        "--entity",
+        "other",
+        "--source",
+        "x",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not `other`"), "{}", stderr(&out));
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "id = \"example-corp\"\nname = \n").unwrap();
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("iocs.txt"),
+        "--entity",
+        "example-corp",
+        "--source",
+        "x",
+        "--out",
+        s(&broken),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "id = \"example-corp\"\nname = \n"
+    );
+
+    assert_eq!(
+        std::fs::read_to_string(&entity).unwrap(),
+        before,
+        "the entity file changed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
