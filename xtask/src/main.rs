@@ -1,8 +1,9 @@
-//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench`.
+//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench | tables`.
 //!
 //! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
 
 mod setup;
+mod tables;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,6 +36,9 @@ enum Task {
         #[arg(long, default_value = "config/default.toml")]
         config: PathBuf,
     },
+    /// Fetch the pinned IP-to-ASN and IP-to-country range tables (npm, verified by SHA-256)
+    /// into target/tables/, for the scale test and the bench.
+    Tables,
     /// Measure the data plane against XDP_DROP and the kernel LPM trie, and the cost of a
     /// metrics scrape; update BENCHMARKS.md.
     Bench {
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Task::Test { no_lint } => test(no_lint),
         Task::Demo { config } => demo(&config),
         Task::Bench { quick, args } => bench(quick, &args),
+        Task::Tables => tables::run(),
     }
 }
 
@@ -134,6 +139,8 @@ fn test(no_lint: bool) -> Result<()> {
         "embargo-xdp",
     ]))?;
     require_root("the kernel tests")?;
+    // The country-table scale test loads the real tables.
+    tables::run()?;
     // The netns tests start the real binary.
     exec(cargo().args(["build", "--bin", "embargo"]))?;
     // Kernel tests: BPF_PROG_TEST_RUN fixtures and netns labs. One thread: labs attach XDP
