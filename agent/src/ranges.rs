@@ -96,32 +96,18 @@ impl<K: Eq + Hash> RangeFile<K> {
         version: String,
         key: impl Fn(&str) -> Result<K, String>,
     ) -> Result<Self, ConfigError> {
-        // One CSV reader per line: the tables never quote a line break, and the csv crate
-        // does not count the blank lines it skips, so errors would name the wrong line.
-        let mut builder = csv::ReaderBuilder::new();
-        builder
-            .has_headers(false)
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .buffer_capacity(256);
+        let mut splitter = LineSplitter::default();
         let mut by_key: HashMap<K, Vec<(u128, u128, bool)>> = HashMap::new();
         let mut ranges = 0;
-        let mut record = csv::StringRecord::new();
         for (i, text_line) in text.lines().enumerate() {
             let line = i + 1;
             let t = text_line.trim();
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            let mut reader = builder.from_reader(t.as_bytes());
-            match reader.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => return Err(invalid(path, line, format!("not a CSV row ({e})"))),
-            }
-            if record.iter().all(str::is_empty) {
-                continue;
-            }
+            let record = splitter
+                .split(t)
+                .map_err(|m| invalid(path, line, format!("not a CSV row ({m})")))?;
             if record.len() < 3 {
                 return Err(invalid(
                     path,
@@ -132,14 +118,14 @@ impl<K: Eq + Hash> RangeFile<K> {
                     ),
                 ));
             }
-            if ranges == 0 && &record[0] == "ip_range_start" {
+            if ranges == 0 && record[0] == "ip_range_start" {
                 continue;
             }
             let addr = |s: &str| -> Result<IpAddr, ConfigError> {
                 s.parse()
                     .map_err(|_| invalid(path, line, format!("`{s}` is not an IP address")))
             };
-            let (start, end) = (addr(&record[0])?, addr(&record[1])?);
+            let (start, end) = (addr(record[0])?, addr(record[1])?);
             if start.is_ipv4() != end.is_ipv4() || to_u128(start) > to_u128(end) {
                 return Err(invalid(
                     path,
@@ -149,7 +135,7 @@ impl<K: Eq + Hash> RangeFile<K> {
                     ),
                 ));
             }
-            let k = key(&record[2]).map_err(|m| invalid(path, line, m))?;
+            let k = key(record[2]).map_err(|m| invalid(path, line, m))?;
             by_key
                 .entry(k)
                 .or_default()
@@ -171,6 +157,63 @@ impl<K: Eq + Hash> RangeFile<K> {
     /// Every key's CIDRs.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &[IpNetwork])> {
         self.index.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+}
+
+/// Splits one line into its CSV fields (quotes as RFC 4180 has them, fields trimmed), with one
+/// `csv_core` reader reused for every line: building a reader costs more than reading a line,
+/// and one reader over the whole text would miscount the lines of its errors (it skips blank
+/// lines without counting them). The tables never quote a line break.
+struct LineSplitter {
+    reader: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    text: String,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        // Not `csv_core::Reader::default()`, which has no delimiter configured.
+        Self {
+            reader: csv_core::ReaderBuilder::new().build(),
+            out: Vec::new(),
+            ends: Vec::new(),
+            text: String::new(),
+        }
+    }
+}
+
+impl LineSplitter {
+    fn split(&mut self, line: &str) -> Result<Vec<&str>, String> {
+        use csv_core::ReadRecordResult as R;
+        self.reader.reset();
+        self.out.resize(line.len() + 16, 0);
+        self.ends.resize(8, 0);
+        let (mut input, mut nout, mut nends) = (line.as_bytes(), 0, 0);
+        loop {
+            let (res, nin, o, e) =
+                self.reader
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nends..]);
+            input = &input[nin..];
+            nout += o;
+            nends += e;
+            match res {
+                // Empty input next time is the end of the line.
+                R::InputEmpty => {}
+                R::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                R::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                R::Record | R::End => break,
+            }
+        }
+        self.text = String::from_utf8(self.out[..nout].to_vec())
+            .map_err(|_| "a field is not UTF-8".to_owned())?;
+        let mut fields = Vec::with_capacity(nends);
+        let mut start = 0;
+        for &end in &self.ends[..nends] {
+            fields.push(self.text[start..end].trim());
+            start = end;
+        }
+        Ok(fields)
     }
 }
 

@@ -26,7 +26,7 @@ pub enum Via {
     /// npm `name@version`, file name and SHA-256; see [`crate::ranges`]).
     Asn { asn: u32, table: Arc<str> },
     /// In this country (ISO 3166-1 alpha-2), per the country table (its file's version).
-    Country { code: String, table: Arc<str> },
+    Country { code: Arc<str>, table: Arc<str> },
     /// In a remote source (the candidate's file is its last-known-good copy).
     Source { name: Arc<str> },
 }
@@ -285,12 +285,13 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     .map_err(|m| file.invalid(c.span().start, m))?;
                 let table = country_table.as_ref().expect("read_table checked it");
                 let at = file.at(c.span().start);
+                let code_name: Arc<str> = Arc::from(c.get_ref().as_str());
                 let before = cands.len();
                 for (net, version) in table.prefixes(&code) {
                     cands.push(Candidate {
                         net,
                         via: Via::Country {
-                            code: c.get_ref().clone(),
+                            code: code_name.clone(),
                             table: version.clone(),
                         },
                         file: src.file as u32,
@@ -574,7 +575,7 @@ mod tests {
                 let Via::Country { code, table } = &c.via else {
                     panic!("{:?}", c.via)
                 };
-                assert_eq!(code, "KP");
+                assert_eq!(code.as_ref(), "KP");
                 (c.net.to_string(), table.to_string())
             })
             .collect();
