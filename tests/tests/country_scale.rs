@@ -247,10 +247,10 @@ fn every_country_range_loads_and_answers_like_the_table() {
         .collect();
     let (mut listed, mut unlisted, mut ambiguous) = (0, 0, 0);
     for i in 0..2 * PER_FAMILY {
-        let v4 = i % 2 == 0;
+        let v4 = i.is_multiple_of(2);
         let raw = if v4 { &v4_raw } else { &v6_raw };
         let rows = &raw.rows;
-        let x = if rng.next() % 2 == 0 {
+        let x = if rng.next().is_multiple_of(2) {
             let r = &rows[(rng.next() % rows.len() as u64) as usize];
             rng.between(r.0, r.1)
         } else if v4 {
