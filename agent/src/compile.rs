@@ -312,9 +312,8 @@ pub fn compile(
                                     format!(" (announced by AS{asn} per {table})")
                                 }
                                 Via::Country { code, table } => format!(
-                                    " (country {code} per {table}: a jurisdiction's ranges merge \
-                                     into broad prefixes, so a `countries` group usually needs \
-                                     the override)"
+                                    " (country {code} per {table}: a jurisdiction's ranges can \
+                                     merge into prefixes broader than the guard allows)"
                                 ),
                                 _ => String::new(),
                             };
