@@ -92,6 +92,19 @@ fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// Checks that the file at `path` has SHA-256 `expected` (hex); the error names the file and
+/// both hashes.
+fn verify(path: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_file(path)?;
+    if actual != expected {
+        bail!(
+            "{}: SHA-256 mismatch: expected {expected}, got {actual}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn fetch(t: &Table) -> Result<()> {
     let dir = t.dir();
     if t.present() {
@@ -106,15 +119,11 @@ fn fetch(t: &Table) -> Result<()> {
             .arg(&tgz)
             .arg(t.url()),
     )?;
-    let actual = sha256_file(&tgz)?;
-    if actual != t.sha256 {
+    if let Err(e) = verify(&tgz, t.sha256) {
         let _ = fs::remove_file(&tgz);
         bail!(
-            "{} (from {}): SHA-256 mismatch: expected {}, got {actual}; the download is \
-             deleted and nothing was extracted",
-            tgz.display(),
-            t.url(),
-            t.sha256
+            "{e:#} (downloaded from {}); the download is deleted and nothing was extracted",
+            t.url()
         );
     }
     // Extract into a fresh directory beside the final one, then rename it into place.
@@ -142,4 +151,42 @@ fn fetch(t: &Table) -> Result<()> {
     fs::remove_file(&tgz).with_context(|| format!("removing {}", tgz.display()))?;
     eprintln!("{}: extracted and verified", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_hash_names_the_file_and_both_hashes() {
+        let path = std::env::temp_dir().join(format!("xtask-verify-{}", std::process::id()));
+        fs::write(&path, b"abc").unwrap();
+        // SHA-256 of "abc".
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        verify(&path, abc).unwrap();
+        let wrong = "0".repeat(64);
+        let err = format!("{:#}", verify(&path, &wrong).unwrap_err());
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!("expected {wrong}, got {abc}")),
+            "{err}"
+        );
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_pins_are_sha256_hex() {
+        for t in &TABLES {
+            assert_eq!(t.sha256.len(), 64, "{}", t.package);
+            assert!(
+                t.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                t.package
+            );
+            assert!(
+                t.url()
+                    .ends_with(&format!("/{}-{}.tgz", t.package, t.version))
+            );
+        }
+    }
 }
