@@ -19,7 +19,9 @@
 //!   and moves that entity's counter by one packet and no other entity's counter.
 //!
 //! The tables are not in the repository: `cargo xtask tables` fetches them (and `cargo xtask
-//! test` does before running this). Without them the test fails saying so; it never skips.
+//! test` does before running this) into `target/tables/` (`EMBARGO_TABLES_DIR` names another
+//! folder holding the extracted packages). Without them the test fails saying so; it never
+//! skips.
 //! Needs root: `cargo test -p embargo-tests --test country_scale`.
 
 use std::{
