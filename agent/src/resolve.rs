@@ -208,13 +208,21 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         ..Default::default()
     };
     check_evidence_kinds(config)?;
-    let asn_table = read_table(config, "asn", ranges::asn_key, |g| {
-        g.asn.first().map(|a| a.span().start)
-    })?;
+    let asn_table = read_table(
+        config,
+        "asn",
+        &config.main.asn_table,
+        ranges::asn_key,
+        |g| g.asn.first().map(|a| a.span().start),
+    )?;
     r.asn_table = asn_table.as_ref().map(RangeTable::version);
-    let country_table = read_table(config, "country", ranges::country_key, |g| {
-        g.countries.first().map(|c| c.span().start)
-    })?;
+    let country_table = read_table(
+        config,
+        "country",
+        &config.main.country_table,
+        ranges::country_key,
+        |g| g.countries.first().map(|c| c.span().start),
+    )?;
     r.country_table = country_table.as_ref().map(RangeTable::version);
     let specs = sources::spec::specs(config)?;
     let mut read: HashMap<&str, Option<SourceEntries>> = HashMap::new();
@@ -409,14 +417,11 @@ fn check_evidence_kinds(config: &Config) -> Result<(), ConfigError> {
 fn read_table<K: Eq + std::hash::Hash>(
     config: &Config,
     what: &str,
+    setting: &Option<toml::Spanned<config::TablePaths>>,
     key: impl Fn(&str) -> Result<K, String> + Copy,
     first: impl Fn(&NetworkGroup) -> Option<usize>,
 ) -> Result<Option<RangeTable<K>>, ConfigError> {
     let field = format!("{what}_table");
-    let setting = match what {
-        "asn" => &config.main.asn_table,
-        _ => &config.main.country_table,
-    };
     let use_at = config.entities.iter().find_map(|e| {
         e.def
             .networks
