@@ -12,7 +12,8 @@
 //! | `digest`    | [`Compiled::digest`] of the applied table |
 //! | `config`    | path of the main configuration file |
 //! | `sources`   | every file the policy was read from, in reading order: `{"kind", "path", "sha256"}` with kind `config` (the main file), `entities` (an included entity file), `list` (a sanctions list file) or `indicators` (an indicator file) |
-//! | `asn_table` | the IP-to-ASN table as `<path> sha256:<hex>` ([`Resolved::asn_table`]), or `null` |
+//! | `asn_table` | the IP-to-ASN table's version ([`Resolved::asn_table`]: per file `<npm name>@<version> <file> sha256:<hex>`, or `<path> sha256:<hex>` without a `package.json`; files joined with `; `), or `null` |
+//! | `country_table` | the IP-to-country table's version, as `asn_table` ([`Resolved::country_table`]); absent when the policy uses none |
 //! | `changes`   | counts against the previous policy (an empty table for the agent's first): `prefixes_added`, `prefixes_removed`, `prefixes_moved`, `entities_added`, `entities_removed`, `entities_changed` |
 //! | `designations` | only when some changed: designations written with `list = "..."` that their list delisted, relisted or changed against the previous policy (for the agent's first, those already delisted): `{"change", "entity", "list", "reference", "since", "detail"}`, `change` one of `delisted`, `relisted`, `metadata_changed` |
 //! | `prev`      | the previous record's `hash`; 64 zeros (`GENESIS`) in the first record |
@@ -259,6 +260,7 @@ pub struct PolicyApplied {
     pub config: PathBuf,
     pub sources: Vec<Source>,
     pub asn_table: Option<String>,
+    pub country_table: Option<String>,
     pub changes: Changes,
     /// List-driven designation changes ([`designation_changes`]).
     pub designations: Vec<DesignationChange>,
@@ -283,6 +285,7 @@ impl PolicyApplied {
             config: config.main_file().path.clone(),
             sources: sources(config, resolved)?,
             asn_table: resolved.asn_table.clone(),
+            country_table: resolved.country_table.clone(),
             changes: Changes::between(old, &next),
             designations: designation_changes(old_listed, &new.listed),
         })
@@ -344,6 +347,10 @@ pub struct Record {
     pub config: String,
     pub sources: Vec<Source>,
     pub asn_table: Option<String>,
+    /// Absent (not `null`) without a country table, so records written before the field
+    /// existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_table: Option<String>,
     pub changes: Changes,
     /// Absent when empty, so records without list changes hash as before lists existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -682,6 +689,7 @@ impl AuditLog {
             config: entry.config.display().to_string(),
             sources: entry.sources,
             asn_table: entry.asn_table,
+            country_table: entry.country_table,
             changes: entry.changes,
             designations: entry.designations,
             prev: self.last_hash.clone(),
@@ -813,6 +821,7 @@ mod tests {
                 sha256: sha256_hex(format!("config {n}").as_bytes()),
             }],
             asn_table: n.is_multiple_of(2).then(|| format!("asn.csv sha256:{n}")),
+            country_table: (n == 3).then(|| format!("country.csv sha256:{n}")),
             changes: Changes {
                 prefixes_added: u64::from(n),
                 ..Changes::default()
@@ -1242,12 +1251,13 @@ mod tests {
         assert_eq!(e.digest, compiled.digest());
         assert_eq!(e.config, path);
         let kinds: Vec<SourceKind> = e.sources.iter().map(|s| s.kind).collect();
-        // The main file, the included entity file, the sanctions list, the indicator file and
-        // the cached copies of the two remote sources that have one.
+        // The main file, the two included entity files, the sanctions list, the indicator file
+        // and the cached copies of the two remote sources that have one.
         assert_eq!(
             kinds,
             [
                 SourceKind::Config,
+                SourceKind::Entities,
                 SourceKind::Entities,
                 SourceKind::List,
                 SourceKind::Indicators,
@@ -1262,10 +1272,16 @@ mod tests {
                 "{s:?}"
             );
         }
-        assert!(e.sources[2].path.ends_with("UK_Sanctions_List.csv"));
-        assert!(e.sources[3].path.ends_with("indicators.txt"));
+        assert!(e.sources[3].path.ends_with("UK_Sanctions_List.csv"));
+        assert!(e.sources[4].path.ends_with("indicators.txt"));
         let asn = e.asn_table.unwrap();
         assert!(asn.contains("asn-table.csv sha256:"), "{asn}");
+        // Each file of the country table, with its digest.
+        let country = e.country_table.unwrap();
+        for f in ["country-sample-ipv4.csv", "country-sample-ipv6.csv"] {
+            let sha = sha256_hex(&std::fs::read(path.with_file_name(f)).unwrap());
+            assert!(country.contains(&format!("{f} sha256:{sha}")), "{country}");
+        }
         assert_eq!(e.changes.prefixes_added, compiled.rules.len() as u64);
         assert_eq!(e.changes.entities_added, compiled.entities.len() as u64);
     }

@@ -525,10 +525,7 @@ pub fn compile(
                 let text = format!(
                     "entity `{id}` group {} ({} evidence from {}): expired on {until}, {} prefixes left out",
                     gi + 1,
-                    serde_json::to_value(g.evidence.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
+                    g.evidence.kind.get_ref().name(),
                     g.evidence.source,
                     resolved.groups[ei][gi].len()
                 );
@@ -584,10 +581,22 @@ pub fn compile(
                             } else {
                                 format!("is broader than the guard's /{broadest}")
                             };
+                            // A range table hands out whole allocations: say which listing
+                            // the broad prefix came from, since the file shows only the name.
+                            let from = match &c.via {
+                                Via::Asn { asn, table } => {
+                                    format!(" (announced by AS{asn} per {table})")
+                                }
+                                Via::Country { code, table } => format!(
+                                    " (country {code} per {table}: a jurisdiction's ranges can \
+                                     merge into prefixes broader than the guard allows)"
+                                ),
+                                _ => String::new(),
+                            };
                             return Err(ConfigError::Invalid {
                                 at: resolved.location(c),
                                 message: format!(
-                                    "{} {what}; if that is intended, set guard_override = \"<reason>\" on this network group{}",
+                                    "{}{from} {what}; if that is intended, set guard_override = \"<reason>\" on this network group{}",
                                     c.net,
                                     if len == 0 {
                                         " (the reason must contain \"default route\")"
@@ -756,12 +765,19 @@ pub fn sort_key(n: &IpNetwork) -> (u8, u128, u8) {
 }
 
 impl Compiled {
-    /// The most specific rule containing `addr`.
+    /// The most specific rule containing `addr`: a binary search in the sorted rules for each
+    /// prefix length, longest first (33 or 129 searches, whatever the table's size).
     pub fn lookup(&self, addr: IpAddr) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .filter(|r| r.net.contains(addr))
-            .max_by_key(|r| r.net.prefix())
+        let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        (0..=width).rev().find_map(|len| {
+            let net = IpNetwork::new(addr, len).ok()?;
+            let net = IpNetwork::new(net.network(), len).ok()?;
+            let key = sort_key(&net);
+            self.rules
+                .binary_search_by_key(&key, |r| sort_key(&r.net))
+                .ok()
+                .map(|i| &self.rules[i])
+        })
     }
 
     /// The allow rule containing `addr`, if any.

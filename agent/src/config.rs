@@ -33,10 +33,16 @@ pub struct MainFile {
     /// Entity files or directories of them (`*.toml`, read in name order), relative to this file.
     #[serde(default)]
     pub include: Vec<Spanned<String>>,
-    /// IP-to-ASN range table (CSV `ip_range_start,ip_range_end,as_number[,as_organization]`),
-    /// needed when an entity lists `asn`. Relative to this file.
+    /// IP-to-ASN range table (CSV `ip_range_start,ip_range_end,as_number[,as_organization]`,
+    /// the `@ip-location-db/asn` layout), needed when an entity lists `asn`: one file or a list
+    /// (e.g. the IPv4 and the IPv6 file). Relative to this file. See [`crate::ranges`].
     #[serde(default)]
-    pub asn_table: Option<Spanned<String>>,
+    pub asn_table: Option<Spanned<TablePaths>>,
+    /// IP-to-country range table (CSV `ip_range_start,ip_range_end,country_code`, the
+    /// `@ip-location-db/geo-whois-asn-country` layout), needed when an entity lists
+    /// `countries`: one file or a list. Relative to this file. See [`crate::ranges`].
+    #[serde(default)]
+    pub country_table: Option<Spanned<TablePaths>>,
     /// Prefixes never blocked, whatever an entity says.
     #[serde(default)]
     pub allow: Vec<AllowRule>,
@@ -90,6 +96,25 @@ pub struct ListDef {
     /// `ofac-csv` only: OFAC's `alt.csv` (the aliases), relative to this file. Optional.
     #[serde(default)]
     pub alt_path: Option<Spanned<String>>,
+}
+
+/// One file or a list of files, e.g. `asn_table = "asn.csv"` or
+/// `asn_table = ["asn-ipv4.csv", "asn-ipv6.csv"]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "a file name or a list of file names")]
+pub enum TablePaths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TablePaths {
+    /// The file names, in order.
+    pub fn list(&self) -> &[String] {
+        match self {
+            TablePaths::One(p) => std::slice::from_ref(p),
+            TablePaths::Many(ps) => ps,
+        }
+    }
 }
 
 /// A remote source: a feed of prefixes fetched over HTTPS, verified, parsed whole and cached.
@@ -488,9 +513,15 @@ pub struct NetworkGroup {
     /// IPv4 and IPv6 CIDRs and single addresses.
     #[serde(default)]
     pub prefixes: Vec<Spanned<String>>,
-    /// Autonomous system numbers, resolved through the main file's `asn_table`.
+    /// Autonomous system numbers, resolved through the main file's `asn_table`. The group's
+    /// evidence must be of kind `routing`.
     #[serde(default)]
     pub asn: Vec<Spanned<u32>>,
+    /// Whole jurisdictions (ISO 3166-1 alpha-2 codes, uppercase, e.g. `KP`), resolved through
+    /// the main file's `country_table`: for comprehensive, country-level sanctions programs.
+    /// The group's evidence must be of kind `jurisdiction`.
+    #[serde(default)]
+    pub countries: Vec<Spanned<String>>,
     /// Indicator files (one CIDR or address per line, `#` comments), relative to the file
     /// that names them.
     #[serde(default)]
@@ -510,7 +541,7 @@ pub struct NetworkGroup {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
-    pub kind: EvidenceKind,
+    pub kind: Spanned<EvidenceKind>,
     /// URL or document the addresses come from.
     pub source: String,
     /// When this project retrieved it.
@@ -544,6 +575,22 @@ pub enum EvidenceKind {
     Advisory,
     /// Entered by an operator.
     Manual,
+    /// A country-level program: the addresses are a jurisdiction's, per the country table.
+    /// Required for, and only for, groups with `countries`.
+    Jurisdiction,
+}
+
+impl EvidenceKind {
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceKind::Registry => "registry",
+            EvidenceKind::Routing => "routing",
+            EvidenceKind::Advisory => "advisory",
+            EvidenceKind::Manual => "manual",
+            EvidenceKind::Jurisdiction => "jurisdiction",
+        }
+    }
 }
 
 /// How sure the source is.

@@ -169,10 +169,7 @@ pub fn render(x: &Explanation) -> String {
                     ))
                 );
             }
-            let kind = serde_json::to_value(evidence.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let kind = evidence.kind.get_ref().name();
             let conf = serde_json::to_value(evidence.confidence)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
@@ -209,6 +206,9 @@ pub fn render(x: &Explanation) -> String {
                 }
                 Via::Asn { asn, table } => {
                     let _ = writeln!(o, "  announced by AS{asn} per {table}");
+                }
+                Via::Country { code, table } => {
+                    let _ = writeln!(o, "  country {code} per {table}");
                 }
                 Via::Source { name } => {
                     let _ = writeln!(

@@ -2,7 +2,8 @@
 //!
 //! The library behind the `embargo` binary:
 //! * [`config`]: the configuration model (designations, evidence, allow, guard) and loading;
-//! * [`resolve`]: indicator files, the ASN table and source copies, read into candidate prefixes;
+//! * [`resolve`]: indicator files, range tables ([`ranges`]: ASN, country) and source copies,
+//!   read into candidate prefixes;
 //! * [`lists`]: sanctions list files (UK, OFAC, EU, OpenSanctions) parsed into one model;
 //! * [`sources`]: remote sources (HTTPS feeds): fetch, verify, parse, cache, refresh;
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
@@ -29,6 +30,7 @@ pub mod mapped;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod ranges;
 pub mod resolve;
 pub mod run;
 pub mod sources;

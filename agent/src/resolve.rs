@@ -1,9 +1,9 @@
-//! Reads what a configuration points at (sanctions lists, indicator files, the IP-to-ASN
-//! table, the last-known-good copies of remote sources) and turns every network group into
-//! candidate prefixes, each remembering where it was written. The compiler then works on
-//! memory only.
+//! Reads what a configuration points at (sanctions lists, indicator files, the IP-to-ASN and
+//! IP-to-country range tables ([`crate::ranges`]), the last-known-good copies of remote
+//! sources) and turns every network group into candidate prefixes, each remembering where it
+//! was written. The compiler then works on memory only.
 
-use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use ipnetwork::IpNetwork;
@@ -11,8 +11,8 @@ use serde::Serialize;
 use toml::Spanned;
 
 use crate::{
-    cidr,
-    config::{self, Config, ConfigError, Location, OnSourceFailure},
+    config::{self, Config, ConfigError, EvidenceKind, Location, NetworkGroup, OnSourceFailure},
+    ranges::{self, RangeTable},
     sources::{self, SourceSpec},
 };
 
@@ -24,8 +24,11 @@ pub enum Via {
     Listed,
     /// In an indicator file (its path).
     File(Arc<str>),
-    /// Announced by this ASN, per the ASN table (its path and SHA-256).
+    /// Announced by this ASN, per the ASN table (the version of the file the range came from:
+    /// npm `name@version`, file name and SHA-256; see [`crate::ranges`]).
     Asn { asn: u32, table: Arc<str> },
+    /// In this country (ISO 3166-1 alpha-2), per the country table (its file's version).
+    Country { code: Arc<str>, table: Arc<str> },
     /// In a remote source (the candidate's file is its last-known-good copy).
     Source { name: Arc<str> },
 }
@@ -75,8 +78,10 @@ pub struct Resolved {
     /// The configuration's files first (same indices as [`Config::files`]), then indicator files.
     pub paths: Vec<PathBuf>,
     pub groups: Vec<Vec<Vec<Candidate>>>,
-    /// The ASN table as `path sha256:<hex>`, if one was read.
+    /// The ASN table's version (each file's, joined with `; `), if one was read.
     pub asn_table: Option<String>,
+    /// The country table's version (each file's, joined with `; `), if one was read.
+    pub country_table: Option<String>,
     /// Every declared source, in configuration order.
     pub sources: Vec<SourceReport>,
     /// Every declared sanctions list, read and parsed, in configuration order.
@@ -103,75 +108,6 @@ impl Resolved {
             line: c.line as usize,
             column: c.column as usize,
         }
-    }
-}
-
-/// An IP-to-ASN range table: `ip_range_start,ip_range_end,as_number[,as_organization]`
-/// (the layout of the `@ip-location-db/*-asn` CSVs), one range per line.
-#[derive(Debug, Default)]
-pub struct AsnTable {
-    /// (asn, start, end), in file order.
-    pub ranges: Vec<(u32, IpAddr, IpAddr)>,
-    pub version: String,
-}
-
-impl AsnTable {
-    /// Parses the table's text; `path` names it in errors.
-    pub fn parse(path: &std::path::Path, text: &str) -> Result<Self, ConfigError> {
-        let mut ranges = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line_no = i + 1;
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            let mut cols = t.split(',');
-            let (Some(a), Some(b), Some(asn)) = (cols.next(), cols.next(), cols.next()) else {
-                return Err(invalid(
-                    path,
-                    line_no,
-                    "expected ip_range_start,ip_range_end,as_number",
-                ));
-            };
-            // A header row, if present.
-            if line_no == 1 && a.trim() == "ip_range_start" {
-                continue;
-            }
-            let start: IpAddr = a
-                .trim()
-                .parse()
-                .map_err(|_| invalid(path, line_no, &format!("`{a}` is not an IP address")))?;
-            let end: IpAddr = b
-                .trim()
-                .parse()
-                .map_err(|_| invalid(path, line_no, &format!("`{b}` is not an IP address")))?;
-            let asn: u32 = asn
-                .trim()
-                .trim_start_matches("AS")
-                .parse()
-                .map_err(|_| invalid(path, line_no, &format!("`{asn}` is not an AS number")))?;
-            if start.is_ipv4() != end.is_ipv4() || cidr::range_to_cidrs(start, end).is_none() {
-                return Err(invalid(
-                    path,
-                    line_no,
-                    "the range's end is before its start or of another family",
-                ));
-            }
-            ranges.push((asn, start, end));
-        }
-        Ok(Self {
-            ranges,
-            version: format!("{} sha256:{}", path.display(), sha256_hex(text.as_bytes())),
-        })
-    }
-
-    /// The minimal CIDRs announced by `asn`.
-    pub fn prefixes(&self, asn: u32) -> Vec<IpNetwork> {
-        self.ranges
-            .iter()
-            .filter(|(a, _, _)| *a == asn)
-            .flat_map(|(_, s, e)| cidr::range_to_cidrs(*s, *e).unwrap_or_default())
-            .collect()
     }
 }
 
@@ -379,44 +315,23 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         ..Default::default()
     };
     read_lists(config, &mut r)?;
-    let needs_asn = config
-        .entities
-        .iter()
-        .any(|e| e.def.networks.iter().any(|g| !g.asn.is_empty()));
-    let asn_table = match (&config.main.asn_table, needs_asn) {
-        (Some(p), true) => {
-            let path = config.relative(0, p.get_ref());
-            let text = config::read_text(&path).map_err(|e| match e {
-                ConfigError::Read { source, .. } => config.main_file().invalid(
-                    p.span().start,
-                    format!("asn_table {} cannot be read ({source})", path.display()),
-                ),
-                other => other,
-            })?;
-            let t = AsnTable::parse(&path, &text)?;
-            r.asn_table = Some(t.version.clone());
-            Some(t)
-        }
-        (None, true) => {
-            let e = config
-                .entities
-                .iter()
-                .find(|e| e.def.networks.iter().any(|g| !g.asn.is_empty()))
-                .expect("needs_asn");
-            let g = e
-                .def
-                .networks
-                .iter()
-                .find(|g| !g.asn.is_empty())
-                .expect("needs_asn");
-            return Err(config.files[e.file].invalid(
-                g.asn[0].span().start,
-                "`asn` needs an IP-to-ASN table: set asn_table = \"<file>\" in the main configuration",
-            ));
-        }
-        _ => None,
-    };
-    let table_name: Arc<str> = Arc::from(r.asn_table.clone().unwrap_or_default());
+    check_evidence_kinds(config)?;
+    let asn_table = read_table(
+        config,
+        "asn",
+        &config.main.asn_table,
+        ranges::asn_key,
+        |g| g.asn.first().map(|a| a.span().start),
+    )?;
+    r.asn_table = asn_table.as_ref().map(RangeTable::version);
+    let country_table = read_table(
+        config,
+        "country",
+        &config.main.country_table,
+        ranges::country_key,
+        |g| g.countries.first().map(|c| c.span().start),
+    )?;
+    r.country_table = country_table.as_ref().map(RangeTable::version);
     let specs = sources::spec::specs(config)?;
     let mut read: HashMap<&str, Option<SourceEntries>> = HashMap::new();
     for src in &config.entities {
@@ -462,23 +377,46 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                 }
             }
             for a in &g.asn {
-                let table = asn_table.as_ref().expect("checked above");
-                let prefixes = table.prefixes(*a.get_ref());
-                if prefixes.is_empty() {
-                    tracing::warn!(asn = *a.get_ref(), table = %table.version, "ASN has no ranges in the table");
-                }
+                let table = asn_table.as_ref().expect("read_table checked it");
                 let at = file.at(a.span().start);
-                for net in prefixes {
+                let before = cands.len();
+                for (net, version) in table.prefixes(a.get_ref()) {
                     cands.push(Candidate {
                         net,
                         via: Via::Asn {
                             asn: *a.get_ref(),
-                            table: table_name.clone(),
+                            table: version.clone(),
                         },
                         file: src.file as u32,
                         line: at.line as u32,
                         column: at.column as u32,
                     });
+                }
+                if cands.len() == before {
+                    tracing::warn!(asn = *a.get_ref(), table = %table.version(), "ASN has no ranges in the table");
+                }
+            }
+            for c in &g.countries {
+                let code = ranges::country_code(c.get_ref())
+                    .map_err(|m| file.invalid(c.span().start, m))?;
+                let table = country_table.as_ref().expect("read_table checked it");
+                let at = file.at(c.span().start);
+                let code_name: Arc<str> = Arc::from(c.get_ref().as_str());
+                let before = cands.len();
+                for (net, version) in table.prefixes(&code) {
+                    cands.push(Candidate {
+                        net,
+                        via: Via::Country {
+                            code: code_name.clone(),
+                            table: version.clone(),
+                        },
+                        file: src.file as u32,
+                        line: at.line as u32,
+                        column: at.column as u32,
+                    });
+                }
+                if cands.len() == before {
+                    tracing::warn!(country = %c.get_ref(), table = %table.version(), "country has no ranges in the table");
                 }
             }
             for name in &g.sources {
@@ -528,6 +466,120 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         }
     }
     Ok(r)
+}
+
+/// Evidence kinds that must match what a group lists: `asn` comes from routing data
+/// (`routing`), `countries` is a jurisdiction (`jurisdiction`, for no other group).
+fn check_evidence_kinds(config: &Config) -> Result<(), ConfigError> {
+    for src in &config.entities {
+        let file = &config.files[src.file];
+        for g in &src.def.networks {
+            let kind = *g.evidence.kind.get_ref();
+            let kind_at = g.evidence.kind.span().start;
+            if let (Some(c), Some(a)) = (g.countries.first(), g.asn.first()) {
+                return Err(file.invalid(
+                    c.span().start.max(a.span().start),
+                    "a network group cannot list both `asn` (routing evidence) and `countries` \
+                     (jurisdiction evidence): put them in two [[networks]] groups",
+                ));
+            }
+            if let Some(a) = g.asn.first()
+                && kind != EvidenceKind::Routing
+            {
+                return Err(file.invalid(
+                    a.span().start,
+                    format!(
+                        "`asn` resolves through routing data, but this group's evidence kind is \
+                         \"{}\"; write kind = \"routing\" in its evidence (or move the ASNs to \
+                         their own [[networks]] group)",
+                        kind.name()
+                    ),
+                ));
+            }
+            if let Some(c) = g.countries.first()
+                && kind != EvidenceKind::Jurisdiction
+            {
+                return Err(file.invalid(
+                    c.span().start,
+                    format!(
+                        "`countries` lists whole jurisdictions, but this group's evidence kind is \
+                         \"{}\"; write kind = \"jurisdiction\" in its evidence",
+                        kind.name()
+                    ),
+                ));
+            }
+            if kind == EvidenceKind::Jurisdiction && g.countries.is_empty() {
+                return Err(file.invalid(
+                    kind_at,
+                    "evidence kind \"jurisdiction\" is only for groups with `countries = [...]`; \
+                     list the country codes, or use another kind for these prefixes",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the `what` range table (`asn_table`, `country_table`) if any group uses it (`first`
+/// gives the offset of a group's first use); an error if one does and none is configured.
+fn read_table<K: Eq + std::hash::Hash>(
+    config: &Config,
+    what: &str,
+    setting: &Option<Spanned<config::TablePaths>>,
+    key: impl Fn(&str) -> Result<K, String> + Copy,
+    first: impl Fn(&NetworkGroup) -> Option<usize>,
+) -> Result<Option<RangeTable<K>>, ConfigError> {
+    let field = format!("{what}_table");
+    let use_at = config.entities.iter().find_map(|e| {
+        e.def
+            .networks
+            .iter()
+            .find_map(&first)
+            .map(|off| (e.file, off))
+    });
+    let Some((file, off)) = use_at else {
+        return Ok(None);
+    };
+    let Some(p) = setting else {
+        let (list, example) = match what {
+            "asn" => ("asn", "[\"asn-ipv4.csv\", \"asn-ipv6.csv\"]"),
+            _ => (
+                "countries",
+                "[\"geo-whois-asn-country-ipv4.csv\", \"geo-whois-asn-country-ipv6.csv\"]",
+            ),
+        };
+        return Err(config.files[file].invalid(
+            off,
+            format!(
+                "`{list}` needs an IP-to-{what} range table: set {field} = {example} in the main \
+                 configuration"
+            ),
+        ));
+    };
+    let paths: Vec<PathBuf> = p
+        .get_ref()
+        .list()
+        .iter()
+        .map(|f| config.relative(0, f))
+        .collect();
+    if paths.is_empty() {
+        return Err(config.main_file().invalid(
+            p.span().start,
+            format!("{field} is an empty list: name its files"),
+        ));
+    }
+    RangeTable::read(&paths, key)
+        .map(Some)
+        .map_err(|e| match e {
+            ConfigError::Read { path, source } => config.main_file().invalid(
+                p.span().start,
+                format!(
+                    "{field} file {} cannot be read ({source}); fix the path",
+                    path.display()
+                ),
+            ),
+            other => other,
+        })
 }
 
 fn unknown_source(name: &str, specs: &[SourceSpec]) -> String {
@@ -582,5 +634,217 @@ mod tests {
         let at = r.location(from_sources[0]);
         assert_eq!(at.file, root.join("cache/advisory-feed.body"));
         assert_eq!(at.line, 2, "the first line is a comment");
+    }
+
+    /// A main file in a fresh folder with `files` next to it.
+    fn setup(name: &str, main: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("embargo-resolve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        std::fs::write(dir.join("main.toml"), main).unwrap();
+        dir
+    }
+
+    fn entity(group: &str) -> String {
+        format!(
+            "[[entities]]\nid = \"e\"\nname = \"E\"\naction = \"drop\"\n\
+             designations = [{{ authority = \"T\", regime = \"r\", reference = \"x\", listed_on = 2025-01-01, source = \"s\" }}]\n\
+             [[entities.networks]]\n{group}"
+        )
+    }
+
+    const V4: &str = "175.45.176.0,175.45.179.255,KP\n175.45.180.0,175.45.183.255,AU\n\
+                      10.0.0.0,10.0.0.127,KP\n10.0.0.128,10.0.0.255,KP\n";
+    const V6: &str = "2001:4b28:6d00::,2001:4b28:6dff:ffff:ffff:ffff:ffff:ffff,KP\n";
+    const PKG: &str =
+        r#"{"name": "@ip-location-db/geo-whois-asn-country", "version": "2.3.2026061719"}"#;
+
+    fn resolve_in(dir: &Path) -> Result<Resolved, ConfigError> {
+        resolve(&config::load(&dir.join("main.toml"))?)
+    }
+
+    #[test]
+    fn countries_resolve_through_every_file_of_the_table() {
+        let main = format!(
+            "enforce = [\"T\"]\ncountry_table = [\"v4.csv\", \"v6.csv\"]\n{}",
+            entity(
+                "countries = [\"KP\"]\nguard_override = \"program\"\n\
+                 evidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n"
+            )
+        );
+        let dir = setup(
+            "countries",
+            &main,
+            &[("v4.csv", V4), ("v6.csv", V6), ("package.json", PKG)],
+        );
+        let r = resolve_in(&dir).unwrap();
+        let got: Vec<(String, String)> = r.groups[0][0]
+            .iter()
+            .map(|c| {
+                let Via::Country { code, table } = &c.via else {
+                    panic!("{:?}", c.via)
+                };
+                assert_eq!(code.as_ref(), "KP");
+                (c.net.to_string(), table.to_string())
+            })
+            .collect();
+        let v = |f: &str, text: &str| {
+            format!(
+                "@ip-location-db/geo-whois-asn-country@2.3.2026061719 {f} sha256:{}",
+                sha256_hex(text.as_bytes())
+            )
+        };
+        // The two adjacent /25 rows of KP are one /24.
+        assert_eq!(
+            got,
+            vec![
+                ("10.0.0.0/24".to_owned(), v("v4.csv", V4)),
+                ("175.45.176.0/22".to_owned(), v("v4.csv", V4)),
+                ("2001:4b28:6d00::/40".to_owned(), v("v6.csv", V6)),
+            ]
+        );
+        assert_eq!(
+            r.country_table,
+            Some(format!("{}; {}", v("v4.csv", V4), v("v6.csv", V6)))
+        );
+        // `why` names the country and the table's version.
+        let c = crate::compile::compile(
+            &config::load(&dir.join("main.toml")).unwrap(),
+            &r,
+            chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+        )
+        .unwrap();
+        let why = crate::explain::render(&crate::explain::explain(
+            &c,
+            "175.45.177.1".parse().unwrap(),
+        ));
+        assert!(
+            why.contains(&format!("country KP per {}", v("v4.csv", V4))),
+            "{why}"
+        );
+        assert!(why.contains("evidence:    jurisdiction"), "{why}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn evidence_kinds_must_match_what_the_group_lists() {
+        let cases = [
+            (
+                "countries = [\"KP\"]\nevidence = { kind = \"registry\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n",
+                (10, 14),
+                "write kind = \"jurisdiction\"",
+            ),
+            (
+                "asn = [64512]\nevidence = { kind = \"manual\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n",
+                (10, 8),
+                "write kind = \"routing\"",
+            ),
+            (
+                "prefixes = [\"192.0.2.0/24\"]\nevidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n",
+                (11, 21),
+                "only for groups with `countries",
+            ),
+            (
+                "countries = [\"KP\", \"kp\"]\nevidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n",
+                (10, 20),
+                "uppercase: \"KP\"",
+            ),
+            (
+                "countries = [\"XX\"]\nevidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n",
+                (10, 14),
+                "not an ISO 3166-1 alpha-2",
+            ),
+        ];
+        for (i, (group, (line, column), needle)) in cases.into_iter().enumerate() {
+            let main = format!(
+                "enforce = [\"T\"]\ncountry_table = \"v4.csv\"\nasn_table = \"v4.csv\"\n{}",
+                entity(group)
+            );
+            let dir = setup(&format!("kinds{i}"), &main, &[("v4.csv", "")]);
+            let err = resolve_in(&dir).unwrap_err();
+            let ConfigError::Invalid { at, message } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(
+                (
+                    at.file.file_name().unwrap().to_str().unwrap(),
+                    at.line,
+                    at.column
+                ),
+                ("main.toml", line, column),
+                "{err}"
+            );
+            assert!(message.contains(needle), "{err}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_missing_country_table_and_a_too_broad_country_say_what_to_do() {
+        let group = "countries = [\"KP\"]\nevidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n";
+        let dir = setup(
+            "nocountry",
+            &format!("enforce = [\"T\"]\n{}", entity(group)),
+            &[],
+        );
+        let err = resolve_in(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("main.toml:8:14") && err.contains("set country_table = ["),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A country whose ranges merge into a /7: the guard refuses it without an override.
+        let main = format!(
+            "enforce = [\"T\"]\ncountry_table = \"v4.csv\"\n{}",
+            entity(group)
+        );
+        let dir = setup(
+            "broad",
+            &main,
+            &[("v4.csv", "10.0.0.0,11.255.255.255,KP\n")],
+        );
+        let c = config::load(&dir.join("main.toml")).unwrap();
+        let r = resolve(&c).unwrap();
+        let err =
+            crate::compile::compile(&c, &r, chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap())
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("main.toml:9:14: 10.0.0.0/7 (country KP per "),
+            "{err}"
+        );
+        assert!(
+            err.contains("broader than the guard's /8") && err.contains("guard_override"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn asn_tables_take_a_list_and_merge_ranges() {
+        let main = format!(
+            "enforce = [\"T\"]\nasn_table = [\"a4.csv\", \"a6.csv\"]\n{}",
+            entity(
+                "asn = [13335]\nevidence = { kind = \"routing\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n"
+            )
+        );
+        let a4 = "1.0.0.0,1.0.0.127,13335,\"Cloudflare, Inc.\"\n1.0.0.128,1.0.0.255,13335,\"Cloudflare, Inc.\"\n";
+        let a6 = "2606:4700::,2606:4700:ffff:ffff:ffff:ffff:ffff:ffff,13335,\"Cloudflare, Inc.\"\n";
+        let dir = setup("asn", &main, &[("a4.csv", a4), ("a6.csv", a6)]);
+        let r = resolve_in(&dir).unwrap();
+        let nets: Vec<String> = r.groups[0][0].iter().map(|c| c.net.to_string()).collect();
+        assert_eq!(nets, ["1.0.0.0/24", "2606:4700::/32"]);
+        let table = r.asn_table.unwrap();
+        assert!(
+            table.contains("a4.csv sha256:")
+                && table.contains("; ")
+                && table.contains("a6.csv sha256:"),
+            "{table}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

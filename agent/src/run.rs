@@ -293,9 +293,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Fetch every [[sources]] feed into its last-known-good copy before the first compile (one
     // that is down keeps its copy). The manager refreshes them while it lives; a change of
     // content triggers a reload below.
-    let (sources, mut source_changes) =
-        crate::sources::SourceManager::start(&config::load(&opts.config)?).await?;
-    let (config, resolved, compiled) = crate::compile_file_resolved(&opts.config, crate::today())?;
+    // The configuration is read once: the policy compiled is the one whose sources were fetched.
+    let config = config::load(&opts.config)?;
+    let (sources, mut source_changes) = crate::sources::SourceManager::start(&config).await?;
+    let resolved = crate::resolve::resolve(&config)?;
+    let compiled = crate::compile::compile(&config, &resolved, crate::today())?;
     log_report(&compiled);
     let mut index = EntityIndex::default();
     let policy = index.policy(&compiled);

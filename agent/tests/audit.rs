@@ -51,6 +51,7 @@ fn log_of(dir: &TempDir, n: u64) -> PathBuf {
                 },
             ],
             asn_table: None,
+            country_table: None,
             changes: Changes {
                 prefixes_added: i,
                 ..Changes::default()

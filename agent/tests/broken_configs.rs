@@ -135,7 +135,9 @@ fn the_corpus_is_refused_with_locations() {
     )
     .file(
         "entities/a.toml",
-        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]"),
+        &ENTITY_OK
+            .replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]")
+            .replace("kind = \"advisory\"", "kind = \"routing\""),
     );
     assert_has(
         &c.refused(),
@@ -264,7 +266,9 @@ fn the_corpus_is_refused_with_locations() {
     let c = Case::new("asn-without-table");
     c.file("main.toml", MAIN_OK).file(
         "entities/a.toml",
-        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]"),
+        &ENTITY_OK
+            .replace("prefixes = [\"192.0.2.0/24\"]", "asn = [64512]")
+            .replace("kind = \"advisory\"", "kind = \"routing\""),
     );
     assert_has(
         &c.refused(),

@@ -1,8 +1,9 @@
-//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench`.
+//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench | tables`.
 //!
 //! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
 
 mod setup;
+mod tables;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,12 +36,18 @@ enum Task {
         #[arg(long, default_value = "config/default.toml")]
         config: PathBuf,
     },
-    /// Measure the data plane against XDP_DROP and the kernel LPM trie, and the cost of a
-    /// metrics scrape; update BENCHMARKS.md.
+    /// Fetch the pinned IP-to-ASN and IP-to-country range tables (npm, verified by SHA-256)
+    /// into target/tables/, for the scale test and the bench.
+    Tables,
+    /// Measure the data plane against XDP_DROP and the kernel LPM trie, the cost of a metrics
+    /// scrape, and the whole country table as one policy; update BENCHMARKS.md.
     Bench {
         /// Smaller sizes, for a smoke run (does not update BENCHMARKS.md).
         #[arg(long)]
         quick: bool,
+        /// Only the country-table section (compile, load, memory).
+        #[arg(long)]
+        countries: bool,
         /// Extra arguments for the bench binary.
         #[arg(last = true)]
         args: Vec<String>,
@@ -55,7 +62,17 @@ fn main() -> Result<()> {
         Task::Setup => setup::run(),
         Task::Test { no_lint } => test(no_lint),
         Task::Demo { config } => demo(&config),
-        Task::Bench { quick, args } => bench(quick, &args),
+        Task::Bench {
+            quick,
+            countries,
+            args,
+        } => {
+            if !countries {
+                bench(quick, &args)?;
+            }
+            bench_countries(quick)
+        }
+        Task::Tables => tables::run(),
     }
 }
 
@@ -134,6 +151,8 @@ fn test(no_lint: bool) -> Result<()> {
         "embargo-xdp",
     ]))?;
     require_root("the kernel tests")?;
+    // The country-table scale test loads the real tables.
+    tables::run()?;
     // The netns tests start the real binary.
     exec(cargo().args(["build", "--bin", "embargo"]))?;
     // Kernel tests: BPF_PROG_TEST_RUN fixtures and netns labs. One thread: labs attach XDP
@@ -216,6 +235,50 @@ fn demo(config: &Path) -> Result<()> {
     )
 }
 
+const COUNTRIES_BEGIN: &str = "<!-- bench-countries:begin (written by `cargo xtask bench`) -->";
+const COUNTRIES_END: &str = "<!-- bench-countries:end -->";
+
+/// The whole country table as one policy: compile and load time, map and agent memory.
+fn bench_countries(quick: bool) -> Result<()> {
+    setup::run()?;
+    require_root("the benchmark")?;
+    tables::run()?;
+    let out = Path::new("target/bench-countries.md");
+    exec(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "embargo-tests",
+                "--bin",
+                "embargo-country-bench",
+                "--",
+                "--markdown",
+            ])
+            .arg(out),
+    )?;
+    if quick {
+        eprintln!("quick run: BENCHMARKS.md left as it is");
+        return Ok(());
+    }
+    let section = std::fs::read_to_string(out).context("reading the country bench's markdown")?;
+    replace_section(COUNTRIES_BEGIN, COUNTRIES_END, section.trim())
+}
+
+/// Rewrites what lies between `begin` and `end` in BENCHMARKS.md.
+fn replace_section(begin: &str, end: &str, section: &str) -> Result<()> {
+    let doc_path = Path::new("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(doc_path).context("reading BENCHMARKS.md")?;
+    let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
+        bail!("BENCHMARKS.md lacks the {begin} / {end} markers");
+    };
+    let updated = format!("{}{begin}\n{section}\n{}", &doc[..b], &doc[e..]);
+    std::fs::write(doc_path, updated).context("writing BENCHMARKS.md")?;
+    eprintln!("BENCHMARKS.md updated between {begin} and {end}");
+    Ok(())
+}
+
 const BENCH_BEGIN: &str = "<!-- bench:begin (written by `cargo xtask bench`) -->";
 const BENCH_END: &str = "<!-- bench:end -->";
 
@@ -268,18 +331,5 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
             .context("reading the scrape bench's markdown")?
             .trim()
     );
-    let doc_path = Path::new("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(doc_path).context("reading BENCHMARKS.md")?;
-    let (Some(b), Some(e)) = (doc.find(BENCH_BEGIN), doc.find(BENCH_END)) else {
-        bail!("BENCHMARKS.md lacks the {BENCH_BEGIN} / {BENCH_END} markers");
-    };
-    let updated = format!(
-        "{}{BENCH_BEGIN}\n{}\n{}",
-        &doc[..b],
-        section.trim(),
-        &doc[e..]
-    );
-    std::fs::write(doc_path, updated).context("writing BENCHMARKS.md")?;
-    eprintln!("BENCHMARKS.md updated");
-    Ok(())
+    replace_section(BENCH_BEGIN, BENCH_END, section.trim())
 }

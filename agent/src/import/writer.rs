@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(g.evidence.source, k.source);
         assert_eq!(g.evidence.valid_from, Some(day("2026-01-01")));
         assert_eq!(g.evidence.expires, Some(day("2027-01-01")));
-        assert_eq!(g.evidence.kind, EvidenceKind::Advisory);
+        assert_eq!(*g.evidence.kind.get_ref(), EvidenceKind::Advisory);
         assert!(g.evidence.note.as_deref().unwrap().contains("C2 \"alpha\""));
     }
 
