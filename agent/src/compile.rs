@@ -321,6 +321,21 @@ fn evidence_pending(e: &Evidence, today: NaiveDate) -> bool {
     e.valid_from.is_some_and(|from| from.0 > today)
 }
 
+/// Records every candidate of a group that does not count (expired, not yet valid) as left out
+/// for `reason`, so `why` can say so.
+fn leave_out(
+    excluded: &mut Vec<Excluded>,
+    group: &[crate::resolve::Candidate],
+    entity: &str,
+    reason: &str,
+) {
+    excluded.extend(group.iter().map(|c| Excluded {
+        net: c.net,
+        entity: entity.to_owned(),
+        reason: reason.to_owned(),
+    }));
+}
+
 /// Compiles `config` with its resolved sources as of `today`.
 pub fn compile(
     config: &Config,
@@ -531,13 +546,8 @@ pub fn compile(
                 );
                 tracing::info!("{text}");
                 report.expired_groups.push(text);
-                for c in &resolved.groups[ei][gi] {
-                    excluded.push(Excluded {
-                        net: c.net,
-                        entity: id.to_owned(),
-                        reason: format!("evidence expired on {until} ({})", g.evidence.source),
-                    });
-                }
+                let reason = format!("evidence expired on {until} ({})", g.evidence.source);
+                leave_out(&mut excluded, &resolved.groups[ei][gi], id, &reason);
                 continue;
             }
             if let Some(from) = g.evidence.valid_from
@@ -551,13 +561,8 @@ pub fn compile(
                 );
                 tracing::info!("{text}");
                 report.pending_groups.push(text);
-                for c in &resolved.groups[ei][gi] {
-                    excluded.push(Excluded {
-                        net: c.net,
-                        entity: id.to_owned(),
-                        reason: format!("evidence counts only from {from} ({})", g.evidence.source),
-                    });
-                }
+                let reason = format!("evidence counts only from {from} ({})", g.evidence.source);
+                leave_out(&mut excluded, &resolved.groups[ei][gi], id, &reason);
                 continue;
             }
             for c in &resolved.groups[ei][gi] {
