@@ -28,6 +28,7 @@ pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod sources;
+pub mod state;
 pub mod status;
 pub mod system;
 pub mod table;

@@ -88,6 +88,17 @@ pub struct LiveTrie {
     has_root: bool,
 }
 
+/// A [`LiveTrie`]'s node bookkeeping, persisted beside the pinned maps so a restarted agent
+/// can go on updating the same trie (see [`crate::state`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bookkeeping {
+    pub free: Vec<u32>,
+    pub quarantine: Vec<u32>,
+    pub next_node: u32,
+    pub capacity: u32,
+    pub has_root: bool,
+}
+
 impl LiveTrie {
     /// Takes over a trie built by [`crate::table`] from `prefixes` with `nodes` nodes, in a store
     /// of `store_len` entries.
@@ -114,6 +125,47 @@ impl LiveTrie {
             capacity,
             has_root,
         }
+    }
+
+    /// The node bookkeeping, to persist.
+    pub fn bookkeeping(&self) -> Bookkeeping {
+        Bookkeeping {
+            free: self.free.clone(),
+            quarantine: self.quarantine.clone(),
+            next_node: self.next_node,
+            capacity: self.capacity,
+            has_root: self.has_root,
+        }
+    }
+
+    /// Takes over a trie a previous agent kept up to date: its prefix set and bookkeeping, in a
+    /// store of `store_len` entries. `None` if the bookkeeping does not fit that store (node
+    /// numbers past the capacity, a capacity the store does not have).
+    pub fn restore(
+        shape: &'static Shape,
+        prefixes: impl IntoIterator<Item = (u128, u8, u32)>,
+        b: Bookkeeping,
+        store_len: usize,
+    ) -> Option<Self> {
+        let fresh = Self::new(shape, [], 0, store_len);
+        let nodes_ok = b.free.iter().chain(&b.quarantine).all(|n| *n < b.next_node);
+        if fresh.capacity != b.capacity
+            || fresh.has_root != b.has_root
+            || b.next_node > b.capacity
+            || !nodes_ok
+            || (b.free.len() + b.quarantine.len()) as u32 > b.next_node
+        {
+            return None;
+        }
+        Some(Self {
+            shape,
+            prefixes: prefixes.into_iter().map(|(a, l, e)| ((a, l), e)).collect(),
+            free: b.free,
+            quarantine: b.quarantine,
+            next_node: b.next_node,
+            capacity: b.capacity,
+            has_root: b.has_root,
+        })
     }
 
     /// Nodes in use (handed out and not free).
