@@ -650,6 +650,11 @@ impl Lab {
         Path::new("/sys/fs/bpf").join(name)
     }
 
+    /// The folder of this lab's agent's state file (never the system's `/var/lib/embargo`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
     /// --audit-log ... --events-log ...` inside the gateway namespace and waits until its status
     /// answers.
@@ -703,6 +708,8 @@ impl Lab {
             self.events_log().display().to_string(),
             "--pin-dir".to_owned(),
             self.pin_dir().display().to_string(),
+            "--state-dir".to_owned(),
+            self.state_dir().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
