@@ -124,11 +124,17 @@ fn flood<T: Send>(
             (leaked, lost, rounds)
         });
         std::thread::sleep(Duration::from_millis(500));
-        let out = during();
-        std::thread::sleep(Duration::from_millis(500));
+        // A failed assertion in `during` stops the sender too, so the test fails, not hangs.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
+        if out.is_ok() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
         stop.store(true, Ordering::Relaxed);
         let (leaked, lost, rounds) = sender.join().unwrap();
-        (out, leaked, lost, rounds)
+        match out {
+            Ok(out) => (out, leaked, lost, rounds),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
 }
 
@@ -264,6 +270,62 @@ fn policy_changed_while_down_is_applied_as_a_diff() {
     assert!(blocked(&lab.probe(&[Probe::to(added)], 3).unwrap()));
     assert!(delivered(&lab.probe(&[Probe::to(removed)], 3).unwrap()));
     assert!(blocked(&lab.probe(&[Probe::to(bad)], 3).unwrap()));
+    agent.stop().unwrap();
+}
+
+/// A reload that needs a new data-plane generation (more entities than the maps hold) pins the
+/// new generation's maps, names it in the state file and unpins the old one; after `kill -9` the
+/// next agent adopts the new generation's maps with a diff that writes nothing.
+#[test]
+fn a_new_generation_during_the_run_is_pinned_and_adopted() {
+    let lab = new_lab();
+    let (bad, good) = (ip("203.0.113.7"), ip("192.0.2.10"));
+    for a in [bad, good] {
+        lab.add_remote(a).unwrap();
+    }
+    let path = lab
+        .write_file("restart.toml", &config(&["203.0.113.0/24"]))
+        .unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let (first_gen, _) = pinned_maps(&lab);
+    // 80 entities: more than the 64 the first generation's maps hold.
+    let mut text = config(&["203.0.113.0/24"]);
+    for i in 0..80 {
+        text.push_str(
+            &config(&[&format!("198.18.{i}.0/24")])
+                .replace("enforce = [\"TEST\"]\n", "")
+                .replace(
+                    &format!("id = \"{ENTITY}\""),
+                    &format!("id = \"extra-{i}\""),
+                ),
+        );
+    }
+    std::fs::write(&path, text).unwrap();
+    // SAFETY: kill with the pid of the agent this test started.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while agent.status().unwrap().reloads.generations < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new generation: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (second_gen, maps) = pinned_maps(&lab);
+    assert_ne!(first_gen, second_gen, "the new generation is pinned");
+    assert!(!first_gen.exists(), "the old generation is unpinned");
+    assert!(blocked(&lab.probe(&[Probe::to(bad)], 3).unwrap()));
+
+    let (agent, leaked, lost, rounds) = flood(&lab, bad, good, false, || {
+        kill_and_restart(&lab, agent, &path)
+    });
+    assert_no_gap(leaked, lost, rounds);
+    let start = agent.status().unwrap().start.unwrap();
+    assert_eq!(start.kind, "adopted", "{start:?}\n{}", agent.log());
+    assert_eq!((start.entries_written, start.policies_written), (0, 0));
+    assert_eq!(pinned_maps(&lab), (second_gen, maps));
+    assert_eq!(agent.status().unwrap().entities.len(), 81);
     agent.stop().unwrap();
 }
 
