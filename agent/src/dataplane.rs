@@ -995,6 +995,36 @@ impl Dataplane {
         Ok((EgressLink { held, added_clsact }, true))
     }
 
+    /// Removes the TC egress classifier a previous agent left on interface `name` (its pinned
+    /// TCX link, or the netlink filter the state file names), for an interface that no longer
+    /// enforces egress.
+    fn drop_egress_left(&mut self, name: &str) {
+        if let Some(path) = self.pin_dir.as_deref().map(|d| tc_pin_path(d, name))
+            && path.exists()
+        {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(interface = %name, "detached the TC egress classifier a previous agent left: egress is off")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %e, "could not remove the pinned TC egress link")
+                }
+            }
+        }
+        let left: Vec<_> = self
+            .netlink_left
+            .iter()
+            .filter(|f| f.interface == name)
+            .cloned()
+            .collect();
+        self.netlink_left.retain(|f| f.interface != name);
+        for (label, r) in remove_netlink_filters(&left) {
+            if let Err(e) = r {
+                tracing::warn!(interface = %label, error = %e, "could not remove the netlink egress filter");
+            }
+        }
+    }
+
     /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
     /// takes it over atomically (`bpf_link_update`), so the interface is never without a
     /// program across an agent restart, even after `kill -9`.
@@ -1031,6 +1061,8 @@ impl Dataplane {
             }
             Some(link)
         } else {
+            // Egress no longer enforced here: the classifier a previous agent left goes.
+            self.drop_egress_left(&iface.name);
             None
         };
         self.links.push(held);
