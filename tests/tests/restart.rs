@@ -445,6 +445,20 @@ fn egress_enforcement_survives_a_kill_and_is_adopted() {
     // A clean stop detaches both (checked by `stop`) and removes the TC pin.
     agent.stop().unwrap();
     assert!(!lab.pin_dir().join(format!("tc-{}", lab.gw_if())).exists());
+
+    // Restarted without egress: the classifier the killed agent left is removed, XDP adopted.
+    let agent = lab.start_agent_egress(&path).unwrap();
+    agent.kill9().unwrap();
+    let agent = lab.start_agent(&path, Role::Outside).unwrap();
+    assert_eq!(agent.status().unwrap().start.unwrap().kind, "adopted");
+    assert!(lab.xdp_attached().unwrap());
+    assert!(
+        lab.egress_programs().unwrap().is_empty(),
+        "{:?}",
+        lab.egress_programs()
+    );
+    assert!(delivered(&lab.probe_from_gw(&[Probe::to(bad)], 3).unwrap()));
+    agent.stop().unwrap();
 }
 
 /// (e) `embargo detach` after `--keep-attached`: no XDP or TC attachment, no pins, no state.
