@@ -707,4 +707,52 @@ mod tests {
         assert_ne!(entries[(1 << 24)..(1 << 24) + 32], [0u32; 32][..]);
         assert_eq!(lookup4(&entries, 0x0a01_0203), None);
     }
+
+    #[test]
+    fn a_restored_trie_goes_on_where_the_first_left_off() {
+        let mut entries = vec![trie::EMPTY; (1 << 24) + 16 * 8];
+        let mut live = LiveTrie::new(&V4, [], 0, entries.len());
+        let host = Change {
+            addr: 0x0a01_0203,
+            len: 32,
+            entity: Some(1),
+        };
+        live.apply(&mut entries, &[host]).unwrap();
+        live.apply(
+            &mut entries,
+            &[Change {
+                entity: None,
+                ..host
+            }],
+        )
+        .unwrap();
+        let kept = live.bookkeeping();
+        assert_eq!((kept.next_node, kept.quarantine.len()), (2, 2));
+        let prefixes: Vec<(u128, u8, u32)> = live
+            .prefixes()
+            .iter()
+            .map(|((a, l), e)| (*a, *l, *e))
+            .collect();
+        let mut restored =
+            LiveTrie::restore(&V4, prefixes.clone(), kept.clone(), entries.len()).unwrap();
+        assert_eq!(restored.bookkeeping(), kept);
+        // The quarantined nodes are reused, as the first trie would have: no new node.
+        let other = Change {
+            addr: 0x0a09_0807,
+            len: 32,
+            entity: Some(2),
+        };
+        let s = restored.apply(&mut entries, &[other]).unwrap();
+        assert_eq!(s.nodes_allocated, 2);
+        assert_eq!(restored.bookkeeping().next_node, 2);
+        assert_eq!(lookup4(&entries, 0x0a09_0807), Some(2));
+        assert_eq!(lookup4(&entries, 0x0a01_0203), None);
+        // Bookkeeping that does not fit the store is refused.
+        let past = Bookkeeping {
+            next_node: 9,
+            ..kept.clone()
+        };
+        assert!(LiveTrie::restore(&V4, prefixes.clone(), past, entries.len()).is_none());
+        assert!(LiveTrie::restore(&V4, prefixes, kept, entries.len() - 16).is_none());
+    }
 }
