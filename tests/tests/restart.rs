@@ -330,7 +330,8 @@ fn a_new_generation_during_the_run_is_pinned_and_adopted() {
 }
 
 /// (c) A corrupt state file, then a missing one, then a stale one (naming a generation no longer
-/// pinned): each time the agent says why and loads a fresh generation that takes the pinned link
+/// pinned), then pinned maps changed while no agent ran (the quick attestation of the trie's
+/// content against the state file fails): each time the agent says why and loads a fresh generation that takes the pinned link
 /// over without a gap, and the old generation's maps are unpinned.
 #[test]
 fn bad_or_missing_state_falls_back_to_a_fresh_generation() {
@@ -361,6 +362,11 @@ fn bad_or_missing_state_falls_back_to_a_fresh_generation() {
             "stale",
             Box::new(|| std::fs::write(&state_file, &stale).unwrap()),
             "are not pinned",
+        ),
+        (
+            "tampered",
+            Box::new(|| tamper_v4_trie(&lab)),
+            "is not what the state file describes",
         ),
     ] {
         let (gen_before, _) = pinned_maps(&lab);
@@ -394,6 +400,21 @@ fn bad_or_missing_state_falls_back_to_a_fresh_generation() {
         assert!(blocked(&lab.probe(&[Probe::to(bad)], 3).unwrap()));
     }
     agent.stop().unwrap();
+}
+
+/// Sets the root entry of 100.100.100.0/24 (in no policy here) in the pinned IPv4 trie, as
+/// `bpftool map update` from another process would while no agent runs.
+fn tamper_v4_trie(lab: &Lab) {
+    let (gen_dir, _) = pinned_maps(lab);
+    let data = aya::maps::MapData::from_pin(gen_dir.join(embargo_abi::maps::V4_TRIE)).unwrap();
+    let mut trie: aya::maps::Array<_, embargo_abi::trie::Chunk> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+    let root = 0x6464_6400u32 >> 8;
+    let (chunk, lane) = (root / 16, (root % 16) as usize);
+    let mut value = trie.get(&chunk, 0).unwrap();
+    assert_eq!(value[lane], 0);
+    value[lane] = embargo_abi::trie::leaf(0);
+    trie.set(chunk, value, 0).unwrap();
 }
 
 /// (d) Host egress: after `kill -9` the pinned TCX link keeps dropping what the gateway itself
