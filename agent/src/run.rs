@@ -598,13 +598,21 @@ fn from_carried(c: &state::Carried) -> EntityCounters {
 /// attached or detached yet.
 fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, RunError> {
     let mut netlink_left = Vec::new();
+    // Nothing to reuse is expected (first start, no pins); anything else is worth a warning.
+    let mut expected = false;
     let reason = match &opts.pin_dir {
-        None => "pinning is off (--no-pin)".to_owned(),
+        None => {
+            expected = true;
+            "pinning is off (--no-pin)".to_owned()
+        }
         Some(pin_dir) => match state::read(&opts.state_dir) {
-            Ok(None) => format!(
-                "no state file in {} (first start, or removed by `embargo detach`)",
-                opts.state_dir.display()
-            ),
+            Ok(None) => {
+                expected = true;
+                format!(
+                    "no state file in {} (first start, or removed by `embargo detach`)",
+                    opts.state_dir.display()
+                )
+            }
             Err(e) => e.to_string(),
             Ok(Some(st)) => {
                 netlink_left = st.netlink_filters.clone();
@@ -652,7 +660,11 @@ fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, Ru
             }
         },
     };
-    tracing::warn!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
+    if expected {
+        tracing::info!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
+    } else {
+        tracing::warn!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
+    }
     let mut index = EntityIndex::default();
     let policy = index.policy(compiled);
     let mut dataplane = Dataplane::load(&policy)?;
