@@ -1306,7 +1306,11 @@ fn sweep_stale() {
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+    // Lab folders, and the pin folders (links, maps) of labs whose test was killed.
+    for dir in [std::env::temp_dir(), PathBuf::from("/sys/fs/bpf")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(rest) = name.strip_prefix("embargo-lab-") else {
