@@ -12,6 +12,14 @@
 //! on detach only if this agent added it). A new generation takes the TC attachment over as
 //! atomically as the XDP one (see [`Dataplane::take_over`]).
 //!
+//! Restarts: with a pin folder, the XDP links (`link-<interface>`), the TCX egress links
+//! (`tc-<interface>`) and the maps of the current generation (`maps-<generation>/`, see
+//! [`pins`]) are pinned in bpffs, so enforcement and counters outlive the agent. A restarted
+//! agent reuses the pinned maps when the state file agrees with them ([`Dataplane::reuse`]) and
+//! applies its policy as a diff; a netlink `cls_bpf` filter has no pin, but it stays in the
+//! kernel after the agent dies (only a clean detach removes it), and its priority and handle
+//! are in the state file for the next agent to take it over.
+//!
 //! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
 //! limited per entity by a token bucket whose settings the agent writes
 //! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
@@ -29,7 +37,7 @@ use aya::{
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType, TcError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
-        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        tc::{NlOptions, SchedClassifierLink, TcAttachOptions},
         xdp::{XdpLink, XdpLinkId},
     },
 };
@@ -39,6 +47,8 @@ use embargo_abi::{
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
+
+pub mod pins;
 
 use crate::{
     config::{self, Role},
@@ -197,9 +207,24 @@ impl std::fmt::Display for TcApi {
 
 /// The TC egress classifier on one interface.
 struct EgressLink {
-    id: SchedClassifierLinkId,
+    held: TcHeld,
     /// This agent added the interface's `clsact` qdisc (netlink only): removed on detach.
     added_clsact: bool,
+}
+
+/// How an interface's TC egress link is held.
+enum TcHeld {
+    /// Held by the agent: dropping it detaches the classifier (a TCX link without a pin
+    /// folder, or a netlink filter, which [`Dataplane::leave_attached`] leaves in the kernel).
+    Owned(SchedClassifierLink),
+    /// A TCX link pinned under bpffs at `path`: it outlives the agent; removing the pin and
+    /// closing the fd detaches it.
+    Pinned { path: PathBuf, link: FdLink },
+}
+
+/// The pin path of interface `name`'s TCX egress link under `dir`.
+pub fn tc_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("tc-{name}"))
 }
 
 /// Packets and bytes for one entity, summed over CPUs, by direction and verdict.
@@ -279,6 +304,13 @@ pub struct Dataplane {
     event_limits: EventLimits,
     /// The event token buckets' clock.
     event_clock: EventClock,
+    /// This generation's id: its maps are pinned at `<pin dir>/maps-<generation>`.
+    generation: String,
+    /// Where this generation's maps are pinned, once they are.
+    maps_dir: Option<PathBuf>,
+    /// Netlink egress filters a previous agent left, by interface (from the state file), for
+    /// [`Dataplane::adopt`] to take over.
+    netlink_left: Vec<crate::state::NetlinkFilter>,
     pub load_stats: LoadStats,
 }
 
@@ -296,9 +328,10 @@ pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("link-{name}"))
 }
 
-/// Removes the pinned XDP links in `dir` whose interface `keep` does not want (all of them for
-/// `embargo detach`): without its pin and with no agent holding it, a link is destroyed and
-/// its program detached. Returns each interface with the outcome.
+/// Removes the pinned XDP and TCX egress links in `dir` whose interface `keep` does not want
+/// (all of them for `embargo detach`): without its pin and with no agent holding it, a link is
+/// destroyed and its program detached. Returns each link (the interface, with ` (TC egress)`
+/// for a TCX link) with the outcome.
 pub fn detach_pinned(
     dir: &Path,
     keep: impl Fn(&str) -> bool,
@@ -309,7 +342,11 @@ pub fn detach_pinned(
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_prefix("link-") else {
+        let (name, label) = if let Some(name) = file.strip_prefix("link-") {
+            (name, name.to_owned())
+        } else if let Some(name) = file.strip_prefix("tc-") {
+            (name, format!("{name} (TC egress)"))
+        } else {
             continue;
         };
         if keep(name) {
@@ -317,9 +354,42 @@ pub fn detach_pinned(
         }
         let r = std::fs::remove_file(entry.path())
             .map_err(|e| other(format!("removing the pin {}", entry.path().display()), e));
-        out.push((name.to_owned(), r));
+        out.push((label, r));
     }
     out
+}
+
+/// Deletes the netlink egress filters an agent left (named by its state file), and the
+/// `clsact` qdiscs it added: a `cls_bpf` filter has no pin and stays in the kernel after the
+/// agent. Returns each interface (with ` (TC egress)`) with the outcome.
+pub fn remove_netlink_filters(
+    filters: &[crate::state::NetlinkFilter],
+) -> Vec<(String, Result<(), DataplaneError>)> {
+    filters
+        .iter()
+        .map(|f| {
+            let label = format!("{} (TC egress)", f.interface);
+            let r = SchedClassifierLink::attached(
+                &f.interface,
+                TcAttachType::Egress,
+                f.priority,
+                f.handle.into(),
+                None,
+            )
+            .map_err(|e| other(format!("the TC egress filter on {}", f.interface), e))
+            .and_then(|link| {
+                // Dropping the link deletes the filter.
+                drop(link);
+                match (f.added_clsact, system::ifindex(&f.interface)) {
+                    (true, Some(ifindex)) => system::qdisc_del_clsact(ifindex).map_err(|e| {
+                        other(format!("removing the clsact qdisc of {}", f.interface), e)
+                    }),
+                    _ => Ok(()),
+                }
+            });
+            (label, r)
+        })
+        .collect()
 }
 
 /// One family's loaded trie.
@@ -467,44 +537,8 @@ impl Dataplane {
         }
         // Events are off until the agent turns them on (they cost a clock read per drop).
         write_event_limits(&mut ebpf, EventLimits::OFF)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(embargo_abi::programs::CLASSIFY)
-            .ok_or_else(|| {
-                other(
-                    "finding the XDP program",
-                    MapError::InvalidName {
-                        name: "embargo_xdp".into(),
-                    },
-                )
-            })?
-            .try_into()
-            .map_err(|e| other("finding the XDP program", e))?;
-        program
-            .load()
-            .map_err(|e| program_load_error(e, "XDP program"))?;
-        // Loaded with the XDP program, used or not: a kernel that refuses it is found at start.
-        let egress: &mut SchedClassifier = ebpf
-            .program_mut(embargo_abi::programs::EGRESS)
-            .ok_or_else(|| {
-                other(
-                    "finding the TC egress program",
-                    MapError::InvalidName {
-                        name: embargo_abi::programs::EGRESS.into(),
-                    },
-                )
-            })?
-            .try_into()
-            .map_err(|e| other("finding the TC egress program", e))?;
-        egress
-            .load()
-            .map_err(|e| program_load_error(e, "TC egress program"))?;
-        let cpus = system::possible_cpus() as u64;
-        let map_bytes = ((v4_len + v6_len) * 4) as u64
-            + u64::from(entities) * 4
-            + u64::from(counters) * 16 * cpus
-            // Events: the ring, each entity's bucket and per-CPU lost count.
-            + u64::from(EVENTS_RING_BYTES)
-            + u64::from(entities) * 8 * (1 + cpus);
+        load_programs(&mut ebpf)?;
+        let map_bytes = map_bytes(v4_len, v6_len, entities);
         Ok(Self {
             ebpf,
             entities: policy.entities.len() as u32,
@@ -543,6 +577,9 @@ impl Dataplane {
             entity_capacity: entities,
             event_limits: EventLimits::OFF,
             event_clock,
+            generation: pins::new_generation_id(),
+            maps_dir: None,
+            netlink_left: Vec::new(),
             load_stats: LoadStats {
                 v4_prefixes: policy.v4.len(),
                 v6_prefixes: policy.v6.len(),
@@ -778,7 +815,8 @@ impl Dataplane {
                     clsact_added = added_clsact,
                     "TC egress classifier attached"
                 );
-                Ok(EgressLink { id, added_clsact })
+                let held = self.hold_egress(id, name, None)?;
+                Ok(EgressLink { held, added_clsact })
             }
             Err(e) => {
                 if added_clsact {
@@ -862,6 +900,131 @@ impl Dataplane {
         }
     }
 
+    /// Takes TC egress link `id` from the program: a TCX link is pinned under the pin folder
+    /// (or kept pinned at `pinned`); otherwise the agent owns it.
+    fn hold_egress(
+        &mut self,
+        id: aya::programs::tc::SchedClassifierLinkId,
+        name: &str,
+        pinned: Option<PathBuf>,
+    ) -> Result<TcHeld, DataplaneError> {
+        let link = self
+            .egress_program_mut()
+            .take_link(id)
+            .map_err(|e| other(format!("taking the TC egress link of {name}"), e))?;
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(TcHeld::Owned(link));
+        };
+        if link.priority().is_ok() {
+            // A netlink filter: no link to pin; it stays in the kernel until removed.
+            return Ok(TcHeld::Owned(link));
+        }
+        let fd = FdLink::try_from(link)
+            .map_err(|e| other(format!("the TC egress link of {name}"), e))?;
+        let (path, fd) = match pinned {
+            Some(path) => (path, fd),
+            None => {
+                let path = tc_pin_path(&dir, name);
+                let _ = std::fs::remove_file(&path);
+                let pinned = fd.pin(&path).map_err(|e| {
+                    other(
+                        format!("pinning the TC egress link of {name} at {}", path.display()),
+                        e,
+                    )
+                })?;
+                (path, FdLink::from(pinned))
+            }
+        };
+        Ok(TcHeld::Pinned { path, link: fd })
+    }
+
+    /// Turns a held TC egress link back into a link a program can take over.
+    fn into_tc_link(
+        held: TcHeld,
+        name: &str,
+    ) -> Result<(SchedClassifierLink, Option<PathBuf>), DataplaneError> {
+        match held {
+            TcHeld::Owned(link) => Ok((link, None)),
+            TcHeld::Pinned { path, link } => SchedClassifierLink::try_from(link)
+                .map(|l| (l, Some(path)))
+                .map_err(|e| other(format!("the pinned TC egress link of {name}"), e)),
+        }
+    }
+
+    /// Takes over the TC egress classifier a previous agent left on `iface` (a pinned TCX link,
+    /// or a netlink filter the state file names) with one atomic switch; attaches it afresh if
+    /// there is none.
+    fn adopt_egress(
+        &mut self,
+        ifindex: u32,
+        name: &str,
+    ) -> Result<(EgressLink, bool), DataplaneError> {
+        let pin = self.pin_dir.as_deref().map(|d| tc_pin_path(d, name));
+        let left = self
+            .netlink_left
+            .iter()
+            .position(|f| f.interface == name)
+            .map(|i| self.netlink_left.remove(i));
+        let (link, pinned, added_clsact) = match (pin, left) {
+            (Some(path), _) if path.exists() => {
+                let pinned = PinnedLink::from_pin(&path)
+                    .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+                let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                    .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+                (link, Some(path), false)
+            }
+            (_, Some(f)) if self.tc_api == TcApi::Netlink => {
+                let link = SchedClassifierLink::attached(
+                    name,
+                    TcAttachType::Egress,
+                    f.priority,
+                    f.handle.into(),
+                    None,
+                )
+                .map_err(|e| other(format!("the TC egress filter on {name}"), e))?;
+                (link, None, f.added_clsact)
+            }
+            _ => return Ok((self.attach_egress(ifindex, name)?, false)),
+        };
+        self.set_egress(ifindex, true)?;
+        let id = self
+            .egress_program_mut()
+            .attach_to_link(link)
+            .map_err(|e| other(format!("taking over the TC egress classifier of {name}"), e))?;
+        let held = self.hold_egress(id, name, pinned)?;
+        Ok((EgressLink { held, added_clsact }, true))
+    }
+
+    /// Removes the TC egress classifier a previous agent left on interface `name` (its pinned
+    /// TCX link, or the netlink filter the state file names), for an interface that no longer
+    /// enforces egress.
+    fn drop_egress_left(&mut self, name: &str) {
+        if let Some(path) = self.pin_dir.as_deref().map(|d| tc_pin_path(d, name))
+            && path.exists()
+        {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(interface = %name, "detached the TC egress classifier a previous agent left: egress is off")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %e, "could not remove the pinned TC egress link")
+                }
+            }
+        }
+        let left: Vec<_> = self
+            .netlink_left
+            .iter()
+            .filter(|f| f.interface == name)
+            .cloned()
+            .collect();
+        self.netlink_left.retain(|f| f.interface != name);
+        for (label, r) in remove_netlink_filters(&left) {
+            if let Err(e) = r {
+                tracing::warn!(interface = %label, error = %e, "could not remove the netlink egress filter");
+            }
+        }
+    }
+
     /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
     /// takes it over atomically (`bpf_link_update`), so the interface is never without a
     /// program across an agent restart, even after `kill -9`.
@@ -890,10 +1053,16 @@ impl Dataplane {
             .attach_to_link(link)
             .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
         let held = self.hold(id, &iface.name, Some(path))?;
-        // TC egress links are not pinned: the classifier is attached afresh.
+        // The TC egress link a previous agent left is taken over too (or attached afresh).
         let egress = if iface.egress {
-            Some(self.attach_egress(ifindex, &iface.name)?)
+            let (link, adopted) = self.adopt_egress(ifindex, &iface.name)?;
+            if adopted {
+                tracing::info!(interface = %iface.name, "adopted the TC egress classifier without detaching");
+            }
+            Some(link)
         } else {
+            // Egress no longer enforced here: the classifier a previous agent left goes.
+            self.drop_egress_left(&iface.name);
             None
         };
         self.links.push(held);
@@ -914,16 +1083,14 @@ impl Dataplane {
     pub fn leave_attached(&mut self) -> Vec<String> {
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
-        // TC egress links are not pinned: host egress enforcement ends with the agent.
-        for (link, att) in std::mem::take(&mut self.egress_links)
-            .into_iter()
-            .zip(&attachments)
-        {
-            if let Some(link) = link {
-                let _ = self.egress_program_mut().detach(link.id);
-                if link.added_clsact {
-                    let _ = system::qdisc_del_clsact(att.ifindex);
-                }
+        // TC egress: a pinned TCX link stays by its pin; a netlink filter stays in the kernel
+        // unless removed (the state file names it for the next agent); a TCX link without a pin
+        // cannot outlive the agent.
+        for link in std::mem::take(&mut self.egress_links).into_iter().flatten() {
+            match link.held {
+                TcHeld::Owned(link) if link.priority().is_ok() => std::mem::forget(link),
+                TcHeld::Owned(link) => drop(link),
+                TcHeld::Pinned { link, .. } => drop(link),
             }
         }
         let mut kept = Vec::new();
@@ -963,33 +1130,34 @@ impl Dataplane {
         let attachments = std::mem::take(&mut self.attachments);
         let links = std::mem::take(&mut self.links);
         let egress_links = std::mem::take(&mut self.egress_links);
-        let program = self.egress_program_mut();
         let mut egress_results = Vec::new();
         for (link, att) in egress_links.into_iter().zip(attachments.iter()) {
             let r = link.map_or(Ok(()), |link| {
-                program
-                    .detach(link.id)
-                    .map_err(|e| {
-                        other(
-                            format!("detaching the TC egress classifier from {}", att.name),
-                            e,
-                        )
-                    })
-                    .and_then(|()| {
-                        if link.added_clsact {
-                            system::qdisc_del_clsact(att.ifindex).map_err(|e| {
-                                other(
-                                    format!(
-                                        "removing the clsact qdisc embargo added to {}",
-                                        att.name
-                                    ),
-                                    e,
-                                )
-                            })
-                        } else {
-                            Ok(())
-                        }
-                    })
+                let detached = match link.held {
+                    // Dropping the link detaches it (a netlink filter is deleted).
+                    TcHeld::Owned(l) => {
+                        drop(l);
+                        Ok(())
+                    }
+                    TcHeld::Pinned { path, link } => {
+                        let r = std::fs::remove_file(&path)
+                            .map_err(|e| other(format!("removing the pin {}", path.display()), e));
+                        drop(link);
+                        r
+                    }
+                };
+                detached.and_then(|()| {
+                    if link.added_clsact {
+                        system::qdisc_del_clsact(att.ifindex).map_err(|e| {
+                            other(
+                                format!("removing the clsact qdisc embargo added to {}", att.name),
+                                e,
+                            )
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
             });
             egress_results.push(r);
         }
@@ -1109,21 +1277,24 @@ impl Dataplane {
         if self.pin_dir.is_none() {
             self.pin_dir = old.pin_dir.clone();
         }
+        // This generation's maps are pinned before any interface switches to them, so the pin
+        // folder always holds the maps of whatever program is attached (the caller unpins the
+        // old generation's once the state file names this one).
+        if old.maps_dir.is_some()
+            && self.maps_dir.is_none()
+            && let Some(dir) = self.pin_dir.clone()
+        {
+            self.pin_maps(&dir)?;
+        }
         let mut taken = Vec::new();
         for (att, held) in attachments.into_iter().zip(links) {
             let link = Self::into_xdp_link(held, old.xdp_program_mut(), &att.name)?;
             taken.push((att, link));
         }
-        let old_egress = old.egress_program_mut();
         let mut taken_egress = Vec::new();
         for (egress, (att, _)) in egress_links.into_iter().zip(&taken) {
             taken_egress.push(match egress {
-                Some(e) => Some((
-                    old_egress.take_link(e.id).map_err(|e| {
-                        other(format!("taking the TC egress link of {}", att.name), e)
-                    })?,
-                    e.added_clsact,
-                )),
+                Some(e) => Some((Self::into_tc_link(e.held, &att.name)?, e.added_clsact)),
                 None => None,
             });
         }
@@ -1139,8 +1310,8 @@ impl Dataplane {
             let held = self.hold(id, &att.name, pinned)?;
             self.links.push(held);
             let egress = match egress {
-                Some((link, added_clsact)) => Some(EgressLink {
-                    id: self
+                Some(((link, pinned), added_clsact)) => {
+                    let id = self
                         .egress_program_mut()
                         .attach_to_link(link)
                         .map_err(|e| {
@@ -1148,9 +1319,12 @@ impl Dataplane {
                                 format!("switching {} to the new TC egress program", att.name),
                                 e,
                             )
-                        })?,
-                    added_clsact,
-                }),
+                        })?;
+                    Some(EgressLink {
+                        held: self.hold_egress(id, &att.name, pinned)?,
+                        added_clsact,
+                    })
+                }
                 None => None,
             };
             self.egress_links.push(egress);
@@ -1424,6 +1598,55 @@ fn program_load_error(e: ProgramError, program: &'static str) -> DataplaneError 
         }
         e => other(format!("loading the {program}"), e),
     }
+}
+
+/// Loads the XDP program and the TC egress classifier of a loaded object (both, used or not: a
+/// kernel that refuses either is found at start).
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(embargo_abi::programs::CLASSIFY)
+        .ok_or_else(|| {
+            other(
+                "finding the XDP program",
+                MapError::InvalidName {
+                    name: "embargo_xdp".into(),
+                },
+            )
+        })?
+        .try_into()
+        .map_err(|e| other("finding the XDP program", e))?;
+    program
+        .load()
+        .map_err(|e| program_load_error(e, "XDP program"))?;
+    let egress: &mut SchedClassifier = ebpf
+        .program_mut(embargo_abi::programs::EGRESS)
+        .ok_or_else(|| {
+            other(
+                "finding the TC egress program",
+                MapError::InvalidName {
+                    name: embargo_abi::programs::EGRESS.into(),
+                },
+            )
+        })?
+        .try_into()
+        .map_err(|e| other("finding the TC egress program", e))?;
+    egress
+        .load()
+        .map_err(|e| program_load_error(e, "TC egress program"))?;
+    Ok(())
+}
+
+/// Bytes of kernel memory the maps take for tries of `v4_len` and `v6_len` entries and room for
+/// `entities`.
+fn map_bytes(v4_len: usize, v6_len: usize, entities: u32) -> u64 {
+    let cpus = system::possible_cpus() as u64;
+    let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
+    ((v4_len + v6_len) * 4) as u64
+        + u64::from(entities) * 4
+        + u64::from(counters) * 16 * cpus
+        // Events: the ring, each entity's bucket and per-CPU lost count.
+        + u64::from(EVENTS_RING_BYTES)
+        + u64::from(entities) * 8 * (1 + cpus)
 }
 
 /// The OS error code of a TC error, if it has one.

@@ -9,6 +9,7 @@
 //! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
 //! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
 //! * [`run`] and [`status`]: the agent loop and what it reports;
+//! * [`state`]: the state file that lets a restarted agent reuse the pinned maps by diff;
 //! * [`audit`]: the hash-chained log of every policy the agent applied.
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
@@ -34,6 +35,7 @@ pub mod ranges;
 pub mod resolve;
 pub mod run;
 pub mod sources;
+pub mod state;
 pub mod status;
 pub mod system;
 pub mod table;

@@ -88,6 +88,17 @@ pub struct LiveTrie {
     has_root: bool,
 }
 
+/// A [`LiveTrie`]'s node bookkeeping, persisted beside the pinned maps so a restarted agent
+/// can go on updating the same trie (see [`crate::state`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bookkeeping {
+    pub free: Vec<u32>,
+    pub quarantine: Vec<u32>,
+    pub next_node: u32,
+    pub capacity: u32,
+    pub has_root: bool,
+}
+
 impl LiveTrie {
     /// Takes over a trie built by [`crate::table`] from `prefixes` with `nodes` nodes, in a store
     /// of `store_len` entries.
@@ -114,6 +125,47 @@ impl LiveTrie {
             capacity,
             has_root,
         }
+    }
+
+    /// The node bookkeeping, to persist.
+    pub fn bookkeeping(&self) -> Bookkeeping {
+        Bookkeeping {
+            free: self.free.clone(),
+            quarantine: self.quarantine.clone(),
+            next_node: self.next_node,
+            capacity: self.capacity,
+            has_root: self.has_root,
+        }
+    }
+
+    /// Takes over a trie a previous agent kept up to date: its prefix set and bookkeeping, in a
+    /// store of `store_len` entries. `None` if the bookkeeping does not fit that store (node
+    /// numbers past the capacity, a capacity the store does not have).
+    pub fn restore(
+        shape: &'static Shape,
+        prefixes: impl IntoIterator<Item = (u128, u8, u32)>,
+        b: Bookkeeping,
+        store_len: usize,
+    ) -> Option<Self> {
+        let fresh = Self::new(shape, [], 0, store_len);
+        let nodes_ok = b.free.iter().chain(&b.quarantine).all(|n| *n < b.next_node);
+        if fresh.capacity != b.capacity
+            || fresh.has_root != b.has_root
+            || b.next_node > b.capacity
+            || !nodes_ok
+            || (b.free.len() + b.quarantine.len()) as u32 > b.next_node
+        {
+            return None;
+        }
+        Some(Self {
+            shape,
+            prefixes: prefixes.into_iter().map(|(a, l, e)| ((a, l), e)).collect(),
+            free: b.free,
+            quarantine: b.quarantine,
+            next_node: b.next_node,
+            capacity: b.capacity,
+            has_root: b.has_root,
+        })
     }
 
     /// Nodes in use (handed out and not free).
@@ -654,5 +706,53 @@ mod tests {
         // The released nodes keep their content until reused.
         assert_ne!(entries[(1 << 24)..(1 << 24) + 32], [0u32; 32][..]);
         assert_eq!(lookup4(&entries, 0x0a01_0203), None);
+    }
+
+    #[test]
+    fn a_restored_trie_goes_on_where_the_first_left_off() {
+        let mut entries = vec![trie::EMPTY; (1 << 24) + 16 * 8];
+        let mut live = LiveTrie::new(&V4, [], 0, entries.len());
+        let host = Change {
+            addr: 0x0a01_0203,
+            len: 32,
+            entity: Some(1),
+        };
+        live.apply(&mut entries, &[host]).unwrap();
+        live.apply(
+            &mut entries,
+            &[Change {
+                entity: None,
+                ..host
+            }],
+        )
+        .unwrap();
+        let kept = live.bookkeeping();
+        assert_eq!((kept.next_node, kept.quarantine.len()), (2, 2));
+        let prefixes: Vec<(u128, u8, u32)> = live
+            .prefixes()
+            .iter()
+            .map(|((a, l), e)| (*a, *l, *e))
+            .collect();
+        let mut restored =
+            LiveTrie::restore(&V4, prefixes.clone(), kept.clone(), entries.len()).unwrap();
+        assert_eq!(restored.bookkeeping(), kept);
+        // The quarantined nodes are reused, as the first trie would have: no new node.
+        let other = Change {
+            addr: 0x0a09_0807,
+            len: 32,
+            entity: Some(2),
+        };
+        let s = restored.apply(&mut entries, &[other]).unwrap();
+        assert_eq!(s.nodes_allocated, 2);
+        assert_eq!(restored.bookkeeping().next_node, 2);
+        assert_eq!(lookup4(&entries, 0x0a09_0807), Some(2));
+        assert_eq!(lookup4(&entries, 0x0a01_0203), None);
+        // Bookkeeping that does not fit the store is refused.
+        let past = Bookkeeping {
+            next_node: 9,
+            ..kept.clone()
+        };
+        assert!(LiveTrie::restore(&V4, prefixes.clone(), past, entries.len()).is_none());
+        assert!(LiveTrie::restore(&V4, prefixes, kept, entries.len() - 16).is_none());
     }
 }

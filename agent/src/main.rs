@@ -71,11 +71,18 @@ enum Command {
         /// loaded policy) instead of detaching; the next agent adopts them.
         #[arg(long)]
         keep_attached: bool,
+        /// Folder (created 0700) of the state file describing the pinned maps, so a restarted
+        /// agent reuses them and applies its policy as a diff.
+        #[arg(long, default_value = embargo::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
     Detach {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// The agent's state folder: its state file is removed too.
+        #[arg(long, default_value = embargo::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
         /// Control socket of the agent, checked to be gone first.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control_socket: PathBuf,
@@ -372,6 +379,7 @@ fn main() -> ExitCode {
             pin_dir,
             no_pin,
             keep_attached,
+            state_dir,
         } => {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -389,6 +397,7 @@ fn main() -> ExitCode {
                 events_log,
                 pin_dir: (!no_pin).then_some(pin_dir),
                 keep_attached,
+                state_dir,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
@@ -403,6 +412,7 @@ fn main() -> ExitCode {
         } => audit_verify(&log),
         Command::Detach {
             pin_dir,
+            state_dir,
             control_socket,
         } => {
             if status::query(&control_socket).is_ok() {
@@ -412,7 +422,18 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let results = embargo::dataplane::detach_pinned(&pin_dir, |_| false);
+            // Netlink egress filters have no pin: the state file names them.
+            let state = match embargo::state::read(&state_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("warning: {e}");
+                    None
+                }
+            };
+            let mut results = state
+                .map(|s| embargo::dataplane::remove_netlink_filters(&s.netlink_filters))
+                .unwrap_or_default();
+            results.extend(embargo::dataplane::detach_pinned(&pin_dir, |_| false));
             if results.is_empty() {
                 println!("nothing pinned in {}", pin_dir.display());
             }
@@ -424,6 +445,26 @@ fn main() -> ExitCode {
                         ok = false;
                         eprintln!("error: {name}: {e}");
                     }
+                }
+            }
+            for (path, r) in embargo::dataplane::pins::remove_generations(&pin_dir) {
+                match r {
+                    Ok(()) => println!("unpinned the maps in {}", path.display()),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("error: removing {}: {e}", path.display());
+                    }
+                }
+            }
+            match embargo::state::remove(&state_dir) {
+                Ok(true) => println!(
+                    "removed the state file {}",
+                    embargo::state::path(&state_dir).display()
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    ok = false;
+                    eprintln!("error: {e}");
                 }
             }
             let _ = std::fs::remove_dir(&pin_dir);

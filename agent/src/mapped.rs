@@ -5,6 +5,8 @@
 //! before or after a store, never torn). A copy of what the agent last wrote (the mirror) is
 //! kept beside it: updates go to both, and attestation compares the map with the mirror to
 //! find entries changed behind the agent's back (by `bpftool map update`, say) and repair them.
+//! A fingerprint of the mirror is kept up to date with every store ([`Mirrored::fingerprint`]):
+//! a restarted agent compares it with the pinned map's content before reusing the map.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
@@ -94,6 +96,29 @@ impl Drop for Mapped {
 pub struct Mirrored {
     pub map: Mapped,
     pub mirror: Vec<u32>,
+    /// XOR of [`entry_hash`] over the mirror, kept up to date by every store.
+    fingerprint: u64,
+}
+
+/// One entry's share of a trie's fingerprint: 0 for an empty entry, else a 64-bit mix of its
+/// index and value (splitmix64). The fingerprint is the XOR of every entry's share, so a store
+/// updates it in O(1); it detects a map that is not what the agent last wrote (a partial
+/// update by an agent killed mid-reload, a stale state file), not a deliberate forgery.
+pub fn entry_hash(index: usize, value: u32) -> u64 {
+    if value == 0 {
+        return 0;
+    }
+    let mut z = ((index as u64) << 32 | u64::from(value)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn fingerprint_of(values: &[u32]) -> u64 {
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, v)| acc ^ entry_hash(i, *v))
 }
 
 impl Mirrored {
@@ -107,7 +132,30 @@ impl Mirrored {
                 map.write(i, *v);
             }
         }
-        Ok(Self { map, mirror })
+        let fingerprint = fingerprint_of(&mirror);
+        Ok(Self {
+            map,
+            mirror,
+            fingerprint,
+        })
+    }
+
+    /// Maps `data` (`len` entries), filled by an earlier agent, and takes what it holds as the
+    /// mirror.
+    pub fn adopt(data: &MapData, len: usize) -> std::io::Result<Self> {
+        let map = Mapped::new(data, len)?;
+        let mirror: Vec<u32> = (0..len).map(|i| map.read(i)).collect();
+        let fingerprint = fingerprint_of(&mirror);
+        Ok(Self {
+            map,
+            mirror,
+            fingerprint,
+        })
+    }
+
+    /// The fingerprint of what the agent wrote (see [`entry_hash`]).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Entries where the map differs from the mirror.
@@ -130,10 +178,30 @@ impl Store for Mirrored {
         self.mirror[index]
     }
     fn set(&mut self, index: usize, value: u32) {
+        self.fingerprint ^= entry_hash(index, self.mirror[index]) ^ entry_hash(index, value);
         self.mirror[index] = value;
         self.map.write(index, value);
     }
     fn len(&self) -> usize {
         self.mirror.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_follows_every_store_and_tells_contents_apart() {
+        let a = [0u32, 5, 0, 7];
+        let mut b = a;
+        b[1] = 6;
+        assert_ne!(fingerprint_of(&a), fingerprint_of(&b));
+        // The same value at another index differs too.
+        assert_ne!(fingerprint_of(&[5, 0]), fingerprint_of(&[0, 5]));
+        // An incremental update equals a recomputation.
+        let inc = fingerprint_of(&a) ^ entry_hash(1, 5) ^ entry_hash(1, 6);
+        assert_eq!(inc, fingerprint_of(&b));
+        assert_eq!(fingerprint_of(&[0, 0, 0]), 0);
     }
 }

@@ -80,6 +80,16 @@ pub struct EntityIndex {
 }
 
 impl EntityIndex {
+    /// The index a previous agent used (entity ids by index, from its state file).
+    pub fn from_ids(ids: Vec<String>) -> Self {
+        Self { ids }
+    }
+
+    /// Entity ids by index.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// The policy for `c` with stable indices.
     pub fn policy(&mut self, c: &Compiled) -> Policy {
         let mut position: std::collections::HashMap<&str, u32> = self

@@ -1,5 +1,11 @@
 //! `embargo run`: load, attach, serve status, reload on SIGHUP or a changed file, attest the
 //! kernel maps, write drop and monitor events, and detach cleanly on SIGINT or SIGTERM.
+//!
+//! At start, with a pin folder, the maps a previous agent pinned are reused when the state file
+//! agrees with them ([`start_dataplane`]): the policy is applied to them as a diff and the pinned
+//! links are taken over, so counters continue and nothing is rewritten that did not change.
+//! Otherwise a fresh generation is loaded (the log and `embargo status` say why) and takes the
+//! pinned links over atomically. The state file is written after every policy applied.
 
 use std::{
     collections::HashMap,
@@ -26,7 +32,8 @@ use crate::{
     plan::TableSnapshot,
     policy::{EntityIndex, Policy},
     resolve::Resolved,
-    status::{self, CounterRow, EntityStatus, InterfaceStatus, ReloadStatus, Status},
+    state,
+    status::{self, CounterRow, EntityStatus, InterfaceStatus, ReloadStatus, StartStatus, Status},
 };
 
 /// How often the configuration's files are checked for changes.
@@ -50,6 +57,8 @@ pub struct RunOptions {
     pub pin_dir: Option<PathBuf>,
     /// On SIGINT/SIGTERM, leave the pinned links attached instead of detaching.
     pub keep_attached: bool,
+    /// Where the state file describing the pinned maps lives ([`crate::state`]).
+    pub state_dir: PathBuf,
 }
 
 /// Errors from `embargo run`, by what failed.
@@ -114,6 +123,10 @@ pub(crate) struct Shared {
     /// Whether an event reader runs (`[events] output` was not `none` at start): the data
     /// plane sends events only then.
     events: bool,
+    /// Where the state file is written after each policy applied; `None` without pins.
+    state_dir: Option<PathBuf>,
+    /// How the data plane started.
+    start: StartStatus,
 }
 
 /// A file's modification time (seconds, nanoseconds), size and inode.
@@ -218,7 +231,40 @@ impl Shared {
             tracing::error!(error = %e, "the applied policy could not be recorded in the audit log");
         }
         self.compiled = compiled;
+        self.save_state();
         Ok(kind)
+    }
+
+    /// Writes the state file for what the pinned maps now hold, then unpins the maps of older
+    /// generations (only once the file names the current one). A failure is logged: the next
+    /// agent then loads a fresh generation, without a gap.
+    fn save_state(&mut self) {
+        let Some(dir) = self.state_dir.clone() else {
+            return;
+        };
+        let carried = self
+            .carried
+            .iter()
+            .map(|(id, c)| (id.clone(), to_carried(c)))
+            .collect();
+        let written = self
+            .dataplane
+            .state(self.index.ids(), &self.compiled.digest(), carried)
+            .map_err(|e| e.to_string())
+            .and_then(|st| match st {
+                Some(st) => state::write(&dir, &st).map_err(|e| e.to_string()),
+                None => Ok(()),
+            });
+        match written {
+            Ok(()) => {
+                for old in self.dataplane.unpin_other_generations() {
+                    tracing::info!(path = %old.display(), "unpinned the maps of an older generation");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the state file could not be written; a restarted agent will load a fresh generation");
+            }
+        }
     }
 
     /// Records the outcome of a reload attempt.
@@ -299,8 +345,6 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let resolved = crate::resolve::resolve(&config)?;
     let compiled = crate::compile::compile(&config, &resolved, crate::today())?;
     log_report(&compiled);
-    let mut index = EntityIndex::default();
-    let policy = index.policy(&compiled);
     let configured: Vec<Interface> = config
         .main
         .interfaces
@@ -330,7 +374,14 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     server.spawn(registry, metrics.clone());
     // Metrics (end).
     let started = std::time::Instant::now();
-    let mut dataplane = Dataplane::load(&policy)?;
+    let Started {
+        mut dataplane,
+        index,
+        policy,
+        carried,
+        start,
+    } = start_dataplane(&opts, &compiled)?;
+    let reused = start.kind == "adopted";
     let ls = dataplane.load_stats;
     tracing::info!(
         entities = policy.entities.len(),
@@ -362,6 +413,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Events (end).
     if let Some(dir) = &opts.pin_dir {
         dataplane.set_pin_dir(dir)?;
+        if !reused {
+            // Pinned before any interface uses them: the pin folder always holds the maps of
+            // the attached program.
+            dataplane.pin_maps(dir)?;
+        }
     }
     for iface in &interfaces {
         // A link a previous agent pinned (it was killed, or left it attached) is taken over in
@@ -373,6 +429,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
         let a = dataplane.attach(iface)?;
         tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
+    }
+    if reused {
+        // Interfaces the previous agent enforced on and this one does not: no role any more.
+        for ifindex in dataplane.clear_unattached_roles() {
+            tracing::info!(
+                ifindex,
+                "cleared the role of an interface no longer configured"
+            );
+        }
     }
     if let Some(dir) = &opts.pin_dir {
         // Pins for interfaces no longer configured: detach them.
@@ -406,7 +471,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         index,
         config: opts.config.clone(),
         audit,
-        carried: HashMap::new(),
+        carried,
         reloads: ReloadStatus {
             succeeded: 1,
             last_success_unix: unix_now(),
@@ -418,7 +483,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         sources,
         metrics: metrics.clone(),
         events: event_sink.is_some(),
+        state_dir: opts.pin_dir.as_ref().map(|_| opts.state_dir.clone()),
+        start,
     }));
+    // The state file names this generation from now on; older generations' maps are unpinned.
+    shared.lock().expect("not poisoned").save_state();
     // Events (begin): the reader follows reloads and generations through `EventFeed`.
     if let Some(sink) = event_sink {
         let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
@@ -501,7 +570,126 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             Err(e) => tracing::error!(interface = %name, error = %e, "detach failed"),
         }
     }
+    // Nothing enforces any more: the pinned maps and the state describing them go too.
+    if let Err(e) = guard.dataplane.unpin_maps() {
+        tracing::warn!(error = %e, "could not unpin the maps");
+    }
+    if opts.pin_dir.is_some()
+        && let Err(e) = state::remove(&opts.state_dir)
+    {
+        tracing::warn!(error = %e, "could not remove the state file");
+    }
     Ok(())
+}
+
+/// The data plane an agent starts with, and what goes with it.
+struct Started {
+    dataplane: Dataplane,
+    index: EntityIndex,
+    policy: Policy,
+    carried: HashMap<String, EntityCounters>,
+    start: StartStatus,
+}
+
+fn to_carried(c: &EntityCounters) -> state::Carried {
+    c.slots.map(|d| d.map(|v| (v.packets, v.bytes)))
+}
+
+fn from_carried(c: &state::Carried) -> EntityCounters {
+    EntityCounters {
+        slots: c.map(|d| d.map(|(packets, bytes)| embargo_abi::Counter { packets, bytes })),
+    }
+}
+
+/// Reuses the maps a previous agent pinned, with `compiled` applied as a diff, when the state
+/// file agrees with them; else loads a fresh generation, saying why. Either way nothing is
+/// attached or detached yet.
+fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, RunError> {
+    let mut netlink_left = Vec::new();
+    // Nothing to reuse is expected (first start, no pins); anything else is worth a warning.
+    let mut expected = false;
+    let reason = match &opts.pin_dir {
+        None => {
+            expected = true;
+            "pinning is off (--no-pin)".to_owned()
+        }
+        Some(pin_dir) => match state::read(&opts.state_dir) {
+            Ok(None) => {
+                expected = true;
+                format!(
+                    "no state file in {} (first start, or removed by `embargo detach`)",
+                    opts.state_dir.display()
+                )
+            }
+            Err(e) => e.to_string(),
+            Ok(Some(st)) => {
+                netlink_left = st.netlink_filters.clone();
+                match Dataplane::reuse(pin_dir, &st) {
+                    Err(why) => why,
+                    Ok(mut dataplane) => {
+                        let mut index = EntityIndex::from_ids(st.entity_ids.clone());
+                        let policy = index.policy(compiled);
+                        match dataplane.apply(&policy) {
+                            Ok(stats) => {
+                                tracing::info!(
+                                    generation = dataplane.generation(),
+                                    prefixes_changed = stats.prefixes_changed,
+                                    entries_written = stats.entries_written,
+                                    policies_written = stats.policies_written,
+                                    "adopted the pinned maps and applied the policy as a diff"
+                                );
+                                let start = StartStatus {
+                                    kind: "adopted".into(),
+                                    reason: format!(
+                                        "the pinned maps agree with the state file (policy {} before)",
+                                        st.digest.get(..16).unwrap_or(&st.digest)
+                                    ),
+                                    generation: dataplane.generation().to_owned(),
+                                    prefixes_changed: stats.prefixes_changed,
+                                    entries_written: stats.entries_written,
+                                    policies_written: stats.policies_written,
+                                };
+                                return Ok(Started {
+                                    dataplane,
+                                    index,
+                                    policy,
+                                    carried: st
+                                        .carried
+                                        .iter()
+                                        .map(|(id, c)| (id.clone(), from_carried(c)))
+                                        .collect(),
+                                    start,
+                                });
+                            }
+                            Err(e) => format!("the policy does not fit the pinned maps: {e}"),
+                        }
+                    }
+                }
+            }
+        },
+    };
+    if expected {
+        tracing::info!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
+    } else {
+        tracing::warn!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
+    }
+    let mut index = EntityIndex::default();
+    let policy = index.policy(compiled);
+    let mut dataplane = Dataplane::load(&policy)?;
+    dataplane.set_netlink_left(netlink_left);
+    let start = StartStatus {
+        kind: "fresh".into(),
+        reason,
+        generation: dataplane.generation().to_owned(),
+        ..Default::default()
+    };
+    Ok(Started {
+        dataplane,
+        index,
+        policy,
+        carried: HashMap::new(),
+        start,
+    })
 }
 
 /// The events reader's view of the shared state (see [`events::Feed`]): each call takes the lock
@@ -707,6 +895,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         drift_entries: s.drift.total(),
         sources: s.sources.states(),
         delisted_by_list: s.compiled.report.delisted_by_list.clone(),
+        start: Some(s.start.clone()),
     })
 }
 

@@ -38,6 +38,27 @@ pub struct Status {
     /// Designations no longer in the list they follow ([`crate::compile::Report::delisted_by_list`]).
     #[serde(default)]
     pub delisted_by_list: Vec<String>,
+    /// How this agent started: by adopting the maps a previous agent pinned, or fresh.
+    #[serde(default)]
+    pub start: Option<StartStatus>,
+}
+
+/// How the agent started its data plane.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartStatus {
+    /// `adopted` (the pinned maps of a previous agent, updated by diff) or `fresh` (a new
+    /// data-plane generation; any pinned links were taken over atomically).
+    pub kind: String,
+    /// Why the pinned maps were not reused (`fresh`), or what was adopted.
+    pub reason: String,
+    /// The data-plane generation in use at start.
+    pub generation: String,
+    /// Adopted: prefixes that differed from the pinned maps' (0 when the policy is the same).
+    pub prefixes_changed: u64,
+    /// Adopted: trie entries the diff wrote.
+    pub entries_written: u64,
+    /// Adopted: policy-map entries the diff wrote.
+    pub policies_written: u64,
 }
 
 /// Reload history since the agent started.
@@ -231,6 +252,20 @@ pub fn render(s: &Status) -> String {
     if let Some(e) = &r.last_error {
         let _ = writeln!(out, "last reload error: {e}");
     }
+    if let Some(st) = &s.start {
+        let _ = match st.kind.as_str() {
+            "adopted" => writeln!(
+                out,
+                "start: adopted the pinned maps of generation {} by diff ({} prefixes changed, {} trie entries and {} policies written)",
+                st.generation, st.prefixes_changed, st.entries_written, st.policies_written
+            ),
+            _ => writeln!(
+                out,
+                "start: fresh generation {} ({})",
+                st.generation, st.reason
+            ),
+        };
+    }
     for src in &s.sources {
         let _ = writeln!(
             out,
@@ -389,6 +424,7 @@ confidence = "low"
             drift_entries: 0,
             sources: Vec::new(),
             delisted_by_list: compiled.report.delisted_by_list.clone(),
+            start: None,
         };
         let text = render(&status);
         assert!(

@@ -650,6 +650,11 @@ impl Lab {
         Path::new("/sys/fs/bpf").join(name)
     }
 
+    /// The folder of this lab's agent's state file (never the system's `/var/lib/embargo`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     /// Starts `embargo run --config CONFIG --interface <gw veth>:ROLE --control-socket ...
     /// --audit-log ... --events-log ...` inside the gateway namespace and waits until its status
     /// answers.
@@ -703,6 +708,8 @@ impl Lab {
             self.events_log().display().to_string(),
             "--pin-dir".to_owned(),
             self.pin_dir().display().to_string(),
+            "--state-dir".to_owned(),
+            self.state_dir().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1299,7 +1306,11 @@ fn sweep_stale() {
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+    // Lab folders, and the pin folders (links, maps) of labs whose test was killed.
+    for dir in [std::env::temp_dir(), PathBuf::from("/sys/fs/bpf")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(rest) = name.strip_prefix("embargo-lab-") else {

@@ -5,7 +5,9 @@
 //! What must hold: the gateway's own packets to a blocked destination never reach the client,
 //! also while the generation switches (no gap), and each is counted by exactly one generation
 //! (no overlap); the new generation's policy applies after the switch; detaching leaves no TC
-//! program, and removes the `clsact` qdisc only if the dataplane added it.
+//! program, and removes the `clsact` qdisc only if the dataplane added it. A netlink filter
+//! outlives the agent that left it and is adopted in place by the next data plane (TCX links are
+//! pinned instead: `restart.rs` covers them through the agent).
 //!
 //! Needs root. Dataplane calls that name interfaces or talk netlink run on threads inside the
 //! lab's gateway namespace (both resolve in the calling thread's namespace).
@@ -270,4 +272,81 @@ fn netlink_attach_switch_and_detach_with_its_own_clsact() {
 #[test]
 fn netlink_keeps_a_clsact_it_did_not_add() {
     lifecycle(TcApi::Netlink, true);
+}
+
+/// Netlink across an agent restart: a `cls_bpf` filter has no pin, but leaving it attached (as
+/// `--keep-attached` does, and as `kill -9` leaves it) keeps it in the kernel, still dropping;
+/// the state file names its priority and handle, so the next data plane, reusing the pinned
+/// maps, takes the same filter over in place (one filter, not two, with no gap while the host
+/// sends); detaching then removes it and the `clsact` qdisc the first one added.
+#[test]
+fn netlink_filter_outlives_the_agent_and_is_adopted() {
+    let lab = Lab::new().unwrap();
+    lab.add_client_remote(addr(STEADY)).unwrap();
+    lab.check_contained().unwrap();
+    let pin = lab.pin_dir();
+    let iface = Interface {
+        name: lab.gw_if().to_owned(),
+        role: Role::Outside,
+        mode: XdpMode::Generic,
+        egress: true,
+    };
+    let mut a = load(&policy(&["203.0.113.0/24"]), TcApi::Netlink);
+    a.set_pin_dir(&pin).unwrap();
+    a.pin_maps(&pin).unwrap();
+    lab::in_netns(lab.gw_ns(), || a.attach(&iface).cloned())
+        .unwrap()
+        .unwrap();
+    let state = a
+        .state(&["lab-drop".to_owned()], "digest", Default::default())
+        .unwrap()
+        .expect("the maps are pinned");
+    assert_eq!(state.netlink_filters.len(), 1, "{state:?}");
+    assert!(state.netlink_filters[0].added_clsact);
+    assert_blocked(&from_gw(&lab, &[STEADY]));
+    // In the gateway's namespace, where a detach would reach the filter.
+    let kept = lab::in_netns(lab.gw_ns(), move || {
+        let kept = a.leave_attached();
+        drop(a);
+        kept
+    })
+    .unwrap();
+    assert_eq!(kept, [lab.gw_if().to_owned()]);
+    // Nobody holds the filter: it is still there, still dropping.
+    assert!(
+        lab.egress_is_embargo_alone().unwrap(),
+        "{:?}",
+        lab.egress_programs()
+    );
+    assert_blocked(&from_gw(&lab, &[STEADY]));
+
+    let mut b = Dataplane::reuse(&pin, &state).unwrap_or_else(|why| panic!("{why}"));
+    b.set_tc_api(TcApi::Netlink);
+    let before = dropped(&b);
+    assert!(before > 0, "the reused counters hold the first drops");
+    let (sent, received) = flood_during(&lab, addr(STEADY), || {
+        let adopted = lab::in_netns(lab.gw_ns(), || b.adopt(&iface).map(|a| a.cloned()))
+            .unwrap()
+            .unwrap();
+        assert!(adopted.is_some_and(|a| a.egress));
+    });
+    assert!(sent > 0);
+    assert_eq!(received, 0, "{received} of {sent} got through the adoption");
+    assert!(
+        lab.egress_is_embargo_alone().unwrap(),
+        "one filter after the adoption: {:?}",
+        lab.egress_programs()
+    );
+    assert_eq!(dropped(&b), before + sent, "counted in the same maps");
+    for (name, result) in lab::in_netns(lab.gw_ns(), || b.detach_all()).unwrap() {
+        result.unwrap_or_else(|e| panic!("detaching from {name}: {e}"));
+    }
+    assert!(lab.egress_programs().unwrap().is_empty());
+    assert!(
+        !lab.has_clsact().unwrap(),
+        "the qdisc the first agent added"
+    );
+    assert!(!lab.xdp_attached().unwrap());
+    b.unpin_maps().unwrap();
+    assert_delivered(&from_gw(&lab, &[STEADY]));
 }

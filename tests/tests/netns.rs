@@ -712,6 +712,8 @@ fn restart_without_a_gap() {
             "detach",
             "--pin-dir",
             &lab.pin_dir().display().to_string(),
+            "--state-dir",
+            &lab.state_dir().display().to_string(),
             "--control-socket",
             &socket.display().to_string(),
         ])

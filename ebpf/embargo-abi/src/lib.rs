@@ -54,6 +54,11 @@ pub mod maps {
     ];
 }
 
+/// Version of the maps' layout (names, key and value types, and what their entries mean). A
+/// restarted agent reuses the maps a previous one pinned only if both were built with the same
+/// version: bump it whenever any map in [`maps`] changes its key, value or meaning.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Global variables of the production program (read-only data the agent sets at load, which
 /// the verifier then knows as constants).
 pub mod globals {

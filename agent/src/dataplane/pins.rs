@@ -1,0 +1,464 @@
+//! A generation's maps pinned in bpffs, and a restarted agent reusing them.
+//!
+//! Every map but the event ring is pinned at `<pin dir>/maps-<generation>/<map name>` (the ring
+//! is each agent's own: a reader starts with an empty one). The state file
+//! ([`crate::state`]) describes what they hold. [`Dataplane::reuse`] loads the program against
+//! the pinned maps only if everything agrees: the file's format and the maps' layout version,
+//! the generation's pins, each pinned map's kernel id and sizes, each trie's content fingerprint,
+//! the policy map's values and the tries' node bookkeeping. Otherwise it says why, and the agent
+//! loads a fresh generation as before.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    EbpfLoader,
+    maps::{Array, Map, MapData},
+};
+use embargo_abi::{
+    Counter, EntityPolicy, EventLimits, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES, maps, trie,
+};
+
+use super::{
+    Dataplane, DataplaneError, EventClock, Family, LoadStats, OBJECT, TcHeld, array, load_programs,
+    map_bytes, other,
+};
+use crate::{
+    live::LiveTrie,
+    mapped::Mirrored,
+    state::{self, Carried, MapRecord, NetlinkFilter, SlotState, State, TrieState},
+    table,
+};
+
+/// The maps pinned per generation: all but the event ring.
+pub const PINNED: [&str; 9] = [
+    maps::IFACE_ROLES,
+    maps::V4_TRIE,
+    maps::V6_TRIE,
+    maps::POLICY,
+    maps::COUNTERS,
+    maps::STATS,
+    maps::EVENT_LIMITS,
+    maps::EVENT_BUCKETS,
+    maps::EVENTS_LOST,
+];
+
+/// The value size this agent's program expects of pinned map `name` (keys are all `u32`).
+fn value_size(name: &str) -> u32 {
+    (match name {
+        maps::IFACE_ROLES => size_of::<IfaceConfig>(),
+        maps::V4_TRIE | maps::V6_TRIE => size_of::<trie::Chunk>(),
+        maps::POLICY => size_of::<EntityPolicy>(),
+        maps::COUNTERS => size_of::<Counter>(),
+        maps::EVENT_LIMITS => size_of::<EventLimits>(),
+        _ => size_of::<u64>(),
+    }) as u32
+}
+
+/// A new generation's id: unique per load (time and process).
+pub fn new_generation_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
+}
+
+/// The folder generation `generation`'s maps are pinned in.
+pub fn maps_dir(pin_dir: &Path, generation: &str) -> PathBuf {
+    pin_dir.join(format!("maps-{generation}"))
+}
+
+fn map_data<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Option<&'a MapData> {
+    match ebpf.map(name)? {
+        Map::Array(d) | Map::PerCpuArray(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// Removes every generation's pinned maps under `pin_dir` (for `embargo detach`). Returns each
+/// folder with the outcome.
+pub fn remove_generations(pin_dir: &Path) -> Vec<(PathBuf, std::io::Result<()>)> {
+    let Ok(entries) = std::fs::read_dir(pin_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("maps-"))
+        .map(|e| {
+            let path = e.path();
+            let r = std::fs::remove_dir_all(&path);
+            (path, r)
+        })
+        .collect()
+}
+
+fn trie_state(f: &Family) -> TrieState {
+    TrieState {
+        len: f.trie.mirror.len(),
+        fingerprint: f.trie.fingerprint(),
+        prefixes: f
+            .live
+            .prefixes()
+            .iter()
+            .map(|((a, l), e)| (format!("{a:x}"), *l, *e))
+            .collect(),
+        bookkeeping: f.live.bookkeeping(),
+    }
+}
+
+impl Dataplane {
+    /// This generation's id.
+    pub fn generation(&self) -> &str {
+        &self.generation
+    }
+
+    /// Pins this generation's maps under `pin_dir` (see [`PINNED`]); all or nothing.
+    pub fn pin_maps(&mut self, pin_dir: &Path) -> Result<(), DataplaneError> {
+        let dir = maps_dir(pin_dir, &self.generation);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
+        for name in PINNED {
+            let path = dir.join(name);
+            let r = self
+                .ebpf
+                .map(name)
+                .expect("defined by the object")
+                .pin(&path);
+            if let Err(e) = r {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(other(
+                    format!("pinning map {name} at {}", path.display()),
+                    e,
+                ));
+            }
+        }
+        self.maps_dir = Some(dir);
+        Ok(())
+    }
+
+    /// Removes this generation's map pins (the maps live on while a program uses them).
+    pub fn unpin_maps(&mut self) -> Result<(), DataplaneError> {
+        match self.maps_dir.take() {
+            Some(dir) => std::fs::remove_dir_all(&dir)
+                .map_err(|e| other(format!("removing the pinned maps {}", dir.display()), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the map pins of every other generation under the pin folder (after a new one
+    /// took over and the state file names it). Returns the folders removed.
+    pub fn unpin_other_generations(&self) -> Vec<PathBuf> {
+        let (Some(pin_dir), Some(mine)) = (&self.pin_dir, &self.maps_dir) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(pin_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p != mine
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("maps-"))
+            })
+            .filter(|p| std::fs::remove_dir_all(p).is_ok())
+            .collect()
+    }
+
+    /// Netlink egress filters a previous agent left (from its state file): [`Dataplane::adopt`]
+    /// takes them over instead of adding a second filter.
+    pub fn set_netlink_left(&mut self, filters: Vec<NetlinkFilter>) {
+        self.netlink_left = filters;
+    }
+
+    /// Clears the role of every interface that has a counter slot but no attachment (one a
+    /// previous agent enforced on and this one does not). Returns their ifindexes.
+    pub fn clear_unattached_roles(&mut self) -> Vec<u32> {
+        let stale: Vec<u32> = self
+            .slots
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|i| !self.attachments.iter().any(|a| a.ifindex == *i))
+            .collect();
+        for i in &stale {
+            let _ = self.set_role(*i, embargo_abi::Role::None);
+        }
+        stale
+    }
+
+    /// What the state file says about this generation once `entity_ids` (by index) with
+    /// `digest` are applied; `carried` are the counters of earlier generations. `None` if the
+    /// maps are not pinned.
+    pub fn state(
+        &self,
+        entity_ids: &[String],
+        digest: &str,
+        carried: BTreeMap<String, Carried>,
+    ) -> Result<Option<State>, DataplaneError> {
+        if self.maps_dir.is_none() {
+            return Ok(None);
+        }
+        let mut records = Vec::new();
+        for name in PINNED {
+            let info = map_data(&self.ebpf, name)
+                .expect("defined by the object")
+                .info()
+                .map_err(|e| other(format!("reading map {name}'s info"), e))?;
+            records.push(MapRecord {
+                name: name.to_owned(),
+                id: info.id(),
+                key_size: info.key_size(),
+                value_size: info.value_size(),
+                max_entries: info.max_entries(),
+            });
+        }
+        let netlink_filters = self
+            .egress_links
+            .iter()
+            .zip(&self.attachments)
+            .filter_map(
+                |(l, a)| match l.as_ref().map(|l| (&l.held, l.added_clsact)) {
+                    Some((TcHeld::Owned(link), added_clsact)) => Some(NetlinkFilter {
+                        interface: a.name.clone(),
+                        priority: link.priority().ok()?,
+                        handle: link.handle().ok()?.into(),
+                        added_clsact,
+                    }),
+                    _ => None,
+                },
+            )
+            .collect();
+        Ok(Some(State {
+            format: state::FORMAT_VERSION,
+            layout: LAYOUT_VERSION,
+            generation: self.generation.clone(),
+            digest: digest.to_owned(),
+            maps: records,
+            entity_ids: entity_ids.to_vec(),
+            policies: self
+                .policies
+                .iter()
+                .map(|p| (p.action, p.directions))
+                .collect(),
+            entity_capacity: self.entity_capacity,
+            v4: trie_state(&self.v4),
+            v6: trie_state(&self.v6),
+            slots: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, i)| {
+                    i.map(|ifindex| SlotState {
+                        slot: slot as u32,
+                        ifindex,
+                        flags: self.flags[slot],
+                    })
+                })
+                .collect(),
+            carried,
+            netlink_filters,
+        }))
+    }
+
+    /// Loads the program against the maps a previous agent pinned under `pin_dir`, as `state`
+    /// describes them, without writing to them: the caller then applies its policy as a diff
+    /// ([`Dataplane::apply`]) and takes the pinned links over ([`Dataplane::adopt`]). Counters
+    /// continue. `Err` says why the pinned maps cannot be trusted; nothing was changed.
+    pub fn reuse(pin_dir: &Path, state: &State) -> Result<Self, String> {
+        if state.format != state::FORMAT_VERSION {
+            return Err(format!(
+                "the state file has format {}, this agent reads {}",
+                state.format,
+                state::FORMAT_VERSION
+            ));
+        }
+        if state.layout != LAYOUT_VERSION {
+            return Err(format!(
+                "the pinned maps have layout version {}, this agent's program {LAYOUT_VERSION}",
+                state.layout
+            ));
+        }
+        let dir = maps_dir(pin_dir, &state.generation);
+        if !dir.is_dir() {
+            return Err(format!(
+                "the maps of generation {} are not pinned at {}",
+                state.generation,
+                dir.display()
+            ));
+        }
+        let mut records = Vec::new();
+        for name in PINNED {
+            let rec = state
+                .maps
+                .iter()
+                .find(|m| m.name == name)
+                .ok_or_else(|| format!("the state file does not describe map {name}"))?;
+            let path = dir.join(name);
+            let info = MapData::from_pin(&path)
+                .and_then(|d| d.info())
+                .map_err(|e| format!("opening the pinned map {}: {e}", path.display()))?;
+            if info.id() != rec.id {
+                return Err(format!(
+                    "{} is map id {}, the state file names map id {}",
+                    path.display(),
+                    info.id(),
+                    rec.id
+                ));
+            }
+            let want = (4, value_size(name), rec.max_entries);
+            let got = (info.key_size(), info.value_size(), info.max_entries());
+            if got != want {
+                return Err(format!(
+                    "the pinned map {name} has (key, value, entries) {got:?}, this agent needs {want:?}"
+                ));
+            }
+            records.push((name, rec, path));
+        }
+        let event_clock = EventClock::detect();
+        let coarse = u8::from(event_clock == EventClock::Coarse);
+        let mut loader = EbpfLoader::new();
+        loader.override_global(embargo_abi::globals::COARSE_CLOCK, &coarse, true);
+        for (name, rec, path) in &records {
+            loader
+                .map_max_entries(name, rec.max_entries)
+                .map_pin_path(name, path.clone());
+        }
+        let mut ebpf = loader
+            .load(OBJECT)
+            .map_err(|e| format!("loading the program against the pinned maps: {e}"))?;
+        // aya creates (and pins) a map whose pin vanished meanwhile: make sure none did.
+        for (name, rec, _) in &records {
+            let id = map_data(&ebpf, name)
+                .and_then(|d| d.info().ok())
+                .map(|i| i.id());
+            if id != Some(rec.id) {
+                return Err(format!(
+                    "map {name} changed while it was being opened (id {id:?}, expected {})",
+                    rec.id
+                ));
+            }
+        }
+        let max = |name: &str| {
+            records
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .map_or(0, |(_, r, _)| r.max_entries)
+        };
+        let mut families = Vec::new();
+        for (name, t, shape, label) in [
+            (maps::V4_TRIE, &state.v4, &table::V4, "IPv4"),
+            (maps::V6_TRIE, &state.v6, &table::V6, "IPv6"),
+        ] {
+            if t.len == 0 || t.len > max(name) as usize * trie::LANES as usize {
+                return Err(format!(
+                    "the {label} trie's length {} does not fit its map",
+                    t.len
+                ));
+            }
+            let mirrored = Mirrored::adopt(map_data(&ebpf, name).expect("pinned"), t.len)
+                .map_err(|e| format!("mapping the pinned {label} trie: {e}"))?;
+            if mirrored.fingerprint() != t.fingerprint {
+                return Err(format!(
+                    "the pinned {label} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
+                ));
+            }
+            let prefixes = t
+                .prefix_set()
+                .ok_or_else(|| format!("the state file's {label} prefixes are not valid"))?;
+            let live = LiveTrie::restore(shape, prefixes, t.bookkeeping.clone(), t.len)
+                .ok_or_else(|| {
+                    format!("the state file's {label} node bookkeeping does not fit the map")
+                })?;
+            families.push(Family {
+                trie: mirrored,
+                live,
+            });
+        }
+        let entity_capacity = state.entity_capacity;
+        if entity_capacity != max(maps::POLICY)
+            || state.policies.len() != state.entity_ids.len()
+            || state.policies.len() > entity_capacity as usize
+        {
+            return Err("the state file's entities do not fit the policy map".into());
+        }
+        let policies: Vec<EntityPolicy> = state
+            .policies
+            .iter()
+            .map(|(action, directions)| EntityPolicy {
+                action: *action,
+                directions: *directions,
+                _pad: [0; 2],
+            })
+            .collect();
+        let event_limits = {
+            let pol: Array<_, EntityPolicy> =
+                array(&mut ebpf, maps::POLICY).map_err(|e| e.to_string())?;
+            for (i, want) in policies.iter().enumerate() {
+                let got = pol
+                    .get(&(i as u32), 0)
+                    .map_err(|e| format!("reading the pinned policy map: {e}"))?;
+                if got != *want {
+                    return Err(format!(
+                        "the pinned policy map's entry {i} differs from the state file"
+                    ));
+                }
+            }
+            let limits: Array<_, EventLimits> =
+                array(&mut ebpf, maps::EVENT_LIMITS).map_err(|e| e.to_string())?;
+            limits
+                .get(&0, 0)
+                .map_err(|e| format!("reading the pinned event limits: {e}"))?
+        };
+        let mut slots = [None; MAX_INTERFACES as usize];
+        let mut flags = [0; MAX_INTERFACES as usize];
+        for s in &state.slots {
+            let slot = s.slot as usize;
+            if slot >= slots.len() || slots[slot].is_some() {
+                return Err(format!(
+                    "the state file's counter slot {} is not valid",
+                    s.slot
+                ));
+            }
+            slots[slot] = Some(s.ifindex);
+            flags[slot] = s.flags;
+        }
+        load_programs(&mut ebpf).map_err(|e| e.to_string())?;
+        let v6 = families.pop().expect("two families");
+        let v4 = families.pop().expect("two families");
+        let load_stats = LoadStats {
+            v4_prefixes: v4.live.prefixes().len(),
+            v6_prefixes: v6.live.prefixes().len(),
+            v4_nodes: v4.live.nodes_in_use(),
+            v6_nodes: v6.live.nodes_in_use(),
+            v4_chunks: max(maps::V4_TRIE),
+            v6_chunks: max(maps::V6_TRIE),
+            policy_capacity: entity_capacity,
+            map_bytes: map_bytes(v4.trie.mirror.len(), v6.trie.mirror.len(), entity_capacity),
+        };
+        Ok(Self {
+            ebpf,
+            entities: policies.len() as u32,
+            slots,
+            attachments: Vec::new(),
+            links: Vec::new(),
+            pin_dir: Some(pin_dir.to_owned()),
+            egress_links: Vec::new(),
+            flags,
+            tc_api: super::TcApi::for_running_kernel(),
+            v4,
+            v6,
+            policies,
+            entity_capacity,
+            event_limits,
+            event_clock,
+            generation: state.generation.clone(),
+            maps_dir: Some(dir),
+            netlink_left: state.netlink_filters.clone(),
+            load_stats,
+        })
+    }
+}
