@@ -103,6 +103,10 @@ struct Args {
     passes: usize,
     /// Attach the programs natively to private veths so they stay in the XDP dispatcher.
     dispatcher: bool,
+    /// Measure what a reload costs for the restart state file instead (see [`reload_state`]).
+    reload_state: bool,
+    /// Reloads timed in `--reload-state` mode.
+    reloads: usize,
 }
 
 const USAGE: &str = "\
@@ -117,6 +121,9 @@ usage: embargo-bench [--quick] [--markdown FILE] [--repeat R] [--passes P] [--ad
   --no-lpm         skip the kernel LPM trie reference (load and runs)
   --no-dispatcher  do not attach the programs to private veths first; every test run then
                    waits for two RCU grace periods (kernel XDP dispatcher update): very slow
+  --reload-state   instead: what a 1-prefix reload costs at 1M+200k prefixes, with the
+                   restart state file (apply, state snapshot, encoding, write + fsync)
+  --reloads N      reloads timed with --reload-state (default 10, quick 4)
 ";
 
 fn parse_args() -> Result<Args> {
@@ -128,6 +135,8 @@ fn parse_args() -> Result<Args> {
         lpm: true,
         passes: 0,
         dispatcher: true,
+        reload_state: false,
+        reloads: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -135,6 +144,14 @@ fn parse_args() -> Result<Args> {
             "--quick" => args.quick = true,
             "--no-lpm" => args.lpm = false,
             "--no-dispatcher" => args.dispatcher = false,
+            "--reload-state" => args.reload_state = true,
+            "--reloads" => {
+                args.reloads = it
+                    .next()
+                    .context("--reloads needs a number")?
+                    .parse()
+                    .context("--reloads needs a number")?
+            }
             "--markdown" => args.markdown = Some(it.next().context("--markdown needs a file")?),
             "--repeat" => {
                 args.repeat = it
@@ -166,6 +183,9 @@ fn parse_args() -> Result<Args> {
     }
     if args.repeat == 0 {
         args.repeat = if args.quick { 200 } else { 1000 };
+    }
+    if args.reloads == 0 {
+        args.reloads = if args.quick { 4 } else { 10 };
     }
     if args.passes == 0 {
         args.passes = if args.quick { 2 } else { 3 };
@@ -1100,6 +1120,9 @@ fn main() -> Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; times are for the release build (--release)");
     }
+    if args.reload_state {
+        return reload_state(&args);
+    }
     let mut m = machine();
     if args.dispatcher {
         private_netns(4).context(
@@ -1440,5 +1463,156 @@ fn markdown(
         "### Policy load\n\n`Dataplane::load` is end to end (trie build, map creation, mmap fill, verifier); the split columns are a second load of the same policy. Map memory is what `LoadStats` reports for the program's maps; memlock is the kernel's own accounting (fdinfo) of the program's maps and of the two LPM maps.\n\n{loads}"
     );
     let _ = writeln!(s, "{}", verdict.replace('\n', "\n\n").trim_end());
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// --reload-state: what a reload costs for the restart state file
+
+/// Per reload, each phase's time.
+struct Phases(Vec<(&'static str, Duration)>);
+
+/// `--reload-state`: loads the 1M+200k set (or 100k+20k with `--quick`) with the maps pinned
+/// as the agent pins them, then times `--reloads` reloads that each add or remove one /24
+/// (198.18.0.0/24, outside the generated public space): the in-place apply and each step of
+/// keeping the state file up to date. Every phase is timed on its own, wall clock, and the
+/// median and maximum over reloads are reported.
+fn reload_state(args: &Args) -> Result<()> {
+    let m = machine();
+    let (n4, n6) = if args.quick {
+        (100_000, 20_000)
+    } else {
+        (1_000_000, 200_000)
+    };
+    let mut rng = Rng(SEED);
+    let v4 = gen_v4(n4, &mut rng);
+    let v6 = gen_v6(n6, &mut rng);
+    let base = Policy {
+        entities: entities(&v4, &v6),
+        v4,
+        v6,
+    };
+    let mut with_extra = base.clone();
+    with_extra
+        .v4
+        .push((Ipv4Network::new(Ipv4Addr::new(198, 18, 0, 0), 24)?, 0));
+    with_extra.entities[0].prefixes_v4 += 1;
+    let ids: Vec<String> = base.entities.iter().map(|e| e.id.clone()).collect();
+    let label = format!("{}+{}", count(n4), count(n6));
+    eprintln!("[reload-state] loading {label} prefixes");
+    let mut dp = Dataplane::load(&base).context("Dataplane::load")?;
+    let pin = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/embargo-bench-state-{}",
+        std::process::id()
+    ));
+    let dir = std::path::PathBuf::from(format!(
+        "/var/tmp/embargo-bench-state-{}",
+        std::process::id()
+    ));
+    dp.set_pin_dir(&pin)?;
+    dp.pin_maps(&pin)?;
+    let result = reload_state_runs(args, &mut dp, &base, &with_extra, &ids, &dir);
+    let _ = dp.unpin_maps();
+    let _ = std::fs::remove_dir_all(&pin);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (runs, bytes) = result?;
+    let md = reload_state_markdown(&m, args, &label, &runs, bytes);
+    println!("{md}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, md).with_context(|| format!("writing {path}"))?;
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}
+
+/// Writes `body` to `dir/name` as the agent writes its state file: a temporary file, fsync,
+/// rename, fsync of the folder.
+fn write_synced(dir: &std::path::Path, name: &str, body: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn reload_state_runs(
+    args: &Args,
+    dp: &mut Dataplane,
+    base: &Policy,
+    with_extra: &Policy,
+    ids: &[String],
+    dir: &std::path::Path,
+) -> Result<(Vec<Phases>, usize)> {
+    let mut runs = Vec::new();
+    let mut bytes = 0;
+    for i in 0..args.reloads {
+        let next = if i % 2 == 0 { with_extra } else { base };
+        let mut p = Vec::new();
+        let t = Instant::now();
+        let stats = dp.apply(next).context("Dataplane::apply")?;
+        p.push(("`Dataplane::apply` (1 prefix, in place)", t.elapsed()));
+        ensure!(stats.prefixes_changed == 1, "{stats:?}");
+        let t = Instant::now();
+        let state = dp
+            .state(ids, "digest", Default::default())?
+            .context("the maps are pinned")?;
+        p.push(("`Dataplane::state` (full snapshot)", t.elapsed()));
+        let t = Instant::now();
+        let body = serde_json::to_vec(&state)?;
+        p.push(("serialize (JSON, hex prefixes)", t.elapsed()));
+        bytes = body.len();
+        let t = Instant::now();
+        write_synced(dir, "dataplane.json", &body)?;
+        p.push(("write + fsync + rename", t.elapsed()));
+        let under_lock: Duration = p[1..].iter().map(|(_, d)| *d).sum();
+        p.push(("state file, under the lock (sum)", under_lock));
+        eprintln!("[reload-state] reload {i}: {:?}", p.iter().map(|(_, d)| d).collect::<Vec<_>>());
+        runs.push(Phases(p));
+    }
+    Ok((runs, bytes))
+}
+
+fn reload_state_markdown(
+    m: &Machine,
+    args: &Args,
+    label: &str,
+    runs: &[Phases],
+    bytes: usize,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Reload cost with the restart state file\n");
+    let _ = writeln!(
+        s,
+        "Measured {} on {} ({} cores), Linux {}, {} RAM, with `cargo run --release -p embargo-tests --bin embargo-bench -- --reload-state{}`: {label} prefixes (the generator above) loaded with `Dataplane::load`, maps pinned in bpffs, then {} reloads that each add or remove one /24; the state folder is on the root file system (`/var/tmp`). Wall clock per phase, median and maximum over the reloads. State file: {} bytes.\n",
+        m.date,
+        m.cpu,
+        m.cores,
+        m.kernel,
+        m.memory,
+        if args.quick { " --quick" } else { "" },
+        runs.len(),
+        bytes
+    );
+    let _ = writeln!(s, "| phase | median ms | max ms |\n| --- | ---: | ---: |");
+    if let Some(first) = runs.first() {
+        for (k, (name, _)) in first.0.iter().enumerate() {
+            let mut v: Vec<f64> = runs
+                .iter()
+                .map(|r| r.0[k].1.as_secs_f64() * 1e3)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                s,
+                "| {name} | {:.1} | {:.1} |",
+                v[v.len() / 2],
+                v[v.len() - 1]
+            );
+        }
+    }
     s
 }
