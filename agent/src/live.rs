@@ -86,6 +86,38 @@ pub struct LiveTrie {
     capacity: u32,
     /// Whether the store holds the root at all (an empty family is loaded without one).
     has_root: bool,
+    /// The prefix set's edits since [`LiveTrie::take_log`] last looked; `None` before it
+    /// first looks (nothing is recorded then).
+    log: Option<Vec<PrefixEdit>>,
+}
+
+/// One edit of a prefix set: `(network, length)` maps to `Some(entity)`, or is removed (`None`).
+pub type PrefixEdit = ((u128, u8), Option<u32>);
+
+/// What a [`LiveTrie`]'s prefix set became since [`LiveTrie::take_log`] last looked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrefixLog {
+    /// The whole set (the first look).
+    All(BTreeMap<(u128, u8), u32>),
+    /// The edits made since, in order.
+    Edits(Vec<PrefixEdit>),
+}
+
+impl PrefixLog {
+    /// Brings `set` (what the previous look described) up to date; `All` replaces it.
+    pub fn apply_to(self, set: &mut BTreeMap<(u128, u8), u32>) {
+        match self {
+            Self::All(all) => *set = all,
+            Self::Edits(edits) => {
+                for (key, entity) in edits {
+                    match entity {
+                        Some(e) => set.insert(key, e),
+                        None => set.remove(&key),
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// A [`LiveTrie`]'s node bookkeeping, persisted beside the pinned maps so a restarted agent
@@ -124,6 +156,7 @@ impl LiveTrie {
             next_node: nodes,
             capacity,
             has_root,
+            log: None,
         }
     }
 
@@ -165,7 +198,18 @@ impl LiveTrie {
             next_node: b.next_node,
             capacity: b.capacity,
             has_root: b.has_root,
+            log: None,
         })
+    }
+
+    /// What the prefix set became since the last call: the whole set the first time (a copy,
+    /// proportional to the set), then only the edits made since (proportional to the change).
+    /// Edits are recorded only once this has been called.
+    pub fn take_log(&mut self) -> PrefixLog {
+        match self.log.replace(Vec::new()) {
+            None => PrefixLog::All(self.prefixes.clone()),
+            Some(edits) => PrefixLog::Edits(edits),
+        }
     }
 
     /// Nodes in use (handed out and not free).
@@ -274,6 +318,9 @@ impl LiveTrie {
                 Some(e) => self.prefixes.insert(key, e),
                 None => self.prefixes.remove(&key),
             };
+            if let Some(log) = &mut self.log {
+                log.push((key, c.entity));
+            }
         }
         let mut stats = UpdateStats::default();
         for c in changes {
@@ -566,6 +613,11 @@ mod tests {
             t.nodes,
             store_len,
         );
+        // What the state file's writer keeps: the whole set once, then the edits.
+        let mut mirror = BTreeMap::new();
+        let first = live.take_log();
+        prop_assert!(matches!(first, PrefixLog::All(_)));
+        first.apply_to(&mut mirror);
         let mut w = Witness {
             entries,
             v6,
@@ -587,7 +639,7 @@ mod tests {
                 }
             })
             .collect();
-        for round in rounds {
+        for (n, round) in rounds.into_iter().enumerate() {
             let mut next = set.clone();
             let mut changes = Vec::new();
             for (a, l, e, remove) in round {
@@ -626,6 +678,13 @@ mod tests {
             );
             set = next;
             prop_assert_eq!(live.prefixes(), &set);
+            // Every other round, so edits also pile up over two updates.
+            if n % 2 == 1 {
+                let log = live.take_log();
+                prop_assert!(matches!(log, PrefixLog::Edits(_)));
+                log.apply_to(&mut mirror);
+                prop_assert_eq!(&mirror, &set);
+            }
             for &p in &probes {
                 let got = if v6 {
                     lookup6(&w.entries, p)

@@ -423,16 +423,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             // Netlink egress filters have no pin: the state file names them.
-            let state = match embargo::state::read(&state_dir) {
-                Ok(s) => s,
+            let filters = match embargo::state::read(&state_dir) {
+                Ok(s) => s.map(|s| s.netlink_filters).unwrap_or_default(),
+                // A file of format 1 still names its netlink filters.
+                Err(embargo::state::StateError::OldFormat {
+                    netlink_filters, ..
+                }) => netlink_filters,
                 Err(e) => {
                     eprintln!("warning: {e}");
-                    None
+                    Vec::new()
                 }
             };
-            let mut results = state
-                .map(|s| embargo::dataplane::remove_netlink_filters(&s.netlink_filters))
-                .unwrap_or_default();
+            let mut results = embargo::dataplane::remove_netlink_filters(&filters);
             results.extend(embargo::dataplane::detach_pinned(&pin_dir, |_| false));
             if results.is_empty() {
                 println!("nothing pinned in {}", pin_dir.display());

@@ -5,7 +5,9 @@
 //! agrees with them ([`start_dataplane`]): the policy is applied to them as a diff and the pinned
 //! links are taken over, so counters continue and nothing is rewritten that did not change.
 //! Otherwise a fresh generation is loaded (the log and `embargo status` say why) and takes the
-//! pinned links over atomically. The state file is written after every policy applied.
+//! pinned links over atomically. The state file is written after every policy applied, by the
+//! state writer's thread ([`state::Writer`]): a reload only hands it the change, under the lock;
+//! at start the agent waits for the first write, and before it exits for the last.
 
 use std::{
     collections::HashMap,
@@ -123,8 +125,8 @@ pub(crate) struct Shared {
     /// Whether an event reader runs (`[events] output` was not `none` at start): the data
     /// plane sends events only then.
     events: bool,
-    /// Where the state file is written after each policy applied; `None` without pins.
-    state_dir: Option<PathBuf>,
+    /// Writes the state file after each policy applied; `None` without pins.
+    state_writer: Option<state::Writer>,
     /// How the data plane started.
     start: StartStatus,
 }
@@ -235,11 +237,12 @@ impl Shared {
         Ok(kind)
     }
 
-    /// Writes the state file for what the pinned maps now hold, then unpins the maps of older
-    /// generations (only once the file names the current one). A failure is logged: the next
-    /// agent then loads a fresh generation, without a gap.
+    /// Hands what the pinned maps now hold to the state writer, which writes the state file
+    /// and then unpins the maps of older generations (only once the file names a newer one).
+    /// Costs what the reload changed, not the size of the policy. A failure is logged: the
+    /// next agent then loads a fresh generation, without a gap.
     fn save_state(&mut self) {
-        let Some(dir) = self.state_dir.clone() else {
+        let Some(writer) = &self.state_writer else {
             return;
         };
         let carried = self
@@ -247,20 +250,12 @@ impl Shared {
             .iter()
             .map(|(id, c)| (id.clone(), to_carried(c)))
             .collect();
-        let written = self
+        match self
             .dataplane
-            .state(self.index.ids(), &self.compiled.digest(), carried)
-            .map_err(|e| e.to_string())
-            .and_then(|st| match st {
-                Some(st) => state::write(&dir, &st).map_err(|e| e.to_string()),
-                None => Ok(()),
-            });
-        match written {
-            Ok(()) => {
-                for old in self.dataplane.unpin_other_generations() {
-                    tracing::info!(path = %old.display(), "unpinned the maps of an older generation");
-                }
-            }
+            .state_update(self.index.ids(), &self.compiled.digest(), carried)
+        {
+            Ok(Some(update)) => writer.send(update),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "the state file could not be written; a restarted agent will load a fresh generation");
             }
@@ -483,11 +478,21 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         sources,
         metrics: metrics.clone(),
         events: event_sink.is_some(),
-        state_dir: opts.pin_dir.as_ref().map(|_| opts.state_dir.clone()),
+        state_writer: opts
+            .pin_dir
+            .as_ref()
+            .map(|_| state::Writer::start(opts.state_dir.clone())),
         start,
     }));
     // The state file names this generation from now on; older generations' maps are unpinned.
-    shared.lock().expect("not poisoned").save_state();
+    // Waited for: from here on a restarted agent can reuse these maps.
+    {
+        let mut s = shared.lock().expect("not poisoned");
+        s.save_state();
+        if let Some(Err(e)) = s.state_writer.as_ref().map(state::Writer::flush) {
+            tracing::error!(error = %e, "the state file could not be written; a restarted agent will load a fresh generation");
+        }
+    }
     // Events (begin): the reader follows reloads and generations through `EventFeed`.
     if let Some(sink) = event_sink {
         let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
@@ -559,6 +564,10 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     let _ = std::fs::remove_file(&opts.control_socket);
     let mut guard = shared.lock().expect("not poisoned");
+    // The last state reaches the disk before anything else: a restart reuses these maps.
+    if let Some(Err(e)) = guard.state_writer.take().map(state::Writer::finish) {
+        tracing::error!(error = %e, "the state file could not be written; a restarted agent will load a fresh generation");
+    }
     if opts.keep_attached {
         let kept = guard.dataplane.leave_attached();
         tracing::info!(interfaces = ?kept, "leaving the pinned links attached: enforcement continues; the next agent adopts them, `embargo detach` removes them");
@@ -621,7 +630,15 @@ fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, Ru
                     opts.state_dir.display()
                 )
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                if let state::StateError::OldFormat {
+                    netlink_filters, ..
+                } = &e
+                {
+                    netlink_left = netlink_filters.clone();
+                }
+                e.to_string()
+            }
             Ok(Some(st)) => {
                 netlink_left = st.netlink_filters.clone();
                 match Dataplane::reuse(pin_dir, &st) {

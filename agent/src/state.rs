@@ -3,13 +3,41 @@
 //!
 //! The maps live in bpffs (`<pin dir>/maps-<generation>/`), which holds no regular files; this
 //! file lives in the state folder (`--state-dir`, default [`DEFAULT_STATE_DIR`], created 0700).
-//! It is written atomically (a temporary file, fsync, rename) after every policy the agent
-//! applies, and describes exactly what the pinned maps hold: the generation, each map's kernel
-//! id and size, the entity indices and policies, each trie's prefix set, node bookkeeping and
-//! content fingerprint, the interfaces' counter slots, and the TC egress attachments.
+//! It describes exactly what the pinned maps held when it was written: the generation, each
+//! map's kernel id and size, the entity indices and policies, each trie's prefix set, node
+//! bookkeeping and content fingerprint, the interfaces' counter slots, and the TC egress
+//! attachments. It is written atomically (a temporary file, fsync, rename, fsync of the folder)
+//! by a writer thread ([`writer`]), off the reload's critical path, after the policies the agent
+//! applies: each write holds the latest state, so a burst of reloads is one write.
 //!
 //! A restarted agent trusts it only if everything agrees (see
-//! [`crate::dataplane::Dataplane::reuse`]); anything else means a fresh generation.
+//! [`crate::dataplane::Dataplane::reuse`]); anything else means a fresh generation. A file that
+//! lags behind the maps (the agent was killed between a reload and its write) is such a case:
+//! the trie fingerprint or the policy map no longer matches it.
+//!
+//! # Encoding (format [`FORMAT_VERSION`], file [`FILE_NAME`])
+//!
+//! All integers little-endian:
+//!
+//! | bytes | what |
+//! | --- | --- |
+//! | 8 | magic `EMBSTATE` |
+//! | 4 | format version (`u32`) |
+//! | 4 | head length H (`u32`) |
+//! | H | the head: [`State`] as JSON, without the prefix sets |
+//! | 8 | IPv4 prefix count N4 (`u64`) |
+//! | 9 x N4 | IPv4 records: network address (`u32`), length (`u8`), entity index (`u32`) |
+//! | 8 | IPv6 prefix count N6 (`u64`) |
+//! | 21 x N6 | IPv6 records: network address (`u128`), length (`u8`), entity index (`u32`) |
+//! | 4 | CRC-32 (IEEE) of every byte before it |
+//!
+//! Records are in ascending `(address, length)` order, each once. At 1M IPv4 and 200k IPv6
+//! prefixes that is 13 MB where format 1 (JSON, every prefix a hex string) took 28 MB
+//! (BENCHMARKS.md, "Reload cost with the restart state file"). [`read`] checks
+//! the checksum before anything else, then the magic, version, lengths, order and ranges: a
+//! truncated or corrupt file is an error ([`StateError::Corrupt`]), and the agent loads a fresh
+//! generation. A `dataplane.json` of format 1 is not read (an error saying so, then a fresh
+//! generation) and is removed by the next write.
 
 use std::{
     collections::BTreeMap,
@@ -25,9 +53,20 @@ use crate::live::Bookkeeping;
 /// Where the state file lives by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/embargo/state";
 /// The state file's name in the state folder.
-pub const FILE_NAME: &str = "dataplane.json";
+pub const FILE_NAME: &str = "dataplane.state";
+/// The file format 1 wrote (JSON): not read any more, removed by the next write.
+pub const OLD_FILE_NAME: &str = "dataplane.json";
 /// Version of this file's format; a file of another version is not used.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The file's first bytes.
+const MAGIC: &[u8; 8] = b"EMBSTATE";
+/// Bytes of an IPv4 and an IPv6 prefix record.
+const V4_RECORD: usize = 9;
+const V6_RECORD: usize = 21;
+
+pub mod writer;
+
+pub use writer::{StateUpdate, Writer};
 
 /// Errors reading or writing the state file.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +78,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "the state file {path} is not valid (line {line}, column {column}): {source}; it is ignored and a fresh data-plane generation loaded"
+        "the state file {path} is not valid (its head, line {line}, column {column}): {source}; it is ignored and a fresh data-plane generation loaded"
     )]
     Parse {
         path: PathBuf,
@@ -47,6 +86,19 @@ pub enum StateError {
         column: usize,
         #[source]
         source: serde_json::Error,
+    },
+    #[error(
+        "the state file {path} is not valid: {reason}; it is ignored and a fresh data-plane generation loaded"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path} is a state file of format 1, this agent reads format {FORMAT_VERSION}; it is ignored and a fresh data-plane generation loaded"
+    )]
+    OldFormat {
+        path: PathBuf,
+        /// The netlink egress filters it names (none if it cannot be read), so the agent still
+        /// takes them over and `embargo detach` still removes them.
+        netlink_filters: Vec<NetlinkFilter>,
     },
     #[error("writing the state file {path}: {source}; check the --state-dir folder")]
     Write {
@@ -68,6 +120,10 @@ pub struct MapRecord {
     pub max_entries: u32,
 }
 
+/// A trie's prefix set: `(network address, length) -> entity index`, as
+/// [`crate::live::LiveTrie`] keeps it.
+pub type PrefixSet = BTreeMap<(u128, u8), u32>;
+
 /// One trie: its mapped length, content fingerprint, prefixes and node bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,19 +132,10 @@ pub struct TrieState {
     pub len: usize,
     /// [`crate::mapped::Mirrored::fingerprint`] of what was written.
     pub fingerprint: u64,
-    /// `(network address in hex, length, entity index)`.
-    pub prefixes: Vec<(String, u8, u32)>,
+    /// The prefix set: in the file's binary records, not in its JSON head.
+    #[serde(skip)]
+    pub prefixes: PrefixSet,
     pub bookkeeping: Bookkeeping,
-}
-
-impl TrieState {
-    /// The prefixes as `(address, length, entity)`; `None` if an address is not hex.
-    pub fn prefix_set(&self) -> Option<Vec<(u128, u8, u32)>> {
-        self.prefixes
-            .iter()
-            .map(|(a, l, e)| u128::from_str_radix(a, 16).ok().map(|a| (a, *l, *e)))
-            .collect()
-    }
 }
 
 /// An interface's counter slot and role-map flags.
@@ -150,24 +197,165 @@ pub fn path(dir: &Path) -> PathBuf {
 /// Reads the state file in `dir`; `Ok(None)` if there is none.
 pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
     let path = path(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let old = dir.join(OLD_FILE_NAME);
+            return match std::fs::read(&old) {
+                Ok(text) => {
+                    /// The one part of a format 1 file still used.
+                    #[derive(Deserialize)]
+                    struct Old {
+                        netlink_filters: Vec<NetlinkFilter>,
+                    }
+                    let netlink_filters = serde_json::from_slice::<Old>(&text)
+                        .map(|o| o.netlink_filters)
+                        .unwrap_or_default();
+                    Err(StateError::OldFormat {
+                        path: old,
+                        netlink_filters,
+                    })
+                }
+                Err(_) => Ok(None),
+            };
+        }
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| StateError::Parse {
-            path,
-            line: source.line(),
-            column: source.column(),
-            source,
-        })
+    decode(&path, &bytes).map(Some)
+}
+
+/// Writes `prefixes` as records of `width` address bytes.
+fn encode_prefixes(out: &mut Vec<u8>, prefixes: &PrefixSet, width: usize) {
+    out.extend_from_slice(&(prefixes.len() as u64).to_le_bytes());
+    out.reserve(prefixes.len() * (width + 5));
+    for (&(addr, len), &entity) in prefixes {
+        out.extend_from_slice(&addr.to_le_bytes()[..width]);
+        out.push(len);
+        out.extend_from_slice(&entity.to_le_bytes());
+    }
+}
+
+/// The file's bytes for `state` (see the module's header).
+pub fn encode(state: &State) -> Vec<u8> {
+    let head = serde_json::to_vec(state).expect("the state serializes");
+    let mut out = Vec::with_capacity(
+        40 + head.len() + state.v4.prefixes.len() * V4_RECORD + state.v6.prefixes.len() * V6_RECORD,
+    );
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    encode_prefixes(&mut out, &state.v4.prefixes, 4);
+    encode_prefixes(&mut out, &state.v6.prefixes, 16);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Reads the file's bytes (`path` names it in errors); see the module's header.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        return Err(corrupt(format!("{} bytes, too short", bytes.len())));
+    };
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+        return Err(corrupt(
+            "its checksum does not match (truncated or damaged)".into(),
+        ));
+    }
+    let mut r = Reader { bytes: body, at: 0 };
+    if r.take(8).map_err(&corrupt)? != MAGIC {
+        return Err(corrupt("it does not start with EMBSTATE".into()));
+    }
+    let format = u32::from_le_bytes(r.array().map_err(&corrupt)?);
+    if format != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "it has format {format}, this agent reads {FORMAT_VERSION}"
+        )));
+    }
+    let head_len = u32::from_le_bytes(r.array().map_err(&corrupt)?) as usize;
+    let head = r.take(head_len).map_err(&corrupt)?;
+    let mut state: State = serde_json::from_slice(head).map_err(|source| StateError::Parse {
+        path: path.to_owned(),
+        line: source.line(),
+        column: source.column(),
+        source,
+    })?;
+    state.v4.prefixes = decode_prefixes(&mut r, 4, 32, "IPv4").map_err(&corrupt)?;
+    state.v6.prefixes = decode_prefixes(&mut r, 16, 128, "IPv6").map_err(&corrupt)?;
+    if r.at != body.len() {
+        return Err(corrupt(format!(
+            "{} bytes after the IPv6 prefixes",
+            body.len() - r.at
+        )));
+    }
+    Ok(state)
+}
+
+/// A cursor over the file's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| format!("it ends at byte {} inside a field", self.bytes.len()))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+}
+
+fn decode_prefixes(
+    r: &mut Reader<'_>,
+    width: usize,
+    bits: u8,
+    family: &str,
+) -> Result<PrefixSet, String> {
+    let count = u64::from_le_bytes(r.array()?);
+    let record = width + 5;
+    let len = usize::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(record))
+        .ok_or_else(|| format!("{count} {family} prefixes cannot be"))?;
+    let records = r.take(len)?;
+    let mut out = Vec::with_capacity(records.len() / record);
+    for rec in records.chunks_exact(record) {
+        let mut addr = [0u8; 16];
+        addr[..width].copy_from_slice(&rec[..width]);
+        let key = (u128::from_le_bytes(addr), rec[width]);
+        let entity = u32::from_le_bytes(rec[width + 1..].try_into().expect("4 bytes"));
+        if key.1 > bits {
+            return Err(format!("an {family} prefix of length {}", key.1));
+        }
+        if out.last().is_some_and(|(last, _)| *last >= key) {
+            return Err(format!("the {family} prefixes are not in order"));
+        }
+        out.push((key, entity));
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Writes `state` to `dir` atomically: the old file or the new one, never a mix. Creates `dir`
-/// (0700) if missing.
+/// (0700) if missing, and removes a file of format 1 there.
 pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
+    write_bytes(dir, &encode(state))
+}
+
+/// Writes encoded state (see [`encode`]) to `dir` atomically, as [`write`] does.
+pub fn write_bytes(dir: &Path, body: &[u8]) -> Result<(), StateError> {
     let path = path(dir);
     let err = |source| StateError::Write {
         path: path.clone(),
@@ -182,7 +370,6 @@ pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let body = serde_json::to_vec(state).expect("the state serializes");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -190,10 +377,11 @@ pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(err)?;
-    f.write_all(&body).map_err(err)?;
+    f.write_all(body).map_err(err)?;
     f.sync_all().map_err(err)?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(err)?;
+    let _ = std::fs::remove_file(dir.join(OLD_FILE_NAME));
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -210,8 +398,9 @@ pub fn remove(dir: &Path) -> Result<bool, StateError> {
         Err(source) => return Err(StateError::Write { path, source }),
     };
     let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
+    let old = std::fs::remove_file(dir.join(OLD_FILE_NAME)).is_ok();
     let _ = std::fs::remove_dir(dir);
-    Ok(existed)
+    Ok(existed || old)
 }
 
 #[cfg(test)]
@@ -237,7 +426,13 @@ mod tests {
             v4: TrieState {
                 len: 16,
                 fingerprint: 42,
-                prefixes: vec![("c0000200".into(), 24, 0)],
+                prefixes: [
+                    ((0xc000_0200, 24), 0),
+                    ((0xc633_6400, 24), 1),
+                    ((u128::from(u32::MAX), 32), 1),
+                ]
+                .into_iter()
+                .collect(),
                 bookkeeping: Bookkeeping {
                     free: vec![],
                     quarantine: vec![],
@@ -249,7 +444,9 @@ mod tests {
             v6: TrieState {
                 len: 16,
                 fingerprint: 0,
-                prefixes: vec![],
+                prefixes: [((0x2001_0db8 << 96, 32), 0), ((u128::MAX, 128), 1)]
+                    .into_iter()
+                    .collect(),
                 bookkeeping: Bookkeeping {
                     free: vec![],
                     quarantine: vec![],
@@ -276,24 +473,138 @@ mod tests {
         write(&dir, &sample()).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        assert_eq!(read(&dir).unwrap(), Some(sample()));
-        assert_eq!(
-            sample().v4.prefix_set().unwrap(),
-            vec![(0xc000_0200, 24, 0)]
-        );
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back, sample());
+        assert_eq!(back.v4.prefixes.len(), 3);
+        assert_eq!(back.v6.prefixes[&(u128::MAX, 128)], 1);
         assert!(!dir.join(format!("{FILE_NAME}.tmp")).exists());
         assert!(remove(&dir).unwrap());
         assert!(!dir.exists());
     }
 
     #[test]
-    fn a_corrupt_file_is_an_error_naming_line_and_column() {
-        let dir = std::env::temp_dir().join(format!("embargo-state-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(path(&dir), "{\"format\": 1,\n garbage").unwrap();
-        let e = read(&dir).unwrap_err();
+    fn records_are_fixed_width_and_little_endian() {
+        let bytes = encode(&sample());
+        let head = serde_json::to_vec(&sample()).unwrap();
+        assert_eq!(bytes.len(), 16 + head.len() + 8 + 3 * 9 + 8 + 2 * 21 + 4);
+        assert_eq!(&bytes[..8], b"EMBSTATE");
+        assert_eq!(bytes[8..12], FORMAT_VERSION.to_le_bytes());
+        let v4 = 16 + head.len();
+        assert_eq!(bytes[v4..v4 + 8], 3u64.to_le_bytes());
+        // 192.0.2.0/24 -> entity 0 comes first.
+        assert_eq!(bytes[v4 + 8..v4 + 17], [0, 2, 0, 0xc0, 24, 0, 0, 0, 0]);
+        assert!(
+            !String::from_utf8_lossy(&head).contains("c0000200"),
+            "no prefix in the JSON head"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_damaged_file_is_an_error_naming_it() {
+        let path = Path::new("/state/dataplane.state");
+        let good = encode(&sample());
+        assert_eq!(decode(path, &good).unwrap(), sample());
+        let mut bad: Vec<(String, Vec<u8>)> = [0, 3, 4, 20, good.len() / 2, good.len() - 1]
+            .into_iter()
+            .map(|n| (format!("cut to {n} bytes"), good[..n].to_vec()))
+            .collect();
+        for at in [0, 9, 20, good.len() - 30, good.len() - 2] {
+            let mut b = good.clone();
+            b[at] ^= 0x10;
+            bad.push((format!("byte {at} flipped"), b));
+        }
+        bad.push((
+            "format 1 text".into(),
+            b"{\"format\": 1, \"layout\"".to_vec(),
+        ));
+        let mut extra = good[..good.len() - 4].to_vec();
+        extra.push(0);
+        let crc = crc32fast::hash(&extra);
+        extra.extend_from_slice(&crc.to_le_bytes());
+        bad.push(("a byte too many, checksum recomputed".into(), extra));
+        for (case, bytes) in bad {
+            let e = decode(path, &bytes).unwrap_err();
+            assert!(matches!(e, StateError::Corrupt { .. }), "{case}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("dataplane.state") && msg.contains("is not valid"),
+                "{case}: {msg}"
+            );
+            assert!(msg.contains("fresh data-plane generation"), "{case}: {msg}");
+        }
+    }
+
+    /// Re-encodes `state` with its IPv4 records swapped and a valid checksum.
+    fn with_records_swapped(state: &State) -> Vec<u8> {
+        let mut b = encode(state);
+        let v4 = 16 + serde_json::to_vec(state).unwrap().len() + 8;
+        let (first, second) = (b[v4..v4 + 9].to_vec(), b[v4 + 9..v4 + 18].to_vec());
+        b[v4..v4 + 9].copy_from_slice(&second);
+        b[v4 + 9..v4 + 18].copy_from_slice(&first);
+        let n = b.len() - 4;
+        let crc = crc32fast::hash(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn checksummed_nonsense_is_still_refused() {
+        let path = Path::new("/state/dataplane.state");
+        let e = decode(path, &with_records_swapped(&sample())).unwrap_err();
+        assert!(e.to_string().contains("not in order"), "{e}");
+        let mut s = sample();
+        s.v4.prefixes.insert((0, 33), 0);
+        let e = decode(path, &encode(&s)).unwrap_err();
+        assert!(e.to_string().contains("length 33"), "{e}");
+        let mut s = sample();
+        s.format = 1;
+        let mut b = encode(&s);
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32fast::hash(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        let e = decode(path, &b).unwrap_err();
+        assert!(
+            e.to_string().contains("format 1, this agent reads 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_head_is_an_error_naming_line_and_column() {
+        let head = b"{\"format\": 2,\n garbage";
+        let mut b = b"EMBSTATE".to_vec();
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        b.extend_from_slice(head);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let e = decode(Path::new("/state/dataplane.state"), &b).unwrap_err();
         assert!(matches!(e, StateError::Parse { line: 2, .. }), "{e}");
+        assert!(e.to_string().contains("dataplane.state"), "{e}");
+    }
+
+    #[test]
+    fn a_format_1_file_is_named_and_replaced_by_the_next_write() {
+        let dir = std::env::temp_dir().join(format!("embargo-state-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(OLD_FILE_NAME),
+            "{\"format\": 1, \"v4\": {}, \"netlink_filters\": [{\"interface\": \"eth0\", \"priority\": 1, \"handle\": 65537, \"added_clsact\": true}]}",
+        )
+        .unwrap();
+        let e = read(&dir).unwrap_err();
+        let StateError::OldFormat {
+            netlink_filters, ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(netlink_filters[0].interface, "eth0");
         assert!(e.to_string().contains("dataplane.json"), "{e}");
+        write(&dir, &sample()).unwrap();
+        assert!(!dir.join(OLD_FILE_NAME).exists());
+        assert_eq!(read(&dir).unwrap(), Some(sample()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -28,7 +28,7 @@ use super::{
 use crate::{
     live::LiveTrie,
     mapped::Mirrored,
-    state::{self, Carried, MapRecord, NetlinkFilter, SlotState, State, TrieState},
+    state::{self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState},
     table,
 };
 
@@ -94,16 +94,12 @@ pub fn remove_generations(pin_dir: &Path) -> Vec<(PathBuf, std::io::Result<()>)>
         .collect()
 }
 
-fn trie_state(f: &Family) -> TrieState {
+/// A trie's state without its prefix set (see [`Dataplane::state_update`]).
+fn trie_head(f: &Family) -> TrieState {
     TrieState {
         len: f.trie.mirror.len(),
         fingerprint: f.trie.fingerprint(),
-        prefixes: f
-            .live
-            .prefixes()
-            .iter()
-            .map(|((a, l), e)| (format!("{a:x}"), *l, *e))
-            .collect(),
+        prefixes: Default::default(),
         bookkeeping: f.live.bookkeeping(),
     }
 }
@@ -147,9 +143,9 @@ impl Dataplane {
         }
     }
 
-    /// Removes the map pins of every other generation under the pin folder (after a new one
-    /// took over and the state file names it). Returns the folders removed.
-    pub fn unpin_other_generations(&self) -> Vec<PathBuf> {
+    /// The map pin folders of every other generation under the pin folder: older ones, to
+    /// remove once the state file names this one ([`state::Writer`] does).
+    pub fn other_generations(&self) -> Vec<PathBuf> {
         let (Some(pin_dir), Some(mine)) = (&self.pin_dir, &self.maps_dir) else {
             return Vec::new();
         };
@@ -164,7 +160,6 @@ impl Dataplane {
                     && p.file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with("maps-"))
             })
-            .filter(|p| std::fs::remove_dir_all(p).is_ok())
             .collect()
     }
 
@@ -192,8 +187,46 @@ impl Dataplane {
 
     /// What the state file says about this generation once `entity_ids` (by index) with
     /// `digest` are applied; `carried` are the counters of earlier generations. `None` if the
-    /// maps are not pinned.
+    /// maps are not pinned. Copies the prefix sets: [`Dataplane::state_update`] is what a
+    /// reload takes.
     pub fn state(
+        &self,
+        entity_ids: &[String],
+        digest: &str,
+        carried: BTreeMap<String, Carried>,
+    ) -> Result<Option<State>, DataplaneError> {
+        let mut st = self.state_head(entity_ids, digest, carried)?;
+        if let Some(st) = &mut st {
+            st.v4.prefixes = self.v4.live.prefixes().clone();
+            st.v6.prefixes = self.v6.live.prefixes().clone();
+        }
+        Ok(st)
+    }
+
+    /// As [`Dataplane::state`], for [`state::Writer`]: the prefix sets as their edits since
+    /// the previous call (the whole sets the first time in this generation), so its cost
+    /// grows with the change, not with the list; `retired` are the pin folders of other
+    /// generations ([`Dataplane::other_generations`]). Every update taken must be sent to the
+    /// one writer, in order.
+    pub fn state_update(
+        &mut self,
+        entity_ids: &[String],
+        digest: &str,
+        carried: BTreeMap<String, Carried>,
+    ) -> Result<Option<StateUpdate>, DataplaneError> {
+        let Some(head) = self.state_head(entity_ids, digest, carried)? else {
+            return Ok(None);
+        };
+        Ok(Some(StateUpdate {
+            head,
+            v4: self.v4.live.take_log(),
+            v6: self.v6.live.take_log(),
+            retired: self.other_generations(),
+        }))
+    }
+
+    /// [`Dataplane::state`] without the prefix sets.
+    fn state_head(
         &self,
         entity_ids: &[String],
         digest: &str,
@@ -245,8 +278,8 @@ impl Dataplane {
                 .map(|p| (p.action, p.directions))
                 .collect(),
             entity_capacity: self.entity_capacity,
-            v4: trie_state(&self.v4),
-            v6: trie_state(&self.v6),
+            v4: trie_head(&self.v4),
+            v6: trie_head(&self.v6),
             slots: self
                 .slots
                 .iter()
@@ -366,9 +399,7 @@ impl Dataplane {
                     "the pinned {label} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
                 ));
             }
-            let prefixes = t
-                .prefix_set()
-                .ok_or_else(|| format!("the state file's {label} prefixes are not valid"))?;
+            let prefixes = t.prefixes.iter().map(|(&(a, l), &e)| (a, l, e));
             let live = LiveTrie::restore(shape, prefixes, t.bookkeeping.clone(), t.len)
                 .ok_or_else(|| {
                     format!("the state file's {label} node bookkeeping does not fit the map")
