@@ -18,6 +18,7 @@ use embargo::{config::Role, status::Status};
 use embargo_tests::lab::{Agent, Lab, Probe, ProbeResult, counter};
 
 const ENTITY: &str = "lab-drop";
+const STATE_FILE: &str = embargo::state::FILE_NAME;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -176,7 +177,7 @@ fn same_policy_restart_reuses_the_maps_and_counters() {
     let before = dropped(&agent.status().unwrap());
     assert!(before >= 20, "{before}");
     let (gen_dir, maps) = pinned_maps(&lab);
-    assert!(lab.state_dir().join("dataplane.json").exists());
+    assert!(lab.state_dir().join(STATE_FILE).exists());
 
     let (agent, leaked, lost, rounds) = flood(&lab, bad, good, false, || {
         kill_and_restart(&lab, agent, &path)
@@ -221,7 +222,7 @@ fn same_policy_restart_reuses_the_maps_and_counters() {
         "counters went back: {before} before the restart, {after} after"
     );
     agent.stop().unwrap();
-    assert!(!lab.state_dir().join("dataplane.json").exists());
+    assert!(!lab.state_dir().join(STATE_FILE).exists());
 }
 
 /// (b) The policy changed while the agent was down: the next agent writes only the difference
@@ -312,9 +313,17 @@ fn a_new_generation_during_the_run_is_pinned_and_adopted() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The state writer unpins the old generation once the file names the new one: shortly after.
+    while first_gen.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old generation is still pinned: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (second_gen, maps) = pinned_maps(&lab);
     assert_ne!(first_gen, second_gen, "the new generation is pinned");
-    assert!(!first_gen.exists(), "the old generation is unpinned");
     assert!(blocked(&lab.probe(&[Probe::to(bad)], 3).unwrap()));
 
     let (agent, leaked, lost, rounds) = flood(&lab, bad, good, false, || {
@@ -329,8 +338,8 @@ fn a_new_generation_during_the_run_is_pinned_and_adopted() {
     agent.stop().unwrap();
 }
 
-/// (c) A corrupt state file, then a missing one, then a stale one (naming a generation no longer
-/// pinned), then pinned maps changed while no agent ran (the quick attestation of the trie's
+/// (c) A corrupt state file, then a truncated one, then a missing one, then a stale one (naming
+/// a generation no longer pinned), then pinned maps changed while no agent ran (the quick attestation of the trie's
 /// content against the state file fails): each time the agent says why and loads a fresh generation that takes the pinned link
 /// over without a gap, and the old generation's maps are unpinned.
 #[test]
@@ -343,15 +352,23 @@ fn bad_or_missing_state_falls_back_to_a_fresh_generation() {
     let path = lab
         .write_file("restart.toml", &config(&["203.0.113.0/24"]))
         .unwrap();
-    let state_file = lab.state_dir().join("dataplane.json");
+    let state_file = lab.state_dir().join(STATE_FILE);
     let mut agent = lab.start_agent(&path, Role::Inside).unwrap();
-    let stale = std::fs::read_to_string(&state_file).unwrap();
+    let stale = std::fs::read(&state_file).unwrap();
     for (case, tamper, why) in [
         (
             "corrupt",
             Box::new(|| std::fs::write(&state_file, "{\"format\": 1, \"layout\"").unwrap())
                 as Box<dyn Fn() + Send + Sync>,
             "is not valid",
+        ),
+        (
+            "truncated",
+            Box::new(|| {
+                let whole = std::fs::read(&state_file).unwrap();
+                std::fs::write(&state_file, &whole[..whole.len() - 7]).unwrap()
+            }),
+            "its checksum does not match",
         ),
         (
             "missing",
@@ -399,6 +416,63 @@ fn bad_or_missing_state_falls_back_to_a_fresh_generation() {
         assert!(state_file.exists(), "{case}: the new state is written");
         assert!(blocked(&lab.probe(&[Probe::to(bad)], 3).unwrap()));
     }
+    agent.stop().unwrap();
+}
+
+/// (f) The agent is killed after a reload changed the maps in place but before the state file
+/// caught up with it (the state writer works after the reload, off its critical path): simulated
+/// by putting the file from before the reload back. The file describes an older content of the
+/// same maps; the restarted agent sees the trie's fingerprint differ, says so and loads a fresh
+/// generation, without a gap.
+#[test]
+fn a_state_file_behind_the_maps_falls_back_to_a_fresh_generation() {
+    let lab = new_lab();
+    let (bad, added, good) = (ip("203.0.113.7"), ip("198.51.100.9"), ip("192.0.2.10"));
+    for a in [bad, added, good] {
+        lab.add_remote(a).unwrap();
+    }
+    let path = lab
+        .write_file("restart.toml", &config(&["203.0.113.0/24"]))
+        .unwrap();
+    let state_file = lab.state_dir().join(STATE_FILE);
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let before = std::fs::read(&state_file).unwrap();
+    std::fs::write(&path, config(&["203.0.113.0/24", "198.51.100.0/24"])).unwrap();
+    // SAFETY: kill with the pid of the agent this test started.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read(&state_file).unwrap() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the state file was not rewritten after the reload: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(agent.status().unwrap().reloads.last_kind, "in_place");
+    assert!(blocked(&lab.probe(&[Probe::to(added)], 3).unwrap()));
+    let (gen_before, _) = pinned_maps(&lab);
+    let (agent, leaked, lost, rounds) = flood(&lab, bad, good, false, || {
+        let log = agent.kill9().unwrap();
+        assert!(!log.contains("detached"), "{log}");
+        std::fs::write(&state_file, &before).unwrap();
+        lab.start_agent(&path, Role::Inside).unwrap()
+    });
+    assert_no_gap(leaked, lost, rounds);
+    let start = agent.status().unwrap().start.unwrap();
+    assert_eq!(start.kind, "fresh", "{start:?}\n{}", agent.log());
+    assert!(
+        start
+            .reason
+            .contains("is not what the state file describes"),
+        "{start:?}"
+    );
+    let (gen_after, _) = pinned_maps(&lab);
+    assert_ne!(gen_before, gen_after, "a new generation");
+    assert!(!gen_before.exists(), "the old generation is unpinned");
+    assert!(blocked(
+        &lab.probe(&[Probe::to(added), Probe::to(bad)], 3).unwrap()
+    ));
     agent.stop().unwrap();
 }
 
@@ -507,7 +581,7 @@ fn detach_removes_links_maps_and_state() {
         assert!(pins.contains(&want), "{want} in {pins:?}");
     }
     assert!(pins.iter().any(|p| p.starts_with("maps-")), "{pins:?}");
-    assert!(lab.state_dir().join("dataplane.json").exists());
+    assert!(lab.state_dir().join(STATE_FILE).exists());
     assert!(lab.xdp_attached().unwrap());
     assert!(!lab.egress_programs().unwrap().is_empty());
 
@@ -544,6 +618,6 @@ fn detach_removes_links_maps_and_state() {
         lab.egress_programs()
     );
     assert!(!lab.pin_dir().exists(), "the pin folder is gone");
-    assert!(!lab.state_dir().join("dataplane.json").exists());
+    assert!(!lab.state_dir().join(STATE_FILE).exists());
     assert!(delivered(&lab.probe_from_gw(&[Probe::to(bad)], 3).unwrap()));
 }
