@@ -40,7 +40,8 @@ enum Task {
     /// into target/tables/, for the scale test and the bench.
     Tables,
     /// Measure the data plane against XDP_DROP and the kernel LPM trie, the cost of a metrics
-    /// scrape, and the whole country table as one policy; update BENCHMARKS.md.
+    /// scrape, what a reload pays for the restart state file, and the whole country table as
+    /// one policy; update BENCHMARKS.md.
     Bench {
         /// Smaller sizes, for a smoke run (does not update BENCHMARKS.md).
         #[arg(long)]
@@ -281,6 +282,8 @@ fn replace_section(begin: &str, end: &str, section: &str) -> Result<()> {
 
 const BENCH_BEGIN: &str = "<!-- bench:begin (written by `cargo xtask bench`) -->";
 const BENCH_END: &str = "<!-- bench:end -->";
+const STATE_BEGIN: &str = "<!-- bench-state:begin (written by `cargo xtask bench`) -->";
+const STATE_END: &str = "<!-- bench-state:end -->";
 
 fn bench(quick: bool, args: &[String]) -> Result<()> {
     setup::run()?;
@@ -318,10 +321,35 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
     }
     cmd.arg("--markdown").arg(scrape_out);
     exec(&mut cmd)?;
+    // Then what a 1-prefix reload pays for the restart state file, at 1M+200k prefixes.
+    let state_out = Path::new("target/bench-state.md");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "embargo-tests",
+        "--bin",
+        "embargo-bench",
+        "--",
+        "--reload-state",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--markdown").arg(state_out);
+    exec(&mut cmd)?;
     if quick {
         eprintln!("quick run: BENCHMARKS.md left as it is");
         return Ok(());
     }
+    replace_section(
+        STATE_BEGIN,
+        STATE_END,
+        std::fs::read_to_string(state_out)
+            .context("reading the reload-state bench's markdown")?
+            .trim(),
+    )?;
     let section = format!(
         "{}\n\n{}",
         std::fs::read_to_string(out)
