@@ -476,6 +476,66 @@ fn a_state_file_behind_the_maps_falls_back_to_a_fresh_generation() {
     agent.stop().unwrap();
 }
 
+/// (g) Reloads during the run reach the state file (its writer applies each reload's prefix
+/// edits to the sets it keeps): a prefix removed and one added in place, then `kill -9` and the
+/// same policy again; the next agent adopts the maps with a diff that changes nothing, so the
+/// file held exactly the prefixes the maps did.
+#[test]
+fn reloads_during_the_run_reach_the_state_file() {
+    let lab = new_lab();
+    let (bad, removed, added, good) = (
+        ip("203.0.113.7"),
+        ip("198.51.100.9"),
+        ip("198.18.0.5"),
+        ip("192.0.2.10"),
+    );
+    for a in [bad, removed, added, good] {
+        lab.add_remote(a).unwrap();
+    }
+    let path = lab
+        .write_file(
+            "restart.toml",
+            &config(&["203.0.113.0/24", "198.51.100.0/24"]),
+        )
+        .unwrap();
+    let state_file = lab.state_dir().join(STATE_FILE);
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let before = std::fs::read(&state_file).unwrap();
+    std::fs::write(&path, config(&["203.0.113.0/24", "198.18.0.0/24"])).unwrap();
+    // SAFETY: kill with the pid of the agent this test started.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read(&state_file).unwrap() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the state file was not rewritten after the reload: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(agent.status().unwrap().reloads.last_kind, "in_place");
+    let (agent, leaked, lost, rounds) = flood(&lab, bad, good, false, || {
+        kill_and_restart(&lab, agent, &path)
+    });
+    assert_no_gap(leaked, lost, rounds);
+    let start = agent.status().unwrap().start.unwrap();
+    assert_eq!(start.kind, "adopted", "{start:?}\n{}", agent.log());
+    assert_eq!(
+        (
+            start.prefixes_changed,
+            start.entries_written,
+            start.policies_written
+        ),
+        (0, 0, 0),
+        "{start:?}"
+    );
+    assert!(blocked(
+        &lab.probe(&[Probe::to(added), Probe::to(bad)], 3).unwrap()
+    ));
+    assert!(delivered(&lab.probe(&[Probe::to(removed)], 3).unwrap()));
+    agent.stop().unwrap();
+}
+
 /// Sets the root entry of 100.100.100.0/24 (in no policy here) in the pinned IPv4 trie, as
 /// `bpftool map update` from another process would while no agent runs.
 fn tamper_v4_trie(lab: &Lab) {
