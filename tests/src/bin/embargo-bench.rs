@@ -1478,6 +1478,9 @@ fn markdown(
 /// Per reload, each phase's time.
 struct Phases(Vec<(&'static str, Duration)>);
 
+/// Each state file format's size in bytes.
+type FileSizes = Vec<(&'static str, usize)>;
+
 /// `--reload-state`: loads the 1M+200k set (or 100k+20k with `--quick`) with the maps pinned
 /// as the agent pins them, then times `--reloads` reloads that each add or remove one /24
 /// (198.18.0.0/24, outside the generated public space): the in-place apply and each step of
@@ -1553,7 +1556,7 @@ fn reload_state_runs(
     with_extra: &Policy,
     ids: &[String],
     dir: &std::path::Path,
-) -> Result<(Vec<Phases>, Vec<(&'static str, usize)>)> {
+) -> Result<(Vec<Phases>, FileSizes)> {
     let mut runs = Vec::new();
     let mut sizes = Vec::new();
     // What the state writer's thread keeps: the state with its whole prefix sets.
