@@ -26,10 +26,7 @@
 //! every drop reads a clock, which costs 17-25 ns. The ring is handed to the reader ([`Dataplane::take_events`], see [`crate::events`]) and the events
 //! the limit or a full ring stopped are counted per entity ([`Dataplane::events_lost`]).
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -438,31 +435,49 @@ fn trie_len(shape: &Shape, table: &Table) -> usize {
     (table.entries.len() + (spare << shape.stride)).next_multiple_of(trie::LANES as usize)
 }
 
+/// The prefixes whose entity differs between the loaded set and `next` (added, moved or
+/// removed). One merge walk over both in key order: no map of the next policy is built, so the
+/// scan costs a sort of `next` (linear when, as compiled, it is already in order).
 fn changes<N: Copy>(
     live: &LiveTrie,
     next: &[(N, u32)],
     key: impl Fn(&N) -> (u128, u8),
 ) -> Vec<Change> {
-    let next: BTreeMap<(u128, u8), u32> = next.iter().map(|(n, e)| (key(n), *e)).collect();
+    let mut next: Vec<((u128, u8), u32)> = next.iter().map(|(n, e)| (key(n), *e)).collect();
+    // Stable, so that of two equal keys the later one is kept, as a map would keep it.
+    next.sort_by_key(|(k, _)| *k);
     let mut out = Vec::new();
-    for (k, e) in &next {
-        if live.prefixes().get(k) != Some(e) {
-            out.push(Change {
-                addr: k.0,
-                len: k.1,
-                entity: Some(*e),
-            });
+    let mut loaded = live.prefixes().iter().peekable();
+    let mut i = 0;
+    while i < next.len() {
+        let (k, e) = next[i];
+        if next.get(i + 1).is_some_and(|(k2, _)| *k2 == k) {
+            i += 1;
+            continue;
         }
-    }
-    for k in live.prefixes().keys() {
-        if !next.contains_key(k) {
+        i += 1;
+        // Loaded prefixes before `k` are not in `next`: removed.
+        while let Some((lk, _)) = loaded.next_if(|(lk, _)| **lk < k) {
             out.push(Change {
-                addr: k.0,
-                len: k.1,
+                addr: lk.0,
+                len: lk.1,
                 entity: None,
             });
         }
+        match loaded.next_if(|(lk, _)| **lk == k) {
+            Some((_, le)) if *le == e => {}
+            _ => out.push(Change {
+                addr: k.0,
+                len: k.1,
+                entity: Some(e),
+            }),
+        }
     }
+    out.extend(loaded.map(|(lk, _)| Change {
+        addr: lk.0,
+        len: lk.1,
+        entity: None,
+    }));
     out
 }
 
@@ -1731,4 +1746,95 @@ fn map_trie(
     };
     Mirrored::fill(data, len, entries)
         .map_err(|e| other(format!("filling map {name} through mmap"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ipnetwork::Ipv4Network;
+
+    use super::*;
+
+    /// What `changes` must find, by building a map of the next policy.
+    fn naive(live: &BTreeMap<(u128, u8), u32>, next: &[(Ipv4Network, u32)]) -> Vec<Change> {
+        let next: BTreeMap<(u128, u8), u32> = next.iter().map(|(n, e)| (key4(n), *e)).collect();
+        let mut out: Vec<Change> = next
+            .iter()
+            .filter(|(k, e)| live.get(k) != Some(e))
+            .map(|(k, e)| Change {
+                addr: k.0,
+                len: k.1,
+                entity: Some(*e),
+            })
+            .collect();
+        out.extend(
+            live.keys()
+                .filter(|k| !next.contains_key(k))
+                .map(|k| Change {
+                    addr: k.0,
+                    len: k.1,
+                    entity: None,
+                }),
+        );
+        out
+    }
+
+    fn sorted(mut c: Vec<Change>) -> Vec<(u128, u8, Option<u32>)> {
+        let mut v: Vec<_> = c.drain(..).map(|c| (c.addr, c.len, c.entity)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_merge_walk_finds_what_a_map_of_the_next_policy_finds() {
+        // splitmix64: a small seeded generator; prefixes from a narrow space so that loaded and
+        // next overlap, collide and repeat.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rng = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for round in 0..300 {
+            let mut prefix = || {
+                let len = 22 + (rng() % 4) as u8;
+                let addr = 0x0a00_0000 | ((rng() % 64) as u32) << 8;
+                Ipv4Network::new(addr.into(), len).unwrap()
+            };
+            let loaded: Vec<(Ipv4Network, u32)> =
+                (0..(round % 40)).map(|_| (prefix(), 0)).collect();
+            let mut next: Vec<(Ipv4Network, u32)> =
+                (0..(round % 37)).map(|_| (prefix(), 0)).collect();
+            let mut loaded: Vec<_> = loaded
+                .into_iter()
+                .map(|(n, _)| (Ipv4Network::new(n.network(), n.prefix()).unwrap(), 0))
+                .collect();
+            for (i, p) in loaded.iter_mut().enumerate() {
+                p.1 = (i % 3) as u32;
+            }
+            for (i, p) in next.iter_mut().enumerate() {
+                *p = (
+                    Ipv4Network::new(p.0.network(), p.0.prefix()).unwrap(),
+                    (i % 3) as u32,
+                );
+            }
+            let live = LiveTrie::new(
+                &crate::table::V4,
+                loaded.iter().map(|(n, e)| {
+                    let (a, l) = key4(n);
+                    (a, l, *e)
+                }),
+                0,
+                0,
+            );
+            assert_eq!(
+                sorted(changes(&live, &next, key4)),
+                sorted(naive(live.prefixes(), &next)),
+                "round {round}"
+            );
+        }
+    }
 }
