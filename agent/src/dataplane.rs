@@ -1822,7 +1822,7 @@ mod tests {
                 );
             }
             let live = LiveTrie::new(
-                &crate::table::V4,
+                &table::V4,
                 loaded.iter().map(|(n, e)| {
                     let (a, l) = key4(n);
                     (a, l, *e)
