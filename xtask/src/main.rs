@@ -220,7 +220,8 @@ impl Tally {
 fn demo(config: &Path) -> Result<()> {
     setup::run()?;
     require_root("the demo")?;
-    exec(cargo().args(["build", "--bin", "embargo", "--bin", "embargo-demo"]))?;
+    // The agent's binary, which the demo's lab starts (embargo-tests is not a default member).
+    exec(cargo().args(["build", "-p", "embargo", "--bin", "embargo"]))?;
     exec(
         cargo()
             .args([
