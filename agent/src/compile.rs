@@ -169,6 +169,9 @@ fn designation_active(
         && d.delisted_on.is_none_or(|x| x.0 > today)
 }
 
+/// How the warning for a designation that follows a skipped list ends.
+const SKIPPED_LIST: &str = "; the designation keeps its entity file's metadata and is NOT delisted";
+
 /// An entity's designations as they count, each list-driven one's status, and the warnings.
 type Effective = (Vec<Designation>, Vec<ListedStatus>, Vec<String>);
 
@@ -193,6 +196,20 @@ fn effective_designations(
             out.push(d.clone());
             continue;
         };
+        if resolved.skipped_lists.contains(list_name.get_ref()) {
+            // The list's source had no usable copy (on_source_failure = "skip"): the
+            // designation stands as its entity file writes it, never delisted for that.
+            warnings.push(format!(
+                "entity `{id}` ({}), {} {}: list `{}` was skipped (its source has no usable \
+                 copy){SKIPPED_LIST}",
+                file.path.display(),
+                d.authority,
+                d.reference,
+                list_name.get_ref()
+            ));
+            out.push(d.clone());
+            continue;
+        }
         let Some(list) = resolved
             .lists
             .iter()
@@ -435,7 +452,11 @@ pub fn compile(
         }
         let (designations, statuses, warnings) = effective_designations(config, resolved, ei)?;
         for w in warnings {
-            tracing::warn!("{w}; the list's values are used");
+            if w.ends_with(SKIPPED_LIST) {
+                tracing::warn!("{w}");
+            } else {
+                tracing::warn!("{w}; the list's values are used");
+            }
             report.list_warnings.push(w);
         }
         let mut list_delisted = Vec::new();

@@ -89,11 +89,20 @@ pub struct MainFile {
 pub struct ListDef {
     /// Slug (lowercase letters, digits, `-`, `_`) that designations name with `list = "..."`.
     pub name: Spanned<String>,
-    /// `uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`, `eu-xml` or `opensanctions`.
-    pub format: Spanned<crate::lists::ListFormat>,
-    /// The list file, relative to this file.
-    pub path: Spanned<String>,
-    /// `ofac-csv` only: OFAC's `alt.csv` (the aliases), relative to this file. Optional.
+    /// `uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`, `eu-xml` or `opensanctions`. Required with
+    /// `path`; not written with `source` (the source's `format` is the list's).
+    #[serde(default)]
+    pub format: Option<Spanned<crate::lists::ListFormat>>,
+    /// The list file, relative to this file. Exactly one of `path` and `source`.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// A `[[sources]]` name whose `format` is a list format: the list is then read from that
+    /// source's last-known-good copy, fetched and refreshed like any source. Exactly one of
+    /// `path` and `source`.
+    #[serde(default)]
+    pub source: Option<Spanned<String>>,
+    /// `ofac-csv` with `path` only: OFAC's `alt.csv` (the aliases), relative to this file.
+    /// Optional; always a local file.
     #[serde(default)]
     pub alt_path: Option<Spanned<String>>,
 }
@@ -125,7 +134,9 @@ pub struct SourceDef {
     pub name: Spanned<String>,
     /// `https://` only: plain HTTP is refused.
     pub url: Spanned<String>,
-    /// How the body lists prefixes.
+    /// How the body lists prefixes (`list`, `csv`, `json`), or the sanctions list format of a
+    /// source that a `[[lists]]` entry reads (`uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`,
+    /// `eu-xml`, `opensanctions`).
     pub format: Spanned<SourceFormat>,
     /// `csv`: the header of the column holding the prefixes.
     #[serde(default)]
@@ -168,6 +179,40 @@ pub enum SourceFormat {
     Csv,
     /// A JSON array of strings, or of objects whose `field` holds the prefix.
     Json,
+    /// A sanctions list (UK Sanctions List CSV), for a `[[lists]]` entry with `source = ...`.
+    #[serde(rename = "uk-csv")]
+    UkCsv,
+    /// A sanctions list (UK Sanctions List XML).
+    #[serde(rename = "uk-xml")]
+    UkXml,
+    /// A sanctions list (OFAC `sdn.csv`; its `alt.csv` is not fetched).
+    #[serde(rename = "ofac-csv")]
+    OfacCsv,
+    /// A sanctions list (OFAC `sdn.xml`).
+    #[serde(rename = "ofac-xml")]
+    OfacXml,
+    /// A sanctions list (EU consolidated list XML).
+    #[serde(rename = "eu-xml")]
+    EuXml,
+    /// A sanctions list (OpenSanctions FollowTheMoney JSON lines).
+    #[serde(rename = "opensanctions")]
+    Opensanctions,
+}
+
+impl SourceFormat {
+    /// The sanctions list format, for the list formats; `None` for the prefix formats.
+    pub fn list_format(self) -> Option<crate::lists::ListFormat> {
+        use crate::lists::ListFormat as L;
+        match self {
+            SourceFormat::List | SourceFormat::Csv | SourceFormat::Json => None,
+            SourceFormat::UkCsv => Some(L::UkCsv),
+            SourceFormat::UkXml => Some(L::UkXml),
+            SourceFormat::OfacCsv => Some(L::OfacCsv),
+            SourceFormat::OfacXml => Some(L::OfacXml),
+            SourceFormat::EuXml => Some(L::EuXml),
+            SourceFormat::Opensanctions => Some(L::Opensanctions),
+        }
+    }
 }
 
 /// What to do with a source that has no usable content at all.

@@ -725,15 +725,20 @@ fn fetch(path: &std::path::Path) -> ExitCode {
     let mut failed = 0;
     for (def, result) in config.main.sources.iter().zip(results) {
         let name = def.name.get_ref();
+        let unit = if def.format.get_ref().list_format().is_some() {
+            "designations"
+        } else {
+            "prefixes"
+        };
         match result {
             Ok(Outcome::Updated {
                 changed, entries, ..
             }) => println!(
-                "{name}: {} ({entries} prefixes)",
+                "{name}: {} ({entries} {unit})",
                 if changed { "updated" } else { "unchanged" }
             ),
             Ok(Outcome::NotModified { entries, .. }) => {
-                println!("{name}: not modified ({entries} prefixes)")
+                println!("{name}: not modified ({entries} {unit})")
             }
             Err(e) => {
                 failed += 1;
@@ -935,9 +940,13 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
                             humantime::format_duration(std::time::Duration::from_secs(secs))
                         )
                     });
+                    let unit = s.list.as_ref().map_or_else(
+                        || "prefixes".to_owned(),
+                        |l| format!("designations for list `{l}`"),
+                    );
                     writeln!(
                         o,
-                        "  {:<20} {} prefixes from {}{age}",
+                        "  {:<20} {} {unit} from {}{age}",
                         s.name,
                         s.entries,
                         s.cache.display()

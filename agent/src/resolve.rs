@@ -59,6 +59,8 @@ pub struct SourceReport {
     pub checked_at: Option<DateTime<Utc>>,
     /// Why it was skipped.
     pub problem: Option<String>,
+    /// For a list source: the `[[lists]]` entry that reads it (its entries are designations).
+    pub list: Option<String>,
 }
 
 /// A prefix from a network group, with where it was written.
@@ -86,6 +88,10 @@ pub struct Resolved {
     pub sources: Vec<SourceReport>,
     /// Every declared sanctions list, read and parsed, in configuration order.
     pub lists: Vec<ResolvedList>,
+    /// Lists read from a source that had no usable copy, skipped under
+    /// `on_source_failure = "skip"`: designations that follow one keep what their entity file
+    /// says (they are neither updated nor delisted).
+    pub skipped_lists: Vec<String>,
 }
 
 /// A `[[lists]]` file, read and parsed whole.
@@ -164,6 +170,7 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
                     fetched_at: Some(c.meta.fetched_at),
                     checked_at: Some(c.meta.checked_at),
                     problem: None,
+                    list: None,
                 });
                 return Ok(Some(SourceEntries {
                     file,
@@ -212,15 +219,80 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
                 fetched_at: None,
                 checked_at: None,
                 problem: Some(problem),
+                list: None,
             });
             Ok(None)
         }
     }
 }
 
-/// Reads and parses every `[[lists]]` file. Anything wrong with one refuses the whole
+/// Reads the last-known-good copy of list source `spec` for list `name`: its path, text and
+/// metadata. The copy is parsed by the caller. `Ok(None)`: no usable copy and
+/// `on_source_failure = "skip"`: the list is skipped.
+fn read_list_source(
+    name: &str,
+    spec: &SourceSpec,
+    format: crate::lists::ListFormat,
+    r: &mut Resolved,
+) -> Result<Option<(PathBuf, String, sources::cache::Meta)>, ConfigError> {
+    match sources::cache::load(spec) {
+        Ok(c) => {
+            r.sources.push(SourceReport {
+                name: spec.name.clone(),
+                url: spec.url.to_string(),
+                status: SourceStatus::Used,
+                cache: c.paths.body.clone(),
+                entries: c.meta.entries,
+                fetched_at: Some(c.meta.fetched_at),
+                checked_at: Some(c.meta.checked_at),
+                problem: None,
+                list: Some(name.to_owned()),
+            });
+            Ok(Some((c.paths.body, c.body, c.meta)))
+        }
+        Err(e) => {
+            let problem = format!(
+                "list `{name}` ({format}) from source `{}` has no usable copy: {e}",
+                spec.name
+            );
+            match spec.on_failure {
+                OnSourceFailure::Refuse => Err(ConfigError::Invalid {
+                    at: spec.at.clone(),
+                    message: format!(
+                        "{problem}; `embargo fetch` or `embargo run` fetches it, or set \
+                         on_source_failure = \"skip\" to go on without it (designations that \
+                         follow the list then keep their entity files' metadata and are not \
+                         delisted)"
+                    ),
+                }),
+                OnSourceFailure::Skip => {
+                    tracing::warn!(
+                        source = %spec.name,
+                        list = name,
+                        "list skipped (on_source_failure = \"skip\"): {problem}; designations \
+                         that follow it keep their entity files' metadata and are NOT delisted"
+                    );
+                    r.sources.push(SourceReport {
+                        name: spec.name.clone(),
+                        url: spec.url.to_string(),
+                        status: SourceStatus::Skipped,
+                        cache: sources::cache::Paths::of(spec).body,
+                        entries: 0,
+                        fetched_at: None,
+                        checked_at: None,
+                        problem: Some(problem),
+                        list: Some(name.to_owned()),
+                    });
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// Reads and parses every `[[lists]]` file (or list source's copy). Anything wrong with one refuses the whole
 /// configuration: a list that cannot be read is never taken as an empty one.
-fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
+fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result<(), ConfigError> {
     let main = config.main_file();
     for def in &config.main.lists {
         let name = def.name.get_ref();
@@ -242,15 +314,6 @@ fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
                 format!("list name `{name}` is declared twice; names must be unique"),
             ));
         }
-        let format = *def.format.get_ref();
-        if let Some(alt) = &def.alt_path
-            && format != crate::lists::ListFormat::OfacCsv
-        {
-            return Err(main.invalid(
-                alt.span().start,
-                format!("alt_path is for format \"ofac-csv\" only (OFAC's alt.csv); remove it from list `{name}`"),
-            ));
-        }
         let read = |p: &Spanned<String>| -> Result<(PathBuf, String), ConfigError> {
             let path = config.relative(0, p.get_ref());
             let text = config::read_text(&path).map_err(|e| match e {
@@ -265,8 +328,92 @@ fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
             })?;
             Ok((path, text))
         };
-        let (path, text) = read(&def.path)?;
-        let alt = def.alt_path.as_ref().map(read).transpose()?;
+        let (path, text, format, alt, fetched) = match (&def.path, &def.source) {
+            (Some(_), Some(src)) => {
+                return Err(main.invalid(
+                    src.span().start,
+                    format!(
+                        "list `{name}` has both `path` and `source`: keep one (`path` for a \
+                         local file, `source` for a [[sources]] feed)"
+                    ),
+                ));
+            }
+            (None, None) => {
+                return Err(main.invalid(
+                    def.name.span().start,
+                    format!(
+                        "list `{name}` needs `path = \"<file>\"` (with format) or \
+                         `source = \"<[[sources]] name>\"`"
+                    ),
+                ));
+            }
+            (Some(p), None) => {
+                let Some(format) = &def.format else {
+                    return Err(main.invalid(
+                        def.name.span().start,
+                        format!(
+                            "list `{name}` needs format = \"uk-csv\", \"uk-xml\", \"ofac-csv\", \
+                             \"ofac-xml\", \"eu-xml\" or \"opensanctions\""
+                        ),
+                    ));
+                };
+                let format = *format.get_ref();
+                if let Some(alt) = &def.alt_path
+                    && format != crate::lists::ListFormat::OfacCsv
+                {
+                    return Err(main.invalid(
+                        alt.span().start,
+                        format!("alt_path is for format \"ofac-csv\" only (OFAC's alt.csv); remove it from list `{name}`"),
+                    ));
+                }
+                let (path, text) = read(p)?;
+                let alt = def.alt_path.as_ref().map(read).transpose()?;
+                (path, text, format, alt, None)
+            }
+            (None, Some(src)) => {
+                let at = src.span().start;
+                if let Some(f) = &def.format {
+                    return Err(main.invalid(
+                        f.span().start,
+                        format!(
+                            "list `{name}` reads source `{}`: its format is the source's \
+                             `format`; remove `format` here",
+                            src.get_ref()
+                        ),
+                    ));
+                }
+                if let Some(alt) = &def.alt_path {
+                    return Err(main.invalid(
+                        alt.span().start,
+                        format!(
+                            "alt_path is for a local ofac-csv list (`path`); list `{name}` reads \
+                             a source, whose alt.csv is not fetched: remove alt_path"
+                        ),
+                    ));
+                }
+                let Some(spec) = specs.iter().find(|s| s.name == *src.get_ref()) else {
+                    return Err(main.invalid(at, unknown_source(src.get_ref(), specs)));
+                };
+                let sources::Format::Sanctions(format) = spec.format else {
+                    return Err(main.invalid(
+                        at,
+                        format!(
+                            "list `{name}`: source `{}` has a prefix format; a list's source needs \
+                             a list format (format = \"uk-csv\", \"uk-xml\", \"ofac-csv\", \
+                             \"ofac-xml\", \"eu-xml\" or \"opensanctions\" in its [[sources]] entry)",
+                            spec.name
+                        ),
+                    ));
+                };
+                match read_list_source(name, spec, format, r)? {
+                    Some((path, text, meta)) => (path, text, format, None, Some(meta)),
+                    None => {
+                        r.skipped_lists.push(name.clone());
+                        continue;
+                    }
+                }
+            }
+        };
         let input = crate::lists::ListInput {
             path: &path,
             text: &text,
@@ -285,6 +432,10 @@ fn read_lists(config: &Config, r: &mut Resolved) -> Result<(), ConfigError> {
         })?;
         let (as_of, published) = match document.published {
             Some(d) => (d, true),
+            None if fetched.is_some() => (
+                fetched.as_ref().expect("checked").fetched_at.date_naive(),
+                false,
+            ),
             None => {
                 let modified = std::fs::metadata(&path)
                     .and_then(|m| m.modified())
@@ -314,7 +465,8 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         paths: config.files.iter().map(|f| f.path.clone()).collect(),
         ..Default::default()
     };
-    read_lists(config, &mut r)?;
+    let specs = sources::spec::specs(config)?;
+    read_lists(config, &specs, &mut r)?;
     check_evidence_kinds(config)?;
     let asn_table = read_table(
         config,
@@ -332,7 +484,6 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
         |g| g.countries.first().map(|c| c.span().start),
     )?;
     r.country_table = country_table.as_ref().map(RangeTable::version);
-    let specs = sources::spec::specs(config)?;
     let mut read: HashMap<&str, Option<SourceEntries>> = HashMap::new();
     for src in &config.entities {
         let file = &config.files[src.file];
@@ -425,6 +576,16 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                         file.invalid(name.span().start, unknown_source(name.get_ref(), &specs))
                     );
                 };
+                if let sources::Format::Sanctions(f) = spec.format {
+                    return Err(file.invalid(
+                        name.span().start,
+                        format!(
+                            "source `{}` is a {f} sanctions list, not a feed of prefixes; a \
+                             [[lists]] entry reads it (source = \"{}\")",
+                            spec.name, spec.name
+                        ),
+                    ));
+                }
                 if !read.contains_key(spec.name.as_str()) {
                     let entries = read_source(spec, &mut r)?;
                     read.insert(spec.name.as_str(), entries);
@@ -462,6 +623,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                 fetched_at: None,
                 checked_at: None,
                 problem: None,
+                list: None,
             }),
         }
     }

@@ -816,3 +816,294 @@ async fn the_fetch_command_fills_the_cache_and_names_failures() {
     assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
     assert!(lab.cached("down").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sanctions lists read from a source: `[[lists]] source = "..."`.
+
+fn list_fixture(name: &str) -> String {
+    fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lists")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// An entity designated as CYB0114 that follows list `uk`.
+const LISTED_ENTITY: &str = r#"
+[[entities]]
+id = "i-soon"
+name = "Sichuan Anxun Information Technology Co., Ltd."
+aliases = ["i-Soon"]
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "The Cyber (Sanctions) (EU Exit) Regulations 2020"
+reference = "CYB0114"
+listed_on = 2025-12-09
+source = "https://www.gov.uk/"
+list = "uk"
+[[entities.networks]]
+prefixes = ["74.120.172.10"]
+[entities.networks.evidence]
+kind = "manual"
+source = "test"
+retrieved = 2026-01-01
+confidence = "low"
+"#;
+
+impl Lab {
+    /// Writes `main.toml` with `sources_and_lists` before the entity that follows list `uk`;
+    /// its path and text.
+    fn list_main(&self, sources_and_lists: &str) -> (PathBuf, String) {
+        let text = format!(
+            "enforce = [\"UK\"]\ncache_dir = \"cache\"\n{sources_and_lists}\n{LISTED_ENTITY}"
+        );
+        let path = self.dir.join("main.toml");
+        fs::write(&path, &text).unwrap();
+        (path, text)
+    }
+}
+
+fn uk_source(url: &str, extra: &str) -> String {
+    format!(
+        "{}[[lists]]\nname = \"uk\"\nsource = \"uk-list\"\n",
+        source("uk-list", url, &format!("format = \"uk-csv\"\n{extra}"))
+    )
+}
+
+fn compile_on(config: &Config, day: &str) -> compile::Compiled {
+    let r = resolve::resolve(config).unwrap();
+    compile::compile(config, &r, day.parse().unwrap()).unwrap()
+}
+
+/// 1-based line of the first line of `text` containing `needle`.
+fn line_with(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[tokio::test]
+async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
+    let lab = Lab::new("listsrc");
+    let listed = list_fixture("UK_Sanctions_List.csv");
+    let delisted = list_fixture("UK_Sanctions_List.delisted.csv");
+    // Cut in the middle of the third row: a download that stopped early.
+    let cut = listed.match_indices('\n').nth(3).unwrap().0 + 40;
+    let truncated = listed[..cut].to_owned();
+    let version = Arc::new(AtomicUsize::new(1));
+    let v = Arc::clone(&version);
+    let bodies = [listed.clone(), truncated, delisted.clone()];
+    let server = serve(&lab, move |r| {
+        match (r.path.as_str(), v.load(Ordering::SeqCst)) {
+            ("/UK_Sanctions_List.csv", 1) => Reply::ok(bodies[0].clone()),
+            ("/UK_Sanctions_List.csv", 2) => {
+                Reply::ok("<html><body>Service temporarily unavailable</body></html>\n")
+            }
+            ("/UK_Sanctions_List.csv", 3) => Reply::ok(bodies[1].clone()),
+            ("/UK_Sanctions_List.csv", _) => Reply::ok(bodies[2].clone()),
+            _ => Reply::status(404),
+        }
+    })
+    .await;
+    let (main, _) = lab.list_main(&uk_source(
+        &server.url("/UK_Sanctions_List.csv"),
+        "interval = \"1s\"",
+    ));
+    let config = config::load(&main).unwrap();
+    let cache = lab.path("cache/uk-list.body");
+
+    // Fetched and cached at start; the list is read from the copy and CYB0114 is enforced.
+    let (manager, mut changed) = SourceManager::start(&config).await.unwrap();
+    assert_eq!(manager.states()[0].entries, 4, "{:?}", manager.states());
+    assert_eq!(lab.cached("uk-list").as_deref(), Some(listed.as_str()));
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.lists.len(), 1);
+    assert_eq!(r.lists[0].path, cache);
+    assert_eq!(r.sources[0].status, SourceStatus::Used);
+    let audit = embargo::audit::sources(&config, &r).unwrap();
+    let entry = audit
+        .iter()
+        .find(|s| s.path == cache.display().to_string())
+        .expect("the cached copy is an audit source");
+    assert_eq!(entry.kind, embargo::audit::SourceKind::List);
+    assert_eq!(entry.sha256, resolve::sha256_hex(listed.as_bytes()));
+    let before = compile_on(&config, "2026-07-01");
+    assert_eq!(before.rules.len(), 1, "CYB0114 is on the list: enforced");
+    assert!(before.listed[0].on_list);
+    // `embargo check` reads the same copy (and never fetches).
+    let requests = server.requests().len();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(&main)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "4 designations (uk-csv, published 2025-12-09) from {}",
+            cache.display()
+        )),
+        "{text}"
+    );
+
+    // Garbage, then a truncated list: each refused, the last-known-good copy stays in force.
+    for (v, what) in [(2, "garbage"), (3, "truncated")] {
+        version.store(v, Ordering::SeqCst);
+        let errors = manager.states()[0].fetch_errors_total;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while manager.states()[0].fetch_errors_total == errors {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no refused fetch within 10s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let state = manager.states().remove(0);
+        assert!(
+            state
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not a valid uk-csv list"),
+            "{what}: {state:?}"
+        );
+        assert!(!changed.has_changed().unwrap(), "{what}: no reload");
+        assert_eq!(
+            lab.cached("uk-list").as_deref(),
+            Some(listed.as_str()),
+            "{what}"
+        );
+        let c = compile_on(&config, "2026-07-01");
+        assert_eq!(c.rules.len(), 1, "{what}: still enforced");
+        assert!(c.report.delisted_by_list.is_empty(), "{what}");
+    }
+    assert!(server.requests().len() > requests);
+
+    // The delisted list: a change, a reload, and the designation is delisted.
+    version.store(4, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), changed.changed())
+        .await
+        .expect("a change within 10s")
+        .unwrap();
+    assert_eq!(
+        changed.borrow_and_update().source.as_deref(),
+        Some("uk-list")
+    );
+    assert_eq!(lab.cached("uk-list").as_deref(), Some(delisted.as_str()));
+    let after = compile_on(&config, "2026-07-01");
+    assert!(after.rules.is_empty(), "not on the new list: not enforced");
+    assert_eq!(after.listed[0].delisted_on, "2026-06-20".parse().ok());
+    assert!(
+        after.report.delisted_by_list[0].contains(&cache.display().to_string()),
+        "{:?}",
+        after.report.delisted_by_list
+    );
+    drop(manager);
+}
+
+#[tokio::test]
+async fn a_list_source_without_a_copy_refuses_or_is_skipped_without_delisting() {
+    let lab = Lab::new("listskip");
+    let port = support::closed_port().await;
+    let url = format!("https://127.0.0.1:{port}/UK_Sanctions_List.csv");
+    let (main, _) = lab.list_main(&uk_source(&url, ""));
+    let config = config::load(&main).unwrap();
+    let e = resolve::resolve(&config).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:4:", main.display())), "{e}");
+    assert!(
+        e.contains("list `uk` (uk-csv) from source `uk-list` has no usable copy"),
+        "{e}"
+    );
+    let (main, _) = lab.list_main(&uk_source(&url, "on_source_failure = \"skip\""));
+    let config = config::load(&main).unwrap();
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.skipped_lists, ["uk"]);
+    assert_eq!(r.sources[0].status, SourceStatus::Skipped);
+    let c = compile::compile(&config, &r, "2026-07-01".parse().unwrap()).unwrap();
+    assert_eq!(
+        c.rules.len(),
+        1,
+        "kept as the entity file says, not delisted"
+    );
+    assert!(c.report.delisted_by_list.is_empty());
+    assert!(
+        c.report.list_warnings[0].contains("list `uk` was skipped")
+            && c.report.list_warnings[0].contains("NOT delisted"),
+        "{:?}",
+        c.report.list_warnings
+    );
+}
+
+#[test]
+fn list_entries_name_a_known_source_and_only_one_of_path_and_source() {
+    let lab = Lab::new("listerrs");
+    let src = source(
+        "uk-list",
+        "https://127.0.0.1:1/uk.csv",
+        "format = \"uk-csv\"",
+    );
+    let feed = source("feed", "https://127.0.0.1:1/f", "format = \"list\"");
+    let cases = [
+        (
+            format!("{src}{feed}[[lists]]\nname = \"uk\"\nsource = \"nope\"\n"),
+            "source = \"nope\"",
+            "unknown source `nope` (declared: uk-list, feed)",
+        ),
+        (
+            format!(
+                "{src}[[lists]]\nname = \"uk\"\nformat = \"uk-csv\"\npath = \"uk.csv\"\nsource = \"uk-list\"\n"
+            ),
+            "source = \"uk-list\"",
+            "has both `path` and `source`",
+        ),
+        (
+            format!("{feed}[[lists]]\nname = \"uk\"\nsource = \"feed\"\n"),
+            "source = \"feed\"",
+            "source `feed` has a prefix format",
+        ),
+        (
+            format!("{src}[[lists]]\nname = \"uk\"\nformat = \"uk-xml\"\nsource = \"uk-list\"\n"),
+            "format = \"uk-xml\"",
+            "its format is the source's",
+        ),
+        (
+            format!("{src}[[lists]]\nname = \"uk\"\n"),
+            "name = \"uk\"",
+            "needs `path",
+        ),
+    ];
+    for (lists, at, needle) in cases {
+        let (main, text) = lab.list_main(&lists);
+        let e = resolve::resolve(&config::load(&main).unwrap())
+            .unwrap_err()
+            .to_string();
+        let line = line_with(&text, at);
+        assert!(
+            e.starts_with(&format!("{}:{line}:", main.display())),
+            "{at}: {e}"
+        );
+        assert!(e.contains(needle), "{at}: {e}");
+    }
+    // A list source named in a network group is refused at the group.
+    let text = format!(
+        "enforce = [\"UK\"]\ncache_dir = \"cache\"\n{}\n{ENTITY}",
+        source("feed", "https://127.0.0.1:1/uk.csv", "format = \"uk-csv\"")
+    );
+    fs::write(lab.path("main.toml"), &text).unwrap();
+    let e = resolve::resolve(&config::load(&lab.path("main.toml")).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is a uk-csv sanctions list, not a feed of prefixes"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(":{}:", line_with(&text, "sources = [\"feed\"]"))),
+        "{e}"
+    );
+}

@@ -2,7 +2,9 @@
 //! OFAC SDN XML and CSV, the EU consolidated list XML, OpenSanctions FollowTheMoney JSON lines)
 //! parsed into one model, [`ListDocument`].
 //!
-//! Two uses: `[[lists]]` in the main file are read on every compile ([`crate::resolve`]) so a
+//! Two uses: `[[lists]]` in the main file are read on every compile ([`crate::resolve`]), from
+//! a local `path` or from the last-known-good copy of a `source` ([`crate::sources`], whose
+//! fetches validate a list body with [`parse`] before caching it), so a
 //! designation written with `list = "<name>"` follows the list (its metadata, and a delisting
 //! when its reference is gone), and `embargo import` turns designations into entity file
 //! skeletons ([`skeleton`]). One module per format; each parses a whole file or refuses it with

@@ -227,9 +227,7 @@ impl Fetcher {
         };
         let sha256 = verify::verify(spec, &body, signature.as_deref())?;
         let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotUtf8)?;
-        let entries = parse::parse(&spec.format, text)
-            .map_err(FetchError::BadLine)?
-            .len();
+        let entries = parse::count(&spec.format, text).map_err(FetchError::BadLine)?;
         if entries == 0 {
             return Err(FetchError::Empty);
         }

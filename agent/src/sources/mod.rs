@@ -8,6 +8,10 @@
 //! * [`manager`]: [`SourceManager`] fetches every source at start, refreshes each on its
 //!   interval, keeps a [`SourceState`] per source and says when content changed.
 //!
+//! A source whose `format` is a sanctions list format (`uk-csv`, ...) feeds a `[[lists]]` entry
+//! (`source = "<name>"`) instead of network groups: [`parse::count`] validates its body with the
+//! list parser, the rest (fetch, cache, refresh, change notification) is the same.
+//!
 //! The policy never reads the network: [`crate::resolve`] reads the last-known-good copies, so
 //! `embargo check` and the agent compile the same content.
 

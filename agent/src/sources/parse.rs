@@ -23,13 +23,43 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Every prefix in `text` with its line, in order.
+/// Every prefix in `text` with its line, in order. A sanctions list holds no prefixes: it is
+/// refused here (see [`count`]).
 pub fn parse(format: &Format, text: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         Format::List => list(text),
         Format::Csv { column } => csv(text, column),
         Format::Json { field } => json(text, field.as_deref()),
+        Format::Sanctions(f) => Err(LineError {
+            line: 1,
+            message: format!(
+                "a {f} sanctions list holds designations, not prefixes; name this source in a \
+                 [[lists]] entry (source = \"...\"), not in a network group"
+            ),
+        }),
+    }
+}
+
+/// How many entries `text` holds: prefixes, or designations for a sanctions list (parsed whole
+/// with its list parser; one with no designation is refused). The check a body passes before
+/// it is cached.
+pub fn count(format: &Format, text: &str) -> Result<usize, LineError> {
+    match format {
+        Format::Sanctions(f) => {
+            let input = crate::lists::ListInput {
+                path: std::path::Path::new("body"),
+                text,
+                alt: None,
+            };
+            crate::lists::parse(*f, &input)
+                .map(|d| d.designations.len())
+                .map_err(|e| LineError {
+                    line: e.line,
+                    message: format!("not a valid {f} list: {}", e.message),
+                })
+        }
+        other => parse(other, text).map(|v| v.len()),
     }
 }
 

@@ -29,6 +29,8 @@ pub enum Format {
     Csv { column: String },
     /// A JSON array of strings (`field` unset) or of objects whose `field` holds the prefix.
     Json { field: Option<String> },
+    /// A sanctions list, read by a `[[lists]]` entry: validated with the list parser.
+    Sanctions(crate::lists::ListFormat),
 }
 
 /// A checked source.
@@ -136,14 +138,21 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         SourceFormat::List => "list",
         SourceFormat::Csv => "csv",
         SourceFormat::Json => "json",
+        other => other
+            .list_format()
+            .map_or("", crate::lists::ListFormat::name),
     };
-    if let (Some(c), SourceFormat::List | SourceFormat::Json) = (&def.column, fmt) {
+    if let (Some(c), f) = (&def.column, fmt)
+        && f != SourceFormat::Csv
+    {
         return Err(main.invalid(
             c.span().start,
             format!("source `{name}`: `column` is for format = \"csv\", not \"{fmt_name}\""),
         ));
     }
-    if let (Some(f), SourceFormat::List | SourceFormat::Csv) = (&def.field, fmt) {
+    if let (Some(f), x) = (&def.field, fmt)
+        && x != SourceFormat::Json
+    {
         return Err(main.invalid(
             f.span().start,
             format!("source `{name}`: `field` is for format = \"json\", not \"{fmt_name}\""),
@@ -168,6 +177,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         SourceFormat::Json => Format::Json {
             field: def.field.as_ref().map(|f| f.get_ref().clone()),
         },
+        other => Format::Sanctions(other.list_format().expect("the other formats are lists")),
     };
     let duration = |v: &Option<toml::Spanned<String>>, what: &str, default: Duration| {
         let Some(v) = v else { return Ok(default) };
@@ -389,6 +399,25 @@ mod tests {
         let e = err(&format!("{one}{one}"));
         assert!(
             e.contains("already used at /etc/embargo/main.toml:4:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn list_formats_are_source_formats() {
+        let s = load(
+            "[[sources]]\nname = \"uk\"\nurl = \"https://e.org/uk.csv\"\nformat = \"uk-csv\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s[0].format,
+            Format::Sanctions(crate::lists::ListFormat::UkCsv)
+        );
+        let e = err(
+            "[[sources]]\nname = \"uk\"\nurl = \"https://e.org/uk.csv\"\nformat = \"uk-csv\"\ncolumn = \"ip\"\n",
+        );
+        assert!(
+            e.contains("`column` is for format = \"csv\", not \"uk-csv\""),
             "{e}"
         );
     }
