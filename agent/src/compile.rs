@@ -133,6 +133,9 @@ pub struct Report {
     /// Where an entity file and its list disagree (regime, date, names, authority): the list's
     /// values are used.
     pub list_warnings: Vec<String>,
+    /// Designations following a list that was skipped (its source had no usable copy and
+    /// `on_source_failure = "skip"`): they stand as the entity file writes them, not delisted.
+    pub unfollowed_designations: Vec<String>,
 }
 
 /// The compiled policy.
@@ -169,11 +172,15 @@ fn designation_active(
         && d.delisted_on.is_none_or(|x| x.0 > today)
 }
 
-/// How the warning for a designation that follows a skipped list ends.
-const SKIPPED_LIST: &str = "; the designation keeps its entity file's metadata and is NOT delisted";
-
 /// An entity's designations as they count, each list-driven one's status, and the warnings.
-type Effective = (Vec<Designation>, Vec<ListedStatus>, Vec<String>);
+struct Effective {
+    designations: Vec<Designation>,
+    statuses: Vec<ListedStatus>,
+    /// Where the entity file and its list disagree (the list's values are used).
+    mismatches: Vec<String>,
+    /// Designations whose list was skipped: they stand as the entity file writes them.
+    unfollowed: Vec<String>,
+}
 
 /// An entity's designations as they count on this compile: those naming a list take the
 /// list's regime and date when it has their reference, and are delisted from the list's date
@@ -191,6 +198,7 @@ fn effective_designations(
     let mut out = Vec::with_capacity(def.designations.len());
     let mut statuses = Vec::new();
     let mut warnings = Vec::new();
+    let mut unfollowed = Vec::new();
     for d in &def.designations {
         let Some(list_name) = &d.list else {
             out.push(d.clone());
@@ -199,9 +207,9 @@ fn effective_designations(
         if resolved.skipped_lists.contains(list_name.get_ref()) {
             // The list's source had no usable copy (on_source_failure = "skip"): the
             // designation stands as its entity file writes it, never delisted for that.
-            warnings.push(format!(
+            unfollowed.push(format!(
                 "entity `{id}` ({}), {} {}: list `{}` was skipped (its source has no usable \
-                 copy){SKIPPED_LIST}",
+                 copy); the designation keeps its entity file's metadata and is NOT delisted",
                 file.path.display(),
                 d.authority,
                 d.reference,
@@ -319,7 +327,12 @@ fn effective_designations(
         statuses.push(status);
         out.push(e);
     }
-    Ok((out, statuses, warnings))
+    Ok(Effective {
+        designations: out,
+        statuses,
+        mismatches: warnings,
+        unfollowed,
+    })
 }
 
 /// Whether evidence still counts on `today`; the error names the bad `max_age`.
@@ -450,14 +463,19 @@ pub fn compile(
             }
             expiry.push(until);
         }
-        let (designations, statuses, warnings) = effective_designations(config, resolved, ei)?;
-        for w in warnings {
-            if w.ends_with(SKIPPED_LIST) {
-                tracing::warn!("{w}");
-            } else {
-                tracing::warn!("{w}; the list's values are used");
-            }
+        let Effective {
+            designations,
+            statuses,
+            mismatches,
+            unfollowed,
+        } = effective_designations(config, resolved, ei)?;
+        for w in mismatches {
+            tracing::warn!("{w}; the list's values are used");
             report.list_warnings.push(w);
+        }
+        for w in unfollowed {
+            tracing::warn!("{w}");
+            report.unfollowed_designations.push(w);
         }
         let mut list_delisted = Vec::new();
         for st in &statuses {
@@ -875,7 +893,7 @@ pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: Ip
     for (ei, src) in config.entities.iter().enumerate() {
         let def = &src.def;
         let designations = effective_designations(config, resolved, ei)
-            .map_or_else(|_| def.designations.clone(), |(d, _, _)| d);
+            .map_or_else(|_| def.designations.clone(), |e| e.designations);
         if !designations
             .iter()
             .any(|d| designation_active(d, &enforce, today))

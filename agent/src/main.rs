@@ -1010,6 +1010,11 @@ fn check_summary(path: &std::path::Path, c: &Compiled) -> String {
         r.list_warnings.len(),
     );
     section(
+        "warning: designations whose list was skipped (kept as their entity file writes them, not delisted)",
+        &r.unfollowed_designations,
+        r.unfollowed_designations.len(),
+    );
+    section(
         "left out: expired evidence",
         &r.expired_groups,
         r.expired_groups.len(),

@@ -1032,10 +1032,16 @@ async fn a_list_source_without_a_copy_refuses_or_is_skipped_without_delisting() 
     );
     assert!(c.report.delisted_by_list.is_empty());
     assert!(
-        c.report.list_warnings[0].contains("list `uk` was skipped")
-            && c.report.list_warnings[0].contains("NOT delisted"),
+        c.report.list_warnings.is_empty(),
         "{:?}",
         c.report.list_warnings
+    );
+    assert!(
+        c.report.unfollowed_designations.len() == 1
+            && c.report.unfollowed_designations[0].contains("list `uk` was skipped")
+            && c.report.unfollowed_designations[0].contains("NOT delisted"),
+        "{:?}",
+        c.report.unfollowed_designations
     );
 }
 
