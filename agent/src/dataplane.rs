@@ -320,6 +320,29 @@ enum Held {
     Pinned { path: PathBuf, link: FdLink },
 }
 
+/// Keeps link `fd` pinned: where it already is (`pinned`, a link adopted from its pin), else
+/// at `path`, replacing a pin left there by an agent that was not adopted (an interface no
+/// longer in the configuration, say). `what` names the link in errors (`XDP`, `TC egress`).
+fn keep_pinned(
+    fd: FdLink,
+    pinned: Option<PathBuf>,
+    path: PathBuf,
+    what: &str,
+    name: &str,
+) -> Result<(PathBuf, FdLink), DataplaneError> {
+    if let Some(pinned) = pinned {
+        return Ok((pinned, fd));
+    }
+    let _ = std::fs::remove_file(&path);
+    let link = fd.pin(&path).map_err(|e| {
+        other(
+            format!("pinning the {what} link of {name} at {}", path.display()),
+            e,
+        )
+    })?;
+    Ok((path, FdLink::from(link)))
+}
+
 /// The pin path of interface `name`'s XDP link under `dir`.
 pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("link-{name}"))
@@ -879,23 +902,8 @@ impl Dataplane {
             .take_link(id)
             .map_err(|e| other(format!("taking the XDP link of {name}"), e))?;
         let fd = FdLink::try_from(link).map_err(|e| other(format!("the XDP link of {name}"), e))?;
-        let (path, fd) = match pinned {
-            Some(path) => (path, fd),
-            None => {
-                let path = link_pin_path(&dir, name);
-                // A pin left by an agent that was not adopted (an interface no longer in the
-                // configuration, say) is replaced.
-                let _ = std::fs::remove_file(&path);
-                let pinned = fd.pin(&path).map_err(|e| {
-                    other(
-                        format!("pinning the XDP link of {name} at {}", path.display()),
-                        e,
-                    )
-                })?;
-                (path, FdLink::from(pinned))
-            }
-        };
-        Ok(Held::Pinned { path, link: fd })
+        let (path, link) = keep_pinned(fd, pinned, link_pin_path(&dir, name), "XDP", name)?;
+        Ok(Held::Pinned { path, link })
     }
 
     /// Turns a held link back into an [`XdpLink`] (from `program` for a program-owned one).
@@ -936,21 +944,8 @@ impl Dataplane {
         }
         let fd = FdLink::try_from(link)
             .map_err(|e| other(format!("the TC egress link of {name}"), e))?;
-        let (path, fd) = match pinned {
-            Some(path) => (path, fd),
-            None => {
-                let path = tc_pin_path(&dir, name);
-                let _ = std::fs::remove_file(&path);
-                let pinned = fd.pin(&path).map_err(|e| {
-                    other(
-                        format!("pinning the TC egress link of {name} at {}", path.display()),
-                        e,
-                    )
-                })?;
-                (path, FdLink::from(pinned))
-            }
-        };
-        Ok(TcHeld::Pinned { path, link: fd })
+        let (path, link) = keep_pinned(fd, pinned, tc_pin_path(&dir, name), "TC egress", name)?;
+        Ok(TcHeld::Pinned { path, link })
     }
 
     /// Turns a held TC egress link back into a link a program can take over.
