@@ -198,6 +198,28 @@ pub(crate) fn csv_line(text: &str, offset: u64) -> usize {
     line_of(text, offset + skipped)
 }
 
+/// Reads the next CSV record of `rdr` (which reads `text`) with its 1-based line in the file
+/// (`line_offset` lines come before `text` there); `None` at the end. A row the csv crate
+/// refuses is an error naming that line.
+pub(crate) fn next_csv_record<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    text: &str,
+    line_offset: usize,
+    path: &Path,
+) -> Result<Option<(usize, csv::StringRecord)>, ListError> {
+    let line = csv_line(text, rdr.position().byte()) + line_offset;
+    let mut rec = csv::StringRecord::new();
+    match rdr.read_record(&mut rec) {
+        Ok(false) => Ok(None),
+        Ok(true) => Ok(Some((line, rec))),
+        Err(e) => Err(ListError::new(
+            path,
+            line,
+            format!("bad CSV row: {e}; the file is damaged or truncated, download it again"),
+        )),
+    }
+}
+
 /// Parses a date in one of `formats` (chrono syntax).
 pub(crate) fn date(text: &str, formats: &[&str]) -> Option<NaiveDate> {
     let t = text.trim();

@@ -26,22 +26,7 @@ fn records(
         .flexible(true)
         .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    loop {
-        let line = super::csv_line(text, rdr.position().byte());
-        let mut r = csv::StringRecord::new();
-        match rdr.read_record(&mut r) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                return Err(ListError::new(
-                    path,
-                    line,
-                    format!(
-                        "bad CSV row: {e}; the file is damaged or truncated, download it again"
-                    ),
-                ));
-            }
-        }
+    while let Some((line, r)) = super::next_csv_record(&mut rdr, text, 0, path)? {
         if r.len() != columns {
             return Err(ListError::new(
                 path,

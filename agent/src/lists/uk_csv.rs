@@ -64,22 +64,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
     let mut order: Vec<Acc> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let body = text.get(skip..).unwrap_or("");
-    loop {
-        let line = super::csv_line(body, rdr.position().byte()) + offset_lines;
-        let mut rec = csv::StringRecord::new();
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                return Err(ListError::new(
-                    path,
-                    line,
-                    format!(
-                        "bad CSV row: {e}; the file is damaged or truncated, download it again"
-                    ),
-                ));
-            }
-        }
+    while let Some((line, rec)) = super::next_csv_record(&mut rdr, body, offset_lines, path)? {
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("");
         let Some(reference) = non_empty(get(Some(id_col))) else {
             return Err(ListError::new(
