@@ -246,20 +246,8 @@ fn bench_countries(quick: bool) -> Result<()> {
     require_root("the benchmark")?;
     tables::run()?;
     let out = Path::new("target/bench-countries.md");
-    exec(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "-p",
-                "embargo-tests",
-                "--bin",
-                "embargo-country-bench",
-                "--",
-                "--markdown",
-            ])
-            .arg(out),
-    )?;
+    // The whole table either way: it has no smaller size to run.
+    run_bench_bin("embargo-country-bench", &[], false, out, &[])?;
     if quick {
         eprintln!("quick run: BENCHMARKS.md left as it is");
         return Ok(());
@@ -286,60 +274,44 @@ const BENCH_END: &str = "<!-- bench:end -->";
 const STATE_BEGIN: &str = "<!-- bench-state:begin (written by `cargo xtask bench`) -->";
 const STATE_END: &str = "<!-- bench-state:end -->";
 
+/// Runs bench binary `bin` of embargo-tests (release) with `first` arguments, `--quick` when
+/// asked, `--markdown out`, then `rest`.
+fn run_bench_bin(
+    bin: &str,
+    first: &[&str],
+    quick: bool,
+    out: &Path,
+    rest: &[String],
+) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "embargo-tests",
+        "--bin",
+        bin,
+        "--",
+    ])
+    .args(first);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--markdown").arg(out).args(rest);
+    exec(&mut cmd)
+}
+
 fn bench(quick: bool, args: &[String]) -> Result<()> {
     setup::run()?;
     require_root("the benchmark")?;
     let out = Path::new("target/bench.md");
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        "embargo-tests",
-        "--bin",
-        "embargo-bench",
-        "--",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    cmd.arg("--markdown").arg(out).args(args);
-    exec(&mut cmd)?;
+    run_bench_bin("embargo-bench", &[], quick, out, args)?;
     // Then what a Prometheus scrape of the agent costs with 1,000 entities.
     let scrape_out = Path::new("target/bench-scrape.md");
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        "embargo-tests",
-        "--bin",
-        "embargo-scrape-bench",
-        "--",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    cmd.arg("--markdown").arg(scrape_out);
-    exec(&mut cmd)?;
+    run_bench_bin("embargo-scrape-bench", &[], quick, scrape_out, &[])?;
     // Then what a 1-prefix reload pays for the restart state file, at 1M+200k prefixes.
     let state_out = Path::new("target/bench-state.md");
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        "embargo-tests",
-        "--bin",
-        "embargo-bench",
-        "--",
-        "--reload-state",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    cmd.arg("--markdown").arg(state_out);
-    exec(&mut cmd)?;
+    run_bench_bin("embargo-bench", &["--reload-state"], quick, state_out, &[])?;
     if quick {
         eprintln!("quick run: BENCHMARKS.md left as it is");
         return Ok(());
