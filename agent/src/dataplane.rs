@@ -45,6 +45,7 @@ use embargo_abi::{
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
+pub mod bpffs;
 pub mod pins;
 
 use crate::{
@@ -68,6 +69,9 @@ pub enum DataplaneError {
     /// The policy's tries cannot be built.
     #[error(transparent)]
     Table(#[from] TableError),
+    /// The pin folder is not, and cannot be put, on a bpf file system.
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::BpffsError),
     /// Not enough privilege to load BPF programs or attach XDP.
     #[error(
         "permission denied while {doing}: embargo needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root)"
@@ -871,17 +875,12 @@ impl Dataplane {
         }
     }
 
-    /// Pins XDP links under `dir` from now on (created if missing; it must be on bpffs).
+    /// Pins XDP links under `dir` from now on (created if missing). It must be on bpffs; under
+    /// `/sys/fs/bpf` one is mounted if there is none ([`bpffs::ensure`]).
     pub fn set_pin_dir(&mut self, dir: &Path) -> Result<(), DataplaneError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            other(
-                format!(
-                    "creating the pin folder {} (is bpffs mounted at /sys/fs/bpf? `mount -t bpf bpf /sys/fs/bpf`)",
-                    dir.display()
-                ),
-                e,
-            )
-        })?;
+        bpffs::ensure(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
         self.pin_dir = Some(dir.to_owned());
         Ok(())
     }

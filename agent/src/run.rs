@@ -368,14 +368,30 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     tracing::info!(listen = %server.local_addr(), "serving /metrics, /healthz and /readyz");
     server.spawn(registry, metrics.clone());
     // Metrics (end).
+    // Pins: the pin folder must be on bpffs before a previous agent's pins can be looked for;
+    // where there is none, one is mounted at /sys/fs/bpf (said once, here, and in `status`).
+    let pin_fs = match &opts.pin_dir {
+        Some(dir) => Some(crate::dataplane::bpffs::ensure(dir).map_err(DataplaneError::from)?),
+        None => None,
+    };
+    match &pin_fs {
+        Some(p) if p.ephemeral() => {
+            tracing::warn!(pins = %p.describe(), "mounted bpffs in a private mount namespace: the pins do not outlive it")
+        }
+        Some(p) if p.mount == crate::dataplane::bpffs::Mount::Mounted => {
+            tracing::info!(pins = %p.describe(), "mounted bpffs")
+        }
+        _ => {}
+    }
     let started = std::time::Instant::now();
     let Started {
         mut dataplane,
         index,
         policy,
         carried,
-        start,
+        mut start,
     } = start_dataplane(&opts, &compiled)?;
+    start.pins = pin_fs;
     let reused = start.kind == "adopted";
     let ls = dataplane.load_stats;
     tracing::info!(
@@ -665,6 +681,7 @@ fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, Ru
                                     prefixes_changed: stats.prefixes_changed,
                                     entries_written: stats.entries_written,
                                     policies_written: stats.policies_written,
+                                    pins: None,
                                 };
                                 return Ok(Started {
                                     dataplane,

@@ -59,6 +59,10 @@ pub struct StartStatus {
     pub entries_written: u64,
     /// Adopted: policy-map entries the diff wrote.
     pub policies_written: u64,
+    /// Where links and maps are pinned, and whether the pins outlive the agent; `None` with
+    /// `--no-pin`.
+    #[serde(default)]
+    pub pins: Option<crate::dataplane::bpffs::PinFs>,
 }
 
 /// Reload history since the agent started.
@@ -263,6 +267,13 @@ pub fn render(s: &Status) -> String {
                 out,
                 "start: fresh generation {} ({})",
                 st.generation, st.reason
+            ),
+        };
+        let _ = match &st.pins {
+            Some(p) => writeln!(out, "pins: {}", p.describe()),
+            None => writeln!(
+                out,
+                "pins: none (--no-pin): enforcement ends when the agent exits"
             ),
         };
     }

@@ -683,6 +683,25 @@ impl Lab {
         )
     }
 
+    /// As [`Lab::start_agent_with`], with the command passed through `wrap` first (which must
+    /// exec it, so the child's pid stays the agent's): e.g. `unshare -m` for a mount namespace
+    /// of its own.
+    pub fn start_agent_wrapped(
+        &self,
+        config: &Path,
+        role: Role,
+        extra: &[&str],
+        wrap: &dyn Fn(Command) -> Command,
+    ) -> Result<Agent<'_>> {
+        self.start_agent_as(
+            config,
+            &format!("{}:{role}", self.gw_if),
+            &role.to_string(),
+            extra,
+            wrap,
+        )
+    }
+
     /// Starts the agent with `--interface IFACE`, logging to `agent-<label>.log`.
     fn start_agent_on(
         &self,
@@ -690,6 +709,18 @@ impl Lab {
         iface: &str,
         label: &str,
         extra: &[&str],
+    ) -> Result<Agent<'_>> {
+        self.start_agent_as(config, iface, label, extra, &|c| c)
+    }
+
+    /// [`Lab::start_agent_on`] with the command passed through `wrap`.
+    fn start_agent_as(
+        &self,
+        config: &Path,
+        iface: &str,
+        label: &str,
+        extra: &[&str],
+        wrap: &dyn Fn(Command) -> Command,
     ) -> Result<Agent<'_>> {
         let socket = self.control_socket();
         let log = self.dir.join(format!("agent-{label}.log"));
@@ -713,7 +744,7 @@ impl Lab {
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = spawn_logged(self.embargo_in_gw(&args)?, &log)?;
+        let child = spawn_logged(wrap(self.embargo_in_gw(&args)?), &log)?;
         let mut agent = Agent {
             lab: self,
             child: Some(child),
