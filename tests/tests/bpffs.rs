@@ -113,7 +113,8 @@ fn without_bpffs_the_agent_mounts_it_pins_and_enforces() {
 enum Ended {
     /// It exited by itself with this code.
     Exited(Option<i32>),
-    /// It logged that it attached; then SIGTERM stopped it with this code.
+    /// It logged that it runs (attached, signal handlers in place); then SIGTERM stopped it
+    /// with this code.
     AttachedThenStopped(Option<i32>),
 }
 
@@ -167,11 +168,12 @@ fn run_without_sys_admin(lab: &Lab, config: &Path, extra: &[&str]) -> (Ended, St
             break Ended::Exited(s.code());
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("attached") || start.elapsed() > Duration::from_secs(20) {
+        let running = text.contains("running; SIGHUP");
+        if running || start.elapsed() > Duration::from_secs(20) {
             // SAFETY: kill with the pid of a child we have not reaped.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             let code = child.wait().unwrap().code();
-            if !text.contains("attached") {
+            if !running {
                 break Ended::Exited(None);
             }
             break Ended::AttachedThenStopped(code);
