@@ -157,13 +157,17 @@ struct SourceEntries {
 fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntries>, ConfigError> {
     let name = &spec.name;
     let (refusal, problem) = match sources::cache::load(spec) {
-        Ok(c) => match sources::parse::parse(&spec.format, &c.body) {
+        // A copy that fails the guard (stored before the guard ran on fetched bodies) is not
+        // usable: `on_source_failure` decides, as for a copy that does not parse.
+        Ok(c) => match sources::parse::parse(&spec.format, &c.body)
+            .and_then(|entries| spec.guard.check(&entries).map(|()| entries))
+        {
             Ok(entries) => {
                 let file = r.paths.len() as u32;
                 r.paths.push(c.paths.body.clone());
                 r.sources.push(SourceReport {
                     name: name.clone(),
-                    url: spec.url.to_string(),
+                    url: spec.shown_url(),
                     status: SourceStatus::Used,
                     cache: c.paths.body,
                     entries: entries.len(),
@@ -212,7 +216,7 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
             tracing::warn!(source = %name, "source skipped (on_source_failure = \"skip\"): {problem}");
             r.sources.push(SourceReport {
                 name: name.clone(),
-                url: spec.url.to_string(),
+                url: spec.shown_url(),
                 status: SourceStatus::Skipped,
                 cache: sources::cache::Paths::of(spec).body,
                 entries: 0,
@@ -239,7 +243,7 @@ fn read_list_source(
         Ok(c) => {
             r.sources.push(SourceReport {
                 name: spec.name.clone(),
-                url: spec.url.to_string(),
+                url: spec.shown_url(),
                 status: SourceStatus::Used,
                 cache: c.paths.body.clone(),
                 entries: c.meta.entries,
@@ -274,7 +278,7 @@ fn read_list_source(
                     );
                     r.sources.push(SourceReport {
                         name: spec.name.clone(),
-                        url: spec.url.to_string(),
+                        url: spec.shown_url(),
                         status: SourceStatus::Skipped,
                         cache: sources::cache::Paths::of(spec).body,
                         entries: 0,
@@ -616,7 +620,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
             Some(i) => r.sources.push(reports.swap_remove(i)),
             None => r.sources.push(SourceReport {
                 name: spec.name.clone(),
-                url: spec.url.to_string(),
+                url: spec.shown_url(),
                 status: SourceStatus::Unreferenced,
                 cache: sources::cache::Paths::of(spec).body,
                 entries: 0,

@@ -1113,3 +1113,190 @@ fn list_entries_name_a_known_source_and_only_one_of_path_and_source() {
         "{e}"
     );
 }
+
+/// Stores `body` as the source's copy, as an older agent (without the fetch-time guard) did.
+fn plant_copy(f: &Fetcher, body: &str, etag: Option<&str>) {
+    let now = chrono::Utc::now();
+    let meta = cache::Meta {
+        url: f.spec.url.to_string(),
+        etag: etag.map(str::to_owned),
+        last_modified: None,
+        sha256: resolve::sha256_hex(body.as_bytes()),
+        fetched_at: now,
+        checked_at: now,
+        entries: body.lines().count(),
+    };
+    cache::store(&f.spec, body.as_bytes(), None, &meta).unwrap();
+}
+
+/// A body that parses but holds a default route or a prefix broader than the guard is refused
+/// whole before it replaces the copy: the agent keeps compiling the last-known-good one, and a
+/// restart does not find a copy that refuses the policy (exit 64 in a loop).
+#[tokio::test]
+async fn a_body_that_fails_the_guard_never_replaces_the_copy() {
+    let lab = Lab::new("guard");
+    for (bad, line, needle) in [
+        (
+            "192.0.2.0/24\n0.0.0.0/0\n",
+            2,
+            "`0.0.0.0/0` is a default route",
+        ),
+        (
+            "192.0.2.0/24\n\n2001:db8::/32\n::/0\n",
+            4,
+            "`::/0` is a default route",
+        ),
+        (
+            "# broad\n10.0.0.0/7\n",
+            2,
+            "`10.0.0.0/7` is broader than the guard's /8",
+        ),
+    ] {
+        let server = first_good_then(&lab, move |_| Reply::ok(bad)).await;
+        let config = lab.config("", &list_source(&server.url("/f")));
+        let f = lab.fetcher(&config, "feed");
+        ok(&f).await;
+        let e = fails(&f).await;
+        let FetchError::Guard(l) = &e.error else {
+            panic!("{bad:?}: {e}")
+        };
+        assert_eq!(l.line, line, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{msg}");
+        assert!(msg.contains("the whole body is refused"), "{msg}");
+        assert_eq!(lab.cached("feed").as_deref(), Some(LIST), "{bad:?}");
+        let r = resolve::resolve(&config).unwrap();
+        compile::compile(&config, &r, embargo::today()).unwrap();
+    }
+    // The guard's own limit applies: /12 is fine by default, refused under broadest_v4 = 16.
+    let server = first_good_then(&lab, |_| Reply::ok("172.16.0.0/12\n")).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    ok(&f).await;
+    let config = lab.config("[guard]\nbroadest_v4 = 16", &list_source(&server.url("/f")));
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(
+        e.to_string().contains("broader than the guard's /16"),
+        "{e}"
+    );
+    // The manager counts the refusal as a failed fetch and keeps the content.
+    let server = serve(&lab, |_| Reply::ok("0.0.0.0/0\n")).await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let (manager, _) = SourceManager::start(&config).await.unwrap();
+    let s = &manager.states()[0];
+    assert_eq!(s.fetch_errors_total, 1, "{s:?}");
+    assert!(
+        s.last_error.as_ref().unwrap().contains("default route"),
+        "{s:?}"
+    );
+}
+
+/// A copy stored before the guard ran on fetched bodies (an older agent) is not used: a start
+/// follows `on_source_failure` (refuse: exit 64 naming the copy's line; skip: the policy
+/// compiles without it), and the next fetch sends no validators, so a 304 cannot keep it.
+#[tokio::test]
+async fn a_cached_copy_that_fails_the_guard_follows_on_source_failure() {
+    let lab = Lab::new("guardcache");
+    let server = serve(&lab, |r| {
+        if r.headers.contains_key("if-none-match") {
+            Reply::status(304)
+        } else {
+            Reply::ok(LIST).header("ETag", "\"good\"")
+        }
+    })
+    .await;
+    let config = lab.config("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    plant_copy(&f, "192.0.2.0/24\n0.0.0.0/0\n", Some("\"bad\""));
+    let main = lab.path("main.toml");
+    let e = match embargo::compile_file(&main, embargo::today()) {
+        Ok(_) => panic!("a copy with a default route was used"),
+        Err(e) => e.to_string(),
+    };
+    let want = format!(
+        "{}:2:1: source `feed`: `0.0.0.0/0`",
+        lab.path("cache/feed.body").display()
+    );
+    assert!(e.starts_with(&want), "{e}");
+    assert!(e.contains("the copy is not used"), "{e}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    // skip: the policy compiles without the source, and the report says why.
+    let config = lab.config(
+        "on_source_failure = \"skip\"",
+        &list_source(&server.url("/f")),
+    );
+    let (_, compiled) = embargo::compile_file(&main, embargo::today()).unwrap();
+    assert_eq!(compiled.report.sources[0].status, SourceStatus::Skipped);
+    assert!(
+        compiled.report.sources[0]
+            .problem
+            .as_ref()
+            .unwrap()
+            .contains("default route")
+    );
+    // The fetch asks for the whole body (no If-None-Match for the bad copy) and replaces it.
+    let f = lab.fetcher(&config, "feed");
+    assert!(matches!(
+        ok(&f).await,
+        Outcome::Updated { changed: true, .. }
+    ));
+    assert!(!server.requests()[0].headers.contains_key("if-none-match"));
+    assert_eq!(lab.cached("feed").as_deref(), Some(LIST));
+    let r = resolve::resolve(&config).unwrap();
+    assert_eq!(r.groups[0][0].len(), 3);
+    // A group whose guard_override names a default route accepts the copy.
+    plant_copy(&f, "192.0.2.0/24\n0.0.0.0/0\n", None);
+    let text = fs::read_to_string(&main).unwrap().replace(
+        "sources = [\"feed\"]\n",
+        "sources = [\"feed\"]\nguard_override = \"the feed may list a default route\"\n",
+    );
+    fs::write(&main, text).unwrap();
+    let (_, compiled) = embargo::compile_file(&main, embargo::today()).unwrap();
+    assert_eq!(compiled.report.sources[0].status, SourceStatus::Used);
+}
+
+/// A source URL's `user:password@` never reaches an error, a log line, the status or the
+/// report: shown as `user:***@`.
+#[tokio::test]
+async fn a_password_in_a_source_url_is_never_shown() {
+    let lab = Lab::new("secret");
+    let server = serve(&lab, |_| Reply::status(503)).await;
+    let with_secret = |url: String| url.replace("https://", "https://feeduser:s3cret-pw@");
+    let url = with_secret(server.url("/f"));
+    let config = lab.config("", &list_source(&url));
+    let f = lab.fetcher(&config, "feed");
+    let e = fails(&f).await.to_string();
+    assert!(!e.contains("s3cret"), "{e}");
+    assert!(e.contains("feeduser:***@127.0.0.1"), "{e}");
+    // Transport errors quote the URL too (reqwest's "for url (...)").
+    let port = support::closed_port().await;
+    let down = with_secret(format!("https://127.0.0.1:{port}/f"));
+    let config = lab.config("", &list_source(&down));
+    let e = fails(&lab.fetcher(&config, "feed")).await.to_string();
+    assert!(!e.contains("s3cret"), "{e}");
+    let (manager, _) = SourceManager::start(&config).await.unwrap();
+    let state = format!("{:?}", manager.states());
+    assert!(!state.contains("s3cret"), "{state}");
+    let e = resolve::resolve(&config).unwrap_err().to_string();
+    assert!(!e.contains("s3cret"), "{e}");
+    let config = lab.config("on_source_failure = \"skip\"", &list_source(&down));
+    let r = resolve::resolve(&config).unwrap();
+    let report = format!("{:?}", r.sources);
+    assert!(!report.contains("s3cret"), "{report}");
+    assert!(report.contains("feeduser:***@"), "{report}");
+    // `embargo fetch` prints the error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["fetch", "--config"])
+        .arg(lab.path("main.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(err.contains("feeduser:***@"), "{err}");
+}

@@ -118,29 +118,24 @@ pub enum CacheError {
 /// Reads `spec`'s copy and checks it against the configuration.
 pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     let paths = Paths::of(spec);
-    let meta_text = match fs::read_to_string(&paths.meta) {
+    let meta_text = match read_capped(&paths.meta, MAX_META_BYTES) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(CacheError::Missing { .. }) => {
             return Err(CacheError::Missing {
                 path: paths.body.clone(),
             });
         }
-        Err(source) => {
-            return Err(CacheError::Read {
-                path: paths.meta.clone(),
-                source,
-            });
-        }
+        Err(e) => return Err(e),
     };
-    let meta: Meta = serde_json::from_str(&meta_text).map_err(|e| CacheError::BadMeta {
+    let meta: Meta = serde_json::from_slice(&meta_text).map_err(|e| CacheError::BadMeta {
         path: paths.meta.clone(),
         message: e.to_string(),
     })?;
     if meta.url != spec.url.as_str() {
         return Err(CacheError::OtherUrl {
             path: paths.body.clone(),
-            cached: meta.url,
-            configured: spec.url.to_string(),
+            cached: super::spec::redact_url(&meta.url),
+            configured: spec.shown_url(),
         });
     }
     let body = read_capped(&paths.body, crate::config::MAX_FILE_BYTES)?;
@@ -172,7 +167,14 @@ pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     Ok(Cached { meta, body, paths })
 }
 
+/// Largest metadata file read (a real one is about 400 bytes).
+pub const MAX_META_BYTES: u64 = 64 * 1024;
+
+/// Reads at most `max` bytes of the regular file at `path`: more is an error, and so is a file
+/// that is not regular (a FIFO would block, `/dev/zero` never ends; opened non-blocking so
+/// neither can hold the reader).
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, CacheError> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
     let read = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound {
             CacheError::Missing {
@@ -185,14 +187,31 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, CacheError> {
             }
         }
     };
-    let len = fs::metadata(path).map_err(read)?.len();
-    if len > max {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    if !meta.is_file() {
         return Err(CacheError::Unreadable {
             path: path.to_owned(),
-            message: format!("{len} bytes, over the {max}-byte limit"),
+            message: "not a regular file".into(),
         });
     }
-    fs::read(path).map_err(read)
+    let too_large = |len: u64| CacheError::Unreadable {
+        path: path.to_owned(),
+        message: format!("{len} bytes, over the {max}-byte limit"),
+    };
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Stores a checked body as the new last-known-good copy: body and signature first, the
@@ -338,6 +357,30 @@ mod tests {
         );
         fs::write(&paths.meta, "{\"url\": 1}").unwrap();
         assert!(matches!(load(&s), Err(CacheError::BadMeta { .. })));
+    }
+
+    /// A body that is not a regular file (a FIFO, a link to `/dev/zero`) is refused at once,
+    /// not read forever or waited on.
+    #[test]
+    fn a_copy_that_is_not_a_regular_file_is_refused_at_once() {
+        let (_dir, s) = setup("special", "");
+        let body = b"192.0.2.0/24\n";
+        store(&s, body, None, &meta(body)).unwrap();
+        let paths = Paths::of(&s);
+        fs::remove_file(&paths.body).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &paths.body).unwrap();
+        let e = load(&s).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        fs::remove_file(&paths.body).unwrap();
+        let fifo = std::ffi::CString::new(paths.body.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = load(&s).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        fs::remove_file(&paths.body).unwrap();
+        fs::remove_file(&paths.meta).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &paths.meta).unwrap();
+        let e = load(&s).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One fetch of one source: a conditional GET over rustls (the public roots plus the source's
 //! `ca_file`; verification cannot be turned off), within `timeout` and `max_bytes`, then the pin,
-//! the signature and the parser, and only then the new last-known-good copy. Any failure leaves
+//! the signature, the parser and the guard, and only then the new last-known-good copy. Any failure leaves
 //! the previous copy as it was.
 
 use std::{sync::Arc, time::Duration};
@@ -11,7 +11,7 @@ use reqwest::{StatusCode, header};
 use super::{
     cache::{self, CacheError, Meta},
     parse::{self, LineError},
-    spec::SourceSpec,
+    spec::{Format, SourceSpec},
     verify::{self, VerifyError},
 };
 
@@ -63,6 +63,10 @@ pub enum FetchError {
     /// A line of the body is bad: the whole body is refused.
     #[error("{0}; the whole body is refused")]
     BadLine(LineError),
+    /// A prefix of the body is broader than the guard allows ([`super::guard`]): the whole
+    /// body is refused, so a restart cannot find it as the last-known-good copy.
+    #[error("{0}; the whole body is refused")]
+    Guard(LineError),
     /// The body lists nothing: an empty answer is far more often a broken feed than an
     /// emptied list, so it is refused.
     #[error("the body lists no prefixes; an empty feed is refused")]
@@ -102,7 +106,12 @@ pub struct Fetcher {
 }
 
 /// An error and its causes, as one line: reqwest's own message hides the TLS or I/O reason.
+/// Credentials of any URL quoted in it are hidden.
 fn chain(e: &dyn std::error::Error) -> String {
+    super::spec::redact_url(&chain_raw(e))
+}
+
+fn chain_raw(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -171,15 +180,18 @@ impl Fetcher {
         };
         result.map_err(|error| SourceError {
             name: spec.name.clone(),
-            url: spec.url.to_string(),
+            url: spec.shown_url(),
             error,
         })
     }
 
     async fn fetch_inner(&self) -> Result<Outcome, FetchError> {
         let spec = &self.spec;
-        // Validators are sent only for a copy that is usable: a damaged one gets a full fetch.
-        let previous = cache::load(spec).ok();
+        // Validators are sent only for a copy that is usable: a damaged one, or one that fails
+        // the guard (stored by an older agent), gets a full fetch.
+        let previous = cache::load(spec)
+            .ok()
+            .filter(|p| accept(spec, &p.body).is_ok());
         let mut req = self.client.get(spec.url.clone());
         if let Some(p) = &previous {
             if let Some(etag) = &p.meta.etag {
@@ -227,7 +239,7 @@ impl Fetcher {
         };
         let sha256 = verify::verify(spec, &body, signature.as_deref())?;
         let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotUtf8)?;
-        let entries = parse::count(&spec.format, text).map_err(FetchError::BadLine)?;
+        let entries = accept(spec, text)?;
         if entries == 0 {
             return Err(FetchError::Empty);
         }
@@ -253,7 +265,7 @@ impl Fetcher {
     async fn signature(&self) -> Result<String, FetchError> {
         let url = self.spec.signature_url();
         let err = |message: String| FetchError::Signature {
-            url: url.to_string(),
+            url: super::spec::redact_url(url.as_str()),
             message,
         };
         let resp = self
@@ -269,6 +281,19 @@ impl Fetcher {
             .await
             .map_err(|e| err(e.to_string()))?;
         String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))
+    }
+}
+
+/// Parses `text` as `spec`'s format and runs the guard on its prefixes: how many entries it
+/// holds, or why it is refused. What a body passes before it is stored.
+pub fn accept(spec: &SourceSpec, text: &str) -> Result<usize, FetchError> {
+    match &spec.format {
+        Format::Sanctions(_) => parse::count(&spec.format, text).map_err(FetchError::BadLine),
+        format => {
+            let entries = parse::parse(format, text).map_err(FetchError::BadLine)?;
+            spec.guard.check(&entries).map_err(FetchError::Guard)?;
+            Ok(entries.len())
+        }
     }
 }
 

@@ -153,7 +153,7 @@ impl SourceManager {
         let mut states: Vec<SourceState> = fetchers
             .iter()
             .map(|f| {
-                let mut s = SourceState::new(&f.spec.name, f.spec.url.as_str());
+                let mut s = SourceState::new(&f.spec.name, &f.spec.shown_url());
                 match cache::load(&f.spec) {
                     Ok(c) => s.seed(&c),
                     Err(CacheError::Missing { .. }) => {}

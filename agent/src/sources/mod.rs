@@ -3,8 +3,9 @@
 //! The flow, each step in its own module:
 //! * [`spec`]: `[[sources]]` entries checked into [`SourceSpec`]s (HTTPS only, durations, caps);
 //! * [`fetch`]: one fetch: conditional GET over rustls, size cap, timeout, then [`verify`]
-//!   (pinned SHA-256, minisign signature) and [`parse`] (the whole body or nothing), then
-//!   [`cache`] writes the last-known-good copy atomically;
+//!   (pinned SHA-256, minisign signature), [`parse`] (the whole body or nothing) and
+//!   [`guard`] (no prefix broader than the guard allows), then [`cache`] writes the
+//!   last-known-good copy atomically;
 //! * [`manager`]: [`SourceManager`] fetches every source at start, refreshes each on its
 //!   interval, keeps a [`SourceState`] per source and says when content changed.
 //!
@@ -17,6 +18,7 @@
 
 pub mod cache;
 pub mod fetch;
+pub mod guard;
 pub mod manager;
 pub mod parse;
 pub mod spec;

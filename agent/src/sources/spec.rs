@@ -54,9 +54,17 @@ pub struct SourceSpec {
     pub cache_dir: PathBuf,
     /// Where the source is declared (its `name`).
     pub at: Location,
+    /// The broad-prefix guard its prefixes pass before a body is stored or a copy is used.
+    pub guard: super::guard::SourceGuard,
 }
 
 impl SourceSpec {
+    /// The URL as shown in logs, errors, status and reports: its password hidden
+    /// ([`redact_url`]).
+    pub fn shown_url(&self) -> String {
+        redact_url(self.url.as_str())
+    }
+
     /// `<url>.minisig`: the signature served next to the body.
     pub fn signature_url(&self) -> reqwest::Url {
         let mut u = self.url.clone();
@@ -64,6 +72,45 @@ impl SourceSpec {
         u.set_path(&path);
         u
     }
+}
+
+/// `text` with the credentials of every URL in it hidden: `https://user:secret@host/` becomes
+/// `https://user:***@host/`, and a lone `https://token@host/` becomes `https://***@host/`. The
+/// one way a source URL (or a message quoting one) is displayed: a feed's credentials never
+/// reach a log line, an error, `embargo status` or `embargo check --json`. One pass.
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '`' | '"' | '\'' | '<' | '>' | '(' | ')'
+                ) || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => {
+                        out.push_str(user);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The cache folder the main file names, or the default; relative paths are relative to it.
@@ -112,9 +159,9 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
             format!("source name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"),
         ));
     }
-    let url_text = def.url.get_ref().trim();
+    let url_text = &redact_url(def.url.get_ref().trim());
     let at_url = |m: String| main.invalid(def.url.span().start, format!("source `{name}`: {m}"));
-    let url = reqwest::Url::parse(url_text)
+    let url = reqwest::Url::parse(def.url.get_ref().trim())
         .map_err(|e| at_url(format!("url `{url_text}` is not a URL ({e})")))?;
     match url.scheme() {
         "https" => {}
@@ -260,6 +307,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         }
     };
     Ok(SourceSpec {
+        guard: super::guard::SourceGuard::of(config, &name),
         at: main.at(def.name.span().start),
         name,
         url,
@@ -336,6 +384,36 @@ mod tests {
             s[0].signature_url().as_str(),
             "https://example.org/a.txt.minisig"
         );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        for (text, shown) in [
+            ("https://example.org/a", "https://example.org/a"),
+            (
+                "https://user:s3cret@example.org/a?x=1",
+                "https://user:***@example.org/a?x=1",
+            ),
+            ("https://tok3n@example.org", "https://***@example.org"),
+            (
+                "fetching (https://u:p%40ss@h:8443/x) then http://a:b@c",
+                "fetching (https://u:***@h:8443/x) then http://a:***@c",
+            ),
+            ("no url: here @ all", "no url: here @ all"),
+            ("x://", "x://"),
+        ] {
+            assert_eq!(redact_url(text), shown, "{text}");
+        }
+        let e = err(
+            "[[sources]]\nname = \"a\"\nurl = \"http://me:s3cret@example.org/a.txt\"\nformat = \"list\"\n",
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("http://me:***@example.org/a.txt"), "{e}");
+        let s = load(
+            "[[sources]]\nname = \"a\"\nurl = \"https://me:s3cret@example.org/a.txt\"\nformat = \"list\"\n",
+        )
+        .unwrap();
+        assert_eq!(s[0].shown_url(), "https://me:***@example.org/a.txt");
     }
 
     #[test]
