@@ -8,8 +8,24 @@
 //! Rendering reads BPF maps under the agent's lock, so it runs on a blocking thread, never on
 //! the runtime's workers. The address is bound before anything is loaded, so a taken or
 //! invalid address fails `embargo run` at startup with nothing attached.
+//!
+//! Bounded whatever clients do ([`Limits`]): at most `max_connections` at a time (one over the
+//! cap is closed at once, before anything is read), each for at most `connection_deadline`, a
+//! write that makes no progress for `write_timeout` ends its connection (a client that
+//! pipelines requests and never reads the answers), request headers within [`HEADER_TIMEOUT`]
+//! and [`MAX_BUF`] bytes. A failing `accept` (EMFILE) is logged at most once per
+//! [`ACCEPT_LOG_EVERY`], with how many were not logged.
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -21,12 +37,46 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinHandle,
+    time::{Instant, Sleep},
+};
 
 use crate::metrics::{self, Metrics};
 
 /// A client that has not sent its request headers within this long is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer per connection (hyper's minimum is 8 KiB): a request's headers must fit.
+const MAX_BUF: usize = 16 * 1024;
+/// A failing `accept` is logged at most this often.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What one client may hold of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at the same time; one more is closed at once.
+    pub max_connections: usize,
+    /// A connection is asked to close after this long (an answer being written finishes, for
+    /// at most `write_timeout` more); Prometheus reconnects for its next scrape.
+    pub connection_deadline: Duration,
+    /// A write that makes no progress for this long ends the connection.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 128 connections (a scraper or two and probes need a handful; the unit's LimitNOFILE
+    /// leaves room for far more), 60 s each, 10 s per write.
+    fn default() -> Self {
+        Self {
+            max_connections: 128,
+            connection_deadline: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Why the endpoints could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +88,7 @@ pub enum HttpError {
     Bind {
         addr: SocketAddr,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
 }
 
@@ -63,36 +113,208 @@ impl Server {
     }
 
     /// Serves `registry` and `metrics`' readiness until the task is aborted or the runtime
-    /// shuts down.
+    /// shuts down, within the default [`Limits`].
     pub fn spawn(self, registry: Registry, metrics: Metrics) -> JoinHandle<()> {
+        self.spawn_with(registry, metrics, Limits::default())
+    }
+
+    /// [`Server::spawn`] within `limits`.
+    pub fn spawn_with(
+        self,
+        registry: Registry,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> JoinHandle<()> {
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
         tokio::spawn(async move {
+            let mut accept_log = RateLimited::new(ACCEPT_LOG_EVERY);
             loop {
                 let stream = match self.listener.accept().await {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        // EMFILE and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "metrics: accept failed");
+                        // EMFILE and the like: back off instead of spinning, and say it once
+                        // in a while, not for every attempt.
+                        if let Some(suppressed) = accept_log.hit(Instant::now()) {
+                            tracing::warn!(error = %e, suppressed, "metrics: accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
+                // Over the cap: closed before anything is read or written.
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    tracing::debug!(
+                        "metrics: connection refused, {} already open",
+                        limits.max_connections
+                    );
+                    drop(stream);
+                    continue;
+                };
                 let (registry, metrics) = (registry.clone(), metrics.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let (registry, metrics) = (registry.clone(), metrics.clone());
-                        async move { Ok::<_, Infallible>(respond(&req, registry, metrics).await) }
-                    });
-                    if let Err(e) = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "metrics: connection ended with an error");
-                    }
+                    let _permit = permit;
+                    serve_one(stream, registry, metrics, limits).await;
                 });
             }
         })
+    }
+}
+
+/// Serves one connection within `limits`; returns when it is closed.
+async fn serve_one(stream: TcpStream, registry: Registry, metrics: Metrics, limits: Limits) {
+    let service = service_fn(move |req| {
+        let (registry, metrics) = (registry.clone(), metrics.clone());
+        async move { Ok::<_, Infallible>(respond(&req, registry, metrics).await) }
+    });
+    let io = TokioIo::new(WriteTimeout::new(stream, limits.write_timeout));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let result = match tokio::time::timeout(limits.connection_deadline, conn.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => {
+            // The deadline: finish the answer in flight (each write within write_timeout),
+            // then close; a connection that still has not finished is dropped.
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.write_timeout, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!("metrics: connection dropped at its deadline");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "metrics: connection ended with an error");
+    }
+}
+
+/// Says when a repeated event should be logged: the first time, then at most once per
+/// `every`, with how many were not logged in between.
+#[derive(Debug)]
+pub struct RateLimited {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One occurrence at `now`: `Some(events not logged since the last logged one)` when this
+    /// one should be logged.
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// A stream whose writes fail with `TimedOut` when they make no progress for `timeout`: a
+/// client that stops reading cannot hold its connection (and its answers) forever.
+struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    /// Armed while a write is pending.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// After a write-side poll returned `Pending`: fails once the wait is over `timeout`.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing for {}",
+                    humantime::format_duration(timeout)
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn done<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => self.pending(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.done(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.done(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.done(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.done(r, cx)
     }
 }
 
@@ -167,7 +389,7 @@ mod tests {
 
     /// One HTTP/1.0 request (the server closes after the response); status and body.
     async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
             .await
             .unwrap();
@@ -234,6 +456,88 @@ mod tests {
             head.to_ascii_lowercase().contains("allow: get, head"),
             "{head}"
         );
+    }
+
+    /// Clients that pipeline thousands of requests and never read the answers: the ones over
+    /// the cap are closed at once, the others when their writes stall or at their deadline,
+    /// and /healthz answers throughout (a retry while the cap is full is allowed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clients_that_pipeline_and_never_read_cannot_hold_the_server() {
+        let limits = Limits {
+            max_connections: 8,
+            connection_deadline: Duration::from_secs(4),
+            write_timeout: Duration::from_millis(500),
+        };
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let server = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = server.local_addr();
+        server.spawn_with(registry, metrics, limits);
+
+        let pipelined = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3000);
+        let mut stuck = Vec::new();
+        for _ in 0..40 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut s = socket.connect(addr).await.unwrap();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                s.write_all(pipelined.as_bytes()),
+            )
+            .await;
+            stuck.push(s);
+        }
+        let started = std::time::Instant::now();
+        let healthz = async {
+            loop {
+                let attempt = tokio::time::timeout(Duration::from_secs(1), async {
+                    let mut s = TcpStream::connect(addr).await.ok()?;
+                    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.ok()?;
+                    let mut raw = String::new();
+                    s.read_to_string(&mut raw).await.ok()?;
+                    raw.starts_with("HTTP/1.0 200").then_some(())
+                })
+                .await;
+                if let Ok(Some(())) = attempt {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), healthz)
+            .await
+            .expect("/healthz answered within 5 s");
+        // Every stuck connection is closed by the server: reading drains what was sent and
+        // then sees the end (an open connection would block here).
+        let mut closing = tokio::task::JoinSet::new();
+        for mut s in stuck {
+            closing.spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+        let all = async { while closing.join_next().await.is_some() {} };
+        tokio::time::timeout(Duration::from_secs(12), all)
+            .await
+            .expect("the server closed every stuck connection");
+        assert!(started.elapsed() < Duration::from_secs(17));
+    }
+
+    #[test]
+    fn repeated_log_lines_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut log = RateLimited::new(Duration::from_secs(10));
+        assert_eq!(log.hit(t0), Some(0));
+        for i in 1..1000 {
+            assert_eq!(log.hit(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.hit(t0 + Duration::from_secs(10)), Some(999));
+        assert_eq!(log.hit(t0 + Duration::from_secs(11)), None);
     }
 
     #[tokio::test]

@@ -551,6 +551,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     let mut attest = tokio::time::interval(ATTEST_INTERVAL);
+    let control_permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
+    let mut control_accept_log = http::RateLimited::new(http::ACCEPT_LOG_EVERY);
     tracing::info!(socket = %opts.control_socket.display(), "running; SIGHUP or a changed file reloads, SIGINT or SIGTERM detaches and exits");
     loop {
         tokio::select! {
@@ -570,11 +572,23 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
                 }
             }
             conn = listener.accept() => match conn {
-                Ok((stream, _)) => {
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move { serve(stream, shared).await });
+                Ok((stream, _)) => match Arc::clone(&control_permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            serve(stream, shared).await;
+                            drop(permit);
+                        });
+                    }
+                    // Over the cap: closed at once.
+                    Err(_) => drop(stream),
+                },
+                Err(e) => {
+                    if let Some(suppressed) = control_accept_log.hit(tokio::time::Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "control socket accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
             },
         }
     }
@@ -812,14 +826,67 @@ fn bind_control(path: &Path) -> Result<UnixListener, RunError> {
     Ok(listener)
 }
 
-async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+/// Longest control request accepted, newline included (the requests are single words).
+pub const MAX_CONTROL_REQUEST: usize = 1024;
+/// A control client sends its request line within this long, or is disconnected.
+pub const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A control client reads the whole answer within this long, or is disconnected.
+pub const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Control connections served at the same time; more are closed at once.
+pub const MAX_CONTROL_CONNECTIONS: usize = 16;
+
+/// Reads one request line: at most [`MAX_CONTROL_REQUEST`] bytes within
+/// [`CONTROL_READ_TIMEOUT`]. Never holds more than that, whatever the client sends.
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R) -> Result<String, String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut reader = BufReader::new(read.take(MAX_CONTROL_REQUEST as u64));
+    let mut line = Vec::with_capacity(64);
+    match tokio::time::timeout(CONTROL_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(format!(
+            "no request line within {}",
+            humantime::format_duration(CONTROL_READ_TIMEOUT)
+        )),
+        Ok(Err(e)) => Err(format!("reading the request: {e}")),
+        Ok(Ok(_)) if line.last() != Some(&b'\n') && line.len() >= MAX_CONTROL_REQUEST => Err(
+            format!("the request is over {MAX_CONTROL_REQUEST} bytes without a newline"),
+        ),
+        Ok(Ok(_)) => Ok(String::from_utf8_lossy(&line).into_owned()),
     }
-    let body = match line.trim() {
+}
+
+/// An error answer: `{"error": "..."}`.
+fn error_answer(message: &str) -> String {
+    format!(
+        "{{\"error\":{}}}",
+        serde_json::Value::String(message.to_owned())
+    )
+}
+
+/// Serves one control connection: one request line, `answer`'s answer, close. A request that
+/// is too long or too slow gets an error answer and the connection is closed.
+async fn serve_control(stream: tokio::net::UnixStream, answer: impl FnOnce(&str) -> String) {
+    let (read, mut write) = stream.into_split();
+    let body = match read_request(read).await {
+        Ok(line) => answer(line.trim()),
+        Err(e) => {
+            tracing::debug!("control socket: request refused: {e}");
+            error_answer(&e)
+        }
+    };
+    let _ = tokio::time::timeout(CONTROL_WRITE_TIMEOUT, async {
+        let _ = write.write_all(body.as_bytes()).await;
+        let _ = write.shutdown().await;
+    })
+    .await;
+}
+
+async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
+    serve_control(stream, |request| answer(request, &shared)).await;
+}
+
+/// The answer to one control request.
+fn answer(request: &str, shared: &Mutex<Shared>) -> String {
+    match request {
         "status" => {
             let snapshot = {
                 let guard = shared.lock().expect("not poisoned");
@@ -827,7 +894,7 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
             };
             match snapshot {
                 Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
-                Err(e) => format!("{{\"error\":{}}}", serde_json::Value::String(e.to_string())),
+                Err(e) => error_answer(&e.to_string()),
             }
         }
         "table" => {
@@ -836,15 +903,10 @@ async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
         }
         "verify" => match shared.lock().expect("not poisoned").attest() {
             Ok(drift) => serde_json::to_string(&drift).unwrap_or_default(),
-            Err(e) => format!("{{\"error\":{}}}", serde_json::Value::String(e.to_string())),
+            Err(e) => error_answer(&e.to_string()),
         },
-        other => format!(
-            "{{\"error\":{}}}",
-            serde_json::Value::String(format!("unknown request `{other}`"))
-        ),
-    };
-    let _ = write.write_all(body.as_bytes()).await;
-    let _ = write.shutdown().await;
+        other => error_answer(&format!("unknown request `{other}`")),
+    }
 }
 
 fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
@@ -945,6 +1007,73 @@ mod tests {
             mode: XdpMode::Auto,
             egress: false,
         }
+    }
+
+    /// Serves one control connection whose answer echoes the request; the client end.
+    fn control_pair() -> tokio::net::UnixStream {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        tokio::spawn(serve_control(server, |r| format!("{{\"echo\":\"{r}\"}}")));
+        client
+    }
+
+    /// Reads until the server closes (or `within` passes: then panics).
+    async fn until_closed(client: &mut tokio::net::UnixStream, within: Duration) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .expect("the server closed the connection");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn control_requests_are_answered() {
+        let mut c = control_pair();
+        c.write_all(b"status\n").await.unwrap();
+        let got = until_closed(&mut c, Duration::from_secs(5)).await;
+        assert_eq!(got, "{\"echo\":\"status\"}");
+    }
+
+    /// 64 MiB without a newline: the server stops reading after MAX_CONTROL_REQUEST bytes and
+    /// closes, so the client cannot even send it all (an unbounded reader takes it whole and
+    /// holds it, 600 MB for 300 MiB).
+    #[tokio::test]
+    async fn an_oversized_control_request_is_refused_and_closed() {
+        let mut c = control_pair();
+        let big = vec![b'x'; 64 << 20];
+        let sent = tokio::time::timeout(Duration::from_secs(20), c.write_all(&big))
+            .await
+            .expect("the write ends: refused or taken");
+        assert!(
+            sent.is_err(),
+            "all 64 MiB were taken by the server: the request is not bounded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_control_request_without_newline_is_refused_after_the_read_timeout() {
+        let mut c = control_pair();
+        c.write_all(b"stat").await.unwrap();
+        let started = std::time::Instant::now();
+        let got = until_closed(&mut c, CONTROL_READ_TIMEOUT + Duration::from_secs(5)).await;
+        assert!(started.elapsed() >= CONTROL_READ_TIMEOUT - Duration::from_millis(100));
+        assert!(got.contains("no request line within"), "{got}");
+        // One that says too much in time gets an answer that says so.
+        let mut c = control_pair();
+        c.write_all(&[b'y'; MAX_CONTROL_REQUEST + 10])
+            .await
+            .unwrap();
+        let got = until_closed(&mut c, Duration::from_secs(5)).await;
+        assert!(got.contains("over 1024 bytes"), "{got}");
     }
 
     #[test]

@@ -296,6 +296,7 @@ fn the_systemd_unit_grants_exactly_the_measured_capabilities() {
         ),
         ("SystemCallArchitectures", "native"),
         ("LimitMEMLOCK", "infinity"),
+        ("LimitNOFILE", "65536"),
         ("RuntimeDirectory", "embargo"),
         ("StateDirectory", "embargo"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
