@@ -1,7 +1,7 @@
 //! The running agent's status: what `embargo status` prints, served over the control socket.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Write as _,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::Duration,
@@ -192,6 +192,97 @@ pub enum StatusError {
     },
     #[error("the agent at {path} sent an unreadable answer: {message}")]
     Protocol { path: PathBuf, message: String },
+    /// The agent answered with an error of its own (`{"error": "..."}`).
+    #[error("the agent at {path} answered: {message}")]
+    Agent { path: PathBuf, message: String },
+}
+
+/// Largest answer read from the agent (a table of millions of prefixes fits).
+pub const MAX_ANSWER_BYTES: u64 = 1 << 30;
+/// The whole answer arrives within this long (the agent gives a reader 60 s).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Reads an answer of at most `max` bytes, the whole of it within `deadline`.
+fn read_answer(
+    stream: &mut (impl std::io::Read + SetReadTimeout),
+    max: u64,
+    deadline: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let started = std::time::Instant::now();
+    let mut body = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero());
+        let Some(left) = left else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no complete answer within {}",
+                    humantime::format_duration(deadline)
+                ),
+            ));
+        };
+        stream.set_timeout(left)?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            // A read timeout (EAGAIN) or a signal: the loop checks the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(body);
+        }
+        if body.len() as u64 + n as u64 > max {
+            return Err(std::io::Error::other(format!(
+                "the answer is over {max} bytes"
+            )));
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A stream whose read timeout can be set (a trait so tests can use a socket pair).
+trait SetReadTimeout {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl SetReadTimeout for UnixStream {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+/// Parses the agent's answer: `T`, or the agent's own error (`{"error": "..."}`).
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    body: &[u8],
+) -> Result<T, StatusError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AgentError {
+        error: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<AgentError>(body) {
+        return Err(StatusError::Agent {
+            path: socket.to_owned(),
+            message: e.error,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| StatusError::Protocol {
+        path: socket.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Sends `request` to the agent at `socket` and parses its JSON answer.
@@ -202,17 +293,13 @@ fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Resu
     };
     let mut stream = UnixStream::connect(socket).map_err(connect)?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_write_timeout(Some(Duration::from_secs(30)))
         .map_err(connect)?;
     stream
         .write_all(format!("{request}\n").as_bytes())
         .map_err(connect)?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).map_err(connect)?;
-    serde_json::from_str(&body).map_err(|e| StatusError::Protocol {
-        path: socket.to_owned(),
-        message: e.to_string(),
-    })
+    let body = read_answer(&mut stream, MAX_ANSWER_BYTES, ANSWER_TIMEOUT).map_err(connect)?;
+    parse_answer(socket, &body)
 }
 
 /// Asks the agent at `socket` for its status.
@@ -356,6 +443,63 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// The agent's own error is shown, not a complaint about the fields a status needs.
+    #[test]
+    fn the_agents_error_answer_is_shown_as_such() {
+        let socket = Path::new("/run/embargo/control.sock");
+        let e = parse_answer::<Status>(socket, br#"{"error":"reading the counters: EPERM"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the agent at /run/embargo/control.sock answered: reading the counters: EPERM"
+        );
+        let e = parse_answer::<Status>(socket, b"{\"pid\": \"x\"").unwrap_err();
+        assert!(matches!(e, StatusError::Protocol { .. }), "{e}");
+    }
+
+    /// Through the socket: an agent answering with its error (a server end of a pair).
+    #[test]
+    fn query_shows_the_agents_error() {
+        let dir = std::env::temp_dir().join(format!("embargo-status-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = [0u8; 7];
+            std::io::Read::read_exact(&mut s, &mut line).unwrap();
+            s.write_all(br#"{"error":"unknown request `nope`"}"#)
+                .unwrap();
+        });
+        let e = query(&path).unwrap_err().to_string();
+        agent.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.ends_with("answered: unknown request `nope`"), "{e}");
+        assert!(!e.contains("missing field"), "{e}");
+    }
+
+    /// An answer over the cap, or one that never ends, is an error, not a hang or a heap.
+    #[test]
+    fn answers_are_read_with_a_cap_and_a_deadline() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = b.write_all(&[b'x'; 300_000]);
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let e = read_answer(&mut a, 100_000, Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("over 100000 bytes"), "{e}");
+        drop(a);
+        writer.join().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        let e = read_answer(&mut a, 100_000, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(b);
+    }
 
     #[test]
     fn designations_show_current_and_delisted_with_their_list() {
