@@ -14,7 +14,8 @@
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
 //! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
-//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups.
+//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
+//! * [`output`]: what the command line prints, so a closed pipe never panics.
 
 pub mod audit;
 pub mod cidr;
@@ -29,6 +30,7 @@ pub mod lists;
 pub mod live;
 pub mod mapped;
 pub mod metrics;
+pub mod output;
 pub mod plan;
 pub mod policy;
 pub mod ranges;

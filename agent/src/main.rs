@@ -17,6 +17,23 @@ use embargo::{
     status,
 };
 
+/// Prints to standard output through [`embargo::output`]: a closed pipe ends the printing
+/// quietly and the command keeps its exit code.
+macro_rules! out {
+    ($($arg:tt)*) => { embargo::output::stdout(format_args!($($arg)*)) };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    () => { embargo::output::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { embargo::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Prints to standard error; never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => { embargo::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// Where XDP links are pinned unless --pin-dir says otherwise.
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/embargo";
 
@@ -360,7 +377,14 @@ fn parse_interface(s: &str) -> Result<Interface, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = command(Cli::parse());
+    // What is still buffered is written (or dropped, if the reader has gone) before the exit.
+    embargo::output::flush();
+    code
+}
+
+/// Runs one command; its exit code.
+fn command(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -384,7 +408,7 @@ fn main() -> ExitCode {
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("error: starting the runtime: {e}");
+                    errln!("error: starting the runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -402,7 +426,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(RunError::Config(e)) => config_error(&e),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -416,7 +440,7 @@ fn main() -> ExitCode {
             control_socket,
         } => {
             if status::query(&control_socket).is_ok() {
-                eprintln!(
+                errln!(
                     "error: an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
                     control_socket.display()
                 );
@@ -430,43 +454,43 @@ fn main() -> ExitCode {
                     netlink_filters, ..
                 }) => netlink_filters,
                 Err(e) => {
-                    eprintln!("warning: {e}");
+                    errln!("warning: {e}");
                     Vec::new()
                 }
             };
             let mut results = embargo::dataplane::remove_netlink_filters(&filters);
             results.extend(embargo::dataplane::detach_pinned(&pin_dir, |_| false));
             if results.is_empty() {
-                println!("nothing pinned in {}", pin_dir.display());
+                outln!("nothing pinned in {}", pin_dir.display());
             }
             let mut ok = true;
             for (name, r) in results {
                 match r {
-                    Ok(()) => println!("detached {name}"),
+                    Ok(()) => outln!("detached {name}"),
                     Err(e) => {
                         ok = false;
-                        eprintln!("error: {name}: {e}");
+                        errln!("error: {name}: {e}");
                     }
                 }
             }
             for (path, r) in embargo::dataplane::pins::remove_generations(&pin_dir) {
                 match r {
-                    Ok(()) => println!("unpinned the maps in {}", path.display()),
+                    Ok(()) => outln!("unpinned the maps in {}", path.display()),
                     Err(e) => {
                         ok = false;
-                        eprintln!("error: removing {}: {e}", path.display());
+                        errln!("error: removing {}: {e}", path.display());
                     }
                 }
             }
             match embargo::state::remove(&state_dir) {
-                Ok(true) => println!(
+                Ok(true) => outln!(
                     "removed the state file {}",
                     embargo::state::path(&state_dir).display()
                 ),
                 Ok(false) => {}
                 Err(e) => {
                     ok = false;
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                 }
             }
             let _ = std::fs::remove_dir(&pin_dir);
@@ -479,12 +503,12 @@ fn main() -> ExitCode {
         Command::Check { config, json } => match embargo::compile_file(&config, embargo::today()) {
             Ok((_, compiled)) => {
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(&check_json(&compiled)).expect("serializable")
                     );
                 } else {
-                    print!("{}", check_summary(&config, &compiled));
+                    out!("{}", check_summary(&config, &compiled));
                 }
                 ExitCode::SUCCESS
             }
@@ -508,18 +532,18 @@ fn main() -> ExitCode {
             let loaded = match status::query_table(&control_socket) {
                 Ok(t) => t,
                 Err(e) => {
-                    eprintln!("note: {e}\nnote: comparing against an empty policy");
+                    errln!("note: {e}\nnote: comparing against an empty policy");
                     plan::TableSnapshot::default()
                 }
             };
             let p = plan::diff(&loaded, &next);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&p).expect("serializable")
                 );
             } else {
-                print!("{}", plan::render(&p, limit));
+                out!("{}", plan::render(&p, limit));
             }
             ExitCode::SUCCESS
         }
@@ -531,12 +555,12 @@ fn main() -> ExitCode {
             Ok((_, compiled)) => {
                 let x = explain::explain(&compiled, address);
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(&x).expect("serializable")
                     );
                 } else {
-                    print!("{}", explain::render(&x));
+                    out!("{}", explain::render(&x));
                 }
                 ExitCode::SUCCESS
             }
@@ -556,7 +580,7 @@ fn main() -> ExitCode {
                     Ok(d) => {
                         drifted = d.total() > 0;
                         if !json {
-                            println!(
+                            outln!(
                                 "attestation: {} drifted entries (IPv4 trie {}, IPv6 trie {}, policies {}, roles {}){}",
                                 d.total(),
                                 d.v4_entries,
@@ -568,7 +592,7 @@ fn main() -> ExitCode {
                         }
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        errln!("error: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
@@ -586,18 +610,18 @@ fn main() -> ExitCode {
 fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
     match status::query(control_socket) {
         Ok(s) if json => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&s).expect("serializable")
             );
             ExitCode::SUCCESS
         }
         Ok(s) => {
-            print!("{}", status::render(&s));
+            out!("{}", status::render(&s));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -632,8 +656,8 @@ fn import(cmd: ListImport) -> ExitCode {
     let doc = match lists::parse(format, &input) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("the list was refused; nothing was written");
+            errln!("error: {e}");
+            errln!("the list was refused; nothing was written");
             return ExitCode::from(ConfigError::EXIT_CODE as u8);
         }
     };
@@ -643,11 +667,11 @@ fn import(cmd: ListImport) -> ExitCode {
             .iter()
             .any(|d| d.reference.eq_ignore_ascii_case(r.trim()))
         {
-            eprintln!("warning: reference {r} is not among the matching designations");
+            errln!("warning: reference {r} is not among the matching designations");
         }
     }
     if picked.is_empty() {
-        eprintln!("error: no designation in {} matches", args.file.display());
+        errln!("error: no designation in {} matches", args.file.display());
         return ExitCode::FAILURE;
     }
     let today = embargo::today();
@@ -663,10 +687,10 @@ fn import(cmd: ListImport) -> ExitCode {
     let Some(dir) = args.out else {
         for (i, (id, text)) in files.iter().enumerate() {
             if i > 0 {
-                println!();
+                outln!();
             }
-            println!("# ---- {id}.toml");
-            print!("{text}");
+            outln!("# ---- {id}.toml");
+            out!("{text}");
         }
         return ExitCode::SUCCESS;
     };
@@ -678,14 +702,14 @@ fn import(cmd: ListImport) -> ExitCode {
         .map(|p| p.display().to_string())
         .collect();
     if !existing.is_empty() {
-        eprintln!(
+        errln!(
             "error: {} already exist; nothing was written (move them or choose another --out)",
             existing.join(", ")
         );
         return ExitCode::FAILURE;
     }
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: creating {}: {e}", dir.display());
+        errln!("error: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
     for (id, text) in &files {
@@ -696,10 +720,10 @@ fn import(cmd: ListImport) -> ExitCode {
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
         if let Err(e) = written {
-            eprintln!("error: writing {}: {e}", path.display());
+            errln!("error: writing {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     ExitCode::SUCCESS
 }
@@ -714,7 +738,7 @@ fn fetch(path: &std::path::Path) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
+            errln!("error: starting the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -733,16 +757,16 @@ fn fetch(path: &std::path::Path) -> ExitCode {
         match result {
             Ok(Outcome::Updated {
                 changed, entries, ..
-            }) => println!(
+            }) => outln!(
                 "{name}: {} ({entries} {unit})",
                 if changed { "updated" } else { "unchanged" }
             ),
             Ok(Outcome::NotModified { entries, .. }) => {
-                println!("{name}: not modified ({entries} {unit})")
+                outln!("{name}: not modified ({entries} {unit})")
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e}; the last-known-good copy, if any, is kept");
+                errln!("error: {e}; the last-known-good copy, if any, is kept");
             }
         }
     }
@@ -762,8 +786,8 @@ fn import_command(format: IndicatorImport) -> ExitCode {
         IndicatorImport::Csv { file, common, .. } => ("csv", file, common),
     };
     let fail = |e: &ImportError| {
-        eprintln!("error: {e}");
-        eprintln!("nothing was written");
+        errln!("error: {e}");
+        errln!("nothing was written");
         let code = match e {
             ImportError::Usage(_) => 64,
             ImportError::Output { .. } => 73,
@@ -818,7 +842,7 @@ fn import_command(format: IndicatorImport) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(&e),
     };
-    eprintln!("{}: {}", file.display(), imported.summary);
+    errln!("{}: {}", file.display(), imported.summary);
     if imported.indicators.is_empty() {
         return fail(&ImportError::invalid(
             file.display(),
@@ -841,7 +865,7 @@ fn import_command(format: IndicatorImport) -> ExitCode {
         return fail(&e);
     }
     let prefixes: usize = groups.iter().map(|g| g.prefixes.len()).sum();
-    eprintln!(
+    errln!(
         "{prefixes} prefixes in {} network groups{}",
         groups.len(),
         common
@@ -858,12 +882,12 @@ fn import_command(format: IndicatorImport) -> ExitCode {
         .filter(|g| g.evidence.valid_from.is_some_and(|d| d.0 > today))
         .count();
     if expired > 0 {
-        eprintln!(
+        errln!(
             "note: {expired} groups' evidence expired before today ({today}): `embargo check` leaves them out"
         );
     }
     if pending > 0 {
-        eprintln!("note: {pending} groups' evidence counts only from a later valid_from");
+        errln!("note: {pending} groups' evidence counts only from a later valid_from");
     }
     ExitCode::SUCCESS
 }
@@ -1055,25 +1079,25 @@ fn audit_verify(log: &std::path::Path) -> ExitCode {
     match audit::verify(log) {
         Ok(r) => match &r.first_break {
             None => {
-                println!("{}: {} records, chain intact", log.display(), r.records);
+                outln!("{}: {} records, chain intact", log.display(), r.records);
                 ExitCode::SUCCESS
             }
             Some(b) => {
-                eprintln!("error: {}: chain broken at {b}", log.display());
-                eprintln!("{} records before it are intact", r.records);
+                errln!("error: {}: chain broken at {b}", log.display());
+                errln!("{} records before it are intact", r.records);
                 ExitCode::FAILURE
             }
         },
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn config_error(e: &ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
-    eprintln!("the configuration was refused; nothing from it was applied");
+    errln!("error: {e}");
+    errln!("the configuration was refused; nothing from it was applied");
     ExitCode::from(ConfigError::EXIT_CODE as u8)
 }
 

@@ -268,3 +268,110 @@ fn metrics_listen_flag_must_be_an_address() {
         stderr(&out)
     );
 }
+
+/// Runs `embargo args` with standard output a pipe whose reader is gone before anything is
+/// written (`embargo ... | head -c0`); the exit status and stderr.
+fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run embargo");
+    // The read end closes before the child has compiled anything, so its first write fails.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+/// A closed pipe (`| head -1`) ends the printing quietly: no panic (exit 101), and the command
+/// keeps its documented exit code.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_with_the_documented_code() {
+    for args in [
+        &["check", "--config", "config/default.toml", "--json"][..],
+        &["check", "--config", "config/default.toml"],
+        &["why", "74.120.172.10", "--config", "config/default.toml"],
+        &[
+            "why",
+            "74.120.172.10",
+            "--config",
+            "config/default.toml",
+            "--json",
+        ],
+        &[
+            "plan",
+            "--config",
+            "config/default.toml",
+            "--control-socket",
+            "/nonexistent/x.sock",
+        ],
+    ] {
+        let (code, err) = with_closed_stdout(args);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+    }
+}
+
+/// `embargo status --verify | head -1` against an agent that found drift: exit 3 as
+/// documented, not a panic. The agent is a stand-in answering on a socket of the test's own.
+#[test]
+fn status_verify_into_a_closed_pipe_keeps_exit_3() {
+    use std::io::{Read as _, Write as _};
+    let dir = std::env::temp_dir().join(format!("embargo-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("control.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let status = embargo::status::Status {
+        pid: 1,
+        config: "t.toml".into(),
+        interfaces: Vec::new(),
+        entities: Vec::new(),
+        outcomes: Vec::new(),
+        packets_seen: 0,
+        prefixes_v4: 0,
+        prefixes_v6: 0,
+        map_bytes: 0,
+        digest: "0".repeat(64),
+        reloads: Default::default(),
+        drift_entries: 2,
+        sources: Vec::new(),
+        delisted_by_list: Vec::new(),
+        start: None,
+    };
+    let drift = embargo::dataplane::Drift {
+        v4_entries: 1,
+        v6_entries: 0,
+        policies: 1,
+        roles: 0,
+    };
+    let agent = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1];
+            while s.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+                req.push(b[0]);
+            }
+            let answer = match req.as_slice() {
+                b"verify" => serde_json::to_string(&drift).unwrap(),
+                b"status" => serde_json::to_string(&status).unwrap(),
+                other => panic!("unexpected request {other:?}"),
+            };
+            s.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    let (code, err) = with_closed_stdout(&[
+        "status",
+        "--verify",
+        "--control-socket",
+        socket.to_str().unwrap(),
+    ]);
+    agent.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(code, Some(3), "{err}");
+}

@@ -187,9 +187,8 @@ pub fn deliver(dest: &Destination, text: &str, entity: &str) -> Result<(), Impor
     };
     match dest {
         Destination::Stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
+            // A reader that went away (`| head`) is not a failure ([`crate::output`]).
+            crate::output::stdout_bytes(text.as_bytes())
                 .map_err(|e| fail(Path::new("<stdout>"), e.to_string()))
         }
         Destination::New(path) => {
