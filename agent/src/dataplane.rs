@@ -1344,7 +1344,8 @@ impl Dataplane {
 
     /// Reads the kernel maps back and compares them with what this agent wrote: the tries
     /// (against their mirrors), the policy map and the interface roles with their flags (a
-    /// cleared [`IFACE_EGRESS`] counts as role drift). With `repair`,
+    /// cleared [`IFACE_EGRESS`] counts as role drift, and so does an entry for an interface
+    /// this agent did not configure). With `repair`,
     /// every difference is written back.
     pub fn attest(&mut self, repair: bool) -> Result<Drift, DataplaneError> {
         let mut drift = Drift::default();
@@ -1404,6 +1405,24 @@ impl Dataplane {
                 drift.roles += 1;
                 if repair {
                     map.set(ifindex, want, 0)
+                        .map_err(|e| other("repairing the role map", e))?;
+                }
+            }
+        }
+        // An entry for an interface this agent did not configure (written behind its back)
+        // is drift too: the repair clears it.
+        let known: Vec<u32> = self.slots.iter().flatten().copied().collect();
+        for ifindex in 0..map.len() {
+            if known.contains(&ifindex) {
+                continue;
+            }
+            let got = map
+                .get(&ifindex, 0)
+                .map_err(|e| other("reading the role map", e))?;
+            if got != IfaceConfig::default() {
+                drift.roles += 1;
+                if repair {
+                    map.set(ifindex, IfaceConfig::default(), 0)
                         .map_err(|e| other("repairing the role map", e))?;
                 }
             }

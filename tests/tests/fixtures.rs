@@ -1352,6 +1352,35 @@ fn attestation_repairs_a_cleared_egress_flag() {
     }
 }
 
+/// A role entry for an interface the dataplane never configured (another process writing the
+/// map: a spare ifindex made `inside` so its traffic is matched, or a stray entry) is role drift:
+/// attestation reports it and the repair clears it.
+#[test]
+fn attestation_reports_and_clears_a_role_for_an_unconfigured_interface() {
+    let mut dp = load(&fixture_policy());
+    let lo = loopback();
+    dp.set_role(lo, OUTSIDE).unwrap();
+    assert_eq!(dp.attest(false).unwrap().total(), 0);
+    let mut roles = role_map_of(&dp);
+    let planted = 4242;
+    let entry = IfaceConfig {
+        role: INSIDE as u8,
+        slot: 3,
+        flags: 0,
+        _pad: 0,
+    };
+    roles.set(planted, entry, 0).unwrap();
+    let drift = dp.attest(false).unwrap();
+    assert_eq!((drift.roles, drift.total()), (1, 1), "{drift:?}");
+    assert_eq!(roles.get(&planted, 0).unwrap(), entry, "not repaired yet");
+    let drift = dp.attest(true).unwrap();
+    assert_eq!(drift.roles, 1, "{drift:?}");
+    assert_eq!(roles.get(&planted, 0).unwrap(), IfaceConfig::default());
+    assert_eq!(dp.attest(false).unwrap().total(), 0);
+    // The configured interface's entry was left alone.
+    assert_eq!(roles.get(&lo, 0).unwrap().role, OUTSIDE as u8);
+}
+
 /// `inside` interfaces cannot enforce egress: refused before anything is attached.
 #[test]
 fn egress_on_an_inside_interface_is_refused() {
