@@ -33,6 +33,35 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// The hardware type of interface `name` (`ARPHRD_*`, what `/sys/class/net/<name>/type` says),
+/// asked of the kernel with `SIOCGIFHWADDR` on a socket of the caller's network namespace: the
+/// right one under `nsenter --net`, where `/sys` still shows the namespace that mounted it.
+/// `ENODEV` if there is no such interface.
+pub fn arphrd(name: &str) -> io::Result<u16> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a valid socket and a NUL-terminated name in an `ifreq` the call fills.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware address member of the union.
+    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
 /// The name of interface `ifindex`, or `None` if there is none.
 pub fn ifname(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
@@ -178,6 +207,16 @@ pub fn possible_cpus() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hardware_type_of_the_loopback_and_of_no_interface() {
+        // `lo` exists in every network namespace, unprivileged.
+        assert_eq!(arphrd("lo").unwrap(), embargo_abi::Link::ARPHRD_LOOPBACK);
+        for name in ["embargo-none0", "", "sixteen-bytes-xx", "a\0b"] {
+            let e = arphrd(name).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{name:?}: {e}");
+        }
+    }
 
     #[test]
     fn compares_kernel_versions() {
