@@ -34,6 +34,12 @@
 //! Besides the agent ([`Lab::start_agent`]), other servers can run in the gateway namespace in
 //! the background ([`Lab::spawn_in_gw`], stopped on drop) and be queried on its loopback
 //! ([`Lab::http_get`]).
+//!
+//! Uplinks that are not plain Ethernet: [`Lab::add_tun`] gives the gateway a layer-3 tun
+//! device whose other end is a file descriptor of the test ([`Tun`]): what the test writes is
+//! received by the gateway on the tun (its XDP program runs on it), and what the gateway sends
+//! out of the tun is read back by the test. It adds a third interface to the gateway, so
+//! [`Lab::check_contained`] is for before it; the tun's routes lead only to the test's fd.
 
 use std::{
     collections::BTreeSet,
@@ -683,8 +689,9 @@ impl Lab {
         )
     }
 
-    /// Starts the agent with `--interface IFACE`, logging to `agent-<label>.log`.
-    fn start_agent_on(
+    /// Starts the agent with `--interface IFACE` (any interface of the gateway, e.g. a tun of
+    /// [`Lab::add_tun`], with `:role[:mode][:egress]`), logging to `agent-<label>.log`.
+    pub fn start_agent_on(
         &self,
         config: &Path,
         iface: &str,
@@ -866,6 +873,110 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(self.pin_dir());
+    }
+}
+
+/// `TUNSETIFF` (`linux/if_tun.h`) and its flags: a layer-3 tun without packet information.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+impl Lab {
+    /// Gives the gateway a layer-3 tun device, `<prefix>t0` (`ip tuntap add ... mode tun`), up,
+    /// with no address, and opens its queue: see [`Tun`]. The device goes with the namespace.
+    pub fn add_tun(&self) -> Result<Tun> {
+        let name = format!("{}t0", self.prefix);
+        self.ip_in(&self.gw, &["tuntap", "add", "dev", &name, "mode", "tun"])?;
+        let file = in_netns(&self.gw, || open_tun(&name))??;
+        self.ip_in(&self.gw, &["link", "set", &name, "up"])?;
+        set_sysctls(
+            &self.gw,
+            &[(&format!("net/ipv4/conf/{name}/rp_filter"), "0")],
+        )?;
+        Ok(Tun { name, file })
+    }
+
+    /// Binds a UDP socket in the gateway namespace (to receive what reaches the gateway).
+    pub fn udp_in_gw(&self, addr: SocketAddr) -> Result<UdpSocket> {
+        in_netns(&self.gw, || UdpSocket::bind(addr))?
+            .map_err(|e| LabError::new(format!("binding {addr} in {}: {e}", self.gw)))
+    }
+}
+
+/// Opens the queue of tun device `name` of this thread's network namespace.
+fn open_tun(name: &str) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| LabError::new(format!("opening /dev/net/tun: {e}")))?;
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;
+    // SAFETY: a /dev/net/tun descriptor and an `ifreq` naming the device, as TUNSETIFF takes.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr) } != 0 {
+        return Err(LabError::new(format!(
+            "TUNSETIFF {name}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(file)
+}
+
+/// A tun device of the gateway and the test's end of it: each [`Tun::write`] is one packet
+/// the gateway receives on the device; [`Tun::read_for`] collects what the gateway sent out of
+/// it. Packets are bare IP (no link-layer header, no packet information).
+pub struct Tun {
+    pub name: String,
+    file: File,
+}
+
+impl Tun {
+    /// Hands the gateway one packet, received on the tun.
+    pub fn write(&self, packet: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        (&self.file)
+            .write_all(packet)
+            .map_err(|e| LabError::new(format!("writing to {}: {e}", self.name)))
+    }
+
+    /// Every packet the gateway sends out of the tun within `window`.
+    pub fn read_for(&self, window: Duration) -> Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + window;
+        let mut packets = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(packets);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if n < 0 {
+                return Err(LabError::new(format!(
+                    "poll on {}: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                )));
+            }
+            if n == 0 {
+                continue;
+            }
+            let mut buf = vec![0u8; 65_536];
+            use std::io::Read as _;
+            let len = (&self.file)
+                .read(&mut buf)
+                .map_err(|e| LabError::new(format!("reading from {}: {e}", self.name)))?;
+            buf.truncate(len);
+            packets.push(buf);
+        }
     }
 }
 
