@@ -25,7 +25,8 @@
 //! entry, where both programs read it: Ethernet (VLAN, bond, bridge, veth, tap: possibly
 //! tagged, possibly PPPoE), or raw IP on layer-3 devices (tun, WireGuard, PPP, IPIP/SIT/GRE
 //! tunnels). Those get generic XDP in `auto` mode (no driver of theirs runs XDP natively on
-//! received traffic). A hardware type the parser cannot read is refused at attach.
+//! received traffic), and so do bonds (a native program runs on the slaves, under their
+//! ifindex). A hardware type the parser cannot read is refused at attach.
 //!
 //! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
 //! limited per entity by a token bucket whose settings the agent writes
@@ -789,6 +790,14 @@ impl Dataplane {
             });
         }
         let link = link_of(&iface.name)?;
+        let is_bond = system::driver(&iface.name).is_ok_and(|d| d == "bonding");
+        if is_bond && iface.mode == config::XdpMode::Native {
+            tracing::warn!(
+                interface = %iface.name,
+                "native XDP on a bond runs on its slaves, whose packets carry the slave's ifindex: \
+                 they pass without a role; use mode auto or generic on bonds"
+            );
+        }
         self.set_role(ifindex, iface.role.abi())?;
         self.set_link(ifindex, link)?;
         let program: &mut Xdp = self
@@ -824,6 +833,15 @@ impl Dataplane {
                 tracing::info!(
                     interface = %iface.name,
                     "layer-3 interface (packets start at the IP header): generic XDP"
+                );
+                (attach(program, XdpMode::Skb, "generic")?, "generic")
+            }
+            // A bond runs a native program on its slaves' drivers, which report the slave's
+            // ifindex, not the bond's: its role would not apply. Generic sees the bond's.
+            config::XdpMode::Auto if is_bond => {
+                tracing::info!(
+                    interface = %iface.name,
+                    "bond: generic XDP (native mode would run on the slaves, under their ifindex)"
                 );
                 (attach(program, XdpMode::Skb, "generic")?, "generic")
             }
