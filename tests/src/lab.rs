@@ -903,6 +903,119 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Sends raw Ethernet `frames` out of the client's veth end (an `AF_PACKET` socket in the
+    /// client namespace), their destination MAC set to the gateway's: crafted frames the
+    /// gateway receives as if from the wire (PPPoE sessions, say).
+    pub fn send_frames_from_cli(&self, frames: &[Vec<u8>]) -> Result<()> {
+        let sock = in_netns(&self.cli, || packet_socket(&self.cli_if, 0))??;
+        let gw_mac = mac_bytes(GW_MAC);
+        for f in frames {
+            let mut f = f.clone();
+            f[..6].copy_from_slice(&gw_mac);
+            // SAFETY: a bound packet socket and a buffer of the given length.
+            let n = unsafe { libc::send(sock.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+            if n < 0 {
+                return Err(LabError::new(format!(
+                    "sending a frame out of {}: {}",
+                    self.cli_if,
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A packet socket on the gateway's veth end receiving frames of `ethertype`: what the
+    /// XDP program passed (it runs before any packet socket sees a frame). Read it with
+    /// [`frames_within`].
+    pub fn capture_in_gw(&self, ethertype: u16) -> Result<std::os::fd::OwnedFd> {
+        in_netns(&self.gw, || packet_socket(&self.gw_if, ethertype))?
+    }
+}
+
+/// The bytes of a MAC address written `02:e3:...`.
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut b = [0u8; 6];
+    for (d, part) in b.iter_mut().zip(mac.split(':')) {
+        *d = u8::from_str_radix(part, 16).expect("a valid MAC constant");
+    }
+    b
+}
+
+/// An `AF_PACKET` raw socket bound to `dev` of this thread's namespace, for `ethertype`
+/// (0: bound for sending only, receives nothing).
+fn packet_socket(dev: &str, ethertype: u16) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    let ifindex = embargo::system::ifindex(dev)
+        .ok_or_else(|| LabError::new(format!("no interface {dev}")))?;
+    let proto = ethertype.to_be();
+    // SAFETY: plain socket(2); checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(proto),
+        )
+    };
+    if fd < 0 {
+        return Err(LabError::new(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `sockaddr_ll` is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: a valid socket and address of the given size.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(LabError::new(format!(
+            "binding a packet socket to {dev}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(sock)
+}
+
+/// Every frame `sock` (from [`Lab::capture_in_gw`]) receives within `window`.
+pub fn frames_within(sock: &std::os::fd::OwnedFd, window: Duration) -> Result<Vec<Vec<u8>>> {
+    let deadline = Instant::now() + window;
+    let mut frames = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(frames);
+        }
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+            continue;
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: a valid socket and a buffer of the given length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            buf.truncate(n as usize);
+            frames.push(buf);
+        }
+    }
+}
+
 /// Opens the queue of tun device `name` of this thread's network namespace.
 fn open_tun(name: &str) -> Result<File> {
     let file = std::fs::OpenOptions::new()

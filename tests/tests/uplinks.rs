@@ -284,3 +284,74 @@ fn bridge_uplink_falls_back_to_generic_and_enforces() {
     assert_eq!(packets, 5);
     agent.stop().unwrap();
 }
+
+/// PPPoE session frames (crafted, as a DSL access concentrator would send them) arriving on
+/// the gateway's veth, `outside`: IPv4 and IPv6 from listed sources are dropped before any
+/// packet socket sees them and counted per entity; unlisted ones and LCP pass (a packet socket
+/// on the gateway receives them) and are counted as misses and non-IP.
+#[test]
+fn pppoe_session_frames_on_an_ethernet_uplink() {
+    use embargo_tests::packet::{ETH_P_PPP_SES, Frame, L3, PPP_LCP};
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    let config = lab.write_file("uplinks.toml", CONFIG).unwrap();
+    let agent = lab
+        .start_agent(&config, embargo::config::Role::Outside)
+        .unwrap();
+    let before = agent.status().unwrap();
+    let capture = lab.capture_in_gw(ETH_P_PPP_SES).unwrap();
+    let frame = |src: &str, dst: &str, n: u8| {
+        let mut f = Frame::ip(ip(src), ip(dst)).pppoe(0x77);
+        f.payload_len = 8 + usize::from(n); // a distinct length per frame
+        f.bytes()
+    };
+    let lcp = Frame {
+        vlans: Vec::new(),
+        pppoe: Some(0x77),
+        l3: L3::Other {
+            ethertype: PPP_LCP,
+            body: vec![9, 1, 0, 8, 0xde, 0xad, 0xbe, 0xef],
+        },
+        payload_len: 0,
+    }
+    .bytes();
+    let mut frames = Vec::new();
+    for n in 0..4 {
+        frames.push(frame("203.0.113.7", "192.0.2.1", n));
+        frames.push(frame("2001:db8:bad::7", "2001:db8:1::1", n));
+        frames.push(frame("192.0.2.10", "192.0.2.1", n));
+    }
+    frames.push(lcp.clone());
+    lab.send_frames_from_cli(&frames).unwrap();
+    let seen = embargo_tests::lab::frames_within(&capture, Duration::from_millis(500)).unwrap();
+    // The IP source inside the PPPoE session: IPv4 at 22 + 12, IPv6 at 22 + 8.
+    let from = |prefix: &[u8]| {
+        seen.iter()
+            .filter(|f| f.len() > 40 && f[12..14] == [0x88, 0x64])
+            .filter(|f| match f[20..22] {
+                [0x00, 0x21] => f[34..].starts_with(prefix),
+                [0x00, 0x57] => f[30..].starts_with(prefix),
+                _ => false,
+            })
+            .count()
+    };
+    assert_eq!(from(&[203, 0, 113, 7]), 0, "listed IPv4 source passed");
+    assert_eq!(
+        from(&[0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad]),
+        0,
+        "listed IPv6 source passed"
+    );
+    assert_eq!(from(&[192, 0, 2, 10]), 4);
+    assert!(seen.iter().any(|f| f[20..22] == [0xc0, 0x21]), "LCP passed");
+    let after = agent.status().unwrap();
+    let dropped = |s: &embargo::status::Status| {
+        counter(s, "lab-drop", "inbound", "dropped").map_or(0, |c| c.0)
+    };
+    assert_eq!(dropped(&after) - dropped(&before), 8);
+    assert_eq!(
+        outcome(&after, "miss_ipv4") - outcome(&before, "miss_ipv4"),
+        4
+    );
+    assert!(outcome(&after, "non_ip") > outcome(&before, "non_ip"));
+    agent.stop().unwrap();
+}
