@@ -20,6 +20,14 @@
 //! kernel after the agent dies (only a clean detach removes it), and its priority and handle
 //! are in the state file for the next agent to take it over.
 //!
+//! Uplinks: what a packet on an interface starts with is read from the interface's hardware
+//! type at attach ([`system::arphrd`], [`Link::from_arphrd`]) and written into its role-map
+//! entry, where both programs read it: Ethernet (VLAN, bond, bridge, veth, tap: possibly
+//! tagged, possibly PPPoE), or raw IP on layer-3 devices (tun, WireGuard, PPP, IPIP/SIT/GRE
+//! tunnels). Those get generic XDP in `auto` mode (no driver of theirs runs XDP natively on
+//! received traffic), and so do bonds (a native program runs on the slaves, under their
+//! ifindex). A hardware type the parser cannot read is refused at attach.
+//!
 //! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
 //! limited per entity by a token bucket whose settings the agent writes
 //! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
@@ -40,7 +48,7 @@ use aya::{
 };
 use embargo_abi::{
     Counter, Direction, EVENTS_RING_BYTES, EntityPolicy, EventLimits, IFACE_EGRESS, IfaceConfig,
-    MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict, counter_index, maps, trie,
+    Link, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict, counter_index, maps, trie,
 };
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
@@ -117,6 +125,13 @@ pub enum DataplaneError {
         ifindex: u32,
         max: u32,
     },
+    /// The interface's hardware type is one the programs cannot parse.
+    #[error(
+        "interface `{name}` has hardware type {arphrd} (ARPHRD_*, see /sys/class/net/{name}/type), \
+         which embargo cannot parse: it reads Ethernet (with VLAN tags or PPPoE) and layer-3 \
+         devices (tun, WireGuard, PPP, IPIP, SIT, GRE); attach to one of those instead"
+    )]
+    UnsupportedLink { name: String, arphrd: u16 },
     /// Attaching failed in every allowed mode.
     #[error("cannot attach XDP to `{name}` in {mode} mode: {source}")]
     Attach {
@@ -142,6 +157,9 @@ pub enum DataplaneError {
     /// The egress flag lives in an interface's role-map entry, which needs a role.
     #[error("ifindex {ifindex} has no role: give it one before enabling egress")]
     EgressWithoutRole { ifindex: u32 },
+    /// The link type lives in an interface's role-map entry, which needs a role.
+    #[error("ifindex {ifindex} has no role: give it one before setting its link type")]
+    LinkWithoutRole { ifindex: u32 },
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -171,6 +189,9 @@ pub struct Attachment {
     pub mode: &'static str,
     /// The TC egress classifier is attached too (host egress is enforced).
     pub egress: bool,
+    /// What its packets start with, from its hardware type (not serialized).
+    #[serde(skip)]
+    pub link: Link,
 }
 
 /// How the TC egress classifier is attached to an interface.
@@ -291,6 +312,8 @@ pub struct Dataplane {
     egress_links: Vec<Option<EgressLink>>,
     /// Role-map flags ([`IFACE_EGRESS`]) of the interface in each counter slot.
     flags: [u8; MAX_INTERFACES as usize],
+    /// Role-map link type ([`IfaceConfig::link`]) of the interface in each counter slot.
+    link_types: [Link; MAX_INTERFACES as usize],
     /// How the TC egress classifier is attached on this kernel.
     tc_api: TcApi,
     /// Each family's trie: its mapped memory (with the mirror of what we wrote) and its prefix
@@ -590,6 +613,7 @@ impl Dataplane {
             pin_dir: None,
             egress_links: Vec::new(),
             flags: [0; MAX_INTERFACES as usize],
+            link_types: [Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: TcApi::for_running_kernel(),
             v4: Family {
                 trie: v4_trie,
@@ -653,16 +677,17 @@ impl Dataplane {
                 },
             )?,
         };
-        // An interface keeps its flags while it has a role; losing the role clears them.
-        let flags = match role {
-            embargo_abi::Role::None => 0,
-            _ => self.flags[slot],
+        // An interface keeps its flags and link type while it has a role; losing the role
+        // clears them.
+        let (flags, link) = match role {
+            embargo_abi::Role::None => (0, Link::Ethernet),
+            _ => (self.flags[slot], self.link_types[slot]),
         };
         let value = IfaceConfig {
             role: role as u8,
             slot: slot as u8,
             flags,
-            _pad: 0,
+            link: link as u8,
         };
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
@@ -674,8 +699,31 @@ impl Dataplane {
         };
         if existing.is_some() && role == embargo_abi::Role::None {
             self.flags[slot] = 0;
+            self.link_types[slot] = Link::Ethernet;
         }
         Ok(slot as u32)
+    }
+
+    /// Sets the link type in an interface's role-map entry (what its packets start with)
+    /// without attaching (tests use this with BPF_PROG_TEST_RUN; [`Dataplane::attach`] sets
+    /// the one its hardware type says). The interface must have a role; it keeps the link type
+    /// while it does.
+    pub fn set_link(&mut self, ifindex: u32, link: Link) -> Result<(), DataplaneError> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| *s == Some(ifindex))
+            .ok_or(DataplaneError::LinkWithoutRole { ifindex })?;
+        let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
+        let mut value = roles
+            .get(&ifindex, 0)
+            .map_err(|e| other("reading the interface role map", e))?;
+        value.link = link as u8;
+        roles
+            .set(ifindex, value, 0)
+            .map_err(|e| other("writing the interface role map", e))?;
+        self.link_types[slot] = link;
+        Ok(())
     }
 
     /// Sets or clears [`IFACE_EGRESS`] in an interface's role-map entry without attaching
@@ -745,7 +793,17 @@ impl Dataplane {
                 max: MAX_IFINDEX,
             });
         }
+        let link = link_of(&iface.name)?;
+        let is_bond = system::driver(&iface.name).is_ok_and(|d| d == "bonding");
+        if is_bond && iface.mode == config::XdpMode::Native {
+            tracing::warn!(
+                interface = %iface.name,
+                "native XDP on a bond runs on its slaves, whose packets carry the slave's ifindex: \
+                 they pass without a role; use mode auto or generic on bonds"
+            );
+        }
         self.set_role(ifindex, iface.role.abi())?;
+        self.set_link(ifindex, link)?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(embargo_abi::programs::CLASSIFY)
@@ -770,9 +828,27 @@ impl Dataplane {
                     },
                 })
         };
-        let (link, mode) = match iface.mode {
+        let (xdp_link, mode) = match iface.mode {
             config::XdpMode::Native => (attach(program, XdpMode::Driver, "native")?, "native"),
             config::XdpMode::Generic => (attach(program, XdpMode::Skb, "generic")?, "generic"),
+            // No layer-3 driver runs XDP natively on what it receives (tun's native hook sees
+            // only what user space writes, through the generic path anyway): generic, no try.
+            config::XdpMode::Auto if link == Link::RawIp => {
+                tracing::info!(
+                    interface = %iface.name,
+                    "layer-3 interface (packets start at the IP header): generic XDP"
+                );
+                (attach(program, XdpMode::Skb, "generic")?, "generic")
+            }
+            // A bond runs a native program on its slaves' drivers, which report the slave's
+            // ifindex, not the bond's: its role would not apply. Generic sees the bond's.
+            config::XdpMode::Auto if is_bond => {
+                tracing::info!(
+                    interface = %iface.name,
+                    "bond: generic XDP (native mode would run on the slaves, under their ifindex)"
+                );
+                (attach(program, XdpMode::Skb, "generic")?, "generic")
+            }
             config::XdpMode::Auto => match attach(program, XdpMode::Driver, "native") {
                 Ok(link) => (link, "native"),
                 Err(DataplaneError::Attach { source, .. }) => {
@@ -790,7 +866,7 @@ impl Dataplane {
             match self.attach_egress(ifindex, &iface.name) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    let _ = self.xdp_program_mut().detach(link);
+                    let _ = self.xdp_program_mut().detach(xdp_link);
                     let _ = self.set_role(ifindex, embargo_abi::Role::None);
                     return Err(e);
                 }
@@ -798,7 +874,7 @@ impl Dataplane {
         } else {
             None
         };
-        let held = self.hold(link, &iface.name, None)?;
+        let held = self.hold(xdp_link, &iface.name, None)?;
         self.links.push(held);
         self.egress_links.push(egress);
         self.attachments.push(Attachment {
@@ -807,6 +883,7 @@ impl Dataplane {
             role: iface.role,
             mode,
             egress: iface.egress,
+            link,
         });
         Ok(self.attachments.last().expect("just pushed"))
     }
@@ -1056,7 +1133,9 @@ impl Dataplane {
             .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
         let link = XdpLink::try_from(FdLink::from(pinned))
             .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+        let link_type = link_of(&iface.name)?;
         self.set_role(ifindex, iface.role.abi())?;
+        self.set_link(ifindex, link_type)?;
         let id = self
             .xdp_program_mut()
             .attach_to_link(link)
@@ -1082,6 +1161,7 @@ impl Dataplane {
             role: iface.role,
             mode: "adopted",
             egress: iface.egress,
+            link: link_type,
         });
         Ok(self.attachments.last())
     }
@@ -1309,6 +1389,7 @@ impl Dataplane {
         }
         for ((att, (link, pinned)), egress) in taken.into_iter().zip(taken_egress) {
             self.set_role(att.ifindex, att.role.abi())?;
+            self.set_link(att.ifindex, att.link)?;
             if egress.is_some() {
                 self.set_egress(att.ifindex, true)?;
             }
@@ -1390,7 +1471,7 @@ impl Dataplane {
                         role: role as u8,
                         slot: slot as u8,
                         flags: self.flags[slot],
-                        _pad: 0,
+                        link: self.link_types[slot] as u8,
                     },
                 )
             })
@@ -1678,6 +1759,21 @@ fn map_bytes(v4_len: usize, v6_len: usize, entities: u32) -> u64 {
 }
 
 /// The OS error code of a TC error, if it has one.
+/// What packets on interface `name` start with, from its hardware type; refuses a type the
+/// programs cannot parse.
+fn link_of(name: &str) -> Result<Link, DataplaneError> {
+    let arphrd = system::arphrd(name).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENODEV) => DataplaneError::UnknownInterface {
+            name: name.to_owned(),
+        },
+        _ => other(format!("reading the hardware type of {name}"), e),
+    })?;
+    Link::from_arphrd(arphrd).ok_or_else(|| DataplaneError::UnsupportedLink {
+        name: name.to_owned(),
+        arphrd,
+    })
+}
+
 fn tc_errno(e: &TcError) -> Option<i32> {
     match e {
         TcError::NetlinkError(e) => e.raw_os_error(),

@@ -1,7 +1,12 @@
 //! `embargo why ADDRESS`: why an address is blocked, monitored, allowed or not listed, with the
 //! legal basis and the evidence an auditor asks for.
+//!
+//! It answers as the data plane decides: an IPv6 address carrying an IPv4 one (IPv4-mapped
+//! `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`; [`embargo_abi::trie::embedded_v4`]) is
+//! explained as that IPv4 address when the IPv4 prefixes list it, else as itself, which is
+//! the order [`embargo_abi::trie::lookup_v6_or_v4`] looks the tries up in.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -59,8 +64,58 @@ pub enum Explanation {
     },
 }
 
+/// The IPv4 address an IPv6 `addr` carries (mapped or compatible), as the data plane reads it.
+pub fn embedded_v4(addr: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(a) = addr else {
+        return None;
+    };
+    let n = u128::from(a);
+    embargo_abi::trie::embedded_v4((n >> 64) as u64, n as u64).map(Ipv4Addr::from)
+}
+
 /// Explains `addr` against a compiled policy.
 pub fn explain(c: &Compiled, addr: IpAddr) -> Explanation {
+    let Some(v4) = embedded_v4(addr) else {
+        return explain_one(c, addr);
+    };
+    // As the data plane: the IPv4 prefixes first, then the IPv6 ones.
+    let as_v4 = explain_one(c, v4.into()).for_address(addr);
+    if matches!(as_v4, Explanation::Listed { .. }) {
+        return as_v4;
+    }
+    match (as_v4, explain_one(c, addr)) {
+        (_, x @ Explanation::Listed { .. }) => x,
+        (x @ Explanation::Allowed { .. }, _) | (_, x @ Explanation::Allowed { .. }) => x,
+        (
+            Explanation::NotListed {
+                left_out: mut a, ..
+            },
+            Explanation::NotListed { left_out: b, .. },
+        ) => {
+            a.extend(b);
+            Explanation::NotListed {
+                address: addr,
+                left_out: a,
+            }
+        }
+        (Explanation::Listed { .. }, _) => unreachable!("returned above"),
+    }
+}
+
+impl Explanation {
+    /// The same answer, about `address` (the IPv6 form of the IPv4 address explained).
+    fn for_address(mut self, addr: IpAddr) -> Self {
+        match &mut self {
+            Explanation::Listed { address, .. }
+            | Explanation::Allowed { address, .. }
+            | Explanation::NotListed { address, .. } => *address = addr,
+        }
+        self
+    }
+}
+
+/// Explains `addr` against the prefixes of its own family.
+fn explain_one(c: &Compiled, addr: IpAddr) -> Explanation {
     let related = |filter: &dyn Fn(&Excluded) -> bool| -> Vec<Excluded> {
         c.excluded
             .iter()
@@ -126,6 +181,13 @@ pub fn render(x: &Explanation) -> String {
                 Action::Monitor => "MONITORED (counted, not blocked)",
             };
             let _ = writeln!(o, "{address}: {verdict}");
+            if address.is_ipv6() && prefix.is_ipv4() {
+                let _ = writeln!(
+                    o,
+                    "  matched as:  {} (the IPv4 address it carries, against the IPv4 prefixes)",
+                    embedded_v4(*address).map_or_else(String::new, |a| a.to_string())
+                );
+            }
             let dir = match direction {
                 DirectionSet::Outbound => "outbound (destination on inside interfaces)",
                 DirectionSet::Inbound => "inbound (source on outside interfaces)",
@@ -241,4 +303,122 @@ pub fn render(x: &Explanation) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+enforce = ["TEST"]
+[[allow]]
+prefix = "10.1.2.0/24"
+reason = "a partner"
+
+[[entities]]
+id = "v4-listed"
+name = "Listed as IPv4"
+action = "drop"
+designations = [{ authority = "TEST", regime = "unit", reference = "U-1", listed_on = 2025-01-01, source = "unit" }]
+networks = [{ prefixes = ["10.0.0.0/8", "0.0.0.0/30"], guard_override = "unit test", evidence = { kind = "manual", source = "unit", retrieved = 2026-01-01, confidence = "high" } }]
+
+[[entities]]
+id = "v6-listed"
+name = "Listed in IPv6 form"
+action = "monitor"
+designations = [{ authority = "TEST", regime = "unit", reference = "U-2", listed_on = 2025-01-01, source = "unit" }]
+networks = [{ prefixes = ["::ffff:198.18.0.0/112", "::ffff:10.1.2.0/120", "2001:db8::/32"], guard_override = "unit test", evidence = { kind = "manual", source = "unit", retrieved = 2026-01-01, confidence = "high" } }]
+"#;
+
+    fn compiled() -> Compiled {
+        let config = crate::config::parse(std::path::Path::new("unit.toml"), POLICY.to_owned())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resolved = crate::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
+        crate::compile::compile(&config, &resolved, crate::today())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// What `why` says: the entity id, `allowed` or `not listed`.
+    fn why(c: &Compiled, addr: &str) -> String {
+        match explain(c, addr.parse().unwrap()) {
+            Explanation::Listed { entity, .. } => entity.id,
+            Explanation::Allowed { .. } => "allowed".into(),
+            Explanation::NotListed { .. } => "not listed".into(),
+        }
+    }
+
+    /// What the data plane decides: the tries the agent loads, walked by the shared lookup.
+    fn data_plane(c: &Compiled, addr: &str) -> String {
+        let v4 = crate::table::build_v4(&c.v4()).unwrap();
+        let v6 = crate::table::build_v6(&c.v6()).unwrap();
+        let entry = match addr.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(a) => {
+                embargo_abi::trie::lookup_v4(u32::from(a), |i| v4.entries.get(i as usize).copied())
+            }
+            IpAddr::V6(a) => {
+                let n = u128::from(a);
+                embargo_abi::trie::lookup_v6_or_v4(
+                    (n >> 64) as u64,
+                    n as u64,
+                    |i| v4.entries.get(i as usize).copied(),
+                    |i| v6.entries.get(i as usize).copied(),
+                )
+            }
+        };
+        match embargo_abi::trie::entity_of(entry) {
+            Some(e) => c.entities[e as usize].id.clone(),
+            None if c.allowed(addr.parse().unwrap()).is_some()
+                || embedded_v4(addr.parse().unwrap())
+                    .is_some_and(|a| c.allowed(a.into()).is_some()) =>
+            {
+                "allowed".into()
+            }
+            None => "not listed".into(),
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_carrying_ipv4_ones_are_explained_as_the_data_plane_matches_them() {
+        let c = compiled();
+        for (addr, want) in [
+            ("10.9.9.9", "v4-listed"),
+            ("::ffff:10.9.9.9", "v4-listed"),
+            ("::10.9.9.9", "v4-listed"),
+            ("::0.0.0.2", "v4-listed"),
+            // `::1` and `::` are IPv6's own, not 0.0.0.1 and 0.0.0.0.
+            ("::1", "not listed"),
+            ("::", "not listed"),
+            ("::ffff:192.0.2.1", "not listed"),
+            ("::fffe:10.9.9.9", "not listed"),
+            // Unlisted as IPv4, listed in IPv6 form: the IPv6 prefixes still count.
+            ("::ffff:198.18.0.1", "v6-listed"),
+            ("198.18.0.1", "not listed"),
+            // Allowed as IPv4, yet listed in IPv6 form: the data plane matches the IPv6 prefix.
+            ("10.1.2.3", "allowed"),
+            ("::ffff:10.1.2.3", "v6-listed"),
+            ("::10.1.2.3", "allowed"),
+            ("2001:db8::1", "v6-listed"),
+        ] {
+            assert_eq!(why(&c, addr), want, "why {addr}");
+            assert_eq!(data_plane(&c, addr), want, "data plane {addr}");
+        }
+        let x = explain(&c, "::ffff:10.9.9.9".parse().unwrap());
+        let Explanation::Listed {
+            address,
+            prefix,
+            listed_as,
+            ..
+        } = &x
+        else {
+            panic!("{x:?}");
+        };
+        assert_eq!(address.to_string(), "::ffff:10.9.9.9");
+        assert!(prefix.is_ipv4(), "{prefix}");
+        assert_eq!(listed_as.to_string(), "10.0.0.0/8");
+        assert!(
+            render(&x).contains("matched as:  10.9.9.9"),
+            "{}",
+            render(&x)
+        );
+    }
 }

@@ -748,6 +748,7 @@ mod tests {
             role,
             mode,
             egress: false,
+            link: embargo_abi::Link::Ethernet,
         }
     }
 

@@ -33,6 +33,80 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
+/// The hardware type of interface `name` (`ARPHRD_*`, what `/sys/class/net/<name>/type` says),
+/// asked of the kernel with `SIOCGIFHWADDR` on a socket of the caller's network namespace: the
+/// right one under `nsenter --net`, where `/sys` still shows the namespace that mounted it.
+/// `ENODEV` if there is no such interface.
+pub fn arphrd(name: &str) -> io::Result<u16> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a valid socket and a NUL-terminated name in an `ifreq` the call fills.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hardware address member of the union.
+    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// The driver of interface `name` as ethtool reports it (`ETHTOOL_GDRVINFO`: `bonding`,
+/// `bridge`, `veth`, `tun`, `802.1Q VLAN Driver`, ...), asked on a socket of the caller's
+/// network namespace. `ENODEV` if there is no such interface; `EOPNOTSUPP` for a driver
+/// without ethtool support.
+pub fn driver(name: &str) -> io::Result<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    /// `struct ethtool_drvinfo` (`linux/ethtool.h`), 196 bytes.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 160],
+    }
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: a valid socket, a NUL-terminated name, and `ifru_data` pointing at a
+    // `struct ethtool_drvinfo` the call fills, alive for the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut ifr) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..len]).into_owned())
+}
+
 /// The name of interface `ifindex`, or `None` if there is none.
 pub fn ifname(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
@@ -178,6 +252,22 @@ pub fn possible_cpus() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hardware_type_of_the_loopback_and_of_no_interface() {
+        // `lo` exists in every network namespace, unprivileged.
+        assert_eq!(arphrd("lo").unwrap(), embargo_abi::Link::ARPHRD_LOOPBACK);
+        // The loopback has no ethtool driver info; a missing interface is ENODEV.
+        assert!(driver("lo").is_err());
+        assert_eq!(
+            driver("embargo-none0").unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
+        for name in ["embargo-none0", "", "sixteen-bytes-xx", "a\0b"] {
+            let e = arphrd(name).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{name:?}: {e}");
+        }
+    }
 
     #[test]
     fn compares_kernel_versions() {

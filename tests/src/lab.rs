@@ -34,6 +34,12 @@
 //! Besides the agent ([`Lab::start_agent`]), other servers can run in the gateway namespace in
 //! the background ([`Lab::spawn_in_gw`], stopped on drop) and be queried on its loopback
 //! ([`Lab::http_get`]).
+//!
+//! Uplinks that are not plain Ethernet: [`Lab::add_tun`] gives the gateway a layer-3 tun
+//! device whose other end is a file descriptor of the test ([`Tun`]): what the test writes is
+//! received by the gateway on the tun (its XDP program runs on it), and what the gateway sends
+//! out of the tun is read back by the test. It adds a third interface to the gateway, so
+//! [`Lab::check_contained`] is for before it; the tun's routes lead only to the test's fd.
 
 use std::{
     collections::BTreeSet,
@@ -702,8 +708,9 @@ impl Lab {
         )
     }
 
-    /// Starts the agent with `--interface IFACE`, logging to `agent-<label>.log`.
-    fn start_agent_on(
+    /// Starts the agent with `--interface IFACE` (any interface of the gateway, e.g. a tun of
+    /// [`Lab::add_tun`], with `:role[:mode][:egress]`), logging to `agent-<label>.log`.
+    pub fn start_agent_on(
         &self,
         config: &Path,
         iface: &str,
@@ -897,6 +904,223 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(self.pin_dir());
+    }
+}
+
+/// `TUNSETIFF` (`linux/if_tun.h`) and its flags: a layer-3 tun without packet information.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+impl Lab {
+    /// Gives the gateway a layer-3 tun device, `<prefix>t0` (`ip tuntap add ... mode tun`), up,
+    /// with no address, and opens its queue: see [`Tun`]. The device goes with the namespace.
+    pub fn add_tun(&self) -> Result<Tun> {
+        let name = format!("{}t0", self.prefix);
+        self.ip_in(&self.gw, &["tuntap", "add", "dev", &name, "mode", "tun"])?;
+        let file = in_netns(&self.gw, || open_tun(&name))??;
+        self.ip_in(&self.gw, &["link", "set", &name, "up"])?;
+        set_sysctls(
+            &self.gw,
+            &[(&format!("net/ipv4/conf/{name}/rp_filter"), "0")],
+        )?;
+        Ok(Tun { name, file })
+    }
+
+    /// Binds a UDP socket in the gateway namespace (to receive what reaches the gateway).
+    pub fn udp_in_gw(&self, addr: SocketAddr) -> Result<UdpSocket> {
+        in_netns(&self.gw, || UdpSocket::bind(addr))?
+            .map_err(|e| LabError::new(format!("binding {addr} in {}: {e}", self.gw)))
+    }
+}
+
+impl Lab {
+    /// Sends raw Ethernet `frames` out of the client's veth end (an `AF_PACKET` socket in the
+    /// client namespace), their destination MAC set to the gateway's: crafted frames the
+    /// gateway receives as if from the wire (PPPoE sessions, say).
+    pub fn send_frames_from_cli(&self, frames: &[Vec<u8>]) -> Result<()> {
+        let sock = in_netns(&self.cli, || packet_socket(&self.cli_if, 0))??;
+        let gw_mac = mac_bytes(GW_MAC);
+        for f in frames {
+            let mut f = f.clone();
+            f[..6].copy_from_slice(&gw_mac);
+            // SAFETY: a bound packet socket and a buffer of the given length.
+            let n = unsafe { libc::send(sock.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+            if n < 0 {
+                return Err(LabError::new(format!(
+                    "sending a frame out of {}: {}",
+                    self.cli_if,
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A packet socket on the gateway's veth end receiving frames of `ethertype`: what the
+    /// XDP program passed (it runs before any packet socket sees a frame). Read it with
+    /// [`frames_within`].
+    pub fn capture_in_gw(&self, ethertype: u16) -> Result<std::os::fd::OwnedFd> {
+        in_netns(&self.gw, || packet_socket(&self.gw_if, ethertype))?
+    }
+}
+
+/// The bytes of a MAC address written `02:e3:...`.
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut b = [0u8; 6];
+    for (d, part) in b.iter_mut().zip(mac.split(':')) {
+        *d = u8::from_str_radix(part, 16).expect("a valid MAC constant");
+    }
+    b
+}
+
+/// An `AF_PACKET` raw socket bound to `dev` of this thread's namespace, for `ethertype`
+/// (0: bound for sending only, receives nothing).
+fn packet_socket(dev: &str, ethertype: u16) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    let ifindex = embargo::system::ifindex(dev)
+        .ok_or_else(|| LabError::new(format!("no interface {dev}")))?;
+    let proto = ethertype.to_be();
+    // SAFETY: plain socket(2); checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(proto),
+        )
+    };
+    if fd < 0 {
+        return Err(LabError::new(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by nothing else.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `sockaddr_ll` is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: a valid socket and address of the given size.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(LabError::new(format!(
+            "binding a packet socket to {dev}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(sock)
+}
+
+/// Every frame `sock` (from [`Lab::capture_in_gw`]) receives within `window`.
+pub fn frames_within(sock: &std::os::fd::OwnedFd, window: Duration) -> Result<Vec<Vec<u8>>> {
+    let deadline = Instant::now() + window;
+    let mut frames = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(frames);
+        }
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+            continue;
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: a valid socket and a buffer of the given length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            buf.truncate(n as usize);
+            frames.push(buf);
+        }
+    }
+}
+
+/// Opens the queue of tun device `name` of this thread's network namespace.
+fn open_tun(name: &str) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| LabError::new(format!("opening /dev/net/tun: {e}")))?;
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = IFF_TUN | IFF_NO_PI;
+    // SAFETY: a /dev/net/tun descriptor and an `ifreq` naming the device, as TUNSETIFF takes.
+    if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut ifr) } != 0 {
+        return Err(LabError::new(format!(
+            "TUNSETIFF {name}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(file)
+}
+
+/// A tun device of the gateway and the test's end of it: each [`Tun::write`] is one packet
+/// the gateway receives on the device; [`Tun::read_for`] collects what the gateway sent out of
+/// it. Packets are bare IP (no link-layer header, no packet information).
+pub struct Tun {
+    pub name: String,
+    file: File,
+}
+
+impl Tun {
+    /// Hands the gateway one packet, received on the tun.
+    pub fn write(&self, packet: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        (&self.file)
+            .write_all(packet)
+            .map_err(|e| LabError::new(format!("writing to {}: {e}", self.name)))
+    }
+
+    /// Every packet the gateway sends out of the tun within `window`.
+    pub fn read_for(&self, window: Duration) -> Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + window;
+        let mut packets = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(packets);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if n < 0 {
+                return Err(LabError::new(format!(
+                    "poll on {}: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                )));
+            }
+            if n == 0 {
+                continue;
+            }
+            let mut buf = vec![0u8; 65_536];
+            use std::io::Read as _;
+            let len = (&self.file)
+                .read(&mut buf)
+                .map_err(|e| LabError::new(format!("reading from {}: {e}", self.name)))?;
+            buf.truncate(len);
+            packets.push(buf);
+        }
     }
 }
 

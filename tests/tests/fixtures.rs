@@ -15,6 +15,11 @@
 //! three or four tags; truncation at and one byte before every header boundary the packet
 //! builder reports; non-IP frames; malformed IPv4 and IPv6; IPv6 extension headers; IPv4 options
 //! and fragments; interfaces without a role; misses in both families; full-size frames.
+//! Uplinks that are not plain Ethernet: bare IPv4 and IPv6 packets on an interface whose
+//! role-map entry says raw IP (tun, WireGuard, PPP, IP tunnels), and an Ethernet frame or a bad
+//! version nibble there; PPPoE session frames (IPv4, IPv6, behind VLAN tags, LCP and IPCP,
+//! discovery, bad headers, truncated); IPv4-mapped and IPv4-compatible IPv6 addresses matched
+//! against the IPv4 prefixes (and `::`, `::1`, lookalikes not), falling back to the IPv6 ones.
 //!
 //! What the kernel does not allow: `BPF_PROG_TEST_RUN` refuses XDP input shorter than an
 //! Ethernet header (14 bytes) with `EINVAL` before the program runs, so runts are tested as far
@@ -29,7 +34,10 @@
 //! Rows cover blocked, monitored, unlisted and other-direction destinations in both families,
 //! a blocked *source* not being matched, tags, fragments, truncation, non-IP, the egress flag
 //! off (also without a role and on an `inside` interface), and packets forwarded from inside,
-//! outside and role-less interfaces. What the test run cannot build: a socket buffer whose
+//! outside and role-less interfaces; bare IP packets on a raw-IP interface (the test run's
+//! data starts where the program's does: the kernel's `eth_type_trans` pull is pushed back, so
+//! a raw-IP row is the IP header from byte 0), PPPoE and IPv4-mapped destinations. What the
+//! test run cannot build: a socket buffer whose
 //! headers are not all in its linear part (the kernel's skb test runs are always linear), so
 //! the classifier's `bpf_skb_pull_data` path is not reached here.
 //!
@@ -47,7 +55,7 @@ use embargo::{
 use embargo_abi::{
     Counter,
     Direction::{self, Inbound, Outbound},
-    IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, Role,
+    IFACE_EGRESS, IfaceConfig, Link, MAX_IFINDEX, Role,
     Stat::{
         self, EgressForwarded, EgressOff, Ipv4Fragment, MalformedIpv4, MalformedIpv6, MissIpv4,
         MissIpv6, NoRole, NonIp, OtherDirection, QinQ, TruncatedIpv4, TruncatedIpv6, TruncatedVlan,
@@ -57,7 +65,7 @@ use embargo_abi::{
     maps,
 };
 use embargo_tests::packet::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Frame, L3, boundaries,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Frame, L3, PPP_LCP, boundaries,
 };
 
 const XDP_DROP: u32 = 1;
@@ -92,7 +100,7 @@ id = "mid"
 name = "Mid Networks"
 action = "monitor"
 designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-mid", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["10.1.0.0/16", "2001:db8:1::/48"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
+networks = [{ prefixes = ["10.1.0.0/16", "2001:db8:1::/48", "::ffff:198.18.0.0/112"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "outbound-only"
@@ -115,7 +123,7 @@ id = "odd"
 name = "Odd Lengths"
 action = "drop"
 designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-odd", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["192.0.2.8/29", "3fff:ab8::/29"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
+networks = [{ prefixes = ["192.0.2.8/29", "3fff:ab8::/29", "0.0.0.0/30"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
 
 [[entities]]
 id = "short"
@@ -166,6 +174,8 @@ struct Row {
     /// Expected change of entity counters: (entity, direction, verdict, packets, bytes); every
     /// counter not listed must not change.
     counters: Vec<(u32, Direction, Verdict, u64, u64)>,
+    /// What the interface's role-map entry says its packets start with.
+    link: Link,
 }
 
 fn row(name: impl Into<String>, frame: Vec<u8>, role: Role, action: u32, stats: &[Stat]) -> Row {
@@ -176,6 +186,7 @@ fn row(name: impl Into<String>, frame: Vec<u8>, role: Role, action: u32, stats: 
         action,
         stats: stats.iter().map(|s| (*s, 1)).collect(),
         counters: Vec::new(),
+        link: Link::Ethernet,
     }
 }
 
@@ -184,6 +195,12 @@ impl Row {
     fn counted(mut self, entity: u32, direction: Direction, verdict: Verdict) -> Self {
         let bytes = self.frame.len() as u64;
         self.counters.push((entity, direction, verdict, 1, bytes));
+        self
+    }
+
+    /// Received on (or sent out of) a layer-3 interface: the frame is the bare IP packet.
+    fn raw_ip(mut self) -> Self {
+        self.link = Link::RawIp;
         self
     }
 }
@@ -226,6 +243,7 @@ fn v6_ext(src: &str, dst: &str, next: u8, body: &[u8]) -> Vec<u8> {
 fn other(ethertype: u16, body: &[u8]) -> Frame {
     Frame {
         vlans: Vec::new(),
+        pppoe: None,
         l3: L3::Other {
             ethertype,
             body: body.to_vec(),
@@ -240,6 +258,23 @@ fn arp() -> Frame {
     body.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 192, 0, 2, 200]);
     body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 1, 2, 3]);
     other(ETH_P_ARP, &body)
+}
+
+/// A PPPoE session frame carrying PPP protocol `protocol` with `body` (LCP, IPCP, ...).
+fn ppp(protocol: u16, body: &[u8]) -> Frame {
+    other(protocol, body).pppoe(0x2a)
+}
+
+/// An LCP Echo-Request (code 9, id 1, length 8, magic number).
+fn lcp_echo() -> Frame {
+    ppp(PPP_LCP, &[9, 1, 0, 8, 0xde, 0xad, 0xbe, 0xef])
+}
+
+/// A PPPoE session frame for `ip` with byte `at` (from the PPPoE header's start) set to `value`.
+fn pppoe_patched(ip: Frame, at: usize, value: u8) -> Vec<u8> {
+    let mut b = ip.pppoe(0x2a).bytes();
+    b[ETH_HLEN + at] = value;
+    b
 }
 
 /// `bytes` with the (untagged) EtherType replaced.
@@ -394,6 +429,69 @@ fn rows() -> Vec<Row> {
     r.push(row("1514-byte v4 to host -> drops, 1514 bytes counted", sized(v4(MISS4, HOST4), 1514), INSIDE, XDP_DROP, &[]).counted(HOST, Outbound, Dropped));
     r.push(row("1518-byte tagged v6 from mid -> monitors, 1518 bytes counted", sized(v6("2001:db8:1::7", MISS6).vlan(ETH_P_8021Q, 9), 1518), OUTSIDE, XDP_PASS, &[Vlan]).counted(MID, Inbound, Monitored));
 
+    // --- Layer-3 interfaces (tun, WireGuard, PPP, IP tunnels): the packet is the IP header ------
+    r.push(row("raw IP v4 inside: dst host -> drops", v4(MISS4, HOST4).ip_bytes(), INSIDE, XDP_DROP, &[]).raw_ip().counted(HOST, Outbound, Dropped));
+    r.push(row("raw IP v4 inside: dst in 10.1/16 -> mid monitors", v4(MISS4, "10.1.9.9").ip_bytes(), INSIDE, XDP_PASS, &[]).raw_ip().counted(MID, Outbound, Monitored));
+    r.push(row("raw IP v4 outside: src host -> drops inbound", v4(HOST4, MISS4).ip_bytes(), OUTSIDE, XDP_DROP, &[]).raw_ip().counted(HOST, Inbound, Dropped));
+    r.push(row("raw IP v4 outside: src in 10/8 -> wide drops inbound", v4("10.9.9.9", MISS4).ip_bytes(), OUTSIDE, XDP_DROP, &[]).raw_ip().counted(WIDE, Inbound, Dropped));
+    r.push(row("raw IP v4 inside: unlisted -> miss", v4(MISS4, MISS4B).ip_bytes(), INSIDE, XDP_PASS, &[MissIpv4]).raw_ip());
+    r.push(row("raw IP v4 outside: blocked destination not matched -> miss", v4(MISS4, HOST4).ip_bytes(), OUTSIDE, XDP_PASS, &[MissIpv4]).raw_ip());
+    r.push(row("raw IP v6 inside: dst host -> drops", v6(MISS6, HOST6).ip_bytes(), INSIDE, XDP_DROP, &[]).raw_ip().counted(HOST, Outbound, Dropped));
+    r.push(row("raw IP v6 outside: src in the /48 -> mid monitors inbound", v6("2001:db8:1::7", MISS6).ip_bytes(), OUTSIDE, XDP_PASS, &[]).raw_ip().counted(MID, Inbound, Monitored));
+    r.push(row("raw IP v6 outside: unlisted -> miss", v6(MISS6B, MISS6).ip_bytes(), OUTSIDE, XDP_PASS, &[MissIpv6]).raw_ip());
+    r.push(row("raw IP v4 fragment to host -> drops, fragment", v4_hdr(MISS4, HOST4, 5, 0x2000).ip_bytes(), INSIDE, XDP_DROP, &[Ipv4Fragment]).raw_ip().counted(HOST, Outbound, Dropped));
+    r.push(row("raw IP v4 IHL 4 -> malformed", v4_hdr(MISS4, HOST4, 4, 0).ip_bytes(), INSIDE, XDP_PASS, &[MalformedIpv4]).raw_ip());
+    r.push(row("raw IP v4 cut one byte into its destination -> truncated", v4(MISS4, HOST4).ip_bytes()[..19].to_vec(), INSIDE, XDP_PASS, &[TruncatedIpv4]).raw_ip());
+    r.push(row("raw IP v6 cut one byte into its destination -> truncated", v6(MISS6, HOST6).ip_bytes()[..39].to_vec(), INSIDE, XDP_PASS, &[TruncatedIpv6]).raw_ip());
+    r.push(row("raw IP version 5 -> non-IP", { let mut b = v4(MISS4, HOST4).ip_bytes(); b[0] = 0x55; b }, INSIDE, XDP_PASS, &[NonIp]).raw_ip());
+    r.push(row("raw IP version 0 -> non-IP", { let mut b = v6(HOST6, MISS6).ip_bytes(); b[0] = 0x00; b }, OUTSIDE, XDP_PASS, &[NonIp]).raw_ip());
+    // The link type decides where parsing starts: an Ethernet frame where raw IP is expected,
+    // and a bare IP packet where Ethernet is, are not IP (MAC 02:..., source 192.0.x.x).
+    r.push(row("Ethernet frame on a raw-IP interface -> non-IP", v4(MISS4, HOST4).bytes(), INSIDE, XDP_PASS, &[NonIp]).raw_ip());
+    r.push(row("bare IPv4 packet on an Ethernet interface -> non-IP", v4(MISS4, HOST4).ip_bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("raw IP, no role: v4 to host -> no role", v4(MISS4, HOST4).ip_bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+    r.push(row("1500-byte raw IP v4 to host -> drops, 1500 bytes counted", sized(v4(MISS4, HOST4), 1514)[ETH_HLEN..].to_vec(), INSIDE, XDP_DROP, &[]).raw_ip().counted(HOST, Outbound, Dropped));
+
+    // --- PPPoE sessions on Ethernet (DSL uplinks) ----------------------------------------------
+    r.push(row("PPPoE v4 inside: dst host -> drops", v4(MISS4, HOST4).pppoe(1).bytes(), INSIDE, XDP_DROP, &[]).counted(HOST, Outbound, Dropped));
+    r.push(row("PPPoE v4 outside: src in 10.1/16 -> mid monitors inbound", v4("10.1.9.9", MISS4).pppoe(0xffff).bytes(), OUTSIDE, XDP_PASS, &[]).counted(MID, Inbound, Monitored));
+    r.push(row("PPPoE v4 outside: src host -> drops inbound", v4(HOST4, MISS4).pppoe(7).bytes(), OUTSIDE, XDP_DROP, &[]).counted(HOST, Inbound, Dropped));
+    r.push(row("PPPoE v4 unlisted -> miss", v4(MISS4, MISS4B).pppoe(7).bytes(), INSIDE, XDP_PASS, &[MissIpv4]));
+    r.push(row("PPPoE v6 inside: dst host -> drops", v6(MISS6, HOST6).pppoe(7).bytes(), INSIDE, XDP_DROP, &[]).counted(HOST, Outbound, Dropped));
+    r.push(row("PPPoE v6 outside: src in 2001:db8::/32 -> wide drops inbound", v6("2001:db8:77::1", MISS6).pppoe(7).bytes(), OUTSIDE, XDP_DROP, &[]).counted(WIDE, Inbound, Dropped));
+    r.push(row("PPPoE v6 unlisted -> miss", v6(MISS6, MISS6B).pppoe(7).bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("PPPoE v4 fragment to mid -> monitors, fragment", v4_hdr(MISS4, "10.1.9.9", 5, 0x2000).pppoe(7).bytes(), INSIDE, XDP_PASS, &[Ipv4Fragment]).counted(MID, Outbound, Monitored));
+    r.push(row("802.1Q PPPoE v4 to host -> drops, one tag", v4(MISS4, HOST4).vlan(ETH_P_8021Q, 7).pppoe(7).bytes(), INSIDE, XDP_DROP, &[Vlan]).counted(HOST, Outbound, Dropped));
+    r.push(row("802.1Q PPPoE v6 from host -> drops, one tag", v6(HOST6, MISS6).vlan(ETH_P_8021Q, 7).pppoe(7).bytes(), OUTSIDE, XDP_DROP, &[Vlan]).counted(HOST, Inbound, Dropped));
+    r.push(row("QinQ PPPoE v4 miss -> two tags", v4(MISS4B, MISS4).vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).pppoe(7).bytes(), OUTSIDE, XDP_PASS, &[MissIpv4, QinQ]));
+    r.push(row("QinQ PPPoE v6 to mid -> monitors, two tags", v6(MISS6, "2001:db8:1::1").vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2).pppoe(7).bytes(), INSIDE, XDP_PASS, &[QinQ]).counted(MID, Outbound, Monitored));
+    r.push(row("PPPoE IPv4 header under PPP protocol IPv6 -> malformed v6", { let mut f = v4(MISS4, HOST4); f.payload_len = 40; let mut b = f.pppoe(7).bytes(); b[ETH_HLEN + 7] = 0x57; b }, INSIDE, XDP_PASS, &[MalformedIpv6]));
+    r.push(row("PPPoE LCP echo -> non-IP, pass", lcp_echo().bytes(), OUTSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("802.1Q PPPoE LCP echo -> non-IP only", lcp_echo().vlan(ETH_P_8021Q, 7).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("PPPoE IPCP (0x8021) -> non-IP", ppp(0x8021, &[1, 1, 0, 10, 3, 6, 10, 1, 2, 3]).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("PPPoE discovery (0x8863) PADI -> non-IP", other(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 0x01, 0x01, 0, 0]).bytes(), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("PPPoE session header version 2 -> non-IP", pppoe_patched(v4(MISS4, HOST4), 0, 0x21), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("PPPoE session header with a discovery code (PADT) -> non-IP", pppoe_patched(v4(MISS4, HOST4), 1, 0xa7), INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("PPPoE with a compressed 1-byte PPP protocol -> non-IP", { let mut b = v4(MISS4, HOST4).pppoe(7).bytes(); b.remove(ETH_HLEN + 6); b }, INSIDE, XDP_PASS, &[NonIp]));
+    r.push(row("no role: PPPoE v4 to host -> no role", v4(MISS4, HOST4).pppoe(7).bytes(), NO_ROLE, XDP_PASS, &[NoRole]));
+
+    // --- IPv6 addresses carrying IPv4 ones: matched against the IPv4 prefixes -----------------
+    r.push(row("v6 inside: dst ::ffff:10.1.2.3 (IPv4-mapped host) -> host drops", v6(MISS6, "::ffff:10.1.2.3").bytes(), INSIDE, XDP_DROP, &[]).counted(HOST, Outbound, Dropped));
+    r.push(row("v6 outside: src ::ffff:10.1.9.9 (IPv4-mapped, in 10.1/16) -> mid monitors inbound", v6("::ffff:10.1.9.9", MISS6).bytes(), OUTSIDE, XDP_PASS, &[]).counted(MID, Inbound, Monitored));
+    r.push(row("v6 inside: dst ::10.1.2.3 (IPv4-compatible host) -> host drops", v6(MISS6, "::10.1.2.3").bytes(), INSIDE, XDP_DROP, &[]).counted(HOST, Outbound, Dropped));
+    r.push(row("v6 outside: src ::10.9.9.9 (IPv4-compatible, in 10/8) -> wide drops inbound", v6("::10.9.9.9", MISS6).bytes(), OUTSIDE, XDP_DROP, &[]).counted(WIDE, Inbound, Dropped));
+    r.push(row("v6 inside: dst ::ffff:203.0.113.5 (mapped, inbound-only entity) -> other direction", v6(MISS6, "::ffff:203.0.113.5").bytes(), INSIDE, XDP_PASS, &[OtherDirection]));
+    r.push(row("v6 inside: dst ::ffff:192.0.2.200 (mapped, unlisted) -> miss v6", v6(MISS6, "::ffff:192.0.2.200").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: ::ffff:198.18.0.1, unlisted as IPv4, listed in IPv6 form -> mid monitors", v6(MISS6, "::ffff:198.18.0.1").bytes(), INSIDE, XDP_PASS, &[]).counted(MID, Outbound, Monitored));
+    r.push(row("v6 inside: ::0.0.0.2 (IPv4-compatible, in 0.0.0.0/30) -> odd drops", v6(MISS6, "::0.0.0.2").bytes(), INSIDE, XDP_DROP, &[]).counted(ODD, Outbound, Dropped));
+    r.push(row("v6 inside: ::1 is loopback, not 0.0.0.1 -> miss", v6(MISS6, "::1").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 outside: :: is unspecified, not 0.0.0.0 -> miss", v6("::", MISS6).bytes(), OUTSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: ::fffe:10.1.2.3 carries no IPv4 address -> miss", v6(MISS6, "::fffe:10.1.2.3").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: ::ffff:0:10.1.2.3 (SIIT, not mapped) -> miss", v6(MISS6, "::ffff:0:a01:203").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("v6 inside: 64:ff9b::10.1.2.3 (NAT64) is not matched as IPv4 -> miss", v6(MISS6, "64:ff9b::a01:203").bytes(), INSIDE, XDP_PASS, &[MissIpv6]));
+    r.push(row("802.1Q PPPoE v6 to ::ffff:10.1.2.3 -> host drops, one tag", v6(MISS6, "::ffff:10.1.2.3").vlan(ETH_P_8021Q, 7).pppoe(7).bytes(), INSIDE, XDP_DROP, &[Vlan]).counted(HOST, Outbound, Dropped));
+    r.push(row("raw IP v6 from ::ffff:10.1.2.3 -> host drops inbound", v6("::ffff:10.1.2.3", MISS6).ip_bytes(), OUTSIDE, XDP_DROP, &[]).raw_ip().counted(HOST, Inbound, Dropped));
+
     r.extend(truncations());
     r
 }
@@ -524,6 +622,36 @@ fn truncation_frames() -> Vec<Truncation> {
                 (26, &[VlanTooDeep], false),
                 (45, &[VlanTooDeep], false),
                 (46, &[VlanTooDeep], false),
+            ],
+        },
+        Truncation {
+            name: "PPPoE v4",
+            frame: v4(MISS4, HOST4).pppoe(7),
+            boundaries: &[12, 14, 22, 42],
+            cuts: &[
+                // A PPPoE header cut short is not IP.
+                (14, &[NonIp], false),
+                (15, &[NonIp], false),
+                (21, &[NonIp], false),
+                (22, &[TruncatedIpv4], false),
+                (41, &[TruncatedIpv4], false),
+                (42, &[], true),
+            ],
+        },
+        Truncation {
+            name: "802.1Q PPPoE v6",
+            frame: v6(MISS6, HOST6).vlan(ETH_P_8021Q, 7).pppoe(7),
+            boundaries: &[12, 16, 18, 26, 66],
+            cuts: &[
+                (14, &[TruncatedVlan], false),
+                (15, &[TruncatedVlan], false),
+                (16, &[TruncatedVlan], false),
+                (17, &[TruncatedVlan], false),
+                (18, &[NonIp], false),
+                (25, &[NonIp], false),
+                (26, &[TruncatedIpv6], false),
+                (65, &[TruncatedIpv6], false),
+                (66, &[Vlan], true),
             ],
         },
         Truncation {
@@ -702,6 +830,9 @@ fn validate_outcomes(row: &Row) {
 /// Runs one row; every way it differs from what the row says.
 fn check(dp: &mut Dataplane, lo: u32, row: &Row) -> Vec<String> {
     dp.set_role(lo, row.role).unwrap();
+    if row.role != NO_ROLE {
+        dp.set_link(lo, row.link).unwrap();
+    }
     let before = snapshot(dp);
     let result = run(dp, &row.frame, lo);
     let after = snapshot(dp);
@@ -1028,6 +1159,11 @@ impl EgressRow {
         self.row.role = role;
         self
     }
+
+    fn raw_ip(mut self) -> Self {
+        self.row = self.row.raw_ip();
+        self
+    }
 }
 
 #[rustfmt::skip]
@@ -1053,6 +1189,21 @@ fn egress_rows() -> Vec<EgressRow> {
         egress_row("v4 fragment to host -> shot, fragment", v4_hdr(MISS4, HOST4, 5, 0x2000).bytes(), true, Host, TC_ACT_SHOT, &[Ipv4Fragment]).counted(HOST, Dropped),
         egress_row("1514-byte v4 to host -> shot, 1514 bytes counted", sized(v4(MISS4, HOST4), 1514), true, Host, TC_ACT_SHOT, &[]).counted(HOST, Dropped),
         egress_row("ARP who-has a blocked address -> non-IP", arp().bytes(), true, Host, TC_ACT_OK, &[NonIp]),
+        // Layer-3 interfaces: the socket buffer starts at the IP header.
+        egress_row("raw IP v4 to host -> shot", v4(MISS4, HOST4).ip_bytes(), true, Host, TC_ACT_SHOT, &[]).raw_ip().counted(HOST, Dropped),
+        egress_row("raw IP v6 to mid -> passes, counted", v6(MISS6, "2001:db8:1::9").ip_bytes(), true, Host, TC_ACT_OK, &[]).raw_ip().counted(MID, Monitored),
+        egress_row("raw IP v4 to an unlisted address -> miss", v4(MISS4, MISS4B).ip_bytes(), true, Host, TC_ACT_OK, &[MissIpv4]).raw_ip(),
+        egress_row("raw IP v6 to an unlisted address -> miss", v6(MISS6, MISS6B).ip_bytes(), true, Host, TC_ACT_OK, &[MissIpv6]).raw_ip(),
+        egress_row("raw IP version 5 -> non-IP", { let mut b = v4(MISS4, HOST4).ip_bytes(); b[0] = 0x55; b }, true, Host, TC_ACT_OK, &[NonIp]).raw_ip(),
+        egress_row("raw IP, egress off: v4 to host -> egress off", v4(MISS4, HOST4).ip_bytes(), false, Host, TC_ACT_OK, &[EgressOff]).raw_ip(),
+        // PPPoE sessions and IPv4-mapped destinations.
+        egress_row("PPPoE v4 to host -> shot", v4(MISS4, HOST4).pppoe(7).bytes(), true, Host, TC_ACT_SHOT, &[]).counted(HOST, Dropped),
+        egress_row("802.1Q PPPoE v6 to host -> shot, one tag", v6(MISS6, HOST6).vlan(ETH_P_8021Q, 7).pppoe(7).bytes(), true, Host, TC_ACT_SHOT, &[Vlan]).counted(HOST, Dropped),
+        egress_row("PPPoE v4 unlisted -> miss", v4(MISS4, MISS4B).pppoe(7).bytes(), true, Host, TC_ACT_OK, &[MissIpv4]),
+        egress_row("PPPoE LCP echo -> non-IP", lcp_echo().bytes(), true, Host, TC_ACT_OK, &[NonIp]),
+        egress_row("v6 to ::ffff:10.1.2.3 (IPv4-mapped host) -> shot", v6(MISS6, "::ffff:10.1.2.3").bytes(), true, Host, TC_ACT_SHOT, &[]).counted(HOST, Dropped),
+        egress_row("v6 to ::10.1.9.9 (IPv4-compatible, mid) -> passes, counted", v6(MISS6, "::10.1.9.9").bytes(), true, Host, TC_ACT_OK, &[]).counted(MID, Monitored),
+        egress_row("raw IP v6 to ::ffff:10.9.9.9 (IPv4-mapped, wide) -> shot", v6(MISS6, "::ffff:10.9.9.9").ip_bytes(), true, Host, TC_ACT_SHOT, &[]).raw_ip().counted(WIDE, Dropped),
         // Tagged, as the kernel refuses untagged IP shorter than its header in skb test runs (see
         // `kernel_refuses_skb_runs_shorter_than_the_ip_header`).
         egress_row("802.1Q v4 cut one byte into its addresses -> truncated", v4(MISS4, HOST4).vlan(ETH_P_8021Q, 1).bytes()[..ETH_HLEN + 4 + 19].to_vec(), true, Host, TC_ACT_OK, &[TruncatedIpv4]),
@@ -1122,6 +1273,7 @@ fn check_egress(dp: &mut Dataplane, lo: u32, er: &EgressRow) -> Vec<String> {
     dp.set_role(lo, row.role).unwrap();
     if row.role != NO_ROLE {
         dp.set_egress(lo, er.egress).unwrap();
+        dp.set_link(lo, row.link).unwrap();
     }
     let ingress = match er.origin {
         Origin::Host => 0,

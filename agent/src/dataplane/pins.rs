@@ -479,6 +479,8 @@ impl Dataplane {
             pin_dir: Some(pin_dir.to_owned()),
             egress_links: Vec::new(),
             flags,
+            // Not in the state file: every interface's is read again at adopt or attach.
+            link_types: [embargo_abi::Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: super::TcApi::for_running_kernel(),
             v4,
             v6,

@@ -57,7 +57,7 @@ pub mod maps {
 /// Version of the maps' layout (names, key and value types, and what their entries mean). A
 /// restarted agent reuses the maps a previous one pinned only if both were built with the same
 /// version: bump it whenever any map in [`maps`] changes its key, value or meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Global variables of the production program (read-only data the agent sets at load, which
 /// the verifier then knows as constants).
@@ -113,10 +113,68 @@ pub struct IfaceConfig {
     pub slot: u8,
     /// Bit set of `IFACE_*` flags ([`IFACE_EGRESS`]); undefined bits are zero.
     pub flags: u8,
-    /// Explicit padding; always zero.
-    pub _pad: u8,
+    /// [`Link`] as `u8`: what a packet on this interface starts with, where both programs
+    /// start parsing. `0` (Ethernet) is what an interface the agent has not configured gets.
+    pub link: u8,
 }
 const _: () = assert!(size_of::<IfaceConfig>() == 4);
+
+/// What the first byte of a packet on an interface is, as both programs see it (XDP: the
+/// received frame; TC egress: the socket buffer's data), recorded per interface in
+/// [`IfaceConfig::link`]. The agent reads the interface's hardware type at attach
+/// (`/sys/class/net/<name>/type`, an `ARPHRD_*` number) and maps it with
+/// [`Link::from_arphrd`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Link {
+    /// An Ethernet header (with up to two VLAN tags, possibly PPPoE session), then IP:
+    /// Ethernet, veth, VLAN sub-interfaces, bonds, bridges, tap, loopback.
+    #[default]
+    Ethernet = 0,
+    /// The IP header itself, its version nibble telling IPv4 from IPv6: layer-3 devices
+    /// without a link-layer header (tun, WireGuard, PPP, IPIP/SIT/GRE tunnels, raw-IP modems).
+    RawIp = 1,
+}
+
+impl Link {
+    /// `ARPHRD_ETHER`.
+    pub const ARPHRD_ETHER: u16 = 1;
+    /// `ARPHRD_PPP`: `ppp0` (the PPP header is gone by the time a program sees the packet).
+    pub const ARPHRD_PPP: u16 = 512;
+    /// `ARPHRD_RAWIP`: cellular modems in raw-IP mode (`qmi_wwan`, `mhi_net`).
+    pub const ARPHRD_RAWIP: u16 = 519;
+    /// `ARPHRD_TUNNEL`: IPIP.
+    pub const ARPHRD_TUNNEL: u16 = 768;
+    /// `ARPHRD_TUNNEL6`: IPv6-in-IPv6 and IPv4-in-IPv6 (`ip6tnl`).
+    pub const ARPHRD_TUNNEL6: u16 = 769;
+    /// `ARPHRD_LOOPBACK`: `lo`, which carries a (zeroed) Ethernet header.
+    pub const ARPHRD_LOOPBACK: u16 = 772;
+    /// `ARPHRD_SIT`: IPv6-in-IPv4.
+    pub const ARPHRD_SIT: u16 = 776;
+    /// `ARPHRD_IPGRE`: GRE over IPv4 (`gre`; `gretap` is Ethernet).
+    pub const ARPHRD_IPGRE: u16 = 778;
+    /// `ARPHRD_IP6GRE`: GRE over IPv6 (`ip6gre`; `ip6gretap` is Ethernet).
+    pub const ARPHRD_IP6GRE: u16 = 823;
+    /// `ARPHRD_NONE`: tun devices in tun (layer-3) mode, WireGuard.
+    pub const ARPHRD_NONE: u16 = 0xfffe;
+
+    /// The link of an interface of hardware type `arphrd`, or `None` for a type the parser
+    /// cannot read (the agent refuses to attach there rather than pass everything unparsed).
+    pub const fn from_arphrd(arphrd: u16) -> Option<Link> {
+        match arphrd {
+            Self::ARPHRD_ETHER | Self::ARPHRD_LOOPBACK => Some(Link::Ethernet),
+            Self::ARPHRD_NONE
+            | Self::ARPHRD_PPP
+            | Self::ARPHRD_RAWIP
+            | Self::ARPHRD_TUNNEL
+            | Self::ARPHRD_TUNNEL6
+            | Self::ARPHRD_SIT
+            | Self::ARPHRD_IPGRE
+            | Self::ARPHRD_IP6GRE => Some(Link::RawIp),
+            _ => None,
+        }
+    }
+}
 
 /// [`IfaceConfig::flags`]: host egress is enforced on this interface. The TC egress classifier
 /// ([`programs::EGRESS`]) acts only on interfaces with this bit: it matches the *destination* of
@@ -211,13 +269,16 @@ pub const fn counter_index(entity: u32, slot: u32, direction: Direction, verdict
 pub enum Stat {
     /// Received on an interface without a role; passed.
     NoRole = 0,
-    /// Shorter than an Ethernet header; passed.
+    /// Shorter than an Ethernet header, or (raw-IP interfaces, see [`Link::RawIp`]) than two
+    /// bytes; passed.
     TruncatedEthernet,
     /// A VLAN tag cut short; passed.
     TruncatedVlan,
     /// More than two VLAN tags; passed.
     VlanTooDeep,
-    /// Neither IPv4 nor IPv6 (ARP, LLDP, ...); passed.
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, PPPoE discovery, a PPPoE session frame carrying
+    /// LCP or another PPP protocol or whose PPPoE header is cut short, a packet on a raw-IP
+    /// interface whose version nibble is neither 4 nor 6, ...); passed.
     NonIp,
     /// IPv4 header cut short; passed.
     TruncatedIpv4,
@@ -229,7 +290,9 @@ pub enum Stat {
     MalformedIpv6,
     /// Well-formed IPv4 whose matched address is in no prefix; passed.
     MissIpv4,
-    /// Well-formed IPv6 whose matched address is in no prefix; passed.
+    /// Well-formed IPv6 whose matched address is in no prefix (for an IPv4-mapped or
+    /// IPv4-compatible address, in neither the IPv4 nor the IPv6 prefixes, see
+    /// [`trie::lookup_v6_or_v4`]); passed.
     MissIpv6,
     /// Matched an entity whose policy does not cover this direction; passed.
     OtherDirection,
@@ -437,6 +500,22 @@ mod tests {
         assert_eq!(Stat::Vlan as u32, Stat::TERMINAL);
         assert!((Stat::EgressForwarded as u32) < Stat::TERMINAL);
         assert_eq!(Stat::ALL.len() as u32, Stat::COUNT);
+    }
+
+    #[test]
+    fn hardware_types_map_to_links() {
+        for t in [Link::ARPHRD_ETHER, Link::ARPHRD_LOOPBACK] {
+            assert_eq!(Link::from_arphrd(t), Some(Link::Ethernet), "{t}");
+        }
+        // tun, WireGuard, PPP, raw-IP modems, IPIP, ip6tnl, SIT, GRE, ip6gre.
+        for t in [0xfffe, 512, 519, 768, 769, 776, 778, 823] {
+            assert_eq!(Link::from_arphrd(t), Some(Link::RawIp), "{t}");
+        }
+        // InfiniBand, IEEE 802.11 radiotap, CAN, `ARPHRD_VOID`: refused.
+        for t in [32, 803, 280, 0xffff] {
+            assert_eq!(Link::from_arphrd(t), None, "{t}");
+        }
+        assert_eq!(IfaceConfig::default().link, Link::Ethernet as u8);
     }
 
     #[test]

@@ -22,6 +22,10 @@
 //!
 //! Addresses are looked up as numbers: the big-endian (network order) bytes read as `u32` (IPv4)
 //! or as two `u64` halves (IPv6, `hi` = bytes 0..8).
+//!
+//! An IPv6 address that carries an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+//! `::a.b.c.d`) is the IPv4 host: both programs look it up in the IPv4 trie first, then in the
+//! IPv6 trie ([`lookup_v6_or_v4`]), and the agent's `why` answers the same way.
 
 /// Entries per map value.
 pub const LANES: u32 = 16;
@@ -143,4 +147,88 @@ pub fn lookup_v6(hi: u64, lo: u64, fetch: impl Fn(u32) -> Option<u32>) -> u32 {
         level += 1;
     }
     if entry & CHILD == 0 { entry } else { EMPTY }
+}
+
+/// The IPv4 address an IPv6 address (`hi`, `lo` halves) carries: IPv4-mapped
+/// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2) or IPv4-compatible (`::a.b.c.d`, the deprecated form of
+/// RFC 4291 2.5.5.1), except `::` (unspecified) and `::1` (loopback), which are IPv6's own.
+#[inline(always)]
+pub const fn embedded_v4(hi: u64, lo: u64) -> Option<u32> {
+    if hi != 0 {
+        return None;
+    }
+    let top = lo >> 32;
+    if top == 0xffff || (top == 0 && lo > 1) {
+        Some(lo as u32)
+    } else {
+        None
+    }
+}
+
+/// Looks an IPv6 address up the way both programs do: an address carrying an IPv4 one
+/// ([`embedded_v4`]) in the IPv4 trie (`fetch_v4`) first, and, if that finds nothing (or it
+/// carries none), in the IPv6 trie (`fetch_v6`), so a policy listing `::ffff:0:0/96` prefixes
+/// in IPv6 form still matches. The entry found, [`EMPTY`] for none.
+#[inline(always)]
+pub fn lookup_v6_or_v4(
+    hi: u64,
+    lo: u64,
+    fetch_v4: impl Fn(u32) -> Option<u32>,
+    fetch_v6: impl Fn(u32) -> Option<u32>,
+) -> u32 {
+    if let Some(v4) = embedded_v4(hi, lo) {
+        let entry = lookup_v4(v4, fetch_v4);
+        if entry != EMPTY {
+            return entry;
+        }
+    }
+    lookup_v6(hi, lo, fetch_v6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn halves(a: u128) -> (u64, u64) {
+        ((a >> 64) as u64, a as u64)
+    }
+
+    #[test]
+    fn embedded_v4_addresses() {
+        let v4 = 0x0a01_0203u128; // 10.1.2.3
+        let cases = [
+            (0xffff_0000_0000 | v4, Some(0x0a01_0203)), // ::ffff:10.1.2.3
+            (v4, Some(0x0a01_0203)),                    // ::10.1.2.3
+            (0xffff_0000_0000, Some(0)),                // ::ffff:0.0.0.0
+            (2, Some(2)),                               // ::0.0.0.2
+            (0, None),                                  // ::
+            (1, None),                                  // ::1
+            (0xfffe_0000_0000 | v4, None),              // ::fffe:10.1.2.3
+            (0x1_0000_0000 | v4, None),                 // ::1:10.1.2.3
+            (0xffff_0000_0000_0000 | v4, None),         // ::ffff:0:10.1.2.3 (SIIT, not mapped)
+            ((0x2001_0db8u128 << 96) | v4, None),
+            ((1u128 << 64) | 0xffff_0000_0000 | v4, None),
+        ];
+        for (addr, want) in cases {
+            let (hi, lo) = halves(addr);
+            assert_eq!(embedded_v4(hi, lo), want, "{addr:#x}");
+        }
+    }
+
+    #[test]
+    fn embedded_addresses_try_the_v4_trie_first_then_the_v6_trie() {
+        // Fetchers standing in for tries: every IPv4 root slot holds entity 1, every IPv6 one
+        // entity 2, or nothing.
+        let v4_hit = |_: u32| Some(leaf(1));
+        let v6_hit = |_: u32| Some(leaf(2));
+        let none = |_: u32| Some(EMPTY);
+        let (hi, lo) = halves(0xffff_0a01_0203);
+        assert_eq!(lookup_v6_or_v4(hi, lo, v4_hit, v6_hit), leaf(1));
+        assert_eq!(lookup_v6_or_v4(hi, lo, none, v6_hit), leaf(2));
+        assert_eq!(lookup_v6_or_v4(hi, lo, none, none), EMPTY);
+        let (hi, lo) = halves(1);
+        assert_eq!(lookup_v6_or_v4(hi, lo, v4_hit, none), EMPTY, "::1 is IPv6");
+        let (hi, lo) = halves(0x2001_0db8 << 96);
+        assert_eq!(lookup_v6_or_v4(hi, lo, v4_hit, v6_hit), leaf(2));
+    }
 }

@@ -42,8 +42,10 @@ pub fn fill_packet(ctx: &impl Packet, l3: usize, v6: bool, ev: &mut Event) {
         if let Some(a) = read::<[u8; 4]>(ctx, l3 + 16) {
             ev.dst[..4].copy_from_slice(&a);
         }
-        let (Some(ver_ihl), Some(proto), Some(frag)) = (
-            read::<u8>(ctx, l3),
+        // Version/IHL with the byte after it: a one-byte read at offset 0 (a raw-IP link) is
+        // checked as `data >= data_end`, which the verifier does not take as a bound.
+        let (Some([ver_ihl, _]), Some(proto), Some(frag)) = (
+            read::<[u8; 2]>(ctx, l3),
             read::<u8>(ctx, l3 + 9),
             read::<[u8; 2]>(ctx, l3 + 6),
         ) else {

@@ -15,6 +15,11 @@
 //! share one set of maps: tries, policy, counters, stats and the event ring. Both sample
 //! events the same way: a TC egress drop or monitor is reported with the egress interface's
 //! index and direction outbound.
+//!
+//! Where a packet starts is the interface's [`Link`](embargo_abi::Link), from its role-map
+//! entry: Ethernet (optionally tagged, optionally PPPoE), or the IP header itself on layer-3
+//! devices (tun, WireGuard, PPP, IP tunnels). An IPv6 address carrying an IPv4 one (mapped or
+//! compatible) is matched as that IPv4 address first ([`trie::lookup_v6_or_v4`]).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The atomic add of the event token buckets: the BPF target has no `Atomic*` read-modify-write
@@ -35,8 +40,8 @@ mod xdp {
     };
     use embargo_abi::{
         ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy,
-        IFACE_EGRESS, IfaceConfig, MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict, counter_index,
-        trie,
+        IFACE_EGRESS, IfaceConfig, Link, MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict,
+        counter_index, trie,
     };
     use embargo_xdp::parse::{Addr, MAX_HEADERS, Packet, Pick, parse};
 
@@ -94,7 +99,7 @@ mod xdp {
         } else {
             return Err(Stat::NoRole);
         };
-        let (entity, l3) = match_entity(ctx, pick)?;
+        let (entity, l3) = match_entity(ctx, pick, link_of(&iface))?;
         // The mask keeps the slot in range for the verifier; the agent never sets more.
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
         enforce(
@@ -129,7 +134,7 @@ mod xdp {
             return Err(Stat::EgressForwarded);
         }
         pull_headers(ctx);
-        let (entity, l3) = match_entity(ctx, Pick::Destination)?;
+        let (entity, l3) = match_entity(ctx, Pick::Destination, link_of(&iface))?;
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
         enforce(ctx, entity, slot, Direction::Outbound, l3, ifindex)
     }
@@ -148,12 +153,27 @@ mod xdp {
         }
     }
 
-    /// Parses the packet, counts the informational stats it earned, and looks the `pick`ed
-    /// address up: the matched entity's index with the IP header's offset and whether it is
-    /// IPv6 (for the event), or the terminal stat of a packet without one.
+    /// The interface's link type; anything but raw IP is Ethernet (the agent writes no other).
     #[inline(always)]
-    fn match_entity(ctx: &impl Packet, pick: Pick) -> Result<(u32, (usize, bool)), Stat> {
-        let parsed = parse(ctx, pick)?;
+    fn link_of(iface: &IfaceConfig) -> Link {
+        if iface.link == Link::RawIp as u8 {
+            Link::RawIp
+        } else {
+            Link::Ethernet
+        }
+    }
+
+    /// Parses the packet (starting as `link` says), counts the informational stats it earned,
+    /// and looks the `pick`ed address up: the matched entity's index with the IP header's
+    /// offset and whether it is IPv6 (for the event), or the terminal stat of a packet without
+    /// one.
+    #[inline(always)]
+    fn match_entity(
+        ctx: &impl Packet,
+        pick: Pick,
+        link: Link,
+    ) -> Result<(u32, (usize, bool)), Stat> {
+        let parsed = parse(ctx, pick, link)?;
         if parsed.vlan_tags == 1 {
             bump(Stat::Vlan);
         } else if parsed.vlan_tags == 2 {
@@ -168,7 +188,12 @@ mod xdp {
                 Stat::MissIpv4,
             ),
             Addr::V6(hi, lo) => (
-                trie::lookup_v6(hi, lo, |i| trie::read_entry(i, |c| V6.get(c))),
+                trie::lookup_v6_or_v4(
+                    hi,
+                    lo,
+                    |i| trie::read_entry(i, |c| V4.get(c)),
+                    |i| trie::read_entry(i, |c| V6.get(c)),
+                ),
                 Stat::MissIpv6,
             ),
         };

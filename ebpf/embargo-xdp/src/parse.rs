@@ -1,10 +1,13 @@
-//! Ethernet, up to two VLAN tags (802.1Q, 802.1ad), then the fixed IPv4 or IPv6 header.
+//! From the start of a packet to its fixed IPv4 or IPv6 header, as the interface's [`Link`]
+//! says it starts: Ethernet, up to two VLAN tags (802.1Q, 802.1ad), optionally a PPPoE session
+//! header (what DSL gateways run), then IP; or, on layer-3 devices (tun, WireGuard, PPP, IP
+//! tunnels), the IP header itself, whose version nibble tells IPv4 from IPv6.
 //!
 //! Generic over the context ([`Packet`]): XDP frames and TC socket buffers are parsed by the
 //! same code through the same accessor.
 
 use aya_ebpf::programs::{TcContext, XdpContext};
-use embargo_abi::Stat;
+use embargo_abi::{Link, Stat};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -12,11 +15,21 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
+/// PPPoE session stage (RFC 2516); discovery (0x8863) is not IP and passes as such.
+const ETH_P_PPP_SES: u16 = 0x8864;
+/// PPPoE header (version/type, code, session id, length) and the PPP protocol field.
+const PPPOE_HLEN: usize = 8;
+/// PPPoE version 1, type 1.
+const PPPOE_VER_TYPE: u8 = 0x11;
+/// PPPoE code of session data.
+const PPPOE_CODE_SESSION: u8 = 0x00;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
-/// The most the parser reads from the start of a packet: Ethernet, two VLAN tags and the fixed
-/// IPv6 header. A socket buffer whose linear part is shorter is pulled to this first.
-pub const MAX_HEADERS: usize = ETH_HLEN + 2 * VLAN_HLEN + IPV6_HLEN;
+/// The most the parser reads from the start of a packet: Ethernet, two VLAN tags, PPPoE and
+/// the fixed IPv6 header. A socket buffer whose linear part is shorter is pulled to this first.
+pub const MAX_HEADERS: usize = ETH_HLEN + 2 * VLAN_HLEN + PPPOE_HLEN + IPV6_HLEN;
 
 /// A packet the parser can read directly: the `[data, data_end)` window the kernel gives the
 /// program (the whole frame for XDP; the linear part of a socket buffer for TC).
@@ -80,8 +93,9 @@ pub struct Parsed {
     /// 0, 1 or 2 VLAN tags.
     pub vlan_tags: u8,
     pub ipv4_fragment: bool,
-    /// Offset of the IP header from the start of the frame (14, 18 or 22), for the rare paths
-    /// that read more of the packet (events).
+    /// Offset of the IP header from the start of the frame (0 on a raw-IP link; 14, 18 or 22
+    /// on Ethernet, 8 more behind PPPoE), for the rare paths that read more of the packet
+    /// (events).
     pub l3: usize,
 }
 
@@ -115,10 +129,31 @@ fn be64(ctx: &impl Packet, offset: usize) -> Option<u64> {
     read::<u64>(ctx, offset).map(u64::from_be)
 }
 
-/// Parses the packet and reads the `pick`ed address, or returns the terminal [`Stat`] that says
-/// why it cannot be classified.
+/// Parses the packet, which starts as `link` says, and reads the `pick`ed address, or returns
+/// the terminal [`Stat`] that says why it cannot be classified.
 #[inline(always)]
-pub fn parse(ctx: &impl Packet, pick: Pick) -> Result<Parsed, Stat> {
+pub fn parse(ctx: &impl Packet, pick: Pick, link: Link) -> Result<Parsed, Stat> {
+    match link {
+        Link::Ethernet => parse_ethernet(ctx, pick),
+        Link::RawIp => parse_raw_ip(ctx, pick),
+    }
+}
+
+/// A layer-3 device's packet: the IP header at offset 0, its version nibble says which.
+#[inline(always)]
+fn parse_raw_ip(ctx: &impl Packet, pick: Pick) -> Result<Parsed, Stat> {
+    // Two bytes, not one: the compiler turns a one-byte check at offset 0 into `data >=
+    // data_end`, from which the verifier learns no readable range. No IP header is that short.
+    let version = read::<[u8; 2]>(ctx, 0).ok_or(Stat::TruncatedEthernet)?[0] >> 4;
+    match version {
+        4 => parse_ipv4(ctx, 0, 0, pick),
+        6 => parse_ipv6(ctx, 0, 0, pick),
+        _ => Err(Stat::NonIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ethernet(ctx: &impl Packet, pick: Pick) -> Result<Parsed, Stat> {
     let mut ethertype = be16(ctx, 12).ok_or(Stat::TruncatedEthernet)?;
     // Ethernet needs all 14 bytes, not just the type field.
     if ctx.data() + ETH_HLEN > ctx.data_end() {
@@ -143,6 +178,28 @@ pub fn parse(ctx: &impl Packet, pick: Pick) -> Result<Parsed, Stat> {
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(ctx, offset, vlan_tags, pick),
         ETH_P_IPV6 => parse_ipv6(ctx, offset, vlan_tags, pick),
+        ETH_P_PPP_SES => parse_pppoe(ctx, offset, vlan_tags, pick),
+        _ => Err(Stat::NonIp),
+    }
+}
+
+/// A PPPoE session frame whose header starts at `offset`: IP if its PPP protocol is IPv4 or
+/// IPv6 (uncompressed, as RFC 2516 asks); LCP, IPCP, other PPP protocols, other PPPoE versions
+/// or codes, and a header cut short are not IP.
+#[inline(always)]
+fn parse_pppoe(
+    ctx: &impl Packet,
+    offset: usize,
+    vlan_tags: u8,
+    pick: Pick,
+) -> Result<Parsed, Stat> {
+    let h = read::<[u8; PPPOE_HLEN]>(ctx, offset).ok_or(Stat::NonIp)?;
+    if h[0] != PPPOE_VER_TYPE || h[1] != PPPOE_CODE_SESSION {
+        return Err(Stat::NonIp);
+    }
+    match u16::from_be_bytes([h[6], h[7]]) {
+        PPP_IPV4 => parse_ipv4(ctx, offset + PPPOE_HLEN, vlan_tags, pick),
+        PPP_IPV6 => parse_ipv6(ctx, offset + PPPOE_HLEN, vlan_tags, pick),
         _ => Err(Stat::NonIp),
     }
 }

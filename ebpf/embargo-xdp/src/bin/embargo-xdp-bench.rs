@@ -14,6 +14,7 @@ mod xdp {
         maps::{LpmTrie, lpm_trie::Key},
         programs::XdpContext,
     };
+    use embargo_abi::Link;
     use embargo_xdp::parse::{Addr, Pick, parse};
 
     #[map(name = "BENCH_LPM4")]
@@ -29,7 +30,7 @@ mod xdp {
     /// Destination match, as on an `inside` interface; drop on a hit.
     #[xdp]
     pub fn bench_lpm(ctx: XdpContext) -> u32 {
-        let Ok(parsed) = parse(&ctx, Pick::Destination) else {
+        let Ok(parsed) = parse(&ctx, Pick::Destination, Link::Ethernet) else {
             return xdp_action::XDP_PASS;
         };
         let hit = match parsed.addr {
