@@ -1519,7 +1519,7 @@ fn attestation_reports_and_clears_a_role_for_an_unconfigured_interface() {
         role: INSIDE as u8,
         slot: 3,
         flags: 0,
-        _pad: 0,
+        link: 0,
     };
     roles.set(planted, entry, 0).unwrap();
     let drift = dp.attest(false).unwrap();
