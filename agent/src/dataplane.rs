@@ -138,6 +138,10 @@ pub enum DataplaneError {
     /// The egress flag lives in an interface's role-map entry, which needs a role.
     #[error("ifindex {ifindex} has no role: give it one before enabling egress")]
     EgressWithoutRole { ifindex: u32 },
+    /// The pin folder or a generation's folder in it is owned by another user or writable by
+    /// group or others: whoever controls it could unpin the links and end enforcement.
+    #[error(transparent)]
+    PinFolder(#[from] crate::safe_fs::SafeFsError),
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -871,17 +875,10 @@ impl Dataplane {
         }
     }
 
-    /// Pins XDP links under `dir` from now on (created if missing; it must be on bpffs).
+    /// Pins XDP links under `dir` from now on (created 0700 if missing, refused if another
+    /// user owns it or others can write in it: [`pins::prepare_pin_dir`]; it must be on bpffs).
     pub fn set_pin_dir(&mut self, dir: &Path) -> Result<(), DataplaneError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            other(
-                format!(
-                    "creating the pin folder {} (is bpffs mounted at /sys/fs/bpf? `mount -t bpf bpf /sys/fs/bpf`)",
-                    dir.display()
-                ),
-                e,
-            )
-        })?;
+        pins::prepare_pin_dir(dir)?;
         self.pin_dir = Some(dir.to_owned());
         Ok(())
     }

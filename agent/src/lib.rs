@@ -14,7 +14,8 @@
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
 //! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
-//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups.
+//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
+//! * [`safe_fs`]: atomic writes, appending opens and folder checks that never follow a symlink.
 
 pub mod audit;
 pub mod cidr;
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod ranges;
 pub mod resolve;
 pub mod run;
+pub mod safe_fs;
 pub mod sources;
 pub mod state;
 pub mod status;
