@@ -2,7 +2,8 @@
 //! opens and the checks on the folders the agent writes into.
 //!
 //! Invariants, for every file the agent writes through this module:
-//! * **No symlink is followed at the written name.** [`write_atomic`] creates its temporary with
+//! * **No symlink is followed at the written name.** [`write_atomic`] (and [`write_new`], which
+//!   never replaces an existing name) creates its temporary with
 //!   `O_CREAT | O_EXCL | O_NOFOLLOW` under a random name in the target's folder (a name planted
 //!   in advance is never opened, a collision picks another name) and `rename(2)`s it over the
 //!   target, which replaces a symlink there rather than writing through it. [`open_append`]
@@ -55,6 +56,9 @@ pub enum SafeFsError {
         path.display()
     )]
     Symlink { path: PathBuf },
+    /// A new file was to be written where something already is.
+    #[error("{} already exists", path.display())]
+    Exists { path: PathBuf },
     /// The name to be appended to is not a regular file.
     #[error(
         "{} is a {kind}, not a regular file; refusing to write to it: remove it or choose another path",
@@ -206,6 +210,19 @@ pub enum Mode {
 /// followed. The caller checks the folder first when others could write in it.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), SafeFsError> {
     let dir = parent_of(path);
+    let mut tmp = temporary(path, mode)?;
+    fill(&mut tmp, path, bytes)?;
+    tmp.persist(path)
+        .map_err(|e| io_err(path, "renaming the temporary file over it")(e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "syncing the folder"))?;
+    Ok(())
+}
+
+/// An exclusive temporary next to `path` (`.<name>.<random>.tmp`, `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`), with `mode`; removed when dropped unless persisted.
+fn temporary(path: &Path, mode: Mode) -> Result<tempfile::NamedTempFile, SafeFsError> {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
@@ -214,11 +231,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), SafeFsE
         Mode::Exact(_) => 0o600,
         Mode::Create(m) => m,
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(".tmp")
         .rand_bytes(12)
-        .make_in(dir, |p| {
+        .make_in(parent_of(path), |p| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -233,14 +250,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), SafeFsE
             .set_permissions(Permissions::from_mode(m))
             .map_err(io_err(path, "setting the temporary file's mode"))?;
     }
+    Ok(tmp)
+}
+
+/// Writes `bytes` to the temporary and syncs it.
+fn fill(tmp: &mut tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<(), SafeFsError> {
     tmp.as_file_mut()
         .write_all(bytes)
         .map_err(io_err(path, "writing the temporary file"))?;
     tmp.as_file()
         .sync_all()
-        .map_err(io_err(path, "syncing the temporary file"))?;
-    tmp.persist(path)
-        .map_err(|e| io_err(path, "renaming the temporary file over it")(e.error))?;
+        .map_err(io_err(path, "syncing the temporary file"))
+}
+
+/// Writes `bytes` to a new file at `path` as [`write_atomic`] does, but never replaces
+/// anything already there ([`SafeFsError::Exists`]): the temporary is renamed with
+/// `RENAME_NOREPLACE`, so the file appears whole or not at all.
+pub fn write_new(path: &Path, bytes: &[u8], mode: Mode) -> Result<(), SafeFsError> {
+    let dir = parent_of(path);
+    let mut tmp = temporary(path, mode)?;
+    fill(&mut tmp, path, bytes)?;
+    tmp.persist_noclobber(path).map_err(|e| {
+        if e.error.kind() == io::ErrorKind::AlreadyExists {
+            SafeFsError::Exists {
+                path: path.to_owned(),
+            }
+        } else {
+            io_err(path, "renaming the temporary file to it")(e.error)
+        }
+    })?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir, "syncing the folder"))?;
@@ -336,6 +374,34 @@ pub fn open_append(path: &Path, mode: u32) -> Result<File, SafeFsError> {
     Ok(file)
 }
 
+/// Sets the mode of `path` without following a symlink there (`fchmodat` with
+/// `AT_SYMLINK_NOFOLLOW`): for files that cannot be opened to `fchmod` them, such as a Unix
+/// socket just bound. A symlink at `path` is an error and its target is left alone.
+pub fn set_mode_nofollow(path: &Path, mode: u32) -> Result<(), SafeFsError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        io_err(path, "setting its mode")(io::Error::from(io::ErrorKind::InvalidInput))
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let r = unsafe {
+        libc::fchmodat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(SafeFsError::Symlink {
+            path: path.to_owned(),
+        }),
+        _ => Err(io_err(path, "setting its mode")(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +469,29 @@ mod tests {
     }
 
     #[test]
+    fn write_new_never_replaces_anything() {
+        let d = Dir::new("new");
+        let victim = d.0.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        for there in [&victim, &link] {
+            let e = write_new(there, b"x", Mode::Create(0o644)).unwrap_err();
+            assert!(matches!(e, SafeFsError::Exists { .. }), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let new = d.0.join("new");
+        write_new(&new, b"fresh", Mode::Exact(0o640)).unwrap();
+        assert_eq!(std::fs::read_to_string(&new).unwrap(), "fresh");
+        assert_eq!(mode_of(&new), 0o640);
+        assert_eq!(
+            std::fs::read_dir(&d.0).unwrap().count(),
+            3,
+            "no temporary left"
+        );
+    }
+
+    #[test]
     fn open_append_refuses_symlinks_and_special_files() {
         let d = Dir::new("append");
         let victim = d.0.join("victim");
@@ -432,6 +521,23 @@ mod tests {
         let mut f = open_append(&log, 0o640).unwrap();
         f.write_all(b"b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\nb\n");
+    }
+
+    #[test]
+    fn set_mode_nofollow_changes_a_socket_and_never_a_symlinks_target() {
+        let d = Dir::new("chmod");
+        let sock = d.0.join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        set_mode_nofollow(&sock, 0o600).unwrap();
+        assert_eq!(mode_of(&sock), 0o600);
+        let victim = d.0.join("victim");
+        std::fs::write(&victim, "").unwrap();
+        std::fs::set_permissions(&victim, Permissions::from_mode(0o600)).unwrap();
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = set_mode_nofollow(&link, 0o666).unwrap_err();
+        assert!(matches!(e, SafeFsError::Symlink { .. }), "{e}");
+        assert_eq!(mode_of(&victim), 0o600);
     }
 
     #[test]

@@ -197,29 +197,18 @@ pub fn deliver(dest: &Destination, text: &str, entity: &str) -> Result<(), Impor
                 .map_err(|e| fail(Path::new("<stdout>"), e.to_string()))
         }
         Destination::New(path) => {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        fail(
-                            path,
-                            "already exists; refusing to overwrite it: choose another path, or \
-                             add the groups to an entity file with --append"
-                                .to_owned(),
-                        )
-                    } else {
-                        fail(path, format!("cannot create: {e}"))
-                    }
-                })?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| {
-                    // Leave nothing half-written behind.
-                    let _ = fs::remove_file(path);
-                    fail(path, format!("cannot write: {e}"))
-                })
+            // Whole or not at all, never over an existing name (a symlink included).
+            safe_fs::write_new(path, text.as_bytes(), safe_fs::Mode::Create(0o666)).map_err(|e| {
+                match e {
+                    safe_fs::SafeFsError::Exists { .. } => fail(
+                        path,
+                        "already exists; refusing to overwrite it: choose another path, or \
+                         add the groups to an entity file with --append"
+                            .to_owned(),
+                    ),
+                    e => fail(path, format!("cannot write: {e}")),
+                }
+            })
         }
         Destination::Append(path) => {
             let old = config::read_text(path)?;
