@@ -70,7 +70,7 @@ pub enum SafeFsError {
     NotAFolder { path: PathBuf, what: &'static str },
     /// A folder to be written into belongs to another user.
     #[error(
-        "the {what} {} is owned by uid {owner}, not by this agent's user (uid {euid}) or root: whoever owns it can replace or remove what the agent keeps there; remove it (`rm -r {}`) so the agent creates its own, or give it to the agent (`chown {euid} {}`) after checking its content",
+        "the {what} {} is owned by uid {owner}, not by this process's user (uid {euid}) or root: whoever owns it can replace or remove what is kept there; remove it (`rm -r {}`) so it is created anew, or give it to this user (`chown {euid} {}`) after checking its content; if uid {owner} is the agent's own user, run this command as that user",
         path.display(),
         path.display(),
         path.display()
