@@ -136,6 +136,14 @@ fn open_dir(dir: &Path, what: &'static str) -> Result<File, SafeFsError> {
 /// Checks an open folder: owned by the agent's user or root, not writable by group or others.
 fn check_open_dir(f: &File, dir: &Path, what: &'static str) -> Result<(), SafeFsError> {
     let m = f.metadata().map_err(io_err(dir, "reading the folder"))?;
+    // Writable by others first: a reader that accepts another owner still refuses that.
+    if m.mode() & 0o022 != 0 {
+        return Err(SafeFsError::WritableByOthers {
+            path: dir.to_owned(),
+            what,
+            mode: m.mode() & 0o7777,
+        });
+    }
     let euid = euid();
     if m.uid() != euid && m.uid() != 0 {
         return Err(SafeFsError::ForeignOwner {
@@ -143,13 +151,6 @@ fn check_open_dir(f: &File, dir: &Path, what: &'static str) -> Result<(), SafeFs
             what,
             owner: m.uid(),
             euid,
-        });
-    }
-    if m.mode() & 0o022 != 0 {
-        return Err(SafeFsError::WritableByOthers {
-            path: dir.to_owned(),
-            what,
-            mode: m.mode() & 0o7777,
         });
     }
     Ok(())

@@ -201,12 +201,15 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
-/// Reads the state file in `dir`; `Ok(None)` if there is none.
+/// Reads the state file in `dir`; `Ok(None)` if there is none. Refused when group or others
+/// can write in `dir` ([`StateError::Unsafe`]).
 pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
     let path = path(dir);
-    // A file in a folder somebody else could write in may have been planted: not trusted.
+    // A file in a folder anybody could write in may have been planted: not trusted. Another
+    // owner is accepted for reading (root running `embargo detach` on the folder of an agent
+    // running as its own user); writing refuses it.
     match safe_fs::check_dir(dir, "state folder") {
-        Ok(()) => {}
+        Ok(()) | Err(safe_fs::SafeFsError::ForeignOwner { .. }) => {}
         Err(safe_fs::SafeFsError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
@@ -685,6 +688,8 @@ mod tests {
         let e = write(&dir, &sample()).unwrap_err();
         assert!(e.to_string().contains("owned by uid 65534"), "{e}");
         assert!(!path(&dir).exists());
+        // Root reading the folder of an agent that runs as its own user (`embargo detach`).
+        assert_eq!(read(&dir).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
