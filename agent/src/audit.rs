@@ -47,7 +47,9 @@
 //!
 //! # Durability and what the chain proves
 //!
-//! The file is opened with `O_APPEND` and an exclusive `flock` held for the [`AuditLog`]'s life
+//! The file is opened with `O_APPEND | O_NOFOLLOW` ([`safe_fs::open_append`]: never through a
+//! symlink, only a regular file) in a folder owned by the agent's user and not writable by group
+//! or others ([`safe_fs::ensure_dir`]), and an exclusive `flock` is held for the [`AuditLog`]'s life
 //! (one writer); each record is written with one `write_all` and then `fsync`ed before
 //! [`AuditLog::append`] returns. A crash during a write leaves a last line without its `\n`:
 //! [`verify`] reports it as truncated and [`AuditLog::open`] refuses to continue such a log
@@ -59,12 +61,9 @@
 //! `hash` when it appends it, so the journal holds one.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::Write as _,
-    os::{
-        fd::AsRawFd as _,
-        unix::fs::{FileExt as _, OpenOptionsExt as _},
-    },
+    os::{fd::AsRawFd as _, unix::fs::FileExt as _},
     path::{Path, PathBuf},
 };
 
@@ -76,6 +75,7 @@ use crate::{
     config::Config,
     plan::{self, TableSnapshot},
     resolve::{Resolved, sha256_hex},
+    safe_fs,
 };
 
 /// Where `embargo run` appends and `embargo audit verify` reads unless told otherwise.
@@ -111,6 +111,14 @@ pub enum AuditError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// The log or its folder is not safe to write: a symlink, not a regular file, a folder
+    /// others can write in or owned by another user.
+    #[error("audit log {path}: {source}")]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: safe_fs::SafeFsError,
     },
     /// An earlier append failed part-way; this log refuses further records.
     #[error(
@@ -603,18 +611,15 @@ impl AuditLog {
                 source,
             }
         };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io("creating its folder"))?;
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(io("opening for appending"))?;
+        let dir = safe_fs::parent_of(path);
+        let unsafe_err = |source| AuditError::Unsafe {
+            path: path.to_owned(),
+            source,
+        };
+        safe_fs::ensure_dir(dir, 0o750, "audit log folder").map_err(unsafe_err)?;
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        // Never through a symlink, never anything but a regular file.
+        let file = safe_fs::open_append(path, 0o640).map_err(unsafe_err)?;
         // SAFETY: flock on a descriptor `file` owns; no memory is involved.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -632,8 +637,8 @@ impl AuditLog {
                 .and_then(|d| d.sync_all())
                 .map_err(io("syncing its folder"))?;
         }
-        let reader = File::open(path).map_err(io("opening for reading"))?;
-        let (seq, last_hash) = match last_line(&reader).map_err(io("reading its last line"))? {
+        let reader = &file;
+        let (seq, last_hash) = match last_line(reader).map_err(io("reading its last line"))? {
             Tail::Empty => (0, GENESIS.to_owned()),
             Tail::Unterminated => {
                 return Err(AuditError::BadTail {
@@ -1186,6 +1191,64 @@ mod tests {
         ));
         drop(log);
         AuditLog::open(&path).unwrap();
+    }
+
+    /// Regression (issue 10): the log was opened for appending through a symlink at its path.
+    #[test]
+    fn a_symlink_at_the_log_path_is_refused_not_written_through() {
+        let dir = TempDir::new("symlink");
+        // An empty file (a log the agent would continue) elsewhere.
+        let victim = dir.0.join("victim");
+        std::fs::write(&victim, "").unwrap();
+        let path = dir.0.join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = AuditLog::open(&path)
+            .and_then(|mut l| l.append(entry(1)))
+            .unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "");
+        // Dangling: nothing is created at its target either.
+        let gone = dir.0.join("gone");
+        let path = dir.0.join("audit2.jsonl");
+        std::os::unix::fs::symlink(&gone, &path).unwrap();
+        assert!(AuditLog::open(&path).is_err());
+        assert!(!gone.exists());
+    }
+
+    /// Regression (issue 10): the log's folder was used whoever could write in it.
+    #[test]
+    fn a_folder_others_can_write_in_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new("open-folder");
+        let sub = dir.0.join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        for mode in [0o777, 0o775, 0o1777] {
+            std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = AuditLog::open(&sub.join("audit.jsonl")).unwrap_err();
+            assert!(
+                e.to_string().contains("group or others can write"),
+                "{mode:o}: {e}"
+            );
+            assert!(!sub.join("audit.jsonl").exists());
+        }
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o750)).unwrap();
+        AuditLog::open(&sub.join("audit.jsonl")).unwrap();
+    }
+
+    /// Needs root (chown); skipped otherwise.
+    #[test]
+    fn a_folder_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let dir = TempDir::new("foreign-folder");
+        let sub = dir.0.join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::chown(&sub, Some(65534), Some(65534)).unwrap();
+        let e = AuditLog::open(&sub.join("audit.jsonl")).unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub enum DataplaneError {
     /// The link type lives in an interface's role-map entry, which needs a role.
     #[error("ifindex {ifindex} has no role: give it one before setting its link type")]
     LinkWithoutRole { ifindex: u32 },
+    /// The pin folder or a generation's folder in it is owned by another user or writable by
+    /// group or others: whoever controls it could unpin the links and end enforcement.
+    #[error(transparent)]
+    PinFolder(#[from] crate::safe_fs::SafeFsError),
     /// Any other aya or kernel error, with what was being done.
     #[error("{doing}: {source}")]
     Other {
@@ -952,12 +956,12 @@ impl Dataplane {
         }
     }
 
-    /// Pins XDP links under `dir` from now on (created if missing). It must be on bpffs; under
-    /// `/sys/fs/bpf` one is mounted if there is none ([`bpffs::ensure`]).
+    /// Pins XDP links under `dir` from now on: it must be on bpffs (under `/sys/fs/bpf` one is
+    /// mounted if there is none, [`bpffs::ensure`]); created 0700 if missing, refused if another
+    /// user owns it or others can write in it ([`pins::prepare_pin_dir`]).
     pub fn set_pin_dir(&mut self, dir: &Path) -> Result<(), DataplaneError> {
         bpffs::ensure(dir)?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
+        pins::prepare_pin_dir(dir)?;
         self.pin_dir = Some(dir.to_owned());
         Ok(())
     }

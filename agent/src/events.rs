@@ -34,10 +34,9 @@
 
 use std::{
     collections::HashMap,
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, BufWriter, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -55,6 +54,7 @@ use crate::{
     dataplane::Attachment,
     metrics::Metrics,
     policy::Policy,
+    safe_fs,
     status::{direction_label, verdict_label},
     system,
 };
@@ -73,6 +73,14 @@ pub enum EventsError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    /// The event log or its folder is not safe to write: a symlink, not a regular file, a
+    /// folder others can write in or owned by another user.
+    #[error("event log {path}: {source}")]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: safe_fs::SafeFsError,
     },
 }
 
@@ -324,7 +332,9 @@ pub fn record(ev: &Event, ctx: &Context, clock: &Clock) -> Record {
 /// line would take the file past `max_bytes`, `path` becomes `path.1`, `path.1` becomes `path.2`
 /// and so on, keeping `keep` old files (the oldest is deleted), and a new `path` starts. Lines are
 /// never split; a line longer than `max_bytes` gets a file of its own. An existing file is
-/// appended to. Files are created mode 0640 (they hold addresses).
+/// appended to. Files are created mode 0640 (they hold addresses), in a folder owned by the
+/// agent's user and not writable by group or others, and never opened through a symlink
+/// ([`safe_fs`]).
 pub struct RotatingFile {
     path: PathBuf,
     max_bytes: u64,
@@ -333,12 +343,9 @@ pub struct RotatingFile {
     size: u64,
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+/// Never through a symlink, never anything but a regular file.
+fn open_append(path: &Path) -> Result<File, safe_fs::SafeFsError> {
+    safe_fs::open_append(path, 0o640)
 }
 
 impl RotatingFile {
@@ -348,10 +355,13 @@ impl RotatingFile {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = open_append(path).map_err(err)?;
+        let unsafe_err = |source| EventsError::Unsafe {
+            path: path.to_owned(),
+            source,
+        };
+        safe_fs::ensure_dir(safe_fs::parent_of(path), 0o750, "events log folder")
+            .map_err(unsafe_err)?;
+        let file = open_append(path).map_err(unsafe_err)?;
         let size = file.metadata().map_err(err)?.len();
         Ok(Self {
             path: path.to_owned(),
@@ -408,7 +418,7 @@ impl RotatingFile {
             }
             gone_ok(std::fs::rename(&self.path, Self::rotated(&self.path, 1)))?;
         }
-        self.out = BufWriter::new(open_append(&self.path)?);
+        self.out = BufWriter::new(open_append(&self.path).map_err(io::Error::other)?);
         self.size = 0;
         Ok(())
     }
@@ -986,6 +996,44 @@ mod tests {
             );
             assert_eq!(log_path(&c, None), Path::new(EventsSettings::DEFAULT_PATH));
         }
+    }
+
+    /// Regression (issue 10): the events log was opened for appending through a symlink.
+    #[test]
+    fn a_symlink_at_the_log_path_is_refused_not_written_through() {
+        let dir = Dir::new("symlink");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let victim = dir.0.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.0.join("events.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = RotatingFile::open(&path, 4096, 1)
+            .and_then(|mut f| {
+                f.write_line("x")
+                    .and_then(|()| f.flush())
+                    .map_err(|source| EventsError::Open {
+                        path: path.clone(),
+                        source,
+                    })
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    /// Regression (issue 10): the events log's folder was used whoever could write in it.
+    #[test]
+    fn a_folder_others_can_write_in_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = Dir::new("open-folder");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.0.join("events.jsonl");
+        let e = RotatingFile::open(&path, 4096, 1).err().unwrap();
+        assert!(e.to_string().contains("group or others can write"), "{e}");
+        assert!(!path.exists());
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        RotatingFile::open(&path, 4096, 1).unwrap();
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
 //! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
 //! * [`output`]: what the command line prints, so a closed pipe never panics.
+//! * [`safe_fs`]: atomic writes, appending opens and folder checks that never follow a symlink.
 
 pub mod audit;
 pub mod cidr;
@@ -36,6 +37,7 @@ pub mod policy;
 pub mod ranges;
 pub mod resolve;
 pub mod run;
+pub mod safe_fs;
 pub mod sources;
 pub mod state;
 pub mod status;

@@ -714,11 +714,12 @@ fn import(cmd: ListImport) -> ExitCode {
     }
     for (id, text) in &files {
         let path = dir.join(format!("{id}.toml"));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        // Whole or not at all, never over an existing name (a symlink included).
+        let written = embargo::safe_fs::write_new(
+            &path,
+            text.as_bytes(),
+            embargo::safe_fs::Mode::Create(0o666),
+        );
         if let Err(e) = written {
             errln!("error: writing {}: {e}", path.display());
             return ExitCode::FAILURE;

@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -815,14 +815,20 @@ fn bind_control(path: &Path) -> Result<UnixListener, RunError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(err)?;
     }
-    // A socket left by a killed agent would make bind fail; nothing else lives at this path.
-    if path.exists() {
+    // A socket left by a killed agent would make bind fail; nothing else lives at this path
+    // (a symlink there is removed, not followed).
+    if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(err)?;
     }
     let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    // Not through a symlink swapped in since the bind.
+    crate::safe_fs::set_mode_nofollow(path, 0o600).map_err(|e| err(std::io::Error::other(e)))?;
     Ok(listener)
 }
 

@@ -6,7 +6,8 @@
 //! It describes exactly what the pinned maps held when it was written: the generation, each
 //! map's kernel id and size, the entity indices and policies, each trie's prefix set, node
 //! bookkeeping and content fingerprint, the interfaces' counter slots, and the TC egress
-//! attachments. It is written atomically (a temporary file, fsync, rename, fsync of the folder)
+//! attachments. It is written atomically ([`crate::safe_fs::write_atomic`]: an exclusive
+//! temporary file, fsync, rename, fsync of the folder; the folder kept 0700 and the agent's own)
 //! by a writer thread ([`writer`]), off the reload's critical path, after the policies the agent
 //! applies: each write holds the latest state, so a burst of reloads is one write.
 //!
@@ -41,14 +42,12 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::live::Bookkeeping;
+use crate::{live::Bookkeeping, safe_fs};
 
 /// Where the state file lives by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/embargo/state";
@@ -99,6 +98,14 @@ pub enum StateError {
         /// The netlink egress filters it names (none if it cannot be read), so the agent still
         /// takes them over and `embargo detach` still removes them.
         netlink_filters: Vec<NetlinkFilter>,
+    },
+    /// The state folder is not safe to use, or the file could not be written safely.
+    #[error("{doing} the state file {path}: {source}")]
+    Unsafe {
+        path: PathBuf,
+        doing: &'static str,
+        #[source]
+        source: safe_fs::SafeFsError,
     },
     #[error("writing the state file {path}: {source}; check the --state-dir folder")]
     Write {
@@ -194,9 +201,28 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
-/// Reads the state file in `dir`; `Ok(None)` if there is none.
+/// Reads the state file in `dir`; `Ok(None)` if there is none. Refused when group or others
+/// can write in `dir` ([`StateError::Unsafe`]).
 pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
     let path = path(dir);
+    // A file in a folder anybody could write in may have been planted: not trusted. Another
+    // owner is accepted for reading (root running `embargo detach` on the folder of an agent
+    // running as its own user); writing refuses it.
+    match safe_fs::check_dir(dir, "state folder") {
+        Ok(()) | Err(safe_fs::SafeFsError::ForeignOwner { .. }) => {}
+        Err(safe_fs::SafeFsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(StateError::Unsafe {
+                path,
+                doing: "reading",
+                source,
+            });
+        }
+    }
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -354,37 +380,20 @@ pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
     write_bytes(dir, &encode(state))
 }
 
-/// Writes encoded state (see [`encode`]) to `dir` atomically, as [`write`] does.
+/// Writes encoded state (see [`encode`]) to `dir` atomically, as [`write`] does. The folder is
+/// created 0700, an existing one of the agent's user tightened to 0700 and one of another user
+/// refused ([`safe_fs::ensure_private_dir`]); the file is written 0600 through
+/// [`safe_fs::write_atomic`] (never through a symlink).
 pub fn write_bytes(dir: &Path, body: &[u8]) -> Result<(), StateError> {
     let path = path(dir);
-    let err = |source| StateError::Write {
+    let unsafe_err = |source| StateError::Unsafe {
         path: path.clone(),
+        doing: "writing",
         source,
     };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(body).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(err)?;
+    safe_fs::ensure_private_dir(dir, "state folder").map_err(unsafe_err)?;
+    safe_fs::write_atomic(&path, body, safe_fs::Mode::Exact(0o600)).map_err(unsafe_err)?;
     let _ = std::fs::remove_file(dir.join(OLD_FILE_NAME));
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
     Ok(())
 }
 
@@ -397,6 +406,10 @@ pub fn remove(dir: &Path) -> Result<bool, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(source) => return Err(StateError::Write { path, source }),
     };
+    // Temporaries of writes that were killed midway; the fixed name of older versions.
+    for tmp in safe_fs::stale_temporaries(&path) {
+        let _ = std::fs::remove_file(tmp);
+    }
     let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
     let old = std::fs::remove_file(dir.join(OLD_FILE_NAME)).is_ok();
     let _ = std::fs::remove_dir(dir);
@@ -405,6 +418,8 @@ pub fn remove(dir: &Path) -> Result<bool, StateError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+
     use super::*;
 
     fn sample() -> State {
@@ -605,6 +620,76 @@ mod tests {
         write(&dir, &sample()).unwrap();
         assert!(!dir.join(OLD_FILE_NAME).exists());
         assert_eq!(read(&dir).unwrap(), Some(sample()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Regression (issue 10): the temporary was `dataplane.state.tmp`, opened with
+    /// `O_CREAT|O_TRUNC` through any symlink planted there.
+    #[test]
+    fn a_symlink_at_the_old_temporary_name_is_not_written_through() {
+        let base = std::env::temp_dir().join(format!("embargo-state-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("state");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
+        let victim = base.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(format!("{FILE_NAME}.tmp"))).unwrap();
+        write(&dir, &sample()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(read(&dir).unwrap(), Some(sample()));
+        // A symlink at the state file itself is replaced, not followed.
+        std::fs::remove_file(path(&dir)).unwrap();
+        std::os::unix::fs::symlink(&victim, path(&dir)).unwrap();
+        write(&dir, &sample()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(path(&dir)).unwrap().is_file());
+        assert!(remove(&dir).unwrap());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// Regression (issue 10): an existing state folder was used as it was found.
+    #[test]
+    fn an_open_state_folder_is_tightened_and_not_read_before() {
+        let dir = std::env::temp_dir().join(format!("embargo-state-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&dir, &sample()).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Anybody could have planted this file: not trusted.
+        let e = read(&dir).unwrap_err();
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
+        write(&dir, &sample()).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "tightened by the write");
+        assert_eq!(read(&dir).unwrap(), Some(sample()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Needs root (chown); skipped otherwise.
+    #[test]
+    fn a_state_folder_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("embargo-state-foreign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        let e = write(&dir, &sample()).unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+        assert!(!path(&dir).exists());
+        // Root reading the folder of an agent that runs as its own user (`embargo detach`).
+        assert_eq!(read(&dir).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

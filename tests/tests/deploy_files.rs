@@ -462,3 +462,102 @@ fn every_metric_name_used_is_one_the_agent_exports() {
             .collect()
     );
 }
+
+/// The DaemonSet's init container makes the pin folder the agent's before the agent starts: it
+/// is run here, on folders of this machine, as the script the pod runs. Its argument is the
+/// agent's --pin-dir; a new folder is 0700, one others can write in (or, as root, one owned by
+/// another user) is refused with what to do.
+#[test]
+fn the_daemonset_makes_the_pin_folder_private_before_the_agent() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let docs = yaml(DAEMONSET);
+    let pod = &of_kind(&docs, "DaemonSet")["spec"]["template"]["spec"];
+    let agent = &pod["containers"][0];
+    let args = strs(&agent["args"]);
+    let pin_dir = args
+        .iter()
+        .position(|a| *a == "--pin-dir")
+        .map(|i| args[i + 1])
+        .unwrap_or_else(|| panic!("no --pin-dir: {args:?}"));
+    let inits = pod["initContainers"].as_vec().expect("init containers");
+    let init = inits
+        .iter()
+        .find(|c| c["name"].as_str() == Some("pin-folder"))
+        .expect("a pin-folder init container");
+    let command = strs(&init["command"]);
+    assert_eq!(command.len(), 5, "{command:?}");
+    assert_eq!(&command[..2], ["/bin/sh", "-c"]);
+    assert_eq!(
+        command[4], pin_dir,
+        "the init container prepares the agent's --pin-dir"
+    );
+    let mounted = init["volumeMounts"].as_vec().unwrap().iter().any(|m| {
+        m["mountPath"].as_str() == Some("/sys/fs/bpf") && m["name"].as_str() == Some("bpffs")
+    });
+    assert!(mounted, "the init container sees the node's bpffs");
+    let sc = &init["securityContext"];
+    assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(
+        sc["capabilities"]["add"].is_badvalue(),
+        "no capability added"
+    );
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+
+    let base = std::env::temp_dir().join(format!("embargo-deploy-pins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = base.join("embargo");
+    let script = |dir: &Path| {
+        Command::new("sh")
+            .args(["-c", command[2], command[3]])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = script(&dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = std::fs::metadata(&dir).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    assert_eq!((m.uid(), m.mode() & 0o7777), (me, 0o700));
+    // Run again on its own folder: accepted as it is.
+    assert!(script(&dir).status.success());
+    for (mode, needle) in [
+        (0o777, "chmod 0700"),
+        (0o770, "mode 770"),
+        (0o1777, "mode 1777"),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = script(&dir);
+        assert!(!out.status.success(), "{mode:o} accepted");
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{mode:o}: {}",
+            text(&out.stderr)
+        );
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        script(&dir).status.success(),
+        "0755 of its own user is fine"
+    );
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let out = script(&link);
+    assert!(!out.status.success() && text(&out.stderr).contains("not a folder"));
+    if me == 0 {
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let out = script(&dir);
+        assert!(!out.status.success(), "a folder of uid 65534 accepted");
+        assert!(
+            text(&out.stderr).contains("owned by uid 65534"),
+            "{}",
+            text(&out.stderr)
+        );
+    } else {
+        eprintln!("the foreign-owner case needs root to chown");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -681,3 +681,50 @@ fn detach_removes_links_maps_and_state() {
     assert!(!lab.state_dir().join(STATE_FILE).exists());
     assert!(delivered(&lab.probe_from_gw(&[Probe::to(bad)], 3).unwrap()));
 }
+
+/// Regression (issue 10): the pin folder was used whoever owned it, so a user who created it
+/// first could later unpin the links and end enforcement. One owned by another user or writable
+/// by group or others is refused before anything is attached, saying what to do; a missing one
+/// is created 0700, its generation folders too.
+#[test]
+fn a_pin_folder_someone_else_controls_is_refused() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let lab = new_lab();
+    let path = lab
+        .write_file("embargo.toml", &config(&["192.0.2.0/24"]))
+        .unwrap();
+    let pin = lab.pin_dir();
+    let _ = std::fs::remove_dir_all(&pin);
+    std::fs::create_dir(&pin).unwrap();
+    for (what, uid, mode, needle) in [
+        ("world-writable", 0, 0o777, "chmod go-w"),
+        ("group-writable", 0, 0o770, "chmod go-w"),
+        ("owned by nobody", 65534, 0o700, "owned by uid 65534"),
+    ] {
+        std::os::unix::fs::chown(&pin, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = match lab.start_agent(&path, Role::Inside) {
+            Ok(agent) => {
+                let log = agent.terminate().unwrap_or_default();
+                panic!("{what}: the agent started with the pin folder {mode:o}: {log}");
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(needle), "{what}: {e}");
+        assert!(e.contains(&pin.display().to_string()), "{what}: {e}");
+        assert!(!lab.xdp_attached().unwrap(), "{what}: nothing attached");
+    }
+    std::fs::remove_dir(&pin).unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let (generation, _) = pinned_maps(&lab);
+    for dir in [&pin, &generation] {
+        let m = std::fs::metadata(dir).unwrap();
+        assert_eq!(
+            (m.uid(), m.mode() & 0o7777),
+            (0, 0o700),
+            "{}",
+            dir.display()
+        );
+    }
+    agent.terminate().unwrap();
+}

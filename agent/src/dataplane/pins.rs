@@ -7,9 +7,14 @@
 //! the generation's pins, each pinned map's kernel id and sizes, each trie's content fingerprint,
 //! the policy map's values and the tries' node bookkeeping. Otherwise it says why, and the agent
 //! loads a fresh generation as before.
+//!
+//! The pin folder and each generation's folder are created 0700 and refused when another user
+//! owns them or group or others can write in them ([`prepare_pin_dir`]): whoever can change
+//! their names can unpin the links and end enforcement.
 
 use std::{
     collections::BTreeMap,
+    os::unix::fs::DirBuilderExt as _,
     path::{Path, PathBuf},
 };
 
@@ -28,6 +33,7 @@ use super::{
 use crate::{
     live::LiveTrie,
     mapped::Mirrored,
+    safe_fs,
     state::{self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState},
     table,
 };
@@ -68,6 +74,28 @@ pub fn new_generation_id() -> String {
 /// The folder generation `generation`'s maps are pinned in.
 pub fn maps_dir(pin_dir: &Path, generation: &str) -> PathBuf {
     pin_dir.join(format!("maps-{generation}"))
+}
+
+/// Creates the pin folder `dir` 0700 (with any missing parent) if it is missing, then refuses
+/// it unless the agent's user (or root) owns it and neither group nor others can write in it:
+/// whoever can change its names can unpin the links and maps and so end enforcement.
+pub fn prepare_pin_dir(dir: &Path) -> Result<(), DataplaneError> {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(other(
+                format!("creating the pin folder {}", dir.display()),
+                e,
+            ));
+        }
+    }
+    safe_fs::check_dir(dir, "pin folder")?;
+    Ok(())
 }
 
 fn map_data<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Option<&'a MapData> {
@@ -113,8 +141,12 @@ impl Dataplane {
     /// Pins this generation's maps under `pin_dir` (see [`PINNED`]); all or nothing.
     pub fn pin_maps(&mut self, pin_dir: &Path) -> Result<(), DataplaneError> {
         let dir = maps_dir(pin_dir, &self.generation);
-        std::fs::create_dir_all(&dir)
+        // A new generation's folder: created here, 0700 (a name already there is refused).
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
+        safe_fs::check_dir(&dir, "pin folder")?;
         for name in PINNED {
             let path = dir.join(name);
             let r = self
@@ -323,6 +355,10 @@ impl Dataplane {
                 dir.display()
             ));
         }
+        // Pins in folders someone else controls may not be what the state file describes.
+        for d in [pin_dir, &dir] {
+            safe_fs::check_dir(d, "pin folder").map_err(|e| e.to_string())?;
+        }
         let mut records = Vec::new();
         for name in PINNED {
             let rec = state
@@ -493,5 +529,47 @@ impl Dataplane {
             netlink_left: state.netlink_filters.clone(),
             load_stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    /// Regression (issue 10): the pin folder was used whoever owned it or could write in it.
+    /// The check itself, on an ordinary folder (bpffs is not needed for it).
+    #[test]
+    fn a_pin_folder_others_control_is_refused_and_a_new_one_is_private() {
+        let base = std::env::temp_dir().join(format!("embargo-pins-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("embargo");
+        prepare_pin_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, 0o700);
+        for mode in [0o777, 0o775, 0o757] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = prepare_pin_dir(&dir).unwrap_err();
+            assert!(matches!(e, DataplaneError::PinFolder(_)), "{mode:o}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("pin folder") && text.contains("chmod go-w"),
+                "{text}"
+            );
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_pin_dir(&dir).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+            let e = prepare_pin_dir(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains("owned by uid 65534") && e.contains("rm -r"),
+                "{e}"
+            );
+        } else {
+            eprintln!("the foreign-owner case needs root to chown");
+        }
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

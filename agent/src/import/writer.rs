@@ -6,14 +6,17 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     fs,
-    io::Write as _,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
 use ipnetwork::IpNetwork;
 
 use super::{Defaults, EvidenceKey, ImportError, Indicator};
-use crate::config::{self, EntityDef};
+use crate::{
+    config::{self, EntityDef},
+    safe_fs,
+};
 
 /// Longest `note` written in a group: the labels (STIX ids and names) past it are counted.
 pub const NOTE_MAX_CHARS: usize = 400;
@@ -192,29 +195,18 @@ pub fn deliver(dest: &Destination, text: &str, entity: &str) -> Result<(), Impor
                 .map_err(|e| fail(Path::new("<stdout>"), e.to_string()))
         }
         Destination::New(path) => {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        fail(
-                            path,
-                            "already exists; refusing to overwrite it: choose another path, or \
-                             add the groups to an entity file with --append"
-                                .to_owned(),
-                        )
-                    } else {
-                        fail(path, format!("cannot create: {e}"))
-                    }
-                })?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| {
-                    // Leave nothing half-written behind.
-                    let _ = fs::remove_file(path);
-                    fail(path, format!("cannot write: {e}"))
-                })
+            // Whole or not at all, never over an existing name (a symlink included).
+            safe_fs::write_new(path, text.as_bytes(), safe_fs::Mode::Create(0o666)).map_err(|e| {
+                match e {
+                    safe_fs::SafeFsError::Exists { .. } => fail(
+                        path,
+                        "already exists; refusing to overwrite it: choose another path, or \
+                         add the groups to an entity file with --append"
+                            .to_owned(),
+                    ),
+                    e => fail(path, format!("cannot write: {e}")),
+                }
+            })
         }
         Destination::Append(path) => {
             let old = config::read_text(path)?;
@@ -237,22 +229,15 @@ pub fn deliver(dest: &Destination, text: &str, entity: &str) -> Result<(), Impor
             new.push_str(text);
             let def = parse_entity(path, &new)?;
             debug_assert_eq!(def.id.get_ref(), entity);
-            // Replace atomically: a temporary file next to it, then rename.
-            let name = path
-                .file_name()
-                .map_or_else(|| "entity".into(), |n| n.to_string_lossy().into_owned());
-            let tmp = path.with_file_name(format!(".{name}.embargo-import.tmp"));
-            let perms = fs::metadata(path)
+            // Replace atomically (an exclusive temporary next to it, then rename), keeping the
+            // file's mode.
+            let mode = fs::metadata(path)
                 .map_err(|e| fail(path, e.to_string()))?
-                .permissions();
-            let written = fs::write(&tmp, &new)
-                .and_then(|()| fs::set_permissions(&tmp, perms))
-                .and_then(|()| fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| fs::rename(&tmp, path));
-            written.map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                fail(path, format!("cannot write: {e}; the file is unchanged"))
-            })
+                .permissions()
+                .mode()
+                & 0o7777;
+            safe_fs::write_atomic(path, new.as_bytes(), safe_fs::Mode::Exact(mode))
+                .map_err(|e| fail(path, format!("cannot write: {e}; the file is unchanged")))
         }
     }
 }
@@ -362,6 +347,49 @@ mod tests {
         assert_eq!(g.evidence.expires, Some(day("2027-01-01")));
         assert_eq!(*g.evidence.kind.get_ref(), EvidenceKind::Advisory);
         assert!(g.evidence.note.as_deref().unwrap().contains("C2 \"alpha\""));
+    }
+
+    /// Regression (issue 10): `--append` wrote its temporary under a fixed name with
+    /// `fs::write` and `set_permissions`, so a symlink planted there made an import overwrite
+    /// and re-permission the file it pointed to.
+    #[test]
+    fn append_never_writes_through_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("embargo-writer-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let entity = dir.join("e.toml");
+        fs::write(&entity, "id = \"e\"\nname = \"E\"\naction = \"drop\"\n").unwrap();
+        fs::set_permissions(&entity, fs::Permissions::from_mode(0o644)).unwrap();
+        // The name the old code used, and a few others a writer might pick.
+        for planted in [".e.toml.embargo-import.tmp", "e.toml.tmp", ".e.toml.tmp"] {
+            std::os::unix::fs::symlink(&victim, dir.join(planted)).unwrap();
+        }
+        let k = key("https://a.example/", None, None);
+        let origin = Origin {
+            format: "ioc",
+            input: Path::new("in.txt"),
+            entity: "e",
+        };
+        let text = render(
+            &group(&[ind("192.0.2.9/32", &k, None)]),
+            &defaults(),
+            &origin,
+        );
+        deliver(&Destination::Append(entity.clone()), &text, "e").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        let meta = fs::symlink_metadata(&entity).unwrap();
+        assert!(meta.is_file(), "the entity file is a file, not a link");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644, "mode kept");
+        assert!(fs::read_to_string(&entity).unwrap().contains("192.0.2.9"));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

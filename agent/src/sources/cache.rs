@@ -1,11 +1,11 @@
 //! The last-known-good copy of each source: `<cache_dir>/<name>.body`, its metadata
 //! `<name>.meta.json` and, for signed sources, `<name>.minisig`. Written only after a body passed
-//! every check, each file through write-to-temp + fsync + rename (the metadata last); read back
+//! every check, each file through [`safe_fs::write_atomic`] (the metadata last), in a folder owned
+//! by the agent's user and not writable by group or others; read back
 //! and checked again (URL, SHA-256, pin, signature) before use.
 
 use std::{
     fs,
-    io::Write as _,
     path::{Path, PathBuf},
 };
 
@@ -16,6 +16,7 @@ use super::{
     spec::SourceSpec,
     verify::{self, VerifyError},
 };
+use crate::safe_fs;
 
 /// What is known about a cached body.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -85,6 +86,13 @@ pub enum CacheError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// A file could not be written safely, or its folder is not safe to write in.
+    #[error("{}: cannot write: {source}", path.display())]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: safe_fs::SafeFsError,
     },
     /// The metadata is not what this module writes.
     #[error("{}: not valid metadata ({message})", path.display())]
@@ -223,9 +231,12 @@ pub fn store(
     meta: &Meta,
 ) -> Result<(), CacheError> {
     let paths = Paths::of(spec);
-    fs::create_dir_all(&spec.cache_dir).map_err(|source| CacheError::Write {
-        path: spec.cache_dir.clone(),
-        source,
+    // Whoever can write in the folder could replace the copy and its metadata together.
+    safe_fs::ensure_dir(&spec.cache_dir, 0o755, "source cache folder").map_err(|source| {
+        CacheError::Unsafe {
+            path: spec.cache_dir.clone(),
+            source,
+        }
     })?;
     write_atomic(&paths.body, body)?;
     match signature {
@@ -252,31 +263,16 @@ pub fn store_meta(spec: &SourceSpec, meta: &Meta) -> Result<(), CacheError> {
     write_atomic(&paths.meta, text.as_bytes())
 }
 
-/// Writes `bytes` to `path` so a reader sees the old file or the new one, never a part: a
-/// temporary file in the same folder, fsync, rename over, fsync the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let err = |source| CacheError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+/// Writes `bytes` to `path` so a reader sees the old file or the new one, never a part
+/// ([`safe_fs::write_atomic`]: an exclusive temporary, fsync, rename over, fsync the folder;
+/// never through a symlink), mode 0666 less the umask as before.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    safe_fs::write_atomic(path, bytes, safe_fs::Mode::Create(0o666)).map_err(|source| {
+        CacheError::Unsafe {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
