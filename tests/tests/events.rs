@@ -435,6 +435,9 @@ fn ports_are_read_only_where_they_are() {
     assert_eq!(fx.lost(), [0, 0, 0]);
 }
 
+/// (what, the interface's link, the frame, family, destination, protocol, ports).
+type LinkCase = (&'static str, Link, Vec<u8>, u8, [u8; 16], u8, (u16, u16));
+
 /// Events of packets that did not start with a plain Ethernet header: the IP header behind a
 /// PPPoE session header (offset 22) and at offset 0 on a raw-IP interface (tun, WireGuard,
 /// PPP), where the event reads the same fields from a different start; and an IPv4-mapped
@@ -455,7 +458,7 @@ fn events_of_pppoe_raw_ip_and_ipv4_mapped_packets() {
     let mut tcp6 = frame("2001:db8::2", dst6);
     set_protocol(&mut tcp6, 6);
     tcp6.payload_len = 20;
-    let cases: Vec<(&str, Link, Vec<u8>, u8, [u8; 16], u8, (u16, u16))> = vec![
+    let cases: Vec<LinkCase> = vec![
         (
             "pppoe ipv4 udp",
             Link::Ethernet,
