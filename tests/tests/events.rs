@@ -34,7 +34,8 @@ use embargo::{
     system, table,
 };
 use embargo_abi::{
-    Direction, EVENT_PORTS, Event, EventLimits, FAMILY_IPV4, FAMILY_IPV6, Role as AbiRole, Verdict,
+    Direction, EVENT_PORTS, Event, EventLimits, FAMILY_IPV4, FAMILY_IPV6, Link, Role as AbiRole,
+    Verdict,
 };
 use embargo_tests::{
     lab::{self, CLI_V4, CLI_V6, Lab},
@@ -430,6 +431,112 @@ fn ports_are_read_only_where_they_are() {
             failures.push(format!("{what}: {ev:?}"));
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(fx.lost(), [0, 0, 0]);
+}
+
+/// (what, the interface's link, the frame, family, destination, protocol, ports).
+type LinkCase = (&'static str, Link, Vec<u8>, u8, [u8; 16], u8, (u16, u16));
+
+/// Events of packets that did not start with a plain Ethernet header: the IP header behind a
+/// PPPoE session header (offset 22) and at offset 0 on a raw-IP interface (tun, WireGuard,
+/// PPP), where the event reads the same fields from a different start; and an IPv4-mapped
+/// destination, reported as the IPv6 packet it is against the entity of the IPv4 prefix.
+#[test]
+fn events_of_pppoe_raw_ip_and_ipv4_mapped_packets() {
+    let mut fx = fixture();
+    let dst4 = "203.0.113.7";
+    let dst6 = "2001:db8:bad::7";
+    let ip_ports = |f: &Frame, sport: u16, dport: u16| {
+        let mut b = f.ip_bytes();
+        let l4 = b.len() - f.payload_len;
+        b[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        b[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+        b
+    };
+    let v6 = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let mut tcp6 = frame("2001:db8::2", dst6);
+    set_protocol(&mut tcp6, 6);
+    tcp6.payload_len = 20;
+    let cases: Vec<LinkCase> = vec![
+        (
+            "pppoe ipv4 udp",
+            Link::Ethernet,
+            with_ports(&frame("198.18.0.2", dst4).pppoe(9), 1, 2),
+            FAMILY_IPV4,
+            v4_bytes(dst4),
+            17,
+            (1, 2),
+        ),
+        (
+            "802.1Q pppoe ipv6 tcp",
+            Link::Ethernet,
+            with_ports(&tcp6.clone().vlan(ETH_P_8021Q, 5).pppoe(9), 3, 4),
+            FAMILY_IPV6,
+            v6(dst6),
+            6,
+            (3, 4),
+        ),
+        (
+            "raw ipv4 udp",
+            Link::RawIp,
+            ip_ports(&frame("198.18.0.2", dst4), 5, 6),
+            FAMILY_IPV4,
+            v4_bytes(dst4),
+            17,
+            (5, 6),
+        ),
+        (
+            "raw ipv6 tcp",
+            Link::RawIp,
+            ip_ports(&tcp6, 7, 8),
+            FAMILY_IPV6,
+            v6(dst6),
+            6,
+            (7, 8),
+        ),
+        (
+            "ipv4-mapped destination",
+            Link::Ethernet,
+            with_ports(&frame("2001:db8::2", "::ffff:203.0.113.7"), 9, 10),
+            FAMILY_IPV6,
+            v6("::ffff:203.0.113.7"),
+            17,
+            (9, 10),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, link, bytes, family, dst, protocol, ports) in &cases {
+        fx.dp.set_link(fx.lo, *link).unwrap();
+        assert_eq!(fx.run(bytes, 1), XDP_DROP, "{what}");
+        let evs = fx.events();
+        let [ev] = evs[..] else {
+            failures.push(format!("{what}: {} events", evs.len()));
+            continue;
+        };
+        let got = (
+            ev.entity,
+            ev.family,
+            ev.dst,
+            ev.protocol,
+            ev.flags,
+            (ev.src_port, ev.dst_port),
+            ev.packet_len,
+        );
+        let want = (
+            BLOCKED,
+            *family,
+            *dst,
+            *protocol,
+            EVENT_PORTS,
+            *ports,
+            bytes.len() as u32,
+        );
+        if got != want {
+            failures.push(format!("{what}: got {got:?}, expected {want:?}"));
+        }
+    }
+    fx.dp.set_link(fx.lo, Link::Ethernet).unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(fx.lost(), [0, 0, 0]);
 }
