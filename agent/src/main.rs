@@ -391,6 +391,8 @@ fn command(cli: Cli) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr drops log lines; tracing's own report of that would panic.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Run {

@@ -370,8 +370,63 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         "--control-socket",
         socket.to_str().unwrap(),
     ]);
-    agent.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(code, Some(3), "{err}");
+    // Both requests were served (a CLI that died after the first leaves the stand-in waiting:
+    // it is not joined then, so a failure cannot hang the test).
+    assert!(
+        agent.is_finished() || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            agent.is_finished()
+        }
+    );
+    agent.join().unwrap();
+}
+
+/// A command that logs (a skipped source) with both standard output and standard error a
+/// closed pipe (`embargo check 2>&1 | head -c0`): the log lines are dropped, no panic.
+#[test]
+fn logging_into_a_closed_stderr_is_not_a_panic() {
+    use std::process::Stdio;
+    let path = temp_config(
+        "skipped-source.toml",
+        r#"enforce = ["UK"]
+on_source_failure = "skip"
+cache_dir = "/nonexistent/embargo-cache"
+[[sources]]
+name = "never"
+url = "https://192.0.2.1/feed"
+format = "list"
+[[entities]]
+id = "feed-entity"
+name = "Feed Entity Ltd"
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "r"
+reference = "X-1"
+listed_on = 2025-01-01
+source = "https://example.org/x"
+[[entities.networks]]
+prefixes = ["192.0.2.0/24"]
+sources = ["never"]
+[entities.networks.evidence]
+kind = "advisory"
+source = "the feed"
+retrieved = 2026-01-01
+confidence = "medium"
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
