@@ -370,10 +370,22 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // Metrics (end).
     // Pins: the pin folder must be on bpffs before a previous agent's pins can be looked for;
     // where there is none, one is mounted at /sys/fs/bpf (said once, here, and in `status`).
-    let pin_fs = match &opts.pin_dir {
-        Some(dir) => Some(crate::dataplane::bpffs::ensure(dir).map_err(DataplaneError::from)?),
-        None => None,
-    };
+    // If that fails, the error waits until after the load, which names missing BPF privileges
+    // first (without them nothing could be pinned anyway).
+    let pin_fs = opts
+        .pin_dir
+        .as_deref()
+        .map(crate::dataplane::bpffs::ensure)
+        .transpose();
+    let started = std::time::Instant::now();
+    let Started {
+        mut dataplane,
+        index,
+        policy,
+        carried,
+        mut start,
+    } = start_dataplane(&opts, &compiled)?;
+    let pin_fs = pin_fs.map_err(DataplaneError::from)?;
     match &pin_fs {
         Some(p) if p.ephemeral() => {
             tracing::warn!(pins = %p.describe(), "mounted bpffs in a private mount namespace: the pins do not outlive it")
@@ -383,14 +395,6 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         }
         _ => {}
     }
-    let started = std::time::Instant::now();
-    let Started {
-        mut dataplane,
-        index,
-        policy,
-        carried,
-        mut start,
-    } = start_dataplane(&opts, &compiled)?;
     start.pins = pin_fs;
     let reused = start.kind == "adopted";
     let ls = dataplane.load_stats;

@@ -1,16 +1,19 @@
-//! Layer-3 tunnel uplinks (GRE, IPIP, WireGuard) enforced end to end (root; needs the modules).
+//! Uplinks that need kernel modules, enforced end to end (root): the layer-3 tunnels GRE, IPIP
+//! and WireGuard, and the Ethernet VLAN sub-interface and bond.
 //!
 //! Two namespaces, a peer and a gateway, joined by a veth underlay; a tunnel of the kind under
 //! test runs over it. The agent attaches to the gateway's tunnel device with role `outside`
 //! (match SOURCE). The peer sends UDP datagrams through the tunnel from a listed source
 //! (203.0.113.9, in the entity's prefix) and from an unlisted one (192.0.2.10): the listed ones
 //! must be dropped and counted against the entity as `inbound`/`dropped`, the unlisted ones
-//! delivered. These frames have no Ethernet header: before the agent parsed layer-3 devices from
-//! the IP header they all passed as `non_ip`.
+//! delivered. Tunnel frames have no Ethernet header: before the agent parsed layer-3 devices
+//! from the IP header they all passed as `non_ip`. The VLAN sub-interface (`u1.100`-style, named
+//! `t0` here) and the bond (`t0` with the veth as its slave) are Ethernet devices that refuse
+//! native XDP: the agent attaches in generic mode.
 //!
-//! The host kernel these tests are written on has no GRE, IPIP or WireGuard, so they are
-//! `#[ignore]`d in a plain run and run by `cargo xtask matrix` inside Debian's kernels, which
-//! ship them as modules (`--ignored`). Containment: both namespaces have forwarding off and
+//! The host kernel these tests are written on has none of these (no GRE, IPIP, WireGuard, 802.1Q
+//! or bonding), so they are `#[ignore]`d in a plain run and run by `cargo xtask matrix` inside
+//! Debian's kernels, which ship them as modules (`--ignored`). Containment: both namespaces have forwarding off and
 //! blackhole default routes; every address is on their own interfaces.
 
 use std::{
@@ -48,6 +51,8 @@ enum Kind {
     Gre,
     Ipip,
     Wireguard,
+    Vlan,
+    Bond,
 }
 
 impl Kind {
@@ -56,6 +61,17 @@ impl Kind {
             Kind::Gre => "g",
             Kind::Ipip => "i",
             Kind::Wireguard => "w",
+            Kind::Vlan => "v",
+            Kind::Bond => "b",
+        }
+    }
+
+    /// The peer's device that carries the inner addresses.
+    fn peer_dev(self) -> &'static str {
+        match self {
+            // The bond is the gateway's alone; the peer sends from its plain veth end.
+            Kind::Bond => "u0",
+            _ => "t0",
         }
     }
 }
@@ -146,13 +162,24 @@ impl TunnelLab {
                 );
             }
             Kind::Wireguard => t.wireguard(),
+            Kind::Vlan => {
+                ip(&t.peer, "link add link u0 name t0 type vlan id 100");
+                ip(&t.gw, "link add link u1 name t0 type vlan id 100");
+            }
+            Kind::Bond => {
+                ip(&t.gw, "link add t0 type bond mode active-backup");
+                ip(&t.gw, "link set u1 down");
+                ip(&t.gw, "link set u1 master t0");
+                ip(&t.gw, "link set u1 up");
+            }
         }
-        ip(&t.peer, &format!("addr add {LISTED}/32 dev t0"));
-        ip(&t.peer, &format!("addr add {UNLISTED}/32 dev t0"));
+        let dev = kind.peer_dev();
+        ip(&t.peer, &format!("addr add {LISTED}/32 dev {dev}"));
+        ip(&t.peer, &format!("addr add {UNLISTED}/32 dev {dev}"));
         ip(&t.gw, &format!("addr add {GW_INNER}/32 dev t0"));
-        ip(&t.peer, "link set t0 up");
+        ip(&t.peer, &format!("link set {dev} up"));
         ip(&t.gw, "link set t0 up");
-        ip(&t.peer, &format!("route add {GW_INNER}/32 dev t0"));
+        ip(&t.peer, &format!("route add {GW_INNER}/32 dev {dev}"));
         ip(&t.gw, &format!("route add {LISTED}/32 dev t0"));
         ip(&t.gw, &format!("route add {UNLISTED}/32 dev t0"));
         t
@@ -345,4 +372,16 @@ fn ipip_uplink_is_enforced() {
 #[ignore = "needs the wireguard module and `wg` (not in the host kernel): run by `cargo xtask matrix`"]
 fn wireguard_uplink_is_enforced() {
     enforced_on(Kind::Wireguard);
+}
+
+#[test]
+#[ignore = "needs the 8021q module (not in the host kernel): run by `cargo xtask matrix`"]
+fn vlan_subinterface_uplink_is_enforced() {
+    enforced_on(Kind::Vlan);
+}
+
+#[test]
+#[ignore = "needs the bonding module (not in the host kernel): run by `cargo xtask matrix`"]
+fn bond_uplink_is_enforced() {
+    enforced_on(Kind::Bond);
 }
