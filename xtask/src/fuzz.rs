@@ -40,10 +40,26 @@ fn fuzz_dir() -> PathBuf {
     PathBuf::from("fuzz")
 }
 
-/// `cargo fuzz` on the nightly toolchain, in the workspace root (it finds `fuzz/`).
+/// `cargo fuzz` on the nightly toolchain, in the workspace root (it finds `fuzz/`). Without
+/// the package variables `cargo run` gave xtask (`CARGO_PKG_NAME`...): build scripts that watch
+/// them (ring's) would otherwise rebuild between this and a `cargo fuzz` typed in a shell.
 fn cargo_fuzz() -> Command {
     let mut cmd = Command::new("rustup");
     cmd.args(["run", "nightly", "cargo", "fuzz"]);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
 
