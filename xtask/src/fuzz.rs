@@ -1,9 +1,10 @@
 //! `cargo xtask fuzz`: the cargo-fuzz targets in `fuzz/` (libFuzzer, nightly), one per parser
 //! of outside input, and the short run `cargo xtask test` makes of each.
 //!
-//! The targets are built once (`cargo fuzz build`, optimized, with debug assertions and
-//! overflow checks, no sanitizer: the parsers are safe Rust, and the build stays affordable),
-//! then each binary runs on its own for a fixed time, one after the other, from the committed
+//! The targets are built once (`cargo fuzz build` with debug assertions and overflow checks and
+//! no sanitizer: the parsers are safe Rust, and the build stays affordable; optimized for
+//! `cargo xtask fuzz`, unoptimized for the few seconds `cargo xtask test` gives each, where the
+//! build is most of the cost), then each binary runs on its own for a fixed time, one after the other, from the committed
 //! seeds (`fuzz/seeds/<target>/`) and the corpus it grew before (`fuzz/corpus/<target>/`, not
 //! committed). A crash, a panic, an input slower than [`INPUT_TIMEOUT_SECS`] or a run past
 //! [`RSS_LIMIT_MB`] fails the target; libFuzzer writes the input to `fuzz/artifacts/<target>/`,
@@ -83,11 +84,33 @@ pub fn targets() -> Result<Vec<String>> {
         .collect())
 }
 
+/// How the targets are built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Optimized: for long runs.
+    Release,
+    /// Unoptimized: quicker to build, for short runs.
+    Dev,
+}
+
+impl Build {
+    fn dir(self) -> &'static str {
+        match self {
+            Build::Release => "release",
+            Build::Dev => "debug",
+        }
+    }
+}
+
 /// Builds every target once.
-pub fn build() -> Result<()> {
+pub fn build(how: Build) -> Result<()> {
+    let profile = match how {
+        Build::Release => "--release",
+        Build::Dev => "--dev",
+    };
     exec(cargo_fuzz().args([
         "build",
-        "--release",
+        profile,
         "--debug-assertions",
         "--sanitizer",
         "none",
@@ -95,9 +118,9 @@ pub fn build() -> Result<()> {
 }
 
 /// Runs target `name` (built by [`build`]) for `seconds`.
-pub fn run_one(name: &str, seconds: u64) -> Result<Outcome> {
+pub fn run_one(name: &str, how: Build, seconds: u64) -> Result<Outcome> {
     let dir = fuzz_dir();
-    let binary = dir.join("target").join(TRIPLE).join("release").join(name);
+    let binary = dir.join("target").join(TRIPLE).join(how.dir()).join(name);
     let corpus = dir.join("corpus").join(name);
     let seeds = dir.join("seeds").join(name);
     let artifacts = dir.join("artifacts").join(name);
@@ -132,7 +155,7 @@ pub fn run_one(name: &str, seconds: u64) -> Result<Outcome> {
 
 /// Builds the targets and runs `only` (else all of them) for `seconds` each; the line per
 /// target says how it ended.
-pub fn run(only: Option<&str>, seconds: u64) -> Result<Vec<Outcome>> {
+pub fn run(only: Option<&str>, how: Build, seconds: u64) -> Result<Vec<Outcome>> {
     setup::cargo_fuzz()?;
     let all = targets()?;
     let chosen: Vec<String> = match only {
@@ -140,10 +163,10 @@ pub fn run(only: Option<&str>, seconds: u64) -> Result<Vec<Outcome>> {
         Some(t) => bail!("no fuzz target `{t}`; the targets are: {}", all.join(", ")),
         None => all,
     };
-    build()?;
+    build(how)?;
     let mut outcomes = Vec::new();
     for name in &chosen {
-        let o = run_one(name, seconds)?;
+        let o = run_one(name, how, seconds)?;
         println!(
             "fuzz {name} ... {}",
             if o.passed {
@@ -162,7 +185,7 @@ pub fn run(only: Option<&str>, seconds: u64) -> Result<Vec<Outcome>> {
 
 /// `cargo xtask fuzz`: fails if any target found something.
 pub fn task(only: Option<&str>, seconds: u64) -> Result<()> {
-    let outcomes = run(only, seconds)?;
+    let outcomes = run(only, Build::Release, seconds)?;
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| !o.passed)

@@ -165,7 +165,7 @@ fn test(no_lint: bool) -> Result<()> {
         "embargo-xdp",
     ]))?;
     // Each fuzz target for a few seconds, one passed or failed test each.
-    let outcomes = fuzz::run(None, fuzz::TEST_SECONDS)?;
+    let outcomes = fuzz::run(None, fuzz::Build::Dev, fuzz::TEST_SECONDS)?;
     tally.fuzzed(&outcomes)?;
     require_root("the kernel tests")?;
     // The country-table scale test loads the real tables.
