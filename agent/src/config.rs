@@ -864,7 +864,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         for p in paths {
             let text = read_text(&p)?;
             let file = SourceFile { path: p, text };
-            let def: EntityDef = parse_toml(&file)?;
+            let def = parse_entity(&file)?;
             files.push(file);
             entities.push(EntitySource {
                 file: files.len() - 1,
@@ -877,6 +877,12 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         main,
         entities,
     })
+}
+
+/// Parses one entity file's text as an `include` reads it (`file.path` names it in errors): the
+/// pure entry point for a single entity file (the fuzz targets use it).
+pub fn parse_entity(file: &SourceFile) -> Result<EntityDef, ConfigError> {
+    parse_toml(file)
 }
 
 /// The entity files an `include` entry names: the file itself, or a folder's `*.toml` files in

@@ -1,7 +1,8 @@
-//! Embargo's developer tasks: `cargo xtask setup | test | demo | bench | tables`.
+//! Embargo's developer tasks: `cargo xtask setup | test | fuzz | demo | bench | tables`.
 //!
 //! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
 
+mod fuzz;
 mod setup;
 mod tables;
 
@@ -24,11 +25,22 @@ struct Cli {
 enum Task {
     /// Install what building and testing need (nightly rust-src, bpf-linker, Debian packages).
     Setup,
-    /// Run every test: formatting, clippy, unit tests, then the root-only kernel tests.
+    /// Run every test: formatting, clippy, unit tests, each fuzz target for a few seconds, then
+    /// the root-only kernel tests.
     Test {
         /// Skip the formatting and clippy checks.
         #[arg(long)]
         no_lint: bool,
+    },
+    /// Run the fuzz targets (cargo-fuzz, libFuzzer) in fuzz/, one after the other, from their
+    /// seeds and the corpus they grew before; fails if any finds a crash, a timeout or an OOM.
+    Fuzz {
+        /// Only this target (`cargo fuzz list` names them).
+        #[arg(long)]
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
     },
     /// The main job on the embedded default, in a throwaway network-namespace lab.
     Demo {
@@ -62,6 +74,7 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Setup => setup::run(),
         Task::Test { no_lint } => test(no_lint),
+        Task::Fuzz { target, seconds } => fuzz::task(target.as_deref(), seconds),
         Task::Demo { config } => demo(&config),
         Task::Bench {
             quick,
@@ -151,6 +164,9 @@ fn test(no_lint: bool) -> Result<()> {
         "--exclude",
         "embargo-xdp",
     ]))?;
+    // Each fuzz target for a few seconds, one passed or failed test each.
+    let outcomes = fuzz::run(None, fuzz::Build::Dev, fuzz::TEST_SECONDS)?;
+    tally.fuzzed(&outcomes)?;
     require_root("the kernel tests")?;
     // The country-table scale test loads the real tables.
     tables::run()?;
@@ -181,6 +197,24 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts each fuzz target's run as one test; fails if any target found something.
+    fn fuzzed(&mut self, outcomes: &[fuzz::Outcome]) -> Result<()> {
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| o.target.as_str())
+            .collect();
+        self.passed += (outcomes.len() - failed.len()) as u64;
+        self.failed += failed.len() as u64;
+        if !failed.is_empty() {
+            bail!(
+                "fuzz targets failed: {} (inputs in fuzz/artifacts/)",
+                failed.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     fn run(&mut self, cmd: &mut Command) -> Result<()> {
         use std::io::{BufRead as _, BufReader};
         eprintln!("+ {cmd:?}");

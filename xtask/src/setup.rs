@@ -2,8 +2,10 @@
 //!
 //! * the nightly toolchain's `rust-src` (the eBPF crate builds `core` with `-Z build-std`);
 //! * bpf-linker, built against the nightly rustc's own LLVM (see [`bpf_linker`]);
+//! * cargo-fuzz, for the fuzz targets in `fuzz/` (see [`cargo_fuzz`]);
 //! * Debian packages the tests use: iproute2 (`ip netns`, veth), prometheus (`promtool` for the
-//!   alert rules in deploy/), systemd (`systemd-analyze` for the unit in deploy/).
+//!   alert rules in deploy/), systemd (`systemd-analyze` for the unit in deploy/), g++
+//!   (libFuzzer, which the fuzz targets link, is C++).
 
 use std::{
     fs,
@@ -17,17 +19,21 @@ use crate::exec;
 
 /// Pinned so a fresh machine builds the linker that was tested.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Pinned like bpf-linker.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Debian packages: (command that proves it is installed, package).
 const DEBIAN: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("promtool", "prometheus"),
     ("systemd-analyze", "systemd"),
+    ("g++", "g++"),
 ];
 
 pub fn run() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     debian()?;
+    cargo_fuzz()?;
     Ok(())
 }
 
@@ -117,6 +123,30 @@ fn bpf_linker() -> Result<()> {
             ])
             .env("LLVM_PREFIX", &prefix),
     )
+}
+
+/// cargo-fuzz (`cargo fuzz`), from the Rust package registry, unless the pinned version is
+/// installed. It builds the targets with the nightly toolchain (`rustup run nightly`).
+pub fn cargo_fuzz() -> Result<()> {
+    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let have = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if have.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    eprintln!("installing cargo-fuzz {CARGO_FUZZ_VERSION} (a minute or two)");
+    exec(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--force",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 /// Finds the nightly toolchain's LLVM: its major version and the real shared object.

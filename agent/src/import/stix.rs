@@ -543,9 +543,15 @@ fn lex(p: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses a pattern may have: the parser recurses once per level, and a
+/// pattern of thousands of `(` would otherwise overflow the stack. Real patterns nest a few.
+const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Tok>,
     at: usize,
+    /// Parentheses open around the current token.
+    depth: usize,
 }
 
 impl Parser {
@@ -557,6 +563,17 @@ impl Parser {
         let t = self.toks.get(self.at).cloned();
         self.at += 1;
         t
+    }
+
+    /// Enters one more level of parentheses, refusing past [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "parentheses nested deeper than {MAX_NESTING} levels; simplify the pattern"
+            ));
+        }
+        Ok(())
     }
 
     fn keyword(&mut self, k: &str) -> bool {
@@ -621,8 +638,10 @@ impl Parser {
                 Observation::Brackets(c)
             }
             Some(Tok::LParen) => {
+                self.nest()?;
                 let o = self.followed_by()?;
                 self.expect(&Tok::RParen, "`)`")?;
+                self.depth -= 1;
                 o
             }
             Some(t) => return Err(format!("expected `[` or `(`, found {}", show(&t))),
@@ -693,8 +712,10 @@ impl Parser {
     fn cmp_unit(&mut self) -> Result<Comparison, String> {
         match self.next() {
             Some(Tok::LParen) => {
+                self.nest()?;
                 let c = self.cmp_or()?;
                 self.expect(&Tok::RParen, "`)`")?;
+                self.depth -= 1;
                 Ok(c)
             }
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("EXISTS") => match self.next() {
@@ -780,6 +801,7 @@ pub fn parse_pattern(pattern: &str) -> Result<Observation, String> {
     let mut p = Parser {
         toks: lex(pattern)?,
         at: 0,
+        depth: 0,
     };
     let o = p.followed_by()?;
     match p.peek() {
@@ -1030,6 +1052,31 @@ mod tests {
             let err = Found::default().observation(&o).unwrap_err();
             assert!(err.contains(needle), "{pattern}: {err}");
         }
+    }
+
+    /// Found by the `stix_pattern` fuzz target: a pattern of many nested parentheses (or
+    /// brackets inside an observation) overflowed the stack of the recursive-descent parser,
+    /// aborting `embargo import stix`. Nesting is now bounded, and past the bound the pattern is
+    /// refused with an error.
+    #[test]
+    fn deeply_nested_patterns_are_refused_not_a_stack_overflow() {
+        let leaf = "[ipv4-addr:value = '192.0.2.1']";
+        let deep = 50_000;
+        for pattern in [
+            format!("{}{leaf}{}", "(".repeat(deep), ")".repeat(deep)),
+            format!(
+                "[{}ipv4-addr:value = '192.0.2.1'{}]",
+                "(".repeat(deep),
+                ")".repeat(deep)
+            ),
+            "(".repeat(deep),
+        ] {
+            let err = parse_pattern(&pattern).unwrap_err();
+            assert!(err.contains("nested deeper than"), "{err}");
+        }
+        // Nesting within the bound still reads.
+        let ok = format!("{}{leaf}{}", "(".repeat(32), ")".repeat(32));
+        assert_eq!(nets(&ok).0, ["192.0.2.1/32"]);
     }
 
     #[test]

@@ -40,6 +40,21 @@ pub fn slug(name: &str) -> String {
     if out.is_empty() { "entity".into() } else { out }
 }
 
+/// `s` as the rest of a comment line: whitespace runs (newlines too) as one space, control
+/// characters escaped, so a list value can neither end the comment nor make it invalid TOML.
+fn comment_text(s: &str) -> String {
+    super::collapse(s)
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn quoted(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
@@ -89,7 +104,7 @@ pub fn entity_file(
     );
     let _ = writeln!(o, "action = \"monitor\"");
     if let Some(t) = &d.entity_type {
-        let _ = writeln!(o, "# type on the list: {t}");
+        let _ = writeln!(o, "# type on the list: {}", comment_text(t));
     }
     let _ = writeln!(o, "\n[[designations]]");
     let _ = writeln!(o, "authority = {}", quoted(&authority));
@@ -121,4 +136,37 @@ pub fn entity_file(
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Found by the `list_opensanctions` fuzz target: a list value written into a comment of the
+    /// skeleton (the entity type, raw from an OpenSanctions `schema` or an EU `code` attribute)
+    /// could hold a newline, which ended the comment and put the rest of the value into the
+    /// entity file as TOML: a field of the list's choosing (here `direction`), or a file that
+    /// does not parse.
+    #[test]
+    fn a_list_value_cannot_add_lines_to_the_skeleton() {
+        let text = concat!(
+            r#"{"id": "e1", "schema": "Company\u0001\ndirection = \"outbound\"", "properties": {"name": ["Acme Ltd"]}}"#,
+            "\n",
+            r#"{"id": "s1", "schema": "Sanction", "properties": {"entity": ["e1"], "authorityId": ["X1"], "country": ["gb"]}}"#,
+            "\n"
+        );
+        let doc = super::super::opensanctions::parse(Path::new("x.json"), text).unwrap();
+        let d = &doc.designations[0];
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let file = entity_file(&doc, d, "acme-ltd", None, day);
+        let table: toml::Table = toml::from_str(&file).unwrap_or_else(|e| panic!("{e}\n{file}"));
+        assert!(!table.contains_key("direction"), "{file}");
+        assert_eq!(table["name"].as_str(), Some("Acme Ltd"));
+        assert!(
+            file.contains("# type on the list: Company\\u{1} direction = \"outbound\"\n"),
+            "{file}"
+        );
+    }
 }

@@ -29,6 +29,13 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
         _ => (None, 0),
     };
     let offset_lines = usize::from(skip > 0);
+    if skip > 0 && text[skip..].trim().is_empty() {
+        return Err(ListError::new(
+            path,
+            1,
+            "a `Report Date:` line and no header row after it: the file is truncated, download it again",
+        ));
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -125,4 +132,20 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
         published,
         designations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `list_uk_csv` fuzz target: a file that is only its `Report Date:` line was
+    /// refused at line 2, a line the file does not have, for a missing `Unique ID` column.
+    #[test]
+    fn a_file_of_only_the_report_line_is_refused_at_line_1() {
+        for text in ["Report Date: 09-Dec-2025", "Report Date: 09-Dec-2025,\r\n"] {
+            let e = parse(Path::new("uk.csv"), text).unwrap_err();
+            assert_eq!(e.line, 1, "{e}");
+            assert!(e.message.contains("no header row"), "{e}");
+        }
+    }
 }

@@ -1,0 +1,8 @@
+//! Sanctions list: EU consolidated list XML. A list that parses has findable designations whose entity file
+//! skeletons parse back; a refusal names a line of the input (see `embargo_fuzz::check_list`).
+#![no_main]
+
+use embargo::lists::ListFormat;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| embargo_fuzz::fuzz_list(ListFormat::EuXml, data));
