@@ -14,7 +14,8 @@
 //! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
 //!   `/readyz` endpoints;
 //! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
-//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups.
+//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
+//! * [`input`]: the bounded reader of every outside file, and line numbers found in one pass.
 
 pub mod audit;
 pub mod cidr;
@@ -25,6 +26,7 @@ pub mod events;
 pub mod explain;
 pub mod http;
 pub mod import;
+pub mod input;
 pub mod lists;
 pub mod live;
 pub mod mapped;

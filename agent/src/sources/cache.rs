@@ -115,24 +115,22 @@ pub enum CacheError {
     },
 }
 
+/// Largest metadata file read: it holds a URL, a digest and a few dates.
+const MAX_META_BYTES: u64 = 64 * 1024;
+
 /// Reads `spec`'s copy and checks it against the configuration.
 pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     let paths = Paths::of(spec);
-    let meta_text = match fs::read_to_string(&paths.meta) {
+    let meta_text = match read_capped(&paths.meta, MAX_META_BYTES) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(CacheError::Missing { .. }) => {
             return Err(CacheError::Missing {
                 path: paths.body.clone(),
             });
         }
-        Err(source) => {
-            return Err(CacheError::Read {
-                path: paths.meta.clone(),
-                source,
-            });
-        }
+        Err(e) => return Err(e),
     };
-    let meta: Meta = serde_json::from_str(&meta_text).map_err(|e| CacheError::BadMeta {
+    let meta: Meta = serde_json::from_slice(&meta_text).map_err(|e| CacheError::BadMeta {
         path: paths.meta.clone(),
         message: e.to_string(),
     })?;
@@ -172,27 +170,29 @@ pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     Ok(Cached { meta, body, paths })
 }
 
+/// Reads a file of the copy through [`crate::input::read_bytes`]: a regular file of at most
+/// `max` bytes.
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, CacheError> {
-    let read = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    use crate::input::InputError;
+    crate::input::read_bytes(path, max).map_err(|e| match e {
+        InputError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             CacheError::Missing {
                 path: path.to_owned(),
             }
-        } else {
-            CacheError::Read {
-                path: path.to_owned(),
-                source,
-            }
         }
-    };
-    let len = fs::metadata(path).map_err(read)?.len();
-    if len > max {
-        return Err(CacheError::Unreadable {
+        InputError::Io { source, .. } => CacheError::Read {
             path: path.to_owned(),
-            message: format!("{len} bytes, over the {max}-byte limit"),
-        });
-    }
-    fs::read(path).map_err(read)
+            source,
+        },
+        InputError::TooLarge { size, max, .. } => CacheError::Unreadable {
+            path: path.to_owned(),
+            message: format!("{size} bytes, over the {max}-byte limit"),
+        },
+        other => CacheError::Unreadable {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
+    })
 }
 
 /// Stores a checked body as the new last-known-good copy: body and signature first, the
