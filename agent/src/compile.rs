@@ -253,7 +253,7 @@ fn effective_designations(
             listed_on: None,
             names: Vec::new(),
         };
-        match list.document.find(&d.reference) {
+        match list.find(&d.reference) {
             Some(ld) => {
                 let at = || {
                     format!(
@@ -611,7 +611,8 @@ pub fn compile(
                 } else {
                     guard.broadest_v6
                 };
-                if len < broadest {
+                // A default route is refused without the override whatever the guard says.
+                if len < broadest || len == 0 {
                     match &g.guard_override {
                         Some(reason) if len > 0 || reason.contains("default route") => {
                             report

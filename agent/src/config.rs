@@ -357,6 +357,22 @@ fn rate_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     in_range(d, 1..=1_000_000, "rate_per_entity")
 }
 
+fn broadest_v4_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    in_range(
+        d,
+        1..=32,
+        "broadest_v4 (a prefix length; /0 always needs guard_override)",
+    )
+}
+
+fn broadest_v6_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    in_range(
+        d,
+        1..=128,
+        "broadest_v6 (a prefix length; /0 always needs guard_override)",
+    )
+}
+
 fn burst_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     in_range(d, 1..=1_000_000, "burst")
 }
@@ -374,9 +390,13 @@ pub struct AllowRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guard {
-    /// Broadest IPv4 prefix accepted without a group-level `guard_override` (default 8: /8).
+    /// Broadest IPv4 prefix accepted without a group-level `guard_override` (default 8: /8),
+    /// 1 to 32: a default route (`/0`) always needs the override.
+    #[serde(deserialize_with = "broadest_v4_range")]
     pub broadest_v4: u8,
-    /// Broadest IPv6 prefix accepted without a group-level `guard_override` (default 19).
+    /// Broadest IPv6 prefix accepted without a group-level `guard_override` (default 19),
+    /// 1 to 128.
+    #[serde(deserialize_with = "broadest_v6_range")]
     pub broadest_v6: u8,
     /// Most prefixes the compiled table may hold (default 5,000,000).
     pub max_prefixes: u64,
@@ -717,8 +737,8 @@ pub enum ConfigError {
     #[error("{path}: the file is {size} bytes, over the {max}-byte limit; is this the right file?")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
     /// A file is not UTF-8.
-    #[error("{path}: the file is not UTF-8 text; save it as UTF-8")]
-    NotUtf8 { path: PathBuf },
+    #[error("{path}: line {line} is not UTF-8 text; save the file as UTF-8")]
+    NotUtf8 { path: PathBuf, line: usize },
     /// TOML syntax or schema error (unknown field, wrong type, missing field).
     #[error("{at}: {message}")]
     Parse { at: Location, message: String },
@@ -732,13 +752,10 @@ impl ConfigError {
     pub const EXIT_CODE: i32 = 64;
 }
 
-/// Maps a byte offset to a 1-based line and column.
+/// Maps a byte offset to a 1-based line and column. Counts from the start: for one place
+/// only; a parser that names many places builds a [`crate::input::LineIndex`] once.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    crate::input::LineIndex::new(text).line_col(text, offset)
 }
 
 /// One file read, its text kept for error locations.
@@ -746,12 +763,20 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Where its lines start, built once: locating every prefix of a large group stays linear.
+    lines: crate::input::LineIndex,
 }
 
 impl SourceFile {
+    /// A file read from `path` with `text`.
+    pub fn new(path: PathBuf, text: String) -> Self {
+        let lines = crate::input::LineIndex::new(&text);
+        Self { path, text, lines }
+    }
+
     /// The location of byte `offset` in this file.
     pub fn at(&self, offset: usize) -> Location {
-        let (line, column) = line_col(&self.text, offset);
+        let (line, column) = self.lines.line_col(&self.text, offset);
         Location {
             file: self.path.clone(),
             line,
@@ -768,24 +793,29 @@ impl SourceFile {
     }
 }
 
-/// Reads a text file with the size cap.
-pub fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let read = |source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(read)?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            max: MAX_FILE_BYTES,
-        });
+impl From<crate::input::InputError> for ConfigError {
+    fn from(e: crate::input::InputError) -> Self {
+        use crate::input::InputError as E;
+        match e {
+            E::Io { path, source } => ConfigError::Read { path, source },
+            E::NotRegular { path, kind } => ConfigError::Read {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("it is {kind}, not a regular file"),
+                ),
+            },
+            E::TooLarge { path, size, max } => ConfigError::TooLarge { path, size, max },
+            E::NotUtf8 { path, line } => ConfigError::NotUtf8 { path, line },
+        }
     }
-    let bytes = fs::read(path).map_err(read)?;
-    String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
-        path: path.to_owned(),
-    })
+}
+
+/// Reads a text file from outside (configuration, entity, list, table, indicator or import
+/// file) through [`crate::input::read_text`]: a regular file only, at most [`MAX_FILE_BYTES`],
+/// UTF-8, without its byte-order mark.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    Ok(crate::input::read_text(path, MAX_FILE_BYTES)?)
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, ConfigError> {
@@ -838,10 +868,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// As [`load`], with the main file's text already read.
 pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
-    let main_file = SourceFile {
-        path: path.to_owned(),
-        text,
-    };
+    let main_file = SourceFile::new(path.to_owned(), text);
     let mut main: MainFile = parse_toml(&main_file)?;
     for i in &main.interfaces {
         i.get_ref()
@@ -863,7 +890,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
             .map_err(|message| files[0].invalid(inc.span().start, message))?;
         for p in paths {
             let text = read_text(&p)?;
-            let file = SourceFile { path: p, text };
+            let file = SourceFile::new(p, text);
             let def = parse_entity(&file)?;
             files.push(file);
             entities.push(EntitySource {
@@ -885,8 +912,10 @@ pub fn parse_entity(file: &SourceFile) -> Result<EntityDef, ConfigError> {
     parse_toml(file)
 }
 
-/// The entity files an `include` entry names: the file itself, or a folder's `*.toml` files in
-/// name order.
+/// The entity files an `include` entry names: the file itself, or a folder's `*.toml` entries
+/// in name order. Every such entry is returned whatever it is (a dangling symlink, a symlink
+/// loop, a FIFO, a folder): reading it then refuses the configuration at its path, so an
+/// entity file that cannot be read is never skipped without a word.
 fn include_paths(target: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = fs::metadata(target).map_err(|e| {
         format!(
@@ -894,14 +923,18 @@ fn include_paths(target: &Path) -> Result<Vec<PathBuf>, String> {
             target.display()
         )
     })?;
-    if meta.is_file() {
+    if !meta.is_dir() {
         return Ok(vec![target.to_owned()]);
     }
-    let mut paths: Vec<PathBuf> = fs::read_dir(target)
-        .map_err(|e| format!("included folder {} cannot be read ({e})", target.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
+    let unreadable =
+        |e: std::io::Error| format!("included folder {} cannot be read ({e})", target.display());
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(target).map_err(unreadable)? {
+        let p = entry.map_err(unreadable)?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            paths.push(p);
+        }
+    }
     paths.sort();
     Ok(paths)
 }

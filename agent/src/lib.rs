@@ -17,6 +17,7 @@
 //! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
 //! * [`output`]: what the command line prints, so a closed pipe never panics.
 //! * [`safe_fs`]: atomic writes, appending opens and folder checks that never follow a symlink.
+//! * [`input`]: the bounded reader of every outside file, and line numbers found in one pass.
 
 pub mod audit;
 pub mod cidr;
@@ -27,6 +28,7 @@ pub mod events;
 pub mod explain;
 pub mod http;
 pub mod import;
+pub mod input;
 pub mod lists;
 pub mod live;
 pub mod mapped;

@@ -664,11 +664,12 @@ fn import(cmd: ListImport) -> ExitCode {
         }
     };
     let picked = lists::filter(&doc, args.regime.as_deref(), &args.references);
+    let picked_refs: std::collections::HashSet<String> = picked
+        .iter()
+        .map(|d| d.reference.to_ascii_lowercase())
+        .collect();
     for r in &args.references {
-        if !picked
-            .iter()
-            .any(|d| d.reference.eq_ignore_ascii_case(r.trim()))
-        {
+        if !picked_refs.contains(&r.trim().to_ascii_lowercase()) {
             errln!("warning: reference {r} is not among the matching designations");
         }
     }
@@ -678,11 +679,14 @@ fn import(cmd: ListImport) -> ExitCode {
     }
     let today = embargo::today();
     let mut files: Vec<(String, String)> = Vec::new();
+    // The ids taken so far: a whole list (thousands of designations) is written in linear time.
+    let mut ids = std::collections::HashSet::new();
     for d in picked {
         let mut id = skeleton::slug(&d.name);
-        if files.iter().any(|(i, _)| *i == id) {
+        if ids.contains(&id) {
             id = format!("{id}-{}", skeleton::slug(&d.reference));
         }
+        ids.insert(id.clone());
         let text = skeleton::entity_file(&doc, d, &id, args.list.as_deref(), today);
         files.push((id, text));
     }

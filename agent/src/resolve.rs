@@ -105,6 +105,42 @@ pub struct ResolvedList {
     pub as_of: chrono::NaiveDate,
     /// Whether `as_of` is the publication date (else the file's date).
     pub published: bool,
+    /// Each reference, ASCII-lowercased, to its first designation: looking up every
+    /// designation of a configuration stays linear however long the list.
+    by_reference: HashMap<String, usize>,
+}
+
+impl ResolvedList {
+    /// A parsed list and its reference index.
+    pub fn new(
+        name: String,
+        path: PathBuf,
+        document: crate::lists::ListDocument,
+        as_of: chrono::NaiveDate,
+        published: bool,
+    ) -> Self {
+        let mut by_reference = HashMap::with_capacity(document.designations.len());
+        for (i, d) in document.designations.iter().enumerate() {
+            by_reference
+                .entry(d.reference.to_ascii_lowercase())
+                .or_insert(i);
+        }
+        Self {
+            name,
+            path,
+            document,
+            as_of,
+            published,
+            by_reference,
+        }
+    }
+
+    /// As [`crate::lists::ListDocument::find`], through the index.
+    pub fn find(&self, reference: &str) -> Option<&crate::lists::ListedDesignation> {
+        self.by_reference
+            .get(&reference.trim().to_ascii_lowercase())
+            .map(|&i| &self.document.designations[i])
+    }
 }
 
 impl Resolved {
@@ -452,13 +488,13 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
         if let Some((alt_path, _)) = &alt {
             r.paths.push(alt_path.clone());
         }
-        r.lists.push(ResolvedList {
-            name: name.clone(),
+        r.lists.push(ResolvedList::new(
+            name.clone(),
             path,
             document,
             as_of,
             published,
-        });
+        ));
     }
     Ok(())
 }

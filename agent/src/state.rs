@@ -196,6 +196,10 @@ pub struct State {
     pub netlink_filters: Vec<NetlinkFilter>,
 }
 
+/// Largest state file read (a FIFO or a device there is refused whatever its size): far over
+/// what the guard's most prefixes take (5,000,000 IPv6 records of 21 bytes).
+const MAX_READ_BYTES: u64 = 1 << 30;
+
 /// The state file's path in `dir`.
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
@@ -204,6 +208,7 @@ pub fn path(dir: &Path) -> PathBuf {
 /// Reads the state file in `dir`; `Ok(None)` if there is none. Refused when group or others
 /// can write in `dir` ([`StateError::Unsafe`]).
 pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
+    use crate::input::{InputError, read_bytes};
     let path = path(dir);
     // A file in a folder anybody could write in may have been planted: not trusted. Another
     // owner is accepted for reading (root running `embargo detach` on the folder of an agent
@@ -223,11 +228,11 @@ pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
             });
         }
     }
-    let bytes = match std::fs::read(&path) {
+    let bytes = match read_bytes(&path, MAX_READ_BYTES) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(InputError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             let old = dir.join(OLD_FILE_NAME);
-            return match std::fs::read(&old) {
+            return match read_bytes(&old, MAX_READ_BYTES) {
                 Ok(text) => {
                     /// The one part of a format 1 file still used.
                     #[derive(Deserialize)]
@@ -245,7 +250,15 @@ pub fn read(dir: &Path) -> Result<Option<State>, StateError> {
                 Err(_) => Ok(None),
             };
         }
-        Err(source) => return Err(StateError::Read { path, source }),
+        Err(InputError::Io { source, .. }) => return Err(StateError::Read { path, source }),
+        // Not a regular file, or larger than any state file the agent writes: ignored like a
+        // damaged one.
+        Err(e) => {
+            return Err(StateError::Corrupt {
+                reason: e.to_string(),
+                path,
+            });
+        }
     };
     decode(&path, &bytes).map(Some)
 }

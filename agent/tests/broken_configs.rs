@@ -436,3 +436,187 @@ fn remote_sources_are_refused_with_locations() {
         ],
     );
 }
+
+/// Makes a FIFO (named pipe) at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Runs `embargo check --config <config>` with a deadline: a read that blocks fails the test
+/// instead of hanging it. Returns the exit code and stderr.
+fn check_within(config: &Path, deadline: std::time::Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["check", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "embargo check --config {} still running after {deadline:?}",
+                config.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_entity_file_that_cannot_be_read_is_refused_at_its_path() {
+    // Each entry looks like an entity file; none may be skipped without a word, or the entity it
+    // held would silently stop being enforced.
+    for (name, make) in [
+        (
+            "dangling-symlink",
+            (|p: &Path| std::os::unix::fs::symlink("gone.toml", p).unwrap()) as fn(&Path),
+        ),
+        ("symlink-loop", |p: &Path| {
+            std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap()
+        }),
+        ("fifo", |p: &Path| mkfifo(p)),
+    ] {
+        let c = Case::new(name);
+        c.file("main.toml", MAIN_OK)
+            .file("entities/a.toml", ENTITY_OK);
+        let bad = c.dir.join("entities/b.toml");
+        make(&bad);
+        let (code, err) =
+            check_within(&c.dir.join("main.toml"), std::time::Duration::from_secs(20));
+        assert_eq!(code, Some(64), "{name}: {err}");
+        assert_has(
+            &err,
+            &[
+                &format!("{}: cannot read", bad.display()),
+                "nothing from it was applied",
+            ],
+        );
+        // A reload compiles through the same function: it is refused there too (and the
+        // agent then keeps the policy it runs, see run::reload).
+        let e = embargo::compile_file_resolved(&c.dir.join("main.toml"), embargo::today())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: cannot read", bad.display())),
+            "{name}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_config_that_is_not_a_regular_file_is_refused_at_once() {
+    // A device never ends: reading it would take all memory.
+    let (code, err) = check_within(Path::new("/dev/zero"), std::time::Duration::from_secs(20));
+    assert_eq!(code, Some(64), "{err}");
+    assert_has(
+        &err,
+        &[
+            "/dev/zero: cannot read",
+            "character device, not a regular file",
+        ],
+    );
+
+    // A FIFO without a writer: opening it would wait forever.
+    let c = Case::new("fifo-main");
+    mkfifo(&c.dir.join("main.toml"));
+    let (code, err) = check_within(&c.dir.join("main.toml"), std::time::Duration::from_secs(20));
+    assert_eq!(code, Some(64), "{err}");
+    assert_has(
+        &err,
+        &[
+            &format!("{}: cannot read", c.path("main.toml")),
+            "FIFO",
+            "not a regular file",
+        ],
+    );
+
+    // An indicator file that is a FIFO: refused at the line that names it.
+    let c = Case::new("fifo-indicators");
+    c.file("main.toml", MAIN_OK).file(
+        "entities/a.toml",
+        &ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]"),
+    );
+    mkfifo(&c.dir.join("entities/iocs.txt"));
+    let (code, err) = check_within(&c.dir.join("main.toml"), std::time::Duration::from_secs(20));
+    assert_eq!(code, Some(64), "{err}");
+    assert_has(
+        &err,
+        &[
+            &format!("{}:13:10", c.path("entities/a.toml")),
+            "iocs.txt cannot be read",
+            "FIFO",
+        ],
+    );
+}
+
+#[test]
+fn guard_limits_are_range_checked_at_their_line() {
+    for (guard, column, needle) in [
+        ("broadest_v4 = 0", 15, "from 1 to 32, not 0"),
+        ("broadest_v4 = 99", 15, "from 1 to 32, not 99"),
+        ("broadest_v6 = 0", 15, "from 1 to 128, not 0"),
+        ("broadest_v6 = 129", 15, "from 1 to 128, not 129"),
+    ] {
+        let c = Case::new("guard-range");
+        c.file("main.toml", &format!("{MAIN_OK}[guard]\n{guard}\n"))
+            .file("entities/a.toml", ENTITY_OK);
+        assert_has(
+            &c.refused(),
+            &[&format!("{}:4:{column}", c.path("main.toml")), needle],
+        );
+    }
+}
+
+#[test]
+fn a_default_route_needs_the_override_whatever_the_guard() {
+    // The broadest guard there is still refuses /0 without guard_override.
+    let c = Case::new("guard-default-route");
+    c.file("main.toml", &format!("{MAIN_OK}[guard]\nbroadest_v4 = 1\n"))
+        .file(
+            "entities/a.toml",
+            &ENTITY_OK.replace("192.0.2.0/24", "0.0.0.0/0"),
+        );
+    assert_has(
+        &c.refused(),
+        &[
+            &format!("{}:13:13", c.path("entities/a.toml")),
+            "default route",
+            "guard_override",
+        ],
+    );
+}
+
+#[test]
+fn files_that_start_with_a_byte_order_mark_are_read() {
+    let c = Case::new("bom");
+    c.file("main.toml", &format!("\u{feff}{MAIN_OK}"))
+        .file(
+            "entities/a.toml",
+            &format!(
+                "\u{feff}{}",
+                ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]")
+            ),
+        )
+        .file("entities/iocs.txt", "\u{feff}198.51.100.7\n192.0.2.0/24\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["why", "198.51.100.7", "--config"])
+        .arg(c.dir.join("main.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("BLOCKED"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -487,3 +487,60 @@ fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ioc_import_reads_a_file_that_starts_with_a_byte_order_mark_and_counts_empty_lines() {
+    let dir = lab("ioc-bom", "example-corp");
+    let input = dir.join("iocs.txt");
+    // The first indicator follows the mark; the prose line yields nothing and is said so.
+    std::fs::write(
+        &input,
+        "\u{feff}198.51.100.7\n# comment\n\nnothing to see here\n192.0.2.1\n",
+    )
+    .unwrap();
+    let out = embargo(&[
+        "import",
+        "ioc",
+        s(&input),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/2026/sample-002",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 imported, 0 skipped"), "{err}");
+    assert!(
+        err.contains("ignored 2: blank or comment-only lines"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ignored 1: lines of text with no address"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("\"198.51.100.7\""),
+        "{}",
+        stdout(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_import_input_that_is_not_a_regular_file_is_refused() {
+    let out = embargo(&[
+        "import",
+        "ioc",
+        "/dev/zero",
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/2026/sample-002",
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("/dev/zero: cannot read") && err.contains("not a regular file"),
+        "{err}"
+    );
+}

@@ -313,3 +313,48 @@ source = "https://home.treasury.gov/news/press-releases/jy2769"
         "{text}"
     );
 }
+
+#[test]
+fn every_list_format_reads_a_file_that_starts_with_a_byte_order_mark() {
+    // The same designations with and without the mark, whatever the format; `embargo import`
+    // (which reads the file from disk) finds the first designation too.
+    let dir = TempDir::new("bom");
+    for (format, file) in [
+        (embargo::lists::ListFormat::UkCsv, "UK_Sanctions_List.csv"),
+        (embargo::lists::ListFormat::UkXml, "UK_Sanctions_List.xml"),
+        (embargo::lists::ListFormat::OfacCsv, "sdn.csv"),
+        (embargo::lists::ListFormat::OfacXml, "sdn.xml"),
+        (embargo::lists::ListFormat::EuXml, "eu_consolidated.xml"),
+        (
+            embargo::lists::ListFormat::Opensanctions,
+            "opensanctions.ftm.json",
+        ),
+    ] {
+        let text = std::fs::read_to_string(fixture(file)).unwrap();
+        let parse = |text: &str| {
+            embargo::lists::parse(
+                format,
+                &embargo::lists::ListInput {
+                    path: Path::new(file),
+                    text,
+                    alt: None,
+                },
+            )
+            .map(|d| d.designations)
+            .map_err(|e| e.to_string())
+        };
+        let plain = parse(&text).unwrap();
+        let marked = format!("\u{feff}{text}");
+        assert_eq!(parse(&marked), Ok(plain.clone()), "{format}");
+        let path = dir.0.join(file);
+        std::fs::write(&path, &marked).unwrap();
+        let out = embargo(&[
+            "import",
+            format.name(),
+            path.to_str().unwrap(),
+            "--reference",
+            &plain[0].reference,
+        ]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+    }
+}

@@ -72,7 +72,7 @@ pub fn parse(
 ) -> Result<Imported, ImportError> {
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(text.as_bytes());
+        .from_reader(crate::input::strip_bom(text).as_bytes());
     let at_line = |line: u64| format!("{}:{line}", path.display());
     let csv_error = |e: ::csv::Error| {
         let line = e.position().map_or(1, |p| p.line());

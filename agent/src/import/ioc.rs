@@ -182,10 +182,15 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
         expires: None,
     };
     let mut out = Imported::default();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in crate::input::strip_bom(text).lines().enumerate() {
         let line = refang(line);
         // `#` starts a comment, unless it is part of a URL (`.../page#frag`).
         let content = comment_start(&line).map_or(line.as_str(), |i| &line[..i]);
+        if content.trim().is_empty() {
+            out.summary.ignore(IGNORED_BLANK);
+            continue;
+        }
+        let counted = (out.summary.imported, out.summary.skipped_total());
         for word in content.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '|') {
             let what = classify(word).map_err(|m| {
                 ImportError::invalid(
@@ -208,9 +213,19 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
                 Word::Other => {}
             }
         }
+        if (out.summary.imported, out.summary.skipped_total()) == counted {
+            out.summary.ignore(IGNORED_TEXT);
+        }
     }
     Ok(out)
 }
+
+/// Why a line yielded nothing: blank, or a comment only.
+pub const IGNORED_BLANK: &str = "blank or comment-only lines";
+/// Why a line yielded nothing: text with no word that reads as an address, a domain name, a
+/// URL or a hash.
+pub const IGNORED_TEXT: &str =
+    "lines of text with no address, domain name, URL or hash (check them if you expected one)";
 
 /// Where a `#` comment starts: at the line start or after whitespace.
 fn comment_start(line: &str) -> Option<usize> {

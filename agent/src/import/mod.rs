@@ -66,12 +66,20 @@ pub struct Summary {
     pub imported: usize,
     /// Skipped entries by reason.
     pub skipped: BTreeMap<String, usize>,
+    /// Lines that yielded nothing at all (no address, nor anything skipped), by reason: said
+    /// too, so a line lost to a stray character does not go unnoticed.
+    pub ignored: BTreeMap<String, usize>,
 }
 
 impl Summary {
     /// Counts one skipped entry under `reason`.
     pub fn skip(&mut self, reason: impl Into<String>) {
         *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+
+    /// Counts one line that yielded nothing, under `reason`.
+    pub fn ignore(&mut self, reason: impl Into<String>) {
+        *self.ignored.entry(reason.into()).or_default() += 1;
     }
 
     /// Skipped entries in all.
@@ -90,6 +98,9 @@ impl fmt::Display for Summary {
         )?;
         for (reason, n) in &self.skipped {
             write!(f, "\n  skipped {n}: {reason}")?;
+        }
+        for (reason, n) in &self.ignored {
+            write!(f, "\n  ignored {n}: {reason}")?;
         }
         Ok(())
     }

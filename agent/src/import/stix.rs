@@ -138,6 +138,7 @@ fn json_at(path: &Path, e: &serde_json::Error) -> String {
 
 /// Reads a STIX 2.1 bundle's text; `path` names it in errors.
 pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, ImportError> {
+    let text = crate::input::strip_bom(text);
     let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         ImportError::invalid(
             json_at(path, &e),

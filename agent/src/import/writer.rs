@@ -35,6 +35,9 @@ pub struct Group {
 pub fn group(indicators: &[Indicator]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<&EvidenceKey, usize> = HashMap::new();
+    // What each group already holds, so a group of many indicators is built in linear time.
+    let mut seen: std::collections::HashSet<(usize, &IpNetwork)> = Default::default();
+    let mut labelled: std::collections::HashSet<(usize, &str)> = Default::default();
     for i in indicators {
         let gi = *index.entry(&i.evidence).or_insert_with(|| {
             groups.push(Group {
@@ -45,11 +48,11 @@ pub fn group(indicators: &[Indicator]) -> Vec<Group> {
             groups.len() - 1
         });
         let g = &mut groups[gi];
-        if !g.prefixes.contains(&i.net) {
+        if seen.insert((gi, &i.net)) {
             g.prefixes.push(i.net);
         }
         if let Some(l) = &i.label
-            && !g.labels.contains(l)
+            && labelled.insert((gi, l.as_str()))
         {
             g.labels.push(l.clone());
         }

@@ -119,6 +119,8 @@ pub struct ListedDesignation {
 #[derive(Debug, Default)]
 pub(crate) struct Builder {
     names: Vec<String>,
+    /// `names` in ASCII lowercase: a designation with thousands of names stays linear.
+    seen: std::collections::HashSet<String>,
     primary: Option<String>,
 }
 
@@ -132,7 +134,7 @@ impl Builder {
         if primary && self.primary.is_none() {
             self.primary = Some(name.clone());
         }
-        if !self.names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+        if self.seen.insert(name.to_ascii_lowercase()) {
             self.names.push(name);
         }
     }
@@ -180,34 +182,46 @@ impl ListError {
     }
 }
 
-/// 1-based line of byte `offset` in `text`.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// A list file's text with where its lines start, found once: every row or element is then
+/// located in logarithmic time, so parsing stays linear in the size of the file.
+pub(crate) struct Lines<'a> {
+    pub text: &'a str,
+    index: crate::input::LineIndex,
 }
 
-/// 1-based line of the CSV record starting at byte `offset` (the csv crate's position may sit
-/// on the previous record's line terminator).
-pub(crate) fn csv_line(text: &str, offset: u64) -> usize {
-    let offset = (offset as usize).min(text.len());
-    let skipped = text[offset..].len() - text[offset..].trim_start_matches(['\r', '\n']).len();
-    line_of(text, offset + skipped)
+impl<'a> Lines<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            index: crate::input::LineIndex::new(text),
+        }
+    }
+
+    /// 1-based line of byte `offset`.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.index.line(offset.min(self.text.len()))
+    }
+
+    /// 1-based line of the CSV record starting at byte `offset` (the csv crate's position may
+    /// sit on the previous record's line terminator).
+    pub(crate) fn csv_line(&self, offset: u64) -> usize {
+        let offset = (offset as usize).min(self.text.len());
+        let rest = &self.text[offset..];
+        let skipped = rest.len() - rest.trim_start_matches(['\r', '\n']).len();
+        self.line(offset + skipped)
+    }
 }
 
-/// Reads the next CSV record of `rdr` (which reads `text`) with its 1-based line in the file
-/// (`line_offset` lines come before `text` there); `None` at the end. A row the csv crate
-/// refuses is an error naming that line.
+/// Reads the next CSV record of `rdr` (which reads `lines.text`) with its 1-based line in the
+/// file (`line_offset` lines come before the text there); `None` at the end. A row the csv
+/// crate refuses is an error naming that line.
 pub(crate) fn next_csv_record<R: std::io::Read>(
     rdr: &mut csv::Reader<R>,
-    text: &str,
+    lines: &Lines<'_>,
     line_offset: usize,
     path: &Path,
 ) -> Result<Option<(usize, csv::StringRecord)>, ListError> {
-    let line = csv_line(text, rdr.position().byte()) + line_offset;
+    let line = lines.csv_line(rdr.position().byte()) + line_offset;
     let mut rec = csv::StringRecord::new();
     match rdr.read_record(&mut rec) {
         Ok(false) => Ok(None),
@@ -240,6 +254,12 @@ pub struct ListInput<'a> {
 /// Parses a list file of `format`. A file that parses to no designation is refused too: an
 /// empty list would delist everyone.
 pub fn parse(format: ListFormat, input: &ListInput<'_>) -> Result<ListDocument, ListError> {
+    // A byte-order mark is not part of the first row or element, whichever the format.
+    let input = &ListInput {
+        path: input.path,
+        text: crate::input::strip_bom(input.text),
+        alt: input.alt.map(|(p, t)| (p, crate::input::strip_bom(t))),
+    };
     let doc = match format {
         ListFormat::UkCsv => uk_csv::parse(input.path, input.text)?,
         ListFormat::UkXml => uk_xml::parse(input.path, input.text)?,
@@ -467,7 +487,7 @@ mod tests {
         let cut = text.find("<UniqueID>RUS9901").unwrap();
         let e = err(ListFormat::UkXml, "uk.xml", &text[..cut]);
         assert_eq!(e.path, Path::new("uk.xml"));
-        assert_eq!(e.line, line_of(&text, cut), "{e}");
+        assert_eq!(e.line, Lines::new(&text).line(cut), "{e}");
         assert!(e.message.contains("truncated"), "{e}");
         let (_, sdn) = fixture("sdn.xml");
         let e = err(

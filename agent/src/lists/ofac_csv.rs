@@ -26,7 +26,8 @@ fn records(
         .flexible(true)
         .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    while let Some((line, r)) = super::next_csv_record(&mut rdr, text, 0, path)? {
+    let lines = super::Lines::new(text);
+    while let Some((line, r)) = super::next_csv_record(&mut rdr, &lines, 0, path)? {
         if r.len() != columns {
             return Err(ListError::new(
                 path,

@@ -70,8 +70,8 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
     }
     let mut order: Vec<Acc> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let body = text.get(skip..).unwrap_or("");
-    while let Some((line, rec)) = super::next_csv_record(&mut rdr, body, offset_lines, path)? {
+    let body = super::Lines::new(text.get(skip..).unwrap_or(""));
+    while let Some((line, rec)) = super::next_csv_record(&mut rdr, &body, offset_lines, path)? {
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("");
         let Some(reference) = non_empty(get(Some(id_col))) else {
             return Err(ListError::new(

@@ -9,7 +9,7 @@ use quick_xml::{
     events::{BytesStart, Event},
 };
 
-use super::{ListError, line_of};
+use super::{Lines, ListError};
 
 /// One element.
 #[derive(Debug, Default)]
@@ -48,26 +48,23 @@ fn local(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-fn start(path: &Path, text: &str, at: usize, e: &BytesStart<'_>) -> Result<Element, ListError> {
+fn start(
+    path: &Path,
+    lines: &Lines<'_>,
+    at: usize,
+    e: &BytesStart<'_>,
+) -> Result<Element, ListError> {
+    let line = lines.line(at);
     let mut el = Element {
         name: local(e.local_name().as_ref()),
-        line: line_of(text, at),
+        line,
         ..Element::default()
     };
     for a in e.attributes() {
-        let a = a.map_err(|err| {
-            ListError::new(
-                path,
-                line_of(text, at),
-                format!("malformed attribute: {err}"),
-            )
-        })?;
+        let a =
+            a.map_err(|err| ListError::new(path, line, format!("malformed attribute: {err}")))?;
         let value = a.unescape_value().map_err(|err| {
-            ListError::new(
-                path,
-                line_of(text, at),
-                format!("malformed attribute value: {err}"),
-            )
+            ListError::new(path, line, format!("malformed attribute value: {err}"))
         })?;
         el.attrs
             .push((local(a.key.local_name().as_ref()), value.into_owned()));
@@ -78,6 +75,7 @@ fn start(path: &Path, text: &str, at: usize, e: &BytesStart<'_>) -> Result<Eleme
 /// Parses `text` into its root element; any XML error or a document that ends before its
 /// elements are closed is refused with the line.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
+    let lines = Lines::new(text);
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
@@ -87,7 +85,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
         let event = reader.read_event().map_err(|e| {
             ListError::new(
                 path,
-                line_of(text, reader.error_position() as usize),
+                lines.line(reader.error_position() as usize),
                 format!("not well-formed XML: {e}; is the file complete?"),
             )
         })?;
@@ -95,9 +93,9 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
         let at = before + text[before.min(text.len())..].len()
             - text[before.min(text.len())..].trim_start().len();
         match event {
-            Event::Start(e) => stack.push(start(path, text, at, &e)?),
+            Event::Start(e) => stack.push(start(path, &lines, at, &e)?),
             Event::Empty(e) => {
-                let el = start(path, text, at, &e)?;
+                let el = start(path, &lines, at, &e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -113,7 +111,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
                     let s = t.decode().map_err(|e| {
-                        ListError::new(path, line_of(text, at), format!("bad text: {e}"))
+                        ListError::new(path, lines.line(at), format!("bad text: {e}"))
                     })?;
                     top.text.push_str(&s);
                 }
@@ -128,14 +126,14 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
                     Ok(Some(c)) => c.to_string(),
                     _ => {
                         let name = r.decode().map_err(|e| {
-                            ListError::new(path, line_of(text, at), format!("bad reference: {e}"))
+                            ListError::new(path, lines.line(at), format!("bad reference: {e}"))
                         })?;
                         quick_xml::escape::resolve_predefined_entity(&name)
                             .map(str::to_owned)
                             .ok_or_else(|| {
                                 ListError::new(
                                     path,
-                                    line_of(text, at),
+                                    lines.line(at),
                                     format!("unknown entity `&{name};`"),
                                 )
                             })?
@@ -152,7 +150,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Element, ListError> {
     if let Some(open) = stack.last() {
         return Err(ListError::new(
             path,
-            line_of(text, text.len()),
+            lines.line(text.len()),
             format!(
                 "the file ends before <{}> (opened on line {}) is closed; the file is truncated, download it again",
                 open.name, open.line

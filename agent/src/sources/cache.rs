@@ -123,6 +123,9 @@ pub enum CacheError {
     },
 }
 
+/// Largest metadata file read: it holds a URL, a digest and a few dates.
+const MAX_META_BYTES: u64 = 64 * 1024;
+
 /// Reads `spec`'s copy and checks it against the configuration.
 pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     let paths = Paths::of(spec);
@@ -175,51 +178,29 @@ pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
     Ok(Cached { meta, body, paths })
 }
 
-/// Largest metadata file read (a real one is about 400 bytes).
-pub const MAX_META_BYTES: u64 = 64 * 1024;
-
-/// Reads at most `max` bytes of the regular file at `path`: more is an error, and so is a file
-/// that is not regular (a FIFO would block, `/dev/zero` never ends; opened non-blocking so
-/// neither can hold the reader).
+/// Reads a file of the copy through [`crate::input::read_bytes`]: a regular file of at most
+/// `max` bytes.
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, CacheError> {
-    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
-    let read = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    use crate::input::InputError;
+    crate::input::read_bytes(path, max).map_err(|e| match e {
+        InputError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             CacheError::Missing {
                 path: path.to_owned(),
             }
-        } else {
-            CacheError::Read {
-                path: path.to_owned(),
-                source,
-            }
         }
-    };
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read)?;
-    let meta = file.metadata().map_err(read)?;
-    if !meta.is_file() {
-        return Err(CacheError::Unreadable {
+        InputError::Io { source, .. } => CacheError::Read {
             path: path.to_owned(),
-            message: "not a regular file".into(),
-        });
-    }
-    let too_large = |len: u64| CacheError::Unreadable {
-        path: path.to_owned(),
-        message: format!("{len} bytes, over the {max}-byte limit"),
-    };
-    if meta.len() > max {
-        return Err(too_large(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1).read_to_end(&mut bytes).map_err(read)?;
-    if bytes.len() as u64 > max {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+            source,
+        },
+        InputError::TooLarge { size, max, .. } => CacheError::Unreadable {
+            path: path.to_owned(),
+            message: format!("{size} bytes, over the {max}-byte limit"),
+        },
+        other => CacheError::Unreadable {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
+    })
 }
 
 /// Stores a checked body as the new last-known-good copy: body and signature first, the

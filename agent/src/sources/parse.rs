@@ -26,7 +26,7 @@ impl fmt::Display for LineError {
 /// Every prefix in `text` with its line, in order. A sanctions list holds no prefixes: it is
 /// refused here (see [`count`]).
 pub fn parse(format: &Format, text: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::input::strip_bom(text);
     match format {
         Format::List => list(text),
         Format::Csv { column } => csv(text, column),
@@ -71,6 +71,7 @@ fn prefix(text: &str, line: usize) -> Result<(IpNetwork, u32), LineError> {
 
 /// One CIDR or address per line; `#` starts a comment; blank lines are ignored.
 pub fn list(text: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
+    let text = crate::input::strip_bom(text);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.split('#').next().unwrap_or_default().trim();
@@ -130,10 +131,11 @@ fn json(text: &str, field: Option<&str>) -> Result<Vec<(IpNetwork, u32)>, LineEr
         },
     })?;
     let mut out = Vec::with_capacity(items.len());
+    let lines = crate::input::LineIndex::new(text);
     for raw in items {
         // The element is a slice of `text`: its offset gives its line.
         let offset = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-        let line = config::line_col(text, offset).0;
+        let line = lines.line(offset);
         let bad = |message: String| LineError { line, message };
         let value = match field {
             None => serde_json::from_str::<String>(raw.get())
