@@ -85,6 +85,10 @@ const MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf"];
 /// The checks, in the table's column order; each must print one result line.
 const CHECKS: &[&str] = &["demo", "fixtures", "restart", "egress"];
 
+/// Default deadline of one boot, checks included: a boot took 4-5 minutes under TCG on a
+/// loaded 2-core machine; two boots that hang still fit CI's 90 minutes.
+pub const BOOT_TIMEOUT_SECS: u64 = 1200;
+
 /// Memory and vCPUs of each VM.
 const VM_MEMORY_MIB: u32 = 2048;
 const VM_CPUS: u32 = 2;

@@ -91,17 +91,17 @@ egress_check() {
 
 run_all() {
     # (1) The demo lab on the default policy, with the release agent.
-    run_check demo 600 demo_detail "$MATRIX_DEMO" "$MATRIX_CONFIG"
+    run_check demo 300 demo_detail "$MATRIX_DEMO" "$MATRIX_CONFIG"
     # (2) The BPF_PROG_TEST_RUN fixture tables (XDP and TC egress).
-    run_check fixtures 1200 test_detail "$MATRIX_FIXTURES" --test-threads=1
+    run_check fixtures 600 test_detail "$MATRIX_FIXTURES" --test-threads=1
     # (3) Restarts: kill -9 keeps enforcing, a restart adopts (XDP and egress); all of them
     # unless quick.
     if [ "${MATRIX_QUICK:-0}" = 1 ]; then
-        run_check restart 1200 test_detail "$MATRIX_RESTART" --test-threads=1 \
+        run_check restart 600 test_detail "$MATRIX_RESTART" --test-threads=1 \
             same_policy_restart_reuses_the_maps_and_counters \
             egress_enforcement_survives_a_kill_and_is_adopted
     else
-        run_check restart 2400 test_detail "$MATRIX_RESTART" --test-threads=1
+        run_check restart 900 test_detail "$MATRIX_RESTART" --test-threads=1
     fi
     # (4) Which egress API this kernel gets.
     egress_check
