@@ -540,11 +540,20 @@ impl Lab {
     }
 
     /// Names of the TC programs at the gateway veth's egress: TCX links (queried through the
-    /// kernel) and `cls_bpf` filters on a `clsact` qdisc (per `tc -j filter show`).
+    /// kernel, where it has TCX: before 6.6 the query fails) and `cls_bpf` filters on a `clsact`
+    /// qdisc (per `tc -j filter show`).
     pub fn egress_programs(&self) -> Result<Vec<String>> {
         let gw_if = self.gw_if.clone();
-        let mut names = in_netns(&self.gw, move || {
-            aya::programs::SchedClassifier::query_tcx(&gw_if, aya::programs::TcAttachType::Egress)
+        let has_tcx =
+            embargo::dataplane::TcApi::for_running_kernel() == embargo::dataplane::TcApi::Tcx;
+        let mut names = if !has_tcx {
+            Vec::new()
+        } else {
+            in_netns(&self.gw, move || {
+                aya::programs::SchedClassifier::query_tcx(
+                    &gw_if,
+                    aya::programs::TcAttachType::Egress,
+                )
                 .map_err(|e| LabError::new(format!("querying TCX programs on {gw_if}: {e}")))
                 .map(|(_, programs)| {
                     programs
@@ -552,7 +561,8 @@ impl Lab {
                         .map(|p| p.name_as_str().unwrap_or("?").to_owned())
                         .collect::<Vec<_>>()
                 })
-        })??;
+            })??
+        };
         if self.has_clsact()? {
             let out = run(Command::new("tc").args([
                 "-n",

@@ -1,8 +1,9 @@
-//! Embargo's developer tasks: `cargo xtask setup | test | fuzz | demo | bench | tables`.
+//! Embargo's developer tasks: `cargo xtask setup | test | fuzz | demo | bench | tables | matrix`.
 //!
 //! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
 
 mod fuzz;
+mod matrix;
 mod setup;
 mod tables;
 
@@ -31,6 +32,10 @@ enum Task {
         /// Skip the formatting and clippy checks.
         #[arg(long)]
         no_lint: bool,
+        /// Then the kernel matrix on the Debian kernels (every check of `cargo xtask matrix`;
+        /// no host column: the host tests just ran). About 10 minutes under TCG.
+        #[arg(long)]
+        matrix: bool,
     },
     /// Run the fuzz targets (cargo-fuzz, libFuzzer) in fuzz/, one after the other, from their
     /// seeds and the corpus they grew before; fails if any finds a crash, a timeout or an OOM.
@@ -47,6 +52,23 @@ enum Task {
         /// Configuration to run (defaults to the embedded default).
         #[arg(long, default_value = "config/default.toml")]
         config: PathBuf,
+    },
+    /// Boot each kernel of the matrix (pinned Debian packages) under qemu and run the demo, the
+    /// fixture tables, the restart tests and the egress-API probe inside; the same on the host.
+    /// Prints a table of kernel × check; fails if any cell fails.
+    Matrix {
+        /// Only this kernel (repeatable): debian12-6.1, debian12-6.12 or host.
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// Only the restart tests' two kill -9 cases (same policy; egress).
+        #[arg(long)]
+        quick: bool,
+        /// How qemu runs the guests: auto (KVM when a probe boot works, else TCG), kvm, tcg.
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: matrix::Accel,
+        /// Deadline of one boot (or of the host's run), checks included, in seconds.
+        #[arg(long, default_value_t = matrix::BOOT_TIMEOUT_SECS)]
+        timeout: u64,
     },
     /// Fetch the pinned IP-to-ASN and IP-to-country range tables (npm, verified by SHA-256)
     /// into target/tables/, for the scale test and the bench.
@@ -73,7 +95,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.task {
         Task::Setup => setup::run(),
-        Task::Test { no_lint } => test(no_lint),
+        Task::Test { no_lint, matrix } => test(no_lint, matrix),
         Task::Fuzz { target, seconds } => fuzz::task(target.as_deref(), seconds),
         Task::Demo { config } => demo(&config),
         Task::Bench {
@@ -87,6 +109,25 @@ fn main() -> Result<()> {
             bench_countries(quick)
         }
         Task::Tables => tables::run(),
+        Task::Matrix {
+            kernels,
+            quick,
+            accel,
+            timeout,
+        } => {
+            setup::run()?;
+            require_root("the kernel matrix")?;
+            let report = matrix::run(&matrix::Options {
+                kernels,
+                quick,
+                accel,
+                boot_timeout: std::time::Duration::from_secs(timeout),
+            })?;
+            if report.failed() > 0 {
+                bail!("{} of the matrix's cells failed", report.failed());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -122,7 +163,7 @@ fn require_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn test(no_lint: bool) -> Result<()> {
+fn test(no_lint: bool, with_matrix: bool) -> Result<()> {
     setup::run()?;
     if !no_lint {
         // Nightly rustfmt: rustfmt.toml groups and merges imports, which stable cannot.
@@ -184,6 +225,26 @@ fn test(no_lint: bool) -> Result<()> {
         "--",
         "--test-threads=1",
     ]))?;
+    if with_matrix {
+        // The Debian kernels under qemu; each cell counts as one test.
+        let report = matrix::run(&matrix::Options {
+            kernels: matrix::KERNELS.iter().map(|k| k.name.to_owned()).collect(),
+            quick: false,
+            accel: matrix::Accel::Auto,
+            boot_timeout: std::time::Duration::from_secs(matrix::BOOT_TIMEOUT_SECS),
+        })?;
+        println!(
+            "matrix: {} passed, {} failed",
+            report.passed(),
+            report.failed()
+        );
+        tally.passed += report.passed();
+        tally.failed += report.failed();
+        if report.failed() > 0 {
+            println!("\ntotal: {} passed, {} failed", tally.passed, tally.failed);
+            bail!("{} of the matrix's cells failed", report.failed());
+        }
+    }
     // One closing line for the whole run, in the plain form CI reads.
     println!("\ntotal: {} passed, {} failed", tally.passed, tally.failed);
     Ok(())
