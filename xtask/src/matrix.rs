@@ -80,10 +80,23 @@ pub const HOST: &str = "host";
 
 /// Modules loaded in every VM (with their dependencies, in order): the lab's veth pairs, the
 /// `clsact` qdisc and the `cls_bpf` filter of the netlink egress path.
-const MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf"];
+const MODULES: &[&str] = &[
+    "veth",
+    "sch_ingress",
+    "cls_bpf",
+    // tests/tests/tunnels.rs: the uplinks the host kernel lacks.
+    "ip_gre",
+    "ipip",
+    "wireguard",
+    "8021q",
+    "bonding",
+];
 
 /// The checks, in the table's column order; each must print one result line.
-const CHECKS: &[&str] = &["demo", "fixtures", "restart", "egress"];
+const CHECKS: &[&str] = &["demo", "fixtures", "restart", "egress", "tunnels"];
+/// Checks only a VM runs: they need modules the host kernel lacks (`tests/tests/tunnels.rs`:
+/// GRE, IPIP, WireGuard, VLAN and bond uplinks). The host's cell is `-`.
+const VM_ONLY: &[&str] = &["tunnels"];
 
 /// Default deadline of one boot, checks included: a boot took 4-5 minutes under TCG on a
 /// loaded 2-core machine; two boots that hang still fit CI's 90 minutes.
@@ -199,6 +212,7 @@ struct Artefacts {
     demo: PathBuf,
     fixtures: PathBuf,
     restart: PathBuf,
+    tunnels: PathBuf,
 }
 
 /// Runs the matrix and prints its table; fails only when it could not run (a failed cell is in
@@ -276,6 +290,8 @@ fn build() -> Result<Artefacts> {
         "fixtures",
         "--test",
         "restart",
+        "--test",
+        "tunnels",
         "--no-run",
         "--message-format=json",
     ]);
@@ -311,6 +327,7 @@ fn build() -> Result<Artefacts> {
         demo: absolute(&release.join("embargo-demo"))?,
         fixtures: absolute(&test("fixtures")?)?,
         restart: absolute(&test("restart")?)?,
+        tunnels: absolute(&test("tunnels")?)?,
     })
 }
 
@@ -326,6 +343,7 @@ fn need_tools() -> Result<()> {
         ("modinfo", "kmod"),
         ("xz", "xz-utils"),
         ("strip", "binutils"),
+        ("wg", "wireguard-tools"),
     ]
     .into_iter()
     .filter(|(tool, _)| !on_path(tool))
@@ -634,7 +652,7 @@ fn boot(
         },
     };
     cells.insert("boot".to_owned(), boot_cell);
-    fill_checks(&mut cells, &results, &log);
+    fill_checks(&mut cells, &results, &log, true);
     Ok(Row {
         kernel: format!("{} ({})", kernel.name, kernel.release),
         how,
@@ -673,8 +691,13 @@ fn parse_results(console: &str) -> BTreeMap<String, Cell> {
 
 /// Puts each check's result in `cells`, explaining the egress API, and a FAIL for a check
 /// without a result line.
-fn fill_checks(cells: &mut BTreeMap<String, Cell>, results: &BTreeMap<String, Cell>, log: &Path) {
-    for check in CHECKS {
+fn fill_checks(
+    cells: &mut BTreeMap<String, Cell>,
+    results: &BTreeMap<String, Cell>,
+    log: &Path,
+    vm: bool,
+) {
+    for check in CHECKS.iter().filter(|c| vm || !VM_ONLY.contains(c)) {
         let cell = match results.get(*check) {
             Some(c) if *check == "egress" && c.pass => Cell {
                 pass: true,
@@ -707,19 +730,9 @@ fn run_host(art: &Artefacts, opts: &Options, dir: &Path) -> Result<Row> {
     fs::write(&script, format!("{CHECKS_SH}\nrun_all\n"))
         .with_context(|| format!("writing {}", script.display()))?;
     let config = absolute(Path::new("config/default.toml"))?;
-    let mut cmd = if is_bpffs(Path::new("/sys/fs/bpf")) {
-        let mut c = Command::new("sh");
-        c.arg(&script);
-        c
-    } else {
-        // TODO(bpffs): run the script directly once the agent mounts bpffs itself (issue 11,
-        // bpffs section); until then a private mount namespace with bpffs mounted.
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t bpf bpf /sys/fs/bpf && exec sh \"$0\"")
-            .arg(&script);
-        c
-    };
+    // No bpffs is mounted for it: where there is none, the agent mounts it.
+    let mut cmd = Command::new("sh");
+    cmd.arg(&script);
     cmd.env("EMBARGO_BIN", &art.embargo)
         .env("MATRIX_DEMO", &art.demo)
         .env("MATRIX_FIXTURES", &art.fixtures)
@@ -745,26 +758,12 @@ fn run_host(art: &Artefacts, opts: &Options, dir: &Path) -> Result<Row> {
             },
         );
     }
-    fill_checks(&mut cells, &results, &log);
+    fill_checks(&mut cells, &results, &log, false);
     Ok(Row {
         kernel: format!("{HOST} ({release})"),
         how: "host (no qemu)".to_owned(),
         cells,
     })
-}
-
-/// Whether `path` is a mounted bpffs.
-fn is_bpffs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path and a zeroed statfs the call fills in.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
-    }
 }
 
 /// Writes `kernel`'s initramfs to `out`; returns the modules it loads, in order.
@@ -827,6 +826,9 @@ fn write_initramfs(
         (art.demo.clone(), "matrix/embargo-demo", true),
         (art.fixtures.clone(), "matrix/fixtures", true),
         (art.restart.clone(), "matrix/restart", true),
+        (art.tunnels.clone(), "matrix/tunnels", true),
+        // tunnels.rs gives its WireGuard pair keys and a peer with `wg`.
+        (which("wg")?, "usr/bin/wg", false),
         (which("ip")?, "usr/sbin/ip", false),
         (which("tc")?, "usr/sbin/tc", false),
     ] {
@@ -1132,11 +1134,11 @@ mod tests {
     fn a_check_without_a_result_fails_and_the_netlink_fallback_is_named() {
         let r = parse_results("MATRIX egress PASS 4s api=netlink\nMATRIX demo PASS 1s\n");
         let mut cells = BTreeMap::new();
-        fill_checks(&mut cells, &r, Path::new("console.log"));
+        fill_checks(&mut cells, &r, Path::new("console.log"), true);
         assert!(cells["demo"].pass);
         assert!(cells["egress"].pass);
         assert!(cells["egress"].detail.contains("fallback: netlink"));
-        for missing in ["fixtures", "restart"] {
+        for missing in ["fixtures", "restart", "tunnels"] {
             assert!(!cells[missing].pass);
             assert!(cells[missing].detail.contains("no result"));
         }
@@ -1147,7 +1149,7 @@ mod tests {
                 cells,
             }],
         };
-        assert_eq!((report.passed(), report.failed()), (2, 2));
+        assert_eq!((report.passed(), report.failed()), (2, 3));
         assert!(report.table().contains("FAIL no result"));
     }
 

@@ -6,7 +6,7 @@
 # output (prefixed with `[<check>] `, for the console log). Nothing else starts with `MATRIX `.
 #
 # Environment: EMBARGO_BIN (the release agent), MATRIX_DEMO, MATRIX_FIXTURES, MATRIX_RESTART
-# (the demo binary and the two test executables), MATRIX_CONFIG (the default policy),
+# (the demo binary and the two test executables), MATRIX_TUNNELS (VMs only: the tunnels test), MATRIX_CONFIG (the default policy),
 # MATRIX_LOGS (a writable folder), MATRIX_QUICK (1: only the restart test's kill -9 cases),
 # MATRIX_IP (iproute2's ip, by path: busybox's shell runs its own `ip` applet before PATH).
 
@@ -105,4 +105,10 @@ run_all() {
     fi
     # (4) Which egress API this kernel gets.
     egress_check
+    # (5) Uplinks that need modules the host lacks (tests/tests/tunnels.rs, #[ignore]d in a
+    # plain run): GRE, IPIP, WireGuard, VLAN and bond. VMs only (MATRIX_TUNNELS unset on the
+    # host).
+    if [ -n "${MATRIX_TUNNELS:-}" ]; then
+        run_check tunnels 600 test_detail "$MATRIX_TUNNELS" --ignored --test-threads=1
+    fi
 }

@@ -7,16 +7,16 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp
 export EMBARGO_BIN=/usr/bin/embargo
 export MATRIX_DEMO=/matrix/embargo-demo MATRIX_FIXTURES=/matrix/fixtures
-export MATRIX_RESTART=/matrix/restart MATRIX_CONFIG=/matrix/config/default.toml
+export MATRIX_RESTART=/matrix/restart MATRIX_TUNNELS=/matrix/tunnels
+export MATRIX_CONFIG=/matrix/config/default.toml
 export MATRIX_LOGS=/tmp/matrix MATRIX_IP=/usr/sbin/ip
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
-# Not bpffs: the agent mounts it where there is none.
-# TODO(bpffs): remove the next line once the agent mounts bpffs itself (issue 11, bpffs section).
-mount -t bpf bpf /sys/fs/bpf
+# Not bpffs: the agent mounts it where there is none (the demo and the tests check that it
+# does; a fresh machine has none either).
 mkdir -p "$MATRIX_LOGS"
 # A fresh line: the firmware leaves escape sequences on the console's current one.
 echo
