@@ -932,6 +932,13 @@ impl Dataplane {
             .attach_with_options(name, TcAttachType::Egress, options)
         {
             Ok(id) => {
+                if api == TcApi::Netlink {
+                    // A fallback is said, not only shown as a field.
+                    tracing::info!(
+                        interface = %name,
+                        "TCX needs Linux 6.6: the TC egress classifier is a netlink cls_bpf filter on a clsact qdisc (not pinned; the state file names it for the next agent)"
+                    );
+                }
                 tracing::info!(
                     interface = %name,
                     api = %api,

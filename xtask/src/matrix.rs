@@ -118,7 +118,7 @@ pub enum Accel {
     Tcg,
 }
 
-/// What `cargo xtask matrix` (or `cargo xtask test --matrix`) runs.
+/// What `cargo xtask matrix` (or the end of `cargo xtask test`) runs.
 pub struct Options {
     /// Kernel names ([`KERNELS`] and [`HOST`]); empty for all of them.
     pub kernels: Vec<String>,
