@@ -1502,12 +1502,29 @@ fn read_sysctls(ns: &str, keys: &[String]) -> Result<Vec<String>> {
     })?
 }
 
+/// The fallback devices the kernel creates in every new network namespace once the tunnel
+/// modules are loaded (ip_gre, ipip, sit, ip6_tunnel, ip6_gre, ip_vti): down and without
+/// addresses, they carry nothing.
+const FALLBACK_TUNNELS: &[&str] = &[
+    "gre0", "gretap0", "erspan0", "tunl0", "sit0", "ip6tnl0", "ip6gre0", "ip6_vti0", "ip_vti0",
+];
+
+/// The interface names in `ip -j link show` output, without the kernel's fallback tunnel
+/// devices while they are down ([`FALLBACK_TUNNELS`]); one that is up stays in the list.
 fn link_names(json: &str) -> Result<Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| LabError::new(format!("`ip -j link show` output: {e}: {json}")))?;
     Ok(v.as_array()
         .into_iter()
         .flatten()
+        .filter(|l| {
+            let name = l.get("ifname").and_then(|n| n.as_str()).unwrap_or("");
+            let up = l
+                .get("flags")
+                .and_then(|f| f.as_array())
+                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("UP")));
+            up || !FALLBACK_TUNNELS.contains(&name)
+        })
         .filter_map(|l| l.get("ifname")?.as_str().map(str::to_owned))
         .collect())
 }
@@ -1587,5 +1604,22 @@ fn sweep_stale() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_tunnels_are_left_out_only_while_down() {
+        let json = r#"[{"ifname":"lo","flags":["LOOPBACK","UP"]},
+            {"ifname":"gre0","flags":["NOARP"]},
+            {"ifname":"tunl0","flags":["NOARP","UP"]},
+            {"ifname":"emb1n0g0","flags":["BROADCAST","UP"]}]"#;
+        assert_eq!(
+            link_names(json).unwrap(),
+            ["lo", "tunl0", "emb1n0g0"].map(str::to_owned)
+        );
     }
 }
