@@ -319,10 +319,10 @@ pub fn fuzz_entity_file(text: &str) {
     let main = main_path();
     let mut config =
         config::parse(&main, ENTITY_MAIN.to_owned()).expect("the fixed main file parses");
-    let file = config::SourceFile {
-        path: sandbox().join("config/examples/fuzz-entity.toml"),
-        text: text.to_owned(),
-    };
+    let file = config::SourceFile::new(
+        sandbox().join("config/examples/fuzz-entity.toml"),
+        text.to_owned(),
+    );
     let def = match config::parse_entity(&file) {
         Ok(d) => d,
         Err(e) => return check_config_error(&e, &file.path, text),
