@@ -1,50 +1,30 @@
 //! Embargo: a sanctions-aware egress firewall agent.
 //!
-//! The library behind the `embargo` binary:
-//! * [`config`]: the configuration model (designations, evidence, allow, guard) and loading;
-//! * [`resolve`]: indicator files, range tables ([`ranges`]: ASN, country) and source copies,
-//!   read into candidate prefixes;
-//! * [`lists`]: sanctions list files (UK, OFAC, EU, OpenSanctions) parsed into one model;
-//! * [`sources`]: remote sources (HTTPS feeds): fetch, verify, parse, cache, refresh;
-//! * [`compile`]: the pure policy compiler and its report; [`explain`] (`why`) and [`plan`];
-//! * [`policy`], [`table`], [`dataplane`]: from the compiled policy to loaded XDP maps;
-//! * [`run`] and [`status`]: the agent loop and what it reports;
-//! * [`state`]: the state file that lets a restarted agent reuse the pinned maps by diff;
-//! * [`audit`]: the hash-chained log of every policy the agent applied.
-//! * [`metrics`] and [`http`]: the Prometheus metrics and the `/metrics`, `/healthz` and
-//!   `/readyz` endpoints;
-//! * [`events`]: drop and monitor events from the data plane, written as JSON lines;
-//! * [`import`]: indicator data (STIX 2.1, IOC text, CSV) turned into network groups;
-//! * [`output`]: what the command line prints, so a closed pipe never panics.
-//! * [`safe_fs`]: atomic writes, appending opens and folder checks that never follow a symlink.
-//! * [`input`]: the bounded reader of every outside file, and line numbers found in one pass.
+//! The library behind the `embargo` binary, one folder per part of the path from a list to a
+//! dropped packet:
+//! * [`config`]: the configuration model (entities, designations, evidence, allow, guard) and
+//!   its loading;
+//! * [`inputs`]: what comes from outside: sanctions lists, indicator imports, range tables
+//!   (ASN, country) and remote sources (HTTPS feeds);
+//! * [`policy`]: resolve what a configuration names, compile it into the enforced policy (pure),
+//!   lay it out for the kernel; `why` ([`policy::explain`]) and `plan` answer from it;
+//! * [`dataplane`]: the XDP/TC programs loaded, their maps filled (the tries in
+//!   [`dataplane::trie`]), attached, pinned, attested and updated in place; the state file a
+//!   restarted agent reuses the pinned maps by; a packet's verdict is the XDP program's
+//!   (`ebpf/embargo-xdp`) walk of those maps;
+//! * [`observe`]: metrics and the HTTP endpoints, drop events, the audit log, `status`;
+//! * [`run`]: the agent loop: start, reload, control socket;
+//! * [`files`]: the bounded reader and the symlink-safe writer every module uses;
+//! * [`cli`]: the command line's library side.
 
-pub mod audit;
-pub mod cidr;
-pub mod compile;
+pub mod cli;
 pub mod config;
 pub mod dataplane;
-pub mod events;
-pub mod explain;
-pub mod http;
-pub mod import;
-pub mod input;
-pub mod lists;
-pub mod live;
-pub mod mapped;
-pub mod metrics;
-pub mod output;
-pub mod plan;
+pub mod files;
+pub mod inputs;
+pub mod observe;
 pub mod policy;
-pub mod ranges;
-pub mod resolve;
 pub mod run;
-pub mod safe_fs;
-pub mod sources;
-pub mod state;
-pub mod status;
-pub mod system;
-pub mod table;
 
 use std::path::Path;
 
@@ -52,18 +32,25 @@ use std::path::Path;
 pub fn compile_file(
     path: &Path,
     today: chrono::NaiveDate,
-) -> Result<(config::Config, compile::Compiled), config::ConfigError> {
+) -> Result<(config::Config, policy::compile::Compiled), config::ConfigError> {
     compile_file_resolved(path, today).map(|(config, _, compiled)| (config, compiled))
 }
 
-/// As [`compile_file`], keeping what was resolved (the files read, for [`audit`]).
+/// As [`compile_file`], keeping what was resolved (the files read, for [`observe::audit`]).
 pub fn compile_file_resolved(
     path: &Path,
     today: chrono::NaiveDate,
-) -> Result<(config::Config, resolve::Resolved, compile::Compiled), config::ConfigError> {
+) -> Result<
+    (
+        config::Config,
+        policy::resolve::Resolved,
+        policy::compile::Compiled,
+    ),
+    config::ConfigError,
+> {
     let config = config::load(path)?;
-    let resolved = resolve::resolve(&config)?;
-    let compiled = compile::compile(&config, &resolved, today)?;
+    let resolved = policy::resolve::resolve(&config)?;
+    let compiled = policy::compile::compile(&config, &resolved, today)?;
     Ok((config, resolved, compiled))
 }
 

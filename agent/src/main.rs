@@ -8,30 +8,27 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use embargo::{
-    audit,
-    compile::Compiled,
     config::{Confidence, ConfigError, EvidenceKind, Interface, Role, XdpMode},
-    explain, plan,
-    resolve::SourceStatus,
+    observe::{audit, status},
+    policy::{compile::Compiled, explain, plan, resolve::SourceStatus},
     run::{self, RunError, RunOptions},
-    status,
 };
 
-/// Prints to standard output through [`embargo::output`]: a closed pipe ends the printing
+/// Prints to standard output through [`embargo::cli::output`]: a closed pipe ends the printing
 /// quietly and the command keeps its exit code.
 macro_rules! out {
-    ($($arg:tt)*) => { embargo::output::stdout(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { embargo::cli::output::stdout(format_args!($($arg)*)) };
 }
 
 /// [`out!`] with a newline.
 macro_rules! outln {
-    () => { embargo::output::stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { embargo::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { embargo::cli::output::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { embargo::cli::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Prints to standard error; never panics.
 macro_rules! errln {
-    ($($arg:tt)*) => { embargo::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { embargo::cli::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Where XDP links are pinned unless --pin-dir says otherwise.
@@ -90,7 +87,7 @@ enum Command {
         keep_attached: bool,
         /// Folder (created 0700) of the state file describing the pinned maps, so a restarted
         /// agent reuses them and applies its policy as a diff.
-        #[arg(long, default_value = embargo::state::DEFAULT_STATE_DIR)]
+        #[arg(long, default_value = embargo::dataplane::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
@@ -98,7 +95,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// The agent's state folder: its state file is removed too.
-        #[arg(long, default_value = embargo::state::DEFAULT_STATE_DIR)]
+        #[arg(long, default_value = embargo::dataplane::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// Control socket of the agent, checked to be gone first.
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
@@ -379,7 +376,7 @@ fn parse_interface(s: &str) -> Result<Interface, String> {
 fn main() -> ExitCode {
     let code = command(Cli::parse());
     // What is still buffered is written (or dropped, if the reader has gone) before the exit.
-    embargo::output::flush();
+    embargo::cli::output::flush();
     code
 }
 
@@ -449,10 +446,10 @@ fn command(cli: Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             // Netlink egress filters have no pin: the state file names them.
-            let filters = match embargo::state::read(&state_dir) {
+            let filters = match embargo::dataplane::state::read(&state_dir) {
                 Ok(s) => s.map(|s| s.netlink_filters).unwrap_or_default(),
                 // A file of format 1 still names its netlink filters.
-                Err(embargo::state::StateError::OldFormat {
+                Err(embargo::dataplane::state::StateError::OldFormat {
                     netlink_filters, ..
                 }) => netlink_filters,
                 Err(e) => {
@@ -484,10 +481,10 @@ fn command(cli: Cli) -> ExitCode {
                     }
                 }
             }
-            match embargo::state::remove(&state_dir) {
+            match embargo::dataplane::state::remove(&state_dir) {
                 Ok(true) => outln!(
                     "removed the state file {}",
-                    embargo::state::path(&state_dir).display()
+                    embargo::dataplane::state::path(&state_dir).display()
                 ),
                 Ok(false) => {}
                 Err(e) => {
@@ -632,7 +629,7 @@ fn status_command(json: bool, control_socket: &std::path::Path) -> ExitCode {
 /// `embargo import`: entity skeletons on stdout or into `--out`. Exit 64 when the list is
 /// refused, 1 when a file exists or cannot be written (nothing is written then).
 fn import(cmd: ListImport) -> ExitCode {
-    use embargo::lists::{self, ListFormat, skeleton};
+    use embargo::inputs::lists::{self, ListFormat, skeleton};
     let (format, args, alt) = match cmd {
         ListImport::UkCsv(a) => (ListFormat::UkCsv, a, None),
         ListImport::UkXml(a) => (ListFormat::UkXml, a, None),
@@ -721,10 +718,10 @@ fn import(cmd: ListImport) -> ExitCode {
     for (id, text) in &files {
         let path = dir.join(format!("{id}.toml"));
         // Whole or not at all, never over an existing name (a symlink included).
-        let written = embargo::safe_fs::write_new(
+        let written = embargo::files::write::write_new(
             &path,
             text.as_bytes(),
-            embargo::safe_fs::Mode::Create(0o666),
+            embargo::files::write::Mode::Create(0o666),
         );
         if let Err(e) = written {
             errln!("error: writing {}: {e}", path.display());
@@ -737,7 +734,7 @@ fn import(cmd: ListImport) -> ExitCode {
 
 /// `embargo fetch`.
 fn fetch(path: &std::path::Path) -> ExitCode {
-    use embargo::sources::{Outcome, manager};
+    use embargo::inputs::sources::{Outcome, manager};
     let config = match embargo::config::load(path) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
@@ -786,7 +783,7 @@ fn fetch(path: &std::path::Path) -> ExitCode {
 
 /// `embargo import stix|ioc|csv`.
 fn import_command(format: IndicatorImport) -> ExitCode {
-    use embargo::import::{self, ImportError, csv, ioc, stix, writer};
+    use embargo::inputs::import::{self, ImportError, csv, ioc, stix, writer};
     let (name, file, common) = match &format {
         IndicatorImport::Stix { file, common } => ("stix", file, common),
         IndicatorImport::Ioc { file, common } => ("ioc", file, common),

@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use embargo::audit::{AuditLog, Changes, PolicyApplied, Source, SourceKind};
+use embargo::observe::audit::{AuditLog, Changes, PolicyApplied, Source, SourceKind};
 
 /// A folder under the temp dir, removed on drop.
 struct TempDir(PathBuf);

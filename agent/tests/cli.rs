@@ -325,7 +325,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
     let socket = dir.join("control.sock");
     let _ = std::fs::remove_file(&socket);
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let status = embargo::status::Status {
+    let status = embargo::observe::status::Status {
         pid: 1,
         config: "t.toml".into(),
         interfaces: Vec::new(),

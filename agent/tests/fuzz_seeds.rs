@@ -9,9 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use embargo::{
-    live::Bookkeeping,
+use embargo::dataplane::{
     state::{self, MapRecord, NetlinkFilter, SlotState, State, TrieState},
+    trie::live::Bookkeeping,
 };
 use embargo_abi::{EVENT_PORTS, Event, FAMILY_IPV4, FAMILY_IPV6};
 
@@ -140,7 +140,7 @@ fn the_event_record_seeds_are_events() {
     };
     for (name, ev) in [("ipv4-tcp.bin", v4), ("ipv6-icmp.bin", v6)] {
         let bytes = event_bytes(&ev);
-        assert_eq!(embargo::events::decode(&bytes), Some(ev));
+        assert_eq!(embargo::observe::events::decode(&bytes), Some(ev));
         seed("event_record", name, &bytes);
     }
 }

@@ -320,21 +320,30 @@ fn every_list_format_reads_a_file_that_starts_with_a_byte_order_mark() {
     // (which reads the file from disk) finds the first designation too.
     let dir = TempDir::new("bom");
     for (format, file) in [
-        (embargo::lists::ListFormat::UkCsv, "UK_Sanctions_List.csv"),
-        (embargo::lists::ListFormat::UkXml, "UK_Sanctions_List.xml"),
-        (embargo::lists::ListFormat::OfacCsv, "sdn.csv"),
-        (embargo::lists::ListFormat::OfacXml, "sdn.xml"),
-        (embargo::lists::ListFormat::EuXml, "eu_consolidated.xml"),
         (
-            embargo::lists::ListFormat::Opensanctions,
+            embargo::inputs::lists::ListFormat::UkCsv,
+            "UK_Sanctions_List.csv",
+        ),
+        (
+            embargo::inputs::lists::ListFormat::UkXml,
+            "UK_Sanctions_List.xml",
+        ),
+        (embargo::inputs::lists::ListFormat::OfacCsv, "sdn.csv"),
+        (embargo::inputs::lists::ListFormat::OfacXml, "sdn.xml"),
+        (
+            embargo::inputs::lists::ListFormat::EuXml,
+            "eu_consolidated.xml",
+        ),
+        (
+            embargo::inputs::lists::ListFormat::Opensanctions,
             "opensanctions.ftm.json",
         ),
     ] {
         let text = std::fs::read_to_string(fixture(file)).unwrap();
         let parse = |text: &str| {
-            embargo::lists::parse(
+            embargo::inputs::lists::parse(
                 format,
-                &embargo::lists::ListInput {
+                &embargo::inputs::lists::ListInput {
                     path: Path::new(file),
                     text,
                     alt: None,

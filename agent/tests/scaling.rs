@@ -16,8 +16,10 @@ use std::{
 
 use embargo::{
     config::{Confidence, Date, EvidenceKind},
-    import::{self, Defaults},
-    lists::{self, ListFormat, ListInput},
+    inputs::{
+        import::{self, Defaults},
+        lists::{self, ListFormat, ListInput},
+    },
 };
 
 /// Most a run on 8 times the input may take, relative to the smaller run.
@@ -251,11 +253,11 @@ fn range_tables_are_linear() {
         t
     };
     let parse = |t: &String| {
-        embargo::ranges::RangeFile::parse(
+        embargo::inputs::ranges::RangeFile::parse(
             Path::new("asn.csv"),
             t,
             "test".into(),
-            embargo::ranges::asn_key,
+            embargo::inputs::ranges::asn_key,
         )
         .unwrap()
     };
@@ -395,7 +397,7 @@ confidence = "medium"
 
 fn resolve_inline(text: &str) -> usize {
     let config = embargo::config::parse(Path::new("main.toml"), text.to_owned()).unwrap();
-    let resolved = embargo::resolve::resolve(&config).unwrap();
+    let resolved = embargo::policy::resolve::resolve(&config).unwrap();
     resolved.groups[0][0].len()
 }
 
@@ -432,8 +434,12 @@ fn json_source_bodies_are_linear() {
         let items: Vec<String> = (0..n).map(|i| format!("\"{}\"", addr(i))).collect();
         format!("[\n{}\n]\n", items.join(",\n"))
     };
-    let format = embargo::sources::Format::Json { field: None };
-    let run = |t: &String| embargo::sources::parse::parse(&format, t).unwrap().len();
+    let format = embargo::inputs::sources::Format::Json { field: None };
+    let run = |t: &String| {
+        embargo::inputs::sources::parse::parse(&format, t)
+            .unwrap()
+            .len()
+    };
     assert_eq!(run(&make(3)), 3);
     assert_linear("json source body", 4000, make, |t| {
         run(t);

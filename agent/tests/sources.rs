@@ -16,10 +16,14 @@ use std::{
 };
 
 use embargo::{
-    compile,
     config::{self, Config},
-    resolve::{self, SourceStatus, Via},
-    sources::{FetchError, Fetcher, Outcome, SourceManager, cache, spec, verify::VerifyError},
+    inputs::sources::{
+        FetchError, Fetcher, Outcome, SourceManager, cache, spec, verify::VerifyError,
+    },
+    policy::{
+        compile,
+        resolve::{self, SourceStatus, Via},
+    },
 };
 use support::{Framing, Pki, Reply, Server};
 
@@ -120,7 +124,7 @@ async fn ok(f: &Fetcher) -> Outcome {
 }
 
 /// Fetches once, expecting failure; the error's message.
-async fn fails(f: &Fetcher) -> embargo::sources::SourceError {
+async fn fails(f: &Fetcher) -> embargo::inputs::sources::SourceError {
     match f.fetch().await {
         Ok(o) => panic!("fetch succeeded: {o:?}"),
         Err(e) => e,
@@ -920,12 +924,12 @@ async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
     assert_eq!(r.lists.len(), 1);
     assert_eq!(r.lists[0].path, cache);
     assert_eq!(r.sources[0].status, SourceStatus::Used);
-    let audit = embargo::audit::sources(&config, &r).unwrap();
+    let audit = embargo::observe::audit::sources(&config, &r).unwrap();
     let entry = audit
         .iter()
         .find(|s| s.path == cache.display().to_string())
         .expect("the cached copy is an audit source");
-    assert_eq!(entry.kind, embargo::audit::SourceKind::List);
+    assert_eq!(entry.kind, embargo::observe::audit::SourceKind::List);
     assert_eq!(entry.sha256, resolve::sha256_hex(listed.as_bytes()));
     let before = compile_on(&config, "2026-07-01");
     assert_eq!(before.rules.len(), 1, "CYB0114 is on the list: enforced");

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use embargo::events::{self, Clock, Context, DesignationRef, EntityRef, Record};
+use embargo::observe::events::{self, Clock, Context, DesignationRef, EntityRef, Record};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use embargo::import::csv::{Columns, parse};
+use embargo::inputs::import::csv::{Columns, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use embargo::import::ioc;
+use embargo::inputs::import::ioc;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

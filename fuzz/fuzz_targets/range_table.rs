@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use embargo::{
-    cidr,
+    policy::cidr,
     config::ConfigError,
-    ranges::{self, RangeFile},
+    inputs::ranges::{self, RangeFile},
 };
 use ipnetwork::IpNetwork;
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +24,7 @@ where
                     embargo_fuzz::check_net("a range table CIDR", n);
                 }
                 let mut sorted: Vec<IpNetwork> = nets.to_vec();
-                sorted.sort_by_key(embargo::compile::sort_key);
+                sorted.sort_by_key(embargo::policy::compile::sort_key);
                 for w in sorted.windows(2) {
                     assert!(
                         !cidr::overlaps(&w[0], &w[1]),

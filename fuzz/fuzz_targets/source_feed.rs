@@ -3,7 +3,7 @@
 //! network at a line of the body, and `count` agrees with `parse`.
 #![no_main]
 
-use embargo::sources::{Format, parse};
+use embargo::inputs::sources::{Format, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

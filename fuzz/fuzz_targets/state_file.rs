@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use embargo::state;
+use embargo::dataplane::state;
 use libfuzzer_sys::fuzz_target;
 
 fn check(bytes: &[u8]) {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use embargo::import::stix;
+use embargo::inputs::import::stix;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! no runaway recursion, every address a network of the family its object names.
 #![no_main]
 
-use embargo::import::stix;
+use embargo::inputs::import::stix;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 //! here, which panic (a crash libFuzzer reports) when an invariant does not hold:
 //! * every error names a line inside the input ([`check_line`]);
 //! * a configuration that parses either compiles or is refused with a typed error, and a
-//!   compiled table agrees with [`embargo::compile::evaluate`] ([`check_config`]);
+//!   compiled table agrees with [`embargo::policy::compile::evaluate`] ([`check_config`]);
 //! * a sanctions list that parses gives designations whose entity file skeletons parse back
 //!   ([`check_list`]);
 //! * imported prefixes are valid networks, and the groups the writer renders parse back as an
@@ -19,15 +19,15 @@ use std::{
 
 use chrono::NaiveDate;
 use embargo::{
-    compile::{self, Decision},
+    policy::compile::{self, Decision},
     config::{self, Config, ConfigError, EntityDef},
-    explain,
-    import::{
+    policy::explain,
+    inputs::import::{
         Defaults, Imported,
         writer::{self, Origin},
     },
-    lists::{self, ListDocument, ListError},
-    resolve,
+    inputs::lists::{self, ListDocument, ListError},
+    policy::resolve,
 };
 use ipnetwork::IpNetwork;
 
@@ -248,7 +248,7 @@ pub fn check_config(config: &Config, main_text: &str) {
         );
         for (a, _) in &compiled.allow {
             assert!(
-                !embargo::cidr::overlaps(&r.net, a),
+                !embargo::policy::cidr::overlaps(&r.net, a),
                 "rule {} overlaps allow {a}",
                 r.net
             );
@@ -491,8 +491,8 @@ pub fn check_imported(imported: &Imported, format: &str) {
 }
 
 /// The place an import error names, `FILE:LINE[:COLUMN]`, lies in the input.
-pub fn check_import_error(e: &embargo::import::ImportError, text: &str) {
-    if let embargo::import::ImportError::Invalid { at, .. } = e
+pub fn check_import_error(e: &embargo::inputs::import::ImportError, text: &str) {
+    if let embargo::inputs::import::ImportError::Invalid { at, .. } = e
         && let Some(rest) = at.strip_prefix("fuzz.input:")
         && let Some(line) = rest.split(':').next().and_then(|l| l.parse::<usize>().ok())
     {

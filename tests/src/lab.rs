@@ -58,7 +58,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use embargo::{config::Role, status::Status};
+use embargo::{config::Role, observe::status::Status};
 
 /// The gateway's lab address (198.18.0.0/15 is benchmarking space, RFC 2544).
 pub const GW_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -988,7 +988,7 @@ fn mac_bytes(mac: &str) -> [u8; 6] {
 /// (0: bound for sending only, receives nothing).
 fn packet_socket(dev: &str, ethertype: u16) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd as _;
-    let ifindex = embargo::system::ifindex(dev)
+    let ifindex = embargo::dataplane::system::ifindex(dev)
         .ok_or_else(|| LabError::new(format!("no interface {dev}")))?;
     let proto = ethertype.to_be();
     // SAFETY: plain socket(2); checked before use.
@@ -1221,7 +1221,7 @@ impl Agent<'_> {
                     self.log()
                 )));
             }
-            match embargo::status::query(&self.socket) {
+            match embargo::observe::status::query(&self.socket) {
                 Ok(_) => return Ok(()),
                 Err(e) if start.elapsed() > timeout => {
                     return Err(LabError::new(format!(
@@ -1236,7 +1236,7 @@ impl Agent<'_> {
 
     /// The agent's status, through its control socket.
     pub fn status(&self) -> Result<Status> {
-        embargo::status::query(&self.socket).map_err(|e| LabError::new(e.to_string()))
+        embargo::observe::status::query(&self.socket).map_err(|e| LabError::new(e.to_string()))
     }
 
     /// `embargo status --control-socket ...` as a person would run it: its stdout.

@@ -6,10 +6,10 @@ pub mod packet;
 pub mod prog_run;
 
 /// Compiles configuration text (a main file with inline entities) as of today; panics on error.
-pub fn compile_text(text: &str) -> embargo::compile::Compiled {
+pub fn compile_text(text: &str) -> embargo::policy::compile::Compiled {
     let config = embargo::config::parse(std::path::Path::new("inline.toml"), text.to_owned())
         .unwrap_or_else(|e| panic!("{e}"));
-    let resolved = embargo::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
-    embargo::compile::compile(&config, &resolved, embargo::today())
+    let resolved = embargo::policy::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
+    embargo::policy::compile::compile(&config, &resolved, embargo::today())
         .unwrap_or_else(|e| panic!("{e}"))
 }

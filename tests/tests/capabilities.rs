@@ -153,7 +153,7 @@ impl Running {
     /// Waits until the control socket answers; panics with the log if the agent exits first.
     fn wait_ready(&mut self, socket: &Path) {
         let start = Instant::now();
-        while embargo::status::query(socket).is_err() {
+        while embargo::observe::status::query(socket).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
                 panic!(
@@ -234,7 +234,7 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
         MINIMAL_BITS
     );
 
-    let status = embargo::status::query(&s.socket()).unwrap();
+    let status = embargo::observe::status::query(&s.socket()).unwrap();
     assert_eq!(status.pid, pid);
     assert_eq!(status.interfaces.len(), 1, "{status:?}");
     assert_eq!(status.interfaces[0].name, s.lab.gw_if());
@@ -254,7 +254,7 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
         .unwrap();
     assert!(results[0].blocked(), "{results:?}");
     assert!(results[1].delivered(), "{results:?}");
-    let status = embargo::status::query(&s.socket()).unwrap();
+    let status = embargo::observe::status::query(&s.socket()).unwrap();
     assert_eq!(
         lab::counter(&status, "cap-drop", "outbound", "dropped").map(|(p, _)| p),
         Some(5),
@@ -262,9 +262,9 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
     );
 
     // The applied policy is in the audit log, which `nobody` created in its own folder.
-    let report = embargo::audit::verify(&s.audit_log()).unwrap();
+    let report = embargo::observe::audit::verify(&s.audit_log()).unwrap();
     assert!(report.intact() && report.records == 1, "{report:?}");
-    let record: embargo::audit::Record = serde_json::from_str(
+    let record: embargo::observe::audit::Record = serde_json::from_str(
         std::fs::read_to_string(s.audit_log())
             .unwrap()
             .lines()
@@ -283,7 +283,7 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let events = loop {
         let text = std::fs::read_to_string(s.events_log()).unwrap_or_default();
-        let lines: Vec<embargo::events::Record> = text
+        let lines: Vec<embargo::observe::events::Record> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
@@ -321,12 +321,12 @@ fn the_minimal_set_enforces_host_egress() {
         u64::from_str_radix(&proc_status(agent.pid(), "CapEff"), 16).unwrap(),
         MINIMAL_BITS
     );
-    let status = embargo::status::query(&s.socket()).unwrap();
+    let status = embargo::observe::status::query(&s.socket()).unwrap();
     assert!(status.interfaces[0].egress, "{status:?}");
     assert!(s.lab.egress_is_embargo_alone().unwrap());
     let results = s.lab.probe_from_gw(&[Probe::to(sent_to)], 5).unwrap();
     assert!(results[0].blocked(), "{results:?}");
-    let status = embargo::status::query(&s.socket()).unwrap();
+    let status = embargo::observe::status::query(&s.socket()).unwrap();
     assert_eq!(
         lab::counter(&status, "cap-drop", "outbound", "dropped").map(|(p, _)| p),
         Some(5),

@@ -11,7 +11,7 @@
 //! another country (a /32 of BE inside a /23 of DE): where rows of several listed countries
 //! contain the address, any of them is a correct answer (the policy gives it to the most
 //! specific prefix); everywhere else exactly one is. The test asserts that
-//! * `why` ([`embargo::explain::explain`]) names an expected country's entity, through
+//! * `why` ([`embargo::policy::explain::explain`]) names an expected country's entity, through
 //!   `countries` (`Via::Country` with its code), or nothing for space the table does not list
 //!   (or lists only under a code that is not ISO 3166-1: `AN`, `XK`);
 //! * the loaded XDP program, run on a packet to (inside role) or from (outside role) the
@@ -33,11 +33,12 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use embargo::{
-    dataplane::Dataplane,
-    explain::{self, Explanation},
-    policy::Policy,
-    resolve::Via,
-    system,
+    dataplane::{Dataplane, system},
+    policy::{
+        Policy,
+        explain::{self, Explanation},
+        resolve::Via,
+    },
 };
 use embargo_abi::{Direction, Role, Verdict};
 use embargo_tests::packet::Frame;
@@ -190,7 +191,7 @@ fn every_country_range_loads_and_answers_like_the_table() {
     let in_tables: BTreeSet<String> = v4_rows.iter().chain(v6_rows).map(|r| r.2.clone()).collect();
     let codes: BTreeSet<String> = in_tables
         .iter()
-        .filter(|c| embargo::ranges::country_code(c).is_ok())
+        .filter(|c| embargo::inputs::ranges::country_code(c).is_ok())
         .cloned()
         .collect();
     println!(
@@ -207,8 +208,8 @@ fn every_country_range_loads_and_answers_like_the_table() {
     let started = Instant::now();
     let text = policy_text(&dir, &codes);
     let config = embargo::config::parse(Path::new("country-scale.toml"), text).unwrap();
-    let resolved = embargo::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
-    let compiled = embargo::compile::compile(&config, &resolved, embargo::today())
+    let resolved = embargo::policy::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
+    let compiled = embargo::policy::compile::compile(&config, &resolved, embargo::today())
         .unwrap_or_else(|e| panic!("{e}"));
     let compile_time = started.elapsed();
     let policy = Policy::from(&compiled);

@@ -28,10 +28,9 @@ use aya::{
 };
 use embargo::{
     config::Role,
-    dataplane::{Dataplane, EventClock},
-    events::{self, Clock, Context, Record, Version},
+    dataplane::{Dataplane, EventClock, system, trie::build},
+    observe::events::{self, Clock, Context, Record, Version},
     policy::Policy,
-    system, table,
 };
 use embargo_abi::{
     Direction, EVENT_PORTS, Event, EventLimits, FAMILY_IPV4, FAMILY_IPV6, Link, Role as AbiRole,
@@ -85,7 +84,7 @@ struct Fixture {
     dp: Dataplane,
     lo: u32,
     ring: RingBuf<MapData>,
-    compiled: embargo::compile::Compiled,
+    compiled: embargo::policy::compile::Compiled,
     policy: Policy,
 }
 
@@ -98,8 +97,8 @@ fn fixture_with(clock: EventClock) -> Fixture {
     let policy = Policy::from(&compiled);
     let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["blocked", "watched", "neighbour"]);
-    let v4 = table::build_v4(&policy.v4).unwrap();
-    let v6 = table::build_v6(&policy.v6).unwrap();
+    let v4 = build::build_v4(&policy.v4).unwrap();
+    let v6 = build::build_v6(&policy.v6).unwrap();
     let mut dp = Dataplane::load_tables_with(&policy, &v4, &v6, clock)
         .unwrap_or_else(|e| panic!("loading the XDP program failed (these tests need root): {e}"));
     assert_eq!(dp.event_clock(), clock);
@@ -795,7 +794,7 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
         Some(3)
     );
 
-    let wait_for = |what: &str, ok: &dyn Fn(&embargo::status::Status) -> bool| {
+    let wait_for = |what: &str, ok: &dyn Fn(&embargo::observe::status::Status) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let s = agent.status().unwrap();

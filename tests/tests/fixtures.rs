@@ -48,9 +48,8 @@ use std::collections::HashSet;
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 use embargo::{
     config::{self, Interface, XdpMode},
-    dataplane::{Dataplane, DataplaneError, EntityCounters},
+    dataplane::{Dataplane, DataplaneError, EntityCounters, system},
     policy::Policy,
-    system,
 };
 use embargo_abi::{
     Counter,

@@ -424,7 +424,7 @@ fn sigterm_detaches_cleanly() {
 
     assert!(!lab.xdp_attached().unwrap());
     assert!(!socket.exists());
-    assert!(embargo::status::query(&socket).is_err());
+    assert!(embargo::observe::status::query(&socket).is_err());
     // With the program gone, the same traffic flows again.
     assert_delivered(&probe(&lab, &[Probe::to(blocked)]));
 }
@@ -513,7 +513,7 @@ fn reloads_and_attestation() {
     assert_blocked(&probe(&lab, &[Probe::to(a)]));
     assert_delivered(&probe(&lab, &[Probe::to(b)]));
 
-    let wait_for = |what: &str, ok: &dyn Fn(&embargo::status::Status) -> bool| {
+    let wait_for = |what: &str, ok: &dyn Fn(&embargo::observe::status::Status) -> bool| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let s = agent.status().unwrap();

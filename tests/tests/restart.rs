@@ -14,11 +14,11 @@ use std::{
     time::Duration,
 };
 
-use embargo::{config::Role, status::Status};
+use embargo::{config::Role, observe::status::Status};
 use embargo_tests::lab::{Agent, Lab, Probe, ProbeResult, counter};
 
 const ENTITY: &str = "lab-drop";
-const STATE_FILE: &str = embargo::state::FILE_NAME;
+const STATE_FILE: &str = embargo::dataplane::state::FILE_NAME;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

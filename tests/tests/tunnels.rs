@@ -273,7 +273,7 @@ impl TunnelLab {
             .unwrap();
         self.agent = Some(child);
         let start = Instant::now();
-        while embargo::status::query(&self.socket()).is_err() {
+        while embargo::observe::status::query(&self.socket()).is_err() {
             if let Some(s) = self.agent.as_mut().unwrap().try_wait().unwrap() {
                 panic!("embargo run exited ({s}):\n{}", self.log());
             }
@@ -341,7 +341,7 @@ fn enforced_on(kind: Kind) {
         "{kind:?}: unlisted source delivered\n{}",
         t.log()
     );
-    let status = embargo::status::query(&t.socket()).unwrap();
+    let status = embargo::observe::status::query(&t.socket()).unwrap();
     assert_eq!(
         counter(&status, ENTITY, "inbound", "dropped").map(|c| c.0),
         Some(COUNT),

@@ -252,7 +252,7 @@ fn bridge_uplink_falls_back_to_generic_and_enforces() {
     }
     let tun = lab.add_tun().unwrap();
     let drivers = embargo_tests::lab::in_netns(&gw, || {
-        [&bridge, &port, &tun.name].map(|d| embargo::system::driver(d).unwrap())
+        [&bridge, &port, &tun.name].map(|d| embargo::dataplane::system::driver(d).unwrap())
     })
     .unwrap();
     assert_eq!(drivers, ["bridge", "veth", "tun"]);
@@ -344,7 +344,7 @@ fn pppoe_session_frames_on_an_ethernet_uplink() {
     assert_eq!(from(&[192, 0, 2, 10]), 4);
     assert!(seen.iter().any(|f| f[20..22] == [0xc0, 0x21]), "LCP passed");
     let after = agent.status().unwrap();
-    let dropped = |s: &embargo::status::Status| {
+    let dropped = |s: &embargo::observe::status::Status| {
         counter(s, "lab-drop", "inbound", "dropped").map_or(0, |c| c.0)
     };
     assert_eq!(dropped(&after) - dropped(&before), 8);

@@ -2,7 +2,7 @@
 //!
 //! Every map but the event ring is pinned at `<pin dir>/maps-<generation>/<map name>` (the ring
 //! is each agent's own: a reader starts with an empty one). The state file
-//! ([`crate::state`]) describes what they hold. [`Dataplane::reuse`] loads the program against
+//! ([`crate::dataplane::state`]) describes what they hold. [`Dataplane::reuse`] loads the program against
 //! the pinned maps only if everything agrees: the file's format and the maps' layout version,
 //! the generation's pins, each pinned map's kernel id and sizes, each trie's content fingerprint,
 //! the policy map's values and the tries' node bookkeeping. Otherwise it says why, and the agent
@@ -31,11 +31,13 @@ use super::{
     map_bytes, other,
 };
 use crate::{
-    live::LiveTrie,
-    mapped::Mirrored,
-    safe_fs,
-    state::{self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState},
-    table,
+    dataplane::{
+        state::{
+            self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState,
+        },
+        trie::{build, live::LiveTrie, mapped::Mirrored},
+    },
+    files::write,
 };
 
 /// The maps pinned per generation: all but the event ring.
@@ -94,7 +96,7 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<(), DataplaneError> {
             ));
         }
     }
-    safe_fs::check_dir(dir, "pin folder")?;
+    write::check_dir(dir, "pin folder")?;
     Ok(())
 }
 
@@ -146,7 +148,7 @@ impl Dataplane {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
-        safe_fs::check_dir(&dir, "pin folder")?;
+        write::check_dir(&dir, "pin folder")?;
         for name in PINNED {
             let path = dir.join(name);
             let r = self
@@ -357,7 +359,7 @@ impl Dataplane {
         }
         // Pins in folders someone else controls may not be what the state file describes.
         for d in [pin_dir, &dir] {
-            safe_fs::check_dir(d, "pin folder").map_err(|e| e.to_string())?;
+            write::check_dir(d, "pin folder").map_err(|e| e.to_string())?;
         }
         let mut records = Vec::new();
         for name in PINNED {
@@ -419,8 +421,8 @@ impl Dataplane {
         };
         let mut families = Vec::new();
         for (name, t, shape, label) in [
-            (maps::V4_TRIE, &state.v4, &table::V4, "IPv4"),
-            (maps::V6_TRIE, &state.v6, &table::V6, "IPv6"),
+            (maps::V4_TRIE, &state.v4, &build::V4, "IPv4"),
+            (maps::V6_TRIE, &state.v6, &build::V6, "IPv6"),
         ] {
             if t.len == 0 || t.len > max(name) as usize * trie::LANES as usize {
                 return Err(format!(

@@ -78,11 +78,14 @@ use aya::{
 };
 use embargo::{
     config::{Action, DirectionSet},
-    dataplane::{BENCH_OBJECT, Dataplane},
-    live::PrefixLog,
+    dataplane::{
+        BENCH_OBJECT, Dataplane, state,
+        trie::{
+            build::{self, Table},
+            live::PrefixLog,
+        },
+    },
     policy::{EntityInfo, Policy},
-    state,
-    table::{self, Table},
 };
 use embargo_abi::{Direction, Role, Stat, Verdict, programs};
 use embargo_tests::packet::Frame;
@@ -462,7 +465,7 @@ fn probes_v4(prefixes: &[(Ipv4Network, u32)], t: &Table, n: usize, rng: &mut Rng
         let (net, _) = prefixes[rng.below(prefixes.len() as u64) as usize];
         let a = u32::from(net.network()) | (rng.next() as u32 & !mask4(net.prefix()));
         if seen.insert(a) {
-            assert!(table::lookup_v4(t, Ipv4Addr::from(a)).is_some(), "{a:#x}");
+            assert!(build::lookup_v4(t, Ipv4Addr::from(a)).is_some(), "{a:#x}");
             hits.push(a);
         }
     }
@@ -477,7 +480,7 @@ fn probes_v4(prefixes: &[(Ipv4Network, u32)], t: &Table, n: usize, rng: &mut Rng
         } else {
             random_public_v4(rng)
         };
-        if table::lookup_v4(t, Ipv4Addr::from(a)).is_none() && seen.insert(a) {
+        if build::lookup_v4(t, Ipv4Addr::from(a)).is_none() && seen.insert(a) {
             misses.push(a);
         }
     }
@@ -492,7 +495,7 @@ fn probes_v6(prefixes: &[(Ipv6Network, u32)], t: &Table, n: usize, rng: &mut Rng
         let (net, _) = prefixes[rng.below(prefixes.len() as u64) as usize];
         let a = u128::from(net.network()) | (rng.u128() & !mask6(net.prefix()));
         if seen.insert(a) {
-            assert!(table::lookup_v6(t, Ipv6Addr::from(a)).is_some(), "{a:#x}");
+            assert!(build::lookup_v6(t, Ipv6Addr::from(a)).is_some(), "{a:#x}");
             hits.push(a);
         }
     }
@@ -507,7 +510,7 @@ fn probes_v6(prefixes: &[(Ipv6Network, u32)], t: &Table, n: usize, rng: &mut Rng
         } else {
             (rng.u128() >> 3) | (1u128 << 125)
         };
-        if table::lookup_v6(t, Ipv6Addr::from(a)).is_none() && seen.insert(a) {
+        if build::lookup_v6(t, Ipv6Addr::from(a)).is_none() && seen.insert(a) {
             misses.push(a);
         }
     }
@@ -844,10 +847,10 @@ fn run_set(
     let end_to_end = t.elapsed();
     drop(dp);
     let t = Instant::now();
-    let t4 = table::build_v4(&policy.v4)?;
+    let t4 = build::build_v4(&policy.v4)?;
     let build_v4 = t.elapsed();
     let t = Instant::now();
-    let t6 = table::build_v6(&policy.v6)?;
+    let t6 = build::build_v6(&policy.v6)?;
     let build_v6 = t.elapsed();
     let t = Instant::now();
     let mut dp = Dataplane::load_tables(&policy, &t4, &t6).context("Dataplane::load_tables")?;
@@ -891,8 +894,8 @@ fn run_set(
     if args.dispatcher {
         for (i, (prog, fd)) in progs.iter().enumerate() {
             let name = format!("bench{i}");
-            let ifindex =
-                embargo::system::ifindex(&name).with_context(|| format!("no interface {name}"))?;
+            let ifindex = embargo::dataplane::system::ifindex(&name)
+                .with_context(|| format!("no interface {name}"))?;
             links.push(
                 attach_native(*fd, ifindex)
                     .with_context(|| format!("attaching {} to {name}", prog.label()))?,
@@ -1071,7 +1074,7 @@ fn machine() -> Machine {
     Machine {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: embargo::system::kernel_release().unwrap_or_else(|| "unknown".into()),
+        kernel: embargo::dataplane::system::kernel_release().unwrap_or_else(|| "unknown".into()),
         memory,
         date: utc_now(),
         pinned: None,

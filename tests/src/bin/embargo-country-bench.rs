@@ -10,8 +10,8 @@
 //! over both files (every IPv4 and IPv6 range). Measured, in one fresh process that does
 //! nothing else:
 //! * ranges read per family, and the prefixes the policy compiles to;
-//! * time to read the tables and resolve the groups ([`embargo::resolve::resolve`]), to compile
-//!   ([`embargo::compile::compile`]), and to load (what [`Dataplane::load`] does, in its two
+//! * time to read the tables and resolve the groups ([`embargo::policy::resolve::resolve`]), to compile
+//!   ([`embargo::policy::compile::compile`]), and to load (what [`Dataplane::load`] does, in its two
 //!   steps timed apart: the trie build, then [`Dataplane::load_tables`]: map creation, filling,
 //!   the verifier, the reload bookkeeping) — the agent's start-up path for this policy;
 //! * kernel map memory: the sum of `memlock` over the process's BPF map file descriptors in
@@ -50,7 +50,7 @@ fn status_kib(field: &str) -> u64 {
 /// (memlock, sum of max_entries x value_size) over this process's BPF maps, bytes.
 fn maps_memory() -> (u64, u64) {
     const PERCPU: [u64; 3] = [5, 6, 10]; // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
-    let cpus = embargo::system::possible_cpus() as u64;
+    let cpus = embargo::dataplane::system::possible_cpus() as u64;
     let (mut memlock, mut declared) = (0, 0);
     for fd in std::fs::read_dir("/proc/self/fd")
         .into_iter()
@@ -135,7 +135,7 @@ fn main() -> Result<()> {
         for line in text.lines().filter(|l| !l.is_empty()) {
             rows[i] += 1;
             let code = line.rsplit(',').next().unwrap_or_default();
-            if embargo::ranges::country_code(code).is_ok() {
+            if embargo::inputs::ranges::country_code(code).is_ok() {
                 codes.insert(code.to_owned());
             }
         }
@@ -145,18 +145,18 @@ fn main() -> Result<()> {
     let text = policy_text(&dir, &codes);
     let t = Instant::now();
     let config = embargo::config::parse(Path::new("country-bench.toml"), text)?;
-    let resolved = embargo::resolve::resolve(&config)?;
+    let resolved = embargo::policy::resolve::resolve(&config)?;
     let resolve_time = t.elapsed();
     let t = Instant::now();
-    let compiled = embargo::compile::compile(&config, &resolved, embargo::today())?;
+    let compiled = embargo::policy::compile::compile(&config, &resolved, embargo::today())?;
     let compile_time = t.elapsed();
     // The agent keeps the compiled policy, not what was resolved.
     drop(resolved);
     let policy = Policy::from(&compiled);
     // `Dataplane::load` in its two steps, timed apart.
     let t = Instant::now();
-    let v4 = embargo::table::build_v4(&policy.v4)?;
-    let v6 = embargo::table::build_v6(&policy.v6)?;
+    let v4 = embargo::dataplane::trie::build::build_v4(&policy.v4)?;
+    let v6 = embargo::dataplane::trie::build::build_v6(&policy.v6)?;
     let build_time = t.elapsed();
     let t = Instant::now();
     let dp =
@@ -183,7 +183,7 @@ fn main() -> Result<()> {
         format!(
             "{date} on {cpu} ({} cores), Linux {}",
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            embargo::system::kernel_release().unwrap_or_default()
+            embargo::dataplane::system::kernel_release().unwrap_or_default()
         )
     };
     let mut md = String::new();

@@ -10,7 +10,7 @@
 //! 4 IPv4 /24s and 1 IPv6 /48 each) with [`Dataplane::load`], attaches it to both ends (one
 //! `inside`, one `outside`) and serves `/metrics` exactly as `embargo run` does: one
 //! [`Registry`], [`Metrics::register`], a source closure over `Arc<Mutex<..>>` that calls
-//! [`Snapshot::read`], and [`embargo::http`] on the namespace's loopback. Then, sequentially:
+//! [`Snapshot::read`], and [`embargo::observe::http`] on the namespace's loopback. Then, sequentially:
 //!
 //! * `GET /metrics` over HTTP/1.0 on loopback, end to end (connect, request, whole response);
 //! * [`metrics::render`] alone (gather and encode, the map reads included);
@@ -20,7 +20,7 @@
 //! reported with the response size and series count. The counters are zero (no traffic), which
 //! costs the same map reads as any other values and gives the smallest exposition: one series
 //! per entity and interface per counter family (see "Labels stay bounded" in
-//! `embargo::metrics`). It is a measurement, not a test: nothing here asserts a time.
+//! `embargo::observe::metrics`). It is a measurement, not a test: nothing here asserts a time.
 
 use std::{
     fmt::Write as _,
@@ -33,8 +33,10 @@ use anyhow::{Context as _, Result, bail, ensure};
 use embargo::{
     config::{Action, DirectionSet, Interface, Role, XdpMode},
     dataplane::Dataplane,
-    http,
-    metrics::{self, Metrics, Snapshot},
+    observe::{
+        http,
+        metrics::{self, Metrics, Snapshot},
+    },
     policy::{EntityInfo, Policy},
 };
 use embargo_tests::lab;
@@ -332,7 +334,7 @@ fn markdown(args: &Args, summary: &str, table: &str, modes: &[String]) -> String
         "Measured on {} ({} cores), Linux {}, with `cargo run --release -p embargo-tests --bin embargo-scrape-bench --{}`.\n",
         cpu_model(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        embargo::system::kernel_release().unwrap_or_else(|| "unknown".into()),
+        embargo::dataplane::system::kernel_release().unwrap_or_else(|| "unknown".into()),
         if args.quick { " --quick" } else { "" },
     );
     let _ = writeln!(
@@ -343,7 +345,7 @@ fn markdown(args: &Args, summary: &str, table: &str, modes: &[String]) -> String
     );
     let _ = writeln!(
         s,
-        "- `/metrics` is served as `embargo run` serves it: one `Registry`, `Metrics::register`, a source closure over `Arc<Mutex<..>>` calling `Snapshot::read`, and `embargo::http` on the namespace's loopback. Scrapes are sequential; the counters are zero (same map reads as any value, and the smallest exposition: one series per entity and interface per counter family)."
+        "- `/metrics` is served as `embargo run` serves it: one `Registry`, `Metrics::register`, a source closure over `Arc<Mutex<..>>` calling `Snapshot::read`, and `embargo::observe::http` on the namespace's loopback. Scrapes are sequential; the counters are zero (same map reads as any value, and the smallest exposition: one series per entity and interface per counter family)."
     );
     let _ = writeln!(s, "- {summary}\n");
     let _ = writeln!(s, "{}", table.trim_end());

@@ -1,0 +1,6 @@
+//! The agent's two doors to the file system: [`read`], the bounded reader of every outside
+//! file (and line numbers found in one pass), and [`write`], atomic writes, appending opens
+//! and folder checks that never follow a symlink.
+
+pub mod read;
+pub mod write;

@@ -1,0 +1,1195 @@
+//! Prometheus metrics: every name, type, label and HELP text Embargo exposes, and where each
+//! value comes from. The names are part of the product: dashboards and alerts are built on them.
+//!
+//! `embargo run` creates one [`prometheus::Registry`] and passes it down; [`Metrics::register`]
+//! registers this module's handles in it, and [`crate::observe::http`] serves it (`/metrics`) with the
+//! health endpoints (`/healthz`, `/readyz`).
+//!
+//! # Two kinds of values
+//!
+//! * **Read at scrape time** from the running agent, by [`DataplaneCollector`], a custom
+//!   [`Collector`]: the per-interface entity counters and the parse outcomes (kernel per-CPU
+//!   counters, summed over CPUs, exposed as counters: the kernel's values only grow), prefix
+//!   counts, map usage, where XDP is attached and readiness. Reading them at scrape time keeps
+//!   every series current without a polling task, also across reloads.
+//! * **Pushed by the agent** through [`Metrics`]' methods: reloads ([`Metrics::reload_succeeded`],
+//!   [`Metrics::reload_failed`]), source fetches ([`Metrics::source_succeeded`],
+//!   [`Metrics::source_failed`]), attestation drift ([`Metrics::set_drift`]) and lost events
+//!   ([`Metrics::events_lost`]).
+//!
+//! # The contract with the agent loop
+//!
+//! The collector reads the agent through one [`Source`], installed with [`Metrics::set_source`]
+//! once the policy is loaded and attached (before that, `embargo_ready` is 0 and `/readyz`
+//! answers 503). `run.rs` implements it as a closure over its shared state:
+//!
+//! ```text
+//! metrics.set_source(move |kernel| {
+//!     let s = shared.lock().expect("not poisoned");
+//!     Ok(Snapshot::read(&s.dataplane, &s.policy, &configured_interfaces, kernel)?)
+//! });
+//! ```
+//!
+//! What a source must guarantee, whatever the agent's state looks like:
+//! * [`Source::snapshot`] returns one consistent view: the entities, attachments and counters
+//!   of the same loaded policy (take them under one lock; [`Snapshot::read`] does the reading);
+//! * `entities` are in data-plane index order, the order of the counters;
+//! * `configured` lists the interfaces the agent should be attached to right now (readiness is
+//!   "every one of them is in `attachments`");
+//! * with `kernel == false` it reads no BPF map (readiness probes call it), with `true` it reads
+//!   the counters and stats (scrapes call it, on a blocking thread);
+//! * it may be called from any thread at any time, concurrently with reloads.
+//!
+//! # Labels stay bounded
+//!
+//! `entity` comes from the configuration, `interface` from the attachments, `map`, `family`,
+//! `direction`, `verdict`, `outcome` and `result` are fixed sets; addresses are never labels.
+//! A packet received on an `inside` interface can only count as `outbound` and one on an
+//! `outside` interface only as `inbound`, and an entity's action decides its verdict, so for each
+//! entity and interface the collector emits the one series that can grow (present from zero),
+//! plus any other whose kernel counter is not zero (after a reload changed an action, say).
+//! With 1,000 entities on 2 interfaces that is 2,000 series per counter family, not 8,000.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use embargo_abi::{Direction, Stat, Verdict};
+use prometheus::{
+    Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    core::{Collector, Desc},
+    proto::{self, MetricFamily, MetricType},
+};
+
+use crate::{
+    config::{Action, Interface, Role},
+    dataplane::{Attachment, Dataplane, DataplaneError, EntityCounters},
+    observe::status::{direction_label, verdict_label},
+    policy::{EntityInfo, Policy},
+};
+
+// ---------------------------------------------------------------------------------------------
+// Names, types, labels and HELP: the product's metric surface, in one table.
+
+/// Counter or gauge (the only two types Embargo exposes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family as exposed.
+#[derive(Clone, Copy, Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+pub const PACKETS: Family = Family {
+    name: "embargo_packets_total",
+    kind: Kind::Counter,
+    labels: &["direction", "entity", "interface", "verdict"],
+    help: "Packets that matched an entity's prefixes and had its action applied, by entity, direction (outbound: destination matched on an inside interface; inbound: source matched on an outside interface), verdict (dropped|monitored) and receiving interface. Kernel per-CPU counters, summed at scrape time.",
+};
+pub const BYTES: Family = Family {
+    name: "embargo_bytes_total",
+    kind: Kind::Counter,
+    labels: &["direction", "entity", "interface", "verdict"],
+    help: "Bytes (whole frames as XDP sees them, Ethernet header included) of the packets counted in embargo_packets_total, same labels.",
+};
+pub const PREFIXES: Family = Family {
+    name: "embargo_prefixes",
+    kind: Kind::Gauge,
+    labels: &["entity", "family"],
+    help: "Prefixes of the loaded policy attributed to each entity, by address family (ipv4|ipv6).",
+};
+pub const MAP_ENTRIES: Family = Family {
+    name: "embargo_map_entries",
+    kind: Kind::Gauge,
+    labels: &["map"],
+    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (entities x interfaces x 2 directions x 2 verdicts).",
+};
+pub const MAP_CAPACITY: Family = Family {
+    name: "embargo_map_capacity",
+    kind: Kind::Gauge,
+    labels: &["map"],
+    help: "Entries allocated per BPF map, in the units of embargo_map_entries. ipv4_trie/ipv6_trie: the map's max_entries (64-byte chunks) x 16; policy: max_entries; counters: max_entries (entities x 16 interface slots x 4).",
+};
+pub const RELOADS: Family = Family {
+    name: "embargo_reloads_total",
+    kind: Kind::Counter,
+    labels: &["result"],
+    help: "Policy loads by result (success|failure); the initial load at startup counts as a success. A failed reload leaves the previous policy in place.",
+};
+pub const POLICY_INFO: Family = Family {
+    name: "embargo_policy_info",
+    kind: Kind::Gauge,
+    labels: &["digest"],
+    help: "Always 1; the digest label is the SHA-256 of the loaded table (entities, actions, directions, prefixes), as `embargo check` prints it.",
+};
+pub const LAST_RELOAD: Family = Family {
+    name: "embargo_last_reload_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Unix time of the last successful policy load or reload.",
+};
+pub const SOURCE_LAST_SUCCESS: Family = Family {
+    name: "embargo_source_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &["source"],
+    help: "Unix time of the last successful fetch of each configured data source.",
+};
+pub const SOURCE_FETCH_ERRORS: Family = Family {
+    name: "embargo_source_fetch_errors_total",
+    kind: Kind::Counter,
+    labels: &["source"],
+    help: "Failed fetches of each configured data source.",
+};
+pub const DRIFT: Family = Family {
+    name: "embargo_attestation_drift_entries",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Entries that differ between the attested policy and what the data plane holds (0: no drift).",
+};
+pub const PARSE_OUTCOMES: Family = Family {
+    name: "embargo_parse_outcome_packets_total",
+    kind: Kind::Counter,
+    labels: &["outcome"],
+    help: "Packets by parse or classification outcome other than an entity match (no_role ... egress_forwarded each end a packet, which then passes; vlan, qinq and ipv4_fragment describe packets further). The XDP and TC egress programs count here alike. Kernel per-CPU counters, summed at scrape time.",
+};
+pub const ATTACH_INFO: Family = Family {
+    name: "embargo_xdp_attach_info",
+    kind: Kind::Gauge,
+    labels: &["interface", "mode"],
+    help: "Always 1 for each interface the XDP program is attached to; mode is native or generic.",
+};
+pub const READY: Family = Family {
+    name: "embargo_ready",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "1 when the policy is loaded and the program attached on every configured interface (what /readyz answers 200 for), else 0.",
+};
+pub const EVENTS_LOST: Family = Family {
+    name: "embargo_events_lost_total",
+    kind: Kind::Counter,
+    labels: &["entity"],
+    help: "Drop and monitor events the data plane did not send, by entity: over the entity's [events] rate limit, or the ring buffer to the agent full. Read from kernel per-CPU counters every second; a replaced data-plane generation's last second is not counted.",
+};
+
+/// Every family Embargo exposes.
+pub const FAMILIES: [Family; 15] = [
+    PACKETS,
+    BYTES,
+    PREFIXES,
+    MAP_ENTRIES,
+    MAP_CAPACITY,
+    RELOADS,
+    POLICY_INFO,
+    LAST_RELOAD,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_FETCH_ERRORS,
+    DRIFT,
+    PARSE_OUTCOMES,
+    ATTACH_INFO,
+    READY,
+    EVENTS_LOST,
+];
+
+/// Labels of the `map` label of [`MAP_ENTRIES`] and [`MAP_CAPACITY`].
+pub const MAPS: [&str; 4] = ["ipv4_trie", "ipv6_trie", "policy", "counters"];
+
+// ---------------------------------------------------------------------------------------------
+// What the collector reads.
+
+/// Use of one BPF map, in the units [`MAP_ENTRIES`] defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapUsage {
+    /// One of [`MAPS`].
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// Kernel counters read at scrape time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Per counter slot in use: its ifindex and the per-entity counters summed over CPUs, as
+    /// [`Dataplane::counters_by_slot`] returns them.
+    pub by_interface: Vec<(u32, Vec<EntityCounters>)>,
+    /// Parse outcomes summed over CPUs, indexed by [`Stat`].
+    pub stats: Vec<u64>,
+}
+
+/// One consistent view of the agent, see the module documentation for the contract.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The loaded policy's entities, in data-plane index order.
+    pub entities: Vec<EntityInfo>,
+    /// Names of the interfaces the agent should be attached to.
+    pub configured: Vec<String>,
+    /// Where the program is attached.
+    pub attachments: Vec<Attachment>,
+    /// Map usage, one per [`MAPS`] entry.
+    pub maps: Vec<MapUsage>,
+    /// Read only when asked for (`kernel == true`).
+    pub kernel: Option<KernelCounters>,
+}
+
+impl Snapshot {
+    /// Reads a snapshot from the loaded data plane and its policy; reads the kernel counters
+    /// only if `kernel` (entities x interfaces x 4 + 16 map lookups).
+    pub fn read(
+        dataplane: &Dataplane,
+        policy: &Policy,
+        configured: &[Interface],
+        kernel: bool,
+    ) -> Result<Self, DataplaneError> {
+        let kernel = if kernel {
+            Some(KernelCounters {
+                by_interface: dataplane.counters_by_slot()?,
+                stats: dataplane.stats()?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            entities: policy.entities.clone(),
+            configured: configured.iter().map(|i| i.name.clone()).collect(),
+            attachments: dataplane.attachments().to_vec(),
+            maps: map_usage(dataplane, policy.entities.len()),
+            kernel,
+        })
+    }
+
+    /// `Ok` when ready (see [`READY`]), else what is missing.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.configured.is_empty() {
+            return Err("no interfaces are configured".into());
+        }
+        let missing: Vec<&str> = self
+            .configured
+            .iter()
+            .filter(|c| !self.attachments.iter().any(|a| &a.name == *c))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the XDP program is not attached on {}",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
+/// Trie entries in use: the root plus every node, none for a family without prefixes.
+fn trie_entries(prefixes: usize, root_bits: u32, stride: u32, nodes: u32) -> u64 {
+    if prefixes == 0 {
+        0
+    } else {
+        (1u64 << root_bits) + u64::from(nodes) * (1u64 << stride)
+    }
+}
+
+fn map_usage(dataplane: &Dataplane, entities: usize) -> Vec<MapUsage> {
+    use embargo_abi::{COUNTERS_PER_ENTITY, trie};
+    let ls = dataplane.load_stats;
+    let lanes = u64::from(trie::LANES);
+    let slots = dataplane.slots().len() as u64;
+    vec![
+        MapUsage {
+            map: "ipv4_trie",
+            entries: trie_entries(
+                ls.v4_prefixes,
+                trie::V4_ROOT_BITS,
+                trie::V4_STRIDE,
+                ls.v4_nodes,
+            ),
+            capacity: u64::from(ls.v4_chunks) * lanes,
+        },
+        MapUsage {
+            map: "ipv6_trie",
+            entries: trie_entries(
+                ls.v6_prefixes,
+                trie::V6_ROOT_BITS,
+                trie::V6_STRIDE,
+                ls.v6_nodes,
+            ),
+            capacity: u64::from(ls.v6_chunks) * lanes,
+        },
+        MapUsage {
+            map: "policy",
+            entries: entities as u64,
+            capacity: u64::from(ls.policy_capacity),
+        },
+        MapUsage {
+            map: "counters",
+            entries: entities as u64 * slots * 4,
+            capacity: u64::from(ls.policy_capacity) * u64::from(COUNTERS_PER_ENTITY),
+        },
+    ]
+}
+
+/// Why a [`Source`] could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading a BPF map failed.
+    #[error("reading the data plane: {0}")]
+    Dataplane(#[from] DataplaneError),
+    /// The agent has no loaded policy to report on right now (between a detach and exit).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The agent state the collector reads at scrape time; see the module documentation.
+pub trait Source: Send + Sync {
+    /// One consistent view; reads the kernel counters only if `kernel`.
+    fn snapshot(&self, kernel: bool) -> Result<Snapshot, SourceError>;
+}
+
+impl<F> Source for F
+where
+    F: Fn(bool) -> Result<Snapshot, SourceError> + Send + Sync,
+{
+    fn snapshot(&self, kernel: bool) -> Result<Snapshot, SourceError> {
+        self(kernel)
+    }
+}
+
+type SourceSlot = Arc<RwLock<Option<Arc<dyn Source>>>>;
+
+fn current(slot: &SourceSlot) -> Option<Arc<dyn Source>> {
+    slot.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handles.
+
+/// Why the metrics could not be set up (a name registered twice: a programming error).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("registering metric {name}: {source}")]
+    Register {
+        name: &'static str,
+        #[source]
+        source: prometheus::Error,
+    },
+}
+
+/// The agent's metric handles; cheap to clone (every handle is shared).
+#[derive(Clone)]
+pub struct Metrics {
+    source: SourceSlot,
+    reloads: IntCounterVec,
+    policy_info: IntGaugeVec,
+    last_reload: Gauge,
+    source_last_success: GaugeVec,
+    source_fetch_errors: IntCounterVec,
+    drift: IntGauge,
+    events_lost: IntCounterVec,
+}
+
+/// Builds a handle for family `f` with `build` and registers it in `registry`.
+fn handle<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    f: &Family,
+    build: impl FnOnce(Opts, &[&str]) -> prometheus::Result<C>,
+) -> Result<C, MetricsError> {
+    let err = |source| MetricsError::Register {
+        name: f.name,
+        source,
+    };
+    let c = build(Opts::new(f.name, f.help), f.labels).map_err(err)?;
+    registry.register(Box::new(c.clone())).map_err(err)?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Creates the handles and the scrape-time collector and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let source: SourceSlot = Arc::new(RwLock::new(None));
+        let reloads = handle(registry, &RELOADS, IntCounterVec::new)?;
+        // Both results exist from the start, so `increase(...[5m])` sees the first failure.
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        let m = Self {
+            reloads,
+            policy_info: handle(registry, &POLICY_INFO, IntGaugeVec::new)?,
+            last_reload: handle(registry, &LAST_RELOAD, |o, _| Gauge::with_opts(o))?,
+            source_last_success: handle(registry, &SOURCE_LAST_SUCCESS, GaugeVec::new)?,
+            source_fetch_errors: handle(registry, &SOURCE_FETCH_ERRORS, IntCounterVec::new)?,
+            drift: handle(registry, &DRIFT, |o, _| IntGauge::with_opts(o))?,
+            events_lost: handle(registry, &EVENTS_LOST, IntCounterVec::new)?,
+            source: Arc::clone(&source),
+        };
+        let err = |source| MetricsError::Register {
+            name: "the data-plane collector",
+            source,
+        };
+        let collector = DataplaneCollector::new(source).map_err(err)?;
+        registry.register(Box::new(collector)).map_err(err)?;
+        Ok(m)
+    }
+
+    /// Installs the agent state the collector and `/readyz` read (see the module docs).
+    /// Replaces any earlier source.
+    pub fn set_source(&self, source: impl Source + 'static) {
+        *self.source.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(source));
+    }
+
+    /// Removes the source: `embargo_ready` drops to 0 and the data-plane series disappear.
+    pub fn clear_source(&self) {
+        *self.source.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `Ok` when ready (see [`READY`]), else why not, for `/readyz`. Reads no BPF map.
+    pub fn readiness(&self) -> Result<(), String> {
+        let Some(source) = current(&self.source) else {
+            return Err("the policy is not loaded yet".into());
+        };
+        match source.snapshot(false) {
+            Ok(s) => s.readiness(),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A policy was loaded (at startup) or reloaded and is in force: `digest` is
+    /// [`Compiled::digest`](crate::policy::compile::Compiled::digest), `unix_ts` seconds since the epoch.
+    pub fn reload_succeeded(&self, unix_ts: f64, digest: &str) {
+        self.reloads.with_label_values(&["success"]).inc();
+        self.last_reload.set(unix_ts);
+        // One series: the digest in force.
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[digest]).set(1);
+    }
+
+    /// A reload was refused or failed; the previous policy stays in force.
+    pub fn reload_failed(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+    }
+
+    /// Source `name` (from the configuration) was fetched successfully at `unix_ts`.
+    pub fn source_succeeded(&self, name: &str, unix_ts: f64) {
+        self.source_last_success
+            .with_label_values(&[name])
+            .set(unix_ts);
+        // The error counter exists from zero once a source is known.
+        self.source_fetch_errors.with_label_values(&[name]);
+    }
+
+    /// Fetching source `name` (from the configuration) failed.
+    pub fn source_failed(&self, name: &str) {
+        self.source_fetch_errors.with_label_values(&[name]).inc();
+    }
+
+    /// Entries that differ between the attested policy and the data plane.
+    pub fn set_drift(&self, entries: u64) {
+        self.drift.set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// `n` match events of `entity` (an entity id from the configuration) were lost.
+    pub fn events_lost(&self, entity: &str, n: u64) {
+        self.events_lost.with_label_values(&[entity]).inc_by(n);
+    }
+}
+
+/// Seconds since the Unix epoch, for the timestamp arguments above.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Renders every family in `registry` in the text exposition format.
+pub fn render(registry: &Registry) -> Result<String, prometheus::Error> {
+    prometheus::TextEncoder::new().encode_to_string(&registry.gather())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scrape-time collector.
+
+/// Reads the [`Source`] at collect time and emits the data-plane families (see
+/// [`DataplaneCollector::FAMILIES`]).
+pub struct DataplaneCollector {
+    source: SourceSlot,
+    descs: Vec<Desc>,
+}
+
+impl DataplaneCollector {
+    /// The families this collector emits.
+    pub const FAMILIES: [Family; 8] = [
+        PACKETS,
+        BYTES,
+        PARSE_OUTCOMES,
+        PREFIXES,
+        MAP_ENTRIES,
+        MAP_CAPACITY,
+        ATTACH_INFO,
+        READY,
+    ];
+
+    fn new(source: SourceSlot) -> Result<Self, prometheus::Error> {
+        let descs = Self::FAMILIES
+            .iter()
+            .map(|f| {
+                Desc::new(
+                    f.name.into(),
+                    f.help.into(),
+                    f.labels.iter().map(|l| (*l).to_owned()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { source, descs })
+    }
+}
+
+impl Collector for DataplaneCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = match current(&self.source).map(|s| s.snapshot(true)) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "metrics: reading the agent state failed");
+                None
+            }
+        };
+        families(snapshot.as_ref())
+    }
+}
+
+/// The data-plane families for `snapshot` (`None`: nothing loaded, only `embargo_ready` 0).
+pub fn families(snapshot: Option<&Snapshot>) -> Vec<MetricFamily> {
+    let ready = snapshot.is_some_and(|s| s.readiness().is_ok());
+    let mut out = vec![family(
+        &READY,
+        vec![sample(&[], if ready { 1.0 } else { 0.0 }, Kind::Gauge)],
+    )];
+    let Some(s) = snapshot else {
+        return out;
+    };
+    out.push(family(
+        &PREFIXES,
+        s.entities
+            .iter()
+            .filter(|e| !e.retired)
+            .flat_map(|e| {
+                [("ipv4", e.prefixes_v4), ("ipv6", e.prefixes_v6)].map(|(fam, n)| {
+                    sample(&[("entity", &e.id), ("family", fam)], n as f64, Kind::Gauge)
+                })
+            })
+            .collect(),
+    ));
+    for (f, value) in [
+        (
+            &MAP_ENTRIES,
+            (|m: &MapUsage| m.entries) as fn(&MapUsage) -> u64,
+        ),
+        (&MAP_CAPACITY, |m: &MapUsage| m.capacity),
+    ] {
+        out.push(family(
+            f,
+            s.maps
+                .iter()
+                .map(|m| sample(&[("map", m.map)], value(m) as f64, Kind::Gauge))
+                .collect(),
+        ));
+    }
+    out.push(family(
+        &ATTACH_INFO,
+        s.attachments
+            .iter()
+            .map(|a| {
+                sample(
+                    &[("interface", &a.name), ("mode", a.mode)],
+                    1.0,
+                    Kind::Gauge,
+                )
+            })
+            .collect(),
+    ));
+    if let Some(k) = &s.kernel {
+        out.push(family(
+            &PARSE_OUTCOMES,
+            Stat::ALL
+                .iter()
+                .zip(&k.stats)
+                .map(|((_, label), n)| sample(&[("outcome", label)], *n as f64, Kind::Counter))
+                .collect(),
+        ));
+        let (packets, bytes) = entity_counters(s, k);
+        out.push(family(&PACKETS, packets));
+        out.push(family(&BYTES, bytes));
+    }
+    out
+}
+
+/// The packets and bytes series: see "Labels stay bounded" in the module documentation.
+fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec<proto::Metric>) {
+    let mut packets = Vec::new();
+    let mut bytes = Vec::new();
+    for (ifindex, per_entity) in &k.by_interface {
+        let attachment = s.attachments.iter().find(|a| a.ifindex == *ifindex);
+        // A slot with a role but no attachment (tests set roles directly): named by ifindex.
+        let name = attachment.map_or_else(|| format!("ifindex{ifindex}"), |a| a.name.clone());
+        // The directions the interface can count: its role's, and outbound with host egress.
+        let live_direction = |d: Direction| {
+            attachment.is_some_and(|a| match a.role {
+                Role::Inside => d == Direction::Outbound,
+                Role::Outside => d == Direction::Inbound || (a.egress && d == Direction::Outbound),
+            })
+        };
+        for (entity, counters) in s
+            .entities
+            .iter()
+            .zip(per_entity)
+            .filter(|(e, _)| !e.retired)
+        {
+            let live_verdict = match entity.action {
+                Action::Drop => Verdict::Dropped,
+                Action::Monitor => Verdict::Monitored,
+            };
+            for d in Direction::ALL {
+                for v in Verdict::ALL {
+                    let c = counters.get(d, v);
+                    let live = live_direction(d) && v == live_verdict;
+                    if !live && c.packets == 0 && c.bytes == 0 {
+                        continue;
+                    }
+                    let labels = [
+                        ("direction", direction_label(d)),
+                        ("entity", entity.id.as_str()),
+                        ("interface", name.as_str()),
+                        ("verdict", verdict_label(v)),
+                    ];
+                    packets.push(sample(&labels, c.packets as f64, Kind::Counter));
+                    bytes.push(sample(&labels, c.bytes as f64, Kind::Counter));
+                }
+            }
+        }
+    }
+    (packets, bytes)
+}
+
+fn family(f: &Family, metrics: Vec<proto::Metric>) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(f.name.to_owned());
+    mf.set_help(f.help.to_owned());
+    mf.set_field_type(match f.kind {
+        Kind::Counter => MetricType::COUNTER,
+        Kind::Gauge => MetricType::GAUGE,
+    });
+    mf.set_metric(metrics);
+    mf
+}
+
+fn sample(labels: &[(&str, &str)], value: f64, kind: Kind) -> proto::Metric {
+    let mut m = proto::Metric::from_label(
+        labels
+            .iter()
+            .map(|(n, v)| {
+                let mut l = proto::LabelPair::default();
+                l.set_name((*n).to_owned());
+                l.set_value((*v).to_owned());
+                l
+            })
+            .collect(),
+    );
+    match kind {
+        Kind::Counter => {
+            let mut c = proto::Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        }
+        Kind::Gauge => {
+            let mut g = proto::Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use embargo_abi::Counter;
+
+    use super::*;
+    use crate::config::DirectionSet;
+
+    fn entity(id: &str, action: Action, v4: usize, v6: usize) -> EntityInfo {
+        EntityInfo {
+            id: id.into(),
+            name: format!("{id} Ltd"),
+            action,
+            direction: DirectionSet::Both,
+            prefixes_v4: v4,
+            prefixes_v6: v6,
+            retired: false,
+        }
+    }
+
+    fn attachment(name: &str, ifindex: u32, role: Role, mode: &'static str) -> Attachment {
+        Attachment {
+            name: name.into(),
+            ifindex,
+            role,
+            mode,
+            egress: false,
+            link: embargo_abi::Link::Ethernet,
+        }
+    }
+
+    fn counters(slots: &[(Direction, Verdict, u64, u64)]) -> EntityCounters {
+        let mut c = EntityCounters::default();
+        for (d, v, packets, bytes) in slots {
+            c.slots[*d as usize][*v as usize] = Counter {
+                packets: *packets,
+                bytes: *bytes,
+            };
+        }
+        c
+    }
+
+    /// Two entities (drop, monitor) on eth1 (inside, ifindex 4) and eth0 (outside, ifindex 3).
+    fn snapshot() -> Snapshot {
+        use Direction::*;
+        use Verdict::*;
+        let mut stats = vec![0; Stat::COUNT as usize];
+        for (i, s) in stats.iter_mut().enumerate() {
+            *s = 100 + i as u64;
+        }
+        Snapshot {
+            entities: vec![
+                entity("acme", Action::Drop, 3, 1),
+                entity("globex", Action::Monitor, 2, 0),
+            ],
+            configured: vec!["eth1".into(), "eth0".into()],
+            attachments: vec![
+                attachment("eth1", 4, Role::Inside, "native"),
+                attachment("eth0", 3, Role::Outside, "generic"),
+            ],
+            maps: vec![
+                MapUsage {
+                    map: "ipv4_trie",
+                    entries: 16_777_232,
+                    capacity: 16_777_232,
+                },
+                MapUsage {
+                    map: "ipv6_trie",
+                    entries: 0,
+                    capacity: 16,
+                },
+                MapUsage {
+                    map: "policy",
+                    entries: 2,
+                    capacity: 2,
+                },
+                MapUsage {
+                    map: "counters",
+                    entries: 16,
+                    capacity: 128,
+                },
+            ],
+            kernel: Some(KernelCounters {
+                by_interface: vec![
+                    (
+                        4,
+                        vec![
+                            counters(&[(Outbound, Dropped, 5, 530)]),
+                            // Left from before a reload turned globex from drop to monitor.
+                            counters(&[(Outbound, Monitored, 2, 212), (Outbound, Dropped, 1, 106)]),
+                        ],
+                    ),
+                    (
+                        3,
+                        vec![counters(&[(Inbound, Dropped, 7, 742)]), counters(&[])],
+                    ),
+                ],
+                stats,
+            }),
+        }
+    }
+
+    /// A registry with the handles registered and `snapshot` (or an error) as the source.
+    fn registry_with(source: Option<Result<Snapshot, String>>) -> (Registry, Metrics) {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        if let Some(result) = source {
+            metrics.set_source(move |kernel: bool| match &result {
+                Ok(s) => {
+                    let mut s = s.clone();
+                    if !kernel {
+                        s.kernel = None;
+                    }
+                    Ok(s)
+                }
+                Err(e) => Err(SourceError::Unavailable(e.clone())),
+            });
+        }
+        (registry, metrics)
+    }
+
+    /// One parsed exposition: HELP and TYPE per family, and samples as
+    /// (name, sorted labels) -> value.
+    #[derive(Default)]
+    struct Parsed {
+        help: BTreeMap<String, String>,
+        types: BTreeMap<String, String>,
+        samples: BTreeMap<(String, BTreeMap<String, String>), f64>,
+    }
+
+    impl Parsed {
+        fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+            let key = (
+                name.to_owned(),
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            self.samples.get(&key).copied()
+        }
+
+        fn series(&self, name: &str) -> Vec<&BTreeMap<String, String>> {
+            self.samples
+                .keys()
+                .filter(|(n, _)| n == name)
+                .map(|(_, l)| l)
+                .collect()
+        }
+    }
+
+    /// A strict reader of the text format as this module writes it (no escapes in values,
+    /// which the labels here never need).
+    fn parse(text: &str) -> Parsed {
+        let mut p = Parsed::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(p.help.insert(name.into(), help.into()).is_none(), "{line}");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(p.types.insert(name.into(), kind.into()).is_none(), "{line}");
+            } else {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, l)) => (n, l.strip_suffix('}').unwrap()),
+                    None => (series, ""),
+                };
+                let labels: BTreeMap<String, String> = labels
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        let (k, v) = l.split_once('=').unwrap();
+                        (k.into(), v.trim_matches('"').into())
+                    })
+                    .collect();
+                assert!(p.types.contains_key(name), "sample before its TYPE: {line}");
+                let key = (name.to_owned(), labels);
+                assert!(!p.samples.contains_key(&key), "duplicate series: {line}");
+                p.samples.insert(key, value.parse().unwrap());
+            }
+        }
+        p
+    }
+
+    fn scrape(registry: &Registry) -> Parsed {
+        parse(&render(registry).unwrap())
+    }
+
+    /// Every handle fed once, so every family has a series.
+    fn feed(m: &Metrics) {
+        m.reload_succeeded(1_700_000_000.5, "d1g35t");
+        m.source_succeeded("ofsi", 1_700_000_100.0);
+        m.source_failed("ofac");
+        m.set_drift(3);
+        m.events_lost("acme", 9);
+    }
+
+    #[test]
+    fn every_family_has_its_name_type_help_and_labels() {
+        let (registry, metrics) = registry_with(Some(Ok(snapshot())));
+        feed(&metrics);
+        let p = scrape(&registry);
+        let documented: BTreeSet<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        let exposed: BTreeSet<&str> = p.types.keys().map(String::as_str).collect();
+        assert_eq!(exposed, documented);
+        for f in FAMILIES {
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            assert_eq!(p.types[f.name], kind, "{}", f.name);
+            assert_eq!(p.help[f.name], f.help, "{}", f.name);
+            assert!(!f.help.is_empty(), "{}", f.name);
+            // Counters end in _total, nothing else does.
+            assert_eq!(
+                f.name.ends_with("_total"),
+                f.kind == Kind::Counter,
+                "{}",
+                f.name
+            );
+            let series = p.series(f.name);
+            assert!(!series.is_empty(), "{} has no series", f.name);
+            for labels in series {
+                let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+                assert_eq!(names, f.labels, "{}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn entity_counters_are_per_interface_and_keep_every_nonzero_series() {
+        let (registry, _) = registry_with(Some(Ok(snapshot())));
+        let p = scrape(&registry);
+        let get = |name, entity, dir, verdict, iface| {
+            p.get(
+                name,
+                &[
+                    ("direction", dir),
+                    ("entity", entity),
+                    ("interface", iface),
+                    ("verdict", verdict),
+                ],
+            )
+        };
+        let pk = "embargo_packets_total";
+        assert_eq!(get(pk, "acme", "outbound", "dropped", "eth1"), Some(5.0));
+        assert_eq!(
+            get("embargo_bytes_total", "acme", "outbound", "dropped", "eth1"),
+            Some(530.0)
+        );
+        assert_eq!(get(pk, "acme", "inbound", "dropped", "eth0"), Some(7.0));
+        assert_eq!(
+            get(pk, "globex", "outbound", "monitored", "eth1"),
+            Some(2.0)
+        );
+        // Not the current action, but counted before: kept.
+        assert_eq!(get(pk, "globex", "outbound", "dropped", "eth1"), Some(1.0));
+        // The series that can grow exists from zero.
+        assert_eq!(get(pk, "globex", "inbound", "monitored", "eth0"), Some(0.0));
+        // Ones that cannot (inbound on an inside interface, monitored for a drop entity) and
+        // are zero are left out.
+        assert_eq!(get(pk, "acme", "inbound", "dropped", "eth1"), None);
+        assert_eq!(get(pk, "acme", "outbound", "monitored", "eth1"), None);
+        assert_eq!(get(pk, "globex", "outbound", "monitored", "eth0"), None);
+        assert_eq!(p.series(pk).len(), 5);
+        assert_eq!(p.series("embargo_bytes_total").len(), 5);
+    }
+
+    #[test]
+    fn host_egress_makes_outbound_live_on_an_outside_interface() {
+        let mut s = snapshot();
+        s.attachments[1].egress = true;
+        let (registry, _) = registry_with(Some(Ok(s)));
+        let p = scrape(&registry);
+        let get = |entity, dir, verdict| {
+            p.get(
+                "embargo_packets_total",
+                &[
+                    ("direction", dir),
+                    ("entity", entity),
+                    ("interface", "eth0"),
+                    ("verdict", verdict),
+                ],
+            )
+        };
+        // What the host sends out of eth0 is matched by destination: outbound can grow there.
+        assert_eq!(get("acme", "outbound", "dropped"), Some(0.0));
+        assert_eq!(get("globex", "outbound", "monitored"), Some(0.0));
+        assert_eq!(get("acme", "inbound", "dropped"), Some(7.0));
+        assert_eq!(get("globex", "inbound", "monitored"), Some(0.0));
+        // The two outbound series come on top of the five without egress.
+        assert_eq!(p.series("embargo_packets_total").len(), 7);
+    }
+
+    #[test]
+    fn gauges_describe_the_loaded_policy_and_attachments() {
+        let (registry, _) = registry_with(Some(Ok(snapshot())));
+        let p = scrape(&registry);
+        let pre = |e, f| p.get("embargo_prefixes", &[("entity", e), ("family", f)]);
+        assert_eq!(pre("acme", "ipv4"), Some(3.0));
+        assert_eq!(pre("acme", "ipv6"), Some(1.0));
+        assert_eq!(pre("globex", "ipv4"), Some(2.0));
+        assert_eq!(pre("globex", "ipv6"), Some(0.0));
+        assert_eq!(
+            p.get("embargo_map_entries", &[("map", "counters")]),
+            Some(16.0)
+        );
+        assert_eq!(
+            p.get("embargo_map_capacity", &[("map", "ipv6_trie")]),
+            Some(16.0)
+        );
+        assert_eq!(p.series("embargo_map_entries").len(), MAPS.len());
+        let attach = |i, m| p.get("embargo_xdp_attach_info", &[("interface", i), ("mode", m)]);
+        assert_eq!(attach("eth1", "native"), Some(1.0));
+        assert_eq!(attach("eth0", "generic"), Some(1.0));
+        assert_eq!(p.series("embargo_xdp_attach_info").len(), 2);
+        assert_eq!(p.get("embargo_ready", &[]), Some(1.0));
+        for (i, (_, label)) in Stat::ALL.iter().enumerate() {
+            assert_eq!(
+                p.get("embargo_parse_outcome_packets_total", &[("outcome", label)]),
+                Some(100.0 + i as f64),
+                "{label}"
+            );
+        }
+        assert_eq!(
+            p.series("embargo_parse_outcome_packets_total").len(),
+            Stat::COUNT as usize
+        );
+    }
+
+    #[test]
+    fn pushed_values_land_in_their_series() {
+        let (registry, metrics) = registry_with(None);
+        let p = scrape(&registry);
+        // Both reload results exist from the start.
+        assert_eq!(
+            p.get("embargo_reloads_total", &[("result", "success")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            p.get("embargo_reloads_total", &[("result", "failure")]),
+            Some(0.0)
+        );
+        feed(&metrics);
+        metrics.reload_failed();
+        metrics.reload_succeeded(1_700_000_500.0, "n3w");
+        metrics.source_failed("ofac");
+        metrics.events_lost("acme", 1);
+        let p = scrape(&registry);
+        assert_eq!(
+            p.get("embargo_reloads_total", &[("result", "success")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            p.get("embargo_reloads_total", &[("result", "failure")]),
+            Some(1.0)
+        );
+        // Only the digest in force.
+        assert_eq!(p.series("embargo_policy_info").len(), 1);
+        assert_eq!(
+            p.get("embargo_policy_info", &[("digest", "n3w")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            p.get("embargo_last_reload_timestamp_seconds", &[]),
+            Some(1_700_000_500.0)
+        );
+        let src = "embargo_source_last_success_timestamp_seconds";
+        assert_eq!(p.get(src, &[("source", "ofsi")]), Some(1_700_000_100.0));
+        assert_eq!(p.get(src, &[("source", "ofac")]), None);
+        let errs = "embargo_source_fetch_errors_total";
+        assert_eq!(p.get(errs, &[("source", "ofac")]), Some(2.0));
+        assert_eq!(p.get(errs, &[("source", "ofsi")]), Some(0.0));
+        assert_eq!(p.get("embargo_attestation_drift_entries", &[]), Some(3.0));
+        assert_eq!(
+            p.get("embargo_events_lost_total", &[("entity", "acme")]),
+            Some(10.0)
+        );
+    }
+
+    #[test]
+    fn readiness_needs_a_policy_and_every_configured_interface() {
+        let (registry, metrics) = registry_with(None);
+        assert_eq!(
+            metrics.readiness(),
+            Err("the policy is not loaded yet".into())
+        );
+        let p = scrape(&registry);
+        assert_eq!(p.get("embargo_ready", &[]), Some(0.0));
+        // Nothing is known of the data plane without a source: no data-plane series.
+        assert!(p.series("embargo_packets_total").is_empty());
+
+        let mut partial = snapshot();
+        partial.configured.push("eth2".into());
+        let (registry, metrics) = registry_with(Some(Ok(partial)));
+        let reason = metrics.readiness().unwrap_err();
+        assert!(reason.contains("not attached on eth2"), "{reason}");
+        assert_eq!(scrape(&registry).get("embargo_ready", &[]), Some(0.0));
+
+        let (registry, metrics) = registry_with(Some(Ok(snapshot())));
+        assert_eq!(metrics.readiness(), Ok(()));
+        assert_eq!(scrape(&registry).get("embargo_ready", &[]), Some(1.0));
+        metrics.clear_source();
+        assert!(metrics.readiness().is_err());
+        assert_eq!(scrape(&registry).get("embargo_ready", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn a_failing_source_is_not_ready_and_the_rest_still_renders() {
+        let (registry, metrics) = registry_with(Some(Err("lock timed out".into())));
+        metrics.reload_succeeded(1.0, "d");
+        assert_eq!(metrics.readiness(), Err("lock timed out".into()));
+        let p = scrape(&registry);
+        assert_eq!(p.get("embargo_ready", &[]), Some(0.0));
+        assert_eq!(p.get("embargo_policy_info", &[("digest", "d")]), Some(1.0));
+        assert!(p.series("embargo_packets_total").is_empty());
+    }
+
+    #[test]
+    fn readiness_reads_no_kernel_counters() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        metrics.set_source(|kernel: bool| {
+            assert!(!kernel, "readiness asked for the kernel counters");
+            Ok(snapshot())
+        });
+        assert_eq!(metrics.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn trie_entries_count_the_root_and_nodes_in_use() {
+        assert_eq!(trie_entries(0, 24, 4, 0), 0);
+        assert_eq!(trie_entries(1, 24, 4, 0), 1 << 24);
+        assert_eq!(trie_entries(5, 24, 4, 3), (1 << 24) + 48);
+        assert_eq!(trie_entries(5, 24, 8, 2), (1 << 24) + 512);
+    }
+
+    #[test]
+    fn the_documented_listen_address_is_the_default() {
+        use crate::config::{self, MetricsSettings};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for p in ["config/default.toml", "config/examples/full.toml"] {
+            let c = config::load(&root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+            assert_eq!(
+                c.main.metrics.listen,
+                MetricsSettings::DEFAULT_LISTEN,
+                "{p}"
+            );
+        }
+        let bare = config::parse(
+            std::path::Path::new("m.toml"),
+            "enforce = [\"UK\"]\n".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            bare.main.metrics.listen.to_string(),
+            "127.0.0.1:9610",
+            "the default when [metrics] is absent"
+        );
+    }
+
+    #[test]
+    fn registering_twice_in_one_registry_is_refused() {
+        let registry = Registry::new();
+        Metrics::register(&registry).unwrap();
+        let e = Metrics::register(&registry)
+            .err()
+            .expect("a second registration fails");
+        assert!(e.to_string().contains("embargo_reloads_total"), "{e}");
+    }
+}

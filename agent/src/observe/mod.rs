@@ -1,0 +1,12 @@
+//! What the agent shows of itself: Prometheus metrics and the HTTP endpoints that serve them,
+//! drop and monitor events from the data plane, the hash-chained audit log of every applied
+//! policy, and `embargo status`.
+//!
+//! Nothing here decides a verdict: these modules read the data plane's counters and the run
+//! loop's record and render them.
+
+pub mod audit;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod status;

@@ -1,0 +1,594 @@
+//! The running agent's status: what `embargo status` prints, served over the control socket.
+
+use std::{
+    io::Write as _,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use embargo_abi::{Direction, Stat, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// Where the agent listens for `embargo status` by default. Only root can reach it.
+pub const DEFAULT_SOCKET: &str = "/run/embargo/control.sock";
+
+/// A snapshot of the agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub config: PathBuf,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub entities: Vec<EntityStatus>,
+    /// Parse and classification outcomes, by stable label.
+    pub outcomes: Vec<(String, u64)>,
+    /// Every packet the program saw (the sum of terminal outcomes).
+    pub packets_seen: u64,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub map_bytes: u64,
+    /// Digest of the loaded table ([`crate::policy::compile::Compiled::digest`]).
+    pub digest: String,
+    pub reloads: ReloadStatus,
+    /// Entries the last attestation found changed behind the agent's back (and repaired).
+    pub drift_entries: u64,
+    /// Remote sources and their freshness.
+    #[serde(default)]
+    pub sources: Vec<crate::inputs::sources::SourceState>,
+    /// Designations no longer in the list they follow ([`crate::policy::compile::Report::delisted_by_list`]).
+    #[serde(default)]
+    pub delisted_by_list: Vec<String>,
+    /// How this agent started: by adopting the maps a previous agent pinned, or fresh.
+    #[serde(default)]
+    pub start: Option<StartStatus>,
+}
+
+/// How the agent started its data plane.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartStatus {
+    /// `adopted` (the pinned maps of a previous agent, updated by diff) or `fresh` (a new
+    /// data-plane generation; any pinned links were taken over atomically).
+    pub kind: String,
+    /// Why the pinned maps were not reused (`fresh`), or what was adopted.
+    pub reason: String,
+    /// The data-plane generation in use at start.
+    pub generation: String,
+    /// Adopted: prefixes that differed from the pinned maps' (0 when the policy is the same).
+    pub prefixes_changed: u64,
+    /// Adopted: trie entries the diff wrote.
+    pub entries_written: u64,
+    /// Adopted: policy-map entries the diff wrote.
+    pub policies_written: u64,
+    /// Where links and maps are pinned, and whether the pins outlive the agent; `None` with
+    /// `--no-pin`.
+    #[serde(default)]
+    pub pins: Option<crate::dataplane::bpffs::PinFs>,
+}
+
+/// Reload history since the agent started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Policies applied, the initial load included.
+    pub succeeded: u64,
+    /// Reloads refused (bad configuration, guard, data-plane error); the policy stayed.
+    pub failed: u64,
+    pub last_success_unix: i64,
+    /// `initial`, `in_place` or `new_generation`.
+    pub last_kind: String,
+    pub last_error: Option<String>,
+    /// Data-plane generations loaded after the first.
+    pub generations: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    pub role: String,
+    pub mode: String,
+    /// Host egress is enforced too (the TC egress classifier is attached).
+    #[serde(default)]
+    pub egress: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntityStatus {
+    pub id: String,
+    pub name: String,
+    pub action: String,
+    pub direction: String,
+    pub prefixes_v4: usize,
+    pub prefixes_v6: usize,
+    pub counters: Vec<CounterRow>,
+    /// Its designations as they count ([`designation_lines`]), delisted ones marked.
+    #[serde(default)]
+    pub designations: Vec<String>,
+}
+
+/// An enforced entity's designations for people: the current ones (with the list's regime and
+/// date when they follow a list), then those that ended, marked `DELISTED`.
+pub fn designation_lines(e: &crate::policy::compile::CompiledEntity) -> Vec<String> {
+    let line = |d: &crate::config::Designation| {
+        format!(
+            "{} {} · {} · listed {}{}",
+            d.authority,
+            d.reference,
+            d.regime,
+            d.listed_on,
+            d.list
+                .as_ref()
+                .map_or_else(String::new, |l| format!(" · list `{}`", l.get_ref()))
+        )
+    };
+    e.designations
+        .iter()
+        .map(line)
+        .chain(e.delisted.iter().map(|d| {
+            format!(
+                "DELISTED {} (from {})",
+                line(d),
+                d.delisted_on.map_or_else(String::new, |x| x.to_string())
+            )
+        }))
+        .collect()
+}
+
+/// One counter: direction x verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CounterRow {
+    pub direction: String,
+    pub verdict: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl EntityStatus {
+    /// Packets with `verdict` in any direction.
+    pub fn packets(&self, verdict: &str) -> u64 {
+        self.counters
+            .iter()
+            .filter(|c| c.verdict == verdict)
+            .map(|c| c.packets)
+            .sum()
+    }
+}
+
+pub fn direction_label(d: Direction) -> &'static str {
+    match d {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+pub fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Dropped => "dropped",
+        Verdict::Monitored => "monitored",
+    }
+}
+
+/// Builds outcome rows and the packets-seen total from raw stats and the packets counted
+/// against entities (every packet ends in one terminal stat or one entity counter).
+pub fn outcomes(stats: &[u64], counted: u64) -> (Vec<(String, u64)>, u64) {
+    let rows = Stat::ALL
+        .iter()
+        .zip(stats)
+        .map(|((_, label), n)| ((*label).to_owned(), *n))
+        .collect();
+    let seen = stats.iter().take(Stat::TERMINAL as usize).sum::<u64>() + counted;
+    (rows, seen)
+}
+
+/// Errors from `embargo status`.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(
+        "cannot reach the agent at {path}: {source}; is `embargo run` running (and are you root)?"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent at {path} sent an unreadable answer: {message}")]
+    Protocol { path: PathBuf, message: String },
+    /// The agent answered with an error of its own (`{"error": "..."}`).
+    #[error("the agent at {path} answered: {message}")]
+    Agent { path: PathBuf, message: String },
+}
+
+/// Largest answer read from the agent (a table of millions of prefixes fits).
+pub const MAX_ANSWER_BYTES: u64 = 1 << 30;
+/// The whole answer arrives within this long (the agent gives a reader 60 s).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Reads an answer of at most `max` bytes, the whole of it within `deadline`.
+fn read_answer(
+    stream: &mut (impl std::io::Read + SetReadTimeout),
+    max: u64,
+    deadline: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let started = std::time::Instant::now();
+    let mut body = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero());
+        let Some(left) = left else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no complete answer within {}",
+                    humantime::format_duration(deadline)
+                ),
+            ));
+        };
+        stream.set_timeout(left)?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            // A read timeout (EAGAIN) or a signal: the loop checks the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(body);
+        }
+        if body.len() as u64 + n as u64 > max {
+            return Err(std::io::Error::other(format!(
+                "the answer is over {max} bytes"
+            )));
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A stream whose read timeout can be set (a trait so tests can use a socket pair).
+trait SetReadTimeout {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl SetReadTimeout for UnixStream {
+    fn set_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+/// Parses the agent's answer: `T`, or the agent's own error (`{"error": "..."}`).
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    body: &[u8],
+) -> Result<T, StatusError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AgentError {
+        error: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<AgentError>(body) {
+        return Err(StatusError::Agent {
+            path: socket.to_owned(),
+            message: e.error,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| StatusError::Protocol {
+        path: socket.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Sends `request` to the agent at `socket` and parses its JSON answer.
+fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Result<T, StatusError> {
+    let connect = |source| StatusError::Connect {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(connect)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(connect)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .map_err(connect)?;
+    let body = read_answer(&mut stream, MAX_ANSWER_BYTES, ANSWER_TIMEOUT).map_err(connect)?;
+    parse_answer(socket, &body)
+}
+
+/// Asks the agent at `socket` for its status.
+pub fn query(socket: &Path) -> Result<Status, StatusError> {
+    request(socket, "status")
+}
+
+/// Asks the agent at `socket` to attest its kernel maps now (and repair any drift).
+pub fn query_verify(socket: &Path) -> Result<crate::dataplane::Drift, StatusError> {
+    request(socket, "verify")
+}
+
+/// Asks the agent at `socket` for the table it has loaded.
+pub fn query_table(socket: &Path) -> Result<crate::policy::plan::TableSnapshot, StatusError> {
+    request(socket, "table")
+}
+
+/// Renders a status for people.
+pub fn render(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "embargo agent pid {} · config {} · {} IPv4 + {} IPv6 prefixes · {:.1} MiB of maps",
+        s.pid,
+        s.config.display(),
+        s.prefixes_v4,
+        s.prefixes_v6,
+        s.map_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let r = &s.reloads;
+    let _ = writeln!(
+        out,
+        "policy {} · {} applied ({} failed, last: {}) · attestation drift {}",
+        s.digest.get(..16).unwrap_or(&s.digest),
+        r.succeeded,
+        r.failed,
+        r.last_kind,
+        s.drift_entries
+    );
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(out, "last reload error: {e}");
+    }
+    if let Some(st) = &s.start {
+        let _ = match st.kind.as_str() {
+            "adopted" => writeln!(
+                out,
+                "start: adopted the pinned maps of generation {} by diff ({} prefixes changed, {} trie entries and {} policies written)",
+                st.generation, st.prefixes_changed, st.entries_written, st.policies_written
+            ),
+            _ => writeln!(
+                out,
+                "start: fresh generation {} ({})",
+                st.generation, st.reason
+            ),
+        };
+        let _ = match &st.pins {
+            Some(p) => writeln!(out, "pins: {}", p.describe()),
+            None => writeln!(
+                out,
+                "pins: none (--no-pin): enforcement ends when the agent exits"
+            ),
+        };
+    }
+    for src in &s.sources {
+        let _ = writeln!(
+            out,
+            "source {}: {} entries, last success {}, {} fetch errors{}",
+            src.name,
+            src.entries,
+            src.last_success
+                .map_or("never".to_owned(), |t| t.to_rfc3339()),
+            src.fetch_errors_total,
+            src.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (last: {e})"))
+        );
+    }
+    let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE     EGRESS");
+    for i in &s.interfaces {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7}  {:<8} {:<8} {}",
+            i.name,
+            i.ifindex,
+            i.role,
+            i.mode,
+            if i.egress { "on" } else { "off" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nENTITY                  ACTION   DIRECTION  OUT-DROP  OUT-MON  IN-DROP  IN-MON     BYTES"
+    );
+    for e in &s.entities {
+        let get = |d: &str, v: &str| {
+            e.counters
+                .iter()
+                .find(|c| c.direction == d && c.verdict == v)
+                .map_or(0, |c| c.packets)
+        };
+        let bytes: u64 = e.counters.iter().map(|c| c.bytes).sum();
+        let _ = writeln!(
+            out,
+            "{:<23} {:<8} {:<10} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            e.id,
+            e.action,
+            e.direction,
+            get("outbound", "dropped"),
+            get("outbound", "monitored"),
+            get("inbound", "dropped"),
+            get("inbound", "monitored"),
+            bytes
+        );
+    }
+    if s.entities.iter().any(|e| !e.designations.is_empty()) {
+        let _ = writeln!(out, "\nDESIGNATIONS");
+        for e in &s.entities {
+            for d in &e.designations {
+                let _ = writeln!(out, "{:<23} {d}", e.id);
+            }
+        }
+    }
+    if !s.delisted_by_list.is_empty() {
+        let _ = writeln!(out, "\ndelisted: designations no longer in their list");
+        for d in &s.delisted_by_list {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
+    let _ = writeln!(out, "\npackets seen: {}", s.packets_seen);
+    for (label, n) in &s.outcomes {
+        if *n > 0 {
+            let _ = writeln!(out, "  {label:<20} {n}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The agent's own error is shown, not a complaint about the fields a status needs.
+    #[test]
+    fn the_agents_error_answer_is_shown_as_such() {
+        let socket = Path::new("/run/embargo/control.sock");
+        let e = parse_answer::<Status>(socket, br#"{"error":"reading the counters: EPERM"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the agent at /run/embargo/control.sock answered: reading the counters: EPERM"
+        );
+        let e = parse_answer::<Status>(socket, b"{\"pid\": \"x\"").unwrap_err();
+        assert!(matches!(e, StatusError::Protocol { .. }), "{e}");
+    }
+
+    /// Through the socket: an agent answering with its error (a server end of a pair).
+    #[test]
+    fn query_shows_the_agents_error() {
+        let dir = std::env::temp_dir().join(format!("embargo-status-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = [0u8; 7];
+            std::io::Read::read_exact(&mut s, &mut line).unwrap();
+            s.write_all(br#"{"error":"unknown request `nope`"}"#)
+                .unwrap();
+        });
+        let e = query(&path).unwrap_err().to_string();
+        agent.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.ends_with("answered: unknown request `nope`"), "{e}");
+        assert!(!e.contains("missing field"), "{e}");
+    }
+
+    /// An answer over the cap, or one that never ends, is an error, not a hang or a heap.
+    #[test]
+    fn answers_are_read_with_a_cap_and_a_deadline() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = b.write_all(&[b'x'; 300_000]);
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let e = read_answer(&mut a, 100_000, Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("over 100000 bytes"), "{e}");
+        drop(a);
+        writer.join().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        let e = read_answer(&mut a, 100_000, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(b);
+    }
+
+    #[test]
+    fn designations_show_current_and_delisted_with_their_list() {
+        let fixture = |n: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/lists")
+                .join(n)
+                .display()
+                .to_string()
+        };
+        let text = format!(
+            r#"enforce = ["UK", "US"]
+[[lists]]
+name = "uk"
+format = "uk-csv"
+path = "{}"
+[[entities]]
+id = "i-soon"
+name = "i-Soon"
+action = "drop"
+[[entities.designations]]
+authority = "UK"
+regime = "cyber"
+reference = "CYB0114"
+listed_on = 2025-12-09
+source = "s"
+list = "uk"
+[[entities.designations]]
+authority = "US"
+regime = "CYBER2"
+reference = "sample"
+listed_on = 2025-01-03
+source = "s"
+[[entities.networks]]
+prefixes = ["192.0.2.1"]
+[entities.networks.evidence]
+kind = "manual"
+source = "t"
+retrieved = 2026-01-01
+confidence = "low"
+"#,
+            fixture("UK_Sanctions_List.delisted.csv")
+        );
+        let c = crate::config::parse(Path::new("t.toml"), text).unwrap();
+        let r = crate::policy::resolve::resolve(&c).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        let compiled = crate::policy::compile::compile(&c, &r, day).unwrap();
+        let lines = designation_lines(&compiled.entities[0]);
+        assert_eq!(
+            lines,
+            [
+                "US sample · CYBER2 · listed 2025-01-03",
+                "DELISTED UK CYB0114 · cyber · listed 2025-12-09 · list `uk` (from 2026-06-20)"
+            ]
+        );
+        let status = Status {
+            pid: 1,
+            config: "t.toml".into(),
+            interfaces: Vec::new(),
+            entities: vec![EntityStatus {
+                id: "i-soon".into(),
+                name: "i-Soon".into(),
+                action: "drop".into(),
+                direction: "both".into(),
+                prefixes_v4: 1,
+                prefixes_v6: 0,
+                counters: Vec::new(),
+                designations: lines,
+            }],
+            outcomes: Vec::new(),
+            packets_seen: 0,
+            prefixes_v4: 1,
+            prefixes_v6: 0,
+            map_bytes: 0,
+            digest: String::new(),
+            reloads: ReloadStatus::default(),
+            drift_entries: 0,
+            sources: Vec::new(),
+            delisted_by_list: compiled.report.delisted_by_list.clone(),
+            start: None,
+        };
+        let text = render(&status);
+        assert!(
+            text.contains("i-soon                  DELISTED UK CYB0114"),
+            "{text}"
+        );
+        assert!(
+            text.contains("delisted: designations no longer in their list"),
+            "{text}"
+        );
+    }
+}
