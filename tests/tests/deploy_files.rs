@@ -130,6 +130,32 @@ fn every_yaml_file_parses() {
     }
 }
 
+/// Kubernetes asks the agent's own endpoints: readiness is /readyz (policy loaded and attached),
+/// liveness /healthz (the process answers), both on the metrics port over loopback; neither
+/// runs a command in the container nor scrapes every counter through /metrics.
+#[test]
+fn the_daemonset_probes_readyz_and_healthz() {
+    let docs = yaml(DAEMONSET);
+    let ds = of_kind(&docs, "DaemonSet");
+    let c = &ds["spec"]["template"]["spec"]["containers"][0];
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let p = &c[probe];
+        assert!(p["exec"].is_badvalue(), "{probe} runs a command");
+        let get = &p["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(get["port"].as_str(), Some("metrics"), "{probe}");
+        assert_eq!(get["host"].as_str(), Some("127.0.0.1"), "{probe}");
+    }
+    // The port the probes name is the one the agent listens on.
+    let ports = c["ports"].as_vec().unwrap();
+    assert!(ports.iter().any(
+        |p| p["name"].as_str() == Some("metrics") && p["containerPort"].as_i64() == Some(9610)
+    ));
+    let args = strs(&c["args"]);
+    let listen = args.iter().position(|a| *a == "--metrics-listen").unwrap();
+    assert!(args[listen + 1].ends_with(":9610"), "{args:?}");
+}
+
 #[test]
 fn the_daemonset_grants_exactly_the_measured_capabilities() {
     let docs = yaml(DAEMONSET);
@@ -379,7 +405,7 @@ fn promtool_checks_and_tests_the_alert_rules() {
         text(&check.stderr)
     );
     assert!(
-        text(&check.stdout).contains("SUCCESS: 6 rules found"),
+        text(&check.stdout).contains("SUCCESS: 11 rules found"),
         "{}",
         text(&check.stdout)
     );
@@ -408,7 +434,7 @@ fn every_alert_is_tested_firing_and_quiet() {
         .flat_map(|g| g["rules"].as_vec().unwrap())
         .filter_map(|r| r["alert"].as_str())
         .collect();
-    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts.len(), 11, "{alerts:?}");
     let tests = yaml(ALERT_TESTS);
     let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
     for t in tests[0]["tests"].as_vec().unwrap() {
@@ -423,6 +449,51 @@ fn every_alert_is_tested_firing_and_quiet() {
     }
     assert_eq!(firing, alerts, "alerts without a firing test");
     assert_eq!(quiet, alerts, "alerts without a quiet test");
+}
+
+/// Each alert links to its own section of deploy/RUNBOOK.md, and the runbook has no section for
+/// an alert that does not exist.
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let rules = yaml(ALERTS);
+    let runbook = read("RUNBOOK.md");
+    // GitHub's anchors for `## Name` headings: lower case.
+    let sections: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let mut linked = BTreeSet::new();
+    for rule in rules[0]["groups"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_vec().unwrap())
+    {
+        let Some(alert) = rule["alert"].as_str() else {
+            continue;
+        };
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        let anchor = url
+            .strip_prefix("deploy/RUNBOOK.md#")
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} is not deploy/RUNBOOK.md#..."));
+        assert_eq!(
+            anchor,
+            alert.to_lowercase(),
+            "{alert} links to another alert's section"
+        );
+        assert!(
+            sections.contains(anchor),
+            "{alert}: deploy/RUNBOOK.md has no `## {alert}` section"
+        );
+        linked.insert(anchor.to_owned());
+    }
+    assert_eq!(
+        linked, sections,
+        "runbook sections without an alert, or the reverse"
+    );
 }
 
 #[test]
