@@ -5,7 +5,8 @@
 //! * cargo-fuzz, for the fuzz targets in `fuzz/` (see [`cargo_fuzz`]);
 //! * Debian packages the tests use: iproute2 (`ip netns`, veth), prometheus (`promtool` for the
 //!   alert rules in deploy/), systemd (`systemd-analyze` for the unit in deploy/), g++
-//!   (libFuzzer, which the fuzz targets link, is C++).
+//!   (libFuzzer, which the fuzz targets link, is C++), nftables and ipset (`embargo export`'s
+//!   files are loaded into the real tools).
 
 use std::{
     fs,
@@ -27,6 +28,8 @@ const DEBIAN: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("systemd-analyze", "systemd"),
     ("g++", "g++"),
+    ("nft", "nftables"),
+    ("ipset", "ipset"),
 ];
 
 pub fn run() -> Result<()> {
