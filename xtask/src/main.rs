@@ -195,6 +195,8 @@ fn test(no_lint: bool, with_matrix: bool) -> Result<()> {
             "-D",
             "warnings",
         ]))?;
+        // Licences and duplicate crates (deny.toml); advisories need the RustSec database.
+        exec(cargo().args(["deny", "check", "licenses", "bans"]))?;
     }
     let mut tally = Tally::default();
     // Unit tests: everything that needs no root.

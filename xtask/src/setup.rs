@@ -3,6 +3,7 @@
 //! * the nightly toolchain's `rust-src` (the eBPF crate builds `core` with `-Z build-std`);
 //! * bpf-linker, built against the nightly rustc's own LLVM (see [`bpf_linker`]);
 //! * cargo-fuzz, for the fuzz targets in `fuzz/` (see [`cargo_fuzz`]);
+//! * cargo-deny, for the licence and duplicate-crate checks of `deny.toml` (see [`cargo_deny`]);
 //! * Debian packages the tests use: iproute2 (`ip netns`, veth), prometheus (`promtool` for the
 //!   alert rules in deploy/), systemd (`systemd-analyze` for the unit in deploy/), g++
 //!   (libFuzzer, which the fuzz targets link, is C++), nftables and ipset (`embargo export`'s
@@ -22,6 +23,8 @@ use crate::exec;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Pinned like bpf-linker.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// Pinned like bpf-linker.
+const CARGO_DENY_VERSION: &str = "0.20.2";
 /// Debian packages: (command that proves it is installed, package).
 const DEBIAN: &[(&str, &str)] = &[
     ("ip", "iproute2"),
@@ -37,6 +40,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     debian()?;
     cargo_fuzz()?;
+    cargo_deny()?;
     Ok(())
 }
 
@@ -149,6 +153,30 @@ pub fn cargo_fuzz() -> Result<()> {
         "--force",
         "--version",
         CARGO_FUZZ_VERSION,
+    ]))
+}
+
+/// cargo-deny at [`CARGO_DENY_VERSION`], built from crates.io (its advisories check needs the
+/// RustSec database, which these machines cannot reach; licences and bans need nothing more).
+pub fn cargo_deny() -> Result<()> {
+    let wanted = format!("cargo-deny {CARGO_DENY_VERSION}");
+    let have = Command::new("cargo")
+        .args(["deny", "--version"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if have.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    eprintln!("installing cargo-deny {CARGO_DENY_VERSION} (a few minutes)");
+    exec(Command::new("cargo").args([
+        "install",
+        "cargo-deny",
+        "--locked",
+        "--force",
+        "--version",
+        CARGO_DENY_VERSION,
     ]))
 }
 

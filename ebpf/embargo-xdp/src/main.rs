@@ -253,6 +253,8 @@ mod xdp {
         loop {}
     }
 
+    /// The licence the kernel sees: this crate is Apache-2.0 OR GPL-2.0-only (ebpf/LICENSE.md),
+    /// and the object is loaded under the GPL, which the kernel's GPL-only helpers require.
     #[unsafe(link_section = "license")]
     #[unsafe(no_mangle)]
     static LICENSE: [u8; 4] = *b"GPL\0";
