@@ -331,14 +331,31 @@ async fn respond<B>(
     }
     match req.uri().path() {
         "/metrics" => {
-            // Reads the BPF maps (and may wait for the agent's lock): off the runtime workers.
-            match tokio::task::spawn_blocking(move || metrics::render(&registry)).await {
-                Ok(Ok(body)) => {
-                    let mut r = text(StatusCode::OK, body);
-                    r.headers_mut().insert(
+            let gzip = accepts_gzip(req.headers());
+            // Reads the BPF maps (and may wait for the agent's lock), and compresses: off the
+            // runtime workers.
+            let rendered = tokio::task::spawn_blocking(move || {
+                metrics::render(&registry).map(|body| {
+                    if gzip {
+                        (gzipped(body.as_bytes()), true)
+                    } else {
+                        (Bytes::from(body), false)
+                    }
+                })
+            });
+            match rendered.await {
+                Ok(Ok((body, gzipped))) => {
+                    let mut r = Response::new(Full::new(body));
+                    let h = r.headers_mut();
+                    h.insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static(prometheus::TEXT_FORMAT),
                     );
+                    // Caches between Prometheus and the agent keep the two forms apart.
+                    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                    if gzipped {
+                        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    }
                     r
                 }
                 Ok(Err(e)) => text(
@@ -370,6 +387,42 @@ async fn respond<B>(
     }
 }
 
+/// Whether the request's `Accept-Encoding` takes gzip (Prometheus sends `gzip`): a `gzip` or
+/// `*` coding whose quality is not 0. Linear in the header; a malformed one means no.
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            if !(name.eq_ignore_ascii_case("gzip") || name == "*") {
+                return false;
+            }
+            // `q=0` (or 0.0, 0.00...) refuses the coding.
+            !parts.any(|p| {
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            })
+        })
+}
+
+/// `body` gzip-compressed at the fastest level: the text exposition format compresses about
+/// tenfold even so, and a scrape should not cost the agent more CPU than it saves the network.
+fn gzipped(body: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).expect("writing to a Vec cannot fail");
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
+
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -389,15 +442,101 @@ mod tests {
 
     /// One HTTP/1.0 request (the server closes after the response); status and body.
     async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+        let (status, head, body) = request_with(addr, method, path, "").await;
+        (status, head, String::from_utf8(body).unwrap())
+    }
+
+    /// As [`request`], with extra header lines (each ending in CRLF) and the raw body.
+    async fn request_with(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &str,
+    ) -> (u16, String, Vec<u8>) {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes())
             .await
             .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).await.unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_owned(), body.to_owned())
+        (status, head, raw[split + 4..].to_vec())
+    }
+
+    /// Prometheus asks for gzip: the body is the same text, compressed, and says so; a client
+    /// that does not ask (or refuses gzip with q=0) gets plain text.
+    #[tokio::test]
+    async fn metrics_are_gzipped_when_the_scraper_accepts_it() {
+        use std::io::Read as _;
+        let (addr, metrics) = serve().await;
+        metrics.reload_succeeded(1.0, "abc");
+        let (_, _, plain) = request_with(addr, "GET", "/metrics", "").await;
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            plain.contains("embargo_policy_info{digest=\"abc\"} 1"),
+            "{plain}"
+        );
+
+        let prometheus = "Accept-Encoding: gzip\r\n";
+        let (status, head, body) = request_with(addr, "GET", "/metrics", prometheus).await;
+        assert_eq!(status, 200, "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("content-encoding: gzip"), "{head}");
+        assert!(lower.contains("vary: accept-encoding"), "{head}");
+        assert!(
+            body.len() < plain.len(),
+            "{} >= {}",
+            body.len(),
+            plain.len()
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        // The same series (the scrape-time gauges may differ by their own values only).
+        let names = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("# TYPE"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(names(&text), names(&plain));
+
+        for refused in [
+            "Accept-Encoding: gzip;q=0\r\n",
+            "Accept-Encoding: br, deflate\r\n",
+        ] {
+            let (_, head, body) = request_with(addr, "GET", "/metrics", refused).await;
+            assert!(
+                !head.to_ascii_lowercase().contains("content-encoding"),
+                "{refused}: {head}"
+            );
+            assert!(
+                String::from_utf8(body)
+                    .unwrap()
+                    .contains("embargo_policy_info")
+            );
+        }
+    }
+
+    #[test]
+    fn accept_encoding_is_read_as_http_says() {
+        let h = |v: &str| {
+            let mut m = hyper::HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_gzip(&m)
+        };
+        assert!(h("gzip"));
+        assert!(h("GZIP"));
+        assert!(h("identity, gzip;q=0.5"));
+        assert!(h("*"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("gzip; q=0.000"));
+        assert!(!h("deflate, br"));
+        assert!(!h(""));
+        assert!(!accepts_gzip(&hyper::HeaderMap::new()));
     }
 
     async fn serve() -> (SocketAddr, Metrics) {

@@ -434,6 +434,16 @@ impl Metrics {
         };
         let collector = DataplaneCollector::new(source).map_err(err)?;
         registry.register(Box::new(collector)).map_err(err)?;
+        // The standard process_* series (CPU, memory, descriptors and their limit, start time),
+        // read from /proc/self at scrape time, as every Prometheus client exports them.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .map_err(|source| MetricsError::Register {
+                name: "the process collector",
+                source,
+            })?;
         Ok(m)
     }
 
@@ -925,8 +935,25 @@ mod tests {
         feed(&metrics);
         let p = scrape(&registry);
         let documented: BTreeSet<&str> = FAMILIES.iter().map(|f| f.name).collect();
-        let exposed: BTreeSet<&str> = p.types.keys().map(String::as_str).collect();
+        // The process collector's standard families come on top of Embargo's own.
+        let (process, exposed): (BTreeSet<&str>, BTreeSet<&str>) = p
+            .types
+            .keys()
+            .map(String::as_str)
+            .partition(|n| n.starts_with("process_"));
         assert_eq!(exposed, documented);
+        for standard in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                process.contains(standard),
+                "{standard} missing: {process:?}"
+            );
+        }
         for f in FAMILIES {
             let kind = match f.kind {
                 Kind::Counter => "counter",
