@@ -15,8 +15,10 @@
 //! * [`observe`]: metrics and the HTTP endpoints, drop events, the audit log, `status`;
 //! * [`run`]: the agent loop: start, reload, control socket;
 //! * [`files`]: the bounded reader and the symlink-safe writer every module uses;
-//! * [`cli`]: the command line's library side.
+//! * [`cli`]: the command line's library side; [`build_info`]: the version, commit and build
+//!   date.
 
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod dataplane;

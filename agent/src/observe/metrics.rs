@@ -131,6 +131,12 @@ pub const POLICY_INFO: Family = Family {
     labels: &["digest"],
     help: "Always 1; the digest label is the SHA-256 of the loaded table (entities, actions, directions, prefixes), as `embargo check` prints it.",
 };
+pub const BUILD_INFO: Family = Family {
+    name: "embargo_build_info",
+    kind: Kind::Gauge,
+    labels: &["build_date", "commit", "version"],
+    help: "Always 1; the labels say which build of the agent runs: its version, git commit and build date, as `embargo --version` prints them.",
+};
 pub const LAST_RELOAD: Family = Family {
     name: "embargo_last_reload_timestamp_seconds",
     kind: Kind::Gauge,
@@ -181,7 +187,8 @@ pub const EVENTS_LOST: Family = Family {
 };
 
 /// Every family Embargo exposes.
-pub const FAMILIES: [Family; 15] = [
+pub const FAMILIES: [Family; 16] = [
+    BUILD_INFO,
     PACKETS,
     BYTES,
     PREFIXES,
@@ -418,6 +425,14 @@ impl Metrics {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
+        // Set once: a build does not change while it runs.
+        handle(registry, &BUILD_INFO, IntGaugeVec::new)?
+            .with_label_values(&[
+                crate::build_info::BUILD_DATE,
+                crate::build_info::COMMIT,
+                crate::build_info::VERSION,
+            ])
+            .set(1);
         let m = Self {
             reloads,
             policy_info: handle(registry, &POLICY_INFO, IntGaugeVec::new)?,
