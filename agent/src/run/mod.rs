@@ -9,7 +9,7 @@
 //! state writer's thread ([`state::Writer`]): a reload only hands it the change, under the lock;
 //! at start the agent waits for the first write, and before it exits for the last.
 //!
-//! The pieces: [`start`] (reuse the pinned maps or load fresh), [`reload`] (compile again and
+//! The pieces: [`start`] (reuse the pinned maps or load fresh), [`reload`](mod@reload) (compile again and
 //! apply), [`control`] (the control socket `embargo status` and `plan` talk to); [`run`] here
 //! wires them, with the metrics, events, watcher and attestation, until a signal ends it.
 
