@@ -10,6 +10,7 @@ use embargo::{
         args::{AuditCommand, Cli, Command, ImportCommand},
         commands,
         exit::Exit,
+        import,
     },
     policy::{compile::Compiled, resolve::SourceStatus},
 };
@@ -58,10 +59,10 @@ fn command(cli: Cli) -> Exit {
         Command::Fetch { config } => commands::fetch(&config),
         Command::Import {
             format: ImportCommand::List(format),
-        } => commands::import_list(format),
+        } => import::list(format),
         Command::Import {
             format: ImportCommand::Indicators(format),
-        } => commands::import_indicators(format),
+        } => import::indicators(format),
         Command::Plan {
             config,
             control_socket,

@@ -1,6 +1,7 @@
 //! The command line's library side: its arguments ([`args`]), its exit statuses ([`exit`]),
 //! what it prints ([`output`]) and the body of each command that is more than a call into
-//! another module ([`commands`]). The `embargo` binary parses, dispatches and exits, nothing else.
+//! another module ([`commands`], [`import`]). The `embargo` binary parses, dispatches and
+//! exits, nothing else.
 
 /// Prints to standard output through [`output`]: a closed pipe ends the printing quietly and
 /// the command keeps its exit code.
@@ -22,4 +23,5 @@ macro_rules! errln {
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod import;
 pub mod output;
