@@ -18,7 +18,7 @@ use std::{
 
 /// Exit status when standard output cannot be written for another reason than a closed pipe
 /// (sysexits' EX_IOERR).
-pub const EXIT_IO: i32 = 74;
+pub const EXIT_IO: i32 = super::exit::Exit::Io.code() as i32;
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 

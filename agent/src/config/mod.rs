@@ -747,11 +747,6 @@ pub enum ConfigError {
     Invalid { at: Location, message: String },
 }
 
-impl ConfigError {
-    /// Process exit code for a refused configuration (EX_USAGE, as linkerd uses).
-    pub const EXIT_CODE: i32 = 64;
-}
-
 /// Maps a byte offset to a 1-based line and column. Counts from the start: for one place
 /// only; a parser that names many places builds a [`crate::files::read::LineIndex`] once.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -273,23 +273,20 @@ impl Snapshot {
     }
 
     /// `Ok` when ready (see [`READY`]), else what is missing.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         if self.configured.is_empty() {
-            return Err("no interfaces are configured".into());
+            return Err(NotReady::NoInterfaces);
         }
-        let missing: Vec<&str> = self
+        let missing: Vec<String> = self
             .configured
             .iter()
             .filter(|c| !self.attachments.iter().any(|a| &a.name == *c))
-            .map(String::as_str)
+            .cloned()
             .collect();
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "the XDP program is not attached on {}",
-                missing.join(", ")
-            ))
+            Err(NotReady::NotAttached { missing })
         }
     }
 }
@@ -340,6 +337,23 @@ fn map_usage(dataplane: &Dataplane, entities: usize) -> Vec<MapUsage> {
             capacity: u64::from(ls.policy_capacity) * u64::from(COUNTERS_PER_ENTITY),
         },
     ]
+}
+
+/// Why the agent is not ready (`/readyz` answers 503 with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// No [`Source`] is installed: the policy is not loaded yet (or no longer).
+    #[error("the policy is not loaded yet")]
+    NoPolicy,
+    /// The agent has no interface to enforce on.
+    #[error("no interfaces are configured")]
+    NoInterfaces,
+    /// Configured interfaces the program is not attached to.
+    #[error("the XDP program is not attached on {}", .missing.join(", "))]
+    NotAttached { missing: Vec<String> },
+    /// The source could not answer.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// Why a [`Source`] could not answer.
@@ -474,14 +488,11 @@ impl Metrics {
     }
 
     /// `Ok` when ready (see [`READY`]), else why not, for `/readyz`. Reads no BPF map.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         let Some(source) = current(&self.source) else {
-            return Err("the policy is not loaded yet".into());
+            return Err(NotReady::NoPolicy);
         };
-        match source.snapshot(false) {
-            Ok(s) => s.readiness(),
-            Err(e) => Err(e.to_string()),
-        }
+        source.snapshot(false)?.readiness()
     }
 
     /// A policy was loaded (at startup) or reloaded and is in force: `digest` is
@@ -1144,13 +1155,15 @@ mod tests {
         );
     }
 
+    /// Readiness as `/readyz` says it.
+    fn ready(metrics: &Metrics) -> Result<(), String> {
+        metrics.readiness().map_err(|e| e.to_string())
+    }
+
     #[test]
     fn readiness_needs_a_policy_and_every_configured_interface() {
         let (registry, metrics) = registry_with(None);
-        assert_eq!(
-            metrics.readiness(),
-            Err("the policy is not loaded yet".into())
-        );
+        assert_eq!(ready(&metrics), Err("the policy is not loaded yet".into()));
         let p = scrape(&registry);
         assert_eq!(p.get("embargo_ready", &[]), Some(0.0));
         // Nothing is known of the data plane without a source: no data-plane series.
@@ -1159,12 +1172,12 @@ mod tests {
         let mut partial = snapshot();
         partial.configured.push("eth2".into());
         let (registry, metrics) = registry_with(Some(Ok(partial)));
-        let reason = metrics.readiness().unwrap_err();
+        let reason = ready(&metrics).unwrap_err();
         assert!(reason.contains("not attached on eth2"), "{reason}");
         assert_eq!(scrape(&registry).get("embargo_ready", &[]), Some(0.0));
 
         let (registry, metrics) = registry_with(Some(Ok(snapshot())));
-        assert_eq!(metrics.readiness(), Ok(()));
+        assert_eq!(ready(&metrics), Ok(()));
         assert_eq!(scrape(&registry).get("embargo_ready", &[]), Some(1.0));
         metrics.clear_source();
         assert!(metrics.readiness().is_err());
@@ -1175,7 +1188,7 @@ mod tests {
     fn a_failing_source_is_not_ready_and_the_rest_still_renders() {
         let (registry, metrics) = registry_with(Some(Err("lock timed out".into())));
         metrics.reload_succeeded(1.0, "d");
-        assert_eq!(metrics.readiness(), Err("lock timed out".into()));
+        assert_eq!(ready(&metrics), Err("lock timed out".into()));
         let p = scrape(&registry);
         assert_eq!(p.get("embargo_ready", &[]), Some(0.0));
         assert_eq!(p.get("embargo_policy_info", &[("digest", "d")]), Some(1.0));
@@ -1190,7 +1203,7 @@ mod tests {
             assert!(!kernel, "readiness asked for the kernel counters");
             Ok(snapshot())
         });
-        assert_eq!(metrics.readiness(), Ok(()));
+        assert_eq!(ready(&metrics), Ok(()));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::{
 use embargo_abi::{Direction, Stat, Verdict};
 use serde::{Deserialize, Serialize};
 
+use crate::run::control::Request;
+
 /// Where the agent listens for `embargo status` by default. Only root can reach it.
 pub const DEFAULT_SOCKET: &str = "/run/embargo/control.sock";
 
@@ -48,7 +50,7 @@ pub struct Status {
 pub struct StartStatus {
     /// `adopted` (the pinned maps of a previous agent, updated by diff) or `fresh` (a new
     /// data-plane generation; any pinned links were taken over atomically).
-    pub kind: String,
+    pub kind: StartKind,
     /// Why the pinned maps were not reused (`fresh`), or what was adopted.
     pub reason: String,
     /// The data-plane generation in use at start.
@@ -65,6 +67,70 @@ pub struct StartStatus {
     pub pins: Option<crate::dataplane::bpffs::PinFs>,
 }
 
+/// How the agent started its data plane; serialized as `adopted` or `fresh`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartKind {
+    /// The maps a previous agent pinned, with the policy applied as a diff.
+    Adopted,
+    /// A new data-plane generation.
+    #[default]
+    Fresh,
+}
+
+impl StartKind {
+    /// The label status, logs and tests use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StartKind::Adopted => "adopted",
+            StartKind::Fresh => "fresh",
+        }
+    }
+}
+
+/// How a policy was applied; serialized as `initial`, `in_place` or `new_generation`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadKind {
+    /// The policy the agent started with.
+    #[default]
+    Initial,
+    /// Written into the running data plane's maps.
+    InPlace,
+    /// Loaded as a new data-plane generation that took over every interface.
+    NewGeneration,
+}
+
+impl ReloadKind {
+    /// The label status, logs and tests use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReloadKind::Initial => "initial",
+            ReloadKind::InPlace => "in_place",
+            ReloadKind::NewGeneration => "new_generation",
+        }
+    }
+}
+
+/// Labels print and compare as the strings they serialize to.
+macro_rules! label {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+label!(StartKind);
+label!(ReloadKind);
+
 /// Reload history since the agent started.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReloadStatus {
@@ -74,7 +140,7 @@ pub struct ReloadStatus {
     pub failed: u64,
     pub last_success_unix: i64,
     /// `initial`, `in_place` or `new_generation`.
-    pub last_kind: String,
+    pub last_kind: ReloadKind,
     pub last_error: Option<String>,
     /// Data-plane generations loaded after the first.
     pub generations: u64,
@@ -286,7 +352,10 @@ fn parse_answer<T: serde::de::DeserializeOwned>(
 }
 
 /// Sends `request` to the agent at `socket` and parses its JSON answer.
-fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Result<T, StatusError> {
+fn request<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    request: Request,
+) -> Result<T, StatusError> {
     let connect = |source| StatusError::Connect {
         path: socket.to_owned(),
         source,
@@ -296,7 +365,7 @@ fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Resu
         .set_write_timeout(Some(Duration::from_secs(30)))
         .map_err(connect)?;
     stream
-        .write_all(format!("{request}\n").as_bytes())
+        .write_all(request.line().as_bytes())
         .map_err(connect)?;
     let body = read_answer(&mut stream, MAX_ANSWER_BYTES, ANSWER_TIMEOUT).map_err(connect)?;
     parse_answer(socket, &body)
@@ -304,17 +373,17 @@ fn request<T: serde::de::DeserializeOwned>(socket: &Path, request: &str) -> Resu
 
 /// Asks the agent at `socket` for its status.
 pub fn query(socket: &Path) -> Result<Status, StatusError> {
-    request(socket, "status")
+    request(socket, Request::Status)
 }
 
 /// Asks the agent at `socket` to attest its kernel maps now (and repair any drift).
 pub fn query_verify(socket: &Path) -> Result<crate::dataplane::Drift, StatusError> {
-    request(socket, "verify")
+    request(socket, Request::Verify)
 }
 
 /// Asks the agent at `socket` for the table it has loaded.
 pub fn query_table(socket: &Path) -> Result<crate::policy::plan::TableSnapshot, StatusError> {
-    request(socket, "table")
+    request(socket, Request::Table)
 }
 
 /// Renders a status for people.
@@ -344,13 +413,13 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "last reload error: {e}");
     }
     if let Some(st) = &s.start {
-        let _ = match st.kind.as_str() {
-            "adopted" => writeln!(
+        let _ = match st.kind {
+            StartKind::Adopted => writeln!(
                 out,
                 "start: adopted the pinned maps of generation {} by diff ({} prefixes changed, {} trie entries and {} policies written)",
                 st.generation, st.prefixes_changed, st.entries_written, st.policies_written
             ),
-            _ => writeln!(
+            StartKind::Fresh => writeln!(
                 out,
                 "start: fresh generation {} ({})",
                 st.generation, st.reason
@@ -590,5 +659,33 @@ confidence = "low"
             text.contains("delisted: designations no longer in their list"),
             "{text}"
         );
+    }
+
+    /// The kinds are enums in the code and the same strings as before on the wire, in the text
+    /// and in comparisons (`restart.rs` and `netns.rs` compare them with string literals).
+    #[test]
+    fn start_and_reload_kinds_keep_their_strings() {
+        for (kind, text) in [(StartKind::Adopted, "adopted"), (StartKind::Fresh, "fresh")] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<StartKind>(&format!("\"{text}\"")).unwrap(),
+                kind
+            );
+            assert_eq!(kind.to_string(), text);
+            assert_eq!(kind, text);
+        }
+        for (kind, text) in [
+            (ReloadKind::Initial, "initial"),
+            (ReloadKind::InPlace, "in_place"),
+            (ReloadKind::NewGeneration, "new_generation"),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<ReloadKind>(&format!("\"{text}\"")).unwrap(),
+                kind
+            );
+            assert_eq!(kind.to_string(), text);
+            assert_eq!(kind, text);
+        }
     }
 }

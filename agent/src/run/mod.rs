@@ -2,28 +2,38 @@
 //! kernel maps, write drop and monitor events, and detach cleanly on SIGINT or SIGTERM.
 //!
 //! At start, with a pin folder, the maps a previous agent pinned are reused when the state file
-//! agrees with them ([`start_dataplane`]): the policy is applied to them as a diff and the pinned
+//! agrees with them ([`start`]): the policy is applied to them as a diff and the pinned
 //! links are taken over, so counters continue and nothing is rewritten that did not change.
 //! Otherwise a fresh generation is loaded (the log and `embargo status` say why) and takes the
 //! pinned links over atomically. The state file is written after every policy applied, by the
 //! state writer's thread ([`state::Writer`]): a reload only hands it the change, under the lock;
 //! at start the agent waits for the first write, and before it exits for the last.
+//!
+//! The pieces: [`start`] (reuse the pinned maps or load fresh), [`reload`](mod@reload) (compile again and
+//! apply), [`control`] (the control socket `embargo status` and `plan` talk to); [`run`] here
+//! wires them, with the metrics, events, watcher and attestation, until a signal ends it.
+
+pub mod control;
+mod reload;
+mod start;
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    os::unix::fs::{DirBuilderExt as _, MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::UnixListener,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::signal::unix::{SignalKind, signal};
 
+pub use self::reload::ReloadError;
+use self::{
+    control::{MAX_CONTROL_CONNECTIONS, bind_control, serve},
+    reload::reload,
+    start::{Started, start_dataplane, to_carried},
+};
 use crate::{
     config::{self, Interface},
     dataplane::{Dataplane, DataplaneError, Drift, EntityCounters, state},
@@ -31,9 +41,7 @@ use crate::{
         audit::{self, AuditLog},
         events, http,
         metrics::{self, Metrics, Snapshot},
-        status::{
-            self, CounterRow, EntityStatus, InterfaceStatus, ReloadStatus, StartStatus, Status,
-        },
+        status::{ReloadKind, ReloadStatus, StartKind, StartStatus},
     },
     policy::{EntityIndex, Policy, compile::Compiled, plan::TableSnapshot, resolve::Resolved},
 };
@@ -134,13 +142,13 @@ pub(crate) struct Shared {
 /// A file's modification time (seconds, nanoseconds), size and inode.
 type Fingerprint = (i64, i64, u64, u64);
 
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
+pub(super) fn fingerprint(path: &Path) -> Option<Fingerprint> {
     std::fs::metadata(path)
         .ok()
         .map(|m| (m.mtime(), m.mtime_nsec(), m.len(), m.ino()))
 }
 
-fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
+pub(super) fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
     resolved
         .paths
         .iter()
@@ -148,7 +156,7 @@ fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
         .collect()
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -158,129 +166,6 @@ impl Shared {
     /// Whether any watched file changed since it was read.
     fn files_changed(&self) -> bool {
         self.watched.iter().any(|(p, f)| fingerprint(p) != *f)
-    }
-
-    /// Applies a newly compiled policy: in place when it fits, else as a new data-plane
-    /// generation that takes over every interface atomically. Either way the interfaces are
-    /// never without a program, and on error the running policy stays as it was.
-    fn apply(
-        &mut self,
-        config: &config::Config,
-        resolved: &Resolved,
-        compiled: Compiled,
-    ) -> Result<&'static str, String> {
-        let old_snapshot = TableSnapshot::of(&self.compiled);
-        let mut index = self.index.clone();
-        let policy = index.policy(&compiled);
-        let kind = match self.dataplane.apply(&policy) {
-            Ok(stats) => {
-                tracing::info!(
-                    prefixes_changed = stats.prefixes_changed,
-                    entries_written = stats.entries_written,
-                    nodes_allocated = stats.nodes_allocated,
-                    nodes_released = stats.nodes_released,
-                    policies_written = stats.policies_written,
-                    "applied in place"
-                );
-                self.index = index;
-                self.policy = policy;
-                "in_place"
-            }
-            Err(DataplaneError::NeedsRebuild { reason }) => {
-                tracing::info!(%reason, "loading a new data-plane generation");
-                let mut index = EntityIndex::default();
-                let policy = index.policy(&compiled);
-                let mut next = Dataplane::load(&policy).map_err(|e| e.to_string())?;
-                // Carry the old generation's counters so totals never go back.
-                let old = self.dataplane.counters().map_err(|e| e.to_string())?;
-                for (e, c) in self.policy.entities.iter().zip(old) {
-                    let acc = self.carried.entry(e.id.clone()).or_default();
-                    for d in 0..2 {
-                        for v in 0..2 {
-                            acc.slots[d][v].packets += c.slots[d][v].packets;
-                            acc.slots[d][v].bytes += c.slots[d][v].bytes;
-                        }
-                    }
-                }
-                next.take_over(&mut self.dataplane)
-                    .map_err(|e| e.to_string())?;
-                self.dataplane = next;
-                self.index = index;
-                self.policy = policy;
-                self.reloads.generations += 1;
-                "new_generation"
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        // Events: the rate and burst follow the configuration; the output stays as at start.
-        let limits = if self.events {
-            let e = &config.main.events;
-            embargo_abi::EventLimits::per_second(e.rate_per_entity, e.burst)
-        } else {
-            embargo_abi::EventLimits::OFF
-        };
-        if let Err(e) = self.dataplane.set_event_limits(limits) {
-            tracing::error!(error = %e, "the event limits could not be updated");
-        }
-        if let Err(e) = audit::record_applied(
-            &mut self.audit,
-            config,
-            resolved,
-            &old_snapshot,
-            &self.compiled.listed,
-            &compiled,
-        ) {
-            tracing::error!(error = %e, "the applied policy could not be recorded in the audit log");
-        }
-        self.compiled = compiled;
-        self.save_state();
-        Ok(kind)
-    }
-
-    /// Hands what the pinned maps now hold to the state writer, which writes the state file
-    /// and then unpins the maps of older generations (only once the file names a newer one).
-    /// Costs what the reload changed, not the size of the policy. A failure is logged: the
-    /// next agent then loads a fresh generation, without a gap.
-    fn save_state(&mut self) {
-        let Some(writer) = &self.state_writer else {
-            return;
-        };
-        let carried = self
-            .carried
-            .iter()
-            .map(|(id, c)| (id.clone(), to_carried(c)))
-            .collect();
-        match self
-            .dataplane
-            .state_update(self.index.ids(), &self.compiled.digest(), carried)
-        {
-            Ok(Some(update)) => writer.send(update),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "the state file could not be written; a restarted agent will load a fresh generation");
-            }
-        }
-    }
-
-    /// Records the outcome of a reload attempt.
-    fn reloaded(&mut self, trigger: &str, result: Result<&'static str, String>) {
-        match result {
-            Ok(kind) => {
-                self.reloads.succeeded += 1;
-                self.reloads.last_success_unix = unix_now();
-                self.reloads.last_error = None;
-                self.reloads.last_kind = kind.into();
-                self.metrics
-                    .reload_succeeded(metrics::unix_now(), &self.compiled.digest());
-                tracing::info!(trigger, kind, digest = %self.compiled.digest(), "policy reloaded");
-            }
-            Err(e) => {
-                self.reloads.failed += 1;
-                self.metrics.reload_failed();
-                tracing::error!(trigger, error = %e, "reload failed; the running policy stays in force");
-                self.reloads.last_error = Some(e);
-            }
-        }
     }
 
     /// Reads the kernel maps back, compares them with what was written, and repairs drift.
@@ -299,34 +184,6 @@ impl Shared {
         self.metrics.set_drift(drift.total());
         Ok(drift)
     }
-}
-
-/// Compiles the configuration again (off the async threads) and applies it.
-async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
-    let path = shared.lock().expect("not poisoned").config.clone();
-    let compiled =
-        tokio::task::spawn_blocking(move || crate::compile_file_resolved(&path, crate::today()))
-            .await;
-    let mut s = shared.lock().expect("not poisoned");
-    let result = match compiled {
-        Ok(Ok((config, resolved, compiled))) => {
-            log_report(&compiled);
-            s.watched = watch_list(&resolved);
-            s.apply(&config, &resolved, compiled)
-        }
-        Ok(Err(e)) => {
-            // Retry when a file changes again, not on every tick.
-            let watched = s
-                .watched
-                .iter()
-                .map(|(p, _)| (p.clone(), fingerprint(p)))
-                .collect();
-            s.watched = watched;
-            Err(e.to_string())
-        }
-        Err(e) => Err(format!("the compile task failed: {e}")),
-    };
-    s.reloaded(trigger, result);
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -397,7 +254,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         _ => {}
     }
     start.pins = pin_fs;
-    let reused = start.kind == "adopted";
+    let reused = start.kind == StartKind::Adopted;
     let ls = dataplane.load_stats;
     tracing::info!(
         entities = policy.entities.len(),
@@ -491,7 +348,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         reloads: ReloadStatus {
             succeeded: 1,
             last_success_unix: unix_now(),
-            last_kind: "initial".into(),
+            last_kind: ReloadKind::Initial,
             ..Default::default()
         },
         watched: watch_list(&resolved),
@@ -626,125 +483,6 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The data plane an agent starts with, and what goes with it.
-struct Started {
-    dataplane: Dataplane,
-    index: EntityIndex,
-    policy: Policy,
-    carried: HashMap<String, EntityCounters>,
-    start: StartStatus,
-}
-
-fn to_carried(c: &EntityCounters) -> state::Carried {
-    c.slots.map(|d| d.map(|v| (v.packets, v.bytes)))
-}
-
-fn from_carried(c: &state::Carried) -> EntityCounters {
-    EntityCounters {
-        slots: c.map(|d| d.map(|(packets, bytes)| embargo_abi::Counter { packets, bytes })),
-    }
-}
-
-/// Reuses the maps a previous agent pinned, with `compiled` applied as a diff, when the state
-/// file agrees with them; else loads a fresh generation, saying why. Either way nothing is
-/// attached or detached yet.
-fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, RunError> {
-    let mut netlink_left = Vec::new();
-    // Nothing to reuse is expected (first start, no pins); anything else is worth a warning.
-    let mut expected = false;
-    let reason = match &opts.pin_dir {
-        None => {
-            expected = true;
-            "pinning is off (--no-pin)".to_owned()
-        }
-        Some(pin_dir) => match state::read(&opts.state_dir) {
-            Ok(None) => {
-                expected = true;
-                format!(
-                    "no state file in {} (first start, or removed by `embargo detach`)",
-                    opts.state_dir.display()
-                )
-            }
-            Err(e) => {
-                if let state::StateError::OldFormat {
-                    netlink_filters, ..
-                } = &e
-                {
-                    netlink_left = netlink_filters.clone();
-                }
-                e.to_string()
-            }
-            Ok(Some(st)) => {
-                netlink_left = st.netlink_filters.clone();
-                match Dataplane::reuse(pin_dir, &st) {
-                    Err(why) => why,
-                    Ok(mut dataplane) => {
-                        let mut index = EntityIndex::from_ids(st.entity_ids.clone());
-                        let policy = index.policy(compiled);
-                        match dataplane.apply(&policy) {
-                            Ok(stats) => {
-                                tracing::info!(
-                                    generation = dataplane.generation(),
-                                    prefixes_changed = stats.prefixes_changed,
-                                    entries_written = stats.entries_written,
-                                    policies_written = stats.policies_written,
-                                    "adopted the pinned maps and applied the policy as a diff"
-                                );
-                                let start = StartStatus {
-                                    kind: "adopted".into(),
-                                    reason: format!(
-                                        "the pinned maps agree with the state file (policy {} before)",
-                                        st.digest.get(..16).unwrap_or(&st.digest)
-                                    ),
-                                    generation: dataplane.generation().to_owned(),
-                                    prefixes_changed: stats.prefixes_changed,
-                                    entries_written: stats.entries_written,
-                                    policies_written: stats.policies_written,
-                                    pins: None,
-                                };
-                                return Ok(Started {
-                                    dataplane,
-                                    index,
-                                    policy,
-                                    carried: st
-                                        .carried
-                                        .iter()
-                                        .map(|(id, c)| (id.clone(), from_carried(c)))
-                                        .collect(),
-                                    start,
-                                });
-                            }
-                            Err(e) => format!("the policy does not fit the pinned maps: {e}"),
-                        }
-                    }
-                }
-            }
-        },
-    };
-    if expected {
-        tracing::info!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
-    } else {
-        tracing::warn!(%reason, "not reusing pinned maps; loading a fresh data-plane generation");
-    }
-    let mut index = EntityIndex::default();
-    let policy = index.policy(compiled);
-    let mut dataplane = Dataplane::load(&policy)?;
-    dataplane.set_netlink_left(netlink_left);
-    let start = StartStatus {
-        kind: "fresh".into(),
-        reason,
-        generation: dataplane.generation().to_owned(),
-        ..Default::default()
-    };
-    Ok(Started {
-        dataplane,
-        index,
-        policy,
-        carried: HashMap::new(),
-        start,
-    })
-}
-
 /// The events reader's view of the shared state (see [`events::Feed`]): each call takes the lock
 /// once. The version is the data-plane generation and the number of policies applied, which
 /// change under the same lock as the policy they describe.
@@ -789,7 +527,7 @@ impl events::Feed for EventFeed {
 }
 
 /// Logs what the compiler decided that an operator should know.
-fn log_report(c: &Compiled) {
+pub(super) fn log_report(c: &Compiled) {
     let r = &c.report;
     for (id, why) in &r.entities_left_out {
         tracing::warn!(entity = %id, reason = %why, "entity not enforced");
@@ -814,199 +552,6 @@ fn log_report(c: &Compiled) {
     }
 }
 
-fn bind_control(path: &Path) -> Result<UnixListener, RunError> {
-    let err = |source| RunError::Socket {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)
-            .map_err(err)?;
-    }
-    // A socket left by a killed agent would make bind fail; nothing else lives at this path
-    // (a symlink there is removed, not followed).
-    if std::fs::symlink_metadata(path).is_ok() {
-        std::fs::remove_file(path).map_err(err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    // Not through a symlink swapped in since the bind.
-    crate::files::write::set_mode_nofollow(path, 0o600)
-        .map_err(|e| err(std::io::Error::other(e)))?;
-    Ok(listener)
-}
-
-/// Longest control request accepted, newline included (the requests are single words).
-pub const MAX_CONTROL_REQUEST: usize = 1024;
-/// A control client sends its request line within this long, or is disconnected.
-pub const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A control client reads the whole answer within this long, or is disconnected.
-pub const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Control connections served at the same time; more are closed at once.
-pub const MAX_CONTROL_CONNECTIONS: usize = 16;
-
-/// Reads one request line: at most [`MAX_CONTROL_REQUEST`] bytes within
-/// [`CONTROL_READ_TIMEOUT`]. Never holds more than that, whatever the client sends.
-async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R) -> Result<String, String> {
-    use tokio::io::AsyncReadExt as _;
-    let mut reader = BufReader::new(read.take(MAX_CONTROL_REQUEST as u64));
-    let mut line = Vec::with_capacity(64);
-    match tokio::time::timeout(CONTROL_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
-        Err(_) => Err(format!(
-            "no request line within {}",
-            humantime::format_duration(CONTROL_READ_TIMEOUT)
-        )),
-        Ok(Err(e)) => Err(format!("reading the request: {e}")),
-        Ok(Ok(_)) if line.last() != Some(&b'\n') && line.len() >= MAX_CONTROL_REQUEST => Err(
-            format!("the request is over {MAX_CONTROL_REQUEST} bytes without a newline"),
-        ),
-        Ok(Ok(_)) => Ok(String::from_utf8_lossy(&line).into_owned()),
-    }
-}
-
-/// An error answer: `{"error": "..."}`.
-fn error_answer(message: &str) -> String {
-    format!(
-        "{{\"error\":{}}}",
-        serde_json::Value::String(message.to_owned())
-    )
-}
-
-/// Serves one control connection: one request line, `answer`'s answer, close. A request that
-/// is too long or too slow gets an error answer and the connection is closed.
-async fn serve_control(stream: tokio::net::UnixStream, answer: impl FnOnce(&str) -> String) {
-    let (read, mut write) = stream.into_split();
-    let body = match read_request(read).await {
-        Ok(line) => answer(line.trim()),
-        Err(e) => {
-            tracing::debug!("control socket: request refused: {e}");
-            error_answer(&e)
-        }
-    };
-    let _ = tokio::time::timeout(CONTROL_WRITE_TIMEOUT, async {
-        let _ = write.write_all(body.as_bytes()).await;
-        let _ = write.shutdown().await;
-    })
-    .await;
-}
-
-async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
-    serve_control(stream, |request| answer(request, &shared)).await;
-}
-
-/// The answer to one control request.
-fn answer(request: &str, shared: &Mutex<Shared>) -> String {
-    match request {
-        "status" => {
-            let snapshot = {
-                let guard = shared.lock().expect("not poisoned");
-                snapshot(&guard)
-            };
-            match snapshot {
-                Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
-                Err(e) => error_answer(&e.to_string()),
-            }
-        }
-        "table" => {
-            let snapshot = TableSnapshot::of(&shared.lock().expect("not poisoned").compiled);
-            serde_json::to_string(&snapshot).unwrap_or_default()
-        }
-        "verify" => match shared.lock().expect("not poisoned").attest() {
-            Ok(drift) => serde_json::to_string(&drift).unwrap_or_default(),
-            Err(e) => error_answer(&e.to_string()),
-        },
-        other => error_answer(&format!("unknown request `{other}`")),
-    }
-}
-
-fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
-    let counters = s.dataplane.counters()?;
-    let stats = s.dataplane.stats()?;
-    let counted = counters
-        .iter()
-        .flat_map(|c| c.slots.iter().flatten())
-        .map(|c| c.packets)
-        .sum();
-    let (outcomes, packets_seen) = status::outcomes(&stats, counted);
-    let entities = s
-        .policy
-        .entities
-        .iter()
-        .zip(counters)
-        .filter(|(e, _)| !e.retired)
-        .map(|(e, mut c)| {
-            if let Some(old) = s.carried.get(&e.id) {
-                for d in 0..2 {
-                    for v in 0..2 {
-                        c.slots[d][v].packets += old.slots[d][v].packets;
-                        c.slots[d][v].bytes += old.slots[d][v].bytes;
-                    }
-                }
-            }
-            (e, c)
-        })
-        .map(|(e, c)| EntityStatus {
-            designations: s
-                .compiled
-                .entities
-                .iter()
-                .find(|x| x.id == e.id)
-                .map(status::designation_lines)
-                .unwrap_or_default(),
-            id: e.id.clone(),
-            name: e.name.clone(),
-            action: format!("{:?}", e.action).to_lowercase(),
-            direction: format!("{:?}", e.direction).to_lowercase(),
-            prefixes_v4: e.prefixes_v4,
-            prefixes_v6: e.prefixes_v6,
-            counters: embargo_abi::Direction::ALL
-                .iter()
-                .flat_map(|d| embargo_abi::Verdict::ALL.iter().map(move |v| (*d, *v)))
-                .map(|(d, v)| {
-                    let n = c.get(d, v);
-                    CounterRow {
-                        direction: status::direction_label(d).into(),
-                        verdict: status::verdict_label(v).into(),
-                        packets: n.packets,
-                        bytes: n.bytes,
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    let ls = s.dataplane.load_stats;
-    Ok(Status {
-        pid: std::process::id(),
-        config: s.config.clone(),
-        interfaces: s
-            .dataplane
-            .attachments()
-            .iter()
-            .map(|a| InterfaceStatus {
-                name: a.name.clone(),
-                ifindex: a.ifindex,
-                role: a.role.to_string(),
-                mode: a.mode.into(),
-                egress: a.egress,
-            })
-            .collect(),
-        entities,
-        outcomes,
-        packets_seen,
-        prefixes_v4: ls.v4_prefixes,
-        prefixes_v6: ls.v6_prefixes,
-        map_bytes: ls.map_bytes,
-        digest: s.compiled.digest(),
-        reloads: s.reloads.clone(),
-        drift_entries: s.drift.total(),
-        sources: s.sources.states(),
-        delisted_by_list: s.compiled.report.delisted_by_list.clone(),
-        start: Some(s.start.clone()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1019,73 +564,6 @@ mod tests {
             mode: XdpMode::Auto,
             egress: false,
         }
-    }
-
-    /// Serves one control connection whose answer echoes the request; the client end.
-    fn control_pair() -> tokio::net::UnixStream {
-        let (client, server) = tokio::net::UnixStream::pair().unwrap();
-        tokio::spawn(serve_control(server, |r| format!("{{\"echo\":\"{r}\"}}")));
-        client
-    }
-
-    /// Reads until the server closes (or `within` passes: then panics).
-    async fn until_closed(client: &mut tokio::net::UnixStream, within: Duration) -> String {
-        use tokio::io::AsyncReadExt as _;
-        let mut got = Vec::new();
-        let read = async {
-            let mut buf = [0u8; 4096];
-            loop {
-                match client.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-        };
-        tokio::time::timeout(within, read)
-            .await
-            .expect("the server closed the connection");
-        String::from_utf8_lossy(&got).into_owned()
-    }
-
-    #[tokio::test]
-    async fn control_requests_are_answered() {
-        let mut c = control_pair();
-        c.write_all(b"status\n").await.unwrap();
-        let got = until_closed(&mut c, Duration::from_secs(5)).await;
-        assert_eq!(got, "{\"echo\":\"status\"}");
-    }
-
-    /// 64 MiB without a newline: the server stops reading after MAX_CONTROL_REQUEST bytes and
-    /// closes, so the client cannot even send it all (an unbounded reader takes it whole and
-    /// holds it, 600 MB for 300 MiB).
-    #[tokio::test]
-    async fn an_oversized_control_request_is_refused_and_closed() {
-        let mut c = control_pair();
-        let big = vec![b'x'; 64 << 20];
-        let sent = tokio::time::timeout(Duration::from_secs(20), c.write_all(&big))
-            .await
-            .expect("the write ends: refused or taken");
-        assert!(
-            sent.is_err(),
-            "all 64 MiB were taken by the server: the request is not bounded"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_control_request_without_newline_is_refused_after_the_read_timeout() {
-        let mut c = control_pair();
-        c.write_all(b"stat").await.unwrap();
-        let started = std::time::Instant::now();
-        let got = until_closed(&mut c, CONTROL_READ_TIMEOUT + Duration::from_secs(5)).await;
-        assert!(started.elapsed() >= CONTROL_READ_TIMEOUT - Duration::from_millis(100));
-        assert!(got.contains("no request line within"), "{got}");
-        // One that says too much in time gets an answer that says so.
-        let mut c = control_pair();
-        c.write_all(&[b'y'; MAX_CONTROL_REQUEST + 10])
-            .await
-            .unwrap();
-        let got = until_closed(&mut c, Duration::from_secs(5)).await;
-        assert!(got.contains("over 1024 bytes"), "{got}");
     }
 
     #[test]

@@ -22,9 +22,6 @@ use ipnetwork::IpNetwork;
 
 use crate::config::{Confidence, ConfigError, Date, EvidenceKind};
 
-/// Process exit code for input that cannot be imported (EX_DATAERR).
-pub const EXIT_CODE: i32 = 65;
-
 /// What the command line says about the evidence, for what the data does not say itself.
 #[derive(Clone, Debug)]
 pub struct Defaults {

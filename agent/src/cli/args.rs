@@ -1,0 +1,402 @@
+//! The `embargo` command line's arguments: the clap types every subcommand parses into, and
+//! the parsers of the values that are not plain strings (`--interface`, dates, config enums).
+//!
+//! Invariants: these types hold what the user typed and nothing more (no file is read and no
+//! default is resolved from the configuration here); a value that cannot be parsed is refused by
+//! clap with the parser's message (exit 2, clap's own), so every command body gets valid values.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::{Confidence, EvidenceKind, Interface, Role, XdpMode},
+    observe::{audit, status},
+};
+
+/// Where XDP links are pinned unless --pin-dir says otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/embargo";
+
+/// Where the configuration lives unless --config says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "embargo",
+    version,
+    about = "Sanctions-aware egress firewall agent (XDP)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Load the policy, attach to the interfaces and enforce until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// The agent's state folder: its state file is removed too.
+        #[arg(long, default_value = crate::dataplane::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Control socket of the agent, checked to be gone first.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+    },
+    /// Work with the policy audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Validate and compile the configuration; print what it enforces and what it left out.
+    Check {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch every remote source once into its cache, as `run` does at start, and say how
+    /// each went. Exits 1 if any fetch failed (its last-known-good copy is kept).
+    Fetch {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show what applying the configuration would change against what the agent has loaded.
+    Plan {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket of the running agent.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Longest list printed per kind of change.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain why an address is blocked, monitored, allowed or not listed.
+    Why {
+        address: IpAddr,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a sanctions list (uk-csv, uk-xml, ofac-csv, ofac-xml, eu-xml, opensanctions:
+    /// entity file skeletons) or indicators (stix, ioc, csv: `[[networks]]` groups).
+    Import {
+        #[command(subcommand)]
+        format: ImportCommand,
+    },
+    /// Show the running agent's interfaces, modes and per-entity counters.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the running agent.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// First read the kernel maps back and compare them with the loaded policy (any drift
+        /// is reported and repaired); exit 3 if there was drift.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+/// What `embargo run` takes.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// NAME:ROLE[:MODE][:egress] (role inside|outside, mode auto|native|generic; `egress`,
+    /// outside only, also matches the destinations of packets the host sends out of it);
+    /// adds to or overrides the config's interfaces. Repeatable.
+    #[arg(long = "interface", short, value_parser = parse_interface)]
+    pub interfaces: Vec<Interface>,
+    /// Control socket `embargo status` talks to.
+    #[arg(long, default_value = status::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
+    /// Hash-chained log of every applied policy (see `embargo audit verify`).
+    #[arg(long, default_value = audit::DEFAULT_LOG)]
+    pub audit_log: PathBuf,
+    /// ADDRESS:PORT for /metrics, /healthz and /readyz; overrides the config's
+    /// `[metrics] listen` (default 127.0.0.1:9610).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// JSON-lines file for drop and monitor events; overrides the config's `[events] path`
+    /// and turns events on (`output = "file"`; events are off by default).
+    #[arg(long, value_name = "PATH")]
+    pub events_log: Option<PathBuf>,
+    /// bpffs folder where the XDP links are pinned, so enforcement survives the agent (a
+    /// restarted agent takes them over without detaching).
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Do not pin: enforcement ends with the agent.
+    #[arg(long, conflicts_with = "keep_attached")]
+    pub no_pin: bool,
+    /// On SIGINT/SIGTERM leave the pinned links attached (enforcement continues with the
+    /// loaded policy) instead of detaching; the next agent adopts them.
+    #[arg(long)]
+    pub keep_attached: bool,
+    /// Folder (created 0700) of the state file describing the pinned maps, so a restarted
+    /// agent reuses them and applies its policy as a diff.
+    #[arg(long, default_value = crate::dataplane::state::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+/// Options every sanctions-list format of `embargo import` takes.
+#[derive(clap::Args)]
+pub struct ListImportArgs {
+    /// The list file.
+    pub file: PathBuf,
+    /// Only designations whose regime or program contains this (case-insensitive), e.g.
+    /// `Cyber` or `CYBER2`.
+    #[arg(long)]
+    pub regime: Option<String>,
+    /// Only these references (UK Unique ID, OFAC ent_num, EU reference...). Repeatable.
+    #[arg(long = "reference", value_name = "REF")]
+    pub references: Vec<String>,
+    /// Write `list = "NAME"` into each designation (a `[[lists]]` name of the main file).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    /// Write one `<id>.toml` per designation into this folder (never overwriting a file)
+    /// instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The formats `embargo import` reads.
+#[derive(Subcommand)]
+pub enum ListImport {
+    /// UK Sanctions List (FCDO) CSV.
+    UkCsv(ListImportArgs),
+    /// UK Sanctions List (FCDO) XML.
+    UkXml(ListImportArgs),
+    /// OFAC SDN sdn.csv (with --alt alt.csv for the aliases).
+    OfacCsv {
+        #[command(flatten)]
+        args: ListImportArgs,
+        /// OFAC's alt.csv, for the aliases.
+        #[arg(long, value_name = "ALT_CSV")]
+        alt: Option<PathBuf>,
+    },
+    /// OFAC SDN sdn.xml.
+    OfacXml(ListImportArgs),
+    /// EU consolidated financial sanctions list XML.
+    EuXml(ListImportArgs),
+    /// OpenSanctions FollowTheMoney entities (JSON lines).
+    Opensanctions(ListImportArgs),
+}
+
+/// What `embargo import` reads: sanctions lists and indicators.
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    #[command(flatten)]
+    List(ListImport),
+    #[command(flatten)]
+    Indicators(IndicatorImport),
+}
+
+/// Indicator formats: each writes `[[networks]]` groups for an entity file (stdout, --out
+/// FILE, or --out FILE --append to add them to the entity's file). Exits 64 on a missing
+/// option, 65 on input it cannot read whole, 73 when the output cannot be written.
+#[derive(Subcommand)]
+pub enum IndicatorImport {
+    /// A STIX 2.1 bundle: indicators whose `stix` pattern matches ipv4-addr/ipv6-addr values
+    /// (alone or OR-joined); everything else is skipped and counted. valid_from and
+    /// valid_until become the evidence's valid_from and expires.
+    Stix {
+        /// The bundle (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+    /// Plain IOC text: one indicator per line or free text, defanged forms (`192.0.2[.]1`,
+    /// `hxxp://...`, `[2001:db8::1]:443`) and `#` comments; domains and hashes are counted.
+    Ioc {
+        file: PathBuf,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+    /// CSV with a header row: the indicator column, and optionally the type, first-seen,
+    /// last-seen and source columns, and a filter keeping one entity's rows.
+    Csv {
+        file: PathBuf,
+        /// Header of the column holding the address or CIDR.
+        #[arg(long, value_name = "HEADER")]
+        column: String,
+        /// Header of the indicator-type column: rows whose type is not an IP type (e.g.
+        /// `domain`) are skipped and counted instead of refused.
+        #[arg(long, value_name = "HEADER")]
+        type_column: Option<String>,
+        /// Header of the first-seen date column: the evidence's valid_from.
+        #[arg(long, value_name = "HEADER")]
+        first_seen_column: Option<String>,
+        /// Header of the last-seen date column: the evidence counts through that day.
+        #[arg(long, value_name = "HEADER")]
+        last_seen_column: Option<String>,
+        /// Header of the source column (URL or document); empty cells fall back to --source.
+        #[arg(long, value_name = "HEADER")]
+        source_column: Option<String>,
+        /// Keep only rows whose this column equals --filter-value.
+        #[arg(long, value_name = "HEADER", requires = "filter_value")]
+        filter_column: Option<String>,
+        #[arg(long, value_name = "TEXT", requires = "filter_column")]
+        filter_value: Option<String>,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+}
+
+/// What every `embargo import` format takes.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Id of the entity the groups are for (checked against the file with --append).
+    #[arg(long, value_name = "ID")]
+    pub entity: String,
+    /// Source (URL or document) of indicators whose data names none.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// Evidence kind: registry, routing, advisory (default) or manual.
+    #[arg(long, default_value = "advisory", value_parser = parse_evidence_kind)]
+    pub kind: EvidenceKind,
+    /// When the data was retrieved, YYYY-MM-DD (default today, UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub retrieved: Option<chrono::NaiveDate>,
+    /// low, medium or high: for indicators whose data gives none (STIX `confidence` is used
+    /// when present); default medium for ioc and csv, required for STIX indicators without one.
+    #[arg(long, value_parser = parse_confidence)]
+    pub confidence: Option<Confidence>,
+    /// Write to this file instead of standard output; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// With --out: append to that existing entity file (it must parse, before and after, and
+    /// be the file of --entity); replaced atomically.
+    #[arg(long, requires = "out")]
+    pub append: bool,
+}
+
+/// A config enum value from its TOML name.
+fn parse_named<T: serde::de::DeserializeOwned>(s: &str, names: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not one of {names}"))
+}
+
+fn parse_evidence_kind(s: &str) -> Result<EvidenceKind, String> {
+    parse_named(s, "registry, routing, advisory, manual")
+}
+
+fn parse_confidence(s: &str) -> Result<Confidence, String> {
+    parse_named(s, "low, medium, high")
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date like 2026-11-27"))
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check every link of the audit log; exit 1 naming the first broken one.
+    Verify {
+        #[arg(long, default_value = audit::DEFAULT_LOG)]
+        log: PathBuf,
+    },
+}
+
+pub fn parse_interface(s: &str) -> Result<Interface, String> {
+    let mut parts = s.split(':');
+    let name = parts
+        .next()
+        .filter(|n| !n.is_empty())
+        .ok_or("expected NAME:ROLE")?;
+    let role = match parts.next() {
+        Some("inside") => Role::Inside,
+        Some("outside") => Role::Outside,
+        Some(r) => return Err(format!("role `{r}` must be `inside` or `outside`")),
+        None => {
+            return Err(format!(
+                "`{s}` needs a role: {name}:inside or {name}:outside"
+            ));
+        }
+    };
+    let mut next = parts.next();
+    let mode = match next {
+        None | Some("egress") => XdpMode::Auto,
+        Some(m) => {
+            next = parts.next();
+            match m {
+                "auto" => XdpMode::Auto,
+                "native" => XdpMode::Native,
+                "generic" => XdpMode::Generic,
+                _ => return Err(format!("mode `{m}` must be auto, native or generic")),
+            }
+        }
+    };
+    let egress = match next {
+        None => false,
+        Some("egress") => true,
+        Some(x) => {
+            return Err(format!(
+                "`{x}` in `{s}`: expected NAME:ROLE[:MODE][:egress]"
+            ));
+        }
+    };
+    if parts.next().is_some() {
+        return Err(format!("`{s}`: expected NAME:ROLE[:MODE][:egress]"));
+    }
+    let iface = Interface {
+        name: name.to_owned(),
+        role,
+        mode,
+        egress,
+    };
+    iface.validate()?;
+    Ok(iface)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_flags_parse() {
+        let i = parse_interface("eth0:outside:generic").unwrap();
+        assert_eq!(
+            (i.name.as_str(), i.role, i.mode),
+            ("eth0", Role::Outside, XdpMode::Generic)
+        );
+        assert!(!i.egress);
+        assert!(parse_interface("eth0").is_err());
+        assert!(parse_interface("eth0:middle").is_err());
+        assert!(parse_interface("eth0:inside:fast").is_err());
+    }
+
+    #[test]
+    fn egress_is_the_last_interface_flag_and_outside_only() {
+        for (flag, mode) in [
+            ("eth0:outside:egress", XdpMode::Auto),
+            ("eth0:outside:generic:egress", XdpMode::Generic),
+            ("eth0:outside:native:egress", XdpMode::Native),
+        ] {
+            let i = parse_interface(flag).unwrap();
+            assert_eq!(
+                (i.role, i.mode, i.egress),
+                (Role::Outside, mode, true),
+                "{flag}"
+            );
+        }
+        let err = parse_interface("eth1:inside:egress").unwrap_err();
+        assert!(err.contains("only for `outside`"), "{err}");
+        assert!(parse_interface("eth0:outside:egress:generic").is_err());
+        assert!(parse_interface("eth0:outside:generic:egress:x").is_err());
+        assert!(parse_interface("eth0:outside:generic:ingress").is_err());
+    }
+}

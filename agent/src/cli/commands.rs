@@ -1,0 +1,298 @@
+//! The bodies of the `embargo` commands: each takes its parsed arguments ([`super::args`]),
+//! prints through [`super::output`] and returns its [`Exit`] status.
+//!
+//! Invariants: a command prints its result on standard output and its errors and notes on
+//! standard error, each error line starting `error: `; an error's exit status comes from
+//! [`exit_code`], never from a number written here; a command that refuses its input writes
+//! nothing (the list and indicator imports check every destination before the first write).
+
+use std::{net::IpAddr, path::Path};
+
+use super::{
+    args::RunArgs,
+    exit::{Exit, exit_code},
+};
+use crate::{
+    config::ConfigError,
+    observe::{audit, status},
+    policy::{explain, plan},
+    run::{self, RunError, RunOptions},
+};
+
+/// `embargo run`: enforces until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> Exit {
+    let RunArgs {
+        config,
+        interfaces,
+        control_socket,
+        audit_log,
+        metrics_listen,
+        events_log,
+        pin_dir,
+        no_pin,
+        keep_attached,
+        state_dir,
+    } = args;
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            errln!("error: starting the runtime: {e}");
+            return Exit::Failure;
+        }
+    };
+    match rt.block_on(run::run(RunOptions {
+        config,
+        interfaces,
+        control_socket,
+        audit_log,
+        metrics_listen,
+        events_log,
+        pin_dir: (!no_pin).then_some(pin_dir),
+        keep_attached,
+        state_dir,
+    })) {
+        Ok(()) => Exit::Success,
+        Err(RunError::Config(e)) => config_error(&e),
+        Err(e) => {
+            errln!("error: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+/// `embargo detach`: removes every pinned link, the netlink egress filters, the pinned maps
+/// and the state file, once the agent is gone.
+pub fn detach(pin_dir: &Path, state_dir: &Path, control_socket: &Path) -> Exit {
+    if status::query(control_socket).is_ok() {
+        errln!(
+            "error: an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
+            control_socket.display()
+        );
+        return Exit::Failure;
+    }
+    // Netlink egress filters have no pin: the state file names them.
+    let filters = match crate::dataplane::state::read(state_dir) {
+        Ok(s) => s.map(|s| s.netlink_filters).unwrap_or_default(),
+        // A file of format 1 still names its netlink filters.
+        Err(crate::dataplane::state::StateError::OldFormat {
+            netlink_filters, ..
+        }) => netlink_filters,
+        Err(e) => {
+            errln!("warning: {e}");
+            Vec::new()
+        }
+    };
+    let mut results = crate::dataplane::remove_netlink_filters(&filters);
+    results.extend(crate::dataplane::detach_pinned(pin_dir, |_| false));
+    if results.is_empty() {
+        outln!("nothing pinned in {}", pin_dir.display());
+    }
+    let mut ok = true;
+    for (name, r) in results {
+        match r {
+            Ok(()) => outln!("detached {name}"),
+            Err(e) => {
+                ok = false;
+                errln!("error: {name}: {e}");
+            }
+        }
+    }
+    for (path, r) in crate::dataplane::pins::remove_generations(pin_dir) {
+        match r {
+            Ok(()) => outln!("unpinned the maps in {}", path.display()),
+            Err(e) => {
+                ok = false;
+                errln!("error: removing {}: {e}", path.display());
+            }
+        }
+    }
+    match crate::dataplane::state::remove(state_dir) {
+        Ok(true) => outln!(
+            "removed the state file {}",
+            crate::dataplane::state::path(state_dir).display()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            ok = false;
+            errln!("error: {e}");
+        }
+    }
+    let _ = std::fs::remove_dir(pin_dir);
+    if ok { Exit::Success } else { Exit::Failure }
+}
+
+/// `embargo plan`: what applying `config` would change against what the agent has loaded.
+pub fn plan(config: &Path, control_socket: &Path, limit: usize, json: bool) -> Exit {
+    let compiled = match crate::compile_file(config, crate::today()) {
+        Ok((_, c)) => c,
+        Err(e) => return config_error(&e),
+    };
+    let next = plan::TableSnapshot::of(&compiled);
+    let loaded = match status::query_table(control_socket) {
+        Ok(t) => t,
+        Err(e) => {
+            errln!("note: {e}\nnote: comparing against an empty policy");
+            plan::TableSnapshot::default()
+        }
+    };
+    let p = plan::diff(&loaded, &next);
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&p).expect("serializable")
+        );
+    } else {
+        out!("{}", plan::render(&p, limit));
+    }
+    Exit::Success
+}
+
+/// `embargo why`: why `address` is blocked, monitored, allowed or not listed.
+pub fn why(address: IpAddr, config: &Path, json: bool) -> Exit {
+    match crate::compile_file(config, crate::today()) {
+        Ok((_, compiled)) => {
+            let x = explain::explain(&compiled, address);
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&x).expect("serializable")
+                );
+            } else {
+                out!("{}", explain::render(&x));
+            }
+            Exit::Success
+        }
+        Err(e) => config_error(&e),
+    }
+}
+
+/// `embargo status`: the running agent's state; with `verify`, its kernel maps attested first
+/// (exit 3 when they had drifted).
+pub fn status(json: bool, control_socket: &Path, verify: bool) -> Exit {
+    let mut drifted = false;
+    if verify {
+        match status::query_verify(control_socket) {
+            Ok(d) => {
+                drifted = d.total() > 0;
+                if !json {
+                    outln!(
+                        "attestation: {} drifted entries (IPv4 trie {}, IPv6 trie {}, policies {}, roles {}){}",
+                        d.total(),
+                        d.v4_entries,
+                        d.v6_entries,
+                        d.policies,
+                        d.roles,
+                        if drifted { ", repaired" } else { "" }
+                    );
+                }
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                return Exit::Failure;
+            }
+        }
+    }
+    let code = status_command(json, control_socket);
+    if drifted && code == Exit::Success {
+        Exit::Drift
+    } else {
+        code
+    }
+}
+
+fn status_command(json: bool, control_socket: &Path) -> Exit {
+    match status::query(control_socket) {
+        Ok(s) if json => {
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&s).expect("serializable")
+            );
+            Exit::Success
+        }
+        Ok(s) => {
+            out!("{}", status::render(&s));
+            Exit::Success
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// `embargo fetch`.
+pub fn fetch(path: &Path) -> Exit {
+    use crate::inputs::sources::{Outcome, manager};
+    let config = match crate::config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            errln!("error: starting the runtime: {e}");
+            return Exit::Failure;
+        }
+    };
+    let results = match rt.block_on(manager::fetch_all(&config)) {
+        Ok(r) => r,
+        Err(e) => return config_error(&e),
+    };
+    let mut failed = 0;
+    for (def, result) in config.main.sources.iter().zip(results) {
+        let name = def.name.get_ref();
+        let unit = if def.format.get_ref().list_format().is_some() {
+            "designations"
+        } else {
+            "prefixes"
+        };
+        match result {
+            Ok(Outcome::Updated {
+                changed, entries, ..
+            }) => outln!(
+                "{name}: {} ({entries} {unit})",
+                if changed { "updated" } else { "unchanged" }
+            ),
+            Ok(Outcome::NotModified { entries, .. }) => {
+                outln!("{name}: not modified ({entries} {unit})")
+            }
+            Err(e) => {
+                failed += 1;
+                errln!("error: {e}; the last-known-good copy, if any, is kept");
+            }
+        }
+    }
+    if failed > 0 {
+        Exit::Failure
+    } else {
+        Exit::Success
+    }
+}
+
+/// `embargo audit verify`: 0 with the record count when the chain holds, else 1.
+pub fn audit_verify(log: &Path) -> Exit {
+    match audit::verify(log) {
+        Ok(r) => match &r.first_break {
+            None => {
+                outln!("{}: {} records, chain intact", log.display(), r.records);
+                Exit::Success
+            }
+            Some(b) => {
+                errln!("error: {}: chain broken at {b}", log.display());
+                errln!("{} records before it are intact", r.records);
+                Exit::Failure
+            }
+        },
+        Err(e) => {
+            errln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// Reports a refused configuration; its exit status.
+pub fn config_error(e: &ConfigError) -> Exit {
+    errln!("error: {e}");
+    errln!("the configuration was refused; nothing from it was applied");
+    exit_code(e)
+}

@@ -1,0 +1,357 @@
+//! The control socket: one request line in, one JSON answer out, then the connection closes.
+//! `embargo status`, `status --verify` and `plan` are its clients
+//! ([`crate::observe::status`]); the agent serves it here.
+//!
+//! Invariants: client and server speak through the one [`Request`] enum, so a request the
+//! client can send is one the server knows (the wire form is its word and a newline:
+//! `status`, `table`, `verify`); a request is read with a bound ([`MAX_CONTROL_REQUEST`]) and a
+//! deadline ([`CONTROL_READ_TIMEOUT`]), an answer written within [`CONTROL_WRITE_TIMEOUT`], and at
+//! most [`MAX_CONTROL_CONNECTIONS`] are served at once; every error reaches the client as
+//! `{"error": "..."}`. The socket is created 0600 in a 0750 folder, never through a symlink.
+
+use std::{
+    os::unix::fs::DirBuilderExt as _,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::UnixListener,
+};
+
+use super::{RunError, Shared};
+use crate::{
+    dataplane::DataplaneError,
+    observe::status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
+    policy::plan::TableSnapshot,
+};
+
+/// What a client asks the agent over the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The agent's [`Status`].
+    Status,
+    /// The loaded table, a [`TableSnapshot`] (`embargo plan` compares against it).
+    Table,
+    /// Attest the kernel maps now and repair any drift; answered with the
+    /// [`Drift`](crate::dataplane::Drift) found.
+    Verify,
+}
+
+impl Request {
+    /// Every request, for tests and help.
+    pub const ALL: [Request; 3] = [Request::Status, Request::Table, Request::Verify];
+
+    /// The word on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Table => "table",
+            Request::Verify => "verify",
+        }
+    }
+
+    /// The request line a client sends: the word and a newline.
+    pub fn line(self) -> String {
+        format!("{}\n", self.as_str())
+    }
+
+    /// The request a (trimmed) line names, if any.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+}
+
+/// Why a request line was not read; its text is the error answer the client gets.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(
+        "no request line within {}",
+        humantime::format_duration(CONTROL_READ_TIMEOUT)
+    )]
+    Timeout,
+    #[error("reading the request: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("the request is over {MAX_CONTROL_REQUEST} bytes without a newline")]
+    TooLong,
+}
+
+/// Creates the control socket at `path` (its folder 0750, the socket 0600), replacing one a
+/// killed agent left.
+pub(super) fn bind_control(path: &Path) -> Result<UnixListener, RunError> {
+    let err = |source| RunError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(err)?;
+    }
+    // A socket left by a killed agent would make bind fail; nothing else lives at this path
+    // (a symlink there is removed, not followed).
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    // Not through a symlink swapped in since the bind.
+    crate::files::write::set_mode_nofollow(path, 0o600)
+        .map_err(|e| err(std::io::Error::other(e)))?;
+    Ok(listener)
+}
+
+/// Longest control request accepted, newline included (the requests are single words).
+pub const MAX_CONTROL_REQUEST: usize = 1024;
+/// A control client sends its request line within this long, or is disconnected.
+pub const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A control client reads the whole answer within this long, or is disconnected.
+pub const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Control connections served at the same time; more are closed at once.
+pub const MAX_CONTROL_CONNECTIONS: usize = 16;
+
+/// Reads one request line: at most [`MAX_CONTROL_REQUEST`] bytes within
+/// [`CONTROL_READ_TIMEOUT`]. Never holds more than that, whatever the client sends.
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R) -> Result<String, RequestError> {
+    use tokio::io::AsyncReadExt as _;
+    let mut reader = BufReader::new(read.take(MAX_CONTROL_REQUEST as u64));
+    let mut line = Vec::with_capacity(64);
+    match tokio::time::timeout(CONTROL_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(RequestError::Timeout),
+        Ok(Err(e)) => Err(RequestError::Read(e)),
+        Ok(Ok(_)) if line.last() != Some(&b'\n') && line.len() >= MAX_CONTROL_REQUEST => {
+            Err(RequestError::TooLong)
+        }
+        Ok(Ok(_)) => Ok(String::from_utf8_lossy(&line).into_owned()),
+    }
+}
+
+/// An error answer: `{"error": "..."}`.
+fn error_answer(message: &str) -> String {
+    format!(
+        "{{\"error\":{}}}",
+        serde_json::Value::String(message.to_owned())
+    )
+}
+
+/// Serves one control connection: one request line, `answer`'s answer, close. A request that
+/// is too long or too slow gets an error answer and the connection is closed.
+async fn serve_control(stream: tokio::net::UnixStream, answer: impl FnOnce(&str) -> String) {
+    let (read, mut write) = stream.into_split();
+    let body = match read_request(read).await {
+        Ok(line) => answer(line.trim()),
+        Err(e) => {
+            tracing::debug!("control socket: request refused: {e}");
+            error_answer(&e.to_string())
+        }
+    };
+    let _ = tokio::time::timeout(CONTROL_WRITE_TIMEOUT, async {
+        let _ = write.write_all(body.as_bytes()).await;
+        let _ = write.shutdown().await;
+    })
+    .await;
+}
+
+pub(super) async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
+    serve_control(stream, |request| answer(request, &shared)).await;
+}
+
+/// The answer to one control request.
+fn answer(request: &str, shared: &Mutex<Shared>) -> String {
+    let Some(request) = Request::parse(request) else {
+        return error_answer(&format!("unknown request `{request}`"));
+    };
+    match request {
+        Request::Status => {
+            let snapshot = {
+                let guard = shared.lock().expect("not poisoned");
+                snapshot(&guard)
+            };
+            match snapshot {
+                Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
+                Err(e) => error_answer(&e.to_string()),
+            }
+        }
+        Request::Table => {
+            let snapshot = TableSnapshot::of(&shared.lock().expect("not poisoned").compiled);
+            serde_json::to_string(&snapshot).unwrap_or_default()
+        }
+        Request::Verify => match shared.lock().expect("not poisoned").attest() {
+            Ok(drift) => serde_json::to_string(&drift).unwrap_or_default(),
+            Err(e) => error_answer(&e.to_string()),
+        },
+    }
+}
+
+fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
+    let counters = s.dataplane.counters()?;
+    let stats = s.dataplane.stats()?;
+    let counted = counters
+        .iter()
+        .flat_map(|c| c.slots.iter().flatten())
+        .map(|c| c.packets)
+        .sum();
+    let (outcomes, packets_seen) = status::outcomes(&stats, counted);
+    let entities = s
+        .policy
+        .entities
+        .iter()
+        .zip(counters)
+        .filter(|(e, _)| !e.retired)
+        .map(|(e, mut c)| {
+            if let Some(old) = s.carried.get(&e.id) {
+                for d in 0..2 {
+                    for v in 0..2 {
+                        c.slots[d][v].packets += old.slots[d][v].packets;
+                        c.slots[d][v].bytes += old.slots[d][v].bytes;
+                    }
+                }
+            }
+            (e, c)
+        })
+        .map(|(e, c)| EntityStatus {
+            designations: s
+                .compiled
+                .entities
+                .iter()
+                .find(|x| x.id == e.id)
+                .map(status::designation_lines)
+                .unwrap_or_default(),
+            id: e.id.clone(),
+            name: e.name.clone(),
+            action: format!("{:?}", e.action).to_lowercase(),
+            direction: format!("{:?}", e.direction).to_lowercase(),
+            prefixes_v4: e.prefixes_v4,
+            prefixes_v6: e.prefixes_v6,
+            counters: embargo_abi::Direction::ALL
+                .iter()
+                .flat_map(|d| embargo_abi::Verdict::ALL.iter().map(move |v| (*d, *v)))
+                .map(|(d, v)| {
+                    let n = c.get(d, v);
+                    CounterRow {
+                        direction: status::direction_label(d).into(),
+                        verdict: status::verdict_label(v).into(),
+                        packets: n.packets,
+                        bytes: n.bytes,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let ls = s.dataplane.load_stats;
+    Ok(Status {
+        pid: std::process::id(),
+        config: s.config.clone(),
+        interfaces: s
+            .dataplane
+            .attachments()
+            .iter()
+            .map(|a| InterfaceStatus {
+                name: a.name.clone(),
+                ifindex: a.ifindex,
+                role: a.role.to_string(),
+                mode: a.mode.into(),
+                egress: a.egress,
+            })
+            .collect(),
+        entities,
+        outcomes,
+        packets_seen,
+        prefixes_v4: ls.v4_prefixes,
+        prefixes_v6: ls.v6_prefixes,
+        map_bytes: ls.map_bytes,
+        digest: s.compiled.digest(),
+        reloads: s.reloads.clone(),
+        drift_entries: s.drift.total(),
+        sources: s.sources.states(),
+        delisted_by_list: s.compiled.report.delisted_by_list.clone(),
+        start: Some(s.start.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire form is each request's word and a newline, and the server reads back the
+    /// request the client sent: the client and the server cannot disagree on a name.
+    #[test]
+    fn every_request_reads_back_as_itself() {
+        let words: Vec<String> = Request::ALL.iter().map(|r| r.line()).collect();
+        assert_eq!(words, ["status\n", "table\n", "verify\n"]);
+        for r in Request::ALL {
+            assert_eq!(Request::parse(r.line().trim()), Some(r));
+        }
+        assert_eq!(Request::parse("reload"), None);
+    }
+
+    /// Serves one control connection whose answer echoes the request; the client end.
+    fn control_pair() -> tokio::net::UnixStream {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        tokio::spawn(serve_control(server, |r| format!("{{\"echo\":\"{r}\"}}")));
+        client
+    }
+
+    /// Reads until the server closes (or `within` passes: then panics).
+    async fn until_closed(client: &mut tokio::net::UnixStream, within: Duration) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .expect("the server closed the connection");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn control_requests_are_answered() {
+        let mut c = control_pair();
+        c.write_all(b"status\n").await.unwrap();
+        let got = until_closed(&mut c, Duration::from_secs(5)).await;
+        assert_eq!(got, "{\"echo\":\"status\"}");
+    }
+
+    /// 64 MiB without a newline: the server stops reading after MAX_CONTROL_REQUEST bytes and
+    /// closes, so the client cannot even send it all (an unbounded reader takes it whole and
+    /// holds it, 600 MB for 300 MiB).
+    #[tokio::test]
+    async fn an_oversized_control_request_is_refused_and_closed() {
+        let mut c = control_pair();
+        let big = vec![b'x'; 64 << 20];
+        let sent = tokio::time::timeout(Duration::from_secs(20), c.write_all(&big))
+            .await
+            .expect("the write ends: refused or taken");
+        assert!(
+            sent.is_err(),
+            "all 64 MiB were taken by the server: the request is not bounded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_control_request_without_newline_is_refused_after_the_read_timeout() {
+        let mut c = control_pair();
+        c.write_all(b"stat").await.unwrap();
+        let started = std::time::Instant::now();
+        let got = until_closed(&mut c, CONTROL_READ_TIMEOUT + Duration::from_secs(5)).await;
+        assert!(started.elapsed() >= CONTROL_READ_TIMEOUT - Duration::from_millis(100));
+        assert!(got.contains("no request line within"), "{got}");
+        // One that says too much in time gets an answer that says so.
+        let mut c = control_pair();
+        c.write_all(&[b'y'; MAX_CONTROL_REQUEST + 10])
+            .await
+            .unwrap();
+        let got = until_closed(&mut c, Duration::from_secs(5)).await;
+        assert!(got.contains("over 1024 bytes"), "{got}");
+    }
+}
