@@ -1,5 +1,5 @@
 //! What this binary is: its version, the git commit and the date it was built from (set by
-//! `build.rs`). `embargo --version` prints [`long`], the `embargo_build_info` metric carries the
+//! `build.rs`). `embargo --version` prints [`LONG`], the `embargo_build_info` metric carries the
 //! three as labels, `embargo status` shows them.
 
 /// The crate version (`Cargo.toml`).
@@ -10,10 +10,16 @@ pub const COMMIT: &str = env!("EMBARGO_GIT_COMMIT");
 /// The build date, `YYYY-MM-DD` (UTC; `SOURCE_DATE_EPOCH`'s when it was set).
 pub const BUILD_DATE: &str = env!("EMBARGO_BUILD_DATE");
 
-/// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-03)`.
-pub fn long() -> String {
-    format!("{VERSION} (commit {COMMIT}, built {BUILD_DATE})")
-}
+/// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-03)`: what `embargo --version` prints after the
+/// name.
+pub const LONG: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("EMBARGO_GIT_COMMIT"),
+    ", built ",
+    env!("EMBARGO_BUILD_DATE"),
+    ")"
+);
 
 #[cfg(test)]
 mod tests {
@@ -31,6 +37,9 @@ mod tests {
             chrono::NaiveDate::parse_from_str(BUILD_DATE, "%Y-%m-%d").is_ok(),
             "{BUILD_DATE}"
         );
-        assert!(long().starts_with(VERSION));
+        assert_eq!(
+            LONG,
+            format!("{VERSION} (commit {COMMIT}, built {BUILD_DATE})")
+        );
     }
 }

@@ -74,6 +74,13 @@ fn command(cli: Cli) -> Exit {
             config,
             json,
         } => commands::why(address, &config, json),
+        Command::Export {
+            format,
+            entity,
+            monitored,
+            config,
+            out,
+        } => commands::export(format, entity, monitored, &config, out.as_deref()),
         Command::Status {
             json,
             control_socket,

@@ -430,3 +430,25 @@ confidence = "medium"
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// `--version` names the build: version, git commit (or `unknown`) and build date.
+#[test]
+fn version_names_the_commit_and_build_date() {
+    let out = embargo(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    let rest = text
+        .strip_prefix(concat!("embargo ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let hex = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(hex == "unknown" || hex.len() == 12, "{text}");
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{text}"
+    );
+}

@@ -259,3 +259,95 @@ fn the_stix_bundle_reads_back_to_the_same_prefixes() {
         .collect();
     assert_eq!(back, want);
 }
+
+fn embargo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(args)
+        .output()
+        .expect("run embargo")
+}
+
+/// `embargo export`: standard output or `--out` (a symlink there is replaced, never followed);
+/// an unknown or monitored entity is a usage error (64) that writes nothing.
+#[test]
+fn the_command_writes_what_the_library_exports() {
+    let c = compiled();
+    let config = fixture();
+    let config = config.to_str().unwrap();
+    let out = embargo(&["export", "--format", "nft", "--config", config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The command compiles as of today, the library call above as of a fixed day: the same
+    // sets while the fixture's dates are all in the past.
+    let want = export(&c, Format::Nft, &Selection::default());
+    let skip_header = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        skip_header(&String::from_utf8_lossy(&out.stdout)),
+        skip_header(&want)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let target = dir.path().join("blocklist.txt");
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    let out = embargo(&[
+        "export",
+        "--format",
+        "cidr",
+        "--entity",
+        "inner-corp",
+        "--config",
+        config,
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(!target.is_symlink());
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(
+        written,
+        export(
+            &c,
+            Format::Cidr,
+            &Selection {
+                entity: Some("inner-corp".into()),
+                monitored: false
+            }
+        )
+    );
+
+    for (entity, says) in [
+        ("nobody", "`nobody` is not in the enforced policy"),
+        ("watched-org", "add --monitored"),
+    ] {
+        let path = dir.path().join(format!("{entity}.txt"));
+        let out = embargo(&[
+            "export",
+            "--format",
+            "edl",
+            "--entity",
+            entity,
+            "--config",
+            config,
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+        assert!(!path.exists());
+    }
+}

@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 use crate::{
     config::{Confidence, EvidenceKind, Interface, Role, XdpMode},
     observe::{audit, status},
+    policy::export,
 };
+
+fn parse_export_format(s: &str) -> Result<export::Format, String> {
+    s.parse().map_err(|e: export::ExportError| e.to_string())
+}
 
 /// Where XDP links are pinned unless --pin-dir says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/embargo";
@@ -26,7 +31,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
 #[derive(Parser)]
 #[command(
     name = "embargo",
-    version,
+    version = crate::build_info::LONG,
     about = "Sanctions-aware egress firewall agent (XDP)"
 )]
 pub struct Cli {
@@ -88,6 +93,26 @@ pub enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Write the enforced prefixes for another firewall: a plain CIDR list, a PAN-OS External
+    /// Dynamic List, an `nft -f` file (interval sets per entity), an `ipset restore` file or a
+    /// STIX 2.1 bundle. What `embargo why` says is dropped, and nothing else.
+    Export {
+        /// cidr | edl | nft | ipset | stix.
+        #[arg(long, value_parser = parse_export_format)]
+        format: export::Format,
+        /// Only this entity (by id).
+        #[arg(long)]
+        entity: Option<String>,
+        /// Monitored entities too (only blocked ones by default: an export feeds block lists).
+        #[arg(long)]
+        monitored: bool,
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Write to this file (replaced atomically, never through a symlink) instead of
+        /// standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Import a sanctions list (uk-csv, uk-xml, ofac-csv, ofac-xml, eu-xml, opensanctions:
     /// entity file skeletons) or indicators (stix, ioc, csv: `[[networks]]` groups).

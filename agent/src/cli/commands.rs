@@ -14,8 +14,9 @@ use super::{
 };
 use crate::{
     config::ConfigError,
+    files::write,
     observe::{audit, status},
-    policy::{explain, plan},
+    policy::{explain, export, plan},
     run::{self, RunError, RunOptions},
 };
 
@@ -163,6 +164,48 @@ pub fn why(address: IpAddr, config: &Path, json: bool) -> Exit {
             Exit::Success
         }
         Err(e) => config_error(&e),
+    }
+}
+
+/// `embargo export`: the enforced prefixes in `format`, on standard output or into `out`.
+pub fn export(
+    format: export::Format,
+    entity: Option<String>,
+    monitored: bool,
+    config: &Path,
+    out: Option<&Path>,
+) -> Exit {
+    let compiled = match crate::compile_file(config, crate::today()) {
+        Ok((_, c)) => c,
+        Err(e) => return config_error(&e),
+    };
+    let sel = export::Selection { entity, monitored };
+    let mut bytes = Vec::new();
+    if let Err(e) = export::write(&compiled, format, &sel, &mut bytes) {
+        errln!("error: {e}");
+        return exit_code(&e);
+    }
+    match out {
+        None => {
+            out!("{}", String::from_utf8_lossy(&bytes));
+            Exit::Success
+        }
+        Some(path) => match write::write_atomic(path, &bytes, write::Mode::Create(0o644)) {
+            Ok(()) => {
+                errln!(
+                    "wrote {} ({} bytes, {} export of the policy {})",
+                    path.display(),
+                    bytes.len(),
+                    format.name(),
+                    compiled.digest()
+                );
+                Exit::Success
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                Exit::CantCreate
+            }
+        },
     }
 }
 

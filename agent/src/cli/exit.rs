@@ -88,6 +88,17 @@ impl ExitStatus for ImportError {
     }
 }
 
+/// An export that names an entity it cannot export is a usage error.
+impl ExitStatus for crate::policy::export::ExportError {
+    fn exit(&self) -> Exit {
+        use crate::policy::export::ExportError;
+        match self {
+            ExportError::Write(_) => Exit::Io,
+            _ => Exit::Usage,
+        }
+    }
+}
+
 impl ExitStatus for RunError {
     fn exit(&self) -> Exit {
         match self {
