@@ -818,6 +818,12 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     Ok(crate::files::read::read_text(path, MAX_FILE_BYTES)?)
 }
 
+/// As [`read_text`], with the SHA-256 of the bytes read
+/// ([`crate::files::read::read_text_hashed`]).
+pub fn read_text_hashed(path: &Path) -> Result<(String, String), ConfigError> {
+    Ok(crate::files::read::read_text_hashed(path, MAX_FILE_BYTES)?)
+}
+
 fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, ConfigError> {
     toml::from_str(&file.text).map_err(|e| ConfigError::Parse {
         at: file.at(e.span().map_or(0, |s| s.start)),

@@ -257,7 +257,7 @@ pub fn minimal_cidrs(mut ranges: Vec<(u128, u128, bool)>) -> Vec<IpNetwork> {
 
 /// The version of the table file at `path` with text `text`.
 pub fn version_of(path: &Path, text: &str) -> Result<String, ConfigError> {
-    let sha = crate::policy::resolve::sha256_hex(text.as_bytes());
+    let sha = crate::files::digest::sha256_hex(text.as_bytes());
     let manifest = path.with_file_name("package.json");
     if !manifest.is_file() {
         return Ok(format!("{} sha256:{sha}", path.display()));
@@ -427,7 +427,7 @@ mod tests {
             format!(
                 "{} sha256:{}",
                 csv.display(),
-                crate::policy::resolve::sha256_hex(b"x")
+                crate::files::digest::sha256_hex(b"x")
             )
         );
         std::fs::write(
@@ -439,7 +439,7 @@ mod tests {
             version_of(&csv, "x").unwrap(),
             format!(
                 "@scope/t@1.2.3 t.csv sha256:{}",
-                crate::policy::resolve::sha256_hex(b"x")
+                crate::files::digest::sha256_hex(b"x")
             )
         );
         std::fs::remove_dir_all(&dir).unwrap();

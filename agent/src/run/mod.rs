@@ -142,9 +142,9 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 
 fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
     resolved
-        .paths
+        .inputs
         .iter()
-        .map(|p| (p.clone(), fingerprint(p)))
+        .map(|i| (i.path.clone(), fingerprint(&i.path)))
         .collect()
 }
 
