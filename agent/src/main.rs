@@ -800,11 +800,7 @@ fn import_command(format: IndicatorImport) -> ExitCode {
         ExitCode::from(code as u8)
     };
     let id = &common.entity;
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if !embargo::config::validate::is_slug(id) {
         return fail(&ImportError::Usage(format!(
             "--entity `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
         )));

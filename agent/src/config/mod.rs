@@ -4,6 +4,8 @@
 //! and says what to do; nothing from a configuration that fails is used. Loading reads files
 //! only; turning the model into a table is [`crate::policy::compile`]'s job.
 
+pub mod validate;
+
 use std::{
     collections::BTreeMap,
     fmt, fs,
@@ -750,6 +752,19 @@ pub enum ConfigError {
 impl ConfigError {
     /// Process exit code for a refused configuration (EX_USAGE, as linkerd uses).
     pub const EXIT_CODE: i32 = 64;
+
+    /// An [`ConfigError::Invalid`] at column 1 of `line` of `path`: the one constructor for
+    /// errors in files read line by line (indicator files, range tables, source copies).
+    pub fn at_line(path: &Path, line: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            at: Location {
+                file: path.to_owned(),
+                line,
+                column: 1,
+            },
+            message: message.into(),
+        }
+    }
 }
 
 /// Maps a byte offset to a 1-based line and column. Counts from the start: for one place

@@ -25,7 +25,7 @@ use std::{
 use ipnetwork::IpNetwork;
 
 use crate::{
-    config::{self, ConfigError, Location},
+    config::{self, ConfigError},
     policy::cidr,
 };
 
@@ -286,14 +286,7 @@ pub fn version_of(path: &Path, text: &str) -> Result<String, ConfigError> {
 }
 
 fn invalid(path: &Path, line: usize, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        at: Location {
-            file: path.to_owned(),
-            line: line.max(1),
-            column: 1,
-        },
-        message,
-    }
+    ConfigError::at_line(path, line.max(1), message)
 }
 
 /// Parses an AS number column (`13335` or `AS13335`).

@@ -187,23 +187,12 @@ impl Resolved {
     }
 }
 
-fn invalid(path: &std::path::Path, line: usize, message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        at: Location {
-            file: path.to_owned(),
-            line,
-            column: 1,
-        },
-        message: message.to_owned(),
-    }
-}
-
 /// Reads an indicator file: one CIDR or address per line, `#` starts a comment.
 pub fn parse_indicator_file(
     path: &std::path::Path,
     text: &str,
 ) -> Result<Vec<(IpNetwork, u32)>, ConfigError> {
-    sources::parse::list(text).map_err(|e| invalid(path, e.line, &e.message))
+    sources::parse::list(text).map_err(|e| ConfigError::at_line(path, e.line, e.message))
 }
 
 /// A source's entries, read once however many groups name it.
@@ -365,11 +354,7 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
     let main = config.main_file();
     for def in &config.main.lists {
         let name = def.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
+        if !config::validate::is_slug(name) {
             return Err(main.invalid(
                 def.name.span().start,
                 format!(
