@@ -421,7 +421,7 @@ fn remote_sources_are_refused_with_locations() {
         "{{\"url\": \"https://feeds.example.org/x\", \"sha256\": \"{}\", \
          \"fetched_at\": \"2026-11-01T00:00:00Z\", \"checked_at\": \"2026-11-01T00:00:00Z\", \
          \"entries\": 2}}",
-        embargo::policy::resolve::sha256_hex(body.as_bytes())
+        embargo::files::digest::sha256_hex(body.as_bytes())
     );
     c.file("main.toml", &main("https://feeds.example.org/x"))
         .file("entities/a.toml", &uses_feed)

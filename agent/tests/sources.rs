@@ -166,7 +166,10 @@ async fn each_format_is_fetched_parsed_cached_and_compiled() {
         let copy = cache::load(&f.spec).unwrap();
         assert_eq!(copy.meta.url, server.url(path));
         assert_eq!(copy.meta.entries, want);
-        assert_eq!(copy.meta.sha256, resolve::sha256_hex(copy.body.as_bytes()));
+        assert_eq!(
+            copy.meta.sha256,
+            embargo::files::digest::sha256_hex(copy.body.as_bytes())
+        );
         let resolved = resolve::resolve(&config).unwrap();
         let cands = &resolved.groups[0][0];
         assert_eq!(cands.len(), want, "{path}");
@@ -418,7 +421,7 @@ async fn a_bad_line_refuses_the_whole_body_and_keeps_the_copy() {
 #[tokio::test]
 async fn a_pinned_digest_refuses_any_other_body() {
     let lab = Lab::new("pin");
-    let pinned = resolve::sha256_hex(LIST.as_bytes());
+    let pinned = embargo::files::digest::sha256_hex(LIST.as_bytes());
     let n = AtomicUsize::new(0);
     let server = serve(&lab, move |_| {
         if n.fetch_add(1, Ordering::SeqCst) == 1 {
@@ -526,7 +529,7 @@ async fn minisign_signatures_are_required_and_checked() {
     let copy = cache::load(&f.spec).unwrap();
     fs::write(lab.path("cache/feed.body"), tampered).unwrap();
     let mut meta = copy.meta.clone();
-    meta.sha256 = resolve::sha256_hex(tampered.as_bytes());
+    meta.sha256 = embargo::files::digest::sha256_hex(tampered.as_bytes());
     cache::store_meta(&f.spec, &meta).unwrap();
     let e = resolve::resolve(&config).unwrap_err().to_string();
     assert!(e.contains("has no usable content"), "{e}");
@@ -655,7 +658,7 @@ async fn a_bad_line_in_the_cached_copy_names_the_cache_file_and_line() {
     let mut meta = cache::load(&f.spec).unwrap().meta;
     let bad = "192.0.2.0/24\n\nnot-an-address\n";
     fs::write(lab.path("cache/feed.body"), bad).unwrap();
-    meta.sha256 = resolve::sha256_hex(bad.as_bytes());
+    meta.sha256 = embargo::files::digest::sha256_hex(bad.as_bytes());
     cache::store_meta(&f.spec, &meta).unwrap();
     let e = resolve::resolve(&config).unwrap_err().to_string();
     let want = format!(
@@ -924,13 +927,16 @@ async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
     assert_eq!(r.lists.len(), 1);
     assert_eq!(r.lists[0].path, cache);
     assert_eq!(r.sources[0].status, SourceStatus::Used);
-    let audit = embargo::observe::audit::sources(&config, &r).unwrap();
+    let audit = embargo::observe::audit::sources(&r);
     let entry = audit
         .iter()
         .find(|s| s.path == cache.display().to_string())
         .expect("the cached copy is an audit source");
     assert_eq!(entry.kind, embargo::observe::audit::SourceKind::List);
-    assert_eq!(entry.sha256, resolve::sha256_hex(listed.as_bytes()));
+    assert_eq!(
+        entry.sha256,
+        embargo::files::digest::sha256_hex(listed.as_bytes())
+    );
     let before = compile_on(&config, "2026-07-01");
     assert_eq!(before.rules.len(), 1, "CYB0114 is on the list: enforced");
     assert!(before.listed[0].on_list);
@@ -1125,7 +1131,7 @@ fn plant_copy(f: &Fetcher, body: &str, etag: Option<&str>) {
         url: f.spec.url.to_string(),
         etag: etag.map(str::to_owned),
         last_modified: None,
-        sha256: resolve::sha256_hex(body.as_bytes()),
+        sha256: embargo::files::digest::sha256_hex(body.as_bytes()),
         fetched_at: now,
         checked_at: now,
         entries: body.lines().count(),

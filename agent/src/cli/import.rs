@@ -134,11 +134,7 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         exit_code(e)
     };
     let id = &common.entity;
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if !crate::config::validate::is_slug(id) {
         return fail(&ImportError::Usage(format!(
             "--entity `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
         )));

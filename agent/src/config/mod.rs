@@ -4,6 +4,8 @@
 //! and says what to do; nothing from a configuration that fails is used. Loading reads files
 //! only; turning the model into a table is [`crate::policy::compile`]'s job.
 
+pub mod validate;
+
 use std::{
     collections::BTreeMap,
     fmt, fs,
@@ -747,6 +749,21 @@ pub enum ConfigError {
     Invalid { at: Location, message: String },
 }
 
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] at column 1 of `line` of `path`: the one constructor for
+    /// errors in files read line by line (indicator files, range tables, source copies).
+    pub fn at_line(path: &Path, line: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            at: Location {
+                file: path.to_owned(),
+                line,
+                column: 1,
+            },
+            message: message.into(),
+        }
+    }
+}
+
 /// Maps a byte offset to a 1-based line and column. Counts from the start: for one place
 /// only; a parser that names many places builds a [`crate::files::read::LineIndex`] once.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -811,6 +828,12 @@ impl From<crate::files::read::InputError> for ConfigError {
 /// UTF-8, without its byte-order mark.
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     Ok(crate::files::read::read_text(path, MAX_FILE_BYTES)?)
+}
+
+/// As [`read_text`], with the SHA-256 of the bytes read
+/// ([`crate::files::read::read_text_hashed`]).
+pub fn read_text_hashed(path: &Path) -> Result<(String, String), ConfigError> {
+    Ok(crate::files::read::read_text_hashed(path, MAX_FILE_BYTES)?)
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, ConfigError> {

@@ -116,7 +116,19 @@ pub fn read_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, InputError> {
 /// Reads the regular file at `path` as UTF-8 text, at most `cap` bytes, without a leading
 /// byte-order mark.
 pub fn read_text(path: &Path, cap: u64) -> Result<String, InputError> {
+    text_of(path, read_bytes(path, cap)?)
+}
+
+/// As [`read_text`], with the SHA-256 ([`super::digest::sha256_hex`]) of the bytes read (the
+/// byte-order mark included): the digest names exactly the content the text came from.
+pub fn read_text_hashed(path: &Path, cap: u64) -> Result<(String, String), InputError> {
     let bytes = read_bytes(path, cap)?;
+    let sha256 = super::digest::sha256_hex(&bytes);
+    Ok((text_of(path, bytes)?, sha256))
+}
+
+/// `bytes` read from `path` as UTF-8 text without a leading byte-order mark.
+fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, InputError> {
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count() + 1;

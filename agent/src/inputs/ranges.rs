@@ -25,7 +25,7 @@ use std::{
 use ipnetwork::IpNetwork;
 
 use crate::{
-    config::{self, ConfigError, Location},
+    config::{self, ConfigError},
     policy::cidr,
 };
 
@@ -257,7 +257,7 @@ pub fn minimal_cidrs(mut ranges: Vec<(u128, u128, bool)>) -> Vec<IpNetwork> {
 
 /// The version of the table file at `path` with text `text`.
 pub fn version_of(path: &Path, text: &str) -> Result<String, ConfigError> {
-    let sha = crate::policy::resolve::sha256_hex(text.as_bytes());
+    let sha = crate::files::digest::sha256_hex(text.as_bytes());
     let manifest = path.with_file_name("package.json");
     if !manifest.is_file() {
         return Ok(format!("{} sha256:{sha}", path.display()));
@@ -286,14 +286,7 @@ pub fn version_of(path: &Path, text: &str) -> Result<String, ConfigError> {
 }
 
 fn invalid(path: &Path, line: usize, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        at: Location {
-            file: path.to_owned(),
-            line: line.max(1),
-            column: 1,
-        },
-        message,
-    }
+    ConfigError::at_line(path, line.max(1), message)
 }
 
 /// Parses an AS number column (`13335` or `AS13335`).
@@ -427,7 +420,7 @@ mod tests {
             format!(
                 "{} sha256:{}",
                 csv.display(),
-                crate::policy::resolve::sha256_hex(b"x")
+                crate::files::digest::sha256_hex(b"x")
             )
         );
         std::fs::write(
@@ -439,7 +432,7 @@ mod tests {
             version_of(&csv, "x").unwrap(),
             format!(
                 "@scope/t@1.2.3 t.csv sha256:{}",
-                crate::policy::resolve::sha256_hex(b"x")
+                crate::files::digest::sha256_hex(b"x")
             )
         );
         std::fs::remove_dir_all(&dir).unwrap();

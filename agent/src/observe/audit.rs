@@ -72,11 +72,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::Config,
-    files::write,
+    files::{digest::sha256_hex, write},
     policy::{
         compile::{Compiled, ListedStatus},
         plan::{self, TableSnapshot},
-        resolve::{Resolved, sha256_hex},
+        resolve::{InputKind, Resolved},
     },
 };
 
@@ -107,13 +107,6 @@ pub enum AuditError {
         "audit log {path} cannot be continued: {problem}; `embargo audit verify --log {path}` shows where it breaks, move the file aside to start a new log"
     )]
     BadTail { path: PathBuf, problem: Problem },
-    /// A source file could not be read again for its digest.
-    #[error("reading {path} for the audit record: {source}")]
-    Source {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// The log or its folder is not safe to write: a symlink, not a regular file, a folder
     /// others can write in or owned by another user.
     #[error("audit log {path}: {source}")]
@@ -279,71 +272,50 @@ pub struct PolicyApplied {
 impl PolicyApplied {
     /// The entry for `new`, compiled from `config` and `resolved`, replacing `old` (an empty
     /// snapshot when nothing was loaded before) whose list-driven designations stood as
-    /// `old_listed`. Indicator files are read again for their digest, so call this right after
-    /// compiling.
+    /// `old_listed`. The sources' digests are those `resolved` recorded when it read them.
     pub fn new(
         config: &Config,
         resolved: &Resolved,
         old: &TableSnapshot,
         old_listed: &[ListedStatus],
         new: &Compiled,
-    ) -> Result<Self, AuditError> {
+    ) -> Self {
         let next = TableSnapshot::of(new);
-        Ok(Self {
+        Self {
             time: Utc::now(),
             digest: next.digest.clone(),
             config: config.main_file().path.clone(),
-            sources: sources(config, resolved)?,
+            sources: sources(resolved),
             asn_table: resolved.asn_table.clone(),
             country_table: resolved.country_table.clone(),
             changes: Changes::between(old, &next),
             designations: designation_changes(old_listed, &new.listed),
-        })
+        }
     }
 }
 
-/// Every file `config` and `resolved` were read from, each once, in reading order.
-pub fn sources(config: &Config, resolved: &Resolved) -> Result<Vec<Source>, AuditError> {
-    let mut out: Vec<Source> = config
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Source {
-            kind: if i == 0 {
-                SourceKind::Config
-            } else {
-                SourceKind::Entities
-            },
-            path: f.path.display().to_string(),
-            sha256: sha256_hex(f.text.as_bytes()),
-        })
-        .collect();
-    for path in resolved.paths.iter().skip(config.files.len()) {
-        let shown = path.display().to_string();
+/// Every file `config` and `resolved` were read from, each once, in reading order, with the
+/// digest [`resolve`](crate::policy::resolve::resolve) recorded when it read the file (never a
+/// second read, which could see a newer file than the one enforced).
+pub fn sources(resolved: &Resolved) -> Vec<Source> {
+    let mut out: Vec<Source> = Vec::with_capacity(resolved.inputs.len());
+    for input in &resolved.inputs {
+        let shown = input.path.display().to_string();
         if out.iter().any(|s| s.path == shown) {
             continue;
         }
-        let bytes = std::fs::read(path).map_err(|source| AuditError::Source {
-            path: path.clone(),
-            source,
-        })?;
-        let kind = if resolved.lists.iter().any(|l| l.path == *path)
-            || config.main.lists.iter().any(|l| {
-                l.alt_path
-                    .as_ref()
-                    .is_some_and(|a| config.relative(0, a.get_ref()) == *path)
-            }) {
-            SourceKind::List
-        } else {
-            SourceKind::Indicators
-        };
         out.push(Source {
-            kind,
+            kind: match input.kind {
+                InputKind::Config => SourceKind::Config,
+                InputKind::Entities => SourceKind::Entities,
+                InputKind::List => SourceKind::List,
+                InputKind::Indicators | InputKind::Source => SourceKind::Indicators,
+            },
             path: shown,
-            sha256: sha256_hex(&bytes),
+            sha256: input.sha256.clone(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// One line of the log.
@@ -732,7 +704,7 @@ pub fn record_applied(
     old_listed: &[ListedStatus],
     new: &Compiled,
 ) -> Result<Record, AuditError> {
-    let record = log.append(PolicyApplied::new(config, resolved, old, old_listed, new)?)?;
+    let record = log.append(PolicyApplied::new(config, resolved, old, old_listed, new))?;
     for d in &record.designations {
         tracing::warn!(
             change = ?d.change,
@@ -1311,8 +1283,7 @@ mod tests {
             &TableSnapshot::default(),
             &[],
             &compiled,
-        )
-        .unwrap();
+        );
         assert_eq!(e.digest, compiled.digest());
         assert_eq!(e.config, path);
         let kinds: Vec<SourceKind> = e.sources.iter().map(|s| s.kind).collect();
@@ -1349,5 +1320,65 @@ mod tests {
         }
         assert_eq!(e.changes.prefixes_added, compiled.rules.len() as u64);
         assert_eq!(e.changes.entities_added, compiled.entities.len() as u64);
+    }
+
+    /// Regression: the audit record named the digest of whatever the files held when the
+    /// record was written (it read them again), not of what was resolved and enforced. A file
+    /// changed between resolve and audit must not change the record.
+    #[test]
+    fn a_file_changed_after_resolve_is_recorded_as_it_was_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("embargo.toml");
+        std::fs::create_dir(dir.path().join("entities")).unwrap();
+        std::fs::write(&main, "enforce = [\"UK\"]\ninclude = [\"entities\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("entities/a.toml"),
+            r#"id = "a"
+name = "A Ltd"
+action = "drop"
+
+[[designations]]
+authority = "UK"
+regime = "Cyber"
+reference = "CYB0000"
+listed_on = 2025-12-09
+source = "https://example.org/a"
+
+[[networks]]
+files = ["iocs.txt"]
+[networks.evidence]
+kind = "advisory"
+source = "https://example.org/ioc"
+retrieved = 2026-11-01
+confidence = "medium"
+"#,
+        )
+        .unwrap();
+        let iocs = dir.path().join("entities/iocs.txt");
+        let enforced = "192.0.2.0/24\n";
+        std::fs::write(&iocs, enforced).unwrap();
+        let config = crate::config::load(&main).unwrap();
+        let resolved = crate::policy::resolve::resolve(&config).unwrap();
+        let compiled = crate::policy::compile::compile(&config, &resolved, crate::today()).unwrap();
+        // The file changes after it was read and compiled, before the record is written.
+        std::fs::write(&iocs, "198.51.100.0/24\n").unwrap();
+        let e = PolicyApplied::new(
+            &config,
+            &resolved,
+            &TableSnapshot::default(),
+            &[],
+            &compiled,
+        );
+        let shown = iocs.display().to_string();
+        let source = e
+            .sources
+            .iter()
+            .find(|s| s.path == shown)
+            .unwrap_or_else(|| panic!("{shown} in {:?}", e.sources));
+        assert_eq!(source.kind, SourceKind::Indicators);
+        assert_eq!(source.sha256, sha256_hex(enforced.as_bytes()));
+        // Removed altogether, it is still recorded as enforced.
+        std::fs::remove_file(&iocs).unwrap();
+        assert_eq!(sources(&resolved), e.sources);
     }
 }

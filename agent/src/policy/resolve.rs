@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use crate::{
     config::{self, Config, ConfigError, EvidenceKind, Location, NetworkGroup, OnSourceFailure},
+    files::digest::sha256_hex,
     inputs::{
         ranges::{self, RangeTable},
         sources::{self, SourceSpec},
@@ -65,12 +66,41 @@ pub struct SourceReport {
     pub list: Option<String>,
 }
 
+/// What a file read by [`resolve`] was to the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The main configuration file.
+    Config,
+    /// An included entity file.
+    Entities,
+    /// A sanctions list file (a `[[lists]]` path, its OFAC `alt_path`, or the last-known-good
+    /// copy of the source a list reads).
+    List,
+    /// An indicator file a network group names.
+    Indicators,
+    /// The last-known-good copy of a prefix source a network group names.
+    Source,
+}
+
+/// One file [`resolve`] read: the record of what the policy was built from. The audit log and
+/// the file watcher use it rather than reading the files again, so they name exactly the bytes
+/// that were enforced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputRead {
+    pub path: PathBuf,
+    pub kind: InputKind,
+    /// Lowercase hex SHA-256 of the bytes parsed (a configuration file's: of its text, without
+    /// a byte-order mark; any other file's: of the bytes read, as stored).
+    pub sha256: String,
+}
+
 /// A prefix from a network group, with where it was written.
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub net: IpNetwork,
     pub via: Via,
-    /// Index into [`Resolved::paths`], 1-based line and column.
+    /// Index into [`Resolved::inputs`], 1-based line and column.
     pub file: u32,
     pub line: u32,
     pub column: u32,
@@ -79,8 +109,10 @@ pub struct Candidate {
 /// Every group's candidates: `groups[entity][group]`, in configuration order.
 #[derive(Debug, Default)]
 pub struct Resolved {
-    /// The configuration's files first (same indices as [`Config::files`]), then indicator files.
-    pub paths: Vec<PathBuf>,
+    /// Every file read, in reading order: the configuration's files first (same indices as
+    /// [`Config::files`]), then list files, indicator files and source copies. A file read
+    /// twice is here twice.
+    pub inputs: Vec<InputRead>,
     pub groups: Vec<Vec<Vec<Candidate>>>,
     /// The ASN table's version (each file's, joined with `; `), if one was read.
     pub asn_table: Option<String>,
@@ -148,31 +180,11 @@ impl ResolvedList {
 impl Resolved {
     pub fn location(&self, c: &Candidate) -> Location {
         Location {
-            file: self.paths[c.file as usize].clone(),
+            file: self.inputs[c.file as usize].path.clone(),
             line: c.line as usize,
             column: c.column as usize,
         }
     }
-}
-
-fn invalid(path: &std::path::Path, line: usize, message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        at: Location {
-            file: path.to_owned(),
-            line,
-            column: 1,
-        },
-        message: message.to_owned(),
-    }
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Reads an indicator file: one CIDR or address per line, `#` starts a comment.
@@ -180,12 +192,12 @@ pub fn parse_indicator_file(
     path: &std::path::Path,
     text: &str,
 ) -> Result<Vec<(IpNetwork, u32)>, ConfigError> {
-    sources::parse::list(text).map_err(|e| invalid(path, e.line, &e.message))
+    sources::parse::list(text).map_err(|e| ConfigError::at_line(path, e.line, e.message))
 }
 
 /// A source's entries, read once however many groups name it.
 struct SourceEntries {
-    /// Index of its copy in [`Resolved::paths`].
+    /// Index of its copy in [`Resolved::inputs`].
     file: u32,
     name: Arc<str>,
     entries: Vec<(IpNetwork, u32)>,
@@ -201,8 +213,12 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
             .and_then(|entries| spec.guard.check(&entries).map(|()| entries))
         {
             Ok(entries) => {
-                let file = r.paths.len() as u32;
-                r.paths.push(c.paths.body.clone());
+                let file = r.inputs.len() as u32;
+                r.inputs.push(InputRead {
+                    path: c.paths.body.clone(),
+                    kind: InputKind::Source,
+                    sha256: c.meta.sha256.clone(),
+                });
                 r.sources.push(SourceReport {
                     name: name.clone(),
                     url: spec.shown_url(),
@@ -338,11 +354,7 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
     let main = config.main_file();
     for def in &config.main.lists {
         let name = def.name.get_ref();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
+        if !config::validate::is_slug(name) {
             return Err(main.invalid(
                 def.name.span().start,
                 format!(
@@ -356,9 +368,9 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
                 format!("list name `{name}` is declared twice; names must be unique"),
             ));
         }
-        let read = |p: &Spanned<String>| -> Result<(PathBuf, String), ConfigError> {
+        let read = |p: &Spanned<String>| -> Result<(PathBuf, String, String), ConfigError> {
             let path = config.relative(0, p.get_ref());
-            let text = config::read_text(&path).map_err(|e| match e {
+            let (text, sha256) = config::read_text_hashed(&path).map_err(|e| match e {
                 ConfigError::Read { source, .. } => main.invalid(
                     p.span().start,
                     format!(
@@ -368,9 +380,9 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
                 ),
                 other => other,
             })?;
-            Ok((path, text))
+            Ok((path, text, sha256))
         };
-        let (path, text, format, alt, fetched) = match (&def.path, &def.source) {
+        let (path, text, sha256, format, alt, fetched) = match (&def.path, &def.source) {
             (Some(_), Some(src)) => {
                 return Err(main.invalid(
                     src.span().start,
@@ -408,9 +420,9 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
                         format!("alt_path is for format \"ofac-csv\" only (OFAC's alt.csv); remove it from list `{name}`"),
                     ));
                 }
-                let (path, text) = read(p)?;
+                let (path, text, sha256) = read(p)?;
                 let alt = def.alt_path.as_ref().map(read).transpose()?;
-                (path, text, format, alt, None)
+                (path, text, sha256, format, alt, None)
             }
             (None, Some(src)) => {
                 let at = src.span().start;
@@ -448,7 +460,10 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
                     ));
                 };
                 match read_list_source(name, spec, format, r)? {
-                    Some((path, text, meta)) => (path, text, format, None, Some(meta)),
+                    Some((path, text, meta)) => {
+                        let sha256 = meta.sha256.clone();
+                        (path, text, sha256, format, None, Some(meta))
+                    }
                     None => {
                         r.skipped_lists.push(name.clone());
                         continue;
@@ -459,7 +474,7 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
         let input = crate::inputs::lists::ListInput {
             path: &path,
             text: &text,
-            alt: alt.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            alt: alt.as_ref().map(|(p, t, _)| (p.as_path(), t.as_str())),
         };
         let document = crate::inputs::lists::parse(format, &input).map_err(|e| ConfigError::Invalid {
             at: Location {
@@ -486,9 +501,17 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
                 (modified, false)
             }
         };
-        r.paths.push(path.clone());
-        if let Some((alt_path, _)) = &alt {
-            r.paths.push(alt_path.clone());
+        r.inputs.push(InputRead {
+            path: path.clone(),
+            kind: InputKind::List,
+            sha256,
+        });
+        if let Some((alt_path, _, alt_sha256)) = alt {
+            r.inputs.push(InputRead {
+                path: alt_path,
+                kind: InputKind::List,
+                sha256: alt_sha256,
+            });
         }
         r.lists.push(ResolvedList::new(
             name.clone(),
@@ -504,7 +527,20 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
 /// Resolves every network group of `config`.
 pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
     let mut r = Resolved {
-        paths: config.files.iter().map(|f| f.path.clone()).collect(),
+        inputs: config
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| InputRead {
+                path: f.path.clone(),
+                kind: if i == 0 {
+                    InputKind::Config
+                } else {
+                    InputKind::Entities
+                },
+                sha256: sha256_hex(f.text.as_bytes()),
+            })
+            .collect(),
         ..Default::default()
     };
     let specs = sources::spec::specs(config)?;
@@ -546,7 +582,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
             }
             for f in &g.files {
                 let path = config.relative(src.file, f.get_ref());
-                let text = config::read_text(&path).map_err(|e| match e {
+                let (text, sha256) = config::read_text_hashed(&path).map_err(|e| match e {
                     ConfigError::Read { source, .. } => file.invalid(
                         f.span().start,
                         format!(
@@ -556,8 +592,12 @@ pub fn resolve(config: &Config) -> Result<Resolved, ConfigError> {
                     ),
                     other => other,
                 })?;
-                let idx = r.paths.len() as u32;
-                r.paths.push(path.clone());
+                let idx = r.inputs.len() as u32;
+                r.inputs.push(InputRead {
+                    path: path.clone(),
+                    kind: InputKind::Indicators,
+                    sha256,
+                });
                 let name: Arc<str> = Arc::from(path.display().to_string());
                 for (net, line) in parse_indicator_file(&path, &text)? {
                     cands.push(Candidate {

@@ -150,9 +150,9 @@ pub(super) fn fingerprint(path: &Path) -> Option<Fingerprint> {
 
 pub(super) fn watch_list(resolved: &Resolved) -> Vec<(PathBuf, Option<Fingerprint>)> {
     resolved
-        .paths
+        .inputs
         .iter()
-        .map(|p| (p.clone(), fingerprint(p)))
+        .map(|i| (i.path.clone(), fingerprint(&i.path)))
         .collect()
 }
 

@@ -150,7 +150,7 @@ pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
         });
     }
     let body = read_capped(&paths.body, crate::config::MAX_FILE_BYTES)?;
-    let actual = crate::policy::resolve::sha256_hex(&body);
+    let actual = crate::files::digest::sha256_hex(&body);
     if actual != meta.sha256 {
         return Err(CacheError::Damaged {
             path: paths.body.clone(),
@@ -288,7 +288,7 @@ mod tests {
             url: "https://example.org/feed.txt".into(),
             etag: Some("\"v1\"".into()),
             last_modified: None,
-            sha256: crate::policy::resolve::sha256_hex(body),
+            sha256: crate::files::digest::sha256_hex(body),
             fetched_at: now,
             checked_at: now,
             entries: 1,

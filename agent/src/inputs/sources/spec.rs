@@ -121,13 +121,6 @@ pub fn cache_dir(config: &Config) -> PathBuf {
     }
 }
 
-/// Whether `s` is a slug: lowercase letters, digits, `-` and `_`.
-pub fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 /// Checks every `[[sources]]` entry of `config`, in order.
 pub fn specs(config: &Config) -> Result<Vec<SourceSpec>, ConfigError> {
     let dir = cache_dir(config);
@@ -153,7 +146,7 @@ pub fn specs(config: &Config) -> Result<Vec<SourceSpec>, ConfigError> {
 fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSpec, ConfigError> {
     let main = config.main_file();
     let name = def.name.get_ref().clone();
-    if !is_slug(&name) {
+    if !crate::config::validate::is_slug(&name) {
         return Err(main.invalid(
             def.name.span().start,
             format!("source name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"),

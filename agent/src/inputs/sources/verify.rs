@@ -27,7 +27,7 @@ pub fn verify(
     body: &[u8],
     signature: Option<&str>,
 ) -> Result<String, VerifyError> {
-    let actual = crate::policy::resolve::sha256_hex(body);
+    let actual = crate::files::digest::sha256_hex(body);
     if let Some(pinned) = &spec.sha256
         && *pinned != actual
     {
