@@ -1,9 +1,10 @@
 //! Helpers for Embargo's root-only integration tests and benchmarks: packet builders
-//! ([`packet`]) and throwaway network-namespace labs ([`lab`]).
+//! ([`packet`]), throwaway network-namespace labs ([`lab`]) and the seeded generator ([`rng`]).
 
 pub mod lab;
 pub mod packet;
 pub mod prog_run;
+pub mod rng;
 
 /// Compiles configuration text (a main file with inline entities) as of today; panics on error.
 pub fn compile_text(text: &str) -> embargo::policy::compile::Compiled {

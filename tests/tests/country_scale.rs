@@ -41,7 +41,7 @@ use embargo::{
     },
 };
 use embargo_abi::{Direction, Role, Verdict};
-use embargo_tests::packet::Frame;
+use embargo_tests::{packet::Frame, rng::Rng};
 
 const PACKAGE: &str = "geo-whois-asn-country-2.3.2026061719";
 const FILES: [&str; 2] = [
@@ -122,31 +122,6 @@ impl Raw {
             }
         }
         out
-    }
-}
-
-/// splitmix64: small, seeded, good enough to pick addresses.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn u128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
-
-    /// Uniform enough in `lo..=hi` for a spot check.
-    fn between(&mut self, lo: u128, hi: u128) -> u128 {
-        match (hi - lo).checked_add(1) {
-            Some(span) => lo + self.u128() % span,
-            None => self.u128(),
-        }
     }
 }
 
@@ -253,11 +228,11 @@ fn every_country_range_loads_and_answers_like_the_table() {
         let v4 = i.is_multiple_of(2);
         let raw = if v4 { &v4_raw } else { &v6_raw };
         let rows = &raw.rows;
-        let x = if rng.next().is_multiple_of(2) {
-            let r = &rows[(rng.next() % rows.len() as u64) as usize];
+        let x = if rng.next_u64().is_multiple_of(2) {
+            let r = &rows[(rng.next_u64() % rows.len() as u64) as usize];
             rng.between(r.0, r.1)
         } else if v4 {
-            u128::from(rng.next() as u32)
+            u128::from(rng.next_u64() as u32)
         } else {
             rng.between(0x2000 << 112, (0x4000 << 112) - 1)
         };

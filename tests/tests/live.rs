@@ -17,25 +17,10 @@ use std::{
 
 use embargo::{dataplane::Dataplane, policy::EntityIndex};
 use embargo_abi::Role;
-use embargo_tests::{compile_text, packet::Frame};
+use embargo_tests::{compile_text, packet::Frame, rng::Rng};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-
-/// Deterministic randomness (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn entity(id: &str, action: &str, prefixes: &[String]) -> String {
     format!(

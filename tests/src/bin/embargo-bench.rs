@@ -88,7 +88,7 @@ use embargo::{
     policy::{EntityInfo, Policy},
 };
 use embargo_abi::{Direction, Role, Stat, Verdict, programs};
-use embargo_tests::packet::Frame;
+use embargo_tests::{packet::Frame, rng::Rng};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
 const XDP_DROP: u32 = 1;
@@ -206,41 +206,6 @@ fn parse_args() -> Result<Args> {
 // ---------------------------------------------------------------------------------------------
 // Deterministic generation
 
-/// splitmix64: tiny, fast, and good enough to scatter prefixes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-    fn u128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
-    /// Picks from `(value, weight)` pairs.
-    fn weighted<T: Copy>(&mut self, table: &[(T, u64)]) -> T {
-        let total: u64 = table.iter().map(|(_, w)| w).sum();
-        let mut x = self.below(total);
-        for (v, w) in table {
-            if x < *w {
-                return *v;
-            }
-            x -= w;
-        }
-        unreachable!("x < total")
-    }
-}
-
 /// IPv4 length mix, per mille: a blocklist (hosts, small subnets) merged with a routing table
 /// (/24s and aggregates).
 const V4_LENGTHS: &[(u8, u64)] = &[
@@ -324,7 +289,7 @@ fn mask6(len: u8) -> u128 {
 
 fn random_public_v4(rng: &mut Rng) -> u32 {
     loop {
-        let a = rng.next() as u32;
+        let a = rng.next_u64() as u32;
         if v4_public(a) {
             return a;
         }
@@ -344,7 +309,7 @@ fn gen_v4(n: usize, rng: &mut Rng) -> Vec<(Ipv4Network, u32)> {
         let net = (0..100_000)
             .map(|_| {
                 let addr = if rng.chance(V4_CLUSTERED) {
-                    hot[rng.below(hot.len() as u64) as usize] | (rng.next() as u32 & 0xffff)
+                    hot[rng.below(hot.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff)
                 } else {
                     random_public_v4(rng)
                 };
@@ -463,7 +428,7 @@ fn probes_v4(prefixes: &[(Ipv4Network, u32)], t: &Table, n: usize, rng: &mut Rng
     let mut hits = Vec::with_capacity(n);
     while hits.len() < n {
         let (net, _) = prefixes[rng.below(prefixes.len() as u64) as usize];
-        let a = u32::from(net.network()) | (rng.next() as u32 & !mask4(net.prefix()));
+        let a = u32::from(net.network()) | (rng.next_u64() as u32 & !mask4(net.prefix()));
         if seen.insert(a) {
             assert!(build::lookup_v4(t, Ipv4Addr::from(a)).is_some(), "{a:#x}");
             hits.push(a);
@@ -476,7 +441,7 @@ fn probes_v4(prefixes: &[(Ipv4Network, u32)], t: &Table, n: usize, rng: &mut Rng
         assert!(tries < 1000 * n as u64 + 100_000, "cannot find IPv4 misses");
         let a = if misses.len() % 2 == 0 {
             let (net, _) = prefixes[rng.below(prefixes.len() as u64) as usize];
-            (u32::from(net.network()) & mask4(16)) | (rng.next() as u32 & 0xffff)
+            (u32::from(net.network()) & mask4(16)) | (rng.next_u64() as u32 & 0xffff)
         } else {
             random_public_v4(rng)
         };
