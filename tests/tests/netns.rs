@@ -153,6 +153,8 @@ fn inside_role_drops_and_monitors_destinations() {
         "{status:?}"
     );
     assert_eq!((status.prefixes_v4, status.prefixes_v6), (2, 2));
+    // The running agent names its build (what `embargo --version` prints).
+    assert_eq!(status.version, embargo::build_info::LONG);
 
     let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
     assert_eq!(

@@ -19,6 +19,10 @@ pub const DEFAULT_SOCKET: &str = "/run/embargo/control.sock";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub pid: u32,
+    /// The running agent's build: version, git commit and build date
+    /// ([`crate::build_info::LONG`]); empty from an agent older than this field.
+    #[serde(default)]
+    pub version: String,
     pub config: PathBuf,
     pub interfaces: Vec<InterfaceStatus>,
     pub entities: Vec<EntityStatus>,
@@ -399,6 +403,9 @@ pub fn render(s: &Status) -> String {
         s.prefixes_v6,
         s.map_bytes as f64 / (1024.0 * 1024.0)
     );
+    if !s.version.is_empty() {
+        let _ = writeln!(out, "version {}", s.version);
+    }
     let r = &s.reloads;
     let _ = writeln!(
         out,
@@ -626,6 +633,7 @@ confidence = "low"
         );
         let status = Status {
             pid: 1,
+            version: "0.1.0 (commit 0123456789ab, built 2026-12-03)".into(),
             config: "t.toml".into(),
             interfaces: Vec::new(),
             entities: vec![EntityStatus {
@@ -651,6 +659,12 @@ confidence = "low"
             start: None,
         };
         let text = render(&status);
+        assert!(
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l == "version 0.1.0 (commit 0123456789ab, built 2026-12-03)"),
+            "{text}"
+        );
         assert!(
             text.contains("i-soon                  DELISTED UK CYB0114"),
             "{text}"

@@ -244,6 +244,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
     let ls = s.dataplane.load_stats;
     Ok(Status {
         pid: std::process::id(),
+        version: crate::build_info::LONG.to_owned(),
         config: s.config.clone(),
         interfaces: s
             .dataplane
