@@ -7,6 +7,7 @@
 //!
 //! | member      | value |
 //! | ----------- | ----- |
+//! | `agent_version` | the agent's build that applied the policy: version, git commit, build date, as `embargo --version` prints them (absent in records of agents before it) |
 //! | `seq`       | 1 for the first record, then +1 per record, no gaps |
 //! | `time`      | when the record was written: RFC 3339, UTC, milliseconds (`2025-12-09T10:00:00.000Z`) |
 //! | `digest`    | [`Compiled::digest`] of the applied table |
@@ -322,6 +323,10 @@ pub fn sources(resolved: &Resolved) -> Vec<Source> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
+    /// The build of the agent that applied the policy ([`crate::build_info::LONG`]). Absent
+    /// in records written before the field existed, which keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
@@ -662,6 +667,7 @@ impl AuditLog {
             });
         }
         let mut record = Record {
+            agent_version: Some(crate::build_info::LONG.to_owned()),
             seq: self.seq + 1,
             time: entry.time.to_rfc3339_opts(SecondsFormat::Millis, true),
             digest: entry.digest,
@@ -962,10 +968,15 @@ mod tests {
         let line = &lines(&path)[0];
         // Sorted members, no whitespace.
         assert!(
-            line.starts_with(r#"{"asn_table":null,"changes":{"entities_added":0,"#),
+            line.starts_with(&format!(
+                r#"{{"agent_version":"{}","asn_table":null,"changes":{{"entities_added":0,"#,
+                crate::build_info::LONG
+            )),
             "{line}"
         );
-        assert!(!line.contains(": ") && !line.contains(", "), "{line}");
+        // (The version string's own ", " is content, not whitespace between tokens.)
+        let bare = line.replace(crate::build_info::LONG, "");
+        assert!(!bare.contains(": ") && !bare.contains(", "), "{line}");
         let r: Record = serde_json::from_str(line).unwrap();
         let without = line.replace(&format!(r#""hash":"{}","#, r.hash), "");
         assert_eq!(r.hash, sha256_hex(without.as_bytes()));
