@@ -1,5 +1,5 @@
 //! Uplinks that need kernel modules, enforced end to end (root): the layer-3 tunnels GRE, IPIP
-//! and WireGuard, and the Ethernet VLAN sub-interface and bond.
+//! and WireGuard, a real PPP link (`ppp0`), and the Ethernet VLAN sub-interface and bond.
 //!
 //! Two namespaces, a peer and a gateway, joined by a veth underlay; a tunnel of the kind under
 //! test runs over it. The agent attaches to the gateway's tunnel device with role `outside`
@@ -9,10 +9,12 @@
 //! delivered. Tunnel frames have no Ethernet header: before the agent parsed layer-3 devices
 //! from the IP header they all passed as `non_ip`. The VLAN sub-interface (`u1.100`-style, named
 //! `t0` here) and the bond (`t0` with the veth as its slave) are Ethernet devices that refuse
-//! native XDP: the agent attaches in generic mode.
+//! native XDP: the agent attaches in generic mode. The PPP link is two `pppd`s, one per
+//! namespace, talking async HDLC over a pty (the gateway's `pppd` runs the peer's with its `pty`
+//! option): LCP and IPCP negotiate for real and each namespace gets a `ppp0` (`ARPHRD_PPP`).
 //!
-//! The host kernel these tests are written on has none of these (no GRE, IPIP, WireGuard, 802.1Q
-//! or bonding), so they are `#[ignore]`d in a plain run and run by `cargo xtask matrix` inside
+//! The host kernel these tests are written on has none of these (no GRE, IPIP, WireGuard, PPP,
+//! 802.1Q or bonding), so they are `#[ignore]`d in a plain run and run by `cargo xtask matrix` inside
 //! Debian's kernels, which ship them as modules (`--ignored`). Containment: both namespaces have forwarding off and
 //! blackhole default routes; every address is on their own interfaces.
 
@@ -33,6 +35,8 @@ const UNLISTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const GW_INNER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const GW_UNDER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const PEER_UNDER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The peer's end of the PPP link (IPCP: the gateway's end is [`GW_INNER`]).
+const PEER_PPP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 const PORT: u16 = 40_123;
 const WG_PORT: u16 = 51_820;
 const COUNT: u64 = 5;
@@ -51,6 +55,7 @@ enum Kind {
     Gre,
     Ipip,
     Wireguard,
+    Ppp,
     Vlan,
     Bond,
 }
@@ -61,6 +66,7 @@ impl Kind {
             Kind::Gre => "g",
             Kind::Ipip => "i",
             Kind::Wireguard => "w",
+            Kind::Ppp => "p",
             Kind::Vlan => "v",
             Kind::Bond => "b",
         }
@@ -71,6 +77,15 @@ impl Kind {
         match self {
             // The bond is the gateway's alone; the peer sends from its plain veth end.
             Kind::Bond => "u0",
+            Kind::Ppp => "ppp0",
+            _ => "t0",
+        }
+    }
+
+    /// The gateway's device the agent attaches to.
+    fn gw_dev(self) -> &'static str {
+        match self {
+            Kind::Ppp => "ppp0",
             _ => "t0",
         }
     }
@@ -90,8 +105,12 @@ fn ip(ns: &str, args: &str) {
 struct TunnelLab {
     peer: String,
     gw: String,
+    /// The gateway's device the agent attaches to.
+    gw_dev: &'static str,
     dir: PathBuf,
     agent: Option<Child>,
+    /// The gateway's `pppd` (it runs the peer's, which ends with the pty).
+    pppd: Option<Child>,
 }
 
 impl Drop for TunnelLab {
@@ -106,6 +125,16 @@ impl Drop for TunnelLab {
             let _ = a.kill();
             let _ = a.wait();
         }
+        if let Some(mut p) = self.pppd.take() {
+            // SAFETY: kill with the pid of a child we have not reaped.
+            unsafe { libc::kill(p.id() as libc::pid_t, libc::SIGTERM) };
+            let start = Instant::now();
+            while matches!(p.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(10) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.kill();
+            let _ = p.wait();
+        }
         for ns in [&self.peer, &self.gw] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
@@ -116,11 +145,13 @@ impl Drop for TunnelLab {
 impl TunnelLab {
     fn new(kind: Kind) -> Self {
         let pid = std::process::id();
-        let t = TunnelLab {
+        let mut t = TunnelLab {
+            gw_dev: kind.gw_dev(),
             peer: format!("embt{pid}{}p", kind.tag()),
             gw: format!("embt{pid}{}g", kind.tag()),
             dir: std::env::temp_dir().join(format!("embargo-tunnel-{pid}-{}", kind.tag())),
             agent: None,
+            pppd: None,
         };
         std::fs::create_dir_all(&t.dir).unwrap();
         for ns in [&t.peer, &t.gw] {
@@ -162,6 +193,7 @@ impl TunnelLab {
                 );
             }
             Kind::Wireguard => t.wireguard(),
+            Kind::Ppp => t.ppp(),
             Kind::Vlan => {
                 ip(&t.peer, "link add link u0 name t0 type vlan id 100");
                 ip(&t.gw, "link add link u1 name t0 type vlan id 100");
@@ -174,14 +206,18 @@ impl TunnelLab {
             }
         }
         let dev = kind.peer_dev();
+        let gw_dev = kind.gw_dev();
         ip(&t.peer, &format!("addr add {LISTED}/32 dev {dev}"));
         ip(&t.peer, &format!("addr add {UNLISTED}/32 dev {dev}"));
-        ip(&t.gw, &format!("addr add {GW_INNER}/32 dev t0"));
-        ip(&t.peer, &format!("link set {dev} up"));
-        ip(&t.gw, "link set t0 up");
-        ip(&t.peer, &format!("route add {GW_INNER}/32 dev {dev}"));
-        ip(&t.gw, &format!("route add {LISTED}/32 dev t0"));
-        ip(&t.gw, &format!("route add {UNLISTED}/32 dev t0"));
+        // IPCP gave the PPP ends their addresses and host routes.
+        if !matches!(kind, Kind::Ppp) {
+            ip(&t.gw, &format!("addr add {GW_INNER}/32 dev {gw_dev}"));
+            ip(&t.peer, &format!("link set {dev} up"));
+            ip(&t.gw, &format!("link set {gw_dev} up"));
+            ip(&t.peer, &format!("route add {GW_INNER}/32 dev {dev}"));
+        }
+        ip(&t.gw, &format!("route add {LISTED}/32 dev {gw_dev}"));
+        ip(&t.gw, &format!("route add {UNLISTED}/32 dev {gw_dev}"));
         t
     }
 
@@ -243,6 +279,55 @@ impl TunnelLab {
         }
     }
 
+    /// A PPP link: the gateway's `pppd` runs the peer's (in the peer's namespace) over a pty
+    /// (`pty`/`notty`); waits until IPCP has put the addresses on both `ppp0`s.
+    fn ppp(&mut self) {
+        // No compression, no VJ header compression, no echo: the datagrams cross as they are.
+        // The pty command runs under /bin/sh, which in the matrix's VMs is busybox: its own `ip`
+        // applet shadows iproute2's (no `ip netns exec`), so nsenter.
+        let common = "nodetach noauth local unit 0 nodefaultroute nodeflate nobsdcomp noccp novj \
+                      lcp-echo-interval 0 maxfail 1";
+        let peer_cmd = format!(
+            "nsenter --net=/run/netns/{} pppd {common} notty {PEER_PPP}:{GW_INNER}",
+            self.peer
+        );
+        let log = File::create(self.dir.join("pppd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.gw))
+            .arg("--")
+            .arg("pppd")
+            .args(common.split_whitespace())
+            .arg(format!("{GW_INNER}:{PEER_PPP}"))
+            .arg("pty")
+            .arg(peer_cmd)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting pppd (package ppp): {e}"));
+        self.pppd = Some(child);
+        let has = |ns: &str, addr: Ipv4Addr| {
+            Command::new("ip")
+                .args(["-n", ns, "-4", "addr", "show", "dev", "ppp0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("inet {addr} ")))
+                .unwrap_or(false)
+        };
+        let start = Instant::now();
+        while !(has(&self.gw, GW_INNER) && has(&self.peer, PEER_PPP)) {
+            let log = || std::fs::read_to_string(self.dir.join("pppd.log")).unwrap_or_default();
+            if let Some(s) = self.pppd.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pppd exited ({s}) before IPCP was up:\n{}", log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "PPP link not up within 60 s:\n{}",
+                log()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
@@ -259,7 +344,9 @@ impl TunnelLab {
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .args(["--interface", "t0:outside", "--no-pin"])
+            .arg("--interface")
+            .arg(format!("{}:outside", self.gw_dev))
+            .arg("--no-pin")
             .arg("--control-socket")
             .arg(self.socket())
             .arg("--audit-log")
@@ -351,8 +438,8 @@ fn enforced_on(kind: Kind) {
     let iface = status
         .interfaces
         .iter()
-        .find(|i| i.name == "t0")
-        .expect("t0 attached");
+        .find(|i| i.name == t.gw_dev)
+        .unwrap_or_else(|| panic!("{} attached", t.gw_dev));
     assert_eq!(iface.mode, "generic", "{kind:?}: {iface:?}");
 }
 
@@ -372,6 +459,12 @@ fn ipip_uplink_is_enforced() {
 #[ignore = "needs the wireguard module and `wg` (not in the host kernel): run by `cargo xtask matrix`"]
 fn wireguard_uplink_is_enforced() {
     enforced_on(Kind::Wireguard);
+}
+
+#[test]
+#[ignore = "needs the ppp_generic and ppp_async modules and `pppd` (not in the host kernel): run by `cargo xtask matrix`"]
+fn ppp_uplink_is_enforced() {
+    enforced_on(Kind::Ppp);
 }
 
 #[test]

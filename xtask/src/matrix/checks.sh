@@ -106,7 +106,7 @@ run_all() {
     # (4) Which egress API this kernel gets.
     egress_check
     # (5) Uplinks that need modules the host lacks (tests/tests/tunnels.rs, #[ignore]d in a
-    # plain run): GRE, IPIP, WireGuard, VLAN and bond. VMs only (MATRIX_TUNNELS unset on the
+    # plain run): GRE, IPIP, WireGuard, PPP, VLAN and bond. VMs only (MATRIX_TUNNELS unset on the
     # host).
     if [ -n "${MATRIX_TUNNELS:-}" ]; then
         run_check tunnels 600 test_detail "$MATRIX_TUNNELS" --ignored --test-threads=1

@@ -13,6 +13,9 @@ export MATRIX_LOGS=/tmp/matrix MATRIX_IP=/usr/sbin/ip
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Ptys (tests/tests/tunnels.rs runs PPP over one): /dev/ptmx needs devpts at /dev/pts.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 # Not bpffs: the agent mounts it where there is none (the demo and the tests check that it
