@@ -1,4 +1,11 @@
-//! A generation's maps pinned in bpffs, and a restarted agent reusing them.
+//! What outlives the agent in bpffs: pinned links, a generation's pinned maps, and a restarted
+//! agent keeping, adopting or removing them.
+//!
+//! Links: with a pin folder, the XDP links (`link-<interface>`) and the TCX egress links
+//! (`tc-<interface>`) are pinned, so enforcement and counters outlive the agent
+//! ([`Dataplane::leave_attached`]); a restarted agent takes each over atomically
+//! ([`Dataplane::adopt`], `bpf_link_update`), and `embargo detach` removes them
+//! ([`detach_pinned`]).
 //!
 //! Every map but the event ring is pinned at `<pin dir>/maps-<generation>/<map name>` (the ring
 //! is each agent's own: a reader starts with an empty one). The state file
@@ -21,16 +28,21 @@ use std::{
 use aya::{
     EbpfLoader,
     maps::{Array, Map, MapData},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use embargo_abi::{
     Counter, EntityPolicy, EventLimits, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES, maps, trie,
 };
 
 use super::{
-    Dataplane, DataplaneError, EventClock, Family, LoadStats, OBJECT, TcHeld, array, load_programs,
-    map_bytes, other,
+    Attachment, Dataplane, DataplaneError, EventClock, Family, Held, LoadStats, OBJECT, TcHeld,
+    array, attach::link_of, load_programs, map_bytes, other, system,
 };
 use crate::{
+    config,
     dataplane::{
         state::{
             self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState,
@@ -531,6 +543,158 @@ impl Dataplane {
             netlink_left: state.netlink_filters.clone(),
             load_stats,
         })
+    }
+}
+
+/// The pin path of interface `name`'s TCX egress link under `dir`.
+pub fn tc_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("tc-{name}"))
+}
+
+/// Keeps link `fd` pinned: where it already is (`pinned`, a link adopted from its pin), else
+/// at `path`, replacing a pin left there by an agent that was not adopted (an interface no
+/// longer in the configuration, say). `what` names the link in errors (`XDP`, `TC egress`).
+pub(super) fn keep_pinned(
+    fd: FdLink,
+    pinned: Option<PathBuf>,
+    path: PathBuf,
+    what: &str,
+    name: &str,
+) -> Result<(PathBuf, FdLink), DataplaneError> {
+    if let Some(pinned) = pinned {
+        return Ok((pinned, fd));
+    }
+    let _ = std::fs::remove_file(&path);
+    let link = fd.pin(&path).map_err(|e| {
+        other(
+            format!("pinning the {what} link of {name} at {}", path.display()),
+            e,
+        )
+    })?;
+    Ok((path, FdLink::from(link)))
+}
+
+/// The pin path of interface `name`'s XDP link under `dir`.
+pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("link-{name}"))
+}
+
+/// Removes the pinned XDP and TCX egress links in `dir` whose interface `keep` does not want
+/// (all of them for `embargo detach`): without its pin and with no agent holding it, a link is
+/// destroyed and its program detached. Returns each link (the interface, with ` (TC egress)`
+/// for a TCX link) with the outcome.
+pub fn detach_pinned(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, Result<(), DataplaneError>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let (name, label) = if let Some(name) = file.strip_prefix("link-") {
+            (name, name.to_owned())
+        } else if let Some(name) = file.strip_prefix("tc-") {
+            (name, format!("{name} (TC egress)"))
+        } else {
+            continue;
+        };
+        if keep(name) {
+            continue;
+        }
+        let r = std::fs::remove_file(entry.path())
+            .map_err(|e| other(format!("removing the pin {}", entry.path().display()), e));
+        out.push((label, r));
+    }
+    out
+}
+
+impl Dataplane {
+    /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
+    /// takes it over atomically (`bpf_link_update`), so the interface is never without a
+    /// program across an agent restart, even after `kill -9`.
+    pub fn adopt(
+        &mut self,
+        iface: &config::Interface,
+    ) -> Result<Option<&Attachment>, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(None);
+        };
+        let path = link_pin_path(&dir, &iface.name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ifindex =
+            system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
+                name: iface.name.clone(),
+            })?;
+        let pinned = PinnedLink::from_pin(&path)
+            .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+        let link_type = link_of(&iface.name)?;
+        self.set_role(ifindex, iface.role.abi())?;
+        self.set_link(ifindex, link_type)?;
+        let id = self
+            .xdp_program_mut()
+            .attach_to_link(link)
+            .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
+        let held = self.hold(id, &iface.name, Some(path))?;
+        // The TC egress link a previous agent left is taken over too (or attached afresh).
+        let egress = if iface.egress {
+            let (link, adopted) = self.adopt_egress(ifindex, &iface.name)?;
+            if adopted {
+                tracing::info!(interface = %iface.name, "adopted the TC egress classifier without detaching");
+            }
+            Some(link)
+        } else {
+            // Egress no longer enforced here: the classifier a previous agent left goes.
+            self.drop_egress_left(&iface.name);
+            None
+        };
+        self.links.push(held);
+        self.egress_links.push(egress);
+        self.attachments.push(Attachment {
+            name: iface.name.clone(),
+            ifindex,
+            role: iface.role,
+            mode: "adopted",
+            egress: iface.egress,
+            link: link_type,
+        });
+        Ok(self.attachments.last())
+    }
+
+    /// Lets go of every attachment without detaching: pinned links stay attached (with the
+    /// current program and maps) after the agent exits. Returns the interfaces left enforcing;
+    /// links that were not pinned cannot outlive the agent and are detached.
+    pub fn leave_attached(&mut self) -> Vec<String> {
+        let attachments = std::mem::take(&mut self.attachments);
+        let links = std::mem::take(&mut self.links);
+        // TC egress: a pinned TCX link stays by its pin; a netlink filter stays in the kernel
+        // unless removed (the state file names it for the next agent); a TCX link without a pin
+        // cannot outlive the agent.
+        for link in std::mem::take(&mut self.egress_links).into_iter().flatten() {
+            match link.held {
+                TcHeld::Owned(link) if link.priority().is_ok() => std::mem::forget(link),
+                TcHeld::Owned(link) => drop(link),
+                TcHeld::Pinned { link, .. } => drop(link),
+            }
+        }
+        let mut kept = Vec::new();
+        for (held, att) in links.into_iter().zip(attachments) {
+            match held {
+                Held::Pinned { link, .. } => {
+                    drop(link); // the pin keeps it
+                    kept.push(att.name);
+                }
+                Held::Program(id) => {
+                    let _ = self.xdp_program_mut().detach(id);
+                }
+            }
+        }
+        kept
     }
 }
 
