@@ -27,7 +27,7 @@ use aya::programs::{
 use embargo_abi::{Link, MAX_IFINDEX};
 
 use super::{
-    Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, other,
+    Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, other,
     pins::{keep_pinned, link_pin_path},
     system,
 };
@@ -146,17 +146,19 @@ impl Dataplane {
             None
         };
         let held = self.hold(xdp_link, &iface.name, None)?;
-        self.links.push(held);
-        self.egress_links.push(egress);
-        self.attachments.push(Attachment {
-            name: iface.name.clone(),
-            ifindex,
-            role: iface.role,
-            mode,
-            egress: iface.egress,
-            link,
+        self.attached.push(Attached {
+            attachment: Attachment {
+                name: iface.name.clone(),
+                ifindex,
+                role: iface.role,
+                mode,
+                egress: iface.egress,
+                link,
+            },
+            xdp: held,
+            egress,
         });
-        Ok(self.attachments.last().expect("just pushed"))
+        Ok(&self.attached.last().expect("just pushed").attachment)
     }
 
     /// Takes link `id` from the program and, with a pin folder, pins it (or keeps it pinned at
@@ -199,12 +201,16 @@ impl Dataplane {
     /// Detaches from every interface (the TC egress classifier first, and the `clsact` qdisc
     /// if this agent added it) and clears their roles.
     pub fn detach_all(&mut self) -> Vec<(String, Result<(), DataplaneError>)> {
-        let attachments = std::mem::take(&mut self.attachments);
-        let links = std::mem::take(&mut self.links);
-        let egress_links = std::mem::take(&mut self.egress_links);
-        let mut egress_results = Vec::new();
-        for (link, att) in egress_links.into_iter().zip(attachments.iter()) {
-            let r = link.map_or(Ok(()), |link| {
+        let attached = std::mem::take(&mut self.attached);
+        // Every TC egress classifier first, then every XDP link.
+        let mut xdp = Vec::new();
+        for Attached {
+            attachment: att,
+            xdp: held,
+            egress,
+        } in attached
+        {
+            let r = egress.map_or(Ok(()), |link| {
                 let detached = match link.held {
                     // Dropping the link detaches it (a netlink filter is deleted).
                     TcHeld::Owned(l) => {
@@ -231,14 +237,11 @@ impl Dataplane {
                     }
                 })
             });
-            egress_results.push(r);
+            xdp.push((att, held, r));
         }
         let mut results = Vec::new();
-        for ((held, att), egress) in links
-            .into_iter()
-            .zip(attachments.iter())
-            .zip(egress_results)
-        {
+        let mut ifindexes = Vec::new();
+        for (att, held, egress) in xdp {
             let r = match held {
                 Held::Program(id) => self
                     .xdp_program_mut()
@@ -252,10 +255,11 @@ impl Dataplane {
                     r
                 }
             };
-            results.push((att.name.clone(), r.and(egress)));
+            ifindexes.push(att.ifindex);
+            results.push((att.name, r.and(egress)));
         }
-        for att in &attachments {
-            let _ = self.set_role(att.ifindex, embargo_abi::Role::None);
+        for ifindex in ifindexes {
+            let _ = self.set_role(ifindex, embargo_abi::Role::None);
         }
         results
     }
@@ -271,9 +275,7 @@ impl Dataplane {
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         // Events stay as they were set (on or off, the same limits) before traffic arrives.
         self.set_event_limits(old.event_limits)?;
-        let attachments = std::mem::take(&mut old.attachments);
-        let links = std::mem::take(&mut old.links);
-        let egress_links = std::mem::take(&mut old.egress_links);
+        let attached = std::mem::take(&mut old.attached);
         if self.pin_dir.is_none() {
             self.pin_dir = old.pin_dir.clone();
         }
@@ -286,10 +288,13 @@ impl Dataplane {
         {
             self.pin_maps(&dir)?;
         }
+        // Every XDP link out of the old program first, then every TC egress link.
         let mut taken = Vec::new();
-        for (att, held) in attachments.into_iter().zip(links) {
-            let link = Self::into_xdp_link(held, old.xdp_program_mut(), &att.name)?;
-            taken.push((att, link));
+        let mut egress_links = Vec::new();
+        for a in attached {
+            let link = Self::into_xdp_link(a.xdp, old.xdp_program_mut(), &a.attachment.name)?;
+            egress_links.push(a.egress);
+            taken.push((a.attachment, link));
         }
         let mut taken_egress = Vec::new();
         for (egress, (att, _)) in egress_links.into_iter().zip(&taken) {
@@ -309,7 +314,6 @@ impl Dataplane {
                 .attach_to_link(link)
                 .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
             let held = self.hold(id, &att.name, pinned)?;
-            self.links.push(held);
             let egress = match egress {
                 Some(((link, pinned), added_clsact)) => {
                     let id = self
@@ -328,8 +332,11 @@ impl Dataplane {
                 }
                 None => None,
             };
-            self.egress_links.push(egress);
-            self.attachments.push(att);
+            self.attached.push(Attached {
+                attachment: att,
+                xdp: held,
+                egress,
+            });
         }
         Ok(())
     }

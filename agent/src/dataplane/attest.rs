@@ -64,10 +64,10 @@ impl Dataplane {
             .filter_map(|(slot, i)| i.map(|i| (slot, i)))
             .map(|(slot, ifindex)| {
                 let role = self
-                    .attachments
+                    .attached
                     .iter()
-                    .find(|a| a.ifindex == ifindex)
-                    .map_or(embargo_abi::Role::None, |a| a.role.abi());
+                    .find(|a| a.attachment.ifindex == ifindex)
+                    .map_or(embargo_abi::Role::None, |a| a.attachment.role.abi());
                 (
                     ifindex,
                     IfaceConfig {

@@ -19,6 +19,9 @@
 //! - [`trie`] (build, live, mapped), [`state`] (the state file), [`system`] (kernel and
 //!   interface facts), [`bpffs`] (the pin folder's file system).
 //!
+//! Invariant: the attached interfaces are one list, each entry with its attachment, its XDP
+//! link and its TC egress link ([`Attached`]), so they cannot fall out of step.
+//!
 //! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
 //! limited per entity by a token bucket whose settings the agent writes
 //! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
@@ -124,19 +127,26 @@ impl EventClock {
     }
 }
 
+/// An attached interface with its links: one entry per interface, so the attachment and its
+/// links cannot fall out of step.
+struct Attached {
+    attachment: Attachment,
+    /// Its XDP link.
+    xdp: Held,
+    /// Its TC egress classifier's link, where egress is enforced.
+    egress: Option<EgressLink>,
+}
+
 /// The loaded program with its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
     entities: u32,
     /// Counter slot -> ifindex using it.
     slots: [Option<u32>; MAX_INTERFACES as usize],
-    attachments: Vec<Attachment>,
-    /// One link per attachment, same order.
-    links: Vec<Held>,
+    /// The interfaces attached, in attach order, each with its links.
+    attached: Vec<Attached>,
     /// Where XDP links are pinned (bpffs), so enforcement survives the agent; `None`: not pinned.
     pin_dir: Option<PathBuf>,
-    /// The TC egress classifier's link per attachment, same order, where egress is enforced.
-    egress_links: Vec<Option<EgressLink>>,
     /// Role-map flags ([`IFACE_EGRESS`]) of the interface in each counter slot.
     flags: [u8; MAX_INTERFACES as usize],
     /// Role-map link type ([`IfaceConfig::link`]) of the interface in each counter slot.
@@ -255,10 +265,8 @@ impl Dataplane {
             ebpf,
             entities: policy.entities.len() as u32,
             slots: [None; MAX_INTERFACES as usize],
-            attachments: Vec::new(),
-            links: Vec::new(),
+            attached: Vec::new(),
             pin_dir: None,
-            egress_links: Vec::new(),
             flags: [0; MAX_INTERFACES as usize],
             link_types: [Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: TcApi::for_running_kernel(),

@@ -38,8 +38,8 @@ use embargo_abi::{
 };
 
 use super::{
-    Attachment, Dataplane, DataplaneError, EventClock, Family, Held, LoadStats, OBJECT, TcHeld,
-    array, attach::link_of, load_programs, map_bytes, other, system,
+    Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held, LoadStats, OBJECT,
+    TcHeld, array, attach::link_of, load_programs, map_bytes, other, system,
 };
 use crate::{
     config,
@@ -223,7 +223,7 @@ impl Dataplane {
             .iter()
             .flatten()
             .copied()
-            .filter(|i| !self.attachments.iter().any(|a| a.ifindex == *i))
+            .filter(|i| !self.attached.iter().any(|a| a.attachment.ifindex == *i))
             .collect();
         for i in &stale {
             let _ = self.set_role(*i, embargo_abi::Role::None);
@@ -296,13 +296,12 @@ impl Dataplane {
             });
         }
         let netlink_filters = self
-            .egress_links
+            .attached
             .iter()
-            .zip(&self.attachments)
             .filter_map(
-                |(l, a)| match l.as_ref().map(|l| (&l.held, l.added_clsact)) {
+                |a| match a.egress.as_ref().map(|l| (&l.held, l.added_clsact)) {
                     Some((TcHeld::Owned(link), added_clsact)) => Some(NetlinkFilter {
-                        interface: a.name.clone(),
+                        interface: a.attachment.name.clone(),
                         priority: link.priority().ok()?,
                         handle: link.handle().ok()?.into(),
                         added_clsact,
@@ -524,10 +523,8 @@ impl Dataplane {
             ebpf,
             entities: policies.len() as u32,
             slots,
-            attachments: Vec::new(),
-            links: Vec::new(),
+            attached: Vec::new(),
             pin_dir: Some(pin_dir.to_owned()),
-            egress_links: Vec::new(),
             flags,
             // Not in the state file: every interface's is read again at adopt or attach.
             link_types: [embargo_abi::Link::Ethernet; MAX_INTERFACES as usize],
@@ -653,41 +650,45 @@ impl Dataplane {
             self.drop_egress_left(&iface.name);
             None
         };
-        self.links.push(held);
-        self.egress_links.push(egress);
-        self.attachments.push(Attachment {
-            name: iface.name.clone(),
-            ifindex,
-            role: iface.role,
-            mode: "adopted",
-            egress: iface.egress,
-            link: link_type,
+        self.attached.push(Attached {
+            attachment: Attachment {
+                name: iface.name.clone(),
+                ifindex,
+                role: iface.role,
+                mode: "adopted",
+                egress: iface.egress,
+                link: link_type,
+            },
+            xdp: held,
+            egress,
         });
-        Ok(self.attachments.last())
+        Ok(self.attached.last().map(|a| &a.attachment))
     }
 
     /// Lets go of every attachment without detaching: pinned links stay attached (with the
     /// current program and maps) after the agent exits. Returns the interfaces left enforcing;
     /// links that were not pinned cannot outlive the agent and are detached.
     pub fn leave_attached(&mut self) -> Vec<String> {
-        let attachments = std::mem::take(&mut self.attachments);
-        let links = std::mem::take(&mut self.links);
+        let attached = std::mem::take(&mut self.attached);
+        let mut xdp = Vec::new();
         // TC egress: a pinned TCX link stays by its pin; a netlink filter stays in the kernel
         // unless removed (the state file names it for the next agent); a TCX link without a pin
         // cannot outlive the agent.
-        for link in std::mem::take(&mut self.egress_links).into_iter().flatten() {
-            match link.held {
-                TcHeld::Owned(link) if link.priority().is_ok() => std::mem::forget(link),
-                TcHeld::Owned(link) => drop(link),
-                TcHeld::Pinned { link, .. } => drop(link),
+        for a in attached {
+            match a.egress.map(|l| l.held) {
+                Some(TcHeld::Owned(link)) if link.priority().is_ok() => std::mem::forget(link),
+                Some(TcHeld::Owned(link)) => drop(link),
+                Some(TcHeld::Pinned { link, .. }) => drop(link),
+                None => {}
             }
+            xdp.push((a.xdp, a.attachment.name));
         }
         let mut kept = Vec::new();
-        for (held, att) in links.into_iter().zip(attachments) {
+        for (held, name) in xdp {
             match held {
                 Held::Pinned { link, .. } => {
                     drop(link); // the pin keeps it
-                    kept.push(att.name);
+                    kept.push(name);
                 }
                 Held::Program(id) => {
                     let _ = self.xdp_program_mut().detach(id);

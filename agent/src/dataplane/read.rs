@@ -52,8 +52,9 @@ impl Dataplane {
         ]
     }
 
-    pub fn attachments(&self) -> &[Attachment] {
-        &self.attachments
+    /// The interfaces attached, in attach order.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.attached.iter().map(|a| a.attachment.clone()).collect()
     }
 
     /// Per-entity counters summed over CPUs and interfaces, in entity order.

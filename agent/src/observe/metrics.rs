@@ -259,7 +259,7 @@ impl Snapshot {
         Ok(Self {
             entities: policy.entities.clone(),
             configured: configured.iter().map(|i| i.name.clone()).collect(),
-            attachments: dataplane.attachments().to_vec(),
+            attachments: dataplane.attachments(),
             maps: map_usage(dataplane, policy.entities.len()),
             kernel,
         })

@@ -770,7 +770,7 @@ impl events::Feed for EventFeed {
             Self::version_of(&s),
             &s.policy,
             &s.compiled,
-            s.dataplane.attachments(),
+            &s.dataplane.attachments(),
         )
     }
 
