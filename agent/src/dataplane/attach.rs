@@ -27,7 +27,7 @@ use aya::programs::{
 use embargo_abi::{Link, MAX_IFINDEX};
 
 use super::{
-    Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, other,
+    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, other,
     pins::{keep_pinned, link_pin_path},
     system,
 };
@@ -81,7 +81,7 @@ impl Dataplane {
             .expect("loaded in Dataplane::load")
             .try_into()
             .expect("an XDP program");
-        let attach = |program: &mut Xdp, mode: XdpMode, label: &'static str| {
+        let attach = |program: &mut Xdp, mode: XdpMode, label: AttachMode| {
             program
                 .attach_to_if_index(ifindex, mode)
                 .map_err(|source| match &source {
@@ -100,8 +100,14 @@ impl Dataplane {
                 })
         };
         let (xdp_link, mode) = match iface.mode {
-            config::XdpMode::Native => (attach(program, XdpMode::Driver, "native")?, "native"),
-            config::XdpMode::Generic => (attach(program, XdpMode::Skb, "generic")?, "generic"),
+            config::XdpMode::Native => (
+                attach(program, XdpMode::Driver, AttachMode::Native)?,
+                AttachMode::Native,
+            ),
+            config::XdpMode::Generic => (
+                attach(program, XdpMode::Skb, AttachMode::Generic)?,
+                AttachMode::Generic,
+            ),
             // No layer-3 driver runs XDP natively on what it receives (tun's native hook sees
             // only what user space writes, through the generic path anyway): generic, no try.
             config::XdpMode::Auto if link == Link::RawIp => {
@@ -109,7 +115,10 @@ impl Dataplane {
                     interface = %iface.name,
                     "layer-3 interface (packets start at the IP header): generic XDP"
                 );
-                (attach(program, XdpMode::Skb, "generic")?, "generic")
+                (
+                    attach(program, XdpMode::Skb, AttachMode::Generic)?,
+                    AttachMode::Generic,
+                )
             }
             // A bond runs a native program on its slaves' drivers, which report the slave's
             // ifindex, not the bond's: its role would not apply. Generic sees the bond's.
@@ -118,17 +127,23 @@ impl Dataplane {
                     interface = %iface.name,
                     "bond: generic XDP (native mode would run on the slaves, under their ifindex)"
                 );
-                (attach(program, XdpMode::Skb, "generic")?, "generic")
+                (
+                    attach(program, XdpMode::Skb, AttachMode::Generic)?,
+                    AttachMode::Generic,
+                )
             }
-            config::XdpMode::Auto => match attach(program, XdpMode::Driver, "native") {
-                Ok(link) => (link, "native"),
+            config::XdpMode::Auto => match attach(program, XdpMode::Driver, AttachMode::Native) {
+                Ok(link) => (link, AttachMode::Native),
                 Err(DataplaneError::Attach { source, .. }) => {
                     tracing::warn!(
                         interface = %iface.name,
                         error = %source,
                         "native XDP unavailable, falling back to generic mode"
                     );
-                    (attach(program, XdpMode::Skb, "generic")?, "generic")
+                    (
+                        attach(program, XdpMode::Skb, AttachMode::Generic)?,
+                        AttachMode::Generic,
+                    )
                 }
                 Err(e) => return Err(e),
             },
@@ -138,7 +153,7 @@ impl Dataplane {
                 Ok(e) => Some(e),
                 Err(e) => {
                     let _ = self.xdp_program_mut().detach(xdp_link);
-                    let _ = self.set_role(ifindex, embargo_abi::Role::None);
+                    let _ = self.set_role(ifindex, embargo_abi::IfaceRole::None);
                     return Err(e);
                 }
             }
@@ -259,7 +274,7 @@ impl Dataplane {
             results.push((att.name, r.and(egress)));
         }
         for ifindex in ifindexes {
-            let _ = self.set_role(ifindex, embargo_abi::Role::None);
+            let _ = self.set_role(ifindex, embargo_abi::IfaceRole::None);
         }
         results
     }

@@ -67,7 +67,7 @@ impl Dataplane {
                     .attached
                     .iter()
                     .find(|a| a.attachment.ifindex == ifindex)
-                    .map_or(embargo_abi::Role::None, |a| a.attachment.role.abi());
+                    .map_or(embargo_abi::IfaceRole::None, |a| a.attachment.role.abi());
                 (
                     ifindex,
                     IfaceConfig {
@@ -78,7 +78,7 @@ impl Dataplane {
                     },
                 )
             })
-            .filter(|(_, c)| c.role != embargo_abi::Role::None as u8)
+            .filter(|(_, c)| c.role != embargo_abi::IfaceRole::None as u8)
             .collect();
         let mut map: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         for (ifindex, want) in roles {

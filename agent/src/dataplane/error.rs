@@ -5,7 +5,7 @@
 
 use aya::{EbpfError, programs::ProgramError};
 
-use super::{TcApi, bpffs, trie::build::TableError};
+use super::{AttachMode, TcApi, bpffs, trie::build::TableError};
 use crate::config::Role;
 
 /// Errors a person can act on, each saying what to do.
@@ -73,7 +73,7 @@ pub enum DataplaneError {
     #[error("cannot attach XDP to `{name}` in {mode} mode: {source}")]
     Attach {
         name: String,
-        mode: &'static str,
+        mode: AttachMode,
         #[source]
         source: Box<ProgramError>,
     },

@@ -59,7 +59,7 @@ use egress::{EgressLink, TcHeld};
 pub use egress::{TcApi, remove_netlink_filters};
 pub use error::DataplaneError;
 pub(crate) use error::other;
-pub use pins::{detach_pinned, link_pin_path, tc_pin_path};
+pub use pins::{ReuseError, detach_pinned, link_pin_path, tc_pin_path};
 pub use read::EntityCounters;
 use trie::{
     build::{self, Shape, Table},
@@ -83,13 +83,42 @@ pub struct Attachment {
     pub name: String,
     pub ifindex: u32,
     pub role: Role,
-    /// `native` or `generic`.
-    pub mode: &'static str,
+    pub mode: AttachMode,
     /// The TC egress classifier is attached too (host egress is enforced).
     pub egress: bool,
     /// What its packets start with, from its hardware type (not serialized).
     #[serde(skip)]
     pub link: Link,
+}
+
+/// How an attachment's XDP program runs: serialized (and shown) as `native`, `generic` or
+/// `adopted` (a pinned link a previous agent attached, taken over as it was).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// On the generic path (`XDP_FLAGS_SKB_MODE`).
+    Generic,
+    /// Taken over from a previous agent's pinned link, in whatever mode it was attached.
+    Adopted,
+}
+
+impl AttachMode {
+    /// The name status, metrics and logs show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+            AttachMode::Adopted => "adopted",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Sizes of what was loaded, for logs and status.
@@ -315,17 +344,17 @@ impl Dataplane {
     }
 
     /// Sets an interface's role without attaching (tests use this with BPF_PROG_TEST_RUN),
-    /// giving it a counter slot; [`Role::None`](embargo_abi::Role::None) frees the slot.
+    /// giving it a counter slot; [`Role::None`](embargo_abi::IfaceRole::None) frees the slot.
     /// Returns the slot.
     pub fn set_role(
         &mut self,
         ifindex: u32,
-        role: embargo_abi::Role,
+        role: embargo_abi::IfaceRole,
     ) -> Result<u32, DataplaneError> {
         let existing = self.slots.iter().position(|s| *s == Some(ifindex));
         let slot = match (existing, role) {
             (Some(slot), _) => slot,
-            (None, embargo_abi::Role::None) => 0,
+            (None, embargo_abi::IfaceRole::None) => 0,
             (None, _) => self.slots.iter().position(Option::is_none).ok_or(
                 DataplaneError::TooManyInterfaces {
                     max: MAX_INTERFACES,
@@ -335,7 +364,7 @@ impl Dataplane {
         // An interface keeps its flags and link type while it has a role; losing the role
         // clears them.
         let (flags, link) = match role {
-            embargo_abi::Role::None => (0, Link::Ethernet),
+            embargo_abi::IfaceRole::None => (0, Link::Ethernet),
             _ => (self.flags[slot], self.link_types[slot]),
         };
         let value = IfaceConfig {
@@ -349,10 +378,10 @@ impl Dataplane {
             .set(ifindex, value, 0)
             .map_err(|e| other("writing the interface role map", e))?;
         self.slots[slot] = match role {
-            embargo_abi::Role::None => None,
+            embargo_abi::IfaceRole::None => None,
             _ => Some(ifindex),
         };
-        if existing.is_some() && role == embargo_abi::Role::None {
+        if existing.is_some() && role == embargo_abi::IfaceRole::None {
             self.flags[slot] = 0;
             self.link_types[slot] = Link::Ethernet;
         }

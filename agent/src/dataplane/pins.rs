@@ -26,8 +26,8 @@ use std::{
 };
 
 use aya::{
-    EbpfLoader,
-    maps::{Array, Map, MapData},
+    EbpfError, EbpfLoader,
+    maps::{Array, Map, MapData, MapError},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
@@ -38,8 +38,8 @@ use embargo_abi::{
 };
 
 use super::{
-    Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held, LoadStats, OBJECT,
-    TcHeld, array, attach::link_of, load_programs, map_bytes, other, system,
+    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held,
+    LoadStats, OBJECT, TcHeld, array, attach::link_of, load_programs, map_bytes, other, system,
 };
 use crate::{
     config,
@@ -51,6 +51,78 @@ use crate::{
     },
     files::write,
 };
+
+/// Why the maps a previous agent pinned cannot be reused ([`Dataplane::reuse`]): the agent
+/// says so and loads a fresh generation; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReuseError {
+    #[error("the state file has format {found}, this agent reads {reads}")]
+    Format { found: u32, reads: u32 },
+    #[error("the pinned maps have layout version {found}, this agent's program {LAYOUT_VERSION}")]
+    Layout { found: u32 },
+    #[error("the maps of generation {generation} are not pinned at {}", dir.display())]
+    NotPinned { generation: String, dir: PathBuf },
+    /// Pins in folders someone else controls may not be what the state file describes.
+    #[error(transparent)]
+    PinFolder(#[from] write::SafeFsError),
+    #[error("the state file does not describe map {map}")]
+    Undescribed { map: &'static str },
+    #[error("opening the pinned map {}: {source}", path.display())]
+    OpenMap { path: PathBuf, source: MapError },
+    #[error("{} is map id {found}, the state file names map id {named}", path.display())]
+    MapId {
+        path: PathBuf,
+        found: u32,
+        named: u32,
+    },
+    #[error("the pinned map {map} has (key, value, entries) {got:?}, this agent needs {want:?}")]
+    MapShape {
+        map: &'static str,
+        got: (u32, u32, u32),
+        want: (u32, u32, u32),
+    },
+    #[error("loading the program against the pinned maps: {0}")]
+    Load(Box<EbpfError>),
+    /// aya creates (and pins) a map whose pin vanished meanwhile.
+    #[error("map {map} changed while it was being opened (id {found:?}, expected {expected})")]
+    Changed {
+        map: &'static str,
+        found: Option<u32>,
+        expected: u32,
+    },
+    #[error("the {family} trie's length {len} does not fit its map")]
+    TrieLength { family: &'static str, len: usize },
+    #[error("mapping the pinned {family} trie: {source}")]
+    MapTrie {
+        family: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the pinned {family} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
+    )]
+    Fingerprint { family: &'static str },
+    #[error("the state file's {family} node bookkeeping does not fit the map")]
+    Bookkeeping { family: &'static str },
+    #[error("the state file's entities do not fit the policy map")]
+    Entities,
+    #[error("reading the pinned policy map: {0}")]
+    ReadPolicy(MapError),
+    #[error("the pinned policy map's entry {index} differs from the state file")]
+    PolicyEntry { index: usize },
+    #[error("reading the pinned event limits: {0}")]
+    ReadLimits(MapError),
+    #[error("the state file's counter slot {slot} is not valid")]
+    Slot { slot: u32 },
+    /// Opening a map of, or loading a program into, the object failed.
+    #[error(transparent)]
+    Dataplane(Box<DataplaneError>),
+}
+
+impl From<DataplaneError> for ReuseError {
+    fn from(e: DataplaneError) -> Self {
+        ReuseError::Dataplane(Box::new(e))
+    }
+}
 
 /// The maps pinned per generation: all but the event ring.
 pub const PINNED: [&str; 9] = [
@@ -226,7 +298,7 @@ impl Dataplane {
             .filter(|i| !self.attached.iter().any(|a| a.attachment.ifindex == *i))
             .collect();
         for i in &stale {
-            let _ = self.set_role(*i, embargo_abi::Role::None);
+            let _ = self.set_role(*i, embargo_abi::IfaceRole::None);
         }
         stale
     }
@@ -346,31 +418,28 @@ impl Dataplane {
     /// describes them, without writing to them: the caller then applies its policy as a diff
     /// ([`Dataplane::apply`]) and takes the pinned links over ([`Dataplane::adopt`]). Counters
     /// continue. `Err` says why the pinned maps cannot be trusted; nothing was changed.
-    pub fn reuse(pin_dir: &Path, state: &State) -> Result<Self, String> {
+    pub fn reuse(pin_dir: &Path, state: &State) -> Result<Self, ReuseError> {
         if state.format != state::FORMAT_VERSION {
-            return Err(format!(
-                "the state file has format {}, this agent reads {}",
-                state.format,
-                state::FORMAT_VERSION
-            ));
+            return Err(ReuseError::Format {
+                found: state.format,
+                reads: state::FORMAT_VERSION,
+            });
         }
         if state.layout != LAYOUT_VERSION {
-            return Err(format!(
-                "the pinned maps have layout version {}, this agent's program {LAYOUT_VERSION}",
-                state.layout
-            ));
+            return Err(ReuseError::Layout {
+                found: state.layout,
+            });
         }
         let dir = maps_dir(pin_dir, &state.generation);
         if !dir.is_dir() {
-            return Err(format!(
-                "the maps of generation {} are not pinned at {}",
-                state.generation,
-                dir.display()
-            ));
+            return Err(ReuseError::NotPinned {
+                generation: state.generation.clone(),
+                dir,
+            });
         }
         // Pins in folders someone else controls may not be what the state file describes.
         for d in [pin_dir, &dir] {
-            write::check_dir(d, "pin folder").map_err(|e| e.to_string())?;
+            write::check_dir(d, "pin folder")?;
         }
         let mut records = Vec::new();
         for name in PINNED {
@@ -378,25 +447,29 @@ impl Dataplane {
                 .maps
                 .iter()
                 .find(|m| m.name == name)
-                .ok_or_else(|| format!("the state file does not describe map {name}"))?;
+                .ok_or(ReuseError::Undescribed { map: name })?;
             let path = dir.join(name);
             let info = MapData::from_pin(&path)
                 .and_then(|d| d.info())
-                .map_err(|e| format!("opening the pinned map {}: {e}", path.display()))?;
+                .map_err(|source| ReuseError::OpenMap {
+                    path: path.clone(),
+                    source,
+                })?;
             if info.id() != rec.id {
-                return Err(format!(
-                    "{} is map id {}, the state file names map id {}",
-                    path.display(),
-                    info.id(),
-                    rec.id
-                ));
+                return Err(ReuseError::MapId {
+                    path,
+                    found: info.id(),
+                    named: rec.id,
+                });
             }
             let want = (4, value_size(name), rec.max_entries);
             let got = (info.key_size(), info.value_size(), info.max_entries());
             if got != want {
-                return Err(format!(
-                    "the pinned map {name} has (key, value, entries) {got:?}, this agent needs {want:?}"
-                ));
+                return Err(ReuseError::MapShape {
+                    map: name,
+                    got,
+                    want,
+                });
             }
             records.push((name, rec, path));
         }
@@ -411,17 +484,18 @@ impl Dataplane {
         }
         let mut ebpf = loader
             .load(OBJECT)
-            .map_err(|e| format!("loading the program against the pinned maps: {e}"))?;
+            .map_err(|e| ReuseError::Load(Box::new(e)))?;
         // aya creates (and pins) a map whose pin vanished meanwhile: make sure none did.
         for (name, rec, _) in &records {
             let id = map_data(&ebpf, name)
                 .and_then(|d| d.info().ok())
                 .map(|i| i.id());
             if id != Some(rec.id) {
-                return Err(format!(
-                    "map {name} changed while it was being opened (id {id:?}, expected {})",
-                    rec.id
-                ));
+                return Err(ReuseError::Changed {
+                    map: name,
+                    found: id,
+                    expected: rec.id,
+                });
             }
         }
         let max = |name: &str| {
@@ -436,23 +510,23 @@ impl Dataplane {
             (maps::V6_TRIE, &state.v6, &build::V6, "IPv6"),
         ] {
             if t.len == 0 || t.len > max(name) as usize * trie::LANES as usize {
-                return Err(format!(
-                    "the {label} trie's length {} does not fit its map",
-                    t.len
-                ));
+                return Err(ReuseError::TrieLength {
+                    family: label,
+                    len: t.len,
+                });
             }
-            let mirrored = Mirrored::adopt(map_data(&ebpf, name).expect("pinned"), t.len)
-                .map_err(|e| format!("mapping the pinned {label} trie: {e}"))?;
+            let mirrored = Mirrored::adopt(map_data(&ebpf, name).expect("pinned"), t.len).map_err(
+                |source| ReuseError::MapTrie {
+                    family: label,
+                    source,
+                },
+            )?;
             if mirrored.fingerprint() != t.fingerprint {
-                return Err(format!(
-                    "the pinned {label} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
-                ));
+                return Err(ReuseError::Fingerprint { family: label });
             }
             let prefixes = t.prefixes.iter().map(|(&(a, l), &e)| (a, l, e));
             let live = LiveTrie::restore(shape, prefixes, t.bookkeeping.clone(), t.len)
-                .ok_or_else(|| {
-                    format!("the state file's {label} node bookkeeping does not fit the map")
-                })?;
+                .ok_or(ReuseError::Bookkeeping { family: label })?;
             families.push(Family {
                 trie: mirrored,
                 live,
@@ -463,7 +537,7 @@ impl Dataplane {
             || state.policies.len() != state.entity_ids.len()
             || state.policies.len() > entity_capacity as usize
         {
-            return Err("the state file's entities do not fit the policy map".into());
+            return Err(ReuseError::Entities);
         }
         let policies: Vec<EntityPolicy> = state
             .policies
@@ -475,38 +549,27 @@ impl Dataplane {
             })
             .collect();
         let event_limits = {
-            let pol: Array<_, EntityPolicy> =
-                array(&mut ebpf, maps::POLICY).map_err(|e| e.to_string())?;
+            let pol: Array<_, EntityPolicy> = array(&mut ebpf, maps::POLICY)?;
             for (i, want) in policies.iter().enumerate() {
-                let got = pol
-                    .get(&(i as u32), 0)
-                    .map_err(|e| format!("reading the pinned policy map: {e}"))?;
+                let got = pol.get(&(i as u32), 0).map_err(ReuseError::ReadPolicy)?;
                 if got != *want {
-                    return Err(format!(
-                        "the pinned policy map's entry {i} differs from the state file"
-                    ));
+                    return Err(ReuseError::PolicyEntry { index: i });
                 }
             }
-            let limits: Array<_, EventLimits> =
-                array(&mut ebpf, maps::EVENT_LIMITS).map_err(|e| e.to_string())?;
-            limits
-                .get(&0, 0)
-                .map_err(|e| format!("reading the pinned event limits: {e}"))?
+            let limits: Array<_, EventLimits> = array(&mut ebpf, maps::EVENT_LIMITS)?;
+            limits.get(&0, 0).map_err(ReuseError::ReadLimits)?
         };
         let mut slots = [None; MAX_INTERFACES as usize];
         let mut flags = [0; MAX_INTERFACES as usize];
         for s in &state.slots {
             let slot = s.slot as usize;
             if slot >= slots.len() || slots[slot].is_some() {
-                return Err(format!(
-                    "the state file's counter slot {} is not valid",
-                    s.slot
-                ));
+                return Err(ReuseError::Slot { slot: s.slot });
             }
             slots[slot] = Some(s.ifindex);
             flags[slot] = s.flags;
         }
-        load_programs(&mut ebpf).map_err(|e| e.to_string())?;
+        load_programs(&mut ebpf)?;
         let v6 = families.pop().expect("two families");
         let v4 = families.pop().expect("two families");
         let load_stats = LoadStats {
@@ -655,7 +718,7 @@ impl Dataplane {
                 name: iface.name.clone(),
                 ifindex,
                 role: iface.role,
-                mode: "adopted",
+                mode: AttachMode::Adopted,
                 egress: iface.egress,
                 link: link_type,
             },

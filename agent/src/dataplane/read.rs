@@ -22,6 +22,15 @@ impl EntityCounters {
     pub fn get(&self, direction: Direction, verdict: Verdict) -> Counter {
         self.slots[direction as usize][verdict as usize]
     }
+
+    /// Adds `other`'s counters, slot by slot (interfaces summed, generations carried).
+    pub fn add(&mut self, other: &EntityCounters) {
+        for (mine, theirs) in self.slots.iter_mut().zip(&other.slots) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m.add(*t);
+            }
+        }
+    }
 }
 
 impl Dataplane {
@@ -62,12 +71,7 @@ impl Dataplane {
         let mut out = vec![EntityCounters::default(); self.entities as usize];
         for (_, per_entity) in self.counters_by_slot()? {
             for (total, c) in out.iter_mut().zip(per_entity) {
-                for d in 0..2 {
-                    for v in 0..2 {
-                        total.slots[d][v].packets += c.slots[d][v].packets;
-                        total.slots[d][v].bytes += c.slots[d][v].bytes;
-                    }
-                }
+                total.add(&c);
             }
         }
         Ok(out)
@@ -93,8 +97,7 @@ impl Dataplane {
                             .map_err(|e| other("reading the counters map", e))?;
                         let c = &mut counters.slots[d as usize][v as usize];
                         for cpu in values.iter() {
-                            c.packets += cpu.packets;
-                            c.bytes += cpu.bytes;
+                            c.add(*cpu);
                         }
                     }
                 }

@@ -6,7 +6,7 @@
 //! means nothing was changed and the caller loads a new generation.
 
 use aya::maps::Array;
-use embargo_abi::{EntityPolicy, maps};
+use embargo_abi::{EntityPolicy, addr, maps};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
@@ -73,11 +73,11 @@ fn changes<N: Copy>(
 }
 
 pub(super) fn key4(n: &Ipv4Network) -> (u128, u8) {
-    (u128::from(u32::from(n.network())), n.prefix())
+    (addr::v4(n.network()), n.prefix())
 }
 
 pub(super) fn key6(n: &Ipv6Network) -> (u128, u8) {
-    (u128::from(n.network()), n.prefix())
+    (addr::v6(n.network()), n.prefix())
 }
 
 impl Dataplane {

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use embargo_abi::{Direction, Stat, Verdict};
+use embargo_abi::Stat;
 use serde::{Deserialize, Serialize};
 
 /// Where the agent listens for `embargo status` by default. Only root can reach it.
@@ -150,20 +150,6 @@ impl EntityStatus {
             .filter(|c| c.verdict == verdict)
             .map(|c| c.packets)
             .sum()
-    }
-}
-
-pub fn direction_label(d: Direction) -> &'static str {
-    match d {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
-pub fn verdict_label(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Dropped => "dropped",
-        Verdict::Monitored => "monitored",
     }
 }
 

@@ -195,12 +195,7 @@ impl Shared {
                 let old = self.dataplane.counters().map_err(|e| e.to_string())?;
                 for (e, c) in self.policy.entities.iter().zip(old) {
                     let acc = self.carried.entry(e.id.clone()).or_default();
-                    for d in 0..2 {
-                        for v in 0..2 {
-                            acc.slots[d][v].packets += c.slots[d][v].packets;
-                            acc.slots[d][v].bytes += c.slots[d][v].bytes;
-                        }
-                    }
+                    acc.add(&c);
                 }
                 next.take_over(&mut self.dataplane)
                     .map_err(|e| e.to_string())?;
@@ -444,7 +439,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             continue;
         }
         let a = dataplane.attach(iface)?;
-        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
+        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = %a.mode, egress = a.egress, "attached");
     }
     if reused {
         // Interfaces the previous agent enforced on and this one does not: no role any more.
@@ -677,7 +672,7 @@ fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<Started, Ru
             Ok(Some(st)) => {
                 netlink_left = st.netlink_filters.clone();
                 match Dataplane::reuse(pin_dir, &st) {
-                    Err(why) => why,
+                    Err(why) => why.to_string(),
                     Ok(mut dataplane) => {
                         let mut index = EntityIndex::from_ids(st.entity_ids.clone());
                         let policy = index.policy(compiled);
@@ -938,12 +933,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         .filter(|(e, _)| !e.retired)
         .map(|(e, mut c)| {
             if let Some(old) = s.carried.get(&e.id) {
-                for d in 0..2 {
-                    for v in 0..2 {
-                        c.slots[d][v].packets += old.slots[d][v].packets;
-                        c.slots[d][v].bytes += old.slots[d][v].bytes;
-                    }
-                }
+                c.add(old);
             }
             (e, c)
         })
@@ -967,8 +957,8 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 .map(|(d, v)| {
                     let n = c.get(d, v);
                     CounterRow {
-                        direction: status::direction_label(d).into(),
-                        verdict: status::verdict_label(v).into(),
+                        direction: d.label().into(),
+                        verdict: v.label().into(),
                         packets: n.packets,
                         bytes: n.bytes,
                     }
@@ -988,7 +978,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 name: a.name.clone(),
                 ifindex: a.ifindex,
                 role: a.role.to_string(),
-                mode: a.mode.into(),
+                mode: a.mode.to_string(),
                 egress: a.egress,
             })
             .collect(),
