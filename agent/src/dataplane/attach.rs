@@ -27,7 +27,8 @@ use aya::programs::{
 use embargo_abi::{Link, MAX_IFINDEX};
 
 use super::{
-    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, other,
+    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, detach_error,
+    link_error, other, pin_error,
     pins::{keep_pinned, link_pin_path},
     system,
 };
@@ -190,8 +191,9 @@ impl Dataplane {
         let link = self
             .xdp_program_mut()
             .take_link(id)
-            .map_err(|e| other(format!("taking the XDP link of {name}"), e))?;
-        let fd = FdLink::try_from(link).map_err(|e| other(format!("the XDP link of {name}"), e))?;
+            .map_err(|e| link_error(format!("taking the XDP link of {name}"), e))?;
+        let fd =
+            FdLink::try_from(link).map_err(|e| link_error(format!("the XDP link of {name}"), e))?;
         let (path, link) = keep_pinned(fd, pinned, link_pin_path(&dir, name), "XDP", name)?;
         Ok(Held::Pinned { path, link })
     }
@@ -206,10 +208,10 @@ impl Dataplane {
             Held::Program(id) => program
                 .take_link(id)
                 .map(|l| (l, None))
-                .map_err(|e| other(format!("taking the XDP link of {name}"), e)),
+                .map_err(|e| link_error(format!("taking the XDP link of {name}"), e)),
             Held::Pinned { path, link } => XdpLink::try_from(link)
                 .map(|l| (l, Some(path)))
-                .map_err(|e| other(format!("the pinned XDP link of {name}"), e)),
+                .map_err(|e| link_error(format!("the pinned XDP link of {name}"), e)),
         }
     }
 
@@ -233,8 +235,9 @@ impl Dataplane {
                         Ok(())
                     }
                     TcHeld::Pinned { path, link } => {
-                        let r = std::fs::remove_file(&path)
-                            .map_err(|e| other(format!("removing the pin {}", path.display()), e));
+                        let r = std::fs::remove_file(&path).map_err(|e| {
+                            pin_error(format!("removing the pin {}", path.display()), e)
+                        });
                         drop(link);
                         r
                     }
@@ -261,11 +264,11 @@ impl Dataplane {
                 Held::Program(id) => self
                     .xdp_program_mut()
                     .detach(id)
-                    .map_err(|e| other(format!("detaching from {}", att.name), e)),
+                    .map_err(|e| detach_error(format!("detaching from {}", att.name), e)),
                 Held::Pinned { path, link } => {
                     // Without its pin, closing the last fd destroys the link: detached.
                     let r = std::fs::remove_file(&path)
-                        .map_err(|e| other(format!("removing the pin {}", path.display()), e));
+                        .map_err(|e| pin_error(format!("removing the pin {}", path.display()), e));
                     drop(link);
                     r
                 }
@@ -327,7 +330,7 @@ impl Dataplane {
             let id = self
                 .xdp_program_mut()
                 .attach_to_link(link)
-                .map_err(|e| other(format!("switching {} to the new program", att.name), e))?;
+                .map_err(|e| link_error(format!("switching {} to the new program", att.name), e))?;
             let held = self.hold(id, &att.name, pinned)?;
             let egress = match egress {
                 Some(((link, pinned), added_clsact)) => {
@@ -335,7 +338,7 @@ impl Dataplane {
                         .egress_program_mut()
                         .attach_to_link(link)
                         .map_err(|e| {
-                            other(
+                            link_error(
                                 format!("switching {} to the new TC egress program", att.name),
                                 e,
                             )

@@ -8,7 +8,7 @@ use aya::maps::Array;
 use embargo_abi::{EntityPolicy, IfaceConfig, maps};
 use serde::Serialize;
 
-use super::{Dataplane, DataplaneError, array, other};
+use super::{Dataplane, DataplaneError, array, map_error};
 
 /// What [`Dataplane::attest`] found (and repaired).
 #[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -48,12 +48,12 @@ impl Dataplane {
         for (i, want) in policies.iter().enumerate() {
             let got = pol
                 .get(&(i as u32), 0)
-                .map_err(|e| other("reading the policy map", e))?;
+                .map_err(|e| map_error("reading the policy map", e))?;
             if got != *want {
                 drift.policies += 1;
                 if repair {
                     pol.set(i as u32, want, 0)
-                        .map_err(|e| other("repairing the policy map", e))?;
+                        .map_err(|e| map_error("repairing the policy map", e))?;
                 }
             }
         }
@@ -84,12 +84,12 @@ impl Dataplane {
         for (ifindex, want) in roles {
             let got = map
                 .get(&ifindex, 0)
-                .map_err(|e| other("reading the role map", e))?;
+                .map_err(|e| map_error("reading the role map", e))?;
             if got != want {
                 drift.roles += 1;
                 if repair {
                     map.set(ifindex, want, 0)
-                        .map_err(|e| other("repairing the role map", e))?;
+                        .map_err(|e| map_error("repairing the role map", e))?;
                 }
             }
         }
@@ -102,12 +102,12 @@ impl Dataplane {
             }
             let got = map
                 .get(&ifindex, 0)
-                .map_err(|e| other("reading the role map", e))?;
+                .map_err(|e| map_error("reading the role map", e))?;
             if got != IfaceConfig::default() {
                 drift.roles += 1;
                 if repair {
                     map.set(ifindex, IfaceConfig::default(), 0)
-                        .map_err(|e| other("repairing the role map", e))?;
+                        .map_err(|e| map_error("repairing the role map", e))?;
                 }
             }
         }

@@ -25,7 +25,7 @@ use embargo_abi::{IFACE_EGRESS, IfaceConfig, maps};
 use serde::Serialize;
 
 use super::{
-    Dataplane, DataplaneError, array, other,
+    Dataplane, DataplaneError, array, link_error, map_error, other,
     pins::{keep_pinned, tc_pin_path},
     state, system,
 };
@@ -97,7 +97,7 @@ pub fn remove_netlink_filters(
                 f.handle.into(),
                 None,
             )
-            .map_err(|e| other(format!("the TC egress filter on {}", f.interface), e))
+            .map_err(|e| link_error(format!("the TC egress filter on {}", f.interface), e))
             .and_then(|link| {
                 // Dropping the link deletes the filter.
                 drop(link);
@@ -126,7 +126,7 @@ impl Dataplane {
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         let mut value = roles
             .get(&ifindex, 0)
-            .map_err(|e| other("reading the interface role map", e))?;
+            .map_err(|e| map_error("reading the interface role map", e))?;
         let flags = if on {
             self.flags[slot] | IFACE_EGRESS
         } else {
@@ -135,7 +135,7 @@ impl Dataplane {
         value.flags = flags;
         roles
             .set(ifindex, value, 0)
-            .map_err(|e| other("writing the interface role map", e))?;
+            .map_err(|e| map_error("writing the interface role map", e))?;
         self.flags[slot] = flags;
         Ok(())
     }
@@ -226,7 +226,7 @@ impl Dataplane {
         let link = self
             .egress_program_mut()
             .take_link(id)
-            .map_err(|e| other(format!("taking the TC egress link of {name}"), e))?;
+            .map_err(|e| link_error(format!("taking the TC egress link of {name}"), e))?;
         let Some(dir) = self.pin_dir.clone() else {
             return Ok(TcHeld::Owned(link));
         };
@@ -235,7 +235,7 @@ impl Dataplane {
             return Ok(TcHeld::Owned(link));
         }
         let fd = FdLink::try_from(link)
-            .map_err(|e| other(format!("the TC egress link of {name}"), e))?;
+            .map_err(|e| link_error(format!("the TC egress link of {name}"), e))?;
         let (path, link) = keep_pinned(fd, pinned, tc_pin_path(&dir, name), "TC egress", name)?;
         Ok(TcHeld::Pinned { path, link })
     }
@@ -249,7 +249,7 @@ impl Dataplane {
             TcHeld::Owned(link) => Ok((link, None)),
             TcHeld::Pinned { path, link } => SchedClassifierLink::try_from(link)
                 .map(|l| (l, Some(path)))
-                .map_err(|e| other(format!("the pinned TC egress link of {name}"), e)),
+                .map_err(|e| link_error(format!("the pinned TC egress link of {name}"), e)),
         }
     }
 
@@ -269,10 +269,11 @@ impl Dataplane {
             .map(|i| self.netlink_left.remove(i));
         let (link, pinned, added_clsact) = match (pin, left) {
             (Some(path), _) if path.exists() => {
-                let pinned = PinnedLink::from_pin(&path)
-                    .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+                let pinned = PinnedLink::from_pin(&path).map_err(|e| {
+                    link_error(format!("opening the pinned link {}", path.display()), e)
+                })?;
                 let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                    .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+                    .map_err(|e| link_error(format!("the pinned link {}", path.display()), e))?;
                 (link, Some(path), false)
             }
             (_, Some(f)) if self.tc_api == TcApi::Netlink => {
@@ -283,7 +284,7 @@ impl Dataplane {
                     f.handle.into(),
                     None,
                 )
-                .map_err(|e| other(format!("the TC egress filter on {name}"), e))?;
+                .map_err(|e| link_error(format!("the TC egress filter on {name}"), e))?;
                 (link, None, f.added_clsact)
             }
             _ => return Ok((self.attach_egress(ifindex, name)?, false)),
@@ -292,7 +293,9 @@ impl Dataplane {
         let id = self
             .egress_program_mut()
             .attach_to_link(link)
-            .map_err(|e| other(format!("taking over the TC egress classifier of {name}"), e))?;
+            .map_err(|e| {
+                link_error(format!("taking over the TC egress classifier of {name}"), e)
+            })?;
         let held = self.hold_egress(id, name, pinned)?;
         Ok((EgressLink { held, added_clsact }, true))
     }

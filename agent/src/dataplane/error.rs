@@ -3,7 +3,7 @@
 //! A kernel or aya error is never shown bare: the variant names what was being done (the map,
 //! the interface, the pin) so the message reads as a sentence a person can act on.
 
-use aya::{EbpfError, programs::ProgramError};
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
 
 use super::{AttachMode, TcApi, bpffs, trie::build::TableError};
 use crate::config::Role;
@@ -101,7 +101,44 @@ pub enum DataplaneError {
     /// group or others: whoever controls it could unpin the links and end enforcement.
     #[error(transparent)]
     PinFolder(#[from] crate::files::write::SafeFsError),
-    /// Any other aya or kernel error, with what was being done.
+    /// A map of the loaded object could not be found, opened, read or written.
+    #[error("{doing}: {source}")]
+    Map {
+        doing: String,
+        #[source]
+        source: MapError,
+    },
+    /// A pin (of a link or a map) or a pin folder could not be created or removed.
+    #[error("{doing}: {source}")]
+    Pin {
+        doing: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A link could not be taken from a program, opened from its pin, or moved to a program.
+    #[error("{doing}: {source}")]
+    Link {
+        doing: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The XDP program could not be detached from an interface.
+    #[error("{doing}: {source}")]
+    Detach {
+        doing: String,
+        #[source]
+        source: ProgramError,
+    },
+    /// The object or one of its programs could not be loaded (other than for privileges, the
+    /// verifier or map sizes, which have their own variants).
+    #[error("{doing}: {source}")]
+    Load {
+        doing: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other kernel error (the `clsact` qdisc, an interface's hardware type, a trie's
+    /// memory map), with what was being done.
     #[error("{doing}: {source}")]
     Other {
         doing: String,
@@ -115,6 +152,50 @@ pub(crate) fn other(
     source: impl std::error::Error + Send + Sync + 'static,
 ) -> DataplaneError {
     DataplaneError::Other {
+        doing: doing.into(),
+        source: Box::new(source),
+    }
+}
+
+pub(crate) fn map_error(doing: impl Into<String>, source: MapError) -> DataplaneError {
+    DataplaneError::Map {
+        doing: doing.into(),
+        source,
+    }
+}
+
+pub(crate) fn pin_error(
+    doing: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> DataplaneError {
+    DataplaneError::Pin {
+        doing: doing.into(),
+        source: Box::new(source),
+    }
+}
+
+pub(crate) fn link_error(
+    doing: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> DataplaneError {
+    DataplaneError::Link {
+        doing: doing.into(),
+        source: Box::new(source),
+    }
+}
+
+pub(crate) fn detach_error(doing: impl Into<String>, source: ProgramError) -> DataplaneError {
+    DataplaneError::Detach {
+        doing: doing.into(),
+        source,
+    }
+}
+
+pub(crate) fn load_error(
+    doing: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> DataplaneError {
+    DataplaneError::Load {
         doing: doing.into(),
         source: Box::new(source),
     }

@@ -58,7 +58,7 @@ pub use attest::Drift;
 use egress::{EgressLink, TcHeld};
 pub use egress::{TcApi, remove_netlink_filters};
 pub use error::DataplaneError;
-pub(crate) use error::other;
+pub(crate) use error::{detach_error, link_error, load_error, map_error, other, pin_error};
 pub use pins::{ReuseError, detach_pinned, link_pin_path, tc_pin_path};
 pub use read::EntityCounters;
 use trie::{
@@ -283,7 +283,7 @@ impl Dataplane {
             let mut pol: Array<_, EntityPolicy> = array(&mut ebpf, maps::POLICY)?;
             for (i, p) in policies.iter().enumerate() {
                 pol.set(i as u32, p, 0)
-                    .map_err(|e| other("writing the policy map", e))?;
+                    .map_err(|e| map_error("writing the policy map", e))?;
             }
         }
         // Events are off until the agent turns them on (they cost a clock read per drop).
@@ -376,7 +376,7 @@ impl Dataplane {
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         roles
             .set(ifindex, value, 0)
-            .map_err(|e| other("writing the interface role map", e))?;
+            .map_err(|e| map_error("writing the interface role map", e))?;
         self.slots[slot] = match role {
             embargo_abi::IfaceRole::None => None,
             _ => Some(ifindex),
@@ -401,11 +401,11 @@ impl Dataplane {
         let mut roles: Array<_, IfaceConfig> = array(&mut self.ebpf, maps::IFACE_ROLES)?;
         let mut value = roles
             .get(&ifindex, 0)
-            .map_err(|e| other("reading the interface role map", e))?;
+            .map_err(|e| map_error("reading the interface role map", e))?;
         value.link = link as u8;
         roles
             .set(ifindex, value, 0)
-            .map_err(|e| other("writing the interface role map", e))?;
+            .map_err(|e| map_error("writing the interface role map", e))?;
         self.link_types[slot] = link;
         Ok(())
     }
@@ -524,7 +524,7 @@ fn program_load_error(e: ProgramError, program: &'static str) -> DataplaneError 
                 }
             }
         }
-        e => other(format!("loading the {program}"), e),
+        e => load_error(format!("loading the {program}"), e),
     }
 }
 
@@ -534,7 +534,7 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
     let program: &mut Xdp = ebpf
         .program_mut(embargo_abi::programs::CLASSIFY)
         .ok_or_else(|| {
-            other(
+            load_error(
                 "finding the XDP program",
                 MapError::InvalidName {
                     name: "embargo_xdp".into(),
@@ -542,14 +542,14 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
             )
         })?
         .try_into()
-        .map_err(|e| other("finding the XDP program", e))?;
+        .map_err(|e| load_error("finding the XDP program", e))?;
     program
         .load()
         .map_err(|e| program_load_error(e, "XDP program"))?;
     let egress: &mut SchedClassifier = ebpf
         .program_mut(embargo_abi::programs::EGRESS)
         .ok_or_else(|| {
-            other(
+            load_error(
                 "finding the TC egress program",
                 MapError::InvalidName {
                     name: embargo_abi::programs::EGRESS.into(),
@@ -557,7 +557,7 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
             )
         })?
         .try_into()
-        .map_err(|e| other("finding the TC egress program", e))?;
+        .map_err(|e| load_error("finding the TC egress program", e))?;
     egress
         .load()
         .map_err(|e| program_load_error(e, "TC egress program"))?;
@@ -582,18 +582,18 @@ fn array<'a, V: aya::Pod>(
     name: &str,
 ) -> Result<Array<&'a mut MapData, V>, DataplaneError> {
     let map = ebpf.map_mut(name).ok_or_else(|| {
-        other(
+        map_error(
             format!("finding map {name}"),
             MapError::InvalidName { name: name.into() },
         )
     })?;
-    Array::try_from(map).map_err(|e| other(format!("opening map {name}"), e))
+    Array::try_from(map).map_err(|e| map_error(format!("opening map {name}"), e))
 }
 
 fn write_event_limits(ebpf: &mut Ebpf, limits: EventLimits) -> Result<(), DataplaneError> {
     let mut map: Array<_, EventLimits> = array(ebpf, maps::EVENT_LIMITS)?;
     map.set(0, limits, 0)
-        .map_err(|e| other("writing the event limits map", e))
+        .map_err(|e| map_error("writing the event limits map", e))
 }
 
 /// Whether the verifier gives this process the pointer arithmetic the program needs
@@ -631,7 +631,7 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
         }
         _ => {}
     }
-    other("loading the BPF object", e)
+    load_error("loading the BPF object", e)
 }
 
 /// Copies `entries` into the mmap-able array map `name`.
@@ -643,7 +643,7 @@ fn map_trie(
     entries: &[u32],
 ) -> Result<Mirrored, DataplaneError> {
     let Some(Map::Array(data)) = ebpf.map(name) else {
-        return Err(other(
+        return Err(map_error(
             format!("finding map {name}"),
             MapError::InvalidName { name: name.into() },
         ));

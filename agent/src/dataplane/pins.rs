@@ -39,7 +39,8 @@ use embargo_abi::{
 
 use super::{
     AttachMode, Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held,
-    LoadStats, OBJECT, TcHeld, array, attach::link_of, load_programs, map_bytes, other, system,
+    LoadStats, OBJECT, TcHeld, array, attach::link_of, link_error, load_programs, map_bytes,
+    map_error, pin_error, system,
 };
 use crate::{
     config,
@@ -174,7 +175,7 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<(), DataplaneError> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(other(
+            return Err(pin_error(
                 format!("creating the pin folder {}", dir.display()),
                 e,
             ));
@@ -231,7 +232,7 @@ impl Dataplane {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
+            .map_err(|e| pin_error(format!("creating the pin folder {}", dir.display()), e))?;
         write::check_dir(&dir, "pin folder")?;
         for name in PINNED {
             let path = dir.join(name);
@@ -242,7 +243,7 @@ impl Dataplane {
                 .pin(&path);
             if let Err(e) = r {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(other(
+                return Err(pin_error(
                     format!("pinning map {name} at {}", path.display()),
                     e,
                 ));
@@ -256,7 +257,7 @@ impl Dataplane {
     pub fn unpin_maps(&mut self) -> Result<(), DataplaneError> {
         match self.maps_dir.take() {
             Some(dir) => std::fs::remove_dir_all(&dir)
-                .map_err(|e| other(format!("removing the pinned maps {}", dir.display()), e)),
+                .map_err(|e| pin_error(format!("removing the pinned maps {}", dir.display()), e)),
             None => Ok(()),
         }
     }
@@ -358,7 +359,7 @@ impl Dataplane {
             let info = map_data(&self.ebpf, name)
                 .expect("defined by the object")
                 .info()
-                .map_err(|e| other(format!("reading map {name}'s info"), e))?;
+                .map_err(|e| map_error(format!("reading map {name}'s info"), e))?;
             records.push(MapRecord {
                 name: name.to_owned(),
                 id: info.id(),
@@ -626,7 +627,7 @@ pub(super) fn keep_pinned(
     }
     let _ = std::fs::remove_file(&path);
     let link = fd.pin(&path).map_err(|e| {
-        other(
+        pin_error(
             format!("pinning the {what} link of {name} at {}", path.display()),
             e,
         )
@@ -664,7 +665,7 @@ pub fn detach_pinned(
             continue;
         }
         let r = std::fs::remove_file(entry.path())
-            .map_err(|e| other(format!("removing the pin {}", entry.path().display()), e));
+            .map_err(|e| pin_error(format!("removing the pin {}", entry.path().display()), e));
         out.push((label, r));
     }
     out
@@ -690,16 +691,16 @@ impl Dataplane {
                 name: iface.name.clone(),
             })?;
         let pinned = PinnedLink::from_pin(&path)
-            .map_err(|e| other(format!("opening the pinned link {}", path.display()), e))?;
+            .map_err(|e| link_error(format!("opening the pinned link {}", path.display()), e))?;
         let link = XdpLink::try_from(FdLink::from(pinned))
-            .map_err(|e| other(format!("the pinned link {}", path.display()), e))?;
+            .map_err(|e| link_error(format!("the pinned link {}", path.display()), e))?;
         let link_type = link_of(&iface.name)?;
         self.set_role(ifindex, iface.role.abi())?;
         self.set_link(ifindex, link_type)?;
         let id = self
             .xdp_program_mut()
             .attach_to_link(link)
-            .map_err(|e| other(format!("taking over the pinned link of {}", iface.name), e))?;
+            .map_err(|e| link_error(format!("taking over the pinned link of {}", iface.name), e))?;
         let held = self.hold(id, &iface.name, Some(path))?;
         // The TC egress link a previous agent left is taken over too (or attached afresh).
         let egress = if iface.egress {

@@ -7,7 +7,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use embargo_abi::{Counter, Direction, EventLimits, Stat, Verdict, counter_index, maps};
 
 use super::{
-    Attachment, Dataplane, DataplaneError, EventClock, Family, other,
+    Attachment, Dataplane, DataplaneError, EventClock, Family, map_error,
     trie::build::{self, Shape},
 };
 
@@ -85,7 +85,7 @@ impl Dataplane {
                 .map(maps::COUNTERS)
                 .expect("defined by the object"),
         )
-        .map_err(|e| other("opening the counters map", e))?;
+        .map_err(|e| map_error("opening the counters map", e))?;
         let mut out = Vec::new();
         for (slot, ifindex) in self.slots() {
             let mut per_entity = vec![EntityCounters::default(); self.entities as usize];
@@ -94,7 +94,7 @@ impl Dataplane {
                     for v in Verdict::ALL {
                         let values = map
                             .get(&counter_index(entity as u32, slot, d, v), 0)
-                            .map_err(|e| other("reading the counters map", e))?;
+                            .map_err(|e| map_error("reading the counters map", e))?;
                         let c = &mut counters.slots[d as usize][v as usize];
                         for cpu in values.iter() {
                             c.add(*cpu);
@@ -111,12 +111,12 @@ impl Dataplane {
     pub fn stats(&self) -> Result<Vec<u64>, DataplaneError> {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map(maps::STATS).expect("defined by the object"))
-                .map_err(|e| other("opening the stats map", e))?;
+                .map_err(|e| map_error("opening the stats map", e))?;
         (0..Stat::COUNT)
             .map(|i| {
                 map.get(&i, 0)
                     .map(|v| v.iter().sum())
-                    .map_err(|e| other("reading the stats map", e))
+                    .map_err(|e| map_error("reading the stats map", e))
             })
             .collect()
     }
@@ -145,12 +145,12 @@ impl Dataplane {
                 .map(maps::EVENTS_LOST)
                 .expect("defined by the object"),
         )
-        .map_err(|e| other("opening the lost-events map", e))?;
+        .map_err(|e| map_error("opening the lost-events map", e))?;
         (0..self.entities)
             .map(|i| {
                 map.get(&i, 0)
                     .map(|v| v.iter().sum())
-                    .map_err(|e| other("reading the lost-events map", e))
+                    .map_err(|e| map_error("reading the lost-events map", e))
             })
             .collect()
     }

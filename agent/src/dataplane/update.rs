@@ -11,7 +11,7 @@ use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
 use super::{
-    Dataplane, DataplaneError, array, other,
+    Dataplane, DataplaneError, array, map_error,
     trie::live::{Change, LiveTrie},
 };
 use crate::policy::Policy;
@@ -142,7 +142,7 @@ impl Dataplane {
         for (i, p) in wanted.iter().enumerate() {
             if which(p) && self.policies.get(i) != Some(p) {
                 pol.set(i as u32, p, 0)
-                    .map_err(|e| other("writing the policy map", e))?;
+                    .map_err(|e| map_error("writing the policy map", e))?;
                 if i >= self.policies.len() {
                     self.policies.resize(i + 1, EntityPolicy::default());
                 }
