@@ -326,6 +326,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
     let _ = std::fs::remove_file(&socket);
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let status = embargo::observe::status::Status {
+        version: String::new(),
         pid: 1,
         config: "t.toml".into(),
         interfaces: Vec::new(),

@@ -40,7 +40,7 @@ use embargo::{
         resolve::Via,
     },
 };
-use embargo_abi::{Direction, Role, Verdict};
+use embargo_abi::{Direction, IfaceRole, Verdict};
 use embargo_tests::{packet::Frame, rng::Rng};
 
 const PACKAGE: &str = "geo-whois-asn-country-2.3.2026061719";
@@ -289,14 +289,22 @@ fn every_country_range_loads_and_answers_like_the_table() {
             } else {
                 "fd00::1".parse().unwrap()
             };
-            (Role::Inside, Direction::Outbound, Frame::ip(other, addr))
+            (
+                IfaceRole::Inside,
+                Direction::Outbound,
+                Frame::ip(other, addr),
+            )
         } else {
             let other: IpAddr = if v4 {
                 Ipv4Addr::new(10, 0, 0, 1).into()
             } else {
                 "fd00::1".parse().unwrap()
             };
-            (Role::Outside, Direction::Inbound, Frame::ip(addr, other))
+            (
+                IfaceRole::Outside,
+                Direction::Inbound,
+                Frame::ip(addr, other),
+            )
         };
         dp.set_role(lo, role).unwrap();
         let before = dp.counters().unwrap();

@@ -33,8 +33,7 @@ use embargo::{
     policy::Policy,
 };
 use embargo_abi::{
-    Direction, EVENT_PORTS, Event, EventLimits, FAMILY_IPV4, FAMILY_IPV6, Link, Role as AbiRole,
-    Verdict,
+    Direction, EVENT_PORTS, Event, EventLimits, FAMILY_IPV4, FAMILY_IPV6, IfaceRole, Link, Verdict,
 };
 use embargo_tests::{
     lab::{self, CLI_V4, CLI_V6, Lab},
@@ -106,7 +105,7 @@ fn fixture_with(clock: EventClock) -> Fixture {
     assert_eq!(dp.event_limits(), EventLimits::OFF);
     dp.set_event_limits(EventLimits::DEFAULT).unwrap();
     let lo = system::ifindex("lo").expect("the loopback interface");
-    dp.set_role(lo, AbiRole::Inside).unwrap();
+    dp.set_role(lo, IfaceRole::Inside).unwrap();
     let ring = dp.take_events().expect("the ring buffer");
     assert!(dp.take_events().is_none(), "the ring is taken once");
     Fixture {
@@ -266,7 +265,7 @@ fn a_dropped_packet_sends_exactly_one_event_with_its_fields() {
 fn a_monitored_packet_sends_one_event_and_passes() {
     let mut fx = fixture();
     // TCP from the outside (source matched): inbound.
-    fx.dp.set_role(fx.lo, AbiRole::Outside).unwrap();
+    fx.dp.set_role(fx.lo, IfaceRole::Outside).unwrap();
     let mut f = frame("198.51.100.9", "198.18.0.2");
     set_protocol(&mut f, 6);
     f.payload_len = 20;
@@ -316,7 +315,7 @@ fn misses_and_matches_that_do_not_apply_send_nothing() {
         XDP_PASS
     );
     // An outbound-only entity seen inbound.
-    fx.dp.set_role(fx.lo, AbiRole::Outside).unwrap();
+    fx.dp.set_role(fx.lo, IfaceRole::Outside).unwrap();
     assert_eq!(
         fx.run(&frame("192.0.2.5", "198.18.0.2").bytes(), 1),
         XDP_PASS

@@ -54,7 +54,7 @@ use embargo::{
 use embargo_abi::{
     Counter,
     Direction::{self, Inbound, Outbound},
-    IFACE_EGRESS, IfaceConfig, Link, MAX_IFINDEX, Role,
+    IFACE_EGRESS, IfaceConfig, IfaceRole, Link, MAX_IFINDEX,
     Stat::{
         self, EgressForwarded, EgressOff, Ipv4Fragment, MalformedIpv4, MalformedIpv6, MissIpv4,
         MissIpv6, NoRole, NonIp, OtherDirection, QinQ, TruncatedIpv4, TruncatedIpv6, TruncatedVlan,
@@ -72,9 +72,9 @@ const XDP_PASS: u32 = 2;
 /// The kernel's minimum XDP test-run input (`ETH_HLEN`).
 const ETH_HLEN: usize = 14;
 
-const INSIDE: Role = Role::Inside;
-const OUTSIDE: Role = Role::Outside;
-const NO_ROLE: Role = Role::None;
+const INSIDE: IfaceRole = IfaceRole::Inside;
+const OUTSIDE: IfaceRole = IfaceRole::Outside;
+const NO_ROLE: IfaceRole = IfaceRole::None;
 
 /// The fixture policy. Entities are listed most specific first on purpose: the data plane must
 /// not depend on the order of the file.
@@ -165,7 +165,7 @@ const MISS6B: &str = "2001:db9::1";
 struct Row {
     name: String,
     frame: Vec<u8>,
-    role: Role,
+    role: IfaceRole,
     /// `XDP_DROP` or `XDP_PASS`.
     action: u32,
     /// Expected change of each stat; every stat not listed must not change.
@@ -177,7 +177,13 @@ struct Row {
     link: Link,
 }
 
-fn row(name: impl Into<String>, frame: Vec<u8>, role: Role, action: u32, stats: &[Stat]) -> Row {
+fn row(
+    name: impl Into<String>,
+    frame: Vec<u8>,
+    role: IfaceRole,
+    action: u32,
+    stats: &[Stat],
+) -> Row {
     Row {
         name: name.into(),
         frame,
@@ -1116,7 +1122,7 @@ enum Origin {
     /// A socket of the host itself: no ingress interface.
     Host,
     /// Forwarded: received first on an interface with this role.
-    Forwarded(Role),
+    Forwarded(IfaceRole),
 }
 
 /// Stand-in ingress interfaces for forwarded packets: the program only looks their ifindex up
@@ -1154,7 +1160,7 @@ impl EgressRow {
         self
     }
 
-    fn on_role(mut self, role: Role) -> Self {
+    fn on_role(mut self, role: IfaceRole) -> Self {
         self.row.role = role;
         self
     }
@@ -1276,9 +1282,9 @@ fn check_egress(dp: &mut Dataplane, lo: u32, er: &EgressRow) -> Vec<String> {
     }
     let ingress = match er.origin {
         Origin::Host => 0,
-        Origin::Forwarded(Role::Inside) => FWD_INSIDE,
-        Origin::Forwarded(Role::Outside) => FWD_OUTSIDE,
-        Origin::Forwarded(Role::None) => FWD_NO_ROLE,
+        Origin::Forwarded(IfaceRole::Inside) => FWD_INSIDE,
+        Origin::Forwarded(IfaceRole::Outside) => FWD_OUTSIDE,
+        Origin::Forwarded(IfaceRole::None) => FWD_NO_ROLE,
     };
     let before = snapshot(dp);
     let result = run_egress(dp, &row.frame, ingress, lo);

@@ -16,7 +16,7 @@ use std::{
 };
 
 use embargo::{dataplane::Dataplane, policy::EntityIndex};
-use embargo_abi::Role;
+use embargo_abi::IfaceRole;
 use embargo_tests::{compile_text, packet::Frame, rng::Rng};
 
 const XDP_DROP: u32 = 1;
@@ -146,7 +146,7 @@ fn hitless_under_random_reloads() {
     let mut index = EntityIndex::default();
     let first = compile_text(&random_policy(&mut rng));
     let mut dp = Dataplane::load(&index.policy(&first)).expect("load (needs root)");
-    dp.set_role(1, Role::Inside).unwrap();
+    dp.set_role(1, IfaceRole::Inside).unwrap();
     let prog = dp.program().fd().unwrap().try_clone().unwrap();
 
     let src: IpAddr = "100.64.0.1".parse().unwrap();

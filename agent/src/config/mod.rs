@@ -449,7 +449,7 @@ impl Interface {
     }
 }
 
-/// Interface role; see [`embargo_abi::Role`].
+/// Interface role; see [`embargo_abi::IfaceRole`].
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -460,10 +460,10 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn abi(self) -> embargo_abi::Role {
+    pub fn abi(self) -> embargo_abi::IfaceRole {
         match self {
-            Role::Inside => embargo_abi::Role::Inside,
-            Role::Outside => embargo_abi::Role::Outside,
+            Role::Inside => embargo_abi::IfaceRole::Inside,
+            Role::Outside => embargo_abi::IfaceRole::Outside,
         }
     }
 }

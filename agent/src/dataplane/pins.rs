@@ -1,4 +1,11 @@
-//! A generation's maps pinned in bpffs, and a restarted agent reusing them.
+//! What outlives the agent in bpffs: pinned links, a generation's pinned maps, and a restarted
+//! agent keeping, adopting or removing them.
+//!
+//! Links: with a pin folder, the XDP links (`link-<interface>`) and the TCX egress links
+//! (`tc-<interface>`) are pinned, so enforcement and counters outlive the agent
+//! ([`Dataplane::leave_attached`]); a restarted agent takes each over atomically
+//! ([`Dataplane::adopt`], `bpf_link_update`), and `embargo detach` removes them
+//! ([`detach_pinned`]).
 //!
 //! Every map but the event ring is pinned at `<pin dir>/maps-<generation>/<map name>` (the ring
 //! is each agent's own: a reader starts with an empty one). The state file
@@ -19,18 +26,24 @@ use std::{
 };
 
 use aya::{
-    EbpfLoader,
-    maps::{Array, Map, MapData},
+    EbpfError, EbpfLoader,
+    maps::{Array, Map, MapData, MapError},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use embargo_abi::{
     Counter, EntityPolicy, EventLimits, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES, maps, trie,
 };
 
 use super::{
-    Dataplane, DataplaneError, EventClock, Family, LoadStats, OBJECT, TcHeld, array, load_programs,
-    map_bytes, other,
+    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held,
+    LoadStats, OBJECT, TcHeld, array, attach::link_of, link_error, load_programs, map_bytes,
+    map_error, pin_error, system,
 };
 use crate::{
+    config,
     dataplane::{
         state::{
             self, Carried, MapRecord, NetlinkFilter, SlotState, State, StateUpdate, TrieState,
@@ -39,6 +52,78 @@ use crate::{
     },
     files::write,
 };
+
+/// Why the maps a previous agent pinned cannot be reused ([`Dataplane::reuse`]): the agent
+/// says so and loads a fresh generation; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReuseError {
+    #[error("the state file has format {found}, this agent reads {reads}")]
+    Format { found: u32, reads: u32 },
+    #[error("the pinned maps have layout version {found}, this agent's program {LAYOUT_VERSION}")]
+    Layout { found: u32 },
+    #[error("the maps of generation {generation} are not pinned at {}", dir.display())]
+    NotPinned { generation: String, dir: PathBuf },
+    /// Pins in folders someone else controls may not be what the state file describes.
+    #[error(transparent)]
+    PinFolder(#[from] write::SafeFsError),
+    #[error("the state file does not describe map {map}")]
+    Undescribed { map: &'static str },
+    #[error("opening the pinned map {}: {source}", path.display())]
+    OpenMap { path: PathBuf, source: MapError },
+    #[error("{} is map id {found}, the state file names map id {named}", path.display())]
+    MapId {
+        path: PathBuf,
+        found: u32,
+        named: u32,
+    },
+    #[error("the pinned map {map} has (key, value, entries) {got:?}, this agent needs {want:?}")]
+    MapShape {
+        map: &'static str,
+        got: (u32, u32, u32),
+        want: (u32, u32, u32),
+    },
+    #[error("loading the program against the pinned maps: {0}")]
+    Load(Box<EbpfError>),
+    /// aya creates (and pins) a map whose pin vanished meanwhile.
+    #[error("map {map} changed while it was being opened (id {found:?}, expected {expected})")]
+    Changed {
+        map: &'static str,
+        found: Option<u32>,
+        expected: u32,
+    },
+    #[error("the {family} trie's length {len} does not fit its map")]
+    TrieLength { family: &'static str, len: usize },
+    #[error("mapping the pinned {family} trie: {source}")]
+    MapTrie {
+        family: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the pinned {family} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
+    )]
+    Fingerprint { family: &'static str },
+    #[error("the state file's {family} node bookkeeping does not fit the map")]
+    Bookkeeping { family: &'static str },
+    #[error("the state file's entities do not fit the policy map")]
+    Entities,
+    #[error("reading the pinned policy map: {0}")]
+    ReadPolicy(MapError),
+    #[error("the pinned policy map's entry {index} differs from the state file")]
+    PolicyEntry { index: usize },
+    #[error("reading the pinned event limits: {0}")]
+    ReadLimits(MapError),
+    #[error("the state file's counter slot {slot} is not valid")]
+    Slot { slot: u32 },
+    /// Opening a map of, or loading a program into, the object failed.
+    #[error(transparent)]
+    Dataplane(Box<DataplaneError>),
+}
+
+impl From<DataplaneError> for ReuseError {
+    fn from(e: DataplaneError) -> Self {
+        ReuseError::Dataplane(Box::new(e))
+    }
+}
 
 /// The maps pinned per generation: all but the event ring.
 pub const PINNED: [&str; 9] = [
@@ -90,7 +175,7 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<(), DataplaneError> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(other(
+            return Err(pin_error(
                 format!("creating the pin folder {}", dir.display()),
                 e,
             ));
@@ -147,7 +232,7 @@ impl Dataplane {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| other(format!("creating the pin folder {}", dir.display()), e))?;
+            .map_err(|e| pin_error(format!("creating the pin folder {}", dir.display()), e))?;
         write::check_dir(&dir, "pin folder")?;
         for name in PINNED {
             let path = dir.join(name);
@@ -158,7 +243,7 @@ impl Dataplane {
                 .pin(&path);
             if let Err(e) = r {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(other(
+                return Err(pin_error(
                     format!("pinning map {name} at {}", path.display()),
                     e,
                 ));
@@ -172,7 +257,7 @@ impl Dataplane {
     pub fn unpin_maps(&mut self) -> Result<(), DataplaneError> {
         match self.maps_dir.take() {
             Some(dir) => std::fs::remove_dir_all(&dir)
-                .map_err(|e| other(format!("removing the pinned maps {}", dir.display()), e)),
+                .map_err(|e| pin_error(format!("removing the pinned maps {}", dir.display()), e)),
             None => Ok(()),
         }
     }
@@ -211,10 +296,10 @@ impl Dataplane {
             .iter()
             .flatten()
             .copied()
-            .filter(|i| !self.attachments.iter().any(|a| a.ifindex == *i))
+            .filter(|i| !self.attached.iter().any(|a| a.attachment.ifindex == *i))
             .collect();
         for i in &stale {
-            let _ = self.set_role(*i, embargo_abi::Role::None);
+            let _ = self.set_role(*i, embargo_abi::IfaceRole::None);
         }
         stale
     }
@@ -274,7 +359,7 @@ impl Dataplane {
             let info = map_data(&self.ebpf, name)
                 .expect("defined by the object")
                 .info()
-                .map_err(|e| other(format!("reading map {name}'s info"), e))?;
+                .map_err(|e| map_error(format!("reading map {name}'s info"), e))?;
             records.push(MapRecord {
                 name: name.to_owned(),
                 id: info.id(),
@@ -284,13 +369,12 @@ impl Dataplane {
             });
         }
         let netlink_filters = self
-            .egress_links
+            .attached
             .iter()
-            .zip(&self.attachments)
             .filter_map(
-                |(l, a)| match l.as_ref().map(|l| (&l.held, l.added_clsact)) {
+                |a| match a.egress.as_ref().map(|l| (&l.held, l.added_clsact)) {
                     Some((TcHeld::Owned(link), added_clsact)) => Some(NetlinkFilter {
-                        interface: a.name.clone(),
+                        interface: a.attachment.name.clone(),
                         priority: link.priority().ok()?,
                         handle: link.handle().ok()?.into(),
                         added_clsact,
@@ -335,31 +419,28 @@ impl Dataplane {
     /// describes them, without writing to them: the caller then applies its policy as a diff
     /// ([`Dataplane::apply`]) and takes the pinned links over ([`Dataplane::adopt`]). Counters
     /// continue. `Err` says why the pinned maps cannot be trusted; nothing was changed.
-    pub fn reuse(pin_dir: &Path, state: &State) -> Result<Self, String> {
+    pub fn reuse(pin_dir: &Path, state: &State) -> Result<Self, ReuseError> {
         if state.format != state::FORMAT_VERSION {
-            return Err(format!(
-                "the state file has format {}, this agent reads {}",
-                state.format,
-                state::FORMAT_VERSION
-            ));
+            return Err(ReuseError::Format {
+                found: state.format,
+                reads: state::FORMAT_VERSION,
+            });
         }
         if state.layout != LAYOUT_VERSION {
-            return Err(format!(
-                "the pinned maps have layout version {}, this agent's program {LAYOUT_VERSION}",
-                state.layout
-            ));
+            return Err(ReuseError::Layout {
+                found: state.layout,
+            });
         }
         let dir = maps_dir(pin_dir, &state.generation);
         if !dir.is_dir() {
-            return Err(format!(
-                "the maps of generation {} are not pinned at {}",
-                state.generation,
-                dir.display()
-            ));
+            return Err(ReuseError::NotPinned {
+                generation: state.generation.clone(),
+                dir,
+            });
         }
         // Pins in folders someone else controls may not be what the state file describes.
         for d in [pin_dir, &dir] {
-            write::check_dir(d, "pin folder").map_err(|e| e.to_string())?;
+            write::check_dir(d, "pin folder")?;
         }
         let mut records = Vec::new();
         for name in PINNED {
@@ -367,25 +448,29 @@ impl Dataplane {
                 .maps
                 .iter()
                 .find(|m| m.name == name)
-                .ok_or_else(|| format!("the state file does not describe map {name}"))?;
+                .ok_or(ReuseError::Undescribed { map: name })?;
             let path = dir.join(name);
             let info = MapData::from_pin(&path)
                 .and_then(|d| d.info())
-                .map_err(|e| format!("opening the pinned map {}: {e}", path.display()))?;
+                .map_err(|source| ReuseError::OpenMap {
+                    path: path.clone(),
+                    source,
+                })?;
             if info.id() != rec.id {
-                return Err(format!(
-                    "{} is map id {}, the state file names map id {}",
-                    path.display(),
-                    info.id(),
-                    rec.id
-                ));
+                return Err(ReuseError::MapId {
+                    path,
+                    found: info.id(),
+                    named: rec.id,
+                });
             }
             let want = (4, value_size(name), rec.max_entries);
             let got = (info.key_size(), info.value_size(), info.max_entries());
             if got != want {
-                return Err(format!(
-                    "the pinned map {name} has (key, value, entries) {got:?}, this agent needs {want:?}"
-                ));
+                return Err(ReuseError::MapShape {
+                    map: name,
+                    got,
+                    want,
+                });
             }
             records.push((name, rec, path));
         }
@@ -400,17 +485,18 @@ impl Dataplane {
         }
         let mut ebpf = loader
             .load(OBJECT)
-            .map_err(|e| format!("loading the program against the pinned maps: {e}"))?;
+            .map_err(|e| ReuseError::Load(Box::new(e)))?;
         // aya creates (and pins) a map whose pin vanished meanwhile: make sure none did.
         for (name, rec, _) in &records {
             let id = map_data(&ebpf, name)
                 .and_then(|d| d.info().ok())
                 .map(|i| i.id());
             if id != Some(rec.id) {
-                return Err(format!(
-                    "map {name} changed while it was being opened (id {id:?}, expected {})",
-                    rec.id
-                ));
+                return Err(ReuseError::Changed {
+                    map: name,
+                    found: id,
+                    expected: rec.id,
+                });
             }
         }
         let max = |name: &str| {
@@ -425,23 +511,23 @@ impl Dataplane {
             (maps::V6_TRIE, &state.v6, &build::V6, "IPv6"),
         ] {
             if t.len == 0 || t.len > max(name) as usize * trie::LANES as usize {
-                return Err(format!(
-                    "the {label} trie's length {} does not fit its map",
-                    t.len
-                ));
+                return Err(ReuseError::TrieLength {
+                    family: label,
+                    len: t.len,
+                });
             }
-            let mirrored = Mirrored::adopt(map_data(&ebpf, name).expect("pinned"), t.len)
-                .map_err(|e| format!("mapping the pinned {label} trie: {e}"))?;
+            let mirrored = Mirrored::adopt(map_data(&ebpf, name).expect("pinned"), t.len).map_err(
+                |source| ReuseError::MapTrie {
+                    family: label,
+                    source,
+                },
+            )?;
             if mirrored.fingerprint() != t.fingerprint {
-                return Err(format!(
-                    "the pinned {label} trie is not what the state file describes (an update cut short, or the map changed behind the agent's back)"
-                ));
+                return Err(ReuseError::Fingerprint { family: label });
             }
             let prefixes = t.prefixes.iter().map(|(&(a, l), &e)| (a, l, e));
             let live = LiveTrie::restore(shape, prefixes, t.bookkeeping.clone(), t.len)
-                .ok_or_else(|| {
-                    format!("the state file's {label} node bookkeeping does not fit the map")
-                })?;
+                .ok_or(ReuseError::Bookkeeping { family: label })?;
             families.push(Family {
                 trie: mirrored,
                 live,
@@ -452,7 +538,7 @@ impl Dataplane {
             || state.policies.len() != state.entity_ids.len()
             || state.policies.len() > entity_capacity as usize
         {
-            return Err("the state file's entities do not fit the policy map".into());
+            return Err(ReuseError::Entities);
         }
         let policies: Vec<EntityPolicy> = state
             .policies
@@ -464,38 +550,27 @@ impl Dataplane {
             })
             .collect();
         let event_limits = {
-            let pol: Array<_, EntityPolicy> =
-                array(&mut ebpf, maps::POLICY).map_err(|e| e.to_string())?;
+            let pol: Array<_, EntityPolicy> = array(&mut ebpf, maps::POLICY)?;
             for (i, want) in policies.iter().enumerate() {
-                let got = pol
-                    .get(&(i as u32), 0)
-                    .map_err(|e| format!("reading the pinned policy map: {e}"))?;
+                let got = pol.get(&(i as u32), 0).map_err(ReuseError::ReadPolicy)?;
                 if got != *want {
-                    return Err(format!(
-                        "the pinned policy map's entry {i} differs from the state file"
-                    ));
+                    return Err(ReuseError::PolicyEntry { index: i });
                 }
             }
-            let limits: Array<_, EventLimits> =
-                array(&mut ebpf, maps::EVENT_LIMITS).map_err(|e| e.to_string())?;
-            limits
-                .get(&0, 0)
-                .map_err(|e| format!("reading the pinned event limits: {e}"))?
+            let limits: Array<_, EventLimits> = array(&mut ebpf, maps::EVENT_LIMITS)?;
+            limits.get(&0, 0).map_err(ReuseError::ReadLimits)?
         };
         let mut slots = [None; MAX_INTERFACES as usize];
         let mut flags = [0; MAX_INTERFACES as usize];
         for s in &state.slots {
             let slot = s.slot as usize;
             if slot >= slots.len() || slots[slot].is_some() {
-                return Err(format!(
-                    "the state file's counter slot {} is not valid",
-                    s.slot
-                ));
+                return Err(ReuseError::Slot { slot: s.slot });
             }
             slots[slot] = Some(s.ifindex);
             flags[slot] = s.flags;
         }
-        load_programs(&mut ebpf).map_err(|e| e.to_string())?;
+        load_programs(&mut ebpf)?;
         let v6 = families.pop().expect("two families");
         let v4 = families.pop().expect("two families");
         let load_stats = LoadStats {
@@ -512,10 +587,8 @@ impl Dataplane {
             ebpf,
             entities: policies.len() as u32,
             slots,
-            attachments: Vec::new(),
-            links: Vec::new(),
+            attached: Vec::new(),
             pin_dir: Some(pin_dir.to_owned()),
-            egress_links: Vec::new(),
             flags,
             // Not in the state file: every interface's is read again at adopt or attach.
             link_types: [embargo_abi::Link::Ethernet; MAX_INTERFACES as usize],
@@ -531,6 +604,162 @@ impl Dataplane {
             netlink_left: state.netlink_filters.clone(),
             load_stats,
         })
+    }
+}
+
+/// The pin path of interface `name`'s TCX egress link under `dir`.
+pub fn tc_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("tc-{name}"))
+}
+
+/// Keeps link `fd` pinned: where it already is (`pinned`, a link adopted from its pin), else
+/// at `path`, replacing a pin left there by an agent that was not adopted (an interface no
+/// longer in the configuration, say). `what` names the link in errors (`XDP`, `TC egress`).
+pub(super) fn keep_pinned(
+    fd: FdLink,
+    pinned: Option<PathBuf>,
+    path: PathBuf,
+    what: &str,
+    name: &str,
+) -> Result<(PathBuf, FdLink), DataplaneError> {
+    if let Some(pinned) = pinned {
+        return Ok((pinned, fd));
+    }
+    let _ = std::fs::remove_file(&path);
+    let link = fd.pin(&path).map_err(|e| {
+        pin_error(
+            format!("pinning the {what} link of {name} at {}", path.display()),
+            e,
+        )
+    })?;
+    Ok((path, FdLink::from(link)))
+}
+
+/// The pin path of interface `name`'s XDP link under `dir`.
+pub fn link_pin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("link-{name}"))
+}
+
+/// Removes the pinned XDP and TCX egress links in `dir` whose interface `keep` does not want
+/// (all of them for `embargo detach`): without its pin and with no agent holding it, a link is
+/// destroyed and its program detached. Returns each link (the interface, with ` (TC egress)`
+/// for a TCX link) with the outcome.
+pub fn detach_pinned(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, Result<(), DataplaneError>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let (name, label) = if let Some(name) = file.strip_prefix("link-") {
+            (name, name.to_owned())
+        } else if let Some(name) = file.strip_prefix("tc-") {
+            (name, format!("{name} (TC egress)"))
+        } else {
+            continue;
+        };
+        if keep(name) {
+            continue;
+        }
+        let r = std::fs::remove_file(entry.path())
+            .map_err(|e| pin_error(format!("removing the pin {}", entry.path().display()), e));
+        out.push((label, r));
+    }
+    out
+}
+
+impl Dataplane {
+    /// Adopts the XDP link a previous agent pinned for `iface`, if there is one: this program
+    /// takes it over atomically (`bpf_link_update`), so the interface is never without a
+    /// program across an agent restart, even after `kill -9`.
+    pub fn adopt(
+        &mut self,
+        iface: &config::Interface,
+    ) -> Result<Option<&Attachment>, DataplaneError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(None);
+        };
+        let path = link_pin_path(&dir, &iface.name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ifindex =
+            system::ifindex(&iface.name).ok_or_else(|| DataplaneError::UnknownInterface {
+                name: iface.name.clone(),
+            })?;
+        let pinned = PinnedLink::from_pin(&path)
+            .map_err(|e| link_error(format!("opening the pinned link {}", path.display()), e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| link_error(format!("the pinned link {}", path.display()), e))?;
+        let link_type = link_of(&iface.name)?;
+        self.set_role(ifindex, iface.role.abi())?;
+        self.set_link(ifindex, link_type)?;
+        let id = self
+            .xdp_program_mut()
+            .attach_to_link(link)
+            .map_err(|e| link_error(format!("taking over the pinned link of {}", iface.name), e))?;
+        let held = self.hold(id, &iface.name, Some(path))?;
+        // The TC egress link a previous agent left is taken over too (or attached afresh).
+        let egress = if iface.egress {
+            let (link, adopted) = self.adopt_egress(ifindex, &iface.name)?;
+            if adopted {
+                tracing::info!(interface = %iface.name, "adopted the TC egress classifier without detaching");
+            }
+            Some(link)
+        } else {
+            // Egress no longer enforced here: the classifier a previous agent left goes.
+            self.drop_egress_left(&iface.name);
+            None
+        };
+        self.attached.push(Attached {
+            attachment: Attachment {
+                name: iface.name.clone(),
+                ifindex,
+                role: iface.role,
+                mode: AttachMode::Adopted,
+                egress: iface.egress,
+                link: link_type,
+            },
+            xdp: held,
+            egress,
+        });
+        Ok(self.attached.last().map(|a| &a.attachment))
+    }
+
+    /// Lets go of every attachment without detaching: pinned links stay attached (with the
+    /// current program and maps) after the agent exits. Returns the interfaces left enforcing;
+    /// links that were not pinned cannot outlive the agent and are detached.
+    pub fn leave_attached(&mut self) -> Vec<String> {
+        let attached = std::mem::take(&mut self.attached);
+        let mut xdp = Vec::new();
+        // TC egress: a pinned TCX link stays by its pin; a netlink filter stays in the kernel
+        // unless removed (the state file names it for the next agent); a TCX link without a pin
+        // cannot outlive the agent.
+        for a in attached {
+            match a.egress.map(|l| l.held) {
+                Some(TcHeld::Owned(link)) if link.priority().is_ok() => std::mem::forget(link),
+                Some(TcHeld::Owned(link)) => drop(link),
+                Some(TcHeld::Pinned { link, .. }) => drop(link),
+                None => {}
+            }
+            xdp.push((a.xdp, a.attachment.name));
+        }
+        let mut kept = Vec::new();
+        for (held, name) in xdp {
+            match held {
+                Held::Pinned { link, .. } => {
+                    drop(link); // the pin keeps it
+                    kept.push(name);
+                }
+                Held::Program(id) => {
+                    let _ = self.xdp_program_mut().detach(id);
+                }
+            }
+        }
+        kept
     }
 }
 

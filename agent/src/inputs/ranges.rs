@@ -126,7 +126,9 @@ impl<K: Eq + Hash> RangeFile<K> {
                     .map_err(|_| invalid(path, line, format!("`{s}` is not an IP address")))
             };
             let (start, end) = (addr(record[0])?, addr(record[1])?);
-            if start.is_ipv4() != end.is_ipv4() || to_u128(start) > to_u128(end) {
+            if start.is_ipv4() != end.is_ipv4()
+                || embargo_abi::addr::bits(start) > embargo_abi::addr::bits(end)
+            {
                 return Err(invalid(
                     path,
                     line,
@@ -136,10 +138,11 @@ impl<K: Eq + Hash> RangeFile<K> {
                 ));
             }
             let k = key(record[2]).map_err(|m| invalid(path, line, m))?;
-            by_key
-                .entry(k)
-                .or_default()
-                .push((to_u128(start), to_u128(end), start.is_ipv4()));
+            by_key.entry(k).or_default().push((
+                embargo_abi::addr::bits(start),
+                embargo_abi::addr::bits(end),
+                start.is_ipv4(),
+            ));
             ranges += 1;
         }
         let index = by_key
@@ -214,13 +217,6 @@ impl LineSplitter {
             start = end;
         }
         Ok(fields)
-    }
-}
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
     }
 }
 

@@ -52,10 +52,7 @@ use crate::{
     config::{Config, EventsOutput, EventsSettings},
     dataplane::{Attachment, system},
     files::write,
-    observe::{
-        metrics::Metrics,
-        status::{direction_label, verdict_label},
-    },
+    observe::metrics::Metrics,
     policy::{Policy, compile::Compiled},
 };
 
@@ -296,17 +293,19 @@ pub fn record(ev: &Event, ctx: &Context, clock: &Clock) -> Record {
             .cloned()
             .or_else(|| system::ifname(ev.ifindex))
             .unwrap_or_else(|| format!("ifindex {}", ev.ifindex)),
-        direction: direction_label(if ev.direction == Direction::Inbound as u8 {
+        direction: (if ev.direction == Direction::Inbound as u8 {
             Direction::Inbound
         } else {
             Direction::Outbound
         })
+        .label()
         .to_owned(),
-        verdict: verdict_label(if ev.verdict == Verdict::Monitored as u8 {
+        verdict: (if ev.verdict == Verdict::Monitored as u8 {
             Verdict::Monitored
         } else {
             Verdict::Dropped
         })
+        .label()
         .to_owned(),
         family: match ev.family {
             FAMILY_IPV4 => "ipv4".to_owned(),

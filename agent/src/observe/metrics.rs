@@ -66,7 +66,6 @@ use prometheus::{
 use crate::{
     config::{Action, Interface, Role},
     dataplane::{Attachment, Dataplane, DataplaneError, EntityCounters},
-    observe::status::{direction_label, verdict_label},
     policy::{EntityInfo, Policy},
 };
 
@@ -266,7 +265,7 @@ impl Snapshot {
         Ok(Self {
             entities: policy.entities.clone(),
             configured: configured.iter().map(|i| i.name.clone()).collect(),
-            attachments: dataplane.attachments().to_vec(),
+            attachments: dataplane.attachments(),
             maps: map_usage(dataplane, policy.entities.len()),
             kernel,
         })
@@ -647,7 +646,7 @@ pub fn families(snapshot: Option<&Snapshot>) -> Vec<MetricFamily> {
             .iter()
             .map(|a| {
                 sample(
-                    &[("interface", &a.name), ("mode", a.mode)],
+                    &[("interface", &a.name), ("mode", a.mode.as_str())],
                     1.0,
                     Kind::Gauge,
                 )
@@ -703,10 +702,10 @@ fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec
                         continue;
                     }
                     let labels = [
-                        ("direction", direction_label(d)),
+                        ("direction", d.label()),
                         ("entity", entity.id.as_str()),
                         ("interface", name.as_str()),
-                        ("verdict", verdict_label(v)),
+                        ("verdict", v.label()),
                     ];
                     packets.push(sample(&labels, c.packets as f64, Kind::Counter));
                     bytes.push(sample(&labels, c.bytes as f64, Kind::Counter));
@@ -763,7 +762,7 @@ mod tests {
     use embargo_abi::Counter;
 
     use super::*;
-    use crate::config::DirectionSet;
+    use crate::{config::DirectionSet, dataplane::AttachMode};
 
     fn entity(id: &str, action: Action, v4: usize, v6: usize) -> EntityInfo {
         EntityInfo {
@@ -777,7 +776,7 @@ mod tests {
         }
     }
 
-    fn attachment(name: &str, ifindex: u32, role: Role, mode: &'static str) -> Attachment {
+    fn attachment(name: &str, ifindex: u32, role: Role, mode: AttachMode) -> Attachment {
         Attachment {
             name: name.into(),
             ifindex,
@@ -814,8 +813,8 @@ mod tests {
             ],
             configured: vec!["eth1".into(), "eth0".into()],
             attachments: vec![
-                attachment("eth1", 4, Role::Inside, "native"),
-                attachment("eth0", 3, Role::Outside, "generic"),
+                attachment("eth1", 4, Role::Inside, AttachMode::Native),
+                attachment("eth0", 3, Role::Outside, AttachMode::Generic),
             ],
             maps: vec![
                 MapUsage {

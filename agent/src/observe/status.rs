@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use embargo_abi::{Direction, Stat, Verdict};
+use embargo_abi::Stat;
 use serde::{Deserialize, Serialize};
 
 use crate::run::control::Request;
@@ -220,20 +220,6 @@ impl EntityStatus {
             .filter(|c| c.verdict == verdict)
             .map(|c| c.packets)
             .sum()
-    }
-}
-
-pub fn direction_label(d: Direction) -> &'static str {
-    match d {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
-pub fn verdict_label(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Dropped => "dropped",
-        Verdict::Monitored => "monitored",
     }
 }
 

@@ -10,13 +10,6 @@ fn width(net: &IpNetwork) -> u32 {
     if net.is_ipv4() { 32 } else { 128 }
 }
 
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
 fn make(v4: bool, addr: u128, len: u32) -> IpNetwork {
     if v4 {
         IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(addr as u32), len as u8).expect("len <= 32"))
@@ -45,7 +38,7 @@ pub fn range_to_cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNetwork>> {
         _ => return None,
     };
     let bits = if v4 { 32 } else { 128 };
-    let (mut lo, hi) = (to_u128(start), to_u128(end));
+    let (mut lo, hi) = (embargo_abi::addr::bits(start), embargo_abi::addr::bits(end));
     if lo > hi {
         return None;
     }
@@ -89,8 +82,8 @@ pub fn subtract(net: &IpNetwork, hole: &IpNetwork) -> Vec<IpNetwork> {
     // sibling that does not contain it at each level.
     let v4 = net.is_ipv4();
     let bits = width(net);
-    let target = to_u128(hole.network());
-    let mut base = to_u128(net.network());
+    let target = embargo_abi::addr::bits(hole.network());
+    let mut base = embargo_abi::addr::bits(net.network());
     let mut out = Vec::new();
     for len in u32::from(net.prefix()) + 1..=u32::from(hole.prefix()) {
         let bit = 1u128 << (bits - len);

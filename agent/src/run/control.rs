@@ -203,12 +203,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         .filter(|(e, _)| !e.retired)
         .map(|(e, mut c)| {
             if let Some(old) = s.carried.get(&e.id) {
-                for d in 0..2 {
-                    for v in 0..2 {
-                        c.slots[d][v].packets += old.slots[d][v].packets;
-                        c.slots[d][v].bytes += old.slots[d][v].bytes;
-                    }
-                }
+                c.add(old);
             }
             (e, c)
         })
@@ -232,8 +227,8 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 .map(|(d, v)| {
                     let n = c.get(d, v);
                     CounterRow {
-                        direction: status::direction_label(d).into(),
-                        verdict: status::verdict_label(v).into(),
+                        direction: d.label().into(),
+                        verdict: v.label().into(),
                         packets: n.packets,
                         bytes: n.bytes,
                     }
@@ -254,7 +249,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
                 name: a.name.clone(),
                 ifindex: a.ifindex,
                 role: a.role.to_string(),
-                mode: a.mode.into(),
+                mode: a.mode.to_string(),
                 egress: a.egress,
             })
             .collect(),

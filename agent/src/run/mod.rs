@@ -301,7 +301,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             continue;
         }
         let a = dataplane.attach(iface)?;
-        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = a.mode, egress = a.egress, "attached");
+        tracing::info!(interface = %a.name, ifindex = a.ifindex, role = %a.role, mode = %a.mode, egress = a.egress, "attached");
     }
     if reused {
         // Interfaces the previous agent enforced on and this one does not: no role any more.
@@ -508,7 +508,7 @@ impl events::Feed for EventFeed {
             Self::version_of(&s),
             &s.policy,
             &s.compiled,
-            s.dataplane.attachments(),
+            &s.dataplane.attachments(),
         )
     }
 

@@ -68,12 +68,7 @@ impl Shared {
                 let old = self.dataplane.counters()?;
                 for (e, c) in self.policy.entities.iter().zip(old) {
                     let acc = self.carried.entry(e.id.clone()).or_default();
-                    for d in 0..2 {
-                        for v in 0..2 {
-                            acc.slots[d][v].packets += c.slots[d][v].packets;
-                            acc.slots[d][v].bytes += c.slots[d][v].bytes;
-                        }
-                    }
+                    acc.add(&c);
                 }
                 next.take_over(&mut self.dataplane)?;
                 self.dataplane = next;

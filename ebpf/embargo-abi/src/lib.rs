@@ -11,6 +11,30 @@
 
 pub mod trie;
 
+/// Addresses as the integers the tries are keyed by (an IPv4 address in the low 32 bits): the
+/// one conversion the agent's trie builder, in-place updates, range import and exports share.
+pub mod addr {
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// An IPv4 address as a trie key.
+    pub fn v4(a: Ipv4Addr) -> u128 {
+        u128::from(u32::from(a))
+    }
+
+    /// An IPv6 address as a trie key.
+    pub fn v6(a: Ipv6Addr) -> u128 {
+        u128::from(a)
+    }
+
+    /// Either family's address as a trie key.
+    pub fn bits(a: IpAddr) -> u128 {
+        match a {
+            IpAddr::V4(a) => v4(a),
+            IpAddr::V6(a) => v6(a),
+        }
+    }
+}
+
 /// Map names, as they appear in the compiled object. The XDP crate spells them in its `#[map]`
 /// attributes (the attribute needs a literal); the agent's tests check each one below exists.
 pub mod maps {
@@ -91,7 +115,7 @@ pub const MAX_IFINDEX: u32 = 65_536;
 /// What an interface is: which address of a received packet is matched.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub enum IfaceRole {
     /// Not configured: packets pass and count as [`Stat::NoRole`].
     None = 0,
     /// Faces the protected network: received packets are leaving it, match the destination.
@@ -107,7 +131,7 @@ pub const MAX_INTERFACES: u32 = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceConfig {
-    /// [`Role`] as `u8`; `0` (none) passes everything unclassified.
+    /// [`IfaceRole`] as `u8`; `0` (none) passes everything unclassified.
     pub role: u8,
     /// The interface's slot in the counters, below [`MAX_INTERFACES`].
     pub slot: u8,
@@ -178,7 +202,7 @@ impl Link {
 
 /// [`IfaceConfig::flags`]: host egress is enforced on this interface. The TC egress classifier
 /// ([`programs::EGRESS`]) acts only on interfaces with this bit: it matches the *destination* of
-/// every packet sent out of the interface, whatever the [`Role`] says (the role picks the
+/// every packet sent out of the interface, whatever the [`IfaceRole`] says (the role picks the
 /// address for received packets only), and counts it as [`Direction::Outbound`] in the
 /// interface's counter slot. The agent sets it on `outside` interfaces configured with
 /// `egress = true`; elsewhere the classifier passes packets as [`Stat::EgressOff`].
@@ -197,6 +221,14 @@ pub enum Direction {
 
 impl Direction {
     pub const ALL: [Direction; 2] = [Direction::Outbound, Direction::Inbound];
+
+    /// The name status, metrics, events and audit records use.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
     /// The bit of this direction in [`EntityPolicy::directions`].
     pub const fn bit(self) -> u8 {
         1 << self as u32
@@ -213,6 +245,14 @@ pub enum Verdict {
 
 impl Verdict {
     pub const ALL: [Verdict; 2] = [Verdict::Dropped, Verdict::Monitored];
+
+    /// The name status, metrics, events and audit records use.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Verdict::Dropped => "dropped",
+            Verdict::Monitored => "monitored",
+        }
+    }
 }
 
 /// [`EntityPolicy::action`]: 0 means "no policy" and the packet passes unattributed-safe.
@@ -244,6 +284,14 @@ pub struct Counter {
     pub bytes: u64,
 }
 const _: () = assert!(size_of::<Counter>() == 16);
+
+impl Counter {
+    /// Adds `other`'s packets and bytes (per-CPU values summed, generations carried).
+    pub fn add(&mut self, other: Counter) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
 
 /// Counter slots per entity: interfaces x 2 directions x 2 verdicts.
 pub const COUNTERS_PER_ENTITY: u32 = MAX_INTERFACES * 4;

@@ -40,7 +40,7 @@ mod xdp {
     };
     use embargo_abi::{
         ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy,
-        IFACE_EGRESS, IfaceConfig, Link, MAX_IFINDEX, MAX_INTERFACES, Role, Stat, Verdict,
+        IFACE_EGRESS, IfaceConfig, IfaceRole, Link, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
         counter_index, trie,
     };
     use embargo_xdp::parse::{Addr, MAX_HEADERS, Packet, Pick, parse};
@@ -92,9 +92,9 @@ mod xdp {
             .get(ctx.ingress_ifindex() as u32)
             .copied()
             .unwrap_or_default();
-        let (direction, pick) = if iface.role == Role::Inside as u8 {
+        let (direction, pick) = if iface.role == IfaceRole::Inside as u8 {
             (Direction::Outbound, Pick::Destination)
-        } else if iface.role == Role::Outside as u8 {
+        } else if iface.role == IfaceRole::Outside as u8 {
             (Direction::Inbound, Pick::Source)
         } else {
             return Err(Stat::NoRole);
@@ -129,7 +129,7 @@ mod xdp {
         if ingress != 0
             && ROLES
                 .get(ingress)
-                .is_some_and(|i| i.role == Role::Inside as u8)
+                .is_some_and(|i| i.role == IfaceRole::Inside as u8)
         {
             return Err(Stat::EgressForwarded);
         }

@@ -87,7 +87,7 @@ use embargo::{
     },
     policy::{EntityInfo, Policy},
 };
-use embargo_abi::{Direction, Role, Stat, Verdict, programs};
+use embargo_abi::{Direction, IfaceRole, Stat, Verdict, programs};
 use embargo_tests::{packet::Frame, rng::Rng};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
@@ -820,7 +820,7 @@ fn run_set(
     let t = Instant::now();
     let mut dp = Dataplane::load_tables(&policy, &t4, &t6).context("Dataplane::load_tables")?;
     let kernel = t.elapsed();
-    dp.set_role(LO_IFINDEX, Role::Inside)?;
+    dp.set_role(LO_IFINDEX, IfaceRole::Inside)?;
     let stats = dp.load_stats;
 
     eprintln!("[{label}] loading the LPM reference");

@@ -65,7 +65,7 @@ const V6_RECORD: usize = 21;
 
 pub mod writer;
 
-pub use writer::{StateUpdate, Writer};
+pub use writer::{StateUpdate, Writer, WriterError};
 
 /// Errors reading or writing the state file.
 #[derive(Debug, thiserror::Error)]
@@ -306,25 +306,27 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
         ));
     }
     let mut r = Reader { bytes: body, at: 0 };
-    if r.take(8).map_err(&corrupt)? != MAGIC {
+    if r.take(8).map_err(|e| corrupt(e.to_string()))? != MAGIC {
         return Err(corrupt("it does not start with EMBSTATE".into()));
     }
-    let format = u32::from_le_bytes(r.array().map_err(&corrupt)?);
+    let format = u32::from_le_bytes(r.array().map_err(|e| corrupt(e.to_string()))?);
     if format != FORMAT_VERSION {
         return Err(corrupt(format!(
             "it has format {format}, this agent reads {FORMAT_VERSION}"
         )));
     }
-    let head_len = u32::from_le_bytes(r.array().map_err(&corrupt)?) as usize;
-    let head = r.take(head_len).map_err(&corrupt)?;
+    let head_len = u32::from_le_bytes(r.array().map_err(|e| corrupt(e.to_string()))?) as usize;
+    let head = r.take(head_len).map_err(|e| corrupt(e.to_string()))?;
     let mut state: State = serde_json::from_slice(head).map_err(|source| StateError::Parse {
         path: path.to_owned(),
         line: source.line(),
         column: source.column(),
         source,
     })?;
-    state.v4.prefixes = decode_prefixes(&mut r, 4, 32, "IPv4").map_err(&corrupt)?;
-    state.v6.prefixes = decode_prefixes(&mut r, 16, 128, "IPv6").map_err(&corrupt)?;
+    state.v4.prefixes =
+        decode_prefixes(&mut r, 4, 32, "IPv4").map_err(|e| corrupt(e.to_string()))?;
+    state.v6.prefixes =
+        decode_prefixes(&mut r, 16, 128, "IPv6").map_err(|e| corrupt(e.to_string()))?;
     if r.at != body.len() {
         return Err(corrupt(format!(
             "{} bytes after the IPv6 prefixes",
@@ -334,6 +336,19 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
     Ok(state)
 }
 
+/// What is wrong in the file's binary part (the reason of a [`StateError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("it ends at byte {len} inside a field")]
+    Truncated { len: usize },
+    #[error("{count} {family} prefixes cannot be")]
+    Count { count: u64, family: &'static str },
+    #[error("an {family} prefix of length {len}")]
+    PrefixLength { family: &'static str, len: u8 },
+    #[error("the {family} prefixes are not in order")]
+    Order { family: &'static str },
+}
+
 /// A cursor over the file's bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -341,18 +356,20 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
         let end = self
             .at
             .checked_add(n)
             .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| format!("it ends at byte {} inside a field", self.bytes.len()))?;
+            .ok_or(Malformed::Truncated {
+                len: self.bytes.len(),
+            })?;
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
         Ok(self.take(N)?.try_into().expect("N bytes"))
     }
 }
@@ -361,14 +378,14 @@ fn decode_prefixes(
     r: &mut Reader<'_>,
     width: usize,
     bits: u8,
-    family: &str,
-) -> Result<PrefixSet, String> {
+    family: &'static str,
+) -> Result<PrefixSet, Malformed> {
     let count = u64::from_le_bytes(r.array()?);
     let record = width + 5;
     let len = usize::try_from(count)
         .ok()
         .and_then(|c| c.checked_mul(record))
-        .ok_or_else(|| format!("{count} {family} prefixes cannot be"))?;
+        .ok_or(Malformed::Count { count, family })?;
     let records = r.take(len)?;
     let mut out = Vec::with_capacity(records.len() / record);
     for rec in records.chunks_exact(record) {
@@ -377,10 +394,10 @@ fn decode_prefixes(
         let key = (u128::from_le_bytes(addr), rec[width]);
         let entity = u32::from_le_bytes(rec[width + 1..].try_into().expect("4 bytes"));
         if key.1 > bits {
-            return Err(format!("an {family} prefix of length {}", key.1));
+            return Err(Malformed::PrefixLength { family, len: key.1 });
         }
         if out.last().is_some_and(|(last, _)| *last >= key) {
-            return Err(format!("the {family} prefixes are not in order"));
+            return Err(Malformed::Order { family });
         }
         out.push((key, entity));
     }

@@ -21,7 +21,10 @@
 
 use std::{
     path::PathBuf,
-    sync::mpsc::{self, Receiver, Sender},
+    sync::{
+        Arc,
+        mpsc::{self, Receiver, Sender},
+    },
     thread::JoinHandle,
 };
 
@@ -40,10 +43,19 @@ pub struct StateUpdate {
     pub retired: Vec<PathBuf>,
 }
 
+/// Why the state file was not written.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("the state writer has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Write(Arc<super::StateError>),
+}
+
 enum Msg {
     Update(Box<StateUpdate>),
     /// Answer with the outcome of the last write once everything sent before is written.
-    Flush(Sender<Result<(), String>>),
+    Flush(Sender<Result<(), WriterError>>),
 }
 
 /// The handle of the writer thread.
@@ -75,17 +87,17 @@ impl Writer {
 
     /// Waits until everything sent so far is written; the outcome of the last write (`Ok` if
     /// there was nothing to write).
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), WriterError> {
         let (tx, rx) = mpsc::channel();
         self.tx
             .as_ref()
             .and_then(|t| t.send(Msg::Flush(tx)).ok())
-            .ok_or("the state writer has stopped")?;
-        rx.recv().map_err(|_| "the state writer has stopped")?
+            .ok_or(WriterError::Stopped)?;
+        rx.recv().map_err(|_| WriterError::Stopped)?
     }
 
     /// Writes what is pending and stops the thread; the outcome of the last write.
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> Result<(), WriterError> {
         let r = self.flush();
         self.stop();
         r
@@ -109,7 +121,7 @@ impl Drop for Writer {
 fn run(dir: &std::path::Path, rx: &Receiver<Msg>) {
     let mut state: Option<State> = None;
     let mut retired: Vec<PathBuf> = Vec::new();
-    let mut last: Result<(), String> = Ok(());
+    let mut last: Result<(), WriterError> = Ok(());
     while let Ok(first) = rx.recv() {
         let mut waiters = Vec::new();
         let mut dirty = false;
@@ -142,7 +154,7 @@ fn run(dir: &std::path::Path, rx: &Receiver<Msg>) {
             }
         }
         if dirty && let Some(st) = &state {
-            last = super::write(dir, st).map_err(|e| e.to_string());
+            last = super::write(dir, st).map_err(|e| WriterError::Write(Arc::new(e)));
             match &last {
                 Ok(()) => {
                     let current = format!("maps-{}", st.generation);
@@ -279,7 +291,7 @@ mod tests {
             retired: vec![old.clone()],
         });
         let e = w.finish().unwrap_err();
-        assert!(e.contains("writing the state file"), "{e}");
+        assert!(e.to_string().contains("writing the state file"), "{e}");
         assert!(
             old.exists(),
             "still pinned: no state names a newer generation"

@@ -5,7 +5,7 @@
 //! and no length bookkeeping. Building is linear in the number of prefixes plus the slots they
 //! expand to; a million prefixes build in well under a second.
 
-use embargo_abi::trie;
+use embargo_abi::{addr, trie};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
 /// Why a table could not be built.
@@ -68,7 +68,7 @@ pub const V6: Shape = Shape {
 pub fn build_v4(prefixes: &[(Ipv4Network, u32)]) -> Result<Table, TableError> {
     let items = prefixes
         .iter()
-        .map(|(n, e)| (u128::from(u32::from(n.network())), n.prefix() as u32, *e));
+        .map(|(n, e)| (addr::v4(n.network()), n.prefix() as u32, *e));
     build(&V4, items)
 }
 
@@ -76,7 +76,7 @@ pub fn build_v4(prefixes: &[(Ipv4Network, u32)]) -> Result<Table, TableError> {
 pub fn build_v6(prefixes: &[(Ipv6Network, u32)]) -> Result<Table, TableError> {
     let items = prefixes
         .iter()
-        .map(|(n, e)| (u128::from(n.network()), n.prefix() as u32, *e));
+        .map(|(n, e)| (addr::v6(n.network()), n.prefix() as u32, *e));
     build(&V6, items)
 }
 

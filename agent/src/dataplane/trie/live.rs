@@ -553,7 +553,7 @@ mod tests {
         )
             .prop_map(|(bits, len, e)| {
                 let n = Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | bits << 4), len).unwrap();
-                (u128::from(u32::from(n.network())), len, e)
+                (embargo_abi::addr::v4(n.network()), len, e)
             })
     }
 
@@ -567,7 +567,7 @@ mod tests {
                 let n =
                     Ipv6Network::new(Ipv6Addr::from((0x2001_0db8u128 << 96) | (bits << 88)), len)
                         .unwrap();
-                (u128::from(n.network()), len, e)
+                (embargo_abi::addr::v6(n.network()), len, e)
             })
     }
 

@@ -1,0 +1,247 @@
+//! A new policy applied in place to the loaded maps ([`Dataplane::apply`]).
+//!
+//! Order keeps every packet's verdict consistent: the policy map first (so no prefix ever points
+//! at an entity without its action), then the changed trie regions, then retired entities.
+//! Capacity is checked for everything before anything is written: [`DataplaneError::NeedsRebuild`]
+//! means nothing was changed and the caller loads a new generation.
+
+use aya::maps::Array;
+use embargo_abi::{EntityPolicy, addr, maps};
+use ipnetwork::{Ipv4Network, Ipv6Network};
+use serde::Serialize;
+
+use super::{
+    Dataplane, DataplaneError, array, map_error,
+    trie::live::{Change, LiveTrie},
+};
+use crate::policy::Policy;
+
+/// What [`Dataplane::apply`] changed.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub prefixes_changed: u64,
+    pub entries_written: u64,
+    pub nodes_allocated: u64,
+    pub nodes_released: u64,
+    pub policies_written: u64,
+}
+
+/// The prefixes whose entity differs between the loaded set and `next` (added, moved or
+/// removed). One merge walk over both in key order: no map of the next policy is built, so the
+/// scan costs a sort of `next` (linear when, as compiled, it is already in order).
+fn changes<N: Copy>(
+    live: &LiveTrie,
+    next: &[(N, u32)],
+    key: impl Fn(&N) -> (u128, u8),
+) -> Vec<Change> {
+    let mut next: Vec<((u128, u8), u32)> = next.iter().map(|(n, e)| (key(n), *e)).collect();
+    // Stable, so that of two equal keys the later one is kept, as a map would keep it.
+    next.sort_by_key(|(k, _)| *k);
+    let mut out = Vec::new();
+    let mut loaded = live.prefixes().iter().peekable();
+    let mut i = 0;
+    while i < next.len() {
+        let (k, e) = next[i];
+        if next.get(i + 1).is_some_and(|(k2, _)| *k2 == k) {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        // Loaded prefixes before `k` are not in `next`: removed.
+        while let Some((lk, _)) = loaded.next_if(|(lk, _)| **lk < k) {
+            out.push(Change {
+                addr: lk.0,
+                len: lk.1,
+                entity: None,
+            });
+        }
+        match loaded.next_if(|(lk, _)| **lk == k) {
+            Some((_, le)) if *le == e => {}
+            _ => out.push(Change {
+                addr: k.0,
+                len: k.1,
+                entity: Some(e),
+            }),
+        }
+    }
+    out.extend(loaded.map(|(lk, _)| Change {
+        addr: lk.0,
+        len: lk.1,
+        entity: None,
+    }));
+    out
+}
+
+pub(super) fn key4(n: &Ipv4Network) -> (u128, u8) {
+    (addr::v4(n.network()), n.prefix())
+}
+
+pub(super) fn key6(n: &Ipv6Network) -> (u128, u8) {
+    (addr::v6(n.network()), n.prefix())
+}
+
+impl Dataplane {
+    /// Applies `next` in place: the policy map first (so no prefix ever points at an entity
+    /// without its action), then the changed trie regions, then retired entities. Capacity is
+    /// checked for everything before anything is written; [`DataplaneError::NeedsRebuild`]
+    /// means nothing was changed and the caller should load a new generation.
+    pub fn apply(&mut self, next: &Policy) -> Result<ApplyStats, DataplaneError> {
+        if next.entities.len() as u32 > self.entity_capacity {
+            return Err(DataplaneError::NeedsRebuild {
+                reason: format!(
+                    "{} entities, the maps hold {}",
+                    next.entities.len(),
+                    self.entity_capacity
+                ),
+            });
+        }
+        let c4 = changes(&self.v4.live, &next.v4, key4);
+        let c6 = changes(&self.v6.live, &next.v6, key6);
+        for (live, c) in [(&self.v4.live, &c4), (&self.v6.live, &c6)] {
+            live.check(c).map_err(|e| DataplaneError::NeedsRebuild {
+                reason: e.to_string(),
+            })?;
+        }
+        let mut stats = ApplyStats {
+            prefixes_changed: (c4.len() + c6.len()) as u64,
+            ..Default::default()
+        };
+        let wanted: Vec<EntityPolicy> = next.entities.iter().map(|e| e.abi_policy()).collect();
+        let retired = |p: &EntityPolicy| p.action == embargo_abi::ACTION_NONE;
+        // Entities that act (new or changed) before the tries can point at them.
+        stats.policies_written += self.write_policies(&wanted, |p| !retired(p))?;
+        for (fam, c) in [(&mut self.v4, &c4), (&mut self.v6, &c6)] {
+            let s = fam
+                .live
+                .apply(&mut fam.trie, c)
+                .map_err(|e| DataplaneError::NeedsRebuild {
+                    reason: e.to_string(),
+                })?;
+            stats.entries_written += s.entries_written;
+            stats.nodes_allocated += s.nodes_allocated;
+            stats.nodes_released += s.nodes_released;
+        }
+        // Retired entities last, when no prefix points at them any more.
+        stats.policies_written += self.write_policies(&wanted, retired)?;
+        self.entities = next.entities.len() as u32;
+        self.load_stats.v4_prefixes = next.v4.len();
+        self.load_stats.v6_prefixes = next.v6.len();
+        self.load_stats.v4_nodes = self.v4.live.nodes_in_use();
+        self.load_stats.v6_nodes = self.v6.live.nodes_in_use();
+        Ok(stats)
+    }
+
+    /// Writes the entries of `wanted` selected by `which` that differ from the map's.
+    fn write_policies(
+        &mut self,
+        wanted: &[EntityPolicy],
+        which: impl Fn(&EntityPolicy) -> bool,
+    ) -> Result<u64, DataplaneError> {
+        let mut pol: Array<_, EntityPolicy> = array(&mut self.ebpf, maps::POLICY)?;
+        let mut written = 0;
+        for (i, p) in wanted.iter().enumerate() {
+            if which(p) && self.policies.get(i) != Some(p) {
+                pol.set(i as u32, p, 0)
+                    .map_err(|e| map_error("writing the policy map", e))?;
+                if i >= self.policies.len() {
+                    self.policies.resize(i + 1, EntityPolicy::default());
+                }
+                self.policies[i] = *p;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ipnetwork::Ipv4Network;
+
+    use super::*;
+    use crate::dataplane::trie::build;
+
+    /// What `changes` must find, by building a map of the next policy.
+    fn naive(live: &BTreeMap<(u128, u8), u32>, next: &[(Ipv4Network, u32)]) -> Vec<Change> {
+        let next: BTreeMap<(u128, u8), u32> = next.iter().map(|(n, e)| (key4(n), *e)).collect();
+        let mut out: Vec<Change> = next
+            .iter()
+            .filter(|(k, e)| live.get(k) != Some(e))
+            .map(|(k, e)| Change {
+                addr: k.0,
+                len: k.1,
+                entity: Some(*e),
+            })
+            .collect();
+        out.extend(
+            live.keys()
+                .filter(|k| !next.contains_key(k))
+                .map(|k| Change {
+                    addr: k.0,
+                    len: k.1,
+                    entity: None,
+                }),
+        );
+        out
+    }
+
+    fn sorted(mut c: Vec<Change>) -> Vec<(u128, u8, Option<u32>)> {
+        let mut v: Vec<_> = c.drain(..).map(|c| (c.addr, c.len, c.entity)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_merge_walk_finds_what_a_map_of_the_next_policy_finds() {
+        // splitmix64: a small seeded generator; prefixes from a narrow space so that loaded and
+        // next overlap, collide and repeat.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rng = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for round in 0..300 {
+            let mut prefix = || {
+                let len = 22 + (rng() % 4) as u8;
+                let addr = 0x0a00_0000 | ((rng() % 64) as u32) << 8;
+                Ipv4Network::new(addr.into(), len).unwrap()
+            };
+            let loaded: Vec<(Ipv4Network, u32)> =
+                (0..(round % 40)).map(|_| (prefix(), 0)).collect();
+            let mut next: Vec<(Ipv4Network, u32)> =
+                (0..(round % 37)).map(|_| (prefix(), 0)).collect();
+            let mut loaded: Vec<_> = loaded
+                .into_iter()
+                .map(|(n, _)| (Ipv4Network::new(n.network(), n.prefix()).unwrap(), 0))
+                .collect();
+            for (i, p) in loaded.iter_mut().enumerate() {
+                p.1 = (i % 3) as u32;
+            }
+            for (i, p) in next.iter_mut().enumerate() {
+                *p = (
+                    Ipv4Network::new(p.0.network(), p.0.prefix()).unwrap(),
+                    (i % 3) as u32,
+                );
+            }
+            let live = LiveTrie::new(
+                &build::V4,
+                loaded.iter().map(|(n, e)| {
+                    let (a, l) = key4(n);
+                    (a, l, *e)
+                }),
+                0,
+                0,
+            );
+            assert_eq!(
+                sorted(changes(&live, &next, key4)),
+                sorted(naive(live.prefixes(), &next)),
+                "round {round}"
+            );
+        }
+    }
+}
