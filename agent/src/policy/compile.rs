@@ -872,8 +872,9 @@ impl Compiled {
 
 /// What the rules say about one address, read directly from the configuration (no table):
 /// the reference the compiled table is tested against (test-only: the oracle of this module's
-/// tests).
-#[cfg(test)]
+/// tests and of the config fuzz targets, `embargo_fuzz::check_config`, built with the `test-oracle`
+/// feature).
+#[cfg(any(test, feature = "test-oracle"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
@@ -883,7 +884,7 @@ pub enum Decision {
 
 /// Evaluates every rule for `addr`; see the module docs for the semantics. Test-only: the
 /// oracle the compiled table is checked against.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-oracle"))]
 pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: IpAddr) -> Decision {
     let enforce = config::enforced(&config.main);
     for a in &config.main.allow {
