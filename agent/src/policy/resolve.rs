@@ -957,7 +957,7 @@ mod tests {
         );
         // `why` names the country and the table's version.
         let c = crate::policy::compile::compile(
-            &config::load(&dir.join("main.toml")).unwrap(),
+            &config::validate::validate(&config::load(&dir.join("main.toml")).unwrap()).unwrap(),
             &r,
             chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
         )
@@ -1054,7 +1054,7 @@ mod tests {
         let c = config::load(&dir.join("main.toml")).unwrap();
         let r = resolve(&c).unwrap();
         let err = crate::policy::compile::compile(
-            &c,
+            &config::validate::validate(&c).unwrap(),
             &r,
             chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
         )
