@@ -20,7 +20,7 @@ use std::{
 use chrono::NaiveDate;
 use ipnetwork::IpNetwork;
 
-use super::{Config, ConfigError, Evidence};
+use super::{Config, ConfigError, Evidence, ValueError};
 
 /// Whether `s` is a slug: not empty, only lowercase ASCII letters, digits, `-` and `_`.
 pub fn is_slug(s: &str) -> bool {
@@ -29,9 +29,22 @@ pub fn is_slug(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// Refuses `name` unless it is a slug ([`is_slug`]): the message names it as `what` ("entity id",
+/// "list name", "source name"); the caller places it at the name.
+pub fn check_slug(what: &'static str, name: &str) -> Result<(), ValueError> {
+    if is_slug(name) {
+        Ok(())
+    } else {
+        Err(ValueError::NotSlug {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// The day evidence stops counting (`expires`, or `retrieved` + `max_age`, whichever is first),
 /// if any; the error names the bad `max_age`.
-pub fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, String> {
+pub fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, ValueError> {
     let mut until = e.expires.map(|d| d.0);
     if let Some(age) = &e.max_age {
         let days = super::parse_max_age(age.get_ref())?;
@@ -94,12 +107,7 @@ pub fn validate(config: &Config) -> Result<Validated<'_>, ConfigError> {
         let def = &src.def;
         let id = def.id.get_ref().as_str();
         let at = def.id.span().start;
-        if !is_slug(id) {
-            return Err(file.invalid(
-                at,
-                format!("entity id `{id}` must be a slug: lowercase letters, digits, `-` and `_`"),
-            ));
-        }
+        check_slug("entity id", id).map_err(|m| file.invalid(at, m))?;
         if let Some((f, off)) = ids.insert(id, (src.file, at)) {
             let first = config.files[f].at(off);
             return Err(file.invalid(

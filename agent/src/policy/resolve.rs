@@ -354,14 +354,8 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
     let main = config.main_file();
     for def in &config.main.lists {
         let name = def.name.get_ref();
-        if !config::validate::is_slug(name) {
-            return Err(main.invalid(
-                def.name.span().start,
-                format!(
-                    "list name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"
-                ),
-            ));
-        }
+        config::validate::check_slug("list name", name)
+            .map_err(|m| main.invalid(def.name.span().start, m))?;
         if r.lists.iter().any(|l| l.name == *name) {
             return Err(main.invalid(
                 def.name.span().start,
@@ -770,7 +764,7 @@ fn read_table<K: Eq + std::hash::Hash>(
     config: &Config,
     what: &str,
     setting: &Option<Spanned<config::TablePaths>>,
-    key: impl Fn(&str) -> Result<K, String> + Copy,
+    key: impl Fn(&str) -> Result<K, ranges::KeyError> + Copy,
     first: impl Fn(&NetworkGroup) -> Option<usize>,
 ) -> Result<Option<RangeTable<K>>, ConfigError> {
     let field = format!("{what}_table");
