@@ -29,12 +29,14 @@ use crate::{
     },
 };
 
-/// The rules claimed so far, each prefix by one entity.
-#[derive(Default)]
-pub(super) struct Claims {
+/// The rules claimed so far, each prefix by one entity, and what a claim is checked against.
+pub(super) struct Claims<'a> {
     /// Prefix -> index into `rules` of its current owner.
     owner: HashMap<IpNetwork, usize>,
     rules: Vec<Rule>,
+    guard: &'a Guard,
+    /// Where each candidate was listed, for the guard's refusal.
+    resolved: &'a Resolved,
 }
 
 /// The entity claiming prefixes: its index in the compiled entities, id and action.
@@ -44,23 +46,29 @@ pub(super) struct Claimant<'a> {
     pub(super) action: Action,
 }
 
-impl Claims {
+impl<'a> Claims<'a> {
+    /// No claims yet; each will be checked against `guard`.
+    pub(super) fn new(guard: &'a Guard, resolved: &'a Resolved) -> Self {
+        Claims {
+            owner: HashMap::new(),
+            rules: Vec::new(),
+            guard,
+            resolved,
+        }
+    }
+
     /// Claims every candidate of group `group` (index) `g` for `who`, after the guard.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn claim_group(
         &mut self,
         who: &Claimant<'_>,
         entities: &[CompiledEntity],
-        group: usize,
-        g: &NetworkGroup,
+        (group, g): (usize, &NetworkGroup),
         candidates: &[Candidate],
-        guard: &Guard,
-        resolved: &Resolved,
         report: &mut Report,
     ) -> Result<(), ConfigError> {
         let id = who.id;
         for c in candidates {
-            check_guard(c, g, guard, resolved, id, report)?;
+            check_guard(c, (group, g), self.guard, self.resolved, id, report)?;
             let rule = Rule {
                 net: c.net,
                 entity: who.index,
@@ -112,7 +120,7 @@ impl Claims {
 /// the guard; records an accepted override.
 fn check_guard(
     c: &Candidate,
-    g: &NetworkGroup,
+    (group, g): (usize, &NetworkGroup),
     guard: &Guard,
     resolved: &Resolved,
     id: &str,
@@ -130,9 +138,12 @@ fn check_guard(
     }
     match &g.guard_override {
         Some(reason) if len > 0 || reason.contains("default route") => {
-            report.push(FindingKind::GuardOverridden, id, None, || {
-                format!("{} (`{id}`): {reason}", c.net)
-            });
+            report.push(
+                FindingKind::GuardOverridden,
+                id,
+                Some(group as u32 + 1),
+                || format!("{} (`{id}`): {reason}", c.net),
+            );
             Ok(())
         }
         _ => {

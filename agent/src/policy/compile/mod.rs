@@ -148,7 +148,7 @@ pub fn compile(
     let mut listed: Vec<ListedStatus> = Vec::new();
     let mut excluded = Vec::new();
     let mut entities: Vec<CompiledEntity> = Vec::new();
-    let mut claims = Claims::default();
+    let mut claims = Claims::new(guard, resolved);
 
     for (ei, src) in config.entities.iter().enumerate() {
         let file = &config.files[src.file];
@@ -190,16 +190,7 @@ pub fn compile(
                 &mut report,
                 &mut excluded,
             ) {
-                claims.claim_group(
-                    &who,
-                    &entities,
-                    gi,
-                    g,
-                    candidates,
-                    guard,
-                    resolved,
-                    &mut report,
-                )?;
+                claims.claim_group(&who, &entities, (gi, g), candidates, &mut report)?;
             }
         }
         entities.push(CompiledEntity {
