@@ -30,15 +30,19 @@ pub mod run;
 
 use std::path::Path;
 
-/// Loads, resolves and compiles the configuration at `path` as of `today`.
+/// Loads, validates, resolves and compiles the configuration at `path` as of `today`, for the
+/// commands: logs what the compile decided as it always has ([`observe::log::compile_notes`]).
 pub fn compile_file(
     path: &Path,
     today: chrono::NaiveDate,
 ) -> Result<(config::Config, policy::compile::Compiled), config::ConfigError> {
-    compile_file_resolved(path, today).map(|(config, _, compiled)| (config, compiled))
+    let (config, _, compiled) = compile_file_resolved(path, today)?;
+    observe::log::compile_notes(&compiled);
+    Ok((config, compiled))
 }
 
-/// As [`compile_file`], keeping what was resolved (the files read, for [`observe::audit`]).
+/// As [`compile_file`], keeping what was resolved (the files read, for [`observe::audit`]),
+/// without logging (the agent logs the whole report, [`observe::log::report`]).
 pub fn compile_file_resolved(
     path: &Path,
     today: chrono::NaiveDate,
@@ -51,8 +55,9 @@ pub fn compile_file_resolved(
     config::ConfigError,
 > {
     let config = config::load(path)?;
+    let valid = config::validate::validate(&config)?;
     let resolved = policy::resolve::resolve(&config)?;
-    let compiled = policy::compile::compile(&config, &resolved, today)?;
+    let compiled = policy::compile::compile(&valid, &resolved, today)?;
     Ok((config, resolved, compiled))
 }
 

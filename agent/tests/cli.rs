@@ -46,6 +46,56 @@ fn check_passes_on_the_default() {
     assert!(text.contains("CYB0114"), "{text}");
 }
 
+/// `check --json` keeps its fields and carries the report as data too: one finding per line
+/// of the report, with its kind, entity, network group and message.
+#[test]
+fn check_json_carries_the_findings_next_to_the_report() {
+    let out = embargo(&["check", "--config", "config/examples/full.toml", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "today",
+        "enforce",
+        "digest",
+        "entities",
+        "prefixes_v4",
+        "prefixes_v6",
+        "allow",
+        "report",
+    ] {
+        assert!(v.get(field).is_some(), "{field}: {v}");
+    }
+    let findings = v["findings"].as_array().expect("a list of findings");
+    assert!(!findings.is_empty(), "{v}");
+    for (kind, field) in [
+        ("nested", "nested"),
+        ("guard_overridden", "guard_overridden"),
+    ] {
+        let messages: Vec<&serde_json::Value> = findings
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .map(|f| &f["message"])
+            .collect();
+        let legacy: Vec<&serde_json::Value> =
+            v["report"][field].as_array().unwrap().iter().collect();
+        assert!(!legacy.is_empty(), "{kind}: {v}");
+        assert_eq!(messages, legacy, "{kind}");
+    }
+    for f in findings {
+        assert!(f["entity"].is_string(), "{f}");
+        assert!(
+            f["group"].is_null() || f["group"].as_u64().is_some_and(|g| g >= 1),
+            "{f}"
+        );
+    }
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "nested" && f["group"].as_u64().is_some()),
+        "{v}"
+    );
+}
+
 #[test]
 fn why_names_the_entity_and_its_references_for_each_seed_entity() {
     // One indicator of each entity, from ../shared/data/seed-indicators.

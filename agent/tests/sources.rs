@@ -16,12 +16,12 @@ use std::{
 };
 
 use embargo::{
-    config::{self, Config},
+    config::{self, Config, validate::validate},
     inputs::sources::{
         FetchError, Fetcher, Outcome, SourceManager, cache, spec, verify::VerifyError,
     },
     policy::{
-        compile,
+        compile::{self, FindingKind},
         resolve::{self, SourceStatus, Via},
     },
 };
@@ -185,7 +185,8 @@ async fn each_format_is_fetched_parsed_cached_and_compiled() {
         assert_eq!(at.file, lab.path("cache/feed.body"));
         assert!(at.line >= 1);
         assert_eq!(resolved.sources[0].status, SourceStatus::Used);
-        let compiled = compile::compile(&config, &resolved, embargo::today()).unwrap();
+        let compiled =
+            compile::compile(&validate(&config).unwrap(), &resolved, embargo::today()).unwrap();
         let rule = compiled.lookup("192.0.2.77".parse().unwrap()).unwrap();
         assert_eq!(compiled.entities[rule.entity as usize].id, "feed-entity");
         assert_eq!(compiled.report.sources[0].entries, want);
@@ -592,7 +593,7 @@ async fn a_server_that_went_away_keeps_the_copy_or_applies_on_source_failure() {
                 .unwrap()
                 .contains("never fetched")
         );
-        let c = compile::compile(&config, &r, embargo::today()).unwrap();
+        let c = compile::compile(&validate(&config).unwrap(), &r, embargo::today()).unwrap();
         assert_eq!(c.report.sources[0].status, SourceStatus::Skipped);
     }
     // A source's own `refuse` wins over the main file's `skip`.
@@ -881,7 +882,7 @@ fn uk_source(url: &str, extra: &str) -> String {
 
 fn compile_on(config: &Config, day: &str) -> compile::Compiled {
     let r = resolve::resolve(config).unwrap();
-    compile::compile(config, &r, day.parse().unwrap()).unwrap()
+    compile::compile(&validate(config).unwrap(), &r, day.parse().unwrap()).unwrap()
 }
 
 /// 1-based line of the first line of `text` containing `needle`.
@@ -990,7 +991,10 @@ async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
         );
         let c = compile_on(&config, "2026-07-01");
         assert_eq!(c.rules.len(), 1, "{what}: still enforced");
-        assert!(c.report.delisted_by_list.is_empty(), "{what}");
+        assert!(
+            c.report.messages(FindingKind::DelistedByList).is_empty(),
+            "{what}"
+        );
     }
     assert!(server.requests().len() > requests);
 
@@ -1009,9 +1013,10 @@ async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
     assert!(after.rules.is_empty(), "not on the new list: not enforced");
     assert_eq!(after.listed[0].delisted_on, "2026-06-20".parse().ok());
     assert!(
-        after.report.delisted_by_list[0].contains(&cache.display().to_string()),
+        after.report.messages(FindingKind::DelistedByList)[0]
+            .contains(&cache.display().to_string()),
         "{:?}",
-        after.report.delisted_by_list
+        after.report.messages(FindingKind::DelistedByList)
     );
     drop(manager);
 }
@@ -1034,24 +1039,30 @@ async fn a_list_source_without_a_copy_refuses_or_is_skipped_without_delisting() 
     let r = resolve::resolve(&config).unwrap();
     assert_eq!(r.skipped_lists, ["uk"]);
     assert_eq!(r.sources[0].status, SourceStatus::Skipped);
-    let c = compile::compile(&config, &r, "2026-07-01".parse().unwrap()).unwrap();
+    let c = compile::compile(
+        &validate(&config).unwrap(),
+        &r,
+        "2026-07-01".parse().unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         c.rules.len(),
         1,
         "kept as the entity file says, not delisted"
     );
-    assert!(c.report.delisted_by_list.is_empty());
+    assert!(c.report.messages(FindingKind::DelistedByList).is_empty());
     assert!(
-        c.report.list_warnings.is_empty(),
+        c.report.messages(FindingKind::ListMismatch).is_empty(),
         "{:?}",
-        c.report.list_warnings
+        c.report.messages(FindingKind::ListMismatch)
     );
     assert!(
-        c.report.unfollowed_designations.len() == 1
-            && c.report.unfollowed_designations[0].contains("list `uk` was skipped")
-            && c.report.unfollowed_designations[0].contains("NOT delisted"),
+        c.report.messages(FindingKind::UnfollowedDesignation).len() == 1
+            && c.report.messages(FindingKind::UnfollowedDesignation)[0]
+                .contains("list `uk` was skipped")
+            && c.report.messages(FindingKind::UnfollowedDesignation)[0].contains("NOT delisted"),
         "{:?}",
-        c.report.unfollowed_designations
+        c.report.messages(FindingKind::UnfollowedDesignation)
     );
 }
 
@@ -1176,7 +1187,7 @@ async fn a_body_that_fails_the_guard_never_replaces_the_copy() {
         assert!(msg.contains("the whole body is refused"), "{msg}");
         assert_eq!(lab.cached("feed").as_deref(), Some(LIST), "{bad:?}");
         let r = resolve::resolve(&config).unwrap();
-        compile::compile(&config, &r, embargo::today()).unwrap();
+        compile::compile(&validate(&config).unwrap(), &r, embargo::today()).unwrap();
     }
     // The guard's own limit applies: /12 is fine by default, refused under broadest_v4 = 16.
     let server = first_good_then(&lab, |_| Reply::ok("172.16.0.0/12\n")).await;

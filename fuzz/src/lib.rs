@@ -221,11 +221,15 @@ pub fn check_config(config: &Config, main_text: &str) {
         return;
     }
     let main = config.main_file().path.clone();
+    let valid = match config::validate::validate(config) {
+        Ok(v) => v,
+        Err(e) => return check_config_error(&e, &main, main_text),
+    };
     let resolved = match resolve::resolve(config) {
         Ok(r) => r,
         Err(e) => return check_config_error(&e, &main, main_text),
     };
-    let compiled = match compile::compile(config, &resolved, today()) {
+    let compiled = match compile::compile(&valid, &resolved, today()) {
         Ok(c) => c,
         Err(e) => return check_config_error(&e, &main, main_text),
     };
@@ -345,11 +349,15 @@ pub fn fuzz_entity_file(text: &str) {
     if !hermetic(&config) {
         return;
     }
+    let valid = match config::validate::validate(&config) {
+        Ok(v) => v,
+        Err(e) => return check_config_error(&e, &entity_path, text),
+    };
     let resolved = match resolve::resolve(&config) {
         Ok(r) => r,
         Err(e) => return check_config_error(&e, &entity_path, text),
     };
-    match compile::compile(&config, &resolved, today()) {
+    match compile::compile(&valid, &resolved, today()) {
         Ok(_) => check_config(&config, ENTITY_MAIN),
         Err(e) => check_config_error(&e, &entity_path, text),
     }

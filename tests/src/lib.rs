@@ -11,6 +11,10 @@ pub fn compile_text(text: &str) -> embargo::policy::compile::Compiled {
     let config = embargo::config::parse(std::path::Path::new("inline.toml"), text.to_owned())
         .unwrap_or_else(|e| panic!("{e}"));
     let resolved = embargo::policy::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
-    embargo::policy::compile::compile(&config, &resolved, embargo::today())
-        .unwrap_or_else(|e| panic!("{e}"))
+    embargo::policy::compile::compile(
+        &embargo::config::validate::validate(&config).unwrap_or_else(|e| panic!("{e}")),
+        &resolved,
+        embargo::today(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }

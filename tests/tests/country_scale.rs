@@ -184,8 +184,12 @@ fn every_country_range_loads_and_answers_like_the_table() {
     let text = policy_text(&dir, &codes);
     let config = embargo::config::parse(Path::new("country-scale.toml"), text).unwrap();
     let resolved = embargo::policy::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
-    let compiled = embargo::policy::compile::compile(&config, &resolved, embargo::today())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let compiled = embargo::policy::compile::compile(
+        &embargo::config::validate::validate(&config).unwrap_or_else(|e| panic!("{e}")),
+        &resolved,
+        embargo::today(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let compile_time = started.elapsed();
     let policy = Policy::from(&compiled);
     let started = Instant::now();

@@ -384,7 +384,7 @@ pub fn parse_interface(s: &str) -> Result<Interface, String> {
         mode,
         egress,
     };
-    iface.validate()?;
+    iface.validate().map_err(|e| e.to_string())?;
     Ok(iface)
 }
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The command line's library side: its arguments ([`args`]), its exit statuses ([`exit`]),
 //! what it prints ([`output`]) and the body of each command that is more than a call into
-//! another module ([`commands`], [`import`]). The `embargo` binary parses, dispatches and
+//! another module ([`commands`], [`check`], [`import`]). The `embargo` binary parses, dispatches and
 //! exits, nothing else.
 
 /// Prints to standard output through [`output`]: a closed pipe ends the printing quietly and
@@ -21,6 +21,7 @@ macro_rules! errln {
 }
 
 pub mod args;
+pub mod check;
 pub mod commands;
 pub mod exit;
 pub mod import;

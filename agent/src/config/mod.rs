@@ -437,13 +437,12 @@ impl Interface {
     /// What the fields cannot say alone: egress is enforced only on `outside` interfaces (an
     /// `inside` one already matches the destinations of the packets it receives, and the
     /// host's own packets leave through the outside).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValueError> {
         if self.egress && self.role != Role::Outside {
-            return Err(format!(
-                "interface `{}`: egress is only for `outside` interfaces, this one is {}; \
-                 enable egress on the interface that faces the world, or remove it here",
-                self.name, self.role
-            ));
+            return Err(ValueError::EgressNotOutside {
+                name: self.name.clone(),
+                role: self.role,
+            });
         }
         Ok(())
     }
@@ -725,6 +724,48 @@ impl fmt::Display for Location {
     }
 }
 
+/// A value that does not parse, or is not allowed where it is written. It does not know where it
+/// was written: the caller places it ([`SourceFile::invalid`], an import's line, a flag).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// Has a `/` but is not a CIDR prefix.
+    #[error("`{text}` is not a CIDR prefix ({source}); write e.g. 192.0.2.0/24 or 2001:db8::/32")]
+    NotCidr {
+        text: String,
+        #[source]
+        source: ipnetwork::IpNetworkError,
+    },
+    /// Neither an address nor a CIDR prefix.
+    #[error("`{text}` is not an IP address or CIDR; write e.g. 192.0.2.1 or 192.0.2.0/24")]
+    NotAddress { text: String },
+    /// A prefix with bits set past its length.
+    #[error("`{text}` has host bits set; did you mean {network}/{prefix}?")]
+    HostBits {
+        text: String,
+        network: std::net::IpAddr,
+        prefix: u8,
+    },
+    /// A `max_age` that is not a duration.
+    #[error("max_age `{text}` is not a duration ({source}); write e.g. \"90days\" or \"26weeks\"")]
+    NotDuration {
+        text: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// A `max_age` shorter than the day evidence is counted in.
+    #[error("max_age `{text}` is under a day; use at least \"1day\"")]
+    UnderADay { text: String },
+    /// `egress = true` on an interface that is not `outside`.
+    #[error(
+        "interface `{name}`: egress is only for `outside` interfaces, this one is {role}; \
+         enable egress on the interface that faces the world, or remove it here"
+    )]
+    EgressNotOutside { name: String, role: Role },
+    /// A name that must be a slug (`what`: "entity id", "list name", "source name").
+    #[error("{what} `{name}` must be a slug: lowercase letters, digits, `-` and `_`")]
+    NotSlug { what: &'static str, name: String },
+}
+
 /// Why a configuration was refused. Every variant says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -797,10 +838,10 @@ impl SourceFile {
     }
 
     /// An [`ConfigError::Invalid`] at `offset`.
-    pub fn invalid(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+    pub fn invalid(&self, offset: usize, message: impl fmt::Display) -> ConfigError {
         ConfigError::Invalid {
             at: self.at(offset),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
@@ -958,38 +999,40 @@ fn include_paths(target: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Parses one prefix: a CIDR or a single address, host bits clear.
-pub fn parse_prefix(text: &str) -> Result<IpNetwork, String> {
+pub fn parse_prefix(text: &str) -> Result<IpNetwork, ValueError> {
     let text = text.trim();
     let net: IpNetwork = if text.contains('/') {
-        text.parse().map_err(|e| {
-            format!("`{text}` is not a CIDR prefix ({e}); write e.g. 192.0.2.0/24 or 2001:db8::/32")
+        text.parse().map_err(|source| ValueError::NotCidr {
+            text: text.to_owned(),
+            source,
         })?
     } else {
-        let ip: std::net::IpAddr = text.parse().map_err(|_| {
-            format!("`{text}` is not an IP address or CIDR; write e.g. 192.0.2.1 or 192.0.2.0/24")
+        let ip: std::net::IpAddr = text.parse().map_err(|_| ValueError::NotAddress {
+            text: text.to_owned(),
         })?;
         IpNetwork::from(ip)
     };
     if net.network() != net.ip() {
-        return Err(format!(
-            "`{text}` has host bits set; did you mean {}/{}?",
-            net.network(),
-            net.prefix()
-        ));
+        return Err(ValueError::HostBits {
+            text: text.to_owned(),
+            network: net.network(),
+            prefix: net.prefix(),
+        });
     }
     Ok(net)
 }
 
 /// Parses a `max_age` such as `90days` or `26weeks` into whole days.
-pub fn parse_max_age(text: &str) -> Result<i64, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("max_age `{text}` is not a duration ({e}); write e.g. \"90days\" or \"26weeks\"")
+pub fn parse_max_age(text: &str) -> Result<i64, ValueError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|source| ValueError::NotDuration {
+        text: text.to_owned(),
+        source,
     })?;
     let days = d.as_secs() / 86_400;
     if days == 0 {
-        return Err(format!(
-            "max_age `{text}` is under a day; use at least \"1day\""
-        ));
+        return Err(ValueError::UnderADay {
+            text: text.to_owned(),
+        });
     }
     Ok(days as i64)
 }
@@ -1010,6 +1053,33 @@ pub fn enforced(main: &MainFile) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed value errors say what the strings said before them.
+    #[test]
+    fn value_errors_keep_their_messages() {
+        let host_bits = parse_prefix("10.0.0.1/8").unwrap_err();
+        assert!(matches!(host_bits, ValueError::HostBits { prefix: 8, .. }));
+        assert_eq!(
+            host_bits.to_string(),
+            "`10.0.0.1/8` has host bits set; did you mean 10.0.0.0/8?"
+        );
+        assert_eq!(
+            parse_prefix("192.0.2.300").unwrap_err().to_string(),
+            "`192.0.2.300` is not an IP address or CIDR; write e.g. 192.0.2.1 or 192.0.2.0/24"
+        );
+        assert!(matches!(
+            parse_prefix("10.0.0.0/33"),
+            Err(ValueError::NotCidr { .. })
+        ));
+        assert_eq!(
+            parse_max_age("1h").unwrap_err().to_string(),
+            "max_age `1h` is under a day; use at least \"1day\""
+        );
+        assert!(matches!(
+            parse_max_age("soon"),
+            Err(ValueError::NotDuration { .. })
+        ));
+    }
 
     fn main_with(interfaces: &str) -> Result<Config, ConfigError> {
         parse(

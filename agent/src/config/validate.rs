@@ -1,6 +1,26 @@
-//! The checks a configuration's names and values must pass, in one place: what a slug is (list,
-//! source and entity names, `--entity` of the import commands). Pure functions over their
-//! arguments; each caller words the refusal for where the name was written.
+//! The checks a parsed configuration must pass before it is compiled, in one place: what a slug
+//! is (list, source and entity names, `--entity` of the import commands), the `enforce` list,
+//! entity ids (slugs, unique across every file), designation dates, evidence windows and
+//! `allow` prefixes.
+//!
+//! Invariants:
+//! * [`validate`] is pure (no I/O, no clock) and refuses at the first problem, in file order,
+//!   with the file, line and column it was written at and what to do;
+//! * a [`Validated`] exists only for a configuration that passed every check, and carries what
+//!   the checks computed (the enforced authorities, each evidence's last day, the parsed
+//!   `allow` prefixes), so the compiler takes these from it instead of parsing again;
+//! * each check and its message is written here once; callers that name things elsewhere
+//!   (lists, sources, imports) use [`is_slug`] and word the refusal for where the name was.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Deref,
+};
+
+use chrono::NaiveDate;
+use ipnetwork::IpNetwork;
+
+use super::{Config, ConfigError, Evidence, ValueError};
 
 /// Whether `s` is a slug: not empty, only lowercase ASCII letters, digits, `-` and `_`.
 pub fn is_slug(s: &str) -> bool {
@@ -9,8 +29,146 @@ pub fn is_slug(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// Refuses `name` unless it is a slug ([`is_slug`]): the message names it as `what` ("entity id",
+/// "list name", "source name"); the caller places it at the name.
+pub fn check_slug(what: &'static str, name: &str) -> Result<(), ValueError> {
+    if is_slug(name) {
+        Ok(())
+    } else {
+        Err(ValueError::NotSlug {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// The day evidence stops counting (`expires`, or `retrieved` + `max_age`, whichever is first),
+/// if any; the error names the bad `max_age`.
+pub fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, ValueError> {
+    let mut until = e.expires.map(|d| d.0);
+    if let Some(age) = &e.max_age {
+        let days = super::parse_max_age(age.get_ref())?;
+        let by_age = e.retrieved.0 + chrono::Days::new(days as u64);
+        until = Some(until.map_or(by_age, |u| u.min(by_age)));
+    }
+    Ok(until)
+}
+
+/// A configuration that passed [`validate`], with what the checks computed.
+#[derive(Debug)]
+pub struct Validated<'a> {
+    config: &'a Config,
+    enforce: BTreeMap<String, String>,
+    /// By entity, then network group: the day its evidence stops counting.
+    expiry: Vec<Vec<Option<NaiveDate>>>,
+    allow: Vec<(IpNetwork, String)>,
+}
+
+impl Validated<'_> {
+    /// The enforced authorities: normalized key ([`super::authority_key`]) to the name as
+    /// written; never empty.
+    pub fn enforce(&self) -> &BTreeMap<String, String> {
+        &self.enforce
+    }
+
+    /// The day the evidence of entity `entity`'s network group `group` stops counting, if any.
+    pub fn expiry(&self, entity: usize, group: usize) -> Option<NaiveDate> {
+        self.expiry[entity][group]
+    }
+
+    /// The `allow` rules, parsed, in file order.
+    pub fn allow(&self) -> &[(IpNetwork, String)] {
+        &self.allow
+    }
+}
+
+impl Deref for Validated<'_> {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        self.config
+    }
+}
+
+/// Checks everything about `config` that needs no other input; see the module docs.
+pub fn validate(config: &Config) -> Result<Validated<'_>, ConfigError> {
+    let main = config.main_file();
+    let enforce = super::enforced(&config.main);
+    if enforce.is_empty() {
+        return Err(main.invalid(
+            0,
+            "`enforce` is empty: name the authorities whose designations this gateway enforces, e.g. enforce = [\"UK\"]",
+        ));
+    }
+    let mut ids: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut expiry = Vec::with_capacity(config.entities.len());
+    for src in &config.entities {
+        let file = &config.files[src.file];
+        let def = &src.def;
+        let id = def.id.get_ref().as_str();
+        let at = def.id.span().start;
+        check_slug("entity id", id).map_err(|m| file.invalid(at, m))?;
+        if let Some((f, off)) = ids.insert(id, (src.file, at)) {
+            let first = config.files[f].at(off);
+            return Err(file.invalid(
+                at,
+                format!("entity id `{id}` is already used at {first}; ids must be unique"),
+            ));
+        }
+        for d in &def.designations {
+            if let Some(delisted) = d.delisted_on
+                && delisted < d.listed_on
+            {
+                return Err(file.invalid(
+                    at,
+                    format!(
+                        "entity `{id}`: designation {} is delisted ({delisted}) before it was listed ({}); fix the dates",
+                        d.reference, d.listed_on
+                    ),
+                ));
+            }
+        }
+        // Every group's evidence, whether or not the entity is enforced: bad input is refused
+        // even where it would not matter today.
+        let mut until_by_group = Vec::with_capacity(def.networks.len());
+        for g in &def.networks {
+            let until = evidence_expiry(&g.evidence).map_err(|m| {
+                let off = g.evidence.max_age.as_ref().map_or(at, |a| a.span().start);
+                file.invalid(off, m)
+            })?;
+            if let (Some(from), Some(until)) = (g.evidence.valid_from, until)
+                && from.0 >= until
+            {
+                return Err(file.invalid(
+                    at,
+                    format!(
+                        "entity `{id}`: a network group's evidence ({}) counts from {from} but stops counting on {until}, so it never counts; fix valid_from, expires or max_age",
+                        g.evidence.source
+                    ),
+                ));
+            }
+            until_by_group.push(until);
+        }
+        expiry.push(until_by_group);
+    }
+    let mut allow = Vec::with_capacity(config.main.allow.len());
+    for a in &config.main.allow {
+        let net = super::parse_prefix(a.prefix.get_ref())
+            .map_err(|m| main.invalid(a.prefix.span().start, m))?;
+        allow.push((net, a.reason.clone()));
+    }
+    Ok(Validated {
+        config,
+        enforce,
+        expiry,
+        allow,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -21,5 +179,90 @@ mod tests {
         for bad in ["", "A", "a b", "é", "a.b", "a/b"] {
             assert!(!is_slug(bad), "{bad}");
         }
+    }
+
+    fn entity(id: &str, designation_extra: &str, evidence_extra: &str) -> String {
+        format!(
+            "[[entities]]\nid = \"{id}\"\nname = \"n\"\naction = \"drop\"\n\
+             [[entities.designations]]\nauthority = \"UK\"\nregime = \"r\"\nreference = \"R1\"\n\
+             listed_on = 2025-01-01\nsource = \"s\"\n{designation_extra}\n\
+             [[entities.networks]]\nprefixes = [\"192.0.2.0/24\"]\n\
+             [entities.networks.evidence]\nkind = \"advisory\"\nsource = \"e\"\n\
+             retrieved = 2026-01-01\nconfidence = \"low\"\n{evidence_extra}\n"
+        )
+    }
+
+    fn check(text: &str) -> Result<(), String> {
+        let c = super::super::parse(Path::new("v.toml"), text.to_owned()).unwrap();
+        validate(&c).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_check_refuses_at_its_place() {
+        let ok = format!("enforce = [\"UK\"]\n{}", entity("a", "", ""));
+        check(&ok).unwrap();
+        for (text, needle) in [
+            (
+                format!("enforce = []\n{}", entity("a", "", "")),
+                "v.toml:1:1: `enforce` is empty",
+            ),
+            (
+                format!("enforce = [\"UK\"]\n{}", entity("A", "", "")),
+                "v.toml:3:6: entity id `A` must be a slug",
+            ),
+            (
+                format!(
+                    "enforce = [\"UK\"]\n{}{}",
+                    entity("a", "", ""),
+                    entity("a", "", "")
+                ),
+                "ids must be unique",
+            ),
+            (
+                format!(
+                    "enforce = [\"UK\"]\n{}",
+                    entity("a", "delisted_on = 2024-01-01", "")
+                ),
+                "designation R1 is delisted (2024-01-01) before it was listed (2025-01-01)",
+            ),
+            (
+                format!(
+                    "enforce = [\"UK\"]\n{}",
+                    entity("a", "", "max_age = \"1h\"")
+                ),
+                "max_age `1h` is under a day",
+            ),
+            (
+                format!(
+                    "enforce = [\"UK\"]\n{}",
+                    entity("a", "", "valid_from = 2026-02-01\nexpires = 2026-02-01")
+                ),
+                "so it never counts",
+            ),
+            (
+                format!(
+                    "enforce = [\"UK\"]\n[[allow]]\nprefix = \"10.0.0.1/8\"\nreason = \"r\"\n{}",
+                    entity("a", "", "")
+                ),
+                "v.toml:3:10: `10.0.0.1/8` has host bits set",
+            ),
+        ] {
+            let err = check(&text).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn what_the_checks_computed_is_kept() {
+        let text = format!(
+            "enforce = [\"uk\"]\n[[allow]]\nprefix = \"10.0.0.0/8\"\nreason = \"r\"\n{}",
+            entity("a", "", "max_age = \"30days\"\nexpires = 2026-06-01")
+        );
+        let c = super::super::parse(Path::new("v.toml"), text).unwrap();
+        let v = validate(&c).unwrap();
+        assert_eq!(v.enforce().get("UK").map(String::as_str), Some("uk"));
+        assert_eq!(v.expiry(0, 0), NaiveDate::from_ymd_opt(2026, 1, 31));
+        assert_eq!(v.allow()[0].0, "10.0.0.0/8".parse::<IpNetwork>().unwrap());
+        assert_eq!(v.entities.len(), 1, "derefs to the configuration");
     }
 }

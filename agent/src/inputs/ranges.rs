@@ -50,7 +50,7 @@ impl<K: Eq + Hash> RangeTable<K> {
     /// Reads every file of a table. `key` parses the third column (its error says what is wrong).
     pub fn read(
         paths: &[PathBuf],
-        key: impl Fn(&str) -> Result<K, String> + Copy,
+        key: impl Fn(&str) -> Result<K, KeyError> + Copy,
     ) -> Result<Self, ConfigError> {
         let files = paths
             .iter()
@@ -94,7 +94,7 @@ impl<K: Eq + Hash> RangeFile<K> {
         path: &Path,
         text: &str,
         version: String,
-        key: impl Fn(&str) -> Result<K, String>,
+        key: impl Fn(&str) -> Result<K, KeyError>,
     ) -> Result<Self, ConfigError> {
         let mut splitter = LineSplitter::default();
         let mut by_key: HashMap<K, Vec<(u128, u128, bool)>> = HashMap::new();
@@ -137,7 +137,7 @@ impl<K: Eq + Hash> RangeFile<K> {
                     ),
                 ));
             }
-            let k = key(record[2]).map_err(|m| invalid(path, line, m))?;
+            let k = key(record[2]).map_err(|e| invalid(path, line, e.to_string()))?;
             by_key.entry(k).or_default().push((
                 embargo_abi::addr::bits(start),
                 embargo_abi::addr::bits(end),
@@ -285,11 +285,30 @@ fn invalid(path: &Path, line: usize, message: String) -> ConfigError {
     ConfigError::at_line(path, line.max(1), message)
 }
 
+/// Why a range table's key column, or a country code in a configuration, was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not an AS number (`13335` or `AS13335`).
+    #[error("`{0}` is not an AS number")]
+    NotAsn(String),
+    /// A country code written in lowercase in the configuration.
+    #[error("country code `{given}` must be written in uppercase: \"{upper}\"")]
+    NotUppercase { given: String, upper: String },
+    /// Not an assigned ISO 3166-1 alpha-2 code.
+    #[error(
+        "`{0}` is not an ISO 3166-1 alpha-2 country code; write two uppercase letters, e.g. \"KP\" or \"IR\""
+    )]
+    NotIso(String),
+    /// A country table's code that is not two letters.
+    #[error("`{0}` is not a two-letter country code")]
+    NotTwoLetters(String),
+}
+
 /// Parses an AS number column (`13335` or `AS13335`).
-pub fn asn_key(s: &str) -> Result<u32, String> {
+pub fn asn_key(s: &str) -> Result<u32, KeyError> {
     s.trim_start_matches("AS")
         .parse()
-        .map_err(|_| format!("`{s}` is not an AS number"))
+        .map_err(|_| KeyError::NotAsn(s.to_owned()))
 }
 
 /// Every ISO 3166-1 alpha-2 code officially assigned (the ISO 3166 Maintenance Agency's list,
@@ -315,30 +334,29 @@ pub const ISO_3166_ALPHA2: [&str; 249] = [
 
 /// Checks a country code as written in a configuration: two uppercase letters, assigned in
 /// ISO 3166-1. The error says what to write.
-pub fn country_code(s: &str) -> Result<[u8; 2], String> {
+pub fn country_code(s: &str) -> Result<[u8; 2], KeyError> {
     let upper = s.trim().to_ascii_uppercase();
     if upper.len() == 2 && ISO_3166_ALPHA2.binary_search(&upper.as_str()).is_ok() {
         if upper != s {
-            return Err(format!(
-                "country code `{s}` must be written in uppercase: \"{upper}\""
-            ));
+            return Err(KeyError::NotUppercase {
+                given: s.to_owned(),
+                upper,
+            });
         }
         let b = upper.as_bytes();
         return Ok([b[0], b[1]]);
     }
-    Err(format!(
-        "`{s}` is not an ISO 3166-1 alpha-2 country code; write two uppercase letters, e.g. \"KP\" or \"IR\""
-    ))
+    Err(KeyError::NotIso(s.to_owned()))
 }
 
 /// Parses a country table's code column: two ASCII letters (tables may carry codes outside
 /// ISO 3166-1, such as `EU` or `ZZ`; they are kept, and reachable by nobody's `countries`).
-pub fn country_key(s: &str) -> Result<[u8; 2], String> {
+pub fn country_key(s: &str) -> Result<[u8; 2], KeyError> {
     match s.as_bytes() {
         [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
             Ok([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
         }
-        _ => Err(format!("`{s}` is not a two-letter country code")),
+        _ => Err(KeyError::NotTwoLetters(s.to_owned())),
     }
 }
 
@@ -441,11 +459,13 @@ mod tests {
         assert!(
             country_code("kp")
                 .unwrap_err()
+                .to_string()
                 .contains("uppercase: \"KP\"")
         );
         assert!(
             country_code("XX")
                 .unwrap_err()
+                .to_string()
                 .contains("not an ISO 3166-1")
         );
         assert!(country_code("KOR").is_err());

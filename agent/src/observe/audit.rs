@@ -1287,7 +1287,12 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/full.toml");
         let config = crate::config::load(&path).unwrap();
         let resolved = crate::policy::resolve::resolve(&config).unwrap();
-        let compiled = crate::policy::compile::compile(&config, &resolved, crate::today()).unwrap();
+        let compiled = crate::policy::compile::compile(
+            &crate::config::validate::validate(&config).unwrap(),
+            &resolved,
+            crate::today(),
+        )
+        .unwrap();
         let e = PolicyApplied::new(
             &config,
             &resolved,
@@ -1370,7 +1375,12 @@ confidence = "medium"
         std::fs::write(&iocs, enforced).unwrap();
         let config = crate::config::load(&main).unwrap();
         let resolved = crate::policy::resolve::resolve(&config).unwrap();
-        let compiled = crate::policy::compile::compile(&config, &resolved, crate::today()).unwrap();
+        let compiled = crate::policy::compile::compile(
+            &crate::config::validate::validate(&config).unwrap(),
+            &resolved,
+            crate::today(),
+        )
+        .unwrap();
         // The file changes after it was read and compiled, before the record is written.
         std::fs::write(&iocs, "198.51.100.0/24\n").unwrap();
         let e = PolicyApplied::new(

@@ -608,7 +608,12 @@ confidence = "low"
         let c = crate::config::parse(Path::new("t.toml"), text).unwrap();
         let r = crate::policy::resolve::resolve(&c).unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
-        let compiled = crate::policy::compile::compile(&c, &r, day).unwrap();
+        let compiled = crate::policy::compile::compile(
+            &crate::config::validate::validate(&c).unwrap(),
+            &r,
+            day,
+        )
+        .unwrap();
         let lines = designation_lines(&compiled.entities[0]);
         assert_eq!(
             lines,
@@ -641,7 +646,9 @@ confidence = "low"
             reloads: ReloadStatus::default(),
             drift_entries: 0,
             sources: Vec::new(),
-            delisted_by_list: compiled.report.delisted_by_list.clone(),
+            delisted_by_list: compiled
+                .report
+                .messages(crate::policy::compile::FindingKind::DelistedByList),
             start: None,
         };
         let text = render(&status);

@@ -336,8 +336,12 @@ networks = [{ prefixes = ["::ffff:198.18.0.0/112", "::ffff:10.1.2.0/120", "2001:
         let config = crate::config::parse(std::path::Path::new("unit.toml"), POLICY.to_owned())
             .unwrap_or_else(|e| panic!("{e}"));
         let resolved = crate::policy::resolve::resolve(&config).unwrap_or_else(|e| panic!("{e}"));
-        crate::policy::compile::compile(&config, &resolved, crate::today())
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::policy::compile::compile(
+            &crate::config::validate::validate(&config).unwrap(),
+            &resolved,
+            crate::today(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// What `why` says: the entity id, `allowed` or `not listed`.

@@ -183,7 +183,7 @@ mod index_tests {
         let c = crate::config::parse(std::path::Path::new("t.toml"), text).unwrap();
         let r = crate::policy::resolve::resolve(&c).unwrap();
         crate::policy::compile::compile(
-            &c,
+            &crate::config::validate::validate(&c).unwrap(),
             &r,
             chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
         )

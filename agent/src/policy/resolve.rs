@@ -354,14 +354,8 @@ fn read_lists(config: &Config, specs: &[SourceSpec], r: &mut Resolved) -> Result
     let main = config.main_file();
     for def in &config.main.lists {
         let name = def.name.get_ref();
-        if !config::validate::is_slug(name) {
-            return Err(main.invalid(
-                def.name.span().start,
-                format!(
-                    "list name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"
-                ),
-            ));
-        }
+        config::validate::check_slug("list name", name)
+            .map_err(|m| main.invalid(def.name.span().start, m))?;
         if r.lists.iter().any(|l| l.name == *name) {
             return Err(main.invalid(
                 def.name.span().start,
@@ -770,7 +764,7 @@ fn read_table<K: Eq + std::hash::Hash>(
     config: &Config,
     what: &str,
     setting: &Option<Spanned<config::TablePaths>>,
-    key: impl Fn(&str) -> Result<K, String> + Copy,
+    key: impl Fn(&str) -> Result<K, ranges::KeyError> + Copy,
     first: impl Fn(&NetworkGroup) -> Option<usize>,
 ) -> Result<Option<RangeTable<K>>, ConfigError> {
     let field = format!("{what}_table");
@@ -957,7 +951,7 @@ mod tests {
         );
         // `why` names the country and the table's version.
         let c = crate::policy::compile::compile(
-            &config::load(&dir.join("main.toml")).unwrap(),
+            &config::validate::validate(&config::load(&dir.join("main.toml")).unwrap()).unwrap(),
             &r,
             chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
         )
@@ -1054,7 +1048,7 @@ mod tests {
         let c = config::load(&dir.join("main.toml")).unwrap();
         let r = resolve(&c).unwrap();
         let err = crate::policy::compile::compile(
-            &c,
+            &config::validate::validate(&c).unwrap(),
             &r,
             chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
         )

@@ -263,7 +263,10 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         reloads: s.reloads.clone(),
         drift_entries: s.drift.total(),
         sources: s.sources.states(),
-        delisted_by_list: s.compiled.report.delisted_by_list.clone(),
+        delisted_by_list: s
+            .compiled
+            .report
+            .messages(crate::policy::compile::FindingKind::DelistedByList),
         start: Some(s.start.clone()),
     })
 }

@@ -193,11 +193,12 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // content triggers a reload below.
     // The configuration is read once: the policy compiled is the one whose sources were fetched.
     let config = config::load(&opts.config)?;
+    let valid = config::validate::validate(&config)?;
     let (sources, mut source_changes) =
         crate::inputs::sources::SourceManager::start(&config).await?;
     let resolved = crate::policy::resolve::resolve(&config)?;
-    let compiled = crate::policy::compile::compile(&config, &resolved, crate::today())?;
-    log_report(&compiled);
+    let compiled = crate::policy::compile::compile(&valid, &resolved, crate::today())?;
+    crate::observe::log::report(&compiled);
     let configured: Vec<Interface> = config
         .main
         .interfaces
@@ -523,32 +524,6 @@ impl events::Feed for EventFeed {
         let totals = s.dataplane.events_lost().ok()?;
         let ids = s.policy.entities.iter().map(|e| e.id.clone());
         Some((s.reloads.generations, ids.zip(totals).collect()))
-    }
-}
-
-/// Logs what the compiler decided that an operator should know.
-pub(super) fn log_report(c: &Compiled) {
-    let r = &c.report;
-    for (id, why) in &r.entities_left_out {
-        tracing::warn!(entity = %id, reason = %why, "entity not enforced");
-    }
-    for g in r.expired_groups.iter().chain(&r.pending_groups) {
-        tracing::warn!("{g}");
-    }
-    for (list, total, what) in [
-        (
-            &r.same_prefix,
-            r.same_prefix_total,
-            "same prefix listed twice",
-        ),
-        (&r.subtracted, r.subtracted_total, "subtracted by allow"),
-    ] {
-        for line in list {
-            tracing::warn!("{what}: {line}");
-        }
-        if total > list.len() {
-            tracing::warn!("{what}: {} more", total - list.len());
-        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Shared, fingerprint, log_report, to_carried, unix_now, watch_list};
+use super::{Shared, fingerprint, to_carried, unix_now, watch_list};
 use crate::{
     config::{self, ConfigError},
     dataplane::{Dataplane, DataplaneError},
@@ -160,7 +160,7 @@ pub(super) async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
     let mut s = shared.lock().expect("not poisoned");
     let result = match compiled {
         Ok(Ok((config, resolved, compiled))) => {
-            log_report(&compiled);
+            crate::observe::log::report(&compiled);
             s.watched = watch_list(&resolved);
             s.apply(&config, &resolved, compiled)
         }

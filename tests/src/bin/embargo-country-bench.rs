@@ -148,7 +148,11 @@ fn main() -> Result<()> {
     let resolved = embargo::policy::resolve::resolve(&config)?;
     let resolve_time = t.elapsed();
     let t = Instant::now();
-    let compiled = embargo::policy::compile::compile(&config, &resolved, embargo::today())?;
+    let compiled = embargo::policy::compile::compile(
+        &embargo::config::validate::validate(&config)?,
+        &resolved,
+        embargo::today(),
+    )?;
     let compile_time = t.elapsed();
     // The agent keeps the compiled policy, not what was resolved.
     drop(resolved);

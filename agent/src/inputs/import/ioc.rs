@@ -123,8 +123,22 @@ fn host_address(host: &str) -> Option<Result<IpAddr, ()>> {
     None
 }
 
+/// Why an address-shaped word is not an address.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum WordError {
+    /// A URL whose host looks like an address but is not one.
+    #[error("`{host}` in `{word}` is not an IP address")]
+    UrlHost { host: String, word: String },
+    /// An address with a port whose address is not one.
+    #[error("`{word}` is not an IP address with a port")]
+    WithPort { word: String },
+    /// An address or CIDR that does not parse (or has host bits set).
+    #[error(transparent)]
+    Net(#[from] config::ValueError),
+}
+
 /// Classifies one refanged word; an error says why an address-shaped word is not an address.
-pub fn classify(word: &str) -> Result<Word, String> {
+pub fn classify(word: &str) -> Result<Word, WordError> {
     let w = word
         .trim_start_matches(['"', '\'', '`', '<', '(', '{'])
         .trim_end_matches(['"', '\'', '`', '>', ')', '}', ',', ';', '.', '!', '?']);
@@ -139,19 +153,24 @@ pub fn classify(word: &str) -> Result<Word, String> {
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         return match host_address(host) {
             Some(Ok(ip)) => Ok(Word::Net(IpNetwork::from(ip))),
-            Some(Err(())) => Err(format!("`{host}` in `{w}` is not an IP address")),
+            Some(Err(())) => Err(WordError::UrlHost {
+                host: host.to_owned(),
+                word: w.to_owned(),
+            }),
             None => Ok(Word::Url),
         };
     }
     if w.starts_with('[') || (w.contains(':') && w.contains('.') && w.matches(':').count() == 1) {
         match host_address(w) {
             Some(Ok(ip)) => return Ok(Word::Net(IpNetwork::from(ip))),
-            Some(Err(())) => return Err(format!("`{w}` is not an IP address with a port")),
+            Some(Err(())) => {
+                return Err(WordError::WithPort { word: w.to_owned() });
+            }
             None => {}
         }
     }
     if looks_like_address(w) {
-        return parse_net(w).map(Word::Net);
+        return Ok(Word::Net(parse_net(w)?));
     }
     if is_hash(w) {
         return Ok(Word::Hash);

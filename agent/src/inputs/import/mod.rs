@@ -138,6 +138,6 @@ impl ImportError {
 }
 
 /// Parses an address or CIDR (host bits clear) as the configuration does.
-pub fn parse_net(text: &str) -> Result<IpNetwork, String> {
+pub fn parse_net(text: &str) -> Result<IpNetwork, crate::config::ValueError> {
     crate::config::parse_prefix(text)
 }

@@ -797,8 +797,18 @@ fn show(t: &Tok) -> String {
     }
 }
 
+/// Why a STIX pattern was refused: what is wrong with it, as a sentence (the importer places it
+/// at its indicator).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub String);
+
 /// Parses a STIX pattern (the whole string) into its observation expression.
-pub fn parse_pattern(pattern: &str) -> Result<Observation, String> {
+pub fn parse_pattern(pattern: &str) -> Result<Observation, PatternError> {
+    parse_pattern_text(pattern).map_err(PatternError)
+}
+
+fn parse_pattern_text(pattern: &str) -> Result<Observation, String> {
     let mut p = Parser {
         toks: lex(pattern)?,
         at: 0,
@@ -820,10 +830,14 @@ pub struct Found {
 
 impl Found {
     /// Walks an observation expression; an error is an address that is not one.
-    pub fn observation(&mut self, o: &Observation) -> Result<(), String> {
+    pub fn observation(&mut self, o: &Observation) -> Result<(), PatternError> {
+        self.walk(o).map_err(PatternError)
+    }
+
+    fn walk(&mut self, o: &Observation) -> Result<(), String> {
         match o {
             Observation::Brackets(c) => self.comparison(c),
-            Observation::Or(v) => v.iter().try_for_each(|x| self.observation(x)),
+            Observation::Or(v) => v.iter().try_for_each(|x| self.walk(x)),
             Observation::And(_) => {
                 self.skipped.push("observations joined by AND".into());
                 Ok(())
@@ -884,7 +898,7 @@ impl Found {
                         let Constant::Str(text) = v else {
                             return Err(format!("{object}:value must be compared with a string"));
                         };
-                        let net = parse_net(text)?;
+                        let net = parse_net(text).map_err(|e| e.to_string())?;
                         if (family == 4) != net.is_ipv4() {
                             return Err(format!("`{text}` is not an {object} value"));
                         }
@@ -1037,7 +1051,7 @@ mod tests {
                 "unexpected `[`",
             ),
         ] {
-            let err = parse_pattern(pattern).unwrap_err();
+            let err = parse_pattern(pattern).unwrap_err().to_string();
             assert!(err.contains(needle), "{pattern}: {err}");
         }
         for (pattern, needle) in [
@@ -1050,7 +1064,7 @@ mod tests {
             ("[ipv6-addr:value = 42]", "compared with a string"),
         ] {
             let o = parse_pattern(pattern).unwrap();
-            let err = Found::default().observation(&o).unwrap_err();
+            let err = Found::default().observation(&o).unwrap_err().to_string();
             assert!(err.contains(needle), "{pattern}: {err}");
         }
     }
@@ -1072,7 +1086,7 @@ mod tests {
             ),
             "(".repeat(deep),
         ] {
-            let err = parse_pattern(&pattern).unwrap_err();
+            let err = parse_pattern(&pattern).unwrap_err().to_string();
             assert!(err.contains("nested deeper than"), "{err}");
         }
         // Nesting within the bound still reads.

@@ -66,7 +66,10 @@ pub fn count(format: &Format, text: &str) -> Result<usize, LineError> {
 fn prefix(text: &str, line: usize) -> Result<(IpNetwork, u32), LineError> {
     config::parse_prefix(text)
         .map(|n| (n, line as u32))
-        .map_err(|message| LineError { line, message })
+        .map_err(|e| LineError {
+            line,
+            message: e.to_string(),
+        })
 }
 
 /// One CIDR or address per line; `#` starts a comment; blank lines are ignored.

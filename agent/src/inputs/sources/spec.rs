@@ -146,12 +146,8 @@ pub fn specs(config: &Config) -> Result<Vec<SourceSpec>, ConfigError> {
 fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSpec, ConfigError> {
     let main = config.main_file();
     let name = def.name.get_ref().clone();
-    if !crate::config::validate::is_slug(&name) {
-        return Err(main.invalid(
-            def.name.span().start,
-            format!("source name `{name}` must be a slug: lowercase letters, digits, `-` and `_`"),
-        ));
-    }
+    crate::config::validate::check_slug("source name", &name)
+        .map_err(|m| main.invalid(def.name.span().start, m))?;
     let url_text = &redact_url(def.url.get_ref().trim());
     let at_url = |m: String| main.invalid(def.url.span().start, format!("source `{name}`: {m}"));
     let url = reqwest::Url::parse(def.url.get_ref().trim())
