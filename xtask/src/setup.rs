@@ -135,33 +135,22 @@ fn bpf_linker() -> Result<()> {
 /// cargo-fuzz (`cargo fuzz`), from the Rust package registry, unless the pinned version is
 /// installed. It builds the targets with the nightly toolchain (`rustup run nightly`).
 pub fn cargo_fuzz() -> Result<()> {
-    let wanted = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
-    let have = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if have.as_deref() == Some(wanted.as_str()) {
-        return Ok(());
-    }
-    eprintln!("installing cargo-fuzz {CARGO_FUZZ_VERSION} (a minute or two)");
-    exec(Command::new("cargo").args([
-        "install",
-        "cargo-fuzz",
-        "--locked",
-        "--force",
-        "--version",
-        CARGO_FUZZ_VERSION,
-    ]))
+    cargo_tool("fuzz", CARGO_FUZZ_VERSION, "a minute or two")
 }
 
 /// cargo-deny at [`CARGO_DENY_VERSION`], built from crates.io (its advisories check needs the
 /// RustSec database, which these machines cannot reach; licences and bans need nothing more).
 pub fn cargo_deny() -> Result<()> {
-    let wanted = format!("cargo-deny {CARGO_DENY_VERSION}");
+    cargo_tool("deny", CARGO_DENY_VERSION, "a few minutes")
+}
+
+/// Installs the cargo subcommand `cargo-<sub>` at `version` from crates.io (`--locked`),
+/// unless `cargo <sub> --version` already answers with exactly that version.
+fn cargo_tool(sub: &str, version: &str, takes: &str) -> Result<()> {
+    let krate = format!("cargo-{sub}");
+    let wanted = format!("{krate} {version}");
     let have = Command::new("cargo")
-        .args(["deny", "--version"])
+        .args([sub, "--version"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -169,14 +158,14 @@ pub fn cargo_deny() -> Result<()> {
     if have.as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    eprintln!("installing cargo-deny {CARGO_DENY_VERSION} (a few minutes)");
+    eprintln!("installing {krate} {version} ({takes})");
     exec(Command::new("cargo").args([
         "install",
-        "cargo-deny",
+        &krate,
         "--locked",
         "--force",
         "--version",
-        CARGO_DENY_VERSION,
+        version,
     ]))
 }
 

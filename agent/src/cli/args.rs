@@ -337,7 +337,7 @@ pub enum AuditCommand {
     },
 }
 
-pub fn parse_interface(s: &str) -> Result<Interface, String> {
+fn parse_interface(s: &str) -> Result<Interface, String> {
     let mut parts = s.split(':');
     let name = parts
         .next()

@@ -28,7 +28,7 @@ use embargo_abi::{Link, MAX_IFINDEX};
 
 use super::{
     AttachMode, Attached, Attachment, Dataplane, DataplaneError, EgressLink, TcHeld, detach_error,
-    link_error, other, pin_error,
+    link_error, pin_error,
     pins::{keep_pinned, link_pin_path},
     system,
 };
@@ -244,11 +244,14 @@ impl Dataplane {
                 };
                 detached.and_then(|()| {
                     if link.added_clsact {
-                        system::qdisc_del_clsact(att.ifindex).map_err(|e| {
-                            other(
-                                format!("removing the clsact qdisc embargo added to {}", att.name),
-                                e,
-                            )
+                        system::qdisc_del_clsact(att.ifindex).map_err(|source| {
+                            DataplaneError::Qdisc {
+                                doing: format!(
+                                    "removing the clsact qdisc embargo added to {}",
+                                    att.name
+                                ),
+                                source,
+                            }
                         })
                     } else {
                         Ok(())
@@ -367,7 +370,10 @@ pub(super) fn link_of(name: &str) -> Result<Link, DataplaneError> {
         Some(libc::ENODEV) => DataplaneError::UnknownInterface {
             name: name.to_owned(),
         },
-        _ => other(format!("reading the hardware type of {name}"), e),
+        _ => DataplaneError::HardwareType {
+            interface: name.to_owned(),
+            source: e,
+        },
     })?;
     Link::from_arphrd(arphrd).ok_or_else(|| DataplaneError::UnsupportedLink {
         name: name.to_owned(),

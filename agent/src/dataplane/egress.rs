@@ -25,7 +25,7 @@ use embargo_abi::{IFACE_EGRESS, IfaceConfig, maps};
 use serde::Serialize;
 
 use super::{
-    Dataplane, DataplaneError, array, link_error, map_error, other,
+    Dataplane, DataplaneError, array, link_error, map_error,
     pins::{keep_pinned, tc_pin_path},
     state, system,
 };
@@ -102,9 +102,12 @@ pub fn remove_netlink_filters(
                 // Dropping the link deletes the filter.
                 drop(link);
                 match (f.added_clsact, system::ifindex(&f.interface)) {
-                    (true, Some(ifindex)) => system::qdisc_del_clsact(ifindex).map_err(|e| {
-                        other(format!("removing the clsact qdisc of {}", f.interface), e)
-                    }),
+                    (true, Some(ifindex)) => {
+                        system::qdisc_del_clsact(ifindex).map_err(|source| DataplaneError::Qdisc {
+                            doing: format!("removing the clsact qdisc of {}", f.interface),
+                            source,
+                        })
+                    }
                     _ => Ok(()),
                 }
             });

@@ -137,24 +137,27 @@ pub enum DataplaneError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Any other kernel error (the `clsact` qdisc, an interface's hardware type, a trie's
-    /// memory map), with what was being done.
+    /// The `clsact` qdisc the agent added could not be removed.
     #[error("{doing}: {source}")]
-    Other {
+    Qdisc {
         doing: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: std::io::Error,
     },
-}
-
-pub(crate) fn other(
-    doing: impl Into<String>,
-    source: impl std::error::Error + Send + Sync + 'static,
-) -> DataplaneError {
-    DataplaneError::Other {
-        doing: doing.into(),
-        source: Box::new(source),
-    }
+    /// An interface's hardware type (what its packets start with) could not be read.
+    #[error("reading the hardware type of {interface}: {source}")]
+    HardwareType {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A trie map could not be memory-mapped or filled through its mapping.
+    #[error("filling map {map} through mmap: {source}")]
+    Mmap {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub(crate) fn map_error(doing: impl Into<String>, source: MapError) -> DataplaneError {

@@ -58,7 +58,7 @@ pub use attest::Drift;
 use egress::{EgressLink, TcHeld};
 pub use egress::{TcApi, remove_netlink_filters};
 pub use error::DataplaneError;
-pub(crate) use error::{detach_error, link_error, load_error, map_error, other, pin_error};
+pub(crate) use error::{detach_error, link_error, load_error, map_error, pin_error};
 pub use pins::{ReuseError, detach_pinned, link_pin_path, tc_pin_path};
 pub use read::EntityCounters;
 use trie::{
@@ -648,6 +648,5 @@ fn map_trie(
             MapError::InvalidName { name: name.into() },
         ));
     };
-    Mirrored::fill(data, len, entries)
-        .map_err(|e| other(format!("filling map {name} through mmap"), e))
+    Mirrored::fill(data, len, entries).map_err(|source| DataplaneError::Mmap { map: name, source })
 }

@@ -30,6 +30,18 @@ pub fn overlaps(a: &IpNetwork, b: &IpNetwork) -> bool {
     covers(a, b) || covers(b, a)
 }
 
+/// The first and last address of `net` as trie keys ([`embargo_abi::addr`]).
+pub fn bounds(net: &IpNetwork) -> (u128, u128) {
+    let lo = embargo_abi::addr::bits(net.network());
+    let host_bits = width(net) - u32::from(net.prefix());
+    let span = if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    (lo, lo | span)
+}
+
 /// The minimal set of CIDRs covering exactly `start..=end` (same family, start <= end).
 pub fn range_to_cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNetwork>> {
     let v4 = match (start, end) {
@@ -103,6 +115,19 @@ mod tests {
 
     fn n(s: &str) -> IpNetwork {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn bounds_are_the_first_and_last_address() {
+        assert_eq!(bounds(&n("10.0.0.0/8")), (0x0a00_0000, 0x0aff_ffff));
+        assert_eq!(bounds(&n("0.0.0.0/0")), (0, 0xffff_ffff));
+        assert_eq!(bounds(&n("192.0.2.7/32")), (0xc000_0207, 0xc000_0207));
+        assert_eq!(bounds(&n("::/0")), (0, u128::MAX));
+        assert_eq!(
+            bounds(&n("2001:db8::/32")),
+            (0x2001_0db8 << 96, (0x2001_0db8 << 96) | ((1u128 << 96) - 1))
+        );
+        assert_eq!(bounds(&n("::1/128")), (1, 1));
     }
 
     #[test]

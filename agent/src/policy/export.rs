@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::{
     config::Action,
     policy::{
-        cidr::range_to_cidrs,
+        cidr::{bounds, range_to_cidrs},
         compile::{Compiled, CompiledEntity},
     },
 };
@@ -176,26 +176,6 @@ pub fn enforced<'a>(
             && (p.entity.action == Action::Drop || sel.monitored)
     });
     Ok(out)
-}
-
-/// The first and last address of `net` as integers.
-fn bounds(net: &IpNetwork) -> (u128, u128) {
-    match net {
-        IpNetwork::V4(n) => (
-            u128::from(u32::from(n.network())),
-            u128::from(u32::from(n.broadcast())),
-        ),
-        IpNetwork::V6(n) => {
-            let lo = u128::from(n.network());
-            let host_bits = 128 - u32::from(n.prefix());
-            let span = if host_bits == 128 {
-                u128::MAX
-            } else {
-                (1u128 << host_bits) - 1
-            };
-            (lo, lo | span)
-        }
-    }
 }
 
 /// The address space of nested-or-disjoint ranges (prefixes are) cut into disjoint segments,
