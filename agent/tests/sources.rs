@@ -1138,8 +1138,10 @@ fn list_entries_name_a_known_source_and_only_one_of_path_and_source() {
 /// Stores `body` as the source's copy, as an older agent (without the fetch-time guard) did.
 fn plant_copy(f: &Fetcher, body: &str, etag: Option<&str>) {
     let now = chrono::Utc::now();
+    let (url, url_sha256) = cache::Meta::url_of(&f.spec);
     let meta = cache::Meta {
-        url: f.spec.url.to_string(),
+        url,
+        url_sha256,
         etag: etag.map(str::to_owned),
         last_modified: None,
         sha256: embargo::files::digest::sha256_hex(body.as_bytes()),
@@ -1320,4 +1322,33 @@ async fn a_password_in_a_source_url_is_never_shown() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("s3cret"), "{err}");
     assert!(err.contains("feeduser:***@"), "{err}");
+}
+
+/// Regression: the copy's metadata file kept the source URL whole, `user:password@` included.
+/// It now holds the URL as shown (`user:***@`) and a SHA-256 of the whole URL, by which the
+/// copy is still matched to the configured URL; another password is another URL.
+#[tokio::test]
+async fn a_password_in_a_source_url_is_not_written_to_the_copy() {
+    let lab = Lab::new("secret-meta");
+    let server = serve(&lab, |_| Reply::ok(LIST)).await;
+    let url = server
+        .url("/f")
+        .replace("https://", "https://feeduser:s3cret-pw@");
+    let config = lab.config("", &list_source(&url));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    let meta = fs::read_to_string(cache::Paths::of(&f.spec).meta).unwrap();
+    assert!(!meta.contains("s3cret"), "{meta}");
+    assert!(meta.contains("feeduser:***@"), "{meta}");
+    let copy = cache::load(&f.spec).unwrap();
+    assert!(copy.meta.is_from(&f.spec));
+    let resolved = resolve::resolve(&config).unwrap();
+    assert_eq!(resolved.groups[0][0].len(), 3);
+    // The same source with another password does not take this copy.
+    let other = lab.config("", &list_source(&url.replace("s3cret-pw", "other-pw")));
+    let g = lab.fetcher(&other, "feed");
+    assert!(matches!(
+        cache::load(&g.spec),
+        Err(cache::CacheError::OtherUrl { .. })
+    ));
 }

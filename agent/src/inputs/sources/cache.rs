@@ -22,8 +22,13 @@ use crate::files::write;
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
-    /// The URL it was fetched from: a copy of another URL is not used.
+    /// The URL it was fetched from, with any password shown as `***` (the file must not hold
+    /// a secret): a copy of another URL is not used.
     pub url: String,
+    /// SHA-256 of the whole URL, password included, hex: how a copy is matched to the
+    /// configured URL. Absent in copies written before it existed, which are matched by `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_sha256: Option<String>,
     /// The server's `ETag`, sent back as `If-None-Match`.
     #[serde(default)]
     pub etag: Option<String>,
@@ -38,6 +43,26 @@ pub struct Meta {
     pub checked_at: DateTime<Utc>,
     /// Prefixes it lists.
     pub entries: usize,
+}
+
+impl Meta {
+    /// The `url` and `url_sha256` fields for a copy fetched from `spec`'s URL.
+    pub fn url_of(spec: &SourceSpec) -> (String, Option<String>) {
+        (
+            spec.shown_url(),
+            Some(crate::files::digest::sha256_hex(
+                spec.url.as_str().as_bytes(),
+            )),
+        )
+    }
+
+    /// Whether this copy was fetched from `spec`'s URL.
+    pub fn is_from(&self, spec: &SourceSpec) -> bool {
+        match &self.url_sha256 {
+            Some(h) => *h == crate::files::digest::sha256_hex(spec.url.as_str().as_bytes()),
+            None => self.url == spec.url.as_str(),
+        }
+    }
 }
 
 /// The files of one source's copy.
@@ -142,7 +167,7 @@ pub fn load(spec: &SourceSpec) -> Result<Cached, CacheError> {
         path: paths.meta.clone(),
         message: e.to_string(),
     })?;
-    if meta.url != spec.url.as_str() {
+    if !meta.is_from(spec) {
         return Err(CacheError::OtherUrl {
             path: paths.body.clone(),
             cached: super::spec::redact_url(&meta.url),
@@ -286,6 +311,7 @@ mod tests {
         let now = Utc::now();
         Meta {
             url: "https://example.org/feed.txt".into(),
+            url_sha256: None,
             etag: Some("\"v1\"".into()),
             last_modified: None,
             sha256: crate::files::digest::sha256_hex(body),

@@ -244,8 +244,10 @@ impl Fetcher {
             return Err(FetchError::Empty);
         }
         let changed = previous.as_ref().is_none_or(|p| p.meta.sha256 != sha256);
+        let (url, url_sha256) = Meta::url_of(spec);
         let meta = Meta {
-            url: spec.url.to_string(),
+            url,
+            url_sha256,
             etag,
             last_modified,
             sha256: sha256.clone(),
