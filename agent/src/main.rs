@@ -21,15 +21,10 @@ fn main() -> ExitCode {
 
 /// Runs one command; its exit status.
 fn command(cli: Cli) -> Exit {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A closed stderr drops log lines; tracing's own report of that would panic.
-        .log_internal_errors(false)
-        .init();
+    if let Err(e) = embargo::observe::log::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("embargo: {e}");
+        return Exit::Usage;
+    }
     match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Audit {
@@ -66,6 +61,8 @@ fn command(cli: Cli) -> Exit {
             config,
             out,
         } => commands::export(format, entity, monitored, &config, out.as_deref()),
+        Command::Completion { shell } => commands::completion(shell),
+        Command::Man => commands::man(),
         Command::Status {
             json,
             control_socket,

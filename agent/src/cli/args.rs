@@ -37,6 +37,23 @@ pub const DEFAULT_CONFIG: &str = "/etc/embargo/embargo.toml";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on standard error are written: `text` (colours only on a terminal) or
+    /// `json` (one object per line: timestamp, level, target, message and fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "EMBARGO_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What is logged: a level (error, warn, info, debug, trace) or `RUST_LOG`-style
+    /// directives (`info,embargo::run=debug`). Default: `RUST_LOG`, else info.
+    #[arg(long, global = true, value_name = "FILTER", env = "EMBARGO_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written ([`Cli::log_format`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -51,7 +68,7 @@ pub enum Command {
         #[arg(long, default_value = crate::dataplane::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// Control socket of the agent, checked to be gone first.
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
         control_socket: PathBuf,
     },
     /// Work with the policy audit log.
@@ -61,7 +78,7 @@ pub enum Command {
     },
     /// Validate and compile the configuration; print what it enforces and what it left out.
     Check {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Print the full report as JSON.
         #[arg(long)]
@@ -70,15 +87,15 @@ pub enum Command {
     /// Fetch every remote source once into its cache, as `run` does at start, and say how
     /// each went. Exits 1 if any fetch failed (its last-known-good copy is kept).
     Fetch {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
     },
     /// Show what applying the configuration would change against what the agent has loaded.
     Plan {
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Control socket of the running agent.
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
         control_socket: PathBuf,
         /// Longest list printed per kind of change.
         #[arg(long, default_value_t = 50)]
@@ -89,7 +106,7 @@ pub enum Command {
     /// Explain why an address is blocked, monitored, allowed or not listed.
     Why {
         address: IpAddr,
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         #[arg(long)]
         json: bool,
@@ -107,7 +124,7 @@ pub enum Command {
         /// Monitored entities too (only blocked ones by default: an export feeds block lists).
         #[arg(long)]
         monitored: bool,
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Write to this file (replaced atomically, never through a symlink) instead of
         /// standard output.
@@ -120,13 +137,22 @@ pub enum Command {
         #[command(subcommand)]
         format: ImportCommand,
     },
+    /// Print a shell completion script: `embargo completion bash > /etc/bash_completion.d/embargo`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the embargo(8) manual page (roff): `embargo man | man -l -`.
+    #[command(hide = true)]
+    Man,
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// Control socket of the running agent.
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
         control_socket: PathBuf,
         /// First read the kernel maps back and compare them with the loaded policy (any drift
         /// is reported and repaired); exit 3 if there was drift.
@@ -139,7 +165,7 @@ pub enum Command {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Configuration file.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
     pub config: PathBuf,
     /// NAME:ROLE[:MODE][:egress] (role inside|outside, mode auto|native|generic; `egress`,
     /// outside only, also matches the destinations of packets the host sends out of it);
@@ -147,7 +173,7 @@ pub struct RunArgs {
     #[arg(long = "interface", short, value_parser = parse_interface)]
     pub interfaces: Vec<Interface>,
     /// Control socket `embargo status` talks to.
-    #[arg(long, default_value = status::DEFAULT_SOCKET)]
+    #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
     pub control_socket: PathBuf,
     /// Hash-chained log of every applied policy (see `embargo audit verify`).
     #[arg(long, default_value = audit::DEFAULT_LOG)]

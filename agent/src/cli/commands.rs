@@ -339,3 +339,56 @@ pub fn config_error(e: &ConfigError) -> Exit {
     errln!("the configuration was refused; nothing from it was applied");
     exit_code(e)
 }
+
+/// `embargo completion SHELL`: the shell's completion script for every command and flag.
+pub fn completion(shell: clap_complete::Shell) -> Exit {
+    let mut cmd = <super::args::Cli as clap::CommandFactory>::command();
+    let mut bytes = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "embargo", &mut bytes);
+    print_bytes(&bytes)
+}
+
+/// `embargo man`: the embargo(8) manual page, roff, with a section per subcommand.
+pub fn man() -> Exit {
+    let cmd = <super::args::Cli as clap::CommandFactory>::command();
+    let mut bytes = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone()).section("8");
+    // The whole page but clap_mangen's list of subcommands, which names one page per
+    // subcommand: here each has a section of this page instead.
+    let rendered = (|| {
+        man.render_title(&mut bytes)?;
+        man.render_name_section(&mut bytes)?;
+        man.render_synopsis_section(&mut bytes)?;
+        man.render_description_section(&mut bytes)?;
+        man.render_options_section(&mut bytes)?;
+        // Each subcommand's synopsis, description and options after the main page.
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("embargo {}", sub.get_name());
+            bytes.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+            let sub_man = clap_mangen::Man::new(sub.clone().bin_name(name));
+            let mut section = Vec::new();
+            sub_man.render_synopsis_section(&mut section)?;
+            sub_man.render_description_section(&mut section)?;
+            sub_man.render_options_section(&mut section)?;
+            // Its parts as subsections of the command's section.
+            let section = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+            bytes.extend_from_slice(section.as_bytes());
+        }
+        man.render_version_section(&mut bytes)
+    })();
+    if let Err(e) = rendered {
+        errln!("error: rendering the manual page: {e}");
+        return Exit::Failure;
+    }
+    print_bytes(&bytes)
+}
+
+fn print_bytes(bytes: &[u8]) -> Exit {
+    match super::output::stdout_bytes(bytes) {
+        Ok(()) => Exit::Success,
+        Err(e) => {
+            errln!("error: writing to standard output: {e}");
+            Exit::Io
+        }
+    }
+}

@@ -75,3 +75,45 @@ pub fn report(c: &Compiled) {
         }
     }
 }
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    /// `--log-level` (or `EMBARGO_LOG_LEVEL`) is not a level or filter directives.
+    #[error(
+        "--log-level `{given}`: {source} (give a level such as info or debug, or directives such as info,embargo::run=debug)"
+    )]
+    Filter {
+        given: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
+/// Sets up the process's log lines on standard error: `format`, filtered by `level` (a level
+/// or `RUST_LOG`-style directives), else by `RUST_LOG`, else at info. Colours only when
+/// standard error is a terminal (a journal, a file or a pipe gets plain text).
+pub fn init(format: crate::cli::args::LogFormat, level: Option<&str>) -> Result<(), LogInitError> {
+    use std::io::IsTerminal as _;
+
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(given) => EnvFilter::try_new(given).map_err(|source| LogInitError::Filter {
+            given: given.to_owned(),
+            source,
+        })?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A closed stderr drops log lines; tracing's own report of that would panic.
+        .log_internal_errors(false);
+    match format {
+        crate::cli::args::LogFormat::Text => {
+            builder.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+        crate::cli::args::LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+    Ok(())
+}
