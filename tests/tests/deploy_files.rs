@@ -327,6 +327,9 @@ fn the_systemd_unit_grants_exactly_the_measured_capabilities() {
         ("StateDirectory", "embargo"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("RestartPreventExitStatus", "64"),
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("Restart", "always"),
     ] {
         assert_eq!(unit_value(&e, key), value, "{key}");
     }
@@ -348,6 +351,50 @@ fn the_systemd_unit_grants_exactly_the_measured_capabilities() {
         exec.starts_with("/usr/local/bin/embargo run --config /etc/embargo/embargo.toml"),
         "{exec}"
     );
+    // The configuration is checked before the start, with the same file.
+    let pre: Vec<&str> = e
+        .iter()
+        .filter(|(k, _)| k == "ExecStartPre")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        pre.contains(&"/usr/local/bin/embargo check --config /etc/embargo/embargo.toml"),
+        "{pre:?}"
+    );
+}
+
+/// The unit's exposure score (`systemd-analyze security`, lower is better) stays at or under
+/// what it was measured at when the unit was hardened (deploy/CAPABILITIES.md): a change that
+/// loosens the sandbox fails here.
+#[test]
+fn the_units_hardening_score_does_not_get_worse() {
+    const MEASURED: f64 = 1.8;
+    let dir = std::env::temp_dir().join(format!("embargo-unit-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = dir.join("embargo.service");
+    std::fs::write(&unit, read(UNIT)).unwrap();
+    let out = tool(
+        "systemd-analyze",
+        "systemd",
+        &[
+            "security",
+            "--offline=true",
+            "--no-pager",
+            unit.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let score: f64 = all
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for embargo.service:")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{all}"));
+    assert!(score <= MEASURED, "exposure {score} > {MEASURED}:\n{all}");
 }
 
 /// systemd's own parser accepts every line (unknown keys and bad values only warn, so any

@@ -14,6 +14,7 @@
 //! wires them, with the metrics, events, watcher and attestation, until a signal ends it.
 
 pub mod control;
+mod notify;
 mod reload;
 mod start;
 
@@ -417,6 +418,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let control_permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     let mut control_accept_log = http::RateLimited::new(http::ACCEPT_LOG_EVERY);
     tracing::info!(socket = %opts.control_socket.display(), "running; SIGHUP or a changed file reloads, SIGINT or SIGTERM detaches and exits");
+    notify::ready("enforcing");
     loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
@@ -455,6 +457,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             },
         }
     }
+    notify::stopping();
     let _ = std::fs::remove_file(&opts.control_socket);
     let mut guard = shared.lock().expect("not poisoned");
     // The last state reaches the disk before anything else: a restart reuses these maps.

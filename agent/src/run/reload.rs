@@ -153,6 +153,7 @@ impl Shared {
 
 /// Compiles the configuration again (off the async threads) and applies it.
 pub(super) async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
+    super::notify::reloading(trigger);
     let path = shared.lock().expect("not poisoned").config.clone();
     let compiled =
         tokio::task::spawn_blocking(move || crate::compile_file_resolved(&path, crate::today()))
@@ -176,5 +177,10 @@ pub(super) async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
         }
         Err(e) => Err(ReloadError::Task(e)),
     };
+    let status = match &result {
+        Ok(_) => format!("enforcing (reloaded: {trigger})"),
+        Err(_) => format!("enforcing the previous policy (reload refused: {trigger})"),
+    };
     s.reloaded(trigger, result);
+    super::notify::ready(&status);
 }
