@@ -439,6 +439,26 @@ pub fn render(s: &Status) -> String {
                 .as_ref()
                 .map_or(String::new(), |e| format!(" (last: {e})"))
         );
+        for (t, n) in &src.skipped.by_type {
+            let _ = writeln!(out, "  skipped {n} rows of type `{t}`");
+        }
+        let bad = src.skipped.bad_lines();
+        if bad > 0 {
+            let _ = writeln!(out, "  skipped {bad} bad lines (on_bad_line = \"skip\"):");
+            for l in &src.skipped.lines {
+                let _ = writeln!(
+                    out,
+                    "    {} line {}: {} ({})",
+                    src.url,
+                    l.line,
+                    l.message,
+                    l.reason.label()
+                );
+            }
+            if bad > src.skipped.lines.len() {
+                let _ = writeln!(out, "    ... and {} more", bad - src.skipped.lines.len());
+            }
+        }
     }
     let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE     EGRESS");
     for i in &s.interfaces {

@@ -66,6 +66,9 @@ pub struct Summary {
     /// Lines that yielded nothing at all (no address, nor anything skipped), by reason: said
     /// too, so a line lost to a stray character does not go unnoticed.
     pub ignored: BTreeMap<String, usize>,
+    /// Bad lines skipped (`--on-bad-line skip`), each with its place (`FILE:LINE`) and what is
+    /// wrong, in order; also counted in `skipped`.
+    pub bad_lines: Vec<(String, String)>,
 }
 
 impl Summary {
