@@ -755,3 +755,65 @@ fn a_bad_row_is_refused_by_default_and_skipped_and_reported_with_skip() {
     assert!(prefixes(&text).contains("114.255.70.20"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ioc_prose_skips_versions_and_build_numbers_and_keeps_the_indicators() {
+    let dir = lab("prose", "integrity-tech");
+    let config = dir.join("main.toml");
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("advisory-prose.txt"),
+        "--entity",
+        "integrity-tech",
+        "--source",
+        "https://example.org/advisory",
+        "--out",
+        s(&dir.join("entity.toml")),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("4 imported, 5 skipped"), "{err}");
+    assert!(err.contains("skipped 3: dotted software versions"), "{err}");
+    assert!(
+        err.contains("skipped 2: address-shaped words in prose"),
+        "{err}"
+    );
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for addr in [
+        "45.77.231.209",
+        "92.38.185.43",
+        "139.180.137.219",
+        "5.188.33.135",
+    ] {
+        assert_eq!(why_json(&config, addr)["verdict"], "listed", "{addr}");
+    }
+    for version in ["7.2.4.1", "22.7.1.1", "3.0.2.1"] {
+        assert_eq!(
+            why_json(&config, version)["verdict"],
+            "not_listed",
+            "{version}"
+        );
+    }
+    // One indicator per line stays strict: a build number alone is an error.
+    let list = dir.join("list.txt");
+    std::fs::write(&list, "45.77.231.209\n10.0.17763.1\n").unwrap();
+    let out = embargo(&[
+        "import",
+        "ioc",
+        s(&list),
+        "--entity",
+        "integrity-tech",
+        "--source",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:2: `10.0.17763.1`", list.display())),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

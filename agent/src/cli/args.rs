@@ -250,6 +250,7 @@ pub enum IndicatorImport {
     },
     /// Plain IOC text: one indicator per line or free text, defanged forms (`192.0.2[.]1`,
     /// `hxxp://...`, `[2001:db8::1]:443`) and `#` comments; domains and hashes are counted.
+    /// Lines of prose skip and count build numbers and software versions instead of refusing.
     Ioc {
         file: PathBuf,
         #[command(flatten)]

@@ -77,6 +77,11 @@ impl Summary {
         *self.skipped.entry(reason.into()).or_default() += 1;
     }
 
+    /// Counts one skipped entry of `kind`, under its reason.
+    pub fn skip_kind(&mut self, kind: ioc::SkipKind) {
+        self.skip(kind.reason());
+    }
+
     /// Counts one line that yielded nothing, under `reason`.
     pub fn ignore(&mut self, reason: impl Into<String>) {
         *self.ignored.entry(reason.into()).or_default() += 1;
