@@ -552,6 +552,160 @@ fn import(args: &[&str]) -> Output {
     embargo(&a)
 }
 
+#[test]
+fn max_age_counts_from_last_seen_and_expired_evidence_is_left_out_by_check() {
+    // The seed rows were last seen in 2024: with --max-age 30d each counts through its
+    // last-seen day plus 30 days, so `check` leaves every one out; with 3650d they count.
+    for (age, listed) in [("30d", false), ("3650days", true)] {
+        let dir = lab(&format!("max-age-{listed}"), "integrity-tech");
+        let config = dir.join("main.toml");
+        let out = import(&[
+            "csv",
+            &fixture("seed-indicators/indicators.csv"),
+            "--entity",
+            "integrity-tech",
+            "--column",
+            "indicator",
+            "--type-column",
+            "type",
+            "--source-column",
+            "source",
+            "--last-seen-column",
+            "last_seen",
+            "--filter-column",
+            "entity",
+            "--filter-value",
+            "Integrity Technology Group Incorporated",
+            "--max-age",
+            age,
+            "--out",
+            s(&dir.join("entity.toml")),
+            "--append",
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let text = std::fs::read_to_string(dir.join("entity.toml")).unwrap();
+        // Rows with a last-seen date get expires = last seen + age; rows without, max_age.
+        let expires = if listed { "2034-06-26" } else { "2024-07-28" };
+        assert!(text.contains(&format!("expires = {expires}\n")), "{text}");
+        assert!(text.contains(&format!("max_age = \"{age}\"\n")), "{text}");
+        let out = embargo(&["check", "--config", s(&config)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // 114.255.70.20: one row, last seen 2024-06-28.
+        let v = why_json(&config, "114.255.70.20");
+        if listed {
+            assert_eq!(v["verdict"], "listed", "{v}");
+            assert_eq!(v["evidence"]["expires"], "2034-06-26", "{v}");
+        } else {
+            assert_eq!(v["verdict"], "not_listed", "{v}");
+            let reason = v["left_out"][0]["reason"].as_str().unwrap();
+            assert!(reason.contains("expired on 2024-07-28"), "{v}");
+            assert!(err.contains("evidence expired before today"), "{err}");
+        }
+        // A row without a last-seen date gets max_age from --retrieved (today).
+        assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn expires_and_max_age_without_last_seen_are_written_and_enforced() {
+    let dir = lab("expires", "example-corp");
+    let config = dir.join("main.toml");
+    let entity = dir.join("entity.toml");
+    let list = dir.join("c2.txt");
+    std::fs::write(&list, "198.51.100.23\n").unwrap();
+    let old = dir.join("old.txt");
+    std::fs::write(&old, "203.0.113.45\n").unwrap();
+    // --expires in the future: written, and the group is enforced until then.
+    let out = import(&[
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/x",
+        "--expires",
+        "2036-01-01",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // --max-age from a retrieval in 2024: written as max_age, expired by check.
+    let out = import(&[
+        "ioc",
+        s(&old),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/y",
+        "--retrieved",
+        "2024-01-01",
+        "--max-age",
+        "90d",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&entity).unwrap();
+    assert!(text.contains("expires = 2036-01-01\n"), "{text}");
+    assert!(text.contains("max_age = \"90d\"\n"), "{text}");
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = why_json(&config, "198.51.100.23");
+    assert_eq!(v["verdict"], "listed", "{v}");
+    assert_eq!(v["evidence"]["expires"], "2036-01-01", "{v}");
+    let v = why_json(&config, "203.0.113.45");
+    assert_eq!(v["verdict"], "not_listed", "{v}");
+    assert!(
+        v["left_out"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired on 2024-03-31"),
+        "{v}"
+    );
+
+    // An --expires before the STIX indicators' valid_from would write groups that never
+    // count (which check refuses): refused, nothing written.
+    let before = std::fs::read_to_string(&entity).unwrap();
+    let out = import(&[
+        "stix",
+        &fixture("bundle.json"),
+        "--entity",
+        "example-corp",
+        "--expires",
+        "2025-01-01",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would never count"),
+        "{}",
+        stderr(&out)
+    );
+    let out = import(&[
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "x",
+        "--max-age",
+        "1h",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("under a day"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&entity).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn feed(name: &str) -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds/").to_owned() + name
 }
@@ -588,8 +742,12 @@ fn a_tab_separated_ioc_table_imports_its_ip_rows_and_counts_the_other_types() {
         "type",
         "--types",
         "ip-dst,ip-dst|port",
+        "--last-seen-column",
+        "last_seen",
         "--source",
         "https://github.com/blacklotuslabs/IOCs",
+        "--max-age",
+        "3650days",
         "--out",
         s(&dir.join("entity.toml")),
         "--append",

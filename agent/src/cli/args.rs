@@ -329,6 +329,15 @@ pub struct ImportArgs {
     /// when present); default medium for ioc and csv, required for STIX indicators without one.
     #[arg(long, value_parser = parse_confidence)]
     pub confidence: Option<Confidence>,
+    /// The evidence stops counting on this date, YYYY-MM-DD (written as `expires`; where the
+    /// data gives an earlier end, that one is kept).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub expires: Option<chrono::NaiveDate>,
+    /// The evidence counts this long (e.g. `90d`, `26weeks`; whole days, as `max_age` in an
+    /// entity file): from the last-seen day for rows that have one (written as `expires`),
+    /// else from --retrieved (written as `max_age`).
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
     /// Write to this file instead of standard output; an existing file is never overwritten.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

@@ -183,10 +183,17 @@ pub fn indicators(format: IndicatorImport) -> Exit {
             ),
         },
     };
-    let imported = match read {
+    let mut imported = match read {
         Ok(i) => i,
         Err(e) => return fail(&e),
     };
+    let lifetime = match import::Lifetime::new(common.expires, common.max_age.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = lifetime.apply(&mut imported, defaults.retrieved) {
+        return fail(&e);
+    }
     errln!("{}: {}", file.display(), imported.summary);
     for (at, message) in &imported.summary.bad_lines {
         errln!("warning: {at}: {message}; skipped (--on-bad-line skip)");
@@ -221,9 +228,16 @@ pub fn indicators(format: IndicatorImport) -> Exit {
             .as_ref()
             .map_or_else(String::new, |p| format!(" written to {}", p.display()))
     );
+    let by_age = lifetime
+        .max_age
+        .as_ref()
+        .map(|(_, days)| defaults.retrieved.0 + chrono::Days::new(*days as u64));
     let expired = groups
         .iter()
-        .filter(|g| g.evidence.expires.is_some_and(|d| d.0 <= today))
+        .filter(|g| {
+            g.evidence.expires.is_some_and(|d| d.0 <= today)
+                || (g.evidence.max_age.is_some() && by_age.is_some_and(|d| d <= today))
+        })
         .count();
     let pending = groups
         .iter()

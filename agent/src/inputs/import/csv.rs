@@ -10,7 +10,7 @@
 //! file and line, or with `--on-bad-line skip` skipped, counted and listed. Optional columns
 //! give each row its evidence: the source (else `--source`), the first-seen date (the
 //! evidence's `valid_from`) and the last-seen date (the evidence counts through that day:
-//! `expires` is the day after). Dates are
+//! `expires` is the day after, or with `--max-age` see [`super::Lifetime`]). Dates are
 //! `YYYY-MM-DD` or RFC 3339 timestamps (their UTC day); empty means none. A filter column and
 //! value keep only the rows of one entity.
 
@@ -327,6 +327,8 @@ fn row(
             valid_from: from.map(Date),
             // Seen on its last-seen day: it counts through that day.
             expires: last.map(|l| Date(l.succ_opt().unwrap_or(l))),
+            last_seen: last.map(Date),
+            max_age: None,
         },
         label: None,
     })

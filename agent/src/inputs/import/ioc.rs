@@ -333,6 +333,8 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
         confidence: defaults.confidence.unwrap_or(Confidence::Medium),
         valid_from: None,
         expires: None,
+        last_seen: None,
+        max_age: None,
     };
     let mut out = Imported::default();
     for (n, line) in crate::files::read::strip_bom(text).lines().enumerate() {
