@@ -1172,6 +1172,13 @@ mod tests {
         let errs = "embargo_source_fetch_errors_total";
         assert_eq!(p.get(errs, &[("source", "ofac")]), Some(2.0));
         assert_eq!(p.get(errs, &[("source", "ofsi")]), Some(0.0));
+        // Skipped lines: every reason present, from zero.
+        let skipped = "embargo_source_skipped_lines";
+        let got = |reason: &str| p.get(skipped, &[("reason", reason), ("source", "ofsi")]);
+        assert_eq!(got("invalid_value"), Some(2.0));
+        for reason in ["empty_value", "malformed_row", "other_type"] {
+            assert_eq!(got(reason), Some(0.0), "{reason}");
+        }
         assert_eq!(p.get("embargo_attestation_drift_entries", &[]), Some(3.0));
         assert_eq!(
             p.get("embargo_events_lost_total", &[("entity", "acme")]),
