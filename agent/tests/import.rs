@@ -544,3 +544,434 @@ fn an_import_input_that_is_not_a_regular_file_is_refused() {
         "{err}"
     );
 }
+
+/// Runs `embargo import` with `args` (strings) and returns the output.
+fn import(args: &[&str]) -> Output {
+    let mut a = vec!["import"];
+    a.extend_from_slice(args);
+    embargo(&a)
+}
+
+#[test]
+fn max_age_counts_from_last_seen_and_expired_evidence_is_left_out_by_check() {
+    // The seed rows were last seen in 2024: with --max-age 30d each counts through its
+    // last-seen day plus 30 days, so `check` leaves every one out; with 3650d they count.
+    for (age, listed) in [("30d", false), ("3650days", true)] {
+        let dir = lab(&format!("max-age-{listed}"), "integrity-tech");
+        let config = dir.join("main.toml");
+        let out = import(&[
+            "csv",
+            &fixture("seed-indicators/indicators.csv"),
+            "--entity",
+            "integrity-tech",
+            "--column",
+            "indicator",
+            "--type-column",
+            "type",
+            "--source-column",
+            "source",
+            "--last-seen-column",
+            "last_seen",
+            "--filter-column",
+            "entity",
+            "--filter-value",
+            "Integrity Technology Group Incorporated",
+            "--max-age",
+            age,
+            "--out",
+            s(&dir.join("entity.toml")),
+            "--append",
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let text = std::fs::read_to_string(dir.join("entity.toml")).unwrap();
+        // Rows with a last-seen date get expires = last seen + age; rows without, max_age.
+        let expires = if listed { "2034-06-26" } else { "2024-07-28" };
+        assert!(text.contains(&format!("expires = {expires}\n")), "{text}");
+        assert!(text.contains(&format!("max_age = \"{age}\"\n")), "{text}");
+        let out = embargo(&["check", "--config", s(&config)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // 114.255.70.20: one row, last seen 2024-06-28.
+        let v = why_json(&config, "114.255.70.20");
+        if listed {
+            assert_eq!(v["verdict"], "listed", "{v}");
+            assert_eq!(v["evidence"]["expires"], "2034-06-26", "{v}");
+        } else {
+            assert_eq!(v["verdict"], "not_listed", "{v}");
+            let reason = v["left_out"][0]["reason"].as_str().unwrap();
+            assert!(reason.contains("expired on 2024-07-28"), "{v}");
+            assert!(err.contains("evidence expired before today"), "{err}");
+        }
+        // A row without a last-seen date gets max_age from --retrieved (today).
+        assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn expires_and_max_age_without_last_seen_are_written_and_enforced() {
+    let dir = lab("expires", "example-corp");
+    let config = dir.join("main.toml");
+    let entity = dir.join("entity.toml");
+    let list = dir.join("c2.txt");
+    std::fs::write(&list, "198.51.100.23\n").unwrap();
+    let old = dir.join("old.txt");
+    std::fs::write(&old, "203.0.113.45\n").unwrap();
+    // --expires in the future: written, and the group is enforced until then.
+    let out = import(&[
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/x",
+        "--expires",
+        "2036-01-01",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // --max-age from a retrieval in 2024: written as max_age, expired by check.
+    let out = import(&[
+        "ioc",
+        s(&old),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://advisories.example.org/y",
+        "--retrieved",
+        "2024-01-01",
+        "--max-age",
+        "90d",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&entity).unwrap();
+    assert!(text.contains("expires = 2036-01-01\n"), "{text}");
+    assert!(text.contains("max_age = \"90d\"\n"), "{text}");
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = why_json(&config, "198.51.100.23");
+    assert_eq!(v["verdict"], "listed", "{v}");
+    assert_eq!(v["evidence"]["expires"], "2036-01-01", "{v}");
+    let v = why_json(&config, "203.0.113.45");
+    assert_eq!(v["verdict"], "not_listed", "{v}");
+    assert!(
+        v["left_out"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired on 2024-03-31"),
+        "{v}"
+    );
+
+    // An --expires before the STIX indicators' valid_from would write groups that never
+    // count (which check refuses): refused, nothing written.
+    let before = std::fs::read_to_string(&entity).unwrap();
+    let out = import(&[
+        "stix",
+        &fixture("bundle.json"),
+        "--entity",
+        "example-corp",
+        "--expires",
+        "2025-01-01",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("would never count"),
+        "{}",
+        stderr(&out)
+    );
+    let out = import(&[
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "x",
+        "--max-age",
+        "1h",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("under a day"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&entity).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn feed(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds/").to_owned() + name
+}
+
+/// The prefixes of every group in an entity file's text.
+fn prefixes(text: &str) -> BTreeSet<String> {
+    #[derive(serde::Deserialize)]
+    struct Groups {
+        #[serde(default)]
+        networks: Vec<Group>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Group {
+        prefixes: Vec<String>,
+    }
+    let g: Groups = toml::from_str(text).unwrap();
+    g.networks.into_iter().flat_map(|g| g.prefixes).collect()
+}
+
+#[test]
+fn a_tab_separated_ioc_table_imports_its_ip_rows_and_counts_the_other_types() {
+    let dir = lab("tsv", "integrity-tech");
+    let config = dir.join("main.toml");
+    let out = import(&[
+        "csv",
+        &feed("misp-attributes.tsv"),
+        "--entity",
+        "integrity-tech",
+        "--delimiter",
+        "tab",
+        "--column",
+        "value",
+        "--type-column",
+        "type",
+        "--types",
+        "ip-dst,ip-dst|port",
+        "--last-seen-column",
+        "last_seen",
+        "--source",
+        "https://github.com/blacklotuslabs/IOCs",
+        "--max-age",
+        "3650days",
+        "--out",
+        s(&dir.join("entity.toml")),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    // Read independently: the ip-dst rows' addresses (the port dropped from `value|port`).
+    let tsv = std::fs::read_to_string(feed("misp-attributes.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let want: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r[3].starts_with("ip-dst"))
+        .map(|r| r[4].split('|').next().unwrap().to_owned())
+        .collect();
+    assert!(rows.iter().any(|r| r[3] == "ip-dst|port"));
+    let text = std::fs::read_to_string(dir.join("entity.toml")).unwrap();
+    assert_eq!(prefixes(&text), want);
+    for t in ["domain", "hostname"] {
+        let n = rows.iter().filter(|r| r[3] == t).count();
+        assert!(
+            err.contains(&format!("skipped {n}: rows of type `{t}`")),
+            "{err}"
+        );
+    }
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(why_json(&config, "114.255.70.20")["verdict"], "listed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_headerless_csv_is_read_by_column_number() {
+    let dir = lab("noheader", "integrity-tech");
+    let generated = dir.join("generated.toml");
+    let args = |column: &str| {
+        import(&[
+            "csv",
+            &feed("feodo-layout.csv"),
+            "--entity",
+            "integrity-tech",
+            "--no-header",
+            "--column",
+            column,
+            "--last-seen-column",
+            "5",
+            "--source",
+            "https://example.org/ipblocklist.csv",
+            "--out",
+            s(&generated),
+        ])
+    };
+    let out = args("2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = std::fs::read_to_string(feed("feodo-layout.csv")).unwrap();
+    let want: BTreeSet<String> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').nth(1).unwrap().trim_matches('"').to_owned())
+        .collect();
+    assert!(want.len() > 50);
+    let text = std::fs::read_to_string(&generated).unwrap();
+    assert_eq!(prefixes(&text), want);
+    // Last online 2024-06-28: counts through that day.
+    assert!(text.contains("expires = 2024-06-29"), "{text}");
+    // Without a header, a column is a number.
+    std::fs::remove_file(&generated).unwrap();
+    let out = args("dst_ip");
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--column `dst_ip`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("columns are numbers"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!generated.exists());
+    // A delimiter is one character.
+    let out = import(&[
+        "csv",
+        &feed("feodo-layout.csv"),
+        "--entity",
+        "x",
+        "--column",
+        "2",
+        "--delimiter",
+        ";;",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--delimiter `;;` must be one character"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_row_is_refused_by_default_and_skipped_and_reported_with_skip() {
+    let dir = lab("badrow", "integrity-tech");
+    let entity = dir.join("entity.toml");
+    let before = std::fs::read_to_string(&entity).unwrap();
+    // The TSV with two rows broken: an octet over 255 and a bad date.
+    let tsv = std::fs::read_to_string(feed("misp-attributes.tsv")).unwrap();
+    let mut lines: Vec<String> = tsv.lines().map(String::from).collect();
+    lines[3] = lines[3].replacen("202.182.109.151", "202.182.109.351", 1);
+    lines[5] = format!("{}\t2024-13-01", lines[5].rsplit_once('\t').unwrap().0);
+    let bad = dir.join("bad.tsv");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "csv",
+            s(&bad),
+            "--entity",
+            "integrity-tech",
+            "--delimiter",
+            "\\t",
+            "--column",
+            "value",
+            "--type-column",
+            "type",
+            "--last-seen-column",
+            "last_seen",
+            "--source",
+            "https://example.org/x",
+            "--out",
+            s(&entity),
+            "--append",
+        ];
+        a.extend_from_slice(extra);
+        import(&a)
+    };
+    let out = args(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains(&format!("{}:4: column `value`", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("202.182.109.351"), "{err}");
+    assert_eq!(std::fs::read_to_string(&entity).unwrap(), before);
+
+    let out = args(&["--on-bad-line", "skip"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("skipped 2: bad lines"), "{err}");
+    assert!(
+        err.contains(&format!("warning: {}:4: column `value`", bad.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("warning: {}:6: column `last_seen`", bad.display())),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&entity).unwrap();
+    assert!(!prefixes(&text).contains("202.182.109.351"));
+    assert!(prefixes(&text).contains("114.255.70.20"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ioc_prose_skips_versions_and_build_numbers_and_keeps_the_indicators() {
+    let dir = lab("prose", "integrity-tech");
+    let config = dir.join("main.toml");
+    let out = embargo(&[
+        "import",
+        "ioc",
+        &fixture("advisory-prose.txt"),
+        "--entity",
+        "integrity-tech",
+        "--source",
+        "https://example.org/advisory",
+        "--out",
+        s(&dir.join("entity.toml")),
+        "--append",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("4 imported, 5 skipped"), "{err}");
+    assert!(err.contains("skipped 3: dotted software versions"), "{err}");
+    assert!(
+        err.contains("skipped 2: address-shaped words in prose"),
+        "{err}"
+    );
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for addr in [
+        "45.77.231.209",
+        "92.38.185.43",
+        "139.180.137.219",
+        "5.188.33.135",
+    ] {
+        assert_eq!(why_json(&config, addr)["verdict"], "listed", "{addr}");
+    }
+    for version in ["7.2.4.1", "22.7.1.1", "3.0.2.1"] {
+        assert_eq!(
+            why_json(&config, version)["verdict"],
+            "not_listed",
+            "{version}"
+        );
+    }
+    // One indicator per line stays strict: a build number alone is an error.
+    let list = dir.join("list.txt");
+    std::fs::write(&list, "45.77.231.209\n10.0.17763.1\n").unwrap();
+    let out = embargo(&[
+        "import",
+        "ioc",
+        s(&list),
+        "--entity",
+        "integrity-tech",
+        "--source",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:2: `10.0.17763.1`", list.display())),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

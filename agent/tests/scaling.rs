@@ -307,6 +307,44 @@ fn ioc_import_is_linear() {
 }
 
 #[test]
+fn ioc_import_of_prose_is_linear() {
+    // Prose lines (the mode that tracks the word before each address), and one long line.
+    let sentence = |t: &mut String, i: usize| {
+        write!(
+            t,
+            "C2 at {}, OpenSSL 3.0.2.1 and build 10.0.17763.{} seen; ",
+            addr(i),
+            i % 100
+        )
+        .unwrap();
+    };
+    let lines = |n| {
+        let mut t = String::from("# advisory\n");
+        for i in 0..n {
+            sentence(&mut t, i);
+            t.push('\n');
+        }
+        t
+    };
+    let one_line = |n| {
+        let mut t = String::new();
+        for i in 0..n {
+            sentence(&mut t, i);
+        }
+        t
+    };
+    let run = |t: &String| imported(import::ioc::parse(Path::new("a.txt"), t, &defaults()));
+    assert_eq!(run(&lines(3)), 3);
+    assert_eq!(run(&one_line(3)), 3);
+    assert_linear("import ioc prose lines", 2000, lines, |t| {
+        run(t);
+    });
+    assert_linear("import ioc prose on one line", 2000, one_line, |t| {
+        run(t);
+    });
+}
+
+#[test]
 fn csv_import_is_linear() {
     let make = |n| {
         let mut t = String::from("indicator,type\n");

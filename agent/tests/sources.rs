@@ -219,7 +219,8 @@ async fn an_etag_brings_a_304_that_keeps_the_copy() {
         out,
         Outcome::NotModified {
             entries: 3,
-            sha256: first.sha256.clone()
+            sha256: first.sha256.clone(),
+            skipped: Default::default(),
         }
     );
     let reqs = server.requests();
@@ -1148,6 +1149,7 @@ fn plant_copy(f: &Fetcher, body: &str, etag: Option<&str>) {
         fetched_at: now,
         checked_at: now,
         entries: body.lines().count(),
+        skipped: Default::default(),
     };
     cache::store(&f.spec, body.as_bytes(), None, &meta).unwrap();
 }
@@ -1351,4 +1353,206 @@ async fn a_password_in_a_source_url_is_not_written_to_the_copy() {
         cache::load(&g.spec),
         Err(cache::CacheError::OtherUrl { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feeds as publishers ship them: delimiters, no header, type columns, bad lines skipped.
+
+fn feed_fixture(name: &str) -> String {
+    fs::read_to_string(format!(
+        "{}/tests/fixtures/feeds/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The rows of the MISP-layout TSV, read independently of the parser: (type, value).
+fn misp_rows() -> Vec<(String, String)> {
+    feed_fixture("misp-attributes.tsv")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[3].to_owned(), f[4].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tsv_ioc_table_is_read_by_type_and_other_types_are_counted() {
+    let lab = Lab::new("tsv");
+    let body = feed_fixture("misp-attributes.tsv");
+    let server = serve(&lab, move |_| Reply::ok(body.clone())).await;
+    let config = lab.config(
+        "",
+        &source(
+            "feed",
+            &server.url("/misp.tsv"),
+            "format = \"csv\"\ndelimiter = \"\\t\"\ncolumn = \"value\"\n\
+             type_column = \"type\"\ntypes = [\"ip-dst\", \"ip-dst|port\"]",
+        ),
+    );
+    let f = lab.fetcher(&config, "feed");
+    let out = ok(&f).await;
+    let rows = misp_rows();
+    let ips: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(t, _)| t.starts_with("ip-dst"))
+        .collect();
+    assert_eq!(entries(&out), ips.len());
+    let Outcome::Updated { skipped, .. } = &out else {
+        panic!("{out:?}")
+    };
+    // Domain and hostname rows: not bad lines, counted by type (in the default refuse mode).
+    let count = |t: &str| rows.iter().filter(|(x, _)| x == t).count();
+    assert!(count("domain") > 0 && count("hostname") > 0);
+    assert_eq!(skipped.by_type.get("domain"), Some(&count("domain")));
+    assert_eq!(skipped.by_type.get("hostname"), Some(&count("hostname")));
+    assert_eq!(skipped.bad_lines(), 0);
+    assert!(skipped.lines.is_empty());
+    // The policy holds every address, those written `value|port` too.
+    let resolved = resolve::resolve(&config).unwrap();
+    let compiled =
+        compile::compile(&validate(&config).unwrap(), &resolved, embargo::today()).unwrap();
+    let with_port = ips.iter().find(|(t, _)| t == "ip-dst|port").unwrap();
+    for (_, v) in [ips[0], with_port] {
+        let addr = v.split('|').next().unwrap();
+        let rule = compiled.lookup(addr.parse().unwrap()).unwrap();
+        assert_eq!(
+            compiled.entities[rule.entity as usize].id, "feed-entity",
+            "{v}"
+        );
+    }
+    // Without the type column, the first domain row refuses the whole body.
+    let config = lab.config(
+        "",
+        &source(
+            "feed",
+            &server.url("/misp.tsv"),
+            "format = \"csv\"\ndelimiter = \"tab\"\ncolumn = \"value\"",
+        ),
+    );
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    assert!(matches!(e.error, FetchError::BadLine(_)), "{e}");
+}
+
+#[tokio::test]
+async fn a_headerless_csv_is_read_by_column_number() {
+    let lab = Lab::new("noheader");
+    let body = feed_fixture("feodo-layout.csv");
+    let rows = body.lines().filter(|l| !l.starts_with('#')).count();
+    let server = serve(&lab, move |_| Reply::ok(body.clone())).await;
+    let config = lab.config(
+        "",
+        &source(
+            "feed",
+            &server.url("/ipblocklist.csv"),
+            "format = \"csv\"\nheader = false\ncolumn = 2",
+        ),
+    );
+    let out = ok(&lab.fetcher(&config, "feed")).await;
+    assert_eq!(entries(&out), rows);
+    let resolved = resolve::resolve(&config).unwrap();
+    assert_eq!(resolved.groups[0][0].len(), rows);
+    // A column name without a header is refused at its line.
+    let text = format!(
+        "enforce = [\"UK\"]\ncache_dir = \"cache\"\n{}",
+        source(
+            "feed",
+            &server.url("/ipblocklist.csv"),
+            "format = \"csv\"\nheader = false\ncolumn = \"dst_ip\"",
+        )
+    );
+    let path = lab.path("main.toml");
+    fs::write(&path, text).unwrap();
+    let e = spec::specs(&config::load(&path).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with(&format!("{}:10:", path.display())), "{e}");
+    assert!(e.contains("columns are numbers"), "{e}");
+}
+
+#[tokio::test]
+async fn bad_lines_refuse_by_default_and_are_skipped_counted_and_reported_with_skip() {
+    let lab = Lab::new("skiplines");
+    let body = feed_fixture("list-with-bad-lines.txt");
+    let served = body.clone();
+    let server = serve(&lab, move |_| Reply::ok(served.clone())).await;
+    // Default: refused at the first bad line (line 6), nothing cached.
+    let config = lab.config("", &list_source(&server.url("/edl.txt")));
+    let e = fails(&lab.fetcher(&config, "feed")).await;
+    let FetchError::BadLine(line) = &e.error else {
+        panic!("{e}")
+    };
+    assert_eq!(line.line, 6, "{e}");
+    assert!(lab.cached("feed").is_none());
+
+    // skip: the good lines are used; every bad line is counted and listed with its line.
+    let sources = source(
+        "feed",
+        &server.url("/edl.txt"),
+        "format = \"list\"\non_bad_line = \"skip\"",
+    );
+    let config = lab.config("", &sources);
+    let out = ok(&lab.fetcher(&config, "feed")).await;
+    assert_eq!(entries(&out), 4);
+    let Outcome::Updated { skipped, .. } = &out else {
+        panic!("{out:?}")
+    };
+    let listed: Vec<(usize, &str)> = skipped
+        .lines
+        .iter()
+        .map(|l| (l.line, l.reason.label()))
+        .collect();
+    assert_eq!(listed, [(6, "invalid_value"), (8, "invalid_value")]);
+    assert!(skipped.lines[0].message.contains("198.51.100.300"));
+    assert!(skipped.lines[1].message.contains("host bits"));
+    assert_eq!(skipped.bad_lines(), 2);
+    // The copy is cached with what it left out, and the policy compiles from it.
+    assert_eq!(lab.cached("feed").as_deref(), Some(body.as_str()));
+    assert_eq!(
+        cache::load(&lab.fetcher(&config, "feed").spec)
+            .unwrap()
+            .meta
+            .skipped,
+        *skipped
+    );
+    assert_eq!(resolve::resolve(&config).unwrap().groups[0][0].len(), 4);
+
+    // Status: the source state carries them (a field added to the JSON, the others as they
+    // were), as the agent keeps it from the start.
+    let (manager, _) = SourceManager::start(&config).await.unwrap();
+    let state = &manager.states()[0];
+    assert_eq!(state.skipped, *skipped);
+    let json = serde_json::to_value(state).unwrap();
+    assert_eq!(json["entries"], 4);
+    assert_eq!(json["skipped"]["by_reason"]["invalid_value"], 2);
+    assert_eq!(json["skipped"]["lines"][1]["line"], 8);
+    assert_eq!(json["skipped"]["lines"][1]["reason"], "invalid_value");
+    drop(manager);
+
+    // `embargo fetch` reports each skipped line with the URL and line.
+    let main = lab.path("main.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(["fetch", "--config"])
+            .arg(main)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("feed: unchanged (4 prefixes)"), "{stdout}");
+    assert!(stderr.contains("skipped 2 bad lines"), "{stderr}");
+    let url = server.url("/edl.txt");
+    assert!(
+        stderr.contains(&format!("{url} line 6: `198.51.100.300`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{url} line 8: ")), "{stderr}");
 }

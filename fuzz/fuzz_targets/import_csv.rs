@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
             "entity".into(),
             "Integrity Technology Group Incorporated".into(),
         )),
+        ..Columns::default()
     };
     match parse(
         Path::new("fuzz.input"),

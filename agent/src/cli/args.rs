@@ -13,7 +13,7 @@ use std::{
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{Confidence, EvidenceKind, Interface, Role, XdpMode},
+    config::{Confidence, EvidenceKind, Interface, OnBadLine, Role, XdpMode},
     observe::{audit, status},
     policy::export,
 };
@@ -248,6 +248,8 @@ pub enum ListImport {
 }
 
 /// What `embargo import` reads: sanctions lists and indicators.
+// Parsed once per run: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ImportCommand {
     #[command(flatten)]
@@ -259,6 +261,8 @@ pub enum ImportCommand {
 /// Indicator formats: each writes `[[networks]]` groups for an entity file (stdout, --out
 /// FILE, or --out FILE --append to add them to the entity's file). Exits 64 on a missing
 /// option, 65 on input it cannot read whole, 73 when the output cannot be written.
+// Parsed once per run: the size of the csv variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum IndicatorImport {
     /// A STIX 2.1 bundle: indicators whose `stix` pattern matches ipv4-addr/ipv6-addr values
@@ -272,33 +276,58 @@ pub enum IndicatorImport {
     },
     /// Plain IOC text: one indicator per line or free text, defanged forms (`192.0.2[.]1`,
     /// `hxxp://...`, `[2001:db8::1]:443`) and `#` comments; domains and hashes are counted.
+    /// Lines of prose skip and count build numbers and software versions instead of refusing.
     Ioc {
         file: PathBuf,
         #[command(flatten)]
         common: ImportArgs,
     },
-    /// CSV with a header row: the indicator column, and optionally the type, first-seen,
-    /// last-seen and source columns, and a filter keeping one entity's rows.
+    /// CSV (or TSV...): the indicator column, and optionally the type, first-seen, last-seen
+    /// and source columns, and a filter keeping one entity's rows. Columns are header names or
+    /// 1-based numbers (numbers only with --no-header).
     Csv {
         file: PathBuf,
-        /// Header of the column holding the address or CIDR.
-        #[arg(long, value_name = "HEADER")]
+        /// Column holding the address or CIDR: its header, or its number (1 for the first).
+        #[arg(long, value_name = "COLUMN")]
         column: String,
-        /// Header of the indicator-type column: rows whose type is not an IP type (e.g.
-        /// `domain`) are skipped and counted instead of refused.
-        #[arg(long, value_name = "HEADER")]
+        /// Column of the indicator type: rows whose type is not one of --types are skipped and
+        /// counted by type.
+        #[arg(long, value_name = "COLUMN")]
         type_column: Option<String>,
-        /// Header of the first-seen date column: the evidence's valid_from.
-        #[arg(long, value_name = "HEADER")]
+        /// With --type-column: the accepted types, comma-separated, case-insensitive (default
+        /// the IP types: ip, ipv4, ipv6, ip-src, ip-dst, ip-src|port, ip-dst|port, ip:port,
+        /// ipv4-addr, ipv6-addr, ip-address, cidr, ipv4-cidr, ipv6-cidr, netblock).
+        #[arg(
+            long,
+            value_name = "TYPE,...",
+            value_delimiter = ',',
+            requires = "type_column"
+        )]
+        types: Option<Vec<String>>,
+        /// Field separator, one character: `,` (default), `;`, `|`, or `tab` (or `\t`) for
+        /// tab-separated values.
+        #[arg(long, value_name = "CHAR", default_value = ",")]
+        delimiter: String,
+        /// The file has no header row: columns are numbers, 1 for the first, and `#` lines are
+        /// comments.
+        #[arg(long)]
+        no_header: bool,
+        /// What a row whose indicator (or date) is bad does: `refuse` (default: nothing is
+        /// written) or `skip` (counted, and each listed on standard error with its line).
+        #[arg(long, value_name = "refuse|skip", default_value = "refuse", value_parser = parse_on_bad_line)]
+        on_bad_line: OnBadLine,
+        /// Column of the first-seen date: the evidence's valid_from.
+        #[arg(long, value_name = "COLUMN")]
         first_seen_column: Option<String>,
-        /// Header of the last-seen date column: the evidence counts through that day.
-        #[arg(long, value_name = "HEADER")]
+        /// Column of the last-seen date: the evidence counts through that day (with
+        /// --max-age: that long after it).
+        #[arg(long, value_name = "COLUMN")]
         last_seen_column: Option<String>,
-        /// Header of the source column (URL or document); empty cells fall back to --source.
-        #[arg(long, value_name = "HEADER")]
+        /// Column of the source (URL or document); empty cells fall back to --source.
+        #[arg(long, value_name = "COLUMN")]
         source_column: Option<String>,
         /// Keep only rows whose this column equals --filter-value.
-        #[arg(long, value_name = "HEADER", requires = "filter_value")]
+        #[arg(long, value_name = "COLUMN", requires = "filter_value")]
         filter_column: Option<String>,
         #[arg(long, value_name = "TEXT", requires = "filter_column")]
         filter_value: Option<String>,
@@ -326,6 +355,15 @@ pub struct ImportArgs {
     /// when present); default medium for ioc and csv, required for STIX indicators without one.
     #[arg(long, value_parser = parse_confidence)]
     pub confidence: Option<Confidence>,
+    /// The evidence stops counting on this date, YYYY-MM-DD (written as `expires`; where the
+    /// data gives an earlier end, that one is kept).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub expires: Option<chrono::NaiveDate>,
+    /// The evidence counts this long (e.g. `90d`, `26weeks`; whole days, as `max_age` in an
+    /// entity file): from the last-seen day for rows that have one (written as `expires`),
+    /// else from --retrieved (written as `max_age`).
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
     /// Write to this file instead of standard output; an existing file is never overwritten.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -343,6 +381,10 @@ fn parse_named<T: serde::de::DeserializeOwned>(s: &str, names: &str) -> Result<T
 
 fn parse_evidence_kind(s: &str) -> Result<EvidenceKind, String> {
     parse_named(s, "registry, routing, advisory, manual")
+}
+
+fn parse_on_bad_line(s: &str) -> Result<OnBadLine, String> {
+    parse_named(s, "refuse, skip")
 }
 
 fn parse_confidence(s: &str) -> Result<Confidence, String> {

@@ -291,13 +291,22 @@ pub fn fetch(path: &Path) -> Exit {
         };
         match result {
             Ok(Outcome::Updated {
-                changed, entries, ..
-            }) => outln!(
-                "{name}: {} ({entries} {unit})",
-                if changed { "updated" } else { "unchanged" }
-            ),
-            Ok(Outcome::NotModified { entries, .. }) => {
-                outln!("{name}: not modified ({entries} {unit})")
+                changed,
+                entries,
+                skipped,
+                ..
+            }) => {
+                outln!(
+                    "{name}: {} ({entries} {unit})",
+                    if changed { "updated" } else { "unchanged" }
+                );
+                report_skipped(name, def.url.get_ref(), &skipped);
+            }
+            Ok(Outcome::NotModified {
+                entries, skipped, ..
+            }) => {
+                outln!("{name}: not modified ({entries} {unit})");
+                report_skipped(name, def.url.get_ref(), &skipped);
             }
             Err(e) => {
                 failed += 1;
@@ -309,6 +318,36 @@ pub fn fetch(path: &Path) -> Exit {
         Exit::Failure
     } else {
         Exit::Success
+    }
+}
+
+/// What a source's body left out, on standard error: rows of other types by type, then every
+/// skipped bad line (URL, line, reason) as listed.
+fn report_skipped(name: &str, url: &str, skipped: &crate::inputs::sources::parse::Skipped) {
+    if skipped.is_empty() {
+        return;
+    }
+    let url = crate::inputs::sources::spec::redact_url(url.trim());
+    for (t, n) in &skipped.by_type {
+        errln!("{name}: skipped {n} rows of type `{t}` (not in `types`)");
+    }
+    let bad = skipped.bad_lines();
+    if bad > 0 {
+        errln!("warning: {name}: skipped {bad} bad lines (on_bad_line = \"skip\"):");
+    }
+    for l in &skipped.lines {
+        errln!(
+            "  {url} line {}: {} ({})",
+            l.line,
+            l.message,
+            l.reason.label()
+        );
+    }
+    if bad > skipped.lines.len() {
+        errln!(
+            "  ... and {} more bad lines, counted but not listed",
+            bad - skipped.lines.len()
+        );
     }
 }
 

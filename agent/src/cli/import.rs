@@ -153,30 +153,51 @@ pub fn indicators(format: IndicatorImport) -> Exit {
             file,
             column,
             type_column,
+            types,
+            delimiter,
+            no_header,
+            on_bad_line,
             first_seen_column,
             last_seen_column,
             source_column,
             filter_column,
             filter_value,
             ..
-        } => csv::read(
-            file,
-            &csv::Columns {
-                indicator: column.clone(),
-                kind: type_column.clone(),
-                first_seen: first_seen_column.clone(),
-                last_seen: last_seen_column.clone(),
-                source: source_column.clone(),
-                filter: filter_column.clone().zip(filter_value.clone()),
-            },
-            &defaults,
-        ),
+        } => match crate::config::validate::csv_delimiter(delimiter) {
+            Err(m) => Err(ImportError::Usage(format!("--{m}"))),
+            Ok(delimiter) => csv::read(
+                file,
+                &csv::Columns {
+                    indicator: column.clone(),
+                    kind: type_column.clone(),
+                    first_seen: first_seen_column.clone(),
+                    last_seen: last_seen_column.clone(),
+                    source: source_column.clone(),
+                    filter: filter_column.clone().zip(filter_value.clone()),
+                    delimiter,
+                    header: !no_header,
+                    types: types.clone(),
+                    on_bad_line: *on_bad_line,
+                },
+                &defaults,
+            ),
+        },
     };
-    let imported = match read {
+    let mut imported = match read {
         Ok(i) => i,
         Err(e) => return fail(&e),
     };
+    let lifetime = match import::Lifetime::new(common.expires, common.max_age.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = lifetime.apply(&mut imported, defaults.retrieved) {
+        return fail(&e);
+    }
     errln!("{}: {}", file.display(), imported.summary);
+    for (at, message) in &imported.summary.bad_lines {
+        errln!("warning: {at}: {message}; skipped (--on-bad-line skip)");
+    }
     if imported.indicators.is_empty() {
         return fail(&ImportError::invalid(
             file.display(),
@@ -207,9 +228,16 @@ pub fn indicators(format: IndicatorImport) -> Exit {
             .as_ref()
             .map_or_else(String::new, |p| format!(" written to {}", p.display()))
     );
+    let by_age = lifetime
+        .max_age
+        .as_ref()
+        .map(|(_, days)| defaults.retrieved.0 + chrono::Days::new(*days as u64));
     let expired = groups
         .iter()
-        .filter(|g| g.evidence.expires.is_some_and(|d| d.0 <= today))
+        .filter(|g| {
+            g.evidence.expires.is_some_and(|d| d.0 <= today)
+                || (g.evidence.max_age.is_some() && by_age.is_some_and(|d| d <= today))
+        })
         .count();
     let pending = groups
         .iter()

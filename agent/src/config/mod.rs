@@ -140,9 +140,28 @@ pub struct SourceDef {
     /// source that a `[[lists]]` entry reads (`uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`,
     /// `eu-xml`, `opensanctions`).
     pub format: Spanned<SourceFormat>,
-    /// `csv`: the header of the column holding the prefixes.
+    /// `csv`: the column holding the prefixes: its header, or its number (1-based; the only
+    /// way with `header = false`).
     #[serde(default)]
-    pub column: Option<Spanned<String>>,
+    pub column: Option<Spanned<ColumnRef>>,
+    /// `csv`: the field separator, one byte (default `","`; a tab is `"\t"` or `"tab"`).
+    #[serde(default)]
+    pub delimiter: Option<Spanned<String>>,
+    /// `csv`: whether the first row is a header (default `true`); with `false`, columns are
+    /// given by number.
+    #[serde(default)]
+    pub header: Option<Spanned<bool>>,
+    /// `csv`: the column holding each row's indicator type; rows of a type not in `types` are
+    /// skipped and counted by type.
+    #[serde(default)]
+    pub type_column: Option<Spanned<ColumnRef>>,
+    /// With `type_column`: the accepted types (case-insensitive; default the IP types of
+    /// [`crate::inputs::import::csv::IP_TYPES`]).
+    #[serde(default)]
+    pub types: Option<Spanned<Vec<String>>>,
+    /// `list` and `csv`: what a bad line does to the body (default `refuse`: the whole body).
+    #[serde(default)]
+    pub on_bad_line: Option<Spanned<OnBadLine>>,
     /// `json`: the key holding the prefix when the array holds objects.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
@@ -215,6 +234,35 @@ impl SourceFormat {
             SourceFormat::Opensanctions => Some(L::Opensanctions),
         }
     }
+}
+
+/// A table column: a header name or a 1-based column number.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ColumnRef {
+    Number(i64),
+    Name(String),
+}
+
+impl ColumnRef {
+    /// As written on a command line: a number's digits, or the name.
+    pub fn text(&self) -> String {
+        match self {
+            ColumnRef::Number(n) => n.to_string(),
+            ColumnRef::Name(s) => s.clone(),
+        }
+    }
+}
+
+/// What a bad line of a feed (or an imported CSV) does.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadLine {
+    /// The whole body (or file) is refused, naming the line.
+    #[default]
+    Refuse,
+    /// The line is left out, counted and reported (file or URL, line, reason).
+    Skip,
 }
 
 /// What to do with a source that has no usable content at all.

@@ -1,7 +1,8 @@
 //! The checks a parsed configuration must pass before it is compiled, in one place: what a slug
 //! is (list, source and entity names, `--entity` of the import commands), the `enforce` list,
 //! entity ids (slugs, unique across every file), designation dates, evidence windows and
-//! `allow` prefixes.
+//! `allow` prefixes, and the CSV layout options of feeds and `embargo import csv`
+//! ([`CsvLayout`]: `delimiter`, `header`, columns by name or number, `type_column`/`types`).
 //!
 //! Invariants:
 //! * [`validate`] is pure (no I/O, no clock) and refuses at the first problem, in file order,
@@ -40,6 +41,163 @@ pub fn check_slug(what: &'static str, name: &str) -> Result<(), ValueError> {
             name: name.to_owned(),
         })
     }
+}
+
+/// A CSV column: a header name or a 1-based number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// A header name; with a header row, a name no header has that is a positive integer is
+    /// read as a number.
+    Name(String),
+    /// 1-based.
+    Number(usize),
+}
+
+impl Column {
+    /// Its 0-based index in rows under `headers` (`None`: no header row).
+    pub fn index(&self, headers: Option<&csv::StringRecord>) -> Result<usize, String> {
+        let number = |n: usize| {
+            if let Some(h) = headers
+                && n > h.len()
+            {
+                return Err(format!(
+                    "there is no column {n}: the header has {} columns",
+                    h.len()
+                ));
+            }
+            Ok(n - 1)
+        };
+        match (self, headers) {
+            (Column::Number(n), _) => number(*n),
+            (Column::Name(name), Some(h)) => match h.iter().position(|x| x.trim() == name) {
+                Some(i) => Ok(i),
+                None => match positive(name) {
+                    Some(n) => number(n),
+                    None => Err(format!(
+                        "the header has no column `{name}` (columns: {})",
+                        h.iter().collect::<Vec<_>>().join(", ")
+                    )),
+                },
+            },
+            (Column::Name(name), None) => positive(name).map(|n| n - 1).ok_or_else(|| {
+                format!("column `{name}`: without a header row, columns are numbers")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Name(n) => write!(f, "`{n}`"),
+            Column::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn positive(text: &str) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// How a CSV feed or file is laid out: checked options of a `format = "csv"` source and of
+/// `embargo import csv`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvLayout {
+    /// One byte.
+    pub delimiter: u8,
+    /// Whether the first row is a header.
+    pub header: bool,
+    /// Where the indicator (address or CIDR) is.
+    pub column: Column,
+    /// Where the indicator type is.
+    pub type_column: Option<Column>,
+    /// With `type_column`: the accepted types, lowercase. Rows of another (non-empty) type are
+    /// skipped and counted by type.
+    pub types: Vec<String>,
+}
+
+impl CsvLayout {
+    /// Comma-separated with a header row, the indicator in `column`, no type column.
+    pub fn named(column: &str) -> Self {
+        Self {
+            delimiter: b',',
+            header: true,
+            column: Column::Name(column.to_owned()),
+            type_column: None,
+            types: Vec::new(),
+        }
+    }
+
+    /// Whether rows of type `t` (trimmed) are read: an empty type is.
+    pub fn accepts(&self, t: &str) -> bool {
+        t.is_empty() || self.types.iter().any(|x| x.eq_ignore_ascii_case(t))
+    }
+}
+
+/// A `delimiter`: one ASCII byte other than a quote, `#` or a line end; `"\t"` (a real tab) or
+/// `"tab"` for a tab.
+pub fn csv_delimiter(text: &str) -> Result<u8, String> {
+    let b = match text {
+        "tab" | "\\t" | "\t" => b'\t',
+        t if t.len() == 1 && t.is_ascii() => t.as_bytes()[0],
+        t => {
+            return Err(format!(
+                "delimiter `{}` must be one character (one byte): write e.g. \",\", \";\", \"|\", \
+                 or \"\\t\" or \"tab\" for a tab",
+                t.escape_default()
+            ));
+        }
+    };
+    if matches!(b, b'"' | b'#' | b'\n' | b'\r') {
+        return Err(format!(
+            "delimiter `{}` cannot separate fields: it quotes, comments or ends lines",
+            (b as char).escape_default()
+        ));
+    }
+    Ok(b)
+}
+
+/// A column option (`what`: "column", "type_column"...): a header name, or a 1-based number
+/// (the only kind without a header row).
+pub fn csv_column(c: &super::ColumnRef, header: bool, what: &str) -> Result<Column, String> {
+    match c {
+        super::ColumnRef::Number(n) if *n >= 1 => Ok(Column::Number(*n as usize)),
+        super::ColumnRef::Number(n) => Err(format!("{what} = {n}: columns are numbered from 1")),
+        super::ColumnRef::Name(name) => {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("{what} is empty: name the column"));
+            }
+            if header {
+                Ok(Column::Name(name.to_owned()))
+            } else {
+                positive(name).map(Column::Number).ok_or_else(|| {
+                    format!(
+                        "{what} `{name}`: with no header row (header = false, --no-header) \
+                         columns are numbers, 1 for the first"
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// `types`: the accepted indicator types, each non-empty; lowercase.
+pub fn csv_types(types: &[String]) -> Result<Vec<String>, String> {
+    if types.is_empty() {
+        return Err("types is empty: list the accepted types, e.g. [\"ip-dst\", \"ipv4\"]".into());
+    }
+    types
+        .iter()
+        .map(|t| {
+            let t = t.trim();
+            if t.is_empty() {
+                Err("types holds an empty type".to_owned())
+            } else {
+                Ok(t.to_ascii_lowercase())
+            }
+        })
+        .collect()
 }
 
 /// The day evidence stops counting (`expires`, or `retrieved` + `max_age`, whichever is first),

@@ -154,6 +154,12 @@ pub const SOURCE_FETCH_ERRORS: Family = Family {
     labels: &["source"],
     help: "Failed fetches of each configured data source.",
 };
+pub const SOURCE_SKIPPED_LINES: Family = Family {
+    name: "embargo_source_skipped_lines",
+    kind: Kind::Gauge,
+    labels: &["reason", "source"],
+    help: "Lines left out of each data source's last-known-good copy, by reason: invalid_value, empty_value and malformed_row are bad lines skipped with on_bad_line = \"skip\" (embargo fetch and embargo status list them); other_type counts rows whose type_column value is not in types. Every reason is present from zero once a source has content.",
+};
 pub const DRIFT: Family = Family {
     name: "embargo_attestation_drift_entries",
     kind: Kind::Gauge,
@@ -186,7 +192,7 @@ pub const EVENTS_LOST: Family = Family {
 };
 
 /// Every family Embargo exposes.
-pub const FAMILIES: [Family; 16] = [
+pub const FAMILIES: [Family; 17] = [
     BUILD_INFO,
     PACKETS,
     BYTES,
@@ -198,6 +204,7 @@ pub const FAMILIES: [Family; 16] = [
     LAST_RELOAD,
     SOURCE_LAST_SUCCESS,
     SOURCE_FETCH_ERRORS,
+    SOURCE_SKIPPED_LINES,
     DRIFT,
     PARSE_OUTCOMES,
     ATTACH_INFO,
@@ -410,6 +417,7 @@ pub struct Metrics {
     last_reload: Gauge,
     source_last_success: GaugeVec,
     source_fetch_errors: IntCounterVec,
+    source_skipped_lines: IntGaugeVec,
     drift: IntGauge,
     events_lost: IntCounterVec,
 }
@@ -452,6 +460,7 @@ impl Metrics {
             last_reload: handle(registry, &LAST_RELOAD, |o, _| Gauge::with_opts(o))?,
             source_last_success: handle(registry, &SOURCE_LAST_SUCCESS, GaugeVec::new)?,
             source_fetch_errors: handle(registry, &SOURCE_FETCH_ERRORS, IntCounterVec::new)?,
+            source_skipped_lines: handle(registry, &SOURCE_SKIPPED_LINES, IntGaugeVec::new)?,
             drift: handle(registry, &DRIFT, |o, _| IntGauge::with_opts(o))?,
             events_lost: handle(registry, &EVENTS_LOST, IntCounterVec::new)?,
             source: Arc::clone(&source),
@@ -516,6 +525,17 @@ impl Metrics {
             .set(unix_ts);
         // The error counter exists from zero once a source is known.
         self.source_fetch_errors.with_label_values(&[name]);
+    }
+
+    /// What source `name`'s last-known-good copy left out, by reason (every reason set, from
+    /// zero).
+    pub fn source_skipped(&self, name: &str, skipped: &crate::inputs::sources::parse::Skipped) {
+        for reason in crate::inputs::sources::parse::SkipReason::ALL {
+            let n = skipped.by_reason.get(&reason).copied().unwrap_or(0);
+            self.source_skipped_lines
+                .with_label_values(&[reason.label(), name])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Fetching source `name` (from the configuration) failed.
@@ -950,6 +970,11 @@ mod tests {
         m.reload_succeeded(1_700_000_000.5, "d1g35t");
         m.source_succeeded("ofsi", 1_700_000_100.0);
         m.source_failed("ofac");
+        let mut skipped = crate::inputs::sources::parse::Skipped::default();
+        skipped
+            .by_reason
+            .insert(crate::inputs::sources::parse::SkipReason::InvalidValue, 2);
+        m.source_skipped("ofsi", &skipped);
         m.set_drift(3);
         m.events_lost("acme", 9);
     }
@@ -1147,6 +1172,13 @@ mod tests {
         let errs = "embargo_source_fetch_errors_total";
         assert_eq!(p.get(errs, &[("source", "ofac")]), Some(2.0));
         assert_eq!(p.get(errs, &[("source", "ofsi")]), Some(0.0));
+        // Skipped lines: every reason present, from zero.
+        let skipped = "embargo_source_skipped_lines";
+        let got = |reason: &str| p.get(skipped, &[("reason", reason), ("source", "ofsi")]);
+        assert_eq!(got("invalid_value"), Some(2.0));
+        for reason in ["empty_value", "malformed_row", "other_type"] {
+            assert_eq!(got(reason), Some(0.0), "{reason}");
+        }
         assert_eq!(p.get("embargo_attestation_drift_entries", &[]), Some(3.0));
         assert_eq!(
             p.get("embargo_events_lost_total", &[("entity", "acme")]),

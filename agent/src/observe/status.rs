@@ -439,6 +439,26 @@ pub fn render(s: &Status) -> String {
                 .as_ref()
                 .map_or(String::new(), |e| format!(" (last: {e})"))
         );
+        for (t, n) in &src.skipped.by_type {
+            let _ = writeln!(out, "  skipped {n} rows of type `{t}`");
+        }
+        let bad = src.skipped.bad_lines();
+        if bad > 0 {
+            let _ = writeln!(out, "  skipped {bad} bad lines (on_bad_line = \"skip\"):");
+            for l in &src.skipped.lines {
+                let _ = writeln!(
+                    out,
+                    "    {} line {}: {} ({})",
+                    src.url,
+                    l.line,
+                    l.message,
+                    l.reason.label()
+                );
+            }
+            if bad > src.skipped.lines.len() {
+                let _ = writeln!(out, "    ... and {} more", bad - src.skipped.lines.len());
+            }
+        }
     }
     let _ = writeln!(out, "\nINTERFACE        IFINDEX  ROLE     MODE     EGRESS");
     for i in &s.interfaces {
@@ -645,7 +665,7 @@ confidence = "low"
             digest: String::new(),
             reloads: ReloadStatus::default(),
             drift_entries: 0,
-            sources: Vec::new(),
+            sources: vec![skipping_source()],
             delisted_by_list: compiled
                 .report
                 .messages(crate::policy::compile::FindingKind::DelistedByList),
@@ -665,6 +685,64 @@ confidence = "low"
         assert!(
             text.contains("delisted: designations no longer in their list"),
             "{text}"
+        );
+        // A source's skipped lines: by type, then each bad line with the URL and line.
+        assert!(
+            text.contains("  skipped 19 rows of type `domain`\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  skipped 2 bad lines (on_bad_line = \"skip\"):\n    https://feeds.example.org/edl.txt line 6: `198.51.100.300` is not an IP address (invalid_value)\n    ... and 1 more\n"),
+            "{text}"
+        );
+    }
+
+    fn skipping_source() -> crate::inputs::sources::SourceState {
+        use crate::inputs::sources::parse::{SkipReason, SkippedLine};
+        let mut s =
+            crate::inputs::sources::SourceState::new("edl", "https://feeds.example.org/edl.txt");
+        s.entries = 4;
+        s.sha256 = Some("ab".into());
+        s.skipped.by_reason.insert(SkipReason::InvalidValue, 2);
+        s.skipped.by_reason.insert(SkipReason::OtherType, 19);
+        s.skipped.by_type.insert("domain".into(), 19);
+        s.skipped.lines.push(SkippedLine {
+            line: 6,
+            reason: SkipReason::InvalidValue,
+            message: "`198.51.100.300` is not an IP address".into(),
+        });
+        s
+    }
+
+    /// The status JSON keeps a source's fields and adds `skipped`; a status without it (an
+    /// older agent's) still reads.
+    #[test]
+    fn a_sources_skipped_lines_are_an_added_json_field() {
+        let s = skipping_source();
+        let v = serde_json::to_value(&s).unwrap();
+        for field in [
+            "name",
+            "url",
+            "last_success",
+            "last_attempt",
+            "consecutive_failures",
+            "fetch_errors_total",
+            "last_error",
+            "entries",
+            "sha256",
+        ] {
+            assert!(v.get(field).is_some(), "{field}: {v}");
+        }
+        assert_eq!(v["skipped"]["by_reason"]["invalid_value"], 2);
+        assert_eq!(v["skipped"]["by_type"]["domain"], 19);
+        assert_eq!(v["skipped"]["lines"][0]["line"], 6);
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("skipped");
+        let back: crate::inputs::sources::SourceState = serde_json::from_value(old).unwrap();
+        assert!(back.skipped.is_empty());
+        assert_eq!(
+            serde_json::from_value::<crate::inputs::sources::SourceState>(v).unwrap(),
+            s
         );
     }
 

@@ -209,7 +209,8 @@ fn read_source(spec: &SourceSpec, r: &mut Resolved) -> Result<Option<SourceEntri
     let (refusal, problem) = match sources::cache::load(spec) {
         // A copy that fails the guard (stored before the guard ran on fetched bodies) is not
         // usable: `on_source_failure` decides, as for a copy that does not parse.
-        Ok(c) => match sources::parse::parse(&spec.format, &c.body)
+        Ok(c) => match sources::parse::parse_source(spec, &c.body)
+            .map(|parsed| parsed.entries)
             .and_then(|entries| spec.guard.check(&entries).map(|()| entries))
         {
             Ok(entries) => {

@@ -393,6 +393,9 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             if let Some(t) = st.last_success {
                 source_metrics.source_succeeded(&st.name, t.timestamp() as f64);
             }
+            if st.has_content() {
+                source_metrics.source_skipped(&st.name, &st.skipped);
+            }
             let mut counted = counted_errors.lock().expect("not poisoned");
             let seen = counted.entry(st.name.clone()).or_default();
             for _ in *seen..st.fetch_errors_total {

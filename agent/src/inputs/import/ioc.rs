@@ -5,11 +5,21 @@
 //! `hxxp`/`hxxps`/`[://]` -> `http`/`https`/`://`), cut at `#` (a comment), and split into
 //! words. A word is an address or CIDR, possibly with a port (`192.0.2.1:443`,
 //! `[2001:db8::1]:443`) or inside a URL (`hxxp://192.0.2.1/x`); or a domain, URL with a host
-//! name, or hash (MD5, SHA-1, SHA-256, SHA-512 hex), skipped and counted; or prose, ignored. A
-//! word that looks like an address but is not one (`192.0.2.300`, `192.0.2.1/24` with host bits)
-//! is an error naming the file and line: it is a typo in the data, not something to skip.
-//! Version numbers such as `1.2.3.4` in prose do read as addresses; use one indicator per line
-//! for such text.
+//! name, or hash (MD5, SHA-1, SHA-256, SHA-512 hex), skipped and counted; or prose, ignored.
+//!
+//! Each line is read in one of two modes, chosen per line ([`LineMode`]):
+//!
+//! * **indicator lines** (every word is an indicator or number-like: no prose word, see
+//!   [`is_prose_word`]) are strict: a word that looks like an address but is not one
+//!   (`192.0.2.300`, `192.0.2.1/24` with host bits) is an error naming the file and line: it is a
+//!   typo in the data, not something to skip;
+//! * **prose lines** (at least one prose word: a word with a letter that is no indicator) skip
+//!   and count, never refuse: address-shaped words that are not addresses
+//!   ([`SkipKind::NotAnAddress`]: `10.0.17763.1`, `1.2.3.4.5`, `192.0.2.300`) and dotted-quad
+//!   software versions ([`SkipKind::SoftwareVersion`], the rule in [`is_version_context`]).
+//!
+//! Every skip is counted by [`SkipKind`] in the [`Summary`](super::Summary), shown on standard
+//! error. The scan is one pass over each line's words (linear in the input).
 
 use std::{net::IpAddr, path::Path};
 
@@ -137,6 +147,130 @@ pub enum WordError {
     Net(#[from] config::ValueError),
 }
 
+/// What an entry was skipped as: one count each in the [`Summary`](super::Summary), under
+/// [`SkipKind::reason`]. More kinds can be added (one variant and its reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipKind {
+    /// A domain name.
+    Domain,
+    /// A URL whose host is a name.
+    Url,
+    /// An MD5, SHA-1, SHA-256 or SHA-512 hash.
+    Hash,
+    /// Prose only: a word shaped like an address that is not one (`10.0.17763.1`,
+    /// `1.2.3.4.5`, `192.0.2.300`, `hxxp://192.0.2.999/x`).
+    NotAnAddress,
+    /// Prose only: a dotted quad after `version`, `build`, a product name... (see
+    /// [`is_version_context`]).
+    SoftwareVersion,
+}
+
+impl SkipKind {
+    /// The reason the summary shows (the existing reasons are unchanged).
+    pub fn reason(self) -> &'static str {
+        match self {
+            SkipKind::Domain => "domain names",
+            SkipKind::Url => "URLs with a host name",
+            SkipKind::Hash => "file hashes",
+            SkipKind::NotAnAddress => {
+                "address-shaped words in prose that are not addresses (e.g. build numbers)"
+            }
+            SkipKind::SoftwareVersion => {
+                "dotted software versions in prose (after `version`, `build`, a product name)"
+            }
+        }
+    }
+}
+
+/// `word` without the brackets, quotes and punctuation prose puts around it.
+pub fn trim_word(word: &str) -> &str {
+    word.trim_start_matches(['"', '\'', '`', '<', '(', '{', '['])
+        .trim_end_matches(['"', '\'', '`', '>', ')', '}', ',', ';', '.', '!', '?', ':'])
+}
+
+/// Digits and dots only, in at least 4 non-empty parts (`10.0.17763.1`, `1.2.3.4.5`): shaped
+/// like an IPv4 address, whether or not it is one.
+fn dotted_numbers(w: &str) -> bool {
+    w.split('.').count() >= 4
+        && w.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Words that introduce an address in IOC prose: never a product name.
+const ADDRESS_WORDS: &[&str] = &[
+    "ip",
+    "ips",
+    "ipv4",
+    "address",
+    "addresses",
+    "addr",
+    "host",
+    "hosts",
+    "server",
+    "servers",
+    "node",
+    "nodes",
+    "vps",
+    "proxy",
+    "relay",
+    "gateway",
+    "c2",
+    "cnc",
+    "ioc",
+    "iocs",
+];
+
+/// Words that say the next dotted quad is a version.
+const VERSION_WORDS: &[&str] = &["version", "ver", "v", "build", "release", "rev", "revision"];
+
+/// Whether a dotted quad (a valid IPv4 address) right after `prev` is a software version, not
+/// an address. `prev` is the word before it as written (punctuation included); `sentence_start`
+/// says whether `prev` is the first word of the line or follows one ending with `.`, `!`, `?`
+/// or `:`. It is a version when `prev`, without leading brackets or quotes:
+///
+/// 1. is `version`, `ver`, `v`, `build`, `release`, `rev` or `revision` (any case, a final `.`
+///    allowed: `ver.`), or
+/// 2. is a product name: it ends with no punctuation (not `,`, `;`, `:`, `.`, `)`...), starts
+///    with an uppercase ASCII letter and holds only ASCII letters, digits, `-`, `_` and `+`,
+///    at least two of them letters; it is not one of the words that introduce addresses
+///    (`IP`, `Address`, `Host`, `Server`, `C2`, ... [`ADDRESS_WORDS`]); and if it starts a
+///    sentence (where any word is capitalised) it has a capital after its first letter
+///    (`FortiOS`, `OpenSSL`, `PAN-OS`), so `Contacted 45.77.1.2` stays an address.
+///
+/// Everything else is an address: `C2 at 45.77.1.2`, `IP 45.77.1.2`, `45.77.1.2, 45.77.1.3`.
+pub fn is_version_context(prev: &str, sentence_start: bool) -> bool {
+    let p = prev.trim_start_matches(['"', '\'', '`', '<', '(', '{', '[']);
+    let bare = p.strip_suffix('.').unwrap_or(p);
+    if VERSION_WORDS.iter().any(|v| v.eq_ignore_ascii_case(bare)) {
+        return true;
+    }
+    let mut chars = p.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    first.is_ascii_uppercase()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+'))
+        && p.chars().filter(char::is_ascii_alphabetic).count() >= 2
+        && !ADDRESS_WORDS.iter().any(|w| w.eq_ignore_ascii_case(p))
+        && (!sentence_start || chars.any(|c| c.is_ascii_uppercase()))
+}
+
+/// Whether `word` (refanged) is prose: it holds an ASCII letter and is no indicator (no
+/// address, domain, URL or hash, nor shaped like an address). A line with one is read as prose.
+pub fn is_prose_word(word: &str, class: &Result<Word, WordError>) -> bool {
+    matches!(class, Ok(Word::Other)) && trim_word(word).bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// How a line is read: see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineMode {
+    /// Indicators only: an address-shaped word that is not an address is an error.
+    Indicators,
+    /// Prose: such words, and versions, are skipped and counted.
+    Prose,
+}
+
 /// Classifies one refanged word; an error says why an address-shaped word is not an address.
 pub fn classify(word: &str) -> Result<Word, WordError> {
     let w = word
@@ -199,6 +333,8 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
         confidence: defaults.confidence.unwrap_or(Confidence::Medium),
         valid_from: None,
         expires: None,
+        last_seen: None,
+        max_age: None,
     };
     let mut out = Imported::default();
     for (n, line) in crate::files::read::strip_bom(text).lines().enumerate() {
@@ -210,15 +346,50 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
             continue;
         }
         let counted = (out.summary.imported, out.summary.skipped_total());
-        for word in content.split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '|') {
-            let what = classify(word).map_err(|m| {
-                ImportError::invalid(
-                    format!("{}:{}", path.display(), n + 1),
-                    format!("{m}; fix or remove it"),
-                )
-            })?;
+        // One pass to classify the words (and so choose the mode), one to count them.
+        let words: Vec<(&str, &str, Result<Word, WordError>)> = words(content)
+            .map(|(gap, w)| (gap, w, classify(w)))
+            .collect();
+        let mode = if words.iter().any(|(_, w, c)| is_prose_word(w, c)) {
+            LineMode::Prose
+        } else {
+            LineMode::Indicators
+        };
+        // The word before the current one as written (`None` after a `,`, `;` or `|`, which
+        // end a phrase), and whether it starts a sentence.
+        let mut prev: Option<&str> = None;
+        let mut prev_starts = true;
+        let mut next_starts = true;
+        for (gap, word, what) in words {
+            let before = prev.filter(|_| !gap.contains([',', ';', '|']));
+            let before_starts = prev_starts;
+            prev = Some(word);
+            prev_starts = next_starts;
+            next_starts = word.ends_with(['.', '!', '?', ':']);
+            let what = match (what, mode) {
+                (Ok(w), _) => w,
+                (Err(m), LineMode::Indicators) => {
+                    return Err(ImportError::invalid(
+                        format!("{}:{}", path.display(), n + 1),
+                        format!("{m}; fix or remove it"),
+                    ));
+                }
+                (Err(_), LineMode::Prose) => {
+                    out.summary.skip_kind(SkipKind::NotAnAddress);
+                    continue;
+                }
+            };
             match what {
                 Word::Net(net) => {
+                    if mode == LineMode::Prose
+                        && net.is_ipv4()
+                        && net.prefix() == 32
+                        && dotted_numbers(trim_word(word))
+                        && before.is_some_and(|p| is_version_context(p, before_starts))
+                    {
+                        out.summary.skip_kind(SkipKind::SoftwareVersion);
+                        continue;
+                    }
                     out.summary.imported += 1;
                     out.indicators.push(Indicator {
                         net,
@@ -226,10 +397,14 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
                         label: None,
                     });
                 }
-                Word::Domain => out.summary.skip("domain names"),
-                Word::Url => out.summary.skip("URLs with a host name"),
-                Word::Hash => out.summary.skip("file hashes"),
-                Word::Other => {}
+                Word::Domain => out.summary.skip_kind(SkipKind::Domain),
+                Word::Url => out.summary.skip_kind(SkipKind::Url),
+                Word::Hash => out.summary.skip_kind(SkipKind::Hash),
+                Word::Other => {
+                    if mode == LineMode::Prose && dotted_numbers(trim_word(word)) {
+                        out.summary.skip_kind(SkipKind::NotAnAddress);
+                    }
+                }
             }
         }
         if (out.summary.imported, out.summary.skipped_total()) == counted {
@@ -237,6 +412,24 @@ pub fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Imported, I
         }
     }
     Ok(out)
+}
+
+/// Whether `c` separates words: whitespace, `,`, `;` or `|`.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || c == ',' || c == ';' || c == '|'
+}
+
+/// The words of `line`, each with the separators before it, in one pass.
+fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = line;
+    std::iter::from_fn(move || {
+        let start = rest.find(|c: char| !is_separator(c))?;
+        let (gap, tail) = rest.split_at(start);
+        let end = tail.find(is_separator).unwrap_or(tail.len());
+        let (word, after) = tail.split_at(end);
+        rest = after;
+        Some((gap, word))
+    })
 }
 
 /// Why a line yielded nothing: blank, or a comment only.
@@ -363,5 +556,101 @@ mod tests {
                 .to_string()
                 .contains("--source")
         );
+    }
+
+    fn advisory_defaults() -> Defaults {
+        Defaults {
+            kind: EvidenceKind::Advisory,
+            source: Some("https://example.org/advisory".into()),
+            retrieved: Date(chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap()),
+            confidence: None,
+        }
+    }
+
+    fn imported(text: &str) -> (Vec<String>, crate::inputs::import::Summary) {
+        let got = parse(Path::new("a.txt"), text, &advisory_defaults()).unwrap();
+        let nets = got.indicators.iter().map(|i| i.net.to_string()).collect();
+        (nets, got.summary)
+    }
+
+    fn skipped(s: &crate::inputs::import::Summary, kind: SkipKind) -> usize {
+        s.skipped.get(kind.reason()).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn prose_skips_and_counts_address_shaped_words_that_are_not_addresses() {
+        let (nets, s) = imported(
+            "Patch Windows Server 2019 (build 10.0.17763.1) now; the tool prints 1.2.3.4.5 and \
+             192.0.2.300 in its banner.\nThe actor contacted hxxp://192.0.2[.]999/x too.\n",
+        );
+        assert!(nets.is_empty(), "{nets:?}");
+        assert_eq!(skipped(&s, SkipKind::NotAnAddress), 4, "{s}");
+    }
+
+    #[test]
+    fn prose_skips_versions_after_a_version_word_or_a_product_name() {
+        let (nets, s) = imported(
+            "Affected: Fortinet FortiOS 7.2.4.1, OpenSSL 3.0.2.1 and libfoo version 2.3.20.2.\n\
+             Upgrade to v 1.1.1.1 or (build 4.3.2.1), Release 2.2.2.2 and PAN-OS 10.2.4.1 too.\n\
+             Fixed in Apache 2.4.58.1.\n",
+        );
+        assert!(nets.is_empty(), "{nets:?}");
+        assert_eq!(skipped(&s, SkipKind::SoftwareVersion), 8, "{s}");
+    }
+
+    #[test]
+    fn prose_keeps_real_indicators() {
+        let (nets, s) = imported(
+            "C2 at 45.77.1.2, 45.77.1.3; IP 45.77.1.4 and Server 45.77.1.5 (port 443).\n\
+             Contacted 45.77.1.6 daily. Observed 45.77.1.7 as well.\n\
+             IP address: 45.77.1.8\n\
+             FortiOS, 45.77.1.9 hosted the payload.\n\
+             Cobalt Strike server 45.77.1.10 answered.\n",
+        );
+        let want: Vec<String> = (2..=10).map(|i| format!("45.77.1.{i}/32")).collect();
+        assert_eq!(nets, want, "{s}");
+        assert_eq!(s.skipped_total(), 0, "{s}");
+    }
+
+    #[test]
+    fn indicator_lines_stay_strict() {
+        let d = advisory_defaults();
+        for text in [
+            "10.0.17763.1\n",
+            "192.0.2.1, 192.0.2.300\n",
+            "192.0.2.1 | 192.0.2.1/24\n",
+            "hxxp://192.0.2[.]999/x\n",
+        ] {
+            let err = parse(Path::new("a.txt"), text, &d).unwrap_err().to_string();
+            assert!(err.starts_with("a.txt:1: "), "{text}: {err}");
+        }
+        // A line with a version word is prose, and its dotted quad a version; a bare quad on
+        // its own line is an address.
+        let (nets, s) = imported("v 3.0.2.1\n3.0.2.1\n");
+        assert_eq!(nets, ["3.0.2.1/32"]);
+        assert_eq!(skipped(&s, SkipKind::SoftwareVersion), 1);
+    }
+
+    #[test]
+    fn the_version_rule() {
+        for (prev, start, version) in [
+            ("version", false, true),
+            ("Version", true, true),
+            ("ver.", false, true),
+            ("(build", false, true),
+            ("FortiOS", true, true),
+            ("OpenSSL", false, true),
+            ("Apache", false, true),
+            ("Apache", true, false),
+            ("Contacted", true, false),
+            ("IP", false, false),
+            ("C2", false, false),
+            ("at", false, false),
+            ("FortiOS,", false, false),
+            ("Address:", false, false),
+            ("45.77.1.1", false, false),
+        ] {
+            assert_eq!(is_version_context(prev, start), version, "{prev} {start}");
+        }
     }
 }

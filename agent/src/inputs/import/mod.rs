@@ -42,8 +42,13 @@ pub struct EvidenceKey {
     pub confidence: Confidence,
     /// The evidence counts from this date (STIX `valid_from`, CSV first-seen).
     pub valid_from: Option<Date>,
-    /// It stops counting on this date (STIX `valid_until`, CSV last-seen).
+    /// It stops counting on this date (STIX `valid_until`, CSV last-seen, `--expires`).
     pub expires: Option<Date>,
+    /// The last day the indicator was seen (CSV last-seen): `--max-age` counts from it.
+    pub last_seen: Option<Date>,
+    /// `max_age` as written in the group (`--max-age`, for indicators with no last-seen date):
+    /// `embargo check` counts it from `retrieved`.
+    pub max_age: Option<String>,
 }
 
 /// One address or CIDR read from the input.
@@ -66,12 +71,20 @@ pub struct Summary {
     /// Lines that yielded nothing at all (no address, nor anything skipped), by reason: said
     /// too, so a line lost to a stray character does not go unnoticed.
     pub ignored: BTreeMap<String, usize>,
+    /// Bad lines skipped (`--on-bad-line skip`), each with its place (`FILE:LINE`) and what is
+    /// wrong, in order; also counted in `skipped`.
+    pub bad_lines: Vec<(String, String)>,
 }
 
 impl Summary {
     /// Counts one skipped entry under `reason`.
     pub fn skip(&mut self, reason: impl Into<String>) {
         *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+
+    /// Counts one skipped entry of `kind`, under its reason.
+    pub fn skip_kind(&mut self, kind: ioc::SkipKind) {
+        self.skip(kind.reason());
     }
 
     /// Counts one line that yielded nothing, under `reason`.
@@ -134,6 +147,83 @@ impl ImportError {
             at: at.to_string(),
             message: message.into(),
         }
+    }
+}
+
+/// How long imported evidence counts (`--expires`, `--max-age`), on top of what the data says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    /// `--expires DATE`: no group counts on or after it.
+    pub expires: Option<Date>,
+    /// `--max-age DURATION` as written (e.g. `90d`), with its whole days.
+    pub max_age: Option<(String, i64)>,
+}
+
+impl Lifetime {
+    /// Reads `--expires` and `--max-age`; the duration is parsed as the configuration parses
+    /// `max_age` ([`crate::config::parse_max_age`]).
+    pub fn new(
+        expires: Option<chrono::NaiveDate>,
+        max_age: Option<&str>,
+    ) -> Result<Self, ImportError> {
+        let max_age = match max_age {
+            None => None,
+            Some(text) => {
+                let days = crate::config::parse_max_age(text)
+                    .map_err(|e| ImportError::Usage(format!("--max-age: {e}")))?;
+                Some((text.trim().to_owned(), days))
+            }
+        };
+        Ok(Self {
+            expires: expires.map(Date),
+            max_age,
+        })
+    }
+
+    /// Applies the lifetime to every indicator's evidence:
+    /// * `--max-age` on an indicator with a last-seen date: it counts through that day plus
+    ///   the age (`expires` = last seen + age), replacing the day-after rule;
+    /// * `--max-age` on one without: the group gets `max_age`, which `embargo check` counts
+    ///   from `retrieved`;
+    /// * `--expires`: `expires` becomes the earlier of the data's and this date.
+    ///
+    /// Refused (nothing is written) when a group would then stop counting on or before the
+    /// day it starts counting, which `embargo check` refuses.
+    pub fn apply(&self, imported: &mut Imported, retrieved: Date) -> Result<(), ImportError> {
+        if self.expires.is_none() && self.max_age.is_none() {
+            return Ok(());
+        }
+        for i in &mut imported.indicators {
+            let e = &mut i.evidence;
+            if let Some((text, days)) = &self.max_age {
+                match e.last_seen {
+                    Some(l) => {
+                        let by_age = l.0 + chrono::Days::new(*days as u64);
+                        e.expires = Some(Date(by_age));
+                    }
+                    None => e.max_age = Some(text.clone()),
+                }
+            }
+            if let Some(x) = self.expires {
+                e.expires = Some(e.expires.map_or(x, |d| d.min(x)));
+            }
+            let mut until = e.expires.map(|d| d.0);
+            if let (Some(_), Some((_, days))) = (&e.max_age, &self.max_age) {
+                let by_age = retrieved.0 + chrono::Days::new(*days as u64);
+                until = Some(until.map_or(by_age, |u| u.min(by_age)));
+            }
+            if let (Some(from), Some(until)) = (e.valid_from, until)
+                && from.0 >= until
+            {
+                return Err(ImportError::Usage(format!(
+                    "{}: its evidence counts from {from} but would stop counting on {until} \
+                     (--expires/--max-age), so it would never count; choose a later --expires \
+                     or a longer --max-age",
+                    i.net
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -351,6 +351,8 @@ fn read_indicator(
         confidence,
         valid_from: Some(valid_from),
         expires,
+        last_seen: None,
+        max_age: None,
     };
     let label = match &ind.name {
         Some(n) => format!("{} ({n})", ind.id),

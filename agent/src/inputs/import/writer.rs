@@ -156,6 +156,9 @@ pub fn render(groups: &[Group], defaults: &Defaults, origin: &Origin<'_>) -> Str
         if let Some(d) = e.expires {
             let _ = writeln!(o, "expires = {d}");
         }
+        if let Some(a) = &e.max_age {
+            let _ = writeln!(o, "max_age = {}", toml_string(a));
+        }
         let _ = writeln!(o, "note = {}", toml_string(&note(origin, g)));
     }
     o
@@ -259,6 +262,8 @@ mod tests {
             confidence: Confidence::Medium,
             valid_from: from.map(day),
             expires: until.map(day),
+            last_seen: None,
+            max_age: None,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct Meta {
     pub checked_at: DateTime<Utc>,
     /// Prefixes it lists.
     pub entries: usize,
+    /// What its parse left out (`on_bad_line = "skip"`, `type_column`); absent when nothing.
+    #[serde(default, skip_serializing_if = "super::parse::Skipped::is_empty")]
+    pub skipped: super::parse::Skipped,
 }
 
 impl Meta {
@@ -318,6 +321,7 @@ mod tests {
             fetched_at: now,
             checked_at: now,
             entries: 1,
+            skipped: Default::default(),
         }
     }
 

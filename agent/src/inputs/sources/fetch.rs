@@ -10,7 +10,7 @@ use reqwest::{StatusCode, header};
 
 use super::{
     cache::{self, CacheError, Meta},
-    parse::{self, LineError},
+    parse::{self, LineError, Skipped},
     spec::{Format, SourceSpec},
     verify::{self, VerifyError},
 };
@@ -24,9 +24,16 @@ pub enum Outcome {
         changed: bool,
         entries: usize,
         sha256: String,
+        /// What the parse left out (skipped bad lines, rows of other types).
+        skipped: Skipped,
     },
     /// A 304: the copy is current.
-    NotModified { entries: usize, sha256: String },
+    NotModified {
+        entries: usize,
+        sha256: String,
+        /// What the copy's parse left out.
+        skipped: Skipped,
+    },
 }
 
 impl Outcome {
@@ -225,6 +232,7 @@ impl Fetcher {
             return Ok(Outcome::NotModified {
                 entries: meta.entries,
                 sha256: meta.sha256,
+                skipped: meta.skipped,
             });
         }
         if !resp.status().is_success() {
@@ -239,7 +247,7 @@ impl Fetcher {
         };
         let sha256 = verify::verify(spec, &body, signature.as_deref())?;
         let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotUtf8)?;
-        let entries = accept(spec, text)?;
+        let (entries, skipped) = accept_parsed(spec, text)?;
         if entries == 0 {
             return Err(FetchError::Empty);
         }
@@ -254,12 +262,14 @@ impl Fetcher {
             fetched_at: now,
             checked_at: now,
             entries,
+            skipped: skipped.clone(),
         };
         cache::store(spec, &body, signature.as_deref(), &meta)?;
         Ok(Outcome::Updated {
             changed,
             entries,
             sha256,
+            skipped,
         })
     }
 
@@ -289,12 +299,21 @@ impl Fetcher {
 /// Parses `text` as `spec`'s format and runs the guard on its prefixes: how many entries it
 /// holds, or why it is refused. What a body passes before it is stored.
 pub fn accept(spec: &SourceSpec, text: &str) -> Result<usize, FetchError> {
+    accept_parsed(spec, text).map(|(n, _)| n)
+}
+
+/// [`accept`], with what the parse left out (`on_bad_line = "skip"`, `type_column`).
+pub fn accept_parsed(spec: &SourceSpec, text: &str) -> Result<(usize, Skipped), FetchError> {
     match &spec.format {
-        Format::Sanctions(_) => parse::count(&spec.format, text).map_err(FetchError::BadLine),
-        format => {
-            let entries = parse::parse(format, text).map_err(FetchError::BadLine)?;
-            spec.guard.check(&entries).map_err(FetchError::Guard)?;
-            Ok(entries.len())
+        Format::Sanctions(_) => parse::count(&spec.format, text)
+            .map(|n| (n, Skipped::default()))
+            .map_err(FetchError::BadLine),
+        _ => {
+            let parsed = parse::parse_source(spec, text).map_err(FetchError::BadLine)?;
+            spec.guard
+                .check(&parsed.entries)
+                .map_err(FetchError::Guard)?;
+            Ok((parsed.entries.len(), parsed.skipped))
         }
     }
 }

@@ -122,8 +122,17 @@ fn record(state: &mut SourceState, result: &Result<Outcome, SourceError>) -> boo
                     changed: true,
                     entries,
                     sha256,
+                    skipped,
                 } => {
-                    tracing::info!(source = %state.name, entries, sha256 = %sha256, "source updated")
+                    tracing::info!(source = %state.name, entries, sha256 = %sha256, "source updated");
+                    if !skipped.is_empty() {
+                        tracing::warn!(
+                            source = %state.name,
+                            bad_lines = skipped.bad_lines(),
+                            other_types = skipped.by_type.values().sum::<usize>(),
+                            "lines left out of the body (see embargo status / embargo fetch)"
+                        );
+                    }
                 }
                 _ => tracing::debug!(source = %state.name, "source unchanged"),
             }

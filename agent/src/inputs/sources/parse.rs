@@ -1,13 +1,19 @@
-//! The body parsers: `list`, `csv` and `json`. A body is accepted whole or not at all: the first
-//! bad line refuses it, with its 1-based line number and what is wrong.
+//! The body parsers: `list`, `csv` and `json`. With `on_bad_line = "refuse"` (the default) a
+//! body is accepted whole or not at all: the first bad line refuses it, with its 1-based line
+//! number and what is wrong. With `on_bad_line = "skip"` (`list` and `csv`), a bad line is left
+//! out, counted by [`SkipReason`] and kept in [`Skipped`] (the first [`MAX_LISTED_LINES`] with
+//! their line and message) for `embargo fetch`, `embargo status` and the
+//! `embargo_source_skipped_lines` metric. CSV rows whose type (a `type_column`) is not one of
+//! `types` are not bad lines: they are skipped and counted by type, in either mode.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::spec::Format;
-use crate::config;
+use super::spec::{Format, SourceSpec};
+use crate::config::{self, OnBadLine, validate::CsvLayout};
 
 /// A refused body: where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,14 +29,161 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Every prefix in `text` with its line, in order. A sanctions list holds no prefixes: it is
-/// refused here (see [`count`]).
+/// Skipped lines listed one by one at most; past it they are only counted.
+pub const MAX_LISTED_LINES: usize = 1000;
+
+/// Why a line was skipped: the `reason` label of `embargo_source_skipped_lines` (a fixed set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Not an address or CIDR (or host bits set): a bad line.
+    InvalidValue,
+    /// The indicator cell is empty: a bad line.
+    EmptyValue,
+    /// A CSV row that does not have the columns (or is not CSV): a bad line.
+    MalformedRow,
+    /// A CSV row of a type not in `types`: filtered, in either mode.
+    OtherType,
+}
+
+impl SkipReason {
+    /// Every reason, in label order.
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::EmptyValue,
+        SkipReason::InvalidValue,
+        SkipReason::MalformedRow,
+        SkipReason::OtherType,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::InvalidValue => "invalid_value",
+            SkipReason::EmptyValue => "empty_value",
+            SkipReason::MalformedRow => "malformed_row",
+            SkipReason::OtherType => "other_type",
+        }
+    }
+}
+
+/// One skipped bad line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedLine {
+    /// 1-based.
+    pub line: usize,
+    pub reason: SkipReason,
+    pub message: String,
+}
+
+/// What a body's parse left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Skipped lines by reason (bad lines, and rows of other types), all of them.
+    #[serde(default)]
+    pub by_reason: BTreeMap<SkipReason, usize>,
+    /// Rows of other types, by type as written (lowercase).
+    #[serde(default)]
+    pub by_type: BTreeMap<String, usize>,
+    /// The bad lines skipped, in order: the first [`MAX_LISTED_LINES`].
+    #[serde(default)]
+    pub lines: Vec<SkippedLine>,
+}
+
+impl Skipped {
+    /// Whether nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.by_reason.is_empty()
+    }
+
+    /// Bad lines skipped in all (not counting rows of other types).
+    pub fn bad_lines(&self) -> usize {
+        self.by_reason
+            .iter()
+            .filter(|(r, _)| **r != SkipReason::OtherType)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn other_type(&mut self, t: &str) {
+        *self.by_reason.entry(SkipReason::OtherType).or_default() += 1;
+        *self.by_type.entry(t.to_ascii_lowercase()).or_default() += 1;
+    }
+}
+
+/// What a body holds: its prefixes (each with its line) and what was left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    pub entries: Vec<(IpNetwork, u32)>,
+    pub skipped: Skipped,
+}
+
+/// Collects a body's entries, refusing or skipping bad lines.
+struct Collect {
+    on_bad_line: OnBadLine,
+    out: Parsed,
+}
+
+impl Collect {
+    fn new(on_bad_line: OnBadLine) -> Self {
+        Self {
+            on_bad_line,
+            out: Parsed::default(),
+        }
+    }
+
+    /// A bad line: the error with `refuse`, counted and listed with `skip`.
+    fn bad(&mut self, line: usize, reason: SkipReason, message: String) -> Result<(), LineError> {
+        if self.on_bad_line == OnBadLine::Refuse {
+            return Err(LineError { line, message });
+        }
+        let s = &mut self.out.skipped;
+        *s.by_reason.entry(reason).or_default() += 1;
+        if s.lines.len() < MAX_LISTED_LINES {
+            s.lines.push(SkippedLine {
+                line,
+                reason,
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, text: &str, line: usize) -> Result<(), LineError> {
+        match prefix(text, line) {
+            Ok(p) => {
+                self.out.entries.push(p);
+                Ok(())
+            }
+            Err(e) => self.bad(line, SkipReason::InvalidValue, e.message),
+        }
+    }
+}
+
+/// Every prefix in `text` with its line, in order, refusing at the first bad line. A sanctions
+/// list holds no prefixes: it is refused here (see [`count`]).
 pub fn parse(format: &Format, text: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
+    parse_with(format, OnBadLine::Refuse, text).map(|p| p.entries)
+}
+
+/// `spec`'s body parsed with its `on_bad_line`.
+pub fn parse_source(spec: &SourceSpec, text: &str) -> Result<Parsed, LineError> {
+    parse_with(&spec.format, spec.on_bad_line, text)
+}
+
+/// Every prefix in `text` with its line, bad lines refused or skipped.
+pub fn parse_with(
+    format: &Format,
+    on_bad_line: OnBadLine,
+    text: &str,
+) -> Result<Parsed, LineError> {
     let text = crate::files::read::strip_bom(text);
     match format {
-        Format::List => list(text),
-        Format::Csv { column } => csv(text, column),
-        Format::Json { field } => json(text, field.as_deref()),
+        Format::List => list_with(text, on_bad_line),
+        Format::Csv { layout } => csv(text, layout, on_bad_line),
+        Format::Json { field } => json(text, field.as_deref()).map(|entries| Parsed {
+            entries,
+            skipped: Skipped::default(),
+        }),
         Format::Sanctions(f) => Err(LineError {
             line: 1,
             message: format!(
@@ -74,54 +227,120 @@ fn prefix(text: &str, line: usize) -> Result<(IpNetwork, u32), LineError> {
 
 /// One CIDR or address per line; `#` starts a comment; blank lines are ignored.
 pub fn list(text: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
-    let text = crate::files::read::strip_bom(text);
-    let mut out = Vec::new();
+    list_with(crate::files::read::strip_bom(text), OnBadLine::Refuse).map(|p| p.entries)
+}
+
+fn list_with(text: &str, on_bad_line: OnBadLine) -> Result<Parsed, LineError> {
+    let mut c = Collect::new(on_bad_line);
     for (i, line) in text.lines().enumerate() {
         let t = line.split('#').next().unwrap_or_default().trim();
         if !t.is_empty() {
-            out.push(prefix(t, i + 1)?);
+            c.value(t, i + 1)?;
         }
     }
-    Ok(out)
+    Ok(c.out)
 }
 
-/// CSV with a header row; `#` lines are comments; every row needs a prefix in `column`.
-fn csv(text: &str, column: &str) -> Result<Vec<(IpNetwork, u32)>, LineError> {
-    let csv_err = |e: csv::Error| LineError {
+/// An address given with a port, as IOC tables of `ip:port` types write it (`192.0.2.1:443`,
+/// `[2001:db8::1]:443`, MISP's `192.0.2.1|443`): the address alone, else `None`.
+pub fn without_port(value: &str) -> Option<&str> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some((addr, port)) = value.split_once('|') {
+        return digits(port.trim()).then_some(addr.trim());
+    }
+    if let Some(rest) = value.strip_prefix('[') {
+        let (addr, port) = rest.split_once("]:")?;
+        return digits(port).then_some(addr);
+    }
+    let (addr, port) = value.rsplit_once(':')?;
+    (!addr.contains(':') && digits(port)).then_some(addr)
+}
+
+/// CSV in `layout`: `#` lines are comments; every row (of an accepted type) needs a prefix in
+/// the layout's column.
+fn csv(text: &str, layout: &CsvLayout, on_bad_line: OnBadLine) -> Result<Parsed, LineError> {
+    let csv_err = |e: &csv::Error| LineError {
         line: e.position().map_or(1, |p| p.line() as usize),
         message: format!("not valid CSV: {e}"),
     };
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(layout.header)
+        .delimiter(layout.delimiter)
         .comment(Some(b'#'))
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(csv_err)?.clone();
-    let header_line = headers.position().map_or(1, |p| p.line() as usize);
-    let Some(index) = headers.iter().position(|h| h == column) else {
-        return Err(LineError {
-            line: header_line,
-            message: format!(
-                "the header has no column `{column}` (columns: {})",
-                headers.iter().collect::<Vec<_>>().join(", ")
-            ),
-        });
+    let headers = if layout.header {
+        Some(reader.headers().map_err(|e| csv_err(&e))?.clone())
+    } else {
+        None
     };
-    let mut out = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(csv_err)?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        match record.get(index) {
-            Some(v) if !v.is_empty() => out.push(prefix(v, line)?),
-            _ => {
-                return Err(LineError {
-                    line,
-                    message: format!("column `{column}` is empty"),
-                });
+    let header_line = headers
+        .as_ref()
+        .and_then(|h| h.position())
+        .map_or(1, |p| p.line() as usize);
+    let at_header = |message: String| LineError {
+        line: header_line,
+        message,
+    };
+    let index = layout.column.index(headers.as_ref()).map_err(at_header)?;
+    let type_index = layout
+        .type_column
+        .as_ref()
+        .map(|c| c.index(headers.as_ref()))
+        .transpose()
+        .map_err(at_header)?;
+    let mut c = Collect::new(on_bad_line);
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                // A row of the wrong length is a bad line; the reader goes on after it.
+                if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                    return Err(csv_err(&e));
+                }
+                let line = e.position().map_or(1, |p| p.line() as usize);
+                c.bad(line, SkipReason::MalformedRow, csv_err(&e).message)?;
+                continue;
             }
         }
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let mut port_type = false;
+        if let Some(ti) = type_index {
+            let t = record.get(ti).unwrap_or_default();
+            if !layout.accepts(t) {
+                c.out.skipped.other_type(t);
+                continue;
+            }
+            port_type = t.to_ascii_lowercase().contains("port");
+        }
+        match record.get(index) {
+            Some(v) if !v.is_empty() => {
+                let v = if port_type {
+                    without_port(v).unwrap_or(v)
+                } else {
+                    v
+                };
+                c.value(v, line)?;
+            }
+            Some(_) => c.bad(
+                line,
+                SkipReason::EmptyValue,
+                format!("column {} is empty", layout.column),
+            )?,
+            None => c.bad(
+                line,
+                SkipReason::MalformedRow,
+                format!(
+                    "the row has {} fields, no column {}",
+                    record.len(),
+                    layout.column
+                ),
+            )?,
+        }
     }
-    Ok(out)
+    Ok(c.out)
 }
 
 /// A JSON array of strings, or of objects whose `field` is a string.
@@ -183,7 +402,9 @@ mod tests {
     }
 
     fn csv_fmt(c: &str) -> Format {
-        Format::Csv { column: c.into() }
+        Format::Csv {
+            layout: CsvLayout::named(c),
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 
-use crate::config::{Config, ConfigError, Location, OnSourceFailure, SourceDef, SourceFormat};
+use crate::config::{
+    Config, ConfigError, Location, OnBadLine, OnSourceFailure, SourceDef, SourceFormat,
+    validate::{self, CsvLayout},
+};
 
 /// Where last-known-good copies live unless the main file sets `cache_dir`.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/embargo/sources";
@@ -25,8 +28,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub enum Format {
     /// One CIDR or address per line, `#` comments.
     List,
-    /// CSV with a header row; the prefixes are in `column`.
-    Csv { column: String },
+    /// CSV (header row or not, any one-byte delimiter); the prefixes are in the layout's
+    /// column, rows of other types skipped when it has a type column.
+    Csv { layout: CsvLayout },
     /// A JSON array of strings (`field` unset) or of objects whose `field` holds the prefix.
     Json { field: Option<String> },
     /// A sanctions list, read by a `[[lists]]` entry: validated with the list parser.
@@ -50,6 +54,8 @@ pub struct SourceSpec {
     pub ca_certs: Vec<CertificateDer<'static>>,
     pub ca_file: Option<PathBuf>,
     pub on_failure: OnSourceFailure,
+    /// What a bad line does to a body (`list` and `csv`; refuse for the others).
+    pub on_bad_line: OnBadLine,
     /// The folder holding the last-known-good copy.
     pub cache_dir: PathBuf,
     /// Where the source is declared (its `name`).
@@ -146,7 +152,7 @@ pub fn specs(config: &Config) -> Result<Vec<SourceSpec>, ConfigError> {
 fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSpec, ConfigError> {
     let main = config.main_file();
     let name = def.name.get_ref().clone();
-    crate::config::validate::check_slug("source name", &name)
+    validate::check_slug("source name", &name)
         .map_err(|m| main.invalid(def.name.span().start, m))?;
     let url_text = &redact_url(def.url.get_ref().trim());
     let at_url = |m: String| main.invalid(def.url.span().start, format!("source `{name}`: {m}"));
@@ -178,37 +184,62 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
             .list_format()
             .map_or("", crate::inputs::lists::ListFormat::name),
     };
-    if let (Some(c), f) = (&def.column, fmt)
-        && f != SourceFormat::Csv
-    {
-        return Err(main.invalid(
-            c.span().start,
-            format!("source `{name}`: `column` is for format = \"csv\", not \"{fmt_name}\""),
-        ));
-    }
-    if let (Some(f), x) = (&def.field, fmt)
-        && x != SourceFormat::Json
-    {
-        return Err(main.invalid(
-            f.span().start,
-            format!("source `{name}`: `field` is for format = \"json\", not \"{fmt_name}\""),
-        ));
-    }
+    // Options of one format only, refused on the others at their place.
+    let only = |at: Option<usize>, option: &str, formats: &[SourceFormat], wanted: &str| match at {
+        Some(at) if !formats.contains(&fmt) => Err(main.invalid(
+            at,
+            format!("source `{name}`: `{option}` is for {wanted}, not \"{fmt_name}\""),
+        )),
+        _ => Ok(()),
+    };
+    let csv_only = [SourceFormat::Csv];
+    let csv = "format = \"csv\"";
+    only(
+        def.column.as_ref().map(|c| c.span().start),
+        "column",
+        &csv_only,
+        csv,
+    )?;
+    only(
+        def.field.as_ref().map(|c| c.span().start),
+        "field",
+        &[SourceFormat::Json],
+        "format = \"json\"",
+    )?;
+    only(
+        def.delimiter.as_ref().map(|c| c.span().start),
+        "delimiter",
+        &csv_only,
+        csv,
+    )?;
+    only(
+        def.header.as_ref().map(|c| c.span().start),
+        "header",
+        &csv_only,
+        csv,
+    )?;
+    only(
+        def.type_column.as_ref().map(|c| c.span().start),
+        "type_column",
+        &csv_only,
+        csv,
+    )?;
+    only(
+        def.types.as_ref().map(|c| c.span().start),
+        "types",
+        &csv_only,
+        csv,
+    )?;
+    only(
+        def.on_bad_line.as_ref().map(|c| c.span().start),
+        "on_bad_line",
+        &[SourceFormat::List, SourceFormat::Csv],
+        "format = \"list\" or \"csv\"",
+    )?;
     let format = match fmt {
         SourceFormat::List => Format::List,
-        SourceFormat::Csv => match &def.column {
-            Some(c) if !c.get_ref().trim().is_empty() => Format::Csv {
-                column: c.get_ref().trim().to_owned(),
-            },
-            _ => {
-                return Err(main.invalid(
-                    def.format.span().start,
-                    format!(
-                        "source `{name}`: format = \"csv\" needs column = \"<header>\", the \
-                         column holding the prefixes"
-                    ),
-                ));
-            }
+        SourceFormat::Csv => Format::Csv {
+            layout: csv_layout(config, def, &name)?,
         },
         SourceFormat::Json => Format::Json {
             field: def.field.as_ref().map(|f| f.get_ref().clone()),
@@ -311,7 +342,62 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         on_failure: def
             .on_source_failure
             .unwrap_or(config.main.on_source_failure),
+        on_bad_line: def
+            .on_bad_line
+            .as_ref()
+            .map_or(OnBadLine::Refuse, |o| *o.get_ref()),
         cache_dir,
+    })
+}
+
+/// The layout of a `format = "csv"` source; each option checked by [`validate`] and refused at
+/// its place.
+fn csv_layout(config: &Config, def: &SourceDef, name: &str) -> Result<CsvLayout, ConfigError> {
+    let main = config.main_file();
+    let at = |off: usize| move |m: String| main.invalid(off, format!("source `{name}`: {m}"));
+    let delimiter = match &def.delimiter {
+        None => b',',
+        Some(d) => validate::csv_delimiter(d.get_ref()).map_err(at(d.span().start))?,
+    };
+    let header = def.header.as_ref().is_none_or(|h| *h.get_ref());
+    let column = match &def.column {
+        Some(c) => {
+            validate::csv_column(c.get_ref(), header, "column").map_err(at(c.span().start))?
+        }
+        None => {
+            return Err(at(def.format.span().start)(
+                "format = \"csv\" needs column = \"<header>\" (or column = <number>, 1 for the \
+                 first), the column holding the prefixes"
+                    .into(),
+            ));
+        }
+    };
+    let type_column = def
+        .type_column
+        .as_ref()
+        .map(|c| {
+            validate::csv_column(c.get_ref(), header, "type_column").map_err(at(c.span().start))
+        })
+        .transpose()?;
+    let types = match (&def.types, &type_column) {
+        (Some(t), None) => {
+            return Err(at(t.span().start)(
+                "`types` needs `type_column`, the column the types are in".into(),
+            ));
+        }
+        (Some(t), Some(_)) => validate::csv_types(t.get_ref()).map_err(at(t.span().start))?,
+        (None, Some(_)) => crate::inputs::import::csv::IP_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    Ok(CsvLayout {
+        delimiter,
+        header,
+        column,
+        type_column,
+        types,
     })
 }
 
@@ -500,5 +586,103 @@ mod tests {
         assert_eq!(s[1].on_failure, OnSourceFailure::Refuse);
         assert_eq!(s[1].format, Format::Json { field: None });
         assert_eq!(s[0].cache_dir, Path::new(DEFAULT_CACHE_DIR));
+    }
+
+    #[test]
+    fn csv_layout_options_are_checked_at_their_place() {
+        let base = "[[sources]]\nname = \"a\"\nurl = \"https://example.org/a\"\n";
+        let s = load(&format!(
+            "{base}format = \"csv\"\ndelimiter = \"\\t\"\nheader = false\ncolumn = 2\n\
+             type_column = \"4\"\ntypes = [\"IP-DST\", \"ip:port\"]\non_bad_line = \"skip\"\n"
+        ))
+        .unwrap();
+        let Format::Csv { layout } = &s[0].format else {
+            panic!("{:?}", s[0].format)
+        };
+        assert_eq!(layout.delimiter, b'\t');
+        assert!(!layout.header);
+        assert_eq!(layout.column, validate::Column::Number(2));
+        assert_eq!(layout.type_column, Some(validate::Column::Number(4)));
+        assert_eq!(layout.types, ["ip-dst", "ip:port"]);
+        assert_eq!(s[0].on_bad_line, OnBadLine::Skip);
+        // `tab` works too; a type column alone accepts the IP types; refuse is the default.
+        let s = load(&format!(
+            "{base}format = \"csv\"\ndelimiter = \"tab\"\ncolumn = \"value\"\ntype_column = \"type\"\n"
+        ))
+        .unwrap();
+        let Format::Csv { layout } = &s[0].format else {
+            panic!()
+        };
+        assert_eq!(layout.delimiter, b'\t');
+        assert!(
+            layout.accepts("IPv4-Addr")
+                && layout.accepts("ip-dst|port")
+                && !layout.accepts("domain")
+        );
+        assert_eq!(s[0].on_bad_line, OnBadLine::Refuse);
+        let s = load(&format!(
+            "{base}format = \"list\"\non_bad_line = \"skip\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s[0].on_bad_line, OnBadLine::Skip);
+
+        for (extra, line, needle) in [
+            (
+                "format = \"csv\"\ncolumn = \"ip\"\ndelimiter = \";;\"\n",
+                8,
+                "must be one character",
+            ),
+            (
+                "format = \"csv\"\ncolumn = \"ip\"\ndelimiter = \"\\\"\"\n",
+                8,
+                "cannot separate fields",
+            ),
+            (
+                "format = \"csv\"\nheader = false\ncolumn = \"ip\"\n",
+                8,
+                "columns are numbers",
+            ),
+            ("format = \"csv\"\ncolumn = 0\n", 7, "numbered from 1"),
+            (
+                "format = \"csv\"\ncolumn = \"ip\"\ntypes = [\"ipv4\"]\n",
+                8,
+                "`types` needs `type_column`",
+            ),
+            (
+                "format = \"csv\"\ncolumn = \"ip\"\ntype_column = \"t\"\ntypes = []\n",
+                9,
+                "types is empty",
+            ),
+            (
+                "format = \"list\"\ndelimiter = \"tab\"\n",
+                7,
+                "`delimiter` is for format = \"csv\"",
+            ),
+            (
+                "format = \"list\"\nheader = false\n",
+                7,
+                "`header` is for format = \"csv\"",
+            ),
+            (
+                "format = \"json\"\non_bad_line = \"skip\"\n",
+                7,
+                "`on_bad_line` is for format = \"list\" or \"csv\"",
+            ),
+            (
+                "format = \"list\"\non_bad_line = \"ignore\"\n",
+                7,
+                "unknown variant",
+            ),
+        ] {
+            let e = match load(&format!("{base}{extra}")) {
+                Ok(_) => panic!("{extra}: accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(needle), "{extra}: {e}");
+            assert!(
+                e.starts_with(&format!("/etc/embargo/main.toml:{line}:")),
+                "{extra}: {e}"
+            );
+        }
     }
 }

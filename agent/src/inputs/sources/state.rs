@@ -29,6 +29,11 @@ pub struct SourceState {
     pub entries: usize,
     /// SHA-256 of the last-known-good copy.
     pub sha256: Option<String>,
+    /// What the last-known-good copy's parse left out: bad lines skipped (`on_bad_line =
+    /// "skip"`, each with its line and reason, the first 1,000 listed) and rows of other types
+    /// (`type_column`), counted by reason and type. Empty when nothing was.
+    #[serde(default)]
+    pub skipped: super::parse::Skipped,
 }
 
 impl SourceState {
@@ -46,6 +51,7 @@ impl SourceState {
         self.last_success = Some(cached.meta.checked_at);
         self.entries = cached.meta.entries;
         self.sha256 = Some(cached.meta.sha256.clone());
+        self.skipped = cached.meta.skipped.clone();
     }
 
     /// Whether the source has content the policy can use.
@@ -59,11 +65,19 @@ impl SourceState {
         self.last_success = Some(at);
         self.consecutive_failures = 0;
         let (Outcome::Updated {
-            entries, sha256, ..
+            entries,
+            sha256,
+            skipped,
+            ..
         }
-        | Outcome::NotModified { entries, sha256 }) = outcome;
+        | Outcome::NotModified {
+            entries,
+            sha256,
+            skipped,
+        }) = outcome;
         self.entries = *entries;
         self.sha256 = Some(sha256.clone());
+        self.skipped = skipped.clone();
     }
 
     /// Records a failed fetch; the content stays what it was.
@@ -106,6 +120,7 @@ mod tests {
                 changed: true,
                 entries: 3,
                 sha256: "ab".into(),
+                skipped: Default::default(),
             },
         );
         let t1 = t0 + chrono::Duration::minutes(90);
@@ -123,6 +138,7 @@ mod tests {
             &Outcome::NotModified {
                 entries: 3,
                 sha256: "ab".into(),
+                skipped: Default::default(),
             },
         );
         assert_eq!(s.consecutive_failures, 0);
