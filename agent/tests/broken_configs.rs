@@ -32,15 +32,19 @@ const MAIN_OK: &str = "enforce = [\"UK\"]\ninclude = [\"entities\"]\n";
 /// A throwaway folder with a main file and an `entities/` folder.
 struct Case {
     dir: PathBuf,
+    /// Removes the folder on drop.
+    _tmp: tempfile::TempDir,
 }
 
 impl Case {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("embargo-broken-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-broken-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_owned();
         fs::create_dir_all(dir.join("entities")).unwrap();
-        Self { dir }
+        Self { dir, _tmp: tmp }
     }
 
     fn file(&self, rel: &str, text: &str) -> &Self {
@@ -69,12 +73,6 @@ impl Case {
 
     fn path(&self, rel: &str) -> String {
         self.dir.join(rel).display().to_string()
-    }
-}
-
-impl Drop for Case {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

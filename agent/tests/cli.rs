@@ -15,17 +15,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("embargo-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// `text` as file `name` in a fresh folder (removed when the returned guard drops).
+fn temp_config(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
 fn bad_config_exits_64_naming_file_line_and_column() {
-    let path = temp_config(
+    let (_dir, path) = temp_config(
         "bad.toml",
         "enforce = [\"UK\"]\n[[allow]]\nprefix = \"192.0.2.300\"\nreason = \"x\"\n",
     );
@@ -160,7 +160,7 @@ fn plan_without_agent_compares_against_nothing() {
 
 #[test]
 fn syntax_error_exits_64() {
-    let path = temp_config(
+    let (_dir, path) = temp_config(
         "syntax.toml",
         "enforce = [\"UK\"]\n[[entities]\nid = \"a\"\n",
     );
@@ -235,9 +235,12 @@ fn status_without_agent_says_what_to_check() {
 /// checkout may sit in a private one.
 fn run_unprivileged(name: &str, args: &[&str]) -> Output {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("embargo-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("embargo-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.join("embargo");
     std::fs::copy(env!("CARGO_BIN_EXE_embargo"), &bin).unwrap();
     let config = dir.join("default.toml");
@@ -269,7 +272,7 @@ fn run_unprivileged(name: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run embargo without privileges");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     out
 }
 
@@ -370,10 +373,8 @@ fn a_closed_stdout_is_a_quiet_exit_with_the_documented_code() {
 #[test]
 fn status_verify_into_a_closed_pipe_keeps_exit_3() {
     use std::io::{Read as _, Write as _};
-    let dir = std::env::temp_dir().join(format!("embargo-cli-pipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("control.sock");
-    let _ = std::fs::remove_file(&socket);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let status = embargo::observe::status::Status {
         version: String::new(),
@@ -421,7 +422,6 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         "--control-socket",
         socket.to_str().unwrap(),
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(code, Some(3), "{err}");
     // Both requests were served (a CLI that died after the first leaves the stand-in waiting:
@@ -440,7 +440,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
 #[test]
 fn logging_into_a_closed_stderr_is_not_a_panic() {
     use std::process::Stdio;
-    let path = temp_config(
+    let (_dir, path) = temp_config(
         "skipped-source.toml",
         r#"enforce = ["UK"]
 on_source_failure = "skip"

@@ -31,11 +31,13 @@ fn fixture(name: &str) -> String {
 }
 
 /// A fresh folder with `main.toml` (enforcing UK) including `entity.toml`, an entity `id`
-/// designated by the UK and no networks yet.
-fn lab(test: &str, id: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("embargo-import-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// designated by the UK and no networks yet: its guard (removes it on drop) and its path.
+fn lab(test: &str, id: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("embargo-import-{test}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_owned();
     std::fs::write(
         dir.join("main.toml"),
         "enforce = [\"UK\"]\ninclude = [\"entity.toml\"]\n",
@@ -51,7 +53,7 @@ fn lab(test: &str, id: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    dir
+    (tmp, dir)
 }
 
 fn s(p: &Path) -> &str {
@@ -66,7 +68,7 @@ fn why_json(config: &Path, addr: &str) -> serde_json::Value {
 
 #[test]
 fn stix_import_loads_and_why_shows_the_evidence_dates() {
-    let dir = lab("stix", "example-corp");
+    let (_tmp, dir) = lab("stix", "example-corp");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let out = embargo(&[
@@ -153,12 +155,11 @@ fn stix_import_loads_and_why_shows_the_evidence_dates() {
             && text.contains("counts from 2026-01-15, stops counting on 2036-01-15"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn ioc_import_reads_defanged_addresses() {
-    let dir = lab("ioc", "example-corp");
+    let (_tmp, dir) = lab("ioc", "example-corp");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let out = embargo(&[
@@ -197,7 +198,6 @@ fn ioc_import_reads_defanged_addresses() {
             "https://advisories.example.org/2026/sample-002"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The Integrity Tech rows of the seed data, read independently of the importer.
@@ -211,7 +211,7 @@ fn seed_rows(kind: &str) -> Vec<csv::StringRecord> {
 
 #[test]
 fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
-    let dir = lab("csv", "integrity-tech");
+    let (_tmp, dir) = lab("csv", "integrity-tech");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let generated = dir.join("generated.toml");
@@ -316,7 +316,7 @@ fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
 
     // With the seen dates, each row's evidence counts from first seen through last seen: the
     // Raptor Train rows (last seen in 2024) are expired, and `why` says when.
-    let dated = lab("csv-dated", "integrity-tech");
+    let (_dated_tmp, dated) = lab("csv-dated", "integrity-tech");
     let out = run(args(&dated.join("entity.toml"), true)
         .into_iter()
         .chain(["--append".into()])
@@ -342,13 +342,11 @@ fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
     );
     // Rows without dates still count.
     assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&dated);
 }
 
 #[test]
 fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
-    let dir = lab("bad", "example-corp");
+    let (_tmp, dir) = lab("bad", "example-corp");
     let entity = dir.join("entity.toml");
     let before = std::fs::read_to_string(&entity).unwrap();
 
@@ -485,12 +483,11 @@ fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
         before,
         "the entity file changed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn ioc_import_reads_a_file_that_starts_with_a_byte_order_mark_and_counts_empty_lines() {
-    let dir = lab("ioc-bom", "example-corp");
+    let (_tmp, dir) = lab("ioc-bom", "example-corp");
     let input = dir.join("iocs.txt");
     // The first indicator follows the mark; the prose line yields nothing and is said so.
     std::fs::write(
@@ -523,7 +520,6 @@ fn ioc_import_reads_a_file_that_starts_with_a_byte_order_mark_and_counts_empty_l
         "{}",
         stdout(&out)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

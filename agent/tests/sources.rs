@@ -53,12 +53,8 @@ const LIST: &str = "# test feed\n192.0.2.0/24\n198.51.100.7\n2001:db8::/32\n";
 struct Lab {
     dir: PathBuf,
     pki: Pki,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    /// Removes the folder on drop.
+    _tmp: tempfile::TempDir,
 }
 
 /// A `[[sources]]` entry trusting the lab's CA.
@@ -74,13 +70,18 @@ fn list_source(url: &str) -> String {
 
 impl Lab {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("embargo-sources-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-sources-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_owned();
         let pki = Pki::new();
         fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
-        Self { dir, pki }
+        Self {
+            dir,
+            pki,
+            _tmp: tmp,
+        }
     }
 
     /// Writes and loads a main file: `main_extra` and `sources` before the entity that uses

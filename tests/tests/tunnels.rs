@@ -108,6 +108,8 @@ struct TunnelLab {
     /// The gateway's device the agent attaches to.
     gw_dev: &'static str,
     dir: PathBuf,
+    /// Removes `dir` when the lab drops, after the agent is gone.
+    _tmp: tempfile::TempDir,
     agent: Option<Child>,
     /// The gateway's `pppd` (it runs the peer's, which ends with the pty).
     pppd: Option<Child>,
@@ -138,22 +140,25 @@ impl Drop for TunnelLab {
         for ns in [&self.peer, &self.gw] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl TunnelLab {
     fn new(kind: Kind) -> Self {
         let pid = std::process::id();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-tunnel-{}-", kind.tag()))
+            .tempdir()
+            .unwrap();
         let mut t = TunnelLab {
             gw_dev: kind.gw_dev(),
             peer: format!("embt{pid}{}p", kind.tag()),
             gw: format!("embt{pid}{}g", kind.tag()),
-            dir: std::env::temp_dir().join(format!("embargo-tunnel-{pid}-{}", kind.tag())),
+            dir: tmp.path().to_owned(),
+            _tmp: tmp,
             agent: None,
             pppd: None,
         };
-        std::fs::create_dir_all(&t.dir).unwrap();
         for ns in [&t.peer, &t.gw] {
             sh(&["ip", "netns", "add", ns]);
             for key in [
