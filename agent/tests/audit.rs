@@ -2,6 +2,8 @@
 //! a tampered one, a truncated one and a missing one; and the documented canonical form,
 //! recomputed by Python as the module documentation says a reader can. Needs no root.
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -45,8 +47,7 @@ fn log_of(dir: &tempfile::TempDir, n: u64) -> PathBuf {
 }
 
 fn verify(log: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["audit", "verify", "--log"])
+    support::command(&["audit", "verify", "--log"])
         .arg(log)
         .output()
         .expect("run embargo")
@@ -116,10 +117,7 @@ fn a_missing_log_exits_1_saying_so() {
 #[test]
 fn verify_and_run_default_to_the_state_directory() {
     for args in [&["audit", "verify", "--help"][..], &["run", "--help"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = support::command(args).output().unwrap();
         let help = text(&out.stdout);
         assert!(help.contains("/var/lib/embargo/audit.jsonl"), "{help}");
     }

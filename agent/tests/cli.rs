@@ -1,19 +1,11 @@
 //! The `embargo` binary's behaviour on bad input and missing prerequisites: what a person sees
 //! before anything touches the kernel. Needs no root (one check drops root if it has it).
 
+mod support;
+
 use std::process::{Command, Output};
 
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run embargo")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{command, embargo, stderr};
 
 /// `text` as file `name` in a fresh folder (removed when the returned guard drops).
 fn temp_config(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -326,9 +318,7 @@ fn metrics_listen_flag_must_be_an_address() {
 /// written (`embargo ... | head -c0`); the exit status and stderr.
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let mut child = command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -469,9 +459,7 @@ retrieved = 2026-01-01
 confidence = "medium"
 "#,
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let mut child = command(&["check", "--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,29 +2,16 @@
 //! append the groups to an entity file, and check that the result loads (`embargo check`) and
 //! that `embargo why` names the entity with the imported evidence. Needs no root.
 
+mod support;
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
 };
 
+use support::{embargo, stderr, stdout};
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/indicators");
-
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run embargo")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")

@@ -3,22 +3,11 @@
 //! enforced while the list has its reference and delisted when an updated list drops it; a
 //! broken list or an unknown list name refuses the configuration (exit 64, file:line).
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod support;
 
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run embargo")
-}
+use std::path::{Path, PathBuf};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{embargo, stderr};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
