@@ -15,8 +15,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use embargo::config::Role;
-use embargo_tests::lab::{Background, Lab, Probe, ProbeResult, counter, outcome};
+use embargo::config::{Action, DirectionSet, Role};
+use embargo_tests::{
+    lab::{Background, Lab, Probe, ProbeResult, counter, outcome},
+    policy::{LabEntity, LabPolicy},
+};
 use serde_json::Value;
 
 /// Datagrams per probe.
@@ -28,24 +31,31 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 
-const CONFIG: &str = r#"# prometheus test policy: documentation and test-net prefixes only.
-enforce = ["TEST"]
-[[entities]]
-id = "lab-drop"
-name = "Lab Drop Entity"
-action = "drop"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "PROM-lab-drop", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "lab-monitor"
-name = "Lab Monitor Entity"
-action = "monitor"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "PROM-lab-monitor", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["198.51.100.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+/// The prometheus test policy: documentation and test-net prefixes only.
+fn config_text() -> String {
+    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
+        LabEntity::new(id, action, prefixes)
+            .name(name)
+            .direction(DirectionSet::Both)
+            .designation("netns", &format!("PROM-{id}"))
+            .source("netns")
+            .guard("test netns")
+    };
+    LabPolicy::new()
+        .entity(entity(
+            "lab-drop",
+            "Lab Drop Entity",
+            Action::Drop,
+            &["203.0.113.0/24", "2001:db8:bad::/48"],
+        ))
+        .entity(entity(
+            "lab-monitor",
+            "Lab Monitor Entity",
+            Action::Monitor,
+            &["198.51.100.0/24"],
+        ))
+        .to_string()
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -221,7 +231,7 @@ fn label<'a>(labels: &'a serde_json::Map<String, Value>, name: &str) -> &'a str 
 fn prometheus_scrapes_what_was_sent() {
     let lab = Lab::new().unwrap();
     lab.check_contained().unwrap();
-    let config = lab.write_file("test.toml", CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &config_text()).unwrap();
     let (_, compiled) = embargo::compile_file(&config, embargo::today()).unwrap();
     let drop_addrs = addrs(&["203.0.113.7", "203.0.113.99", "2001:db8:bad::7"]);
     let monitor_addrs = addrs(&["198.51.100.9", "198.51.100.10"]);

@@ -27,7 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use embargo_tests::lab::{self, counter, in_netns};
+use embargo::config::Action;
+use embargo_tests::{
+    lab::{self, counter, in_netns},
+    policy::{LabEntity, LabPolicy},
+};
 
 const ENTITY: &str = "tunnel-drop";
 const LISTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
@@ -41,14 +45,17 @@ const PORT: u16 = 40_123;
 const WG_PORT: u16 = 51_820;
 const COUNT: u64 = 5;
 
-const CONFIG: &str = r#"enforce = ["TEST"]
-[[entities]]
-id = "tunnel-drop"
-name = "Tunnel Test Entity"
-action = "drop"
-designations = [{ authority = "TEST", regime = "tunnels", reference = "T-1", listed_on = 2025-01-01, source = "tunnel test" }]
-networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "tunnel test", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+fn config_text() -> String {
+    LabPolicy::new()
+        .entity(
+            LabEntity::new("tunnel-drop", Action::Drop, &["203.0.113.0/24"])
+                .name("Tunnel Test Entity")
+                .designation("tunnels", "T-1")
+                .source("tunnel test")
+                .guard("test netns"),
+        )
+        .to_string()
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -340,7 +347,7 @@ impl TunnelLab {
     /// `embargo run` on the gateway's tunnel, role outside, without pins; waits until it answers.
     fn start_agent(&mut self) {
         let config = self.dir.join("embargo.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, config_text()).unwrap();
         let log = File::create(self.dir.join("agent.log")).unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.gw))

@@ -29,7 +29,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use embargo::{dataplane::Dataplane, policy::Policy};
+use embargo::{config::Action, dataplane::Dataplane, policy::Policy};
+use embargo_tests::policy::{LabEntity, LabPolicy};
 
 const PACKAGE: &str = "geo-whois-asn-country-2.3.2026061719";
 const FILES: [&str; 2] = [
@@ -82,21 +83,26 @@ fn maps_memory() -> (u64, u64) {
 }
 
 fn policy_text(dir: &Path, codes: &BTreeSet<String>) -> String {
-    let mut t = format!(
-        "enforce = [\"BENCH\"]\ncountry_table = [{:?}, {:?}]\n",
+    let mut policy = LabPolicy::new().authority("BENCH").top(&format!(
+        "country_table = [{:?}, {:?}]",
         dir.join(FILES[0]).display().to_string(),
         dir.join(FILES[1]).display().to_string()
-    );
+    ));
     for code in codes {
-        t.push_str(&format!(
-            "[[entities]]\nid = \"country-{lc}\"\nname = \"Jurisdiction {code}\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"BENCH\", regime = \"bench\", reference = \"BENCH-{code}\", listed_on = 2025-01-01, source = \"bench\" }}]\n\
-             [[entities.networks]]\ncountries = [\"{code}\"]\nguard_override = \"bench: a whole jurisdiction\"\n\
-             evidence = {{ kind = \"jurisdiction\", source = \"{PACKAGE}\", retrieved = 2026-11-27, confidence = \"medium\" }}\n",
-            lc = code.to_ascii_lowercase()
-        ));
+        policy = policy.entity(
+            LabEntity::countries(
+                &format!("country-{}", code.to_ascii_lowercase()),
+                Action::Drop,
+                &[code],
+            )
+            .name(&format!("Jurisdiction {code}"))
+            .designation("bench", &format!("BENCH-{code}"))
+            .source("bench")
+            .guard("bench: a whole jurisdiction")
+            .evidence("jurisdiction", PACKAGE, "2026-11-27", "medium"),
+        );
     }
-    t
+    policy.to_string()
 }
 
 fn secs(d: Duration) -> String {
