@@ -29,6 +29,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use clap::Parser;
 use embargo::{config::Action, dataplane::Dataplane, policy::Policy};
 use embargo_tests::policy::{LabEntity, LabPolicy};
 
@@ -113,17 +114,26 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
+/// The command line (`--help`).
+#[derive(Parser)]
+#[command(
+    name = "embargo-country-bench",
+    about = "What the whole country table costs as one policy \
+             (needs root and `cargo xtask tables`; run the release build)"
+)]
+struct Cli {
+    /// The pinned tables' folder [default: target/tables of the workspace]
+    #[arg(long, value_name = "DIR")]
+    tables: Option<PathBuf>,
+    /// Also write the Markdown section to FILE
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
-    let mut tables = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tables");
-    let mut markdown: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--tables" => tables = args.next().context("--tables needs a folder")?.into(),
-            "--markdown" => markdown = Some(args.next().context("--markdown needs a file")?.into()),
-            other => bail!("unknown argument {other}; usage: [--tables DIR] [--markdown FILE]"),
-        }
-    }
+    let Cli { tables, markdown } = Cli::parse();
+    let tables =
+        tables.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tables"));
     let dir = tables.join(PACKAGE);
     for f in FILES {
         if !dir.join(f).is_file() {
@@ -185,11 +195,7 @@ fn main() -> Result<()> {
             .find_map(|l| l.strip_prefix("model name"))
             .and_then(|l| l.split_once(':'))
             .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
-        let date = std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
+        let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
         format!(
             "{date} on {cpu} ({} cores), Linux {}",
             std::thread::available_parallelism().map_or(1, |n| n.get()),
