@@ -82,6 +82,33 @@ impl LabPolicy {
         self
     }
 
+    /// The two entities the netns-lab tests share: `lab-drop` ("Lab Drop Entity", drop) on
+    /// `drop` and `lab-monitor` ("Lab Monitor Entity", monitor) on `monitor`, both with
+    /// `direction = "both"`; `each(id, entity)` adds what a test sets apart (designation,
+    /// source, guard override).
+    pub fn drop_and_monitor(
+        drop: &[&str],
+        monitor: &[&str],
+        each: impl Fn(&str, LabEntity) -> LabEntity,
+    ) -> Self {
+        let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
+            each(
+                id,
+                LabEntity::new(id, action, prefixes)
+                    .name(name)
+                    .direction(DirectionSet::Both),
+            )
+        };
+        Self::new()
+            .entity(entity("lab-drop", "Lab Drop Entity", Action::Drop, drop))
+            .entity(entity(
+                "lab-monitor",
+                "Lab Monitor Entity",
+                Action::Monitor,
+                monitor,
+            ))
+    }
+
     /// Writes the policy as `name` in the lab's folder; its path.
     pub fn write(&self, lab: &Lab, name: &str) -> lab::Result<PathBuf> {
         lab.write_file(name, &self.to_string())

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use embargo::config::{Action, DirectionSet, Role};
+use embargo::config::{Action, Role};
 use embargo_tests::{
     lab::{self, Lab, Probe, ProbeResult, counter, outcome},
     policy::{LabEntity, LabPolicy},
@@ -18,28 +18,16 @@ const COUNT: usize = 3;
 /// The netns test policy: documentation and test-net prefixes only. `broken_config_*` below
 /// edit its text and count its lines (the builder writes one key a line).
 fn test_config() -> String {
-    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
-        LabEntity::new(id, action, prefixes)
-            .name(name)
-            .direction(DirectionSet::Both)
-            .designation("netns", &format!("NETNS-{id}"))
-            .source("netns")
-            .guard("test netns")
-    };
-    LabPolicy::new()
-        .entity(entity(
-            "lab-drop",
-            "Lab Drop Entity",
-            Action::Drop,
-            &["203.0.113.0/24", "2001:db8:bad::/48"],
-        ))
-        .entity(entity(
-            "lab-monitor",
-            "Lab Monitor Entity",
-            Action::Monitor,
-            &["198.51.100.0/24", "2001:db8:ca7::/48"],
-        ))
-        .to_string()
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24", "2001:db8:ca7::/48"],
+        |id, e| {
+            e.designation("netns", &format!("NETNS-{id}"))
+                .source("netns")
+                .guard("test netns")
+        },
+    )
+    .to_string()
 }
 
 const DROP_ADDRS: [&str; 4] = [

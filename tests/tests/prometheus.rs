@@ -15,10 +15,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use embargo::config::{Action, DirectionSet, Role};
+use embargo::config::Role;
 use embargo_tests::{
     lab::{Background, Lab, Probe, ProbeResult, counter, outcome},
-    policy::{LabEntity, LabPolicy},
+    policy::LabPolicy,
 };
 use serde_json::Value;
 
@@ -33,28 +33,16 @@ const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 
 /// The prometheus test policy: documentation and test-net prefixes only.
 fn config_text() -> String {
-    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
-        LabEntity::new(id, action, prefixes)
-            .name(name)
-            .direction(DirectionSet::Both)
-            .designation("netns", &format!("PROM-{id}"))
-            .source("netns")
-            .guard("test netns")
-    };
-    LabPolicy::new()
-        .entity(entity(
-            "lab-drop",
-            "Lab Drop Entity",
-            Action::Drop,
-            &["203.0.113.0/24", "2001:db8:bad::/48"],
-        ))
-        .entity(entity(
-            "lab-monitor",
-            "Lab Monitor Entity",
-            Action::Monitor,
-            &["198.51.100.0/24"],
-        ))
-        .to_string()
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24"],
+        |id, e| {
+            e.designation("netns", &format!("PROM-{id}"))
+                .source("netns")
+                .guard("test netns")
+        },
+    )
+    .to_string()
 }
 
 fn addr(s: &str) -> SocketAddr {

@@ -18,37 +18,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use embargo::config::{Action, DirectionSet};
 use embargo_tests::{
     lab::{Agent, GW_V4, GW_V6, Lab, Tun, counter, outcome},
     packet::udp_datagram,
-    policy::{LabEntity, LabPolicy},
+    policy::LabPolicy,
 };
 
 /// The uplinks test policy: documentation and test-net prefixes only.
 fn config_text() -> String {
-    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
-        LabEntity::new(id, action, prefixes)
-            .name(name)
-            .direction(DirectionSet::Both)
-            .designation("uplinks", &format!("UPLINKS-{id}"))
-            .source("uplinks")
-            .guard("test uplinks")
-    };
-    LabPolicy::new()
-        .entity(entity(
-            "lab-drop",
-            "Lab Drop Entity",
-            Action::Drop,
-            &["203.0.113.0/24", "2001:db8:bad::/48"],
-        ))
-        .entity(entity(
-            "lab-monitor",
-            "Lab Monitor Entity",
-            Action::Monitor,
-            &["198.51.100.0/24"],
-        ))
-        .to_string()
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24"],
+        |id, e| {
+            e.designation("uplinks", &format!("UPLINKS-{id}"))
+                .source("uplinks")
+                .guard("test uplinks")
+        },
+    )
+    .to_string()
 }
 
 const PORT: u16 = 47_001;
