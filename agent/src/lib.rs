@@ -28,6 +28,14 @@ pub mod observe;
 pub mod policy;
 pub mod run;
 
+/// The tests' seeded generator (splitmix64). One copy for the workspace: the root tests crate's
+/// `tests/src/rng.rs`, included here by path (that crate depends on this one, so this one cannot
+/// depend on it).
+#[cfg(test)]
+#[allow(dead_code, reason = "the unit tests use a part of it")]
+#[path = "../../tests/src/rng.rs"]
+pub(crate) mod test_rng;
+
 use std::path::Path;
 
 /// Loads, validates, resolves and compiles the configuration at `path` as of `today`, for the

@@ -2,6 +2,8 @@
 //! a tampered one, a truncated one and a missing one; and the documented canonical form,
 //! recomputed by Python as the module documentation says a reader can. Needs no root.
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -9,29 +11,10 @@ use std::{
 
 use embargo::observe::audit::{AuditLog, Changes, PolicyApplied, Source, SourceKind};
 
-/// A folder under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p =
-            std::env::temp_dir().join(format!("embargo-audit-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A log of `n` records; the sources hold a non-ASCII path and a control character to exercise
 /// the canonical form's escaping.
-fn log_of(dir: &TempDir, n: u64) -> PathBuf {
-    let path = dir.0.join("audit.jsonl");
+fn log_of(dir: &tempfile::TempDir, n: u64) -> PathBuf {
+    let path = dir.path().join("audit.jsonl");
     let mut log = AuditLog::open(&path).unwrap();
     for i in 1..=n {
         log.append(PolicyApplied {
@@ -64,8 +47,7 @@ fn log_of(dir: &TempDir, n: u64) -> PathBuf {
 }
 
 fn verify(log: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["audit", "verify", "--log"])
+    support::command(&["audit", "verify", "--log"])
         .arg(log)
         .output()
         .expect("run embargo")
@@ -77,7 +59,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn an_intact_log_verifies_with_exit_0() {
-    let dir = TempDir::new("good");
+    let dir = tempfile::tempdir().unwrap();
     let log = log_of(&dir, 4);
     let out = verify(&log);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -89,7 +71,7 @@ fn an_intact_log_verifies_with_exit_0() {
 
 #[test]
 fn a_tampered_log_exits_1_naming_the_first_broken_link() {
-    let dir = TempDir::new("tampered");
+    let dir = tempfile::tempdir().unwrap();
     let log = log_of(&dir, 4);
     let good = std::fs::read_to_string(&log).unwrap();
     let mut lines: Vec<&str> = good.lines().collect();
@@ -125,8 +107,8 @@ fn a_tampered_log_exits_1_naming_the_first_broken_link() {
 
 #[test]
 fn a_missing_log_exits_1_saying_so() {
-    let dir = TempDir::new("missing");
-    let out = verify(&dir.0.join("none.jsonl"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = verify(&dir.path().join("none.jsonl"));
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("none.jsonl: reading:"), "{err}");
@@ -135,10 +117,7 @@ fn a_missing_log_exits_1_saying_so() {
 #[test]
 fn verify_and_run_default_to_the_state_directory() {
     for args in [&["audit", "verify", "--help"][..], &["run", "--help"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = support::command(args).output().unwrap();
         let help = text(&out.stdout);
         assert!(help.contains("/var/lib/embargo/audit.jsonl"), "{help}");
     }
@@ -149,7 +128,7 @@ fn verify_and_run_default_to_the_state_directory() {
 /// ensure_ascii=False)`, and the line itself is that form with the hash in.
 #[test]
 fn python_recomputes_every_hash_from_the_documented_form() {
-    let dir = TempDir::new("python");
+    let dir = tempfile::tempdir().unwrap();
     let log = log_of(&dir, 3);
     let script = r#"
 import hashlib, json, sys

@@ -1,10 +1,11 @@
 //! A corpus of broken configurations: each must be refused by `embargo check` with exit code
 //! 64, a message naming the file, line and column, and what to do. Needs no root.
 
+mod support;
+
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 const ENTITY_OK: &str = r#"id = "a"
@@ -32,15 +33,19 @@ const MAIN_OK: &str = "enforce = [\"UK\"]\ninclude = [\"entities\"]\n";
 /// A throwaway folder with a main file and an `entities/` folder.
 struct Case {
     dir: PathBuf,
+    /// Removes the folder on drop.
+    _tmp: tempfile::TempDir,
 }
 
 impl Case {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("embargo-broken-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-broken-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_owned();
         fs::create_dir_all(dir.join("entities")).unwrap();
-        Self { dir }
+        Self { dir, _tmp: tmp }
     }
 
     fn file(&self, rel: &str, text: &str) -> &Self {
@@ -52,8 +57,7 @@ impl Case {
 
     /// Runs `embargo check` and returns stderr, asserting exit code 64.
     fn refused(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
-            .args(["check", "--config"])
+        let out = support::command(&["check", "--config"])
             .arg(self.dir.join("main.toml"))
             .output()
             .unwrap();
@@ -69,12 +73,6 @@ impl Case {
 
     fn path(&self, rel: &str) -> String {
         self.dir.join(rel).display().to_string()
-    }
-}
-
-impl Drop for Case {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -353,8 +351,7 @@ fn a_good_corpus_file_passes() {
     let c = Case::new("good");
     c.file("main.toml", MAIN_OK)
         .file("entities/a.toml", ENTITY_OK);
-    let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let out = support::command(&["check", "--config"])
         .arg(c.dir.join("main.toml"))
         .output()
         .unwrap();
@@ -446,8 +443,7 @@ fn mkfifo(path: &Path) {
 /// Runs `embargo check --config <config>` with a deadline: a read that blocks fails the test
 /// instead of hanging it. Returns the exit code and stderr.
 fn check_within(config: &Path, deadline: std::time::Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let mut child = support::command(&["check", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -608,8 +604,7 @@ fn files_that_start_with_a_byte_order_mark_are_read() {
             ),
         )
         .file("entities/iocs.txt", "\u{feff}198.51.100.7\n192.0.2.0/24\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["why", "198.51.100.7", "--config"])
+    let out = support::command(&["why", "198.51.100.7", "--config"])
         .arg(c.dir.join("main.toml"))
         .output()
         .unwrap();

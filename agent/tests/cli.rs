@@ -1,31 +1,23 @@
 //! The `embargo` binary's behaviour on bad input and missing prerequisites: what a person sees
 //! before anything touches the kernel. Needs no root (one check drops root if it has it).
 
+mod support;
+
 use std::process::{Command, Output};
 
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run embargo")
-}
+use support::{command, embargo, stderr};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("embargo-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// `text` as file `name` in a fresh folder (removed when the returned guard drops).
+fn temp_config(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
 fn bad_config_exits_64_naming_file_line_and_column() {
-    let path = temp_config(
+    let (_dir, path) = temp_config(
         "bad.toml",
         "enforce = [\"UK\"]\n[[allow]]\nprefix = \"192.0.2.300\"\nreason = \"x\"\n",
     );
@@ -160,7 +152,7 @@ fn plan_without_agent_compares_against_nothing() {
 
 #[test]
 fn syntax_error_exits_64() {
-    let path = temp_config(
+    let (_dir, path) = temp_config(
         "syntax.toml",
         "enforce = [\"UK\"]\n[[entities]\nid = \"a\"\n",
     );
@@ -235,9 +227,12 @@ fn status_without_agent_says_what_to_check() {
 /// checkout may sit in a private one.
 fn run_unprivileged(name: &str, args: &[&str]) -> Output {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("embargo-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("embargo-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.join("embargo");
     std::fs::copy(env!("CARGO_BIN_EXE_embargo"), &bin).unwrap();
     let config = dir.join("default.toml");
@@ -269,7 +264,7 @@ fn run_unprivileged(name: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run embargo without privileges");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     out
 }
 
@@ -323,9 +318,7 @@ fn metrics_listen_flag_must_be_an_address() {
 /// written (`embargo ... | head -c0`); the exit status and stderr.
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let mut child = command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -370,10 +363,8 @@ fn a_closed_stdout_is_a_quiet_exit_with_the_documented_code() {
 #[test]
 fn status_verify_into_a_closed_pipe_keeps_exit_3() {
     use std::io::{Read as _, Write as _};
-    let dir = std::env::temp_dir().join(format!("embargo-cli-pipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("control.sock");
-    let _ = std::fs::remove_file(&socket);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let status = embargo::observe::status::Status {
         version: String::new(),
@@ -421,7 +412,6 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         "--control-socket",
         socket.to_str().unwrap(),
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(code, Some(3), "{err}");
     // Both requests were served (a CLI that died after the first leaves the stand-in waiting:
@@ -435,8 +425,6 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
     agent.join().unwrap();
 }
 
-/// A command that logs (a skipped source) with both standard output and standard error a
-/// closed pipe (`embargo check 2>&1 | head -c0`): the log lines are dropped, no panic.
 /// A configuration whose source is never reachable and skipped: `check` logs warnings.
 const SKIPPED_SOURCE: &str = r#"enforce = ["UK"]
 on_source_failure = "skip"
@@ -465,13 +453,13 @@ retrieved = 2026-01-01
 confidence = "medium"
 "#;
 
+/// A command that logs (a skipped source) with both standard output and standard error a
+/// closed pipe (`embargo check 2>&1 | head -c0`): the log lines are dropped, no panic.
 #[test]
 fn logging_into_a_closed_stderr_is_not_a_panic() {
     use std::process::Stdio;
-    let path = temp_config("skipped-source.toml", SKIPPED_SOURCE);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    let (_dir, path) = temp_config("skipped-source.toml", SKIPPED_SOURCE);
+    let mut child = command(&["check", "--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -507,7 +495,7 @@ fn version_names_the_commit_and_build_date() {
 /// Runs `embargo` with `env` set (and EMBARGO_* / RUST_LOG of the test's own environment
 /// removed).
 fn embargo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_embargo"));
+    let mut cmd = command(args);
     for var in [
         "RUST_LOG",
         "EMBARGO_CONFIG",
@@ -517,11 +505,7 @@ fn embargo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run embargo")
+    cmd.envs(env.iter().copied()).output().expect("run embargo")
 }
 
 /// Regression (issue 16): log lines into a pipe, a file or the journal carried ANSI colour
@@ -529,7 +513,7 @@ fn embargo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// EMBARGO_LOG_FORMAT) writes one JSON object per line.
 #[test]
 fn logs_are_plain_text_off_a_terminal_or_json_lines() {
-    let path = temp_config("log-format.toml", SKIPPED_SOURCE);
+    let (_dir, path) = temp_config("log-format.toml", SKIPPED_SOURCE);
     let config = path.to_str().unwrap();
     let out = embargo_env(&["check", "--config", config], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -572,7 +556,7 @@ fn logs_are_plain_text_off_a_terminal_or_json_lines() {
 /// `--log-level` filters like RUST_LOG and wins over it; a bad filter is refused (64).
 #[test]
 fn log_level_filters_and_a_bad_filter_is_refused() {
-    let path = temp_config("log-level.toml", SKIPPED_SOURCE);
+    let (_dir, path) = temp_config("log-level.toml", SKIPPED_SOURCE);
     let config = path.to_str().unwrap();
     let out = embargo_env(
         &["--log-level", "error", "check", "--config", config],
@@ -646,7 +630,7 @@ fn the_config_and_control_socket_come_from_the_environment() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let bad = temp_config("env-bad.toml", "enforce = [\"UK\"\n");
+    let (_bad_dir, bad) = temp_config("env-bad.toml", "enforce = [\"UK\"\n");
     let out = embargo_env(
         &["run", "-i", "lo:inside"],
         &[("EMBARGO_CONFIG", bad.to_str().unwrap())],

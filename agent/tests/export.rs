@@ -3,6 +3,8 @@
 //! an allow hole, a monitored entity and expired evidence. Loading the nft and ipset files into
 //! the real tools is tests/tests/export.rs (root).
 
+mod support;
+
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -19,6 +21,7 @@ use embargo::{
     },
 };
 use ipnetwork::IpNetwork;
+use support::embargo;
 
 /// The policy: agent/tests/fixtures/export/embargo.toml.
 pub fn fixture() -> std::path::PathBuf {
@@ -258,13 +261,6 @@ fn the_stix_bundle_reads_back_to_the_same_prefixes() {
         .flat_map(|s| s.v4.iter().chain(&s.v6).copied())
         .collect();
     assert_eq!(back, want);
-}
-
-fn embargo(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .output()
-        .expect("run embargo")
 }
 
 /// `embargo export`: standard output or `--out` (a symlink there is replaced, never followed);

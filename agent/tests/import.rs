@@ -2,40 +2,30 @@
 //! append the groups to an entity file, and check that the result loads (`embargo check`) and
 //! that `embargo why` names the entity with the imported evidence. Needs no root.
 
+mod support;
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
+use support::{embargo, stderr, stdout};
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/indicators");
-
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run embargo")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")
 }
 
 /// A fresh folder with `main.toml` (enforcing UK) including `entity.toml`, an entity `id`
-/// designated by the UK and no networks yet.
-fn lab(test: &str, id: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("embargo-import-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// designated by the UK and no networks yet: its guard (removes it on drop) and its path.
+fn lab(test: &str, id: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("embargo-import-{test}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_owned();
     std::fs::write(
         dir.join("main.toml"),
         "enforce = [\"UK\"]\ninclude = [\"entity.toml\"]\n",
@@ -51,7 +41,7 @@ fn lab(test: &str, id: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    dir
+    (tmp, dir)
 }
 
 fn s(p: &Path) -> &str {
@@ -66,7 +56,7 @@ fn why_json(config: &Path, addr: &str) -> serde_json::Value {
 
 #[test]
 fn stix_import_loads_and_why_shows_the_evidence_dates() {
-    let dir = lab("stix", "example-corp");
+    let (_tmp, dir) = lab("stix", "example-corp");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let out = embargo(&[
@@ -153,12 +143,11 @@ fn stix_import_loads_and_why_shows_the_evidence_dates() {
             && text.contains("counts from 2026-01-15, stops counting on 2036-01-15"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn ioc_import_reads_defanged_addresses() {
-    let dir = lab("ioc", "example-corp");
+    let (_tmp, dir) = lab("ioc", "example-corp");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let out = embargo(&[
@@ -197,7 +186,6 @@ fn ioc_import_reads_defanged_addresses() {
             "https://advisories.example.org/2026/sample-002"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The Integrity Tech rows of the seed data, read independently of the importer.
@@ -211,7 +199,7 @@ fn seed_rows(kind: &str) -> Vec<csv::StringRecord> {
 
 #[test]
 fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
-    let dir = lab("csv", "integrity-tech");
+    let (_tmp, dir) = lab("csv", "integrity-tech");
     let entity = dir.join("entity.toml");
     let config = dir.join("main.toml");
     let generated = dir.join("generated.toml");
@@ -316,7 +304,7 @@ fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
 
     // With the seen dates, each row's evidence counts from first seen through last seen: the
     // Raptor Train rows (last seen in 2024) are expired, and `why` says when.
-    let dated = lab("csv-dated", "integrity-tech");
+    let (_dated_tmp, dated) = lab("csv-dated", "integrity-tech");
     let out = run(args(&dated.join("entity.toml"), true)
         .into_iter()
         .chain(["--append".into()])
@@ -342,13 +330,11 @@ fn csv_import_of_the_seed_data_yields_exactly_the_entitys_ipv4_rows() {
     );
     // Rows without dates still count.
     assert_eq!(why_json(&config, "38.147.190.192")["verdict"], "listed");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&dated);
 }
 
 #[test]
 fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
-    let dir = lab("bad", "example-corp");
+    let (_tmp, dir) = lab("bad", "example-corp");
     let entity = dir.join("entity.toml");
     let before = std::fs::read_to_string(&entity).unwrap();
 
@@ -485,12 +471,11 @@ fn bad_input_is_refused_naming_the_place_and_nothing_is_written() {
         before,
         "the entity file changed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn ioc_import_reads_a_file_that_starts_with_a_byte_order_mark_and_counts_empty_lines() {
-    let dir = lab("ioc-bom", "example-corp");
+    let (_tmp, dir) = lab("ioc-bom", "example-corp");
     let input = dir.join("iocs.txt");
     // The first indicator follows the mark; the prose line yields nothing and is said so.
     std::fs::write(
@@ -523,7 +508,6 @@ fn ioc_import_reads_a_file_that_starts_with_a_byte_order_mark_and_counts_empty_l
         "{}",
         stdout(&out)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -557,7 +541,7 @@ fn max_age_counts_from_last_seen_and_expired_evidence_is_left_out_by_check() {
     // The seed rows were last seen in 2024: with --max-age 30d each counts through its
     // last-seen day plus 30 days, so `check` leaves every one out; with 3650d they count.
     for (age, listed) in [("30d", false), ("3650days", true)] {
-        let dir = lab(&format!("max-age-{listed}"), "integrity-tech");
+        let (_tmp, dir) = lab(&format!("max-age-{listed}"), "integrity-tech");
         let config = dir.join("main.toml");
         let out = import(&[
             "csv",
@@ -610,7 +594,7 @@ fn max_age_counts_from_last_seen_and_expired_evidence_is_left_out_by_check() {
 
 #[test]
 fn expires_and_max_age_without_last_seen_are_written_and_enforced() {
-    let dir = lab("expires", "example-corp");
+    let (_tmp, dir) = lab("expires", "example-corp");
     let config = dir.join("main.toml");
     let entity = dir.join("entity.toml");
     let list = dir.join("c2.txt");
@@ -727,7 +711,7 @@ fn prefixes(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn a_tab_separated_ioc_table_imports_its_ip_rows_and_counts_the_other_types() {
-    let dir = lab("tsv", "integrity-tech");
+    let (_tmp, dir) = lab("tsv", "integrity-tech");
     let config = dir.join("main.toml");
     let out = import(&[
         "csv",
@@ -784,7 +768,7 @@ fn a_tab_separated_ioc_table_imports_its_ip_rows_and_counts_the_other_types() {
 
 #[test]
 fn a_headerless_csv_is_read_by_column_number() {
-    let dir = lab("noheader", "integrity-tech");
+    let (_tmp, dir) = lab("noheader", "integrity-tech");
     let generated = dir.join("generated.toml");
     let args = |column: &str| {
         import(&[
@@ -853,7 +837,7 @@ fn a_headerless_csv_is_read_by_column_number() {
 
 #[test]
 fn a_bad_row_is_refused_by_default_and_skipped_and_reported_with_skip() {
-    let dir = lab("badrow", "integrity-tech");
+    let (_tmp, dir) = lab("badrow", "integrity-tech");
     let entity = dir.join("entity.toml");
     let before = std::fs::read_to_string(&entity).unwrap();
     // The TSV with two rows broken: an octet over 255 and a bad date.
@@ -916,7 +900,7 @@ fn a_bad_row_is_refused_by_default_and_skipped_and_reported_with_skip() {
 
 #[test]
 fn ioc_prose_skips_versions_and_build_numbers_and_keeps_the_indicators() {
-    let dir = lab("prose", "integrity-tech");
+    let (_tmp, dir) = lab("prose", "integrity-tech");
     let config = dir.join("main.toml");
     let out = embargo(&[
         "import",

@@ -3,45 +3,16 @@
 //! enforced while the list has its reference and delisted when an updated list drops it; a
 //! broken list or an unknown list name refuses the configuration (exit 64, file:line).
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod support;
 
-fn embargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run embargo")
-}
+use std::path::{Path, PathBuf};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{embargo, stderr};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lists")
         .join(name)
-}
-
-/// A fresh folder under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("embargo-lists-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const GROUP: &str = r#"
@@ -91,9 +62,9 @@ fn imported_skeletons_load_with_check_once_networks_are_added() {
             2,
         ),
     ] {
-        let dir = TempDir::new(format);
-        let main = main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.csv"));
-        let out_dir = dir.0.join("entities");
+        let dir = tempfile::tempdir().unwrap();
+        let main = main_file(dir.path(), "uk-csv", &fixture("UK_Sanctions_List.csv"));
+        let out_dir = dir.path().join("entities");
         let alt = fixture("alt.csv");
         let mut args = vec![
             "import".to_owned(),
@@ -185,10 +156,10 @@ list = "uk"
 
 #[test]
 fn an_updated_list_without_the_reference_ends_enforcement() {
-    let dir = TempDir::new("delist");
-    let main = main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.csv"));
+    let dir = tempfile::tempdir().unwrap();
+    let main = main_file(dir.path(), "uk-csv", &fixture("UK_Sanctions_List.csv"));
     std::fs::write(
-        dir.0.join("entities/i-soon.toml"),
+        dir.path().join("entities/i-soon.toml"),
         format!("{I_SOON}{GROUP}"),
     )
     .unwrap();
@@ -196,7 +167,11 @@ fn an_updated_list_without_the_reference_ends_enforcement() {
     assert_eq!(v["entities"][0]["id"], "i-soon", "{v}");
     assert_eq!(v["prefixes_v4"], 1);
 
-    main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.delisted.csv"));
+    main_file(
+        dir.path(),
+        "uk-csv",
+        &fixture("UK_Sanctions_List.delisted.csv"),
+    );
     let v = check_json(&main);
     assert_eq!(v["entities"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(v["prefixes_v4"], 0);
@@ -213,16 +188,16 @@ fn an_updated_list_without_the_reference_ends_enforcement() {
 
 #[test]
 fn a_broken_list_refuses_the_configuration_naming_file_and_line() {
-    let dir = TempDir::new("broken");
+    let dir = tempfile::tempdir().unwrap();
     // A truncated XML list.
     let xml = std::fs::read_to_string(fixture("UK_Sanctions_List.xml")).unwrap();
     let cut = xml.find("<UniqueID>RUS9901").unwrap();
-    let truncated = dir.0.join("truncated.xml");
+    let truncated = dir.path().join("truncated.xml");
     std::fs::write(&truncated, &xml[..cut]).unwrap();
     let line = xml[..cut].matches('\n').count() + 1;
-    let main = main_file(&dir.0, "uk-xml", &truncated);
+    let main = main_file(dir.path(), "uk-xml", &truncated);
     std::fs::write(
-        dir.0.join("entities/i-soon.toml"),
+        dir.path().join("entities/i-soon.toml"),
         format!("{I_SOON}{GROUP}"),
     )
     .unwrap();
@@ -240,9 +215,9 @@ fn a_broken_list_refuses_the_configuration_naming_file_and_line() {
     let csv = std::fs::read_to_string(fixture("UK_Sanctions_List.csv")).unwrap();
     let mut rows: Vec<&str> = csv.split("\r\n").collect();
     rows[3] = "09/12/2025,CYB0114,bad";
-    let bad = dir.0.join("bad.csv");
+    let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, rows.join("\r\n")).unwrap();
-    main_file(&dir.0, "uk-csv", &bad);
+    main_file(dir.path(), "uk-csv", &bad);
     let out = embargo(&["check", "--config", main.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(
@@ -252,15 +227,15 @@ fn a_broken_list_refuses_the_configuration_naming_file_and_line() {
     );
 
     // A list with a header and no designations would delist everyone: refused.
-    let empty = dir.0.join("empty.csv");
+    let empty = dir.path().join("empty.csv");
     std::fs::write(&empty, rows[..2].join("\r\n")).unwrap();
-    main_file(&dir.0, "uk-csv", &empty);
+    main_file(dir.path(), "uk-csv", &empty);
     let out = embargo(&["check", "--config", main.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains("no designations"), "{}", stderr(&out));
 
     // A missing list file: refused at the [[lists]] path.
-    main_file(&dir.0, "uk-csv", &dir.0.join("missing.csv"));
+    main_file(dir.path(), "uk-csv", &dir.path().join("missing.csv"));
     let out = embargo(&["check", "--config", main.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(
@@ -272,9 +247,9 @@ fn a_broken_list_refuses_the_configuration_naming_file_and_line() {
 
 #[test]
 fn an_unknown_list_name_is_refused_at_its_line() {
-    let dir = TempDir::new("unknown");
-    let main = main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.csv"));
-    let entity = dir.0.join("entities/i-soon.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let main = main_file(dir.path(), "uk-csv", &fixture("UK_Sanctions_List.csv"));
+    let entity = dir.path().join("entities/i-soon.toml");
     std::fs::write(&entity, I_SOON.replace("list = \"uk\"", "list = \"ofac\"")).unwrap();
     let out = embargo(&["check", "--config", main.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
@@ -288,8 +263,12 @@ fn an_unknown_list_name_is_refused_at_its_line() {
 
 #[test]
 fn why_marks_a_delisted_designation_while_another_keeps_the_entity_enforced() {
-    let dir = TempDir::new("why");
-    let main = main_file(&dir.0, "uk-csv", &fixture("UK_Sanctions_List.delisted.csv"));
+    let dir = tempfile::tempdir().unwrap();
+    let main = main_file(
+        dir.path(),
+        "uk-csv",
+        &fixture("UK_Sanctions_List.delisted.csv"),
+    );
     let us = r#"
 [[designations]]
 authority = "US"
@@ -299,7 +278,7 @@ listed_on = 2025-01-03
 source = "https://home.treasury.gov/news/press-releases/jy2769"
 "#;
     std::fs::write(
-        dir.0.join("entities/i-soon.toml"),
+        dir.path().join("entities/i-soon.toml"),
         format!("{I_SOON}{us}{GROUP}"),
     )
     .unwrap();
@@ -318,7 +297,7 @@ source = "https://home.treasury.gov/news/press-releases/jy2769"
 fn every_list_format_reads_a_file_that_starts_with_a_byte_order_mark() {
     // The same designations with and without the mark, whatever the format; `embargo import`
     // (which reads the file from disk) finds the first designation too.
-    let dir = TempDir::new("bom");
+    let dir = tempfile::tempdir().unwrap();
     for (format, file) in [
         (
             embargo::inputs::lists::ListFormat::UkCsv,
@@ -355,7 +334,7 @@ fn every_list_format_reads_a_file_that_starts_with_a_byte_order_mark() {
         let plain = parse(&text).unwrap();
         let marked = format!("\u{feff}{text}");
         assert_eq!(parse(&marked), Ok(plain.clone()), "{format}");
-        let path = dir.0.join(file);
+        let path = dir.path().join(file);
         std::fs::write(&path, &marked).unwrap();
         let out = embargo(&[
             "import",

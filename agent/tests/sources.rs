@@ -53,12 +53,8 @@ const LIST: &str = "# test feed\n192.0.2.0/24\n198.51.100.7\n2001:db8::/32\n";
 struct Lab {
     dir: PathBuf,
     pki: Pki,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    /// Removes the folder on drop.
+    _tmp: tempfile::TempDir,
 }
 
 /// A `[[sources]]` entry trusting the lab's CA.
@@ -74,13 +70,18 @@ fn list_source(url: &str) -> String {
 
 impl Lab {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("embargo-sources-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-sources-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_owned();
         let pki = Pki::new();
         fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
-        Self { dir, pki }
+        Self {
+            dir,
+            pki,
+            _tmp: tmp,
+        }
     }
 
     /// Writes and loads a main file: `main_extra` and `sources` before the entity that uses
@@ -763,8 +764,7 @@ async fn check_reads_only_the_cache_and_never_fetches() {
     let server = serve(&lab, |_| Reply::ok(LIST)).await;
     let config = lab.config("", &list_source(&server.url("/f")));
     // No copy yet: `check` refuses (exit 64) without asking the server.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let out = support::command(&["check", "--config"])
         .arg(lab.path("main.toml"))
         .output()
         .unwrap();
@@ -773,8 +773,7 @@ async fn check_reads_only_the_cache_and_never_fetches() {
     assert!(err.contains("has no usable content"), "{err}");
     assert!(server.requests().is_empty());
     ok(&lab.fetcher(&config, "feed")).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let out = support::command(&["check", "--config"])
         .arg(lab.path("main.toml"))
         .output()
         .unwrap();
@@ -807,8 +806,7 @@ async fn the_fetch_command_fills_the_cache_and_names_failures() {
     // The server runs on this test's runtime: wait for the command off it.
     let main = lab.path("main.toml");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-            .args(["fetch", "--config"])
+        support::command(&["fetch", "--config"])
             .arg(main)
             .output()
             .unwrap()
@@ -944,8 +942,7 @@ async fn a_list_source_is_fetched_cached_followed_and_refreshed() {
     assert!(before.listed[0].on_list);
     // `embargo check` reads the same copy (and never fetches).
     let requests = server.requests().len();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let out = support::command(&["check", "--config"])
         .arg(&main)
         .output()
         .unwrap();
@@ -1245,8 +1242,7 @@ async fn a_cached_copy_that_fails_the_guard_follows_on_source_failure() {
     );
     assert!(e.starts_with(&want), "{e}");
     assert!(e.contains("the copy is not used"), "{e}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["check", "--config"])
+    let out = support::command(&["check", "--config"])
         .arg(&main)
         .output()
         .unwrap();
@@ -1316,8 +1312,7 @@ async fn a_password_in_a_source_url_is_never_shown() {
     assert!(!report.contains("s3cret"), "{report}");
     assert!(report.contains("feeduser:***@"), "{report}");
     // `embargo fetch` prints the error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
-        .args(["fetch", "--config"])
+    let out = support::command(&["fetch", "--config"])
         .arg(lab.path("main.toml"))
         .output()
         .unwrap();

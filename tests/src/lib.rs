@@ -1,8 +1,10 @@
 //! Helpers for Embargo's root-only integration tests and benchmarks: packet builders
-//! ([`packet`]), throwaway network-namespace labs ([`lab`]) and the seeded generator ([`rng`]).
+//! ([`packet`]), throwaway network-namespace labs ([`lab`]), the lab policies' builder
+//! ([`policy`]) and the seeded generator ([`rng`]).
 
 pub mod lab;
 pub mod packet;
+pub mod policy;
 pub mod prog_run;
 pub mod rng;
 

@@ -1,6 +1,9 @@
 //! The one deterministic random generator of the tests and benches: splitmix64, seeded, small
 //! and fast. Good enough to scatter prefixes and pick addresses; not for anything secret. A
 //! given seed gives the same sequence on every machine, so a failing case can be replayed.
+//!
+//! The agent's unit tests include this file too (its `test_rng` module, by path, test builds
+//! only), so it depends on nothing.
 
 /// splitmix64 with its state; `Rng(seed)` starts a sequence.
 #[derive(Clone, Debug)]

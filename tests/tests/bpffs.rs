@@ -14,23 +14,29 @@ use std::{
 };
 
 use embargo::{
-    config::Role,
+    config::{Action, Role},
     dataplane::bpffs::{Mount, Namespace},
 };
-use embargo_tests::lab::{self, Lab, Probe, counter};
+use embargo_tests::{
+    lab::{self, Lab, Probe, counter},
+    policy::{LabEntity, LabPolicy},
+};
 
 const ENTITY: &str = "bpffs-drop";
 const BLOCKED: &str = "203.0.113.9";
 const ALLOWED: &str = "192.0.2.10";
 
-const CONFIG: &str = r#"enforce = ["TEST"]
-[[entities]]
-id = "bpffs-drop"
-name = "Bpffs Test Entity"
-action = "drop"
-designations = [{ authority = "TEST", regime = "bpffs", reference = "B-1", listed_on = 2025-01-01, source = "bpffs test" }]
-networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "bpffs test", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+fn config_text() -> String {
+    LabPolicy::new()
+        .entity(
+            LabEntity::new(ENTITY, Action::Drop, &["203.0.113.0/24"])
+                .name("Bpffs Test Entity")
+                .designation("bpffs", "B-1")
+                .source("bpffs test")
+                .guard("test netns"),
+        )
+        .to_string()
+}
 
 /// `cmd` run in a new mount namespace (private propagation) where `/sys/fs/bpf` is unmounted
 /// first; every step execs, so the child's pid stays the agent's.
@@ -60,7 +66,7 @@ fn lab() -> Lab {
 #[test]
 fn without_bpffs_the_agent_mounts_it_pins_and_enforces() {
     let lab = lab();
-    let config = lab.write_file("embargo.toml", CONFIG).unwrap();
+    let config = lab.write_file("embargo.toml", &config_text()).unwrap();
     let agent = lab
         .start_agent_wrapped(&config, Role::Inside, &[], &without_bpffs)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -186,7 +192,7 @@ fn run_without_sys_admin(lab: &Lab, config: &Path, extra: &[&str]) -> (Ended, St
 #[test]
 fn without_cap_sys_admin_it_says_what_to_add_and_no_pin_still_runs() {
     let lab = lab();
-    let config = lab.write_file("embargo.toml", CONFIG).unwrap();
+    let config = lab.write_file("embargo.toml", &config_text()).unwrap();
     let (ended, out) = run_without_sys_admin(&lab, &config, &[]);
     assert_eq!(ended, Ended::Exited(Some(1)), "refused at start:\n{out}");
     for needle in [

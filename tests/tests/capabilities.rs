@@ -15,7 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use embargo_tests::lab::{self, Lab, Probe};
+use embargo::config::{Action, DirectionSet};
+use embargo_tests::{
+    lab::{self, Lab, Probe},
+    policy::{LabEntity, LabPolicy},
+};
 
 /// What deploy/systemd/embargo.service and deploy/kubernetes/daemonset.yaml grant.
 const MINIMAL: [&str; 3] = ["bpf", "net_admin", "perfmon"];
@@ -27,15 +31,18 @@ const BLOCKED: &str = "203.0.113.7";
 const ALLOWED: &str = "192.0.2.10";
 const PRIVILEGES: &str = "embargo needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root)";
 
-const CONFIG: &str = r#"enforce = ["TEST"]
-[[entities]]
-id = "cap-drop"
-name = "Capability Test Entity"
-action = "drop"
-direction = "both"
-designations = [{ authority = "TEST", regime = "caps", reference = "CAPS-1", listed_on = 2025-01-01, source = "caps" }]
-networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "caps", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+fn config_text() -> String {
+    LabPolicy::new()
+        .entity(
+            LabEntity::new("cap-drop", Action::Drop, &["203.0.113.0/24"])
+                .name("Capability Test Entity")
+                .direction(DirectionSet::Both)
+                .designation("caps", "CAPS-1")
+                .source("caps")
+                .guard("test netns"),
+        )
+        .to_string()
+}
 
 /// A lab, the binary and config where `nobody` can read them, and a folder `nobody` owns for
 /// the control socket, the audit log and the event log (as systemd's
@@ -57,7 +64,7 @@ impl Setup {
         let bin = dir.join("embargo");
         std::fs::copy(lab::embargo_bin().unwrap(), &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let config = lab.write_file("embargo.toml", CONFIG).unwrap();
+        let config = lab.write_file("embargo.toml", &config_text()).unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
         let owned = dir.join("owned");
         std::fs::create_dir(&owned).unwrap();
@@ -274,7 +281,7 @@ fn the_minimal_set_runs_the_agent_as_an_unprivileged_user() {
     .unwrap();
     assert_eq!(
         record.digest,
-        embargo_tests::compile_text(CONFIG).digest(),
+        embargo_tests::compile_text(&config_text()).digest(),
         "{record:?}"
     );
     assert_eq!(record.changes.prefixes_added, 1);

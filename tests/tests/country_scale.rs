@@ -33,6 +33,7 @@ use std::{
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use embargo::{
+    config::Action,
     dataplane::{Dataplane, system},
     policy::{
         Policy,
@@ -41,7 +42,11 @@ use embargo::{
     },
 };
 use embargo_abi::{Direction, IfaceRole, Verdict};
-use embargo_tests::{packet::Frame, rng::Rng};
+use embargo_tests::{
+    packet::Frame,
+    policy::{LabEntity, LabPolicy},
+    rng::Rng,
+};
 
 const PACKAGE: &str = "geo-whois-asn-country-2.3.2026061719";
 const FILES: [&str; 2] = [
@@ -131,21 +136,22 @@ fn entity_id(code: &str) -> String {
 
 /// One entity per ISO code in the tables, each with one `countries` group.
 fn policy_text(dir: &Path, codes: &BTreeSet<String>) -> String {
-    let mut t = format!(
-        "enforce = [\"SCALE\"]\ncountry_table = [{:?}, {:?}]\n",
+    let mut policy = LabPolicy::new().authority("SCALE").top(&format!(
+        "country_table = [{:?}, {:?}]",
         dir.join(FILES[0]).display().to_string(),
         dir.join(FILES[1]).display().to_string()
-    );
+    ));
     for code in codes {
-        t.push_str(&format!(
-            "[[entities]]\nid = \"{id}\"\nname = \"Jurisdiction {code}\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"SCALE\", regime = \"scale test\", reference = \"SCALE-{code}\", listed_on = 2025-01-01, source = \"test\" }}]\n\
-             [[entities.networks]]\ncountries = [\"{code}\"]\nguard_override = \"scale test: a whole jurisdiction\"\n\
-             evidence = {{ kind = \"jurisdiction\", source = \"{PACKAGE}\", retrieved = 2026-11-27, confidence = \"medium\" }}\n",
-            id = entity_id(code)
-        ));
+        policy = policy.entity(
+            LabEntity::countries(&entity_id(code), Action::Drop, &[code])
+                .name(&format!("Jurisdiction {code}"))
+                .designation("scale test", &format!("SCALE-{code}"))
+                .source("test")
+                .guard("scale test: a whole jurisdiction")
+                .evidence("jurisdiction", PACKAGE, "2026-11-27", "medium"),
+        );
     }
-    t
+    policy.to_string()
 }
 
 fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {

@@ -260,14 +260,16 @@ fn the_headless_service_and_servicemonitor_reach_the_metrics_port() {
 fn the_policy_the_daemonset_ships_compiles() {
     let docs = yaml(DAEMONSET);
     let data = of_kind(&docs, "ConfigMap")["data"].as_hash().unwrap();
-    let dir = std::env::temp_dir().join(format!("embargo-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     for (name, body) in data {
-        std::fs::write(dir.join(name.as_str().unwrap()), body.as_str().unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join(name.as_str().unwrap()),
+            body.as_str().unwrap(),
+        )
+        .unwrap();
     }
-    let compiled = embargo::compile_file(&dir.join("embargo.toml"), embargo::today());
-    let _ = std::fs::remove_dir_all(&dir);
+    let compiled = embargo::compile_file(&dir.path().join("embargo.toml"), embargo::today());
+    drop(dir);
     // Whether its evidence is still in force depends on today: compiling is what must hold.
     let (config, _) = compiled.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.main.interfaces.len(), 2);
@@ -401,9 +403,8 @@ fn the_units_hardening_score_does_not_get_worse() {
 /// output fails the test). The binary is swapped for one that exists.
 #[test]
 fn systemd_analyze_accepts_the_unit() {
-    let dir = std::env::temp_dir().join(format!("embargo-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let unit = dir.join("embargo.service");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("embargo.service");
     std::fs::write(
         &unit,
         read(UNIT).replace("/usr/local/bin/embargo", "/bin/true"),
@@ -414,7 +415,7 @@ fn systemd_analyze_accepts_the_unit() {
         "systemd",
         &["verify", unit.to_str().unwrap()],
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         (text(&out.stdout), text(&out.stderr)),
@@ -622,10 +623,8 @@ fn the_daemonset_makes_the_pin_folder_private_before_the_agent() {
     assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
     assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
 
-    let base = std::env::temp_dir().join(format!("embargo-deploy-pins-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = base.join("embargo");
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("embargo");
     let script = |dir: &Path| {
         Command::new("sh")
             .args(["-c", command[2], command[3]])
@@ -660,7 +659,7 @@ fn the_daemonset_makes_the_pin_folder_private_before_the_agent() {
         script(&dir).status.success(),
         "0755 of its own user is fine"
     );
-    let link = base.join("link");
+    let link = base.path().join("link");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
     let out = script(&link);
     assert!(!out.status.success() && text(&out.stderr).contains("not a folder"));
@@ -677,5 +676,4 @@ fn the_daemonset_makes_the_pin_folder_private_before_the_agent() {
     } else {
         eprintln!("the foreign-owner case needs root to chown");
     }
-    let _ = std::fs::remove_dir_all(&base);
 }

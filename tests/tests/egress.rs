@@ -23,7 +23,7 @@ use std::{
 };
 
 use embargo::{
-    config::{Interface, Role, XdpMode},
+    config::{Action, Interface, Role, XdpMode},
     dataplane::{Dataplane, TcApi},
     policy::Policy,
 };
@@ -31,6 +31,7 @@ use embargo_abi::{Direction::Outbound, Verdict::Dropped};
 use embargo_tests::{
     compile_text,
     lab::{self, Lab, Probe, ProbeResult},
+    policy::{LabEntity, LabPolicy},
 };
 
 /// Blocked by both generations.
@@ -45,13 +46,15 @@ const COUNT: usize = 3;
 const FLOOD_PORT: u16 = 40_123;
 
 fn policy(prefixes: &[&str]) -> Policy {
-    let prefixes: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
-    let text = format!(
-        "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-         designations = [{{ authority = \"TEST\", regime = \"egress\", reference = \"E-1\", listed_on = 2025-01-01, source = \"egress test\" }}]\n\
-         networks = [{{ prefixes = [{}], guard_override = \"test\", evidence = {{ kind = \"manual\", source = \"egress test\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-        prefixes.join(", ")
-    );
+    let text = LabPolicy::new()
+        .entity(
+            LabEntity::new("lab-drop", Action::Drop, prefixes)
+                .name("Lab Drop")
+                .designation("egress", "E-1")
+                .source("egress test")
+                .guard("test"),
+        )
+        .to_string();
     Policy::from(&compile_text(&text))
 }
 

@@ -27,7 +27,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
 };
 use embargo::{
-    config::Role,
+    config::{Action, DirectionSet, Role},
     dataplane::{Dataplane, EventClock, system, trie::build},
     observe::events::{self, Clock, Context, Record, Version},
     policy::Policy,
@@ -38,38 +38,47 @@ use embargo_abi::{
 use embargo_tests::{
     lab::{self, CLI_V4, CLI_V6, Lab},
     packet::{ETH_P_8021Q, Frame, L3},
+    policy::{LabEntity, LabPolicy},
 };
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
-const POLICY: &str = r#"
-enforce = ["TEST"]
-[[entities]]
-id = "blocked"
-name = "Blocked Ltd"
-action = "drop"
-designations = [
-  { authority = "TEST", regime = "events", reference = "EV-blocked", listed_on = 2025-01-01, source = "events" },
-  { authority = "TEST", regime = "other", reference = "EV-blocked-2", listed_on = 2025-01-01, source = "events" },
-]
-networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test", evidence = { kind = "manual", source = "events", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "watched"
-name = "Watched Ltd"
-action = "monitor"
-designations = [{ authority = "TEST", regime = "events", reference = "EV-watched", listed_on = 2025-01-01, source = "events" }]
-networks = [{ prefixes = ["198.51.100.0/24"], guard_override = "test", evidence = { kind = "manual", source = "events", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "neighbour"
-name = "Neighbour Ltd"
-action = "drop"
-direction = "outbound"
-designations = [{ authority = "TEST", regime = "events", reference = "EV-neighbour", listed_on = 2025-01-01, source = "events" }]
-networks = [{ prefixes = ["192.0.2.0/24"], guard_override = "test", evidence = { kind = "manual", source = "events", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+fn policy() -> String {
+    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
+        LabEntity::new(id, action, prefixes)
+            .name(name)
+            .designation("events", &format!("EV-{id}"))
+            .source("events")
+            .guard("test")
+    };
+    LabPolicy::new()
+        .entity(
+            entity(
+                "blocked",
+                "Blocked Ltd",
+                Action::Drop,
+                &["203.0.113.0/24", "2001:db8:bad::/48"],
+            )
+            .designation("other", "EV-blocked-2"),
+        )
+        .entity(entity(
+            "watched",
+            "Watched Ltd",
+            Action::Monitor,
+            &["198.51.100.0/24"],
+        ))
+        .entity(
+            entity(
+                "neighbour",
+                "Neighbour Ltd",
+                Action::Drop,
+                &["192.0.2.0/24"],
+            )
+            .direction(DirectionSet::Outbound),
+        )
+        .to_string()
+}
 
 const BLOCKED: u32 = 0;
 const WATCHED: u32 = 1;
@@ -92,7 +101,7 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_with(clock: EventClock) -> Fixture {
-    let compiled = embargo_tests::compile_text(POLICY);
+    let compiled = embargo_tests::compile_text(&policy());
     let policy = Policy::from(&compiled);
     let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["blocked", "watched", "neighbour"]);
@@ -651,43 +660,33 @@ fn events_off_sends_and_counts_nothing() {
 // The agent in a netns lab.
 
 fn lab_config(extra_v6: bool, extra_designation: bool, monitor_extra: bool) -> String {
-    let designations = if extra_designation {
-        r#"[{ authority = "TEST", regime = "netns", reference = "NETNS-events" , listed_on = 2025-01-01, source = "netns" }, { authority = "TEST", regime = "netns", reference = "NETNS-events-2", listed_on = 2025-01-01, source = "netns" }]"#
-    } else {
-        r#"[{ authority = "TEST", regime = "netns", reference = "NETNS-events", listed_on = 2025-01-01, source = "netns" }]"#
-    };
-    let blocked = if extra_v6 {
-        r#""203.0.113.0/24", "2001:db8:bad::/48""#
-    } else {
-        r#""203.0.113.0/24""#
-    };
-    let monitored = if monitor_extra {
-        r#""198.51.100.0/24", "100.64.0.0/24""#
-    } else {
-        r#""198.51.100.0/24""#
-    };
-    format!(
-        r#"enforce = ["TEST"]
-
-[events]
-rate_per_entity = 1
-burst = 10
-
-[[entities]]
-id = "lab-events"
-name = "Lab Events Entity"
-action = "drop"
-designations = {designations}
-networks = [{{ prefixes = [{blocked}], guard_override = "test netns", evidence = {{ kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" }} }}]
-
-[[entities]]
-id = "lab-watch"
-name = "Lab Watch Entity"
-action = "monitor"
-designations = [{{ authority = "TEST", regime = "netns", reference = "NETNS-watch", listed_on = 2025-01-01, source = "netns" }}]
-networks = [{{ prefixes = [{monitored}], guard_override = "test netns", evidence = {{ kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" }} }}]
-"#
-    )
+    let mut blocked = vec!["203.0.113.0/24"];
+    if extra_v6 {
+        blocked.push("2001:db8:bad::/48");
+    }
+    let mut monitored = vec!["198.51.100.0/24"];
+    if monitor_extra {
+        monitored.push("100.64.0.0/24");
+    }
+    let mut events = LabEntity::new("lab-events", Action::Drop, &blocked)
+        .name("Lab Events Entity")
+        .designation("netns", "NETNS-events")
+        .source("netns")
+        .guard("test netns");
+    if extra_designation {
+        events = events.designation("netns", "NETNS-events-2");
+    }
+    LabPolicy::new()
+        .top("\n[events]\nrate_per_entity = 1\nburst = 10\n")
+        .entity(events)
+        .entity(
+            LabEntity::new("lab-watch", Action::Monitor, &monitored)
+                .name("Lab Watch Entity")
+                .designation("netns", "NETNS-watch")
+                .source("netns")
+                .guard("test netns"),
+        )
+        .to_string()
 }
 
 /// Sends `count` datagrams from the client's lab address, port `sport`, to `dst`:`dport`.

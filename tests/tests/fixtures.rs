@@ -47,7 +47,7 @@ use std::collections::HashSet;
 
 use aya::programs::{ProgramError, TestRun, TestRunOptions};
 use embargo::{
-    config::{self, Interface, XdpMode},
+    config::{self, Action, DirectionSet, Interface, XdpMode},
     dataplane::{Dataplane, DataplaneError, EntityCounters, system},
     policy::Policy,
 };
@@ -63,8 +63,12 @@ use embargo_abi::{
     Verdict::{self, Dropped, Monitored},
     maps,
 };
-use embargo_tests::packet::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Frame, L3, PPP_LCP, boundaries,
+use embargo_tests::{
+    packet::{
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, Frame, L3, PPP_LCP,
+        boundaries,
+    },
+    policy::{LabEntity, LabPolicy},
 };
 
 const XDP_DROP: u32 = 1;
@@ -78,61 +82,67 @@ const NO_ROLE: IfaceRole = IfaceRole::None;
 
 /// The fixture policy. Entities are listed most specific first on purpose: the data plane must
 /// not depend on the order of the file.
-const POLICY: &str = r#"
-enforce = ["TEST"]
-[[entities]]
-id = "host"
-name = "Host Ltd"
-action = "drop"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-host", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["10.1.2.3/32", "2001:db8:1::42/128"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
+fn policy() -> String {
+    let entity = |id: &str, name: &str, action: Action, prefixes: &[&str]| {
+        LabEntity::new(id, action, prefixes)
+            .name(name)
+            .designation("fixture", &format!("FIXTURE-{id}"))
+            .source("fixture")
+            .guard("test fixture")
+    };
+    LabPolicy::new()
+        .entity(entity(
+            "host",
+            "Host Ltd",
+            Action::Drop,
+            &["10.1.2.3/32", "2001:db8:1::42/128"],
+        ))
+        .entity(entity(
+            "wide",
+            "Wide Holdings",
+            Action::Drop,
+            &["10.0.0.0/8", "2001:db8::/32"],
+        ))
+        .entity(entity(
+            "mid",
+            "Mid Networks",
+            Action::Monitor,
+            &["10.1.0.0/16", "2001:db8:1::/48", "::ffff:198.18.0.0/112"],
+        ))
+        .entity(
+            entity(
+                "outbound-only",
+                "Outbound Only",
+                Action::Drop,
+                &["198.51.100.0/24", "3fff:bad::/32"],
+            )
+            .direction(DirectionSet::Outbound),
+        )
+        .entity(
+            entity(
+                "inbound-only",
+                "Inbound Only",
+                Action::Monitor,
+                &["203.0.113.0/24", "3fff:100::/32"],
+            )
+            .direction(DirectionSet::Inbound),
+        )
+        .entity(entity(
+            "odd",
+            "Odd Lengths",
+            Action::Drop,
+            &["192.0.2.8/29", "3fff:ab8::/29", "0.0.0.0/30"],
+        ))
+        .entity(entity(
+            "short",
+            "Short Prefixes",
+            Action::Monitor,
+            &["100.64.0.0/10", "2a00::/12"],
+        ))
+        .to_string()
+}
 
-[[entities]]
-id = "wide"
-name = "Wide Holdings"
-action = "drop"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-wide", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["10.0.0.0/8", "2001:db8::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "mid"
-name = "Mid Networks"
-action = "monitor"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-mid", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["10.1.0.0/16", "2001:db8:1::/48", "::ffff:198.18.0.0/112"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "outbound-only"
-name = "Outbound Only"
-action = "drop"
-direction = "outbound"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-outbound-only", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["198.51.100.0/24", "3fff:bad::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "inbound-only"
-name = "Inbound Only"
-action = "monitor"
-direction = "inbound"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-inbound-only", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["203.0.113.0/24", "3fff:100::/32"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "odd"
-name = "Odd Lengths"
-action = "drop"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-odd", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["192.0.2.8/29", "3fff:ab8::/29", "0.0.0.0/30"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "short"
-name = "Short Prefixes"
-action = "monitor"
-designations = [{ authority = "TEST", regime = "fixture", reference = "FIXTURE-short", listed_on = 2025-01-01, source = "fixture" }]
-networks = [{ prefixes = ["100.64.0.0/10", "2a00::/12"], guard_override = "test fixture", evidence = { kind = "manual", source = "fixture", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
-
-// Entity indices: the order of `[[entities]]` in POLICY (checked at load).
+// Entity indices: the order of the entities in `policy()` (checked at load).
 const HOST: u32 = 0;
 const WIDE: u32 = 1;
 const MID: u32 = 2;
@@ -711,7 +721,7 @@ fn truncations() -> Vec<Row> {
 // Running.
 
 fn fixture_policy() -> Policy {
-    let compiled = embargo_tests::compile_text(POLICY);
+    let compiled = embargo_tests::compile_text(&policy());
     assert_eq!(compiled.report.same_prefix_total, 0);
     let policy = Policy::from(&compiled);
     let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();

@@ -15,24 +15,23 @@ use std::{
     },
 };
 
-use embargo::{dataplane::Dataplane, policy::EntityIndex};
+use embargo::{config::Action, dataplane::Dataplane, policy::EntityIndex};
 use embargo_abi::IfaceRole;
-use embargo_tests::{compile_text, packet::Frame, rng::Rng};
+use embargo_tests::{
+    compile_text,
+    packet::Frame,
+    policy::{LabEntity, LabPolicy},
+    rng::Rng,
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 
-fn entity(id: &str, action: &str, prefixes: &[String]) -> String {
-    format!(
-        "[[entities]]\nid = \"{id}\"\nname = \"{id}\"\naction = \"{action}\"\n\
-         designations = [{{ authority = \"TEST\", regime = \"live\", reference = \"{id}\", listed_on = 2025-01-01, source = \"live test\" }}]\n\
-         networks = [{{ prefixes = [{}], guard_override = \"test\", evidence = {{ kind = \"manual\", source = \"live test\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-        prefixes
-            .iter()
-            .map(|p| format!("\"{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+fn entity(id: &str, action: Action, prefixes: &[String]) -> LabEntity {
+    LabEntity::new(id, action, prefixes)
+        .designation("live", id)
+        .source("live test")
+        .guard("test")
 }
 
 /// One random policy. Stable blocked addresses (198.18.0.0/24 and 2001:db8:5::/48 hosts) are
@@ -114,23 +113,27 @@ fn random_policy(rng: &mut Rng) -> String {
     }
     churn.sort();
     churn.dedup();
-    let churn_action = if rng.below(2) == 0 { "drop" } else { "monitor" };
-    let mut text = String::from("enforce = [\"TEST\"]\n");
-    text.push_str(&entity("hold-a", "drop", &a));
-    text.push_str(&entity("hold-b", "drop", &b));
-    text.push_str(&entity("watch", "monitor", &m));
+    let churn_action = if rng.below(2) == 0 {
+        Action::Drop
+    } else {
+        Action::Monitor
+    };
+    let mut policy = LabPolicy::new()
+        .entity(entity("hold-a", Action::Drop, &a))
+        .entity(entity("hold-b", Action::Drop, &b))
+        .entity(entity("watch", Action::Monitor, &m));
     if rng.below(4) != 0 {
-        text.push_str(&entity("churn", churn_action, &churn));
+        policy = policy.entity(entity("churn", churn_action, &churn));
     }
     // An entity that comes and goes.
     if rng.below(2) == 0 {
-        text.push_str(&entity(
+        policy = policy.entity(entity(
             &format!("transient-{}", rng.below(3)),
-            "drop",
+            Action::Drop,
             &[format!("10.{}.0.0/16", 200 + rng.below(50))],
         ));
     }
-    text
+    policy.to_string()
 }
 
 /// One run of the program on `frame`, received on lo; the XDP action.

@@ -6,31 +6,29 @@
 
 use std::net::IpAddr;
 
-use embargo::config::Role;
-use embargo_tests::lab::{self, Lab, Probe, ProbeResult, counter, outcome};
+use embargo::config::{Action, Role};
+use embargo_tests::{
+    lab::{self, Lab, Probe, ProbeResult, counter, outcome},
+    policy::{LabEntity, LabPolicy},
+};
 
 /// Datagrams per probe.
 const COUNT: usize = 3;
 
-/// Lines are counted in `broken_config_*` below: keep the layout.
-const TEST_CONFIG: &str = r#"# netns test policy: documentation and test-net prefixes only.
-enforce = ["TEST"]
-[[entities]]
-id = "lab-drop"
-name = "Lab Drop Entity"
-action = "drop"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "NETNS-lab-drop", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "lab-monitor"
-name = "Lab Monitor Entity"
-action = "monitor"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "NETNS-lab-monitor", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["198.51.100.0/24", "2001:db8:ca7::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+/// The netns test policy: documentation and test-net prefixes only. `broken_config_*` below
+/// edit its text and count its lines (the builder writes one key a line).
+fn test_config() -> String {
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24", "2001:db8:ca7::/48"],
+        |id, e| {
+            e.designation("netns", &format!("NETNS-{id}"))
+                .source("netns")
+                .guard("test netns")
+        },
+    )
+    .to_string()
+}
 
 const DROP_ADDRS: [&str; 4] = [
     "203.0.113.7",
@@ -116,7 +114,7 @@ fn lab_is_contained_and_removed_on_drop() {
 #[test]
 fn inside_role_drops_and_monitors_destinations() {
     let lab = new_lab();
-    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &test_config()).unwrap();
     let (drop_addrs, monitor_addrs, allowed_addrs) = (
         addrs(&DROP_ADDRS),
         addrs(&MONITOR_ADDRS),
@@ -205,7 +203,7 @@ fn inside_role_drops_and_monitors_destinations() {
 #[test]
 fn outside_role_drops_and_monitors_sources() {
     let lab = new_lab();
-    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &test_config()).unwrap();
     let blocked_src = addrs(&["203.0.113.7", "2001:db8:bad::7"]);
     let monitored_src = addrs(&["198.51.100.9", "2001:db8:ca7::9"]);
     let allowed_src = addrs(&["192.0.2.10", "2001:db8:1::10"]);
@@ -257,7 +255,7 @@ fn outside_role_drops_and_monitors_sources() {
 #[test]
 fn outside_egress_drops_and_monitors_what_the_host_sends() {
     let lab = new_lab();
-    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &test_config()).unwrap();
     let (blocked_dst, monitored_dst, allowed_dst) = (
         addrs(&["203.0.113.7", "2001:db8:bad::7"]),
         addrs(&["198.51.100.9", "2001:db8:ca7::9"]),
@@ -411,7 +409,7 @@ fn default_config_blocks_both_designated_entities() {
 #[test]
 fn sigterm_detaches_cleanly() {
     let lab = new_lab();
-    let config = lab.write_file("test.toml", TEST_CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &test_config()).unwrap();
     let blocked: IpAddr = "203.0.113.7".parse().unwrap();
     lab.add_remote(blocked).unwrap();
     assert!(!lab.xdp_attached().unwrap());
@@ -465,7 +463,7 @@ fn assert_refused(config_text: &str, line: usize) {
 #[test]
 fn broken_config_unknown_field_exits_64_with_location() {
     // The first entity's first line gains an unknown field.
-    let text = TEST_CONFIG.replacen(
+    let text = test_config().replacen(
         "id = \"lab-drop\"",
         "colour = \"red\"\nid = \"lab-drop\"",
         1,
@@ -476,7 +474,7 @@ fn broken_config_unknown_field_exits_64_with_location() {
 
 #[test]
 fn broken_config_bad_prefix_exits_64_with_location() {
-    let text = TEST_CONFIG.replace("198.51.100.0/24", "198.51.100.1/24");
+    let text = test_config().replace("198.51.100.0/24", "198.51.100.1/24");
     let line = 1 + text
         .lines()
         .position(|l| l.contains("198.51.100.1/24"))
@@ -486,13 +484,14 @@ fn broken_config_bad_prefix_exits_64_with_location() {
 
 /// A one-entity (`lab-drop`) configuration listing `prefixes`.
 fn lab_drop_config(prefixes: &[&str]) -> String {
-    let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
-    format!(
-        "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-         designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
-         networks = [{{ prefixes = [{}], evidence = {{ kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-        p.join(", ")
-    )
+    LabPolicy::new()
+        .entity(
+            LabEntity::new("lab-drop", Action::Drop, prefixes)
+                .name("Lab Drop")
+                .designation("lab", "L-1")
+                .source("netns"),
+        )
+        .to_string()
 }
 
 /// Live operation with the real agent: SIGHUP and file-change reloads apply in place, a broken

@@ -16,7 +16,10 @@ use std::{
 };
 
 use embargo::config::Role;
-use embargo_tests::lab::{Background, Lab, Probe, ProbeResult, counter, outcome};
+use embargo_tests::{
+    lab::{Background, Lab, Probe, ProbeResult, counter, outcome},
+    policy::LabPolicy,
+};
 use serde_json::Value;
 
 /// Datagrams per probe.
@@ -28,24 +31,19 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 
-const CONFIG: &str = r#"# prometheus test policy: documentation and test-net prefixes only.
-enforce = ["TEST"]
-[[entities]]
-id = "lab-drop"
-name = "Lab Drop Entity"
-action = "drop"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "PROM-lab-drop", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "lab-monitor"
-name = "Lab Monitor Entity"
-action = "monitor"
-direction = "both"
-designations = [{ authority = "TEST", regime = "netns", reference = "PROM-lab-monitor", listed_on = 2025-01-01, source = "netns" }]
-networks = [{ prefixes = ["198.51.100.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "netns", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+/// The prometheus test policy: documentation and test-net prefixes only.
+fn config_text() -> String {
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24"],
+        |id, e| {
+            e.designation("netns", &format!("PROM-{id}"))
+                .source("netns")
+                .guard("test netns")
+        },
+    )
+    .to_string()
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -221,7 +219,7 @@ fn label<'a>(labels: &'a serde_json::Map<String, Value>, name: &str) -> &'a str 
 fn prometheus_scrapes_what_was_sent() {
     let lab = Lab::new().unwrap();
     lab.check_contained().unwrap();
-    let config = lab.write_file("test.toml", CONFIG).unwrap();
+    let config = lab.write_file("test.toml", &config_text()).unwrap();
     let (_, compiled) = embargo::compile_file(&config, embargo::today()).unwrap();
     let drop_addrs = addrs(&["203.0.113.7", "203.0.113.99", "2001:db8:bad::7"]);
     let monitor_addrs = addrs(&["198.51.100.9", "198.51.100.10"]);

@@ -14,8 +14,14 @@ use std::{
     time::Duration,
 };
 
-use embargo::{config::Role, observe::status::Status};
-use embargo_tests::lab::{Agent, Lab, Probe, ProbeResult, counter};
+use embargo::{
+    config::{Action, Role},
+    observe::status::Status,
+};
+use embargo_tests::{
+    lab::{Agent, Lab, Probe, ProbeResult, counter},
+    policy::{LabEntity, LabPolicy},
+};
 
 const ENTITY: &str = "lab-drop";
 const STATE_FILE: &str = embargo::dataplane::state::FILE_NAME;
@@ -24,14 +30,18 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn entity(id: &str, prefixes: &[&str]) -> LabEntity {
+    LabEntity::new(id, Action::Drop, prefixes)
+        .name("Lab Drop")
+        .designation("lab", "R-1")
+        .source("restart test")
+        .guard("restart test")
+}
+
 fn config(prefixes: &[&str]) -> String {
-    let p: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
-    format!(
-        "enforce = [\"TEST\"]\n[[entities]]\nid = \"{ENTITY}\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
-         designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"R-1\", listed_on = 2025-01-01, source = \"restart test\" }}]\n\
-         networks = [{{ prefixes = [{}], guard_override = \"restart test\", evidence = {{ kind = \"manual\", source = \"restart test\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n",
-        p.join(", ")
-    )
+    LabPolicy::new()
+        .entity(entity(ENTITY, prefixes))
+        .to_string()
 }
 
 fn new_lab() -> Lab {
@@ -290,18 +300,14 @@ fn a_new_generation_during_the_run_is_pinned_and_adopted() {
     let agent = lab.start_agent(&path, Role::Inside).unwrap();
     let (first_gen, _) = pinned_maps(&lab);
     // 80 entities: more than the 64 the first generation's maps hold.
-    let mut text = config(&["203.0.113.0/24"]);
+    let mut policy = LabPolicy::new().entity(entity(ENTITY, &["203.0.113.0/24"]));
     for i in 0..80 {
-        text.push_str(
-            &config(&[&format!("198.18.{i}.0/24")])
-                .replace("enforce = [\"TEST\"]\n", "")
-                .replace(
-                    &format!("id = \"{ENTITY}\""),
-                    &format!("id = \"extra-{i}\""),
-                ),
-        );
+        policy = policy.entity(entity(
+            &format!("extra-{i}"),
+            &[&format!("198.18.{i}.0/24")],
+        ));
     }
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, policy.to_string()).unwrap();
     // SAFETY: kill with the pid of the agent this test started.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) }, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -27,7 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use embargo_tests::lab::{self, counter, in_netns};
+use embargo::config::Action;
+use embargo_tests::{
+    lab::{self, counter, in_netns},
+    policy::{LabEntity, LabPolicy},
+};
 
 const ENTITY: &str = "tunnel-drop";
 const LISTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
@@ -41,14 +45,17 @@ const PORT: u16 = 40_123;
 const WG_PORT: u16 = 51_820;
 const COUNT: u64 = 5;
 
-const CONFIG: &str = r#"enforce = ["TEST"]
-[[entities]]
-id = "tunnel-drop"
-name = "Tunnel Test Entity"
-action = "drop"
-designations = [{ authority = "TEST", regime = "tunnels", reference = "T-1", listed_on = 2025-01-01, source = "tunnel test" }]
-networks = [{ prefixes = ["203.0.113.0/24"], guard_override = "test netns", evidence = { kind = "manual", source = "tunnel test", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+fn config_text() -> String {
+    LabPolicy::new()
+        .entity(
+            LabEntity::new("tunnel-drop", Action::Drop, &["203.0.113.0/24"])
+                .name("Tunnel Test Entity")
+                .designation("tunnels", "T-1")
+                .source("tunnel test")
+                .guard("test netns"),
+        )
+        .to_string()
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -108,6 +115,8 @@ struct TunnelLab {
     /// The gateway's device the agent attaches to.
     gw_dev: &'static str,
     dir: PathBuf,
+    /// Removes `dir` when the lab drops, after the agent is gone.
+    _tmp: tempfile::TempDir,
     agent: Option<Child>,
     /// The gateway's `pppd` (it runs the peer's, which ends with the pty).
     pppd: Option<Child>,
@@ -138,22 +147,25 @@ impl Drop for TunnelLab {
         for ns in [&self.peer, &self.gw] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl TunnelLab {
     fn new(kind: Kind) -> Self {
         let pid = std::process::id();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-tunnel-{}-", kind.tag()))
+            .tempdir()
+            .unwrap();
         let mut t = TunnelLab {
             gw_dev: kind.gw_dev(),
             peer: format!("embt{pid}{}p", kind.tag()),
             gw: format!("embt{pid}{}g", kind.tag()),
-            dir: std::env::temp_dir().join(format!("embargo-tunnel-{pid}-{}", kind.tag())),
+            dir: tmp.path().to_owned(),
+            _tmp: tmp,
             agent: None,
             pppd: None,
         };
-        std::fs::create_dir_all(&t.dir).unwrap();
         for ns in [&t.peer, &t.gw] {
             sh(&["ip", "netns", "add", ns]);
             for key in [
@@ -335,7 +347,7 @@ impl TunnelLab {
     /// `embargo run` on the gateway's tunnel, role outside, without pins; waits until it answers.
     fn start_agent(&mut self) {
         let config = self.dir.join("embargo.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, config_text()).unwrap();
         let log = File::create(self.dir.join("agent.log")).unwrap();
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.gw))

@@ -21,26 +21,22 @@ use std::{
 use embargo_tests::{
     lab::{Agent, GW_V4, GW_V6, Lab, Tun, counter, outcome},
     packet::udp_datagram,
+    policy::LabPolicy,
 };
 
-const CONFIG: &str = r#"# uplinks test policy: documentation and test-net prefixes only.
-enforce = ["TEST"]
-[[entities]]
-id = "lab-drop"
-name = "Lab Drop Entity"
-action = "drop"
-direction = "both"
-designations = [{ authority = "TEST", regime = "uplinks", reference = "UPLINKS-lab-drop", listed_on = 2025-01-01, source = "uplinks" }]
-networks = [{ prefixes = ["203.0.113.0/24", "2001:db8:bad::/48"], guard_override = "test uplinks", evidence = { kind = "manual", source = "uplinks", retrieved = 2026-01-01, confidence = "high" } }]
-
-[[entities]]
-id = "lab-monitor"
-name = "Lab Monitor Entity"
-action = "monitor"
-direction = "both"
-designations = [{ authority = "TEST", regime = "uplinks", reference = "UPLINKS-lab-monitor", listed_on = 2025-01-01, source = "uplinks" }]
-networks = [{ prefixes = ["198.51.100.0/24"], guard_override = "test uplinks", evidence = { kind = "manual", source = "uplinks", retrieved = 2026-01-01, confidence = "high" } }]
-"#;
+/// The uplinks test policy: documentation and test-net prefixes only.
+fn config_text() -> String {
+    LabPolicy::drop_and_monitor(
+        &["203.0.113.0/24", "2001:db8:bad::/48"],
+        &["198.51.100.0/24"],
+        |id, e| {
+            e.designation("uplinks", &format!("UPLINKS-{id}"))
+                .source("uplinks")
+                .guard("test uplinks")
+        },
+    )
+    .to_string()
+}
 
 const PORT: u16 = 47_001;
 const MAGIC: &[u8] = b"embargo-uplinks:";
@@ -91,7 +87,7 @@ fn count(list: &[IpAddr], addr: IpAddr) -> usize {
 }
 
 fn start<'a>(lab: &'a Lab, tun: &Tun, spec: &str) -> Agent<'a> {
-    let config = lab.write_file("uplinks.toml", CONFIG).unwrap();
+    let config = lab.write_file("uplinks.toml", &config_text()).unwrap();
     lab.start_agent_on(&config, &format!("{}:{spec}", tun.name), "tun", &[])
         .unwrap()
 }
@@ -257,7 +253,7 @@ fn bridge_uplink_falls_back_to_generic_and_enforces() {
     .unwrap();
     assert_eq!(drivers, ["bridge", "veth", "tun"]);
 
-    let config = lab.write_file("uplinks.toml", CONFIG).unwrap();
+    let config = lab.write_file("uplinks.toml", &config_text()).unwrap();
     let agent = lab
         .start_agent_on(&config, &format!("{bridge}:outside"), "bridge", &[])
         .unwrap();
@@ -294,7 +290,7 @@ fn pppoe_session_frames_on_an_ethernet_uplink() {
     use embargo_tests::packet::{ETH_P_PPP_SES, Frame, L3, PPP_LCP};
     let lab = Lab::new().unwrap();
     lab.check_contained().unwrap();
-    let config = lab.write_file("uplinks.toml", CONFIG).unwrap();
+    let config = lab.write_file("uplinks.toml", &config_text()).unwrap();
     let agent = lab
         .start_agent(&config, embargo::config::Role::Outside)
         .unwrap();

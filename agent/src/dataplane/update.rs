@@ -195,16 +195,10 @@ mod tests {
 
     #[test]
     fn the_merge_walk_finds_what_a_map_of_the_next_policy_finds() {
-        // splitmix64: a small seeded generator; prefixes from a narrow space so that loaded and
-        // next overlap, collide and repeat.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut rng = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        // The tests' seeded generator; prefixes from a narrow space so that loaded and next
+        // overlap, collide and repeat.
+        let mut seeded = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = move || seeded.next_u64();
         for round in 0..300 {
             let mut prefix = || {
                 let len = 22 + (rng() % 4) as u8;

@@ -559,14 +559,8 @@ mod tests {
     /// Random laminar families against a brute-force owner per address.
     #[test]
     fn segments_match_a_brute_force_longest_match() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut seeded = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || seeded.next_u64();
         for _ in 0..300 {
             // Prefixes of an 8-bit space.
             let mut ranges = Vec::new();

@@ -1,10 +1,22 @@
-//! A small HTTPS/1.1 server for the source tests, on 127.0.0.1 only, with a test CA made per
-//! test run (rcgen) and a hand-written HTTP layer so a test can misbehave on purpose: stall,
-//! cut a body short, lie about or omit its length, or never end.
+//! What the agent's integration tests share:
+//!
+//! - the one runner of the `embargo` binary under test ([`embargo`], [`command`]), from the
+//!   workspace root so relative paths such as `config/default.toml` resolve, with [`stdout`]
+//!   and [`stderr`] as text;
+//! - a small HTTPS/1.1 server for the source tests, on 127.0.0.1 only, with a test CA made per
+//!   test run (rcgen) and a hand-written HTTP layer so a test can misbehave on purpose: stall,
+//!   cut a body short, lie about or omit its length, or never end.
+//!
+//! Each test file includes it with `mod support;` and uses a part of it.
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the support"
+)]
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    process::{Command, Output},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -19,6 +31,37 @@ use tokio::{
     net::TcpListener,
     task::JoinHandle,
 };
+
+// ---------------------------------------------------------------------------------------------
+// The `embargo` binary
+
+/// The workspace root, where the runner starts the binary.
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// `embargo ARGS` ready to run from the workspace root (add arguments, input or pipes).
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_embargo"));
+    cmd.args(args).current_dir(ROOT);
+    cmd
+}
+
+/// Runs `embargo ARGS` from the workspace root to its end.
+pub fn embargo(args: &[&str]) -> Output {
+    command(args).output().expect("run embargo")
+}
+
+/// A run's standard output, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A run's standard error, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTPS server
 
 /// A test CA and a server certificate it issued for 127.0.0.1 and localhost.
 pub struct Pki {

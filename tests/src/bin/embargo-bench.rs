@@ -67,7 +67,7 @@ use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -76,6 +76,7 @@ use aya::{
     maps::lpm_trie::{Key, LpmTrie},
     programs::Xdp,
 };
+use clap::{ArgAction, Parser};
 use embargo::{
     config::{Action, DirectionSet},
     dataplane::{
@@ -118,87 +119,64 @@ struct Args {
     reloads: usize,
 }
 
-const USAGE: &str = "\
-usage: embargo-bench [--quick] [--markdown FILE] [--repeat R] [--passes P] [--addrs N]
-                     [--no-lpm] [--no-dispatcher]
-
-  --quick          smoke run: 1k and 100k IPv4 sets only, R=200, P=2
-  --markdown FILE  also write a Markdown section (machine, method, results) to FILE
-  --repeat R       BPF_PROG_TEST_RUN repetitions per address (default 1000, quick 200)
-  --passes P       runs per address and program, keeping the fastest (default 3, quick 2)
-  --addrs N        distinct addresses per family and per hit/miss class (default 4096)
-  --no-lpm         skip the kernel LPM trie reference (load and runs)
-  --no-dispatcher  do not attach the programs to private veths first; every test run then
-                   waits for two RCU grace periods (kernel XDP dispatcher update): very slow
-  --reload-state   instead: what a 1-prefix reload costs at 1M+200k prefixes, with the
-                   restart state file (apply, state snapshot, encoding, write + fsync)
-  --reloads N      reloads timed with --reload-state (default 10, quick 4)
-";
+/// The command line (`--help`); [`parse_args`] turns it into [`Args`].
+#[derive(Parser)]
+#[command(
+    name = "embargo-bench",
+    about = "What Embargo's XDP data plane costs per packet, and how long a policy takes to load \
+             (needs root; run the release build)"
+)]
+struct Cli {
+    /// Smoke run: 1k and 100k IPv4 sets only, R=200, P=2
+    #[arg(long)]
+    quick: bool,
+    /// Also write a Markdown section (machine, method, results) to FILE
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<String>,
+    /// BPF_PROG_TEST_RUN repetitions per address (default 1000, quick 200)
+    #[arg(long, value_name = "R", default_value_t = 0, hide_default_value = true)]
+    repeat: u32,
+    /// Runs per address and program, keeping the fastest (default 3, quick 2)
+    #[arg(long, value_name = "P", default_value_t = 0, hide_default_value = true)]
+    passes: usize,
+    /// Distinct addresses per family and per hit/miss class
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    addrs: usize,
+    /// Skip the kernel LPM trie reference (load and runs)
+    #[arg(long = "no-lpm", action = ArgAction::SetFalse)]
+    lpm: bool,
+    /// Do not attach the programs to private veths first; every test run then waits for two
+    /// RCU grace periods (kernel XDP dispatcher update): very slow
+    #[arg(long = "no-dispatcher", action = ArgAction::SetFalse)]
+    dispatcher: bool,
+    /// Instead: what a 1-prefix reload costs at 1M+200k prefixes, with the restart state file
+    /// (apply, state snapshot, encoding, write + fsync)
+    #[arg(long)]
+    reload_state: bool,
+    /// Reloads timed with --reload-state (default 10, quick 4)
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    reloads: usize,
+}
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        quick: false,
-        markdown: None,
-        repeat: 0,
-        addrs: 4096,
-        lpm: true,
-        passes: 0,
-        dispatcher: true,
-        reload_state: false,
-        reloads: 0,
+    let cli = Cli::parse();
+    // 0 (the default) is the mode's own default.
+    let or = |n, quick, full| match n {
+        0 if cli.quick => quick,
+        0 => full,
+        n => n,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => args.quick = true,
-            "--no-lpm" => args.lpm = false,
-            "--no-dispatcher" => args.dispatcher = false,
-            "--reload-state" => args.reload_state = true,
-            "--reloads" => {
-                args.reloads = it
-                    .next()
-                    .context("--reloads needs a number")?
-                    .parse()
-                    .context("--reloads needs a number")?
-            }
-            "--markdown" => args.markdown = Some(it.next().context("--markdown needs a file")?),
-            "--repeat" => {
-                args.repeat = it
-                    .next()
-                    .context("--repeat needs a number")?
-                    .parse()
-                    .context("--repeat needs a number")?
-            }
-            "--passes" => {
-                args.passes = it
-                    .next()
-                    .context("--passes needs a number")?
-                    .parse()
-                    .context("--passes needs a number")?
-            }
-            "--addrs" => {
-                args.addrs = it
-                    .next()
-                    .context("--addrs needs a number")?
-                    .parse()
-                    .context("--addrs needs a number")?
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
-        }
-    }
-    if args.repeat == 0 {
-        args.repeat = if args.quick { 200 } else { 1000 };
-    }
-    if args.reloads == 0 {
-        args.reloads = if args.quick { 4 } else { 10 };
-    }
-    if args.passes == 0 {
-        args.passes = if args.quick { 2 } else { 3 };
-    }
+    let args = Args {
+        quick: cli.quick,
+        markdown: cli.markdown,
+        repeat: or(cli.repeat as usize, 200, 1000) as u32,
+        addrs: cli.addrs,
+        lpm: cli.lpm,
+        passes: or(cli.passes, 2, 3),
+        dispatcher: cli.dispatcher,
+        reload_state: cli.reload_state,
+        reloads: or(cli.reloads, 4, 10),
+    };
     ensure!(args.addrs >= 1, "--addrs must be at least 1");
     Ok(args)
 }
@@ -1046,26 +1024,9 @@ fn machine() -> Machine {
     }
 }
 
-/// The current UTC time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, H. Hinnant).
+/// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 fn secs(d: Duration) -> String {

@@ -29,7 +29,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use embargo::{dataplane::Dataplane, policy::Policy};
+use clap::Parser;
+use embargo::{config::Action, dataplane::Dataplane, policy::Policy};
+use embargo_tests::policy::{LabEntity, LabPolicy};
 
 const PACKAGE: &str = "geo-whois-asn-country-2.3.2026061719";
 const FILES: [&str; 2] = [
@@ -82,21 +84,26 @@ fn maps_memory() -> (u64, u64) {
 }
 
 fn policy_text(dir: &Path, codes: &BTreeSet<String>) -> String {
-    let mut t = format!(
-        "enforce = [\"BENCH\"]\ncountry_table = [{:?}, {:?}]\n",
+    let mut policy = LabPolicy::new().authority("BENCH").top(&format!(
+        "country_table = [{:?}, {:?}]",
         dir.join(FILES[0]).display().to_string(),
         dir.join(FILES[1]).display().to_string()
-    );
+    ));
     for code in codes {
-        t.push_str(&format!(
-            "[[entities]]\nid = \"country-{lc}\"\nname = \"Jurisdiction {code}\"\naction = \"drop\"\n\
-             designations = [{{ authority = \"BENCH\", regime = \"bench\", reference = \"BENCH-{code}\", listed_on = 2025-01-01, source = \"bench\" }}]\n\
-             [[entities.networks]]\ncountries = [\"{code}\"]\nguard_override = \"bench: a whole jurisdiction\"\n\
-             evidence = {{ kind = \"jurisdiction\", source = \"{PACKAGE}\", retrieved = 2026-11-27, confidence = \"medium\" }}\n",
-            lc = code.to_ascii_lowercase()
-        ));
+        policy = policy.entity(
+            LabEntity::countries(
+                &format!("country-{}", code.to_ascii_lowercase()),
+                Action::Drop,
+                &[code],
+            )
+            .name(&format!("Jurisdiction {code}"))
+            .designation("bench", &format!("BENCH-{code}"))
+            .source("bench")
+            .guard("bench: a whole jurisdiction")
+            .evidence("jurisdiction", PACKAGE, "2026-11-27", "medium"),
+        );
     }
-    t
+    policy.to_string()
 }
 
 fn secs(d: Duration) -> String {
@@ -107,17 +114,26 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
+/// The command line (`--help`).
+#[derive(Parser)]
+#[command(
+    name = "embargo-country-bench",
+    about = "What the whole country table costs as one policy \
+             (needs root and `cargo xtask tables`; run the release build)"
+)]
+struct Cli {
+    /// The pinned tables' folder [default: target/tables of the workspace]
+    #[arg(long, value_name = "DIR")]
+    tables: Option<PathBuf>,
+    /// Also write the Markdown section to FILE
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
-    let mut tables = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tables");
-    let mut markdown: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--tables" => tables = args.next().context("--tables needs a folder")?.into(),
-            "--markdown" => markdown = Some(args.next().context("--markdown needs a file")?.into()),
-            other => bail!("unknown argument {other}; usage: [--tables DIR] [--markdown FILE]"),
-        }
-    }
+    let Cli { tables, markdown } = Cli::parse();
+    let tables =
+        tables.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tables"));
     let dir = tables.join(PACKAGE);
     for f in FILES {
         if !dir.join(f).is_file() {
@@ -179,11 +195,7 @@ fn main() -> Result<()> {
             .find_map(|l| l.strip_prefix("model name"))
             .and_then(|l| l.split_once(':'))
             .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
-        let date = std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
+        let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
         format!(
             "{date} on {cpu} ({} cores), Linux {}",
             std::thread::available_parallelism().map_or(1, |n| n.get()),

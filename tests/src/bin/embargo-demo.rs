@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use clap::Parser;
 use embargo::{
     config::{Action, DirectionSet, Role},
     policy::Policy,
@@ -200,14 +201,23 @@ fn demo() -> Result<bool> {
     Ok(ok)
 }
 
+/// The command line (`--help`).
+#[derive(Parser)]
+#[command(
+    name = "embargo-demo",
+    about = "The real embargo agent, real packets, in a throwaway network-namespace lab \
+             (needs root and a built embargo binary, or EMBARGO_BIN)"
+)]
+struct Cli {
+    /// The configuration [default: $EMBARGO_CONFIG, else config/default.toml]
+    config: Option<PathBuf>,
+}
+
 fn config_path() -> PathBuf {
-    std::env::args_os()
-        .nth(1)
-        .or_else(|| std::env::var_os("EMBARGO_CONFIG"))
-        .map_or_else(
-            || Path::new("config/default.toml").to_owned(),
-            PathBuf::from,
-        )
+    Cli::parse()
+        .config
+        .or_else(|| std::env::var_os("EMBARGO_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new("config/default.toml").to_owned())
 }
 
 /// A few addresses from each entity's prefixes, then the allowed ones, each with the entity that

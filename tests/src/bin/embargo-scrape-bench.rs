@@ -29,7 +29,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
+use clap::Parser;
 use embargo::{
     config::{Action, DirectionSet, Interface, Role, XdpMode},
     dataplane::Dataplane,
@@ -43,15 +44,6 @@ use embargo_tests::lab;
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use prometheus::Registry;
 
-const USAGE: &str = "\
-usage: embargo-scrape-bench [--quick] [--markdown FILE] [--entities N] [--scrapes N]
-
-  --quick          smoke run: 30 scrapes
-  --markdown FILE  also write a Markdown section (machine, method, results) to FILE
-  --entities N     entities in the policy (default 1000)
-  --scrapes N      measured runs of each kind (default 200, quick 30)
-";
-
 /// The veth pair the program is attached to, inside the bench's private namespace.
 const IFACES: [(&str, Role); 2] = [("embsc0", Role::Inside), ("embsc1", Role::Outside)];
 const WARMUP: usize = 5;
@@ -63,35 +55,41 @@ struct Args {
     scrapes: usize,
 }
 
+/// The command line (`--help`); [`parse_args`] turns it into [`Args`].
+#[derive(Parser)]
+#[command(
+    name = "embargo-scrape-bench",
+    about = "What one Prometheus scrape of the agent costs with many entities \
+             (needs root; run the release build)"
+)]
+struct Cli {
+    /// Smoke run: 30 scrapes
+    #[arg(long)]
+    quick: bool,
+    /// Also write a Markdown section (machine, method, results) to FILE
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<String>,
+    /// Entities in the policy
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    entities: u32,
+    /// Measured runs of each kind (default 200, quick 30)
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    scrapes: usize,
+}
+
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        quick: false,
-        markdown: None,
-        entities: 1_000,
-        scrapes: 0,
+    let cli = Cli::parse();
+    let args = Args {
+        quick: cli.quick,
+        markdown: cli.markdown,
+        entities: cli.entities,
+        // 0 (the default) is the mode's own default.
+        scrapes: match cli.scrapes {
+            0 if cli.quick => 30,
+            0 => 200,
+            n => n,
+        },
     };
-    let mut it = std::env::args().skip(1);
-    let number = |v: Option<String>, flag: &str| -> Result<u64> {
-        v.with_context(|| format!("{flag} needs a number"))?
-            .parse()
-            .with_context(|| format!("{flag} needs a number"))
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => args.quick = true,
-            "--markdown" => args.markdown = Some(it.next().context("--markdown needs a file")?),
-            "--entities" => args.entities = number(it.next(), "--entities")? as u32,
-            "--scrapes" => args.scrapes = number(it.next(), "--scrapes")? as usize,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
-        }
-    }
-    if args.scrapes == 0 {
-        args.scrapes = if args.quick { 30 } else { 200 };
-    }
     ensure!(args.entities > 0, "--entities must be at least 1");
     Ok(args)
 }
