@@ -234,7 +234,15 @@ fn run_unprivileged(name: &str, args: &[&str]) -> Output {
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.join("embargo");
-    std::fs::copy(env!("CARGO_BIN_EXE_embargo"), &bin).unwrap();
+    // Copied by `cp`, not in this process: a test thread that forks while this process holds
+    // the copy open for writing would leave the fd open in its child, and exec'ing the copy
+    // would fail with ETXTBSY (seen as a flaky exit status here).
+    let copied = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_embargo"))
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let config = dir.join("default.toml");
     // Self-contained (the default's entity files are elsewhere).
     std::fs::write(&config, "enforce = [\"UK\"]\n").unwrap();
