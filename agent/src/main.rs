@@ -66,7 +66,16 @@ fn command(cli: Cli) -> Exit {
         Command::Status {
             json,
             control_socket,
+            watch: true,
+            interval,
+            count,
+            ..
+        } => commands::status_watch(json, &control_socket, interval, count),
+        Command::Status {
+            json,
+            control_socket,
             verify,
+            ..
         } => commands::status(json, &control_socket, verify),
     }
 }

@@ -668,3 +668,103 @@ fn the_config_and_control_socket_come_from_the_environment() {
         stderr(&out)
     );
 }
+
+/// A stand-in agent on a control socket in `dir`: answers `n` status requests, the i-th with
+/// entity `acme` at 100 + 50 i packets (outbound, dropped), 1500 bytes each.
+fn fake_agent(dir: &std::path::Path, n: u64) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead as _, Write as _};
+    let path = dir.join("control.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let agent = std::thread::spawn(move || {
+        for i in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+            assert!(line.contains("status"), "{line}");
+            let packets = 100 + 50 * i;
+            let answer = format!(
+                r#"{{"pid":4242,"config":"c.toml","interfaces":[],"entities":[{{"id":"acme","name":"Acme","action":"drop","direction":"both","prefixes_v4":1,"prefixes_v6":0,"counters":[{{"direction":"outbound","verdict":"dropped","packets":{packets},"bytes":{}}}]}}],"outcomes":[],"packets_seen":0,"prefixes_v4":1,"prefixes_v6":0,"map_bytes":0,"digest":"0123456789abcdef0123","reloads":{{"succeeded":1,"failed":0,"last_success_unix":0,"last_kind":"initial","last_error":null,"generations":0}},"drift_entries":0}}"#,
+                packets * 1500
+            );
+            s.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    (path, agent)
+}
+
+/// `status --watch` samples the agent every --interval and shows per-entity rates: JSON lines
+/// with --json, plain frames (no escape codes) when standard output is not a terminal.
+#[test]
+fn status_watch_shows_per_entity_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, agent) = fake_agent(dir.path(), 3);
+    let socket = socket.to_str().unwrap();
+    let out = embargo(&[
+        "status",
+        "--watch",
+        "--json",
+        "--interval",
+        "200ms",
+        "--count",
+        "3",
+        "--control-socket",
+        socket,
+    ]);
+    agent.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let samples: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 3, "{samples:?}");
+    let acme = |s: &serde_json::Value| s["rates"][0].clone();
+    assert_eq!(acme(&samples[0])["packets"], 100);
+    assert_eq!(acme(&samples[0])["packets_per_s"], 0.0);
+    for (i, s) in samples.iter().enumerate().skip(1) {
+        let r = acme(s);
+        assert_eq!(r["entity"], "acme");
+        assert_eq!(r["packets"], 100 + 50 * i as u64);
+        // 50 packets over an interval of at least 200 ms: above 0, at most 250 per second.
+        let pps = r["packets_per_s"].as_f64().unwrap();
+        assert!(pps > 0.0 && pps <= 250.0, "{pps}");
+        let bps = r["bytes_per_s"].as_f64().unwrap();
+        assert!(
+            (bps - pps * 1500.0).abs() < 1e-6 * bps.max(1.0),
+            "{bps} vs {pps}"
+        );
+        assert!(s["interval_s"].as_f64().unwrap() >= 0.2, "{s}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, agent) = fake_agent(dir.path(), 2);
+    let out = embargo(&[
+        "status",
+        "--watch",
+        "--interval",
+        "100ms",
+        "--count",
+        "2",
+        "--control-socket",
+        socket.to_str().unwrap(),
+    ]);
+    agent.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("PACKETS/S").count(), 2, "{text}");
+    assert!(
+        text.contains("embargo agent pid 4242 · policy 0123456789abcdef"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "{text:?}");
+    // The agent gone: exit 1 with the reason.
+    let out = embargo(&[
+        "status",
+        "--watch",
+        "--count",
+        "2",
+        "--control-socket",
+        dir.path().join("gone.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("gone.sock"), "{}", stderr(&out));
+}

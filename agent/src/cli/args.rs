@@ -158,6 +158,17 @@ pub enum Command {
         /// is reported and repaired); exit 3 if there was drift.
         #[arg(long)]
         verify: bool,
+        /// Refresh in place every --interval: per-entity packets and bytes per second and
+        /// totals (with --json: one JSON object per sample, a line each). Ends on Ctrl-C,
+        /// after --count samples, or when the agent goes away (exit 1).
+        #[arg(long, conflicts_with = "verify")]
+        watch: bool,
+        /// Time between samples with --watch (e.g. 1s, 500ms).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: std::time::Duration,
+        /// Stop after this many samples with --watch.
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
     },
 }
 

@@ -431,3 +431,60 @@ fn print_bytes(bytes: &[u8]) -> Exit {
         }
     }
 }
+
+/// `embargo status --watch`: samples the agent's counters every `interval` and shows the
+/// per-entity rates, redrawn in place on a terminal (a frame after another otherwise, or JSON
+/// lines with `json`), until `count` samples, a closed output or an unreachable agent.
+pub fn status_watch(
+    json: bool,
+    control_socket: &Path,
+    interval: std::time::Duration,
+    count: Option<u64>,
+) -> Exit {
+    use std::io::IsTerminal as _;
+    let redraw = !json && std::io::stdout().is_terminal();
+    let mut prev: Option<(std::time::Instant, status::Status)> = None;
+    let mut taken = 0u64;
+    loop {
+        let s = match status::query(control_socket) {
+            Ok(s) => s,
+            Err(e) => {
+                errln!("error: {e}");
+                return Exit::Failure;
+            }
+        };
+        let now = std::time::Instant::now();
+        let secs = prev
+            .as_ref()
+            .map_or(0.0, |(t, _)| now.duration_since(*t).as_secs_f64());
+        let rates = status::rates(prev.as_ref().map(|(_, p)| p), &s, secs);
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if json {
+            let line = serde_json::json!({ "time": at, "interval_s": secs, "rates": rates });
+            outln!("{line}");
+        } else {
+            let table = status::render_rates(&rates);
+            if redraw {
+                // Home and clear, then the frame: the table stays in one place.
+                out!("\x1b[H\x1b[2J");
+            } else if taken > 0 {
+                outln!();
+            }
+            out!(
+                "embargo agent pid {} · policy {} · {at}\n{table}",
+                s.pid,
+                s.digest.get(..16).unwrap_or(&s.digest)
+            );
+        }
+        super::output::flush();
+        if super::output::stdout_closed() {
+            return Exit::Success;
+        }
+        taken += 1;
+        if count.is_some_and(|n| taken >= n) {
+            return Exit::Success;
+        }
+        prev = Some((now, s));
+        std::thread::sleep(interval);
+    }
+}

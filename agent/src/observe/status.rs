@@ -361,6 +361,88 @@ fn request<T: serde::de::DeserializeOwned>(
     parse_answer(socket, &body)
 }
 
+/// One entity's counter (a direction and verdict) between two samples of [`Status`], for
+/// `embargo status --watch`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Rate {
+    pub entity: String,
+    pub direction: String,
+    pub verdict: String,
+    /// Totals at the later sample.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Per second since the earlier sample (0 on the first, and where a counter went back,
+    /// as after the agent restarted fresh).
+    pub packets_per_s: f64,
+    pub bytes_per_s: f64,
+}
+
+/// The per-entity rates from `prev` to `cur`, `secs` apart, busiest first (then by entity,
+/// direction and verdict). Entities without counters are left out.
+pub fn rates(prev: Option<&Status>, cur: &Status, secs: f64) -> Vec<Rate> {
+    let before = |e: &str, c: &CounterRow| {
+        prev.and_then(|p| p.entities.iter().find(|x| x.id == e))
+            .and_then(|x| {
+                x.counters
+                    .iter()
+                    .find(|o| o.direction == c.direction && o.verdict == c.verdict)
+            })
+            .map(|o| (o.packets, o.bytes))
+    };
+    let per_s = |now: u64, then: Option<u64>| match then {
+        Some(then) if now >= then && secs > 0.0 => (now - then) as f64 / secs,
+        _ => 0.0,
+    };
+    let mut out: Vec<Rate> = cur
+        .entities
+        .iter()
+        .flat_map(|e| {
+            e.counters.iter().map(move |c| {
+                let then = before(&e.id, c);
+                Rate {
+                    entity: e.id.clone(),
+                    direction: c.direction.clone(),
+                    verdict: c.verdict.clone(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    packets_per_s: per_s(c.packets, then.map(|t| t.0)),
+                    bytes_per_s: per_s(c.bytes, then.map(|t| t.1)),
+                }
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.packets_per_s
+            .total_cmp(&a.packets_per_s)
+            .then_with(|| a.entity.cmp(&b.entity))
+            .then_with(|| a.direction.cmp(&b.direction))
+            .then_with(|| a.verdict.cmp(&b.verdict))
+    });
+    out
+}
+
+/// The `status --watch` table of `rates`.
+pub fn render_rates(rates: &[Rate]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<9} {:<10} {:>12} {:>14} {:>14} {:>16}",
+        "ENTITY", "DIRECTION", "VERDICT", "PACKETS/S", "BYTES/S", "PACKETS", "BYTES"
+    );
+    for r in rates {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<9} {:<10} {:>12.1} {:>14.1} {:>14} {:>16}",
+            r.entity, r.direction, r.verdict, r.packets_per_s, r.bytes_per_s, r.packets, r.bytes
+        );
+    }
+    if rates.is_empty() {
+        let _ = writeln!(out, "(no entity has counted a packet yet)");
+    }
+    out
+}
+
 /// Asks the agent at `socket` for its status.
 pub fn query(socket: &Path) -> Result<Status, StatusError> {
     request(socket, Request::Status)
@@ -539,6 +621,81 @@ mod tests {
         );
         let e = parse_answer::<Status>(socket, b"{\"pid\": \"x\"").unwrap_err();
         assert!(matches!(e, StatusError::Protocol { .. }), "{e}");
+    }
+
+    fn with_counters(rows: &[(&str, &str, &str, u64, u64)]) -> Status {
+        let mut s: Status = serde_json::from_str(
+            r#"{"pid":1,"config":"c","interfaces":[],"entities":[],"outcomes":[],"packets_seen":0,
+                "prefixes_v4":0,"prefixes_v6":0,"map_bytes":0,"digest":"d",
+                "reloads":{"succeeded":1,"failed":0,"last_success_unix":0,"last_kind":"initial",
+                "last_error":null,"generations":0},"drift_entries":0}"#,
+        )
+        .unwrap();
+        for (id, direction, verdict, packets, bytes) in rows {
+            let e = match s.entities.iter_mut().find(|e| e.id == *id) {
+                Some(e) => e,
+                None => {
+                    s.entities.push(EntityStatus {
+                        id: (*id).to_owned(),
+                        name: String::new(),
+                        action: "drop".into(),
+                        direction: "both".into(),
+                        prefixes_v4: 1,
+                        prefixes_v6: 0,
+                        counters: Vec::new(),
+                        designations: Vec::new(),
+                    });
+                    s.entities.last_mut().unwrap()
+                }
+            };
+            e.counters.push(CounterRow {
+                direction: (*direction).into(),
+                verdict: (*verdict).into(),
+                packets: *packets,
+                bytes: *bytes,
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn rates_are_differences_per_second_busiest_first() {
+        let a = with_counters(&[
+            ("acme", "outbound", "dropped", 100, 10_000),
+            ("zeta", "inbound", "monitored", 5, 500),
+        ]);
+        let b = with_counters(&[
+            ("acme", "outbound", "dropped", 120, 12_000),
+            ("zeta", "inbound", "monitored", 65, 6_500),
+            ("new", "outbound", "dropped", 7, 700),
+        ]);
+        let r = rates(Some(&a), &b, 2.0);
+        let got: Vec<(&str, f64, f64, u64)> = r
+            .iter()
+            .map(|r| (r.entity.as_str(), r.packets_per_s, r.bytes_per_s, r.packets))
+            .collect();
+        // A counter first seen in the later sample has no rate yet.
+        assert_eq!(
+            got,
+            [
+                ("zeta", 30.0, 3000.0, 65),
+                ("acme", 10.0, 1000.0, 120),
+                ("new", 0.0, 0.0, 7)
+            ]
+        );
+        // The first sample, and a counter that went back (a fresh restart): 0 per second.
+        assert!(rates(None, &b, 1.0).iter().all(|r| r.packets_per_s == 0.0));
+        assert!(
+            rates(Some(&b), &a, 1.0)
+                .iter()
+                .all(|r| r.packets_per_s == 0.0)
+        );
+        let table = render_rates(&r);
+        assert!(
+            table.lines().nth(1).unwrap().starts_with("zeta "),
+            "{table}"
+        );
+        assert!(render_rates(&[]).contains("no entity has counted"));
     }
 
     /// Through the socket: an agent answering with its error (a server end of a pair).
