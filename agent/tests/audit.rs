@@ -67,6 +67,12 @@ fn an_intact_log_verifies_with_exit_0() {
         text(&out.stdout),
         format!("{}: 4 records, chain intact\n", log.display())
     );
+    // `--audit-log`, the flag `embargo run` names the same file with, works too.
+    let out = support::command(&["audit", "verify", "--audit-log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 #[test]

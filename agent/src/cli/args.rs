@@ -62,6 +62,7 @@ pub enum Command {
     Run(RunArgs),
     /// Remove every pinned XDP link (enforcement stops) after the agent has exited.
     Detach {
+        /// bpffs folder the agent pinned its links and maps in.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// The agent's state folder: its state file is removed too.
@@ -78,6 +79,7 @@ pub enum Command {
     },
     /// Validate and compile the configuration; print what it enforces and what it left out.
     Check {
+        /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Print the full report as JSON.
@@ -87,11 +89,13 @@ pub enum Command {
     /// Fetch every remote source once into its cache, as `run` does at start, and say how
     /// each went. Exits 1 if any fetch failed (its last-known-good copy is kept).
     Fetch {
+        /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
     },
     /// Show what applying the configuration would change against what the agent has loaded.
     Plan {
+        /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Control socket of the running agent.
@@ -100,14 +104,18 @@ pub enum Command {
         /// Longest list printed per kind of change.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Explain why an address is blocked, monitored, allowed or not listed.
     Why {
+        /// The IPv4 or IPv6 address to explain.
         address: IpAddr,
+        /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -124,6 +132,7 @@ pub enum Command {
         /// Monitored entities too (only blocked ones by default: an export feeds block lists).
         #[arg(long)]
         monitored: bool,
+        /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
         /// Write to this file (replaced atomically, never through a symlink) instead of
@@ -289,6 +298,7 @@ pub enum IndicatorImport {
     /// `hxxp://...`, `[2001:db8::1]:443`) and `#` comments; domains and hashes are counted.
     /// Lines of prose skip and count build numbers and software versions instead of refusing.
     Ioc {
+        /// The indicator file.
         file: PathBuf,
         #[command(flatten)]
         common: ImportArgs,
@@ -297,6 +307,7 @@ pub enum IndicatorImport {
     /// and source columns, and a filter keeping one entity's rows. Columns are header names or
     /// 1-based numbers (numbers only with --no-header).
     Csv {
+        /// The indicator file.
         file: PathBuf,
         /// Column holding the address or CIDR: its header, or its number (1 for the first).
         #[arg(long, value_name = "COLUMN")]
@@ -340,6 +351,7 @@ pub enum IndicatorImport {
         /// Keep only rows whose this column equals --filter-value.
         #[arg(long, value_name = "COLUMN", requires = "filter_value")]
         filter_column: Option<String>,
+        /// The value --filter-column must equal for a row to be kept.
         #[arg(long, value_name = "TEXT", requires = "filter_column")]
         filter_value: Option<String>,
         #[command(flatten)]
@@ -411,7 +423,8 @@ fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
 pub enum AuditCommand {
     /// Check every link of the audit log; exit 1 naming the first broken one.
     Verify {
-        #[arg(long, default_value = audit::DEFAULT_LOG)]
+        /// The audit log (what `embargo run --audit-log` writes); `--log` is the older name.
+        #[arg(long = "audit-log", visible_alias = "log", default_value = audit::DEFAULT_LOG)]
         log: PathBuf,
     },
 }
@@ -468,6 +481,34 @@ fn parse_interface(s: &str) -> Result<Interface, String> {
 }
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command and every option says what it is for in `--help` (and the man page).
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "embargo", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
     use super::*;
 
     #[test]
