@@ -392,6 +392,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         sources: Vec::new(),
         delisted_by_list: Vec::new(),
         start: None,
+        next_change: None,
     };
     let drift = embargo::dataplane::Drift {
         v4_entries: 1,

@@ -882,7 +882,7 @@ fn uk_source(url: &str, extra: &str) -> String {
 
 fn compile_on(config: &Config, day: &str) -> compile::Compiled {
     let r = resolve::resolve(config).unwrap();
-    compile::compile(&validate(config).unwrap(), &r, day.parse().unwrap()).unwrap()
+    compile::compile(&validate(config).unwrap(), &r, day.parse::<chrono::NaiveDate>().unwrap()).unwrap()
 }
 
 /// 1-based line of the first line of `text` containing `needle`.
@@ -1042,7 +1042,7 @@ async fn a_list_source_without_a_copy_refuses_or_is_skipped_without_delisting() 
     let c = compile::compile(
         &validate(&config).unwrap(),
         &r,
-        "2026-07-01".parse().unwrap(),
+        "2026-07-01".parse::<chrono::NaiveDate>().unwrap(),
     )
     .unwrap();
     assert_eq!(

@@ -14,7 +14,7 @@ use crate::policy::{compile::Compiled, resolve::SourceStatus};
 
 /// `embargo check [--json]`: its output and exit status.
 pub fn check(config: &Path, json: bool) -> Exit {
-    match crate::compile_file(config, crate::today()) {
+    match crate::compile_file(config, crate::now()) {
         Ok((_, compiled)) => {
             let text = if json {
                 let json = serde_json::to_string_pretty(&check_json(&compiled));

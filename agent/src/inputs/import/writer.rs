@@ -345,8 +345,8 @@ mod tests {
         let prefixes: Vec<&str> = g.prefixes.iter().map(|p| p.get_ref().as_str()).collect();
         assert_eq!(prefixes, ["192.0.2.7", "2001:db8::/32"]);
         assert_eq!(g.evidence.source, k.source);
-        assert_eq!(g.evidence.valid_from, Some(day("2026-01-01")));
-        assert_eq!(g.evidence.expires, Some(day("2027-01-01")));
+        assert_eq!(g.evidence.valid_from, Some(day("2026-01-01").into()));
+        assert_eq!(g.evidence.expires, Some(day("2027-01-01").into()));
         assert_eq!(*g.evidence.kind.get_ref(), EvidenceKind::Advisory);
         assert!(g.evidence.note.as_deref().unwrap().contains("C2 \"alpha\""));
     }

@@ -197,6 +197,223 @@ fn evidence_counts_from_its_valid_from() {
     );
 }
 
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn next_change(text: &str, now: &str) -> Option<NextChange> {
+    let (c, r) = build(text);
+    compile(&validate(&c).unwrap(), &r, at(now))
+        .unwrap()
+        .next_change
+}
+
+/// Each kind of date is the next change while it is ahead, at its day's 00:00 UTC (or its
+/// instant), and no longer once it has taken effect.
+#[test]
+fn the_next_change_is_each_kind_of_date() {
+    let one = |designation: &str, evidence: &str| {
+        format!(
+            "enforce = [\"UK\"]\n{}",
+            entity(
+                "a",
+                "drop",
+                "UK",
+                designation,
+                &group(&["192.0.2.0/24"], evidence)
+            )
+        )
+    };
+    for (designation, evidence, now, want, what) in [
+        (
+            "",
+            "expires = 2026-06-01",
+            "2026-05-31T23:59:59Z",
+            "2026-06-01T00:00:00Z",
+            "evidence expires 2026-06-01",
+        ),
+        (
+            "",
+            "expires = 2026-06-01T12:30:05Z",
+            "2026-06-01T12:30:04Z",
+            "2026-06-01T12:30:05Z",
+            "evidence expires 2026-06-01T12:30:05Z",
+        ),
+        (
+            "",
+            "expires = \"2026-06-01T14:30:05+02:00\"",
+            "2026-06-01T00:00:00Z",
+            "2026-06-01T12:30:05Z",
+            "evidence expires",
+        ),
+        (
+            "",
+            "max_age = \"30days\"",
+            "2026-01-30T08:00:00Z",
+            "2026-01-31T00:00:00Z",
+            "evidence expires 2026-01-31",
+        ),
+        (
+            "",
+            "valid_from = 2026-03-01",
+            "2026-02-01T00:00:00Z",
+            "2026-03-01T00:00:00Z",
+            "evidence counts from 2026-03-01",
+        ),
+        (
+            "",
+            "valid_from = 2026-03-01T06:00:00Z",
+            "2026-03-01T05:00:00Z",
+            "2026-03-01T06:00:00Z",
+            "counts from 2026-03-01T06:00:00Z",
+        ),
+        (
+            "delisted_on = 2026-04-01",
+            "",
+            "2026-02-01T10:00:00Z",
+            "2026-04-01T00:00:00Z",
+            "UK REF-a delisted on 2026-04-01",
+        ),
+    ] {
+        let text = one(designation, evidence);
+        let n = next_change(&text, now).unwrap_or_else(|| panic!("{evidence}{designation}: none"));
+        assert_eq!(n.at, at(want), "{evidence}{designation}");
+        assert!(n.what.contains(what), "{}: {}", evidence, n.what);
+        // At the instant itself the change has taken effect: nothing is left to schedule.
+        assert_eq!(
+            next_change(&text, want),
+            None,
+            "{evidence}{designation} at {want}"
+        );
+    }
+    // A designation listed in the future: the entity is not enforced yet, and is from then.
+    let text = one("", "").replace("listed_on = 2025-01-01", "listed_on = 2026-07-01");
+    let n = next_change(&text, "2026-06-30T23:00:00Z").unwrap();
+    assert_eq!(n.at, at("2026-07-01T00:00:00Z"));
+    assert!(n.what.contains("listed on 2026-07-01"), "{}", n.what);
+    // Instants take effect to the second, both ways.
+    let text = one(
+        "",
+        "valid_from = 2026-03-01T06:00:00Z\nexpires = 2026-03-01T06:00:10Z",
+    );
+    let (c, r) = build(&text);
+    let v = validate(&c).unwrap();
+    let rules = |now: &str| compile(&v, &r, at(now)).unwrap().rules.len();
+    assert_eq!(
+        [
+            rules("2026-03-01T05:59:59Z"),
+            rules("2026-03-01T06:00:00Z"),
+            rules("2026-03-01T06:00:09Z"),
+            rules("2026-03-01T06:00:10Z")
+        ],
+        [0, 1, 1, 0]
+    );
+    let probe: IpAddr = "192.0.2.1".parse().unwrap();
+    assert_eq!(
+        evaluate(&c, &r, at("2026-03-01T06:00:09Z"), probe),
+        Decision::Entity("a".into())
+    );
+    assert_eq!(
+        evaluate(&c, &r, at("2026-03-01T06:00:10Z"), probe),
+        Decision::NotListed
+    );
+}
+
+/// The earliest date wins, whichever entity, group or designation it is in; dates of an
+/// authority not enforced, and dates already past, are not changes.
+#[test]
+fn the_next_change_is_the_earliest_or_none() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}{}{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "delisted_on = 2026-09-01",
+            &(group(&["192.0.2.0/24"], "expires = 2026-08-01")
+                + &group(
+                    &["198.51.100.0/24"],
+                    "valid_from = 2025-06-01\nmax_age = \"35days\""
+                ))
+        ),
+        entity(
+            "b",
+            "drop",
+            "UK",
+            "",
+            &group(&["203.0.113.0/24"], "expires = 2026-05-15T10:00:00Z")
+        ),
+        entity(
+            "c",
+            "drop",
+            "US",
+            "delisted_on = 2026-03-01",
+            &group(&["198.18.0.0/15"], "expires = 2026-03-02")
+        )
+    );
+    let n = next_change(&text, "2026-01-01T00:00:00Z").unwrap();
+    // a's second group's max_age (2026-01-01 + 35 days) comes first, then b's instant.
+    assert_eq!(n.at, at("2026-02-05T00:00:00Z"), "{}", n.what);
+    assert!(n.what.contains("entity `a` group 2"), "{}", n.what);
+    let n = next_change(&text, "2026-02-05T00:00:00Z").unwrap();
+    assert_eq!(n.at, at("2026-05-15T10:00:00Z"), "{}", n.what);
+    assert!(n.what.contains("entity `b` group 1"), "{}", n.what);
+    assert_eq!(
+        next_change(&text, "2026-05-15T10:00:00Z").unwrap().at,
+        at("2026-08-01T00:00:00Z")
+    );
+    assert_eq!(
+        next_change(&text, "2026-08-01T00:00:00Z").unwrap().at,
+        at("2026-09-01T00:00:00Z")
+    );
+    // Delisted: nothing changes any more (c's US dates never count).
+    assert_eq!(next_change(&text, "2026-09-01T00:00:00Z"), None);
+    // No dates ahead at all.
+    let plain = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity("a", "drop", "UK", "", &group(&["192.0.2.0/24"], ""))
+    );
+    assert_eq!(next_change(&plain, "2026-01-01T00:00:00Z"), None);
+    // A date compiles as its 00:00 UTC.
+    let (c, r) = build(&plain);
+    let compiled = compile(&validate(&c).unwrap(), &r, day("2026-01-02")).unwrap();
+    assert_eq!(compiled.now, at("2026-01-02T00:00:00Z"));
+    assert_eq!(compiled.today, day("2026-01-02"));
+}
+
+/// An instant without a time zone is refused: the zone would be a guess.
+#[test]
+fn an_instant_needs_a_time_zone() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &group(&["192.0.2.0/24"], "expires = 2026-06-01T12:00:00")
+        )
+    );
+    let err = config::parse(Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no time zone"), "{err}");
+    let text = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &group(&["192.0.2.0/24"], "expires = \"soon\"")
+        )
+    );
+    let err = config::parse(Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RFC 3339 instant"), "{err}");
+}
+
 #[test]
 fn valid_from_on_or_after_expiry_is_refused() {
     let text = format!(
