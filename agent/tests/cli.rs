@@ -463,6 +463,7 @@ source = "https://example.org/x"
 [[entities.networks]]
 prefixes = ["192.0.2.0/24"]
 sources = ["never"]
+guard_override = "documentation range in a test"
 [entities.networks.evidence]
 kind = "advisory"
 source = "the feed"

@@ -47,6 +47,7 @@ impl Drop for TempDir {
 const GROUP: &str = r#"
 [[networks]]
 prefixes = ["192.0.2.10"]
+guard_override = "documentation range in a test"
 [networks.evidence]
 kind = "manual"
 source = "test"

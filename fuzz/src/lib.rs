@@ -472,6 +472,7 @@ pub fn check_imported(imported: &Imported, format: &str) {
         format,
         input: Path::new("fuzz.input"),
         entity: "fuzz",
+        guard_override: None,
     };
     let rendered = writer::render(&groups, &defaults(), &origin);
     let text = format!("id = \"fuzz\"\nname = \"Fuzz\"\naction = \"monitor\"\n{rendered}");

@@ -307,6 +307,10 @@ pub struct ImportArgs {
     /// be the file of --entity); replaced atomically.
     #[arg(long, requires = "out")]
     pub append: bool,
+    /// Keep indicators in special-purpose ranges (private, loopback, documentation, ...;
+    /// left out and counted otherwise) and write `guard_override = REASON` on every group.
+    #[arg(long, value_name = "REASON")]
+    pub guard_override: Option<String>,
 }
 
 /// A config enum value from its TOML name.

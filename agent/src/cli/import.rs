@@ -172,10 +172,11 @@ pub fn indicators(format: IndicatorImport) -> Exit {
             &defaults,
         ),
     };
-    let imported = match read {
+    let mut imported = match read {
         Ok(i) => i,
         Err(e) => return fail(&e),
     };
+    import::leave_out_special(&mut imported, common.guard_override.is_some());
     errln!("{}: {}", file.display(), imported.summary);
     if imported.indicators.is_empty() {
         return fail(&ImportError::invalid(
@@ -188,6 +189,7 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         format: name,
         input: file,
         entity: id,
+        guard_override: common.guard_override.as_deref(),
     };
     let text = writer::render(&groups, &defaults, &origin);
     let dest = match (&common.out, common.append) {

@@ -598,7 +598,9 @@ pub struct NetworkGroup {
     pub sources: Vec<Spanned<String>>,
     /// Why these addresses belong to the entity.
     pub evidence: Evidence,
-    /// Accept prefixes broader than the guard's limits in this group; the text says why.
+    /// Accept prefixes broader than the guard's limits, and prefixes in special-purpose ranges
+    /// ([`crate::policy::special`]: private, loopback, documentation, ...), in this group; the
+    /// text says why.
     #[serde(default)]
     pub guard_override: Option<String>,
 }

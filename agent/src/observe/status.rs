@@ -614,6 +614,7 @@ listed_on = 2025-01-03
 source = "s"
 [[entities.networks]]
 prefixes = ["192.0.2.1"]
+guard_override = "documentation range in a test"
 [entities.networks.evidence]
 kind = "manual"
 source = "t"

@@ -67,6 +67,9 @@ pub struct Origin<'a> {
     pub format: &'a str,
     pub input: &'a Path,
     pub entity: &'a str,
+    /// `--guard-override REASON`: written on every group, whose special-purpose prefixes were
+    /// then kept ([`super::leave_out_special`]).
+    pub guard_override: Option<&'a str>,
 }
 
 /// A prefix as entity files write it: a single address without its `/32` or `/128`.
@@ -145,7 +148,11 @@ pub fn render(groups: &[Group], defaults: &Defaults, origin: &Origin<'_>) -> Str
         for p in &g.prefixes {
             let _ = writeln!(o, "  {},", toml_string(&prefix_text(p)));
         }
-        o.push_str("]\n[networks.evidence]\n");
+        o.push_str("]\n");
+        if let Some(reason) = origin.guard_override {
+            let _ = writeln!(o, "guard_override = {}", toml_string(reason));
+        }
+        o.push_str("[networks.evidence]\n");
         let _ = writeln!(o, "kind = {}", toml_string(&name_of(defaults.kind)));
         let _ = writeln!(o, "source = {}", toml_string(&e.source));
         let _ = writeln!(o, "retrieved = {}", defaults.retrieved);
@@ -333,6 +340,7 @@ mod tests {
             format: "stix",
             input: Path::new("/tmp/bundle.json"),
             entity: "example",
+            guard_override: None,
         };
         let text = render(&groups, &defaults(), &origin);
         #[derive(serde::Deserialize)]
@@ -375,6 +383,7 @@ mod tests {
             format: "ioc",
             input: Path::new("in.txt"),
             entity: "e",
+            guard_override: None,
         };
         let text = render(
             &group(&[ind("192.0.2.9/32", &k, None)]),
@@ -408,6 +417,7 @@ mod tests {
             format: "stix",
             input: Path::new("b.json"),
             entity: "e",
+            guard_override: None,
         };
         let n = note(&origin, g);
         assert!(n.len() <= NOTE_MAX_CHARS, "{} chars: {n}", n.len());

@@ -43,11 +43,14 @@ pub enum FindingKind {
     Nested,
     /// A broad prefix accepted through a group's `guard_override`.
     GuardOverridden,
+    /// A network group's prefixes in special-purpose ranges ([`crate::policy::special`])
+    /// accepted through its `guard_override`: one finding per group.
+    SpecialRangeOverridden,
 }
 
 impl FindingKind {
     /// Every kind, in the order `embargo check` prints their sections.
-    pub const ALL: [FindingKind; 10] = [
+    pub const ALL: [FindingKind; 11] = [
         FindingKind::LeftOut,
         FindingKind::DelistedByList,
         FindingKind::ListMismatch,
@@ -58,6 +61,7 @@ impl FindingKind {
         FindingKind::SamePrefix,
         FindingKind::Nested,
         FindingKind::GuardOverridden,
+        FindingKind::SpecialRangeOverridden,
     ];
 
     /// Whether findings of this kind are kept only up to [`REPORT_EXAMPLES`] (with a total).
@@ -85,6 +89,9 @@ impl FindingKind {
             FindingKind::SamePrefix => "same prefix in two entities",
             FindingKind::Nested => "nested prefixes of different entities (the more specific wins)",
             FindingKind::GuardOverridden => "broad prefixes accepted by guard_override",
+            FindingKind::SpecialRangeOverridden => {
+                "special-purpose prefixes (private, loopback, documentation, ...) accepted by guard_override"
+            }
         }
     }
 }
@@ -244,6 +251,7 @@ impl Serialize for Report {
             subtracted: Vec<String>,
             subtracted_total: usize,
             guard_overridden: Vec<String>,
+            special_ranges_overridden: Vec<String>,
             duplicates: usize,
             sources: &'a [SourceReport],
             lists: &'a [ListSummary],
@@ -262,6 +270,7 @@ impl Serialize for Report {
             subtracted: self.messages(FindingKind::Subtracted),
             subtracted_total: self.subtracted_total,
             guard_overridden: self.messages(FindingKind::GuardOverridden),
+            special_ranges_overridden: self.messages(FindingKind::SpecialRangeOverridden),
             duplicates: self.duplicates,
             sources: &self.sources,
             lists: &self.lists,

@@ -51,7 +51,17 @@ source = "https://example.org/{id}"
     )
 }
 
+/// A network group with a `guard_override`: the tests list documentation, benchmarking and
+/// private ranges, which the guard refuses without one ([`crate::policy::special`]).
 fn group(prefixes: &[&str], evidence_extra: &str) -> String {
+    bare_group(prefixes, evidence_extra).replace(
+        "[entities.networks.evidence]",
+        "guard_override = \"documentation and private ranges in tests\"\n[entities.networks.evidence]",
+    )
+}
+
+/// A network group without a `guard_override`, for the guard's tests.
+fn bare_group(prefixes: &[&str], evidence_extra: &str) -> String {
     format!(
         r#"
 [[entities.networks]]
@@ -493,7 +503,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
     ] {
         let text = format!(
             "enforce = [\"UK\"]\n{}",
-            entity("a", "drop", "UK", "", &group(&[p], ""))
+            entity("a", "drop", "UK", "", &bare_group(&[p], ""))
         );
         let err = compile_str(&text, "2026-02-01").unwrap_err().to_string();
         assert!(err.contains(needle), "{p}: {err}");
@@ -507,7 +517,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
             "drop",
             "UK",
             "",
-            &group(&["10.0.0.0/7"], "").replace(
+            &bare_group(&["10.0.0.0/7"], "").replace(
                 "[entities.networks.evidence]",
                 "guard_override = \"approved\"\n[entities.networks.evidence]"
             )
@@ -523,7 +533,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
             "drop",
             "UK",
             "",
-            &group(&["0.0.0.0/0"], "").replace(
+            &bare_group(&["0.0.0.0/0"], "").replace(
                 "[entities.networks.evidence]",
                 "guard_override = \"approved\"\n[entities.networks.evidence]"
             )
@@ -535,6 +545,82 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
         "\"block the default route: comprehensive regime\"",
     );
     assert!(compile_str(&dflt, "2026-02-01").is_ok());
+}
+
+/// Special-purpose prefixes are refused at their file, line and column, whatever their length
+/// or how they are written (a broader prefix holding a range too), unless the group says
+/// `guard_override`; an accepted group is reported once. `allow` is never checked.
+#[test]
+fn guard_refuses_special_purpose_ranges_without_an_override() {
+    for (p, kind) in [
+        ("10.0.0.0/8", "private"),
+        ("172.16.5.0/24", "private"),
+        ("192.168.0.1", "private"),
+        ("100.64.0.0/10", "shared"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("192.0.0.8", "protocol-assignment"),
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.7", "documentation"),
+        ("203.0.113.0/25", "documentation"),
+        ("192.88.99.1", "6to4"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("224.0.0.251", "multicast"),
+        ("240.0.0.0/8", "reserved"),
+        ("255.255.255.255", "broadcast"),
+        ("0.0.0.0/8", "this-network"),
+        ("8.0.0.0/8", ""),
+        ("::1", "loopback"),
+        ("::", "this-network"),
+        ("::ffff:0:0/96", "ipv4-mapped"),
+        ("64:ff9b::/96", "nat64"),
+        ("100::/64", "discard-only"),
+        ("2001::/32", "protocol-assignment"),
+        ("2001:db8:bad::/48", "documentation"),
+        ("2002:c000:204::/48", "6to4"),
+        ("fd12:3456::/32", "unique-local"),
+        ("fe80::1", "link-local"),
+        ("ff02::fb", "multicast"),
+    ] {
+        let text = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity("a", "drop", "UK", "", &bare_group(&["8.8.8.0/24", p], ""))
+        );
+        let result = compile_str(&text, "2026-02-01");
+        if kind.is_empty() {
+            // 8.0.0.0/8 is public and no broader than the guard.
+            result.unwrap_or_else(|e| panic!("{p}: {e}"));
+            continue;
+        }
+        let err = result.unwrap_err().to_string();
+        // The prefix's own place: line 16 of t.toml, after `prefixes = ["8.8.8.0/24", `.
+        assert!(err.starts_with("t.toml:16:27:"), "{p}: {err}");
+        assert!(err.contains(&format!("{kind} range")), "{p}: {err}");
+        assert!(err.contains("IANA special-purpose"), "{p}: {err}");
+        assert!(err.contains("guard_override"), "{p}: {err}");
+        let accepted = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity("a", "drop", "UK", "", &group(&["8.8.8.0/24", p], ""))
+        );
+        let c = compile_str(&accepted, "2026-02-01").unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(c.rules.len(), 2, "{p}");
+        let found = c.report.messages(FindingKind::SpecialRangeOverridden);
+        assert_eq!(found.len(), 1, "{p}: {found:?}");
+        assert!(
+            found[0].starts_with("entity `a` group 1: 1 prefixes in special-purpose ranges"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].ends_with(": documentation and private ranges in tests"),
+            "{found:?}"
+        );
+    }
+    // `allow` may name any range.
+    let text = format!(
+        "enforce = [\"UK\"]\n[[allow]]\nprefix = \"10.0.0.0/8\"\nreason = \"our own network\"\n{}",
+        entity("a", "drop", "UK", "", &bare_group(&["8.8.8.0/24"], ""))
+    );
+    compile_str(&text, "2026-02-01").unwrap();
 }
 
 #[test]
@@ -753,7 +839,7 @@ fn an_unknown_list_name_is_an_error_at_its_place() {
 // evaluating every rule does.
 
 fn arb_prefix() -> impl Strategy<Value = String> {
-    // Clustered in 10.0.0.0/12 so prefixes overlap often: half are drawn from a small pool
+    // Clustered in 44.0.0.0/12 (public, no special-purpose range) so prefixes overlap often: half are drawn from a small pool
     // of addresses and lengths, so identical and nested prefixes across entities are common.
     let pool = (
         prop::sample::select(vec![0u32, 0x1_0000, 0x1_2300, 0x1_2345, 0x8_0000]),
@@ -761,7 +847,7 @@ fn arb_prefix() -> impl Strategy<Value = String> {
     );
     let free = (0u32..(1 << 20), 9u8..=32);
     prop_oneof![pool, free].prop_map(|(bits, len)| {
-        let n = Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | bits), len).unwrap();
+        let n = Ipv4Network::new(Ipv4Addr::from(0x2c00_0000 | bits), len).unwrap();
         format!("{}/{}", n.network(), len)
     })
 }
