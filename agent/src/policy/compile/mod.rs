@@ -78,6 +78,10 @@ pub struct CompiledEntity {
     /// expiry of its current evidence), if any does.
     #[serde(skip)]
     pub evidence_expires: Option<DateTime<Utc>>,
+    /// Its network groups that count now: index and when each stops counting (if ever), for
+    /// `embargo check --expiring` ([`report::ageing`]).
+    #[serde(skip)]
+    pub current_groups: Vec<(u32, Option<DateTime<Utc>>)>,
 }
 
 /// How a designation written with `list = "..."` stands against its list on this compile.
@@ -221,6 +225,7 @@ pub fn compile(
             action: def.action,
         };
         let mut evidence_expires: Option<DateTime<Utc>> = None;
+        let mut current_groups = Vec::new();
         for (gi, g) in def.networks.iter().enumerate() {
             let candidates = &resolved.groups[ei][gi];
             if evidence::group_counts(
@@ -234,10 +239,11 @@ pub fn compile(
                 &mut upcoming,
             ) {
                 claims.claim_group(&who, &entities, (gi, g), candidates, &mut report)?;
-                if let Some(until) = config.expiry(ei, gi) {
-                    let until = until.start();
+                let until = config.expiry(ei, gi).map(|u| u.start());
+                if let Some(until) = until {
                     evidence_expires = Some(evidence_expires.map_or(until, |e| e.min(until)));
                 }
+                current_groups.push((gi as u32, until));
             }
         }
         entities.push(CompiledEntity {
@@ -253,6 +259,7 @@ pub fn compile(
             prefixes_v6: 0,
             delisted,
             evidence_expires,
+            current_groups,
         });
     }
 

@@ -391,6 +391,71 @@ fn the_next_change_is_the_earliest_or_none() {
     assert_eq!(compiled.today, day("2026-01-02"));
 }
 
+/// Ageing evidence as `check` reports it: an entity in force whose groups all expired has no
+/// current prefixes; a current group stopping within the horizon is expiring (soonest first),
+/// one stopping after it or never is not, nor is a group that does not count yet.
+#[test]
+fn ageing_finds_entities_without_prefixes_and_expiring_groups() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &(group(&["192.0.2.0/24"], "expires = 2026-03-01")
+                + &group(&["198.51.100.0/24"], "expires = 2026-02-10T12:00:00Z")
+                + &group(&["203.0.113.0/24"], "")
+                + &group(
+                    &["198.18.0.0/24"],
+                    "valid_from = 2026-02-05\nexpires = 2026-02-06"
+                ))
+        ),
+        entity(
+            "b",
+            "drop",
+            "UK",
+            "",
+            &group(&["198.18.1.0/24"], "expires = 2026-01-15")
+        )
+    );
+    let (c, r) = build(&text);
+    let compiled = compile(&validate(&c).unwrap(), &r, at("2026-02-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        compiled.entities[0].evidence_expires,
+        Some(at("2026-02-10T12:00:00Z"))
+    );
+    assert_eq!(compiled.entities[1].evidence_expires, None);
+    let found = report::ageing(&compiled, chrono::Duration::days(14));
+    let got: Vec<(FindingKind, &str, Option<u32>)> = found
+        .iter()
+        .map(|f| (f.kind, f.entity.as_str(), f.group))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (FindingKind::NoCurrentPrefixes, "b", None),
+            (FindingKind::ExpiringEvidence, "a", Some(2)),
+        ],
+        "{found:?}"
+    );
+    assert!(
+        found[1]
+            .message
+            .contains("stops counting 2026-02-10T12:00:00Z (in 9 days), 1 prefixes"),
+        "{}",
+        found[1].message
+    );
+    let found = report::ageing(&compiled, chrono::Duration::days(28));
+    let groups: Vec<Option<u32>> = found.iter().map(|f| f.group).collect();
+    assert_eq!(groups, [None, Some(2), Some(1)]);
+    assert!(
+        report::ageing(&compiled, chrono::Duration::days(1))
+            .iter()
+            .all(|f| f.kind == FindingKind::NoCurrentPrefixes)
+    );
+}
+
 /// An instant without a time zone is refused: the zone would be a guess.
 #[test]
 fn an_instant_needs_a_time_zone() {
