@@ -449,6 +449,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             _ = sighup.recv() => reload(&shared, "SIGHUP").await,
             Ok(()) = source_changes.changed() => reload(&shared, "source refresh").await,
             () = tokio::time::sleep(date_due), if scheduled.is_some() => {
+                // The timer runs on the monotonic clock, the dates on the wall clock: early by
+                // a hair, wait the rest rather than compile the same policy twice.
+                if scheduled.is_some_and(|at| chrono::Utc::now() < at) {
+                    continue;
+                }
                 let what = shared.lock().expect("not poisoned").compiled.next_change.as_ref().map(|n| n.what.clone());
                 tracing::info!(change = what.as_deref().unwrap_or("retry"), "a date in the policy takes effect; reloading");
                 reload(&shared, DATE_TRIGGER).await;
