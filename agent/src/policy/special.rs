@@ -11,9 +11,12 @@
 //!   blocks (192.31.196.0/24 and 192.175.48.0/24 AS112, 192.52.193.0/24 AMT), which are
 //!   ordinary routed destinations;
 //! * IPv6: <https://www.iana.org/assignments/iana-ipv6-special-registry> (RFC 6890, RFC 8190,
-//!   RFC 9602 for 5f00::/16, RFC 9637 for 3fff::/20, RFC 9780 for 100:0:0:1::/64), with
-//!   2001::/23 taken whole, plus the multicast block ff00::/8 (RFC 4291, in the IPv6 address
-//!   space registry). Left out: 2620:4f:8000::/48 (AS112, globally reachable).
+//!   RFC 9602 for 5f00::/16, RFC 9637 for 3fff::/20, and the dummy prefix 100:0:0:1::/64 next
+//!   to RFC 6666's discard-only 100::/64), with 2001::/23 taken whole, plus the multicast block
+//!   ff00::/8 (RFC 4291, in the IPv6 address space registry). Left out: 2620:4f:8000::/48
+//!   (AS112, globally reachable).
+//!
+//! When the registries gain an entry, add it to [`RANGES`] (and its kind's test below).
 //!
 //! A prefix *overlaps* a range when either contains the other: `10.1.2.0/24` and `8.0.0.0/6`
 //! both overlap `10.0.0.0/8`.
