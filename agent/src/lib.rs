@@ -38,13 +38,14 @@ pub(crate) mod test_rng;
 
 use std::path::Path;
 
-/// Loads, validates, resolves and compiles the configuration at `path` as of `today`, for the
-/// commands: logs what the compile decided as it always has ([`observe::log::compile_notes`]).
+/// Loads, validates, resolves and compiles the configuration at `path` as of `now` (an instant,
+/// or a date: its 00:00 UTC), for the commands: logs what the compile decided as it always has
+/// ([`observe::log::compile_notes`]).
 pub fn compile_file(
     path: &Path,
-    today: chrono::NaiveDate,
+    now: impl Into<policy::compile::Now>,
 ) -> Result<(config::Config, policy::compile::Compiled), config::ConfigError> {
-    let (config, _, compiled) = compile_file_resolved(path, today)?;
+    let (config, _, compiled) = compile_file_resolved(path, now)?;
     observe::log::compile_notes(&compiled);
     Ok((config, compiled))
 }
@@ -53,7 +54,7 @@ pub fn compile_file(
 /// without logging (the agent logs the whole report, [`observe::log::report`]).
 pub fn compile_file_resolved(
     path: &Path,
-    today: chrono::NaiveDate,
+    now: impl Into<policy::compile::Now>,
 ) -> Result<
     (
         config::Config,
@@ -65,11 +66,17 @@ pub fn compile_file_resolved(
     let config = config::load(path)?;
     let valid = config::validate::validate(&config)?;
     let resolved = policy::resolve::resolve(&config)?;
-    let compiled = policy::compile::compile(&valid, &resolved, today)?;
+    let compiled = policy::compile::compile(&valid, &resolved, now)?;
     Ok((config, resolved, compiled))
 }
 
-/// Today's date (UTC), the reference for designation and evidence dates.
+/// Today's date (UTC), the reference for designation dates and the default of dates written.
 pub fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
+}
+
+/// The current instant (UTC): what the agent and the commands compile for, so evidence dates
+/// written as instants take effect to the second.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
 }

@@ -35,7 +35,12 @@ fn command(cli: Cli) -> Exit {
             state_dir,
             control_socket,
         } => commands::detach(&pin_dir, &state_dir, &control_socket),
-        Command::Check { config, json } => embargo::cli::check::check(&config, json),
+        Command::Check {
+            config,
+            json,
+            expiring,
+            strict,
+        } => embargo::cli::check::check(&config, json, expiring, strict),
         Command::Fetch { config } => commands::fetch(&config),
         Command::Import {
             format: ImportCommand::List(format),

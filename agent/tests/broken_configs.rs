@@ -30,6 +30,16 @@ confidence = "medium"
 
 const MAIN_OK: &str = "enforce = [\"UK\"]\ninclude = [\"entities\"]\n";
 
+/// [`ENTITY_OK`] with a `guard_override` on its group, which lists a documentation range: the
+/// guard refuses that without one (`the_corpus_is_refused_with_locations`, case
+/// `special-range`), and the cases that must load use this.
+fn entity_ok_overridden() -> String {
+    ENTITY_OK.replace(
+        "[networks.evidence]",
+        "guard_override = \"documentation range in a test\"\n[networks.evidence]",
+    )
+}
+
 /// A throwaway folder with a main file and an `entities/` folder.
 struct Case {
     dir: PathBuf,
@@ -95,6 +105,29 @@ fn the_corpus_is_refused_with_locations() {
         &c.refused(),
         &[&format!("{}:19:1", c.path("entities/a.toml")), "colour"],
     );
+
+    // A special-purpose range (here documentation) without a guard_override: refused at the
+    // prefix, saying what it is and what to do.
+    for (prefix, kind) in [
+        ("192.0.2.0/24", "documentation"),
+        ("10.0.0.0/8", "private"),
+        ("169.254.169.254", "link-local"),
+        ("ff02::fb", "multicast"),
+    ] {
+        let c = Case::new("special-range");
+        c.file("main.toml", MAIN_OK).file(
+            "entities/a.toml",
+            &ENTITY_OK.replace("192.0.2.0/24", prefix),
+        );
+        assert_has(
+            &c.refused(),
+            &[
+                &format!("{}:13:13", c.path("entities/a.toml")),
+                &format!("the {kind} range"),
+                "guard_override",
+            ],
+        );
+    }
 
     let c = Case::new("bad-cidr");
     c.file("main.toml", MAIN_OK).file(
@@ -350,7 +383,7 @@ fn the_corpus_is_refused_with_locations() {
 fn a_good_corpus_file_passes() {
     let c = Case::new("good");
     c.file("main.toml", MAIN_OK)
-        .file("entities/a.toml", ENTITY_OK);
+        .file("entities/a.toml", &entity_ok_overridden());
     let out = support::command(&["check", "--config"])
         .arg(c.dir.join("main.toml"))
         .output()
@@ -600,7 +633,8 @@ fn files_that_start_with_a_byte_order_mark_are_read() {
             "entities/a.toml",
             &format!(
                 "\u{feff}{}",
-                ENTITY_OK.replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]")
+                entity_ok_overridden()
+                    .replace("prefixes = [\"192.0.2.0/24\"]", "files = [\"iocs.txt\"]")
             ),
         )
         .file("entities/iocs.txt", "\u{feff}198.51.100.7\n192.0.2.0/24\n");

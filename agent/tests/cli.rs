@@ -38,6 +38,115 @@ fn check_passes_on_the_default() {
     assert!(text.contains("CYB0114"), "{text}");
 }
 
+/// Ageing evidence: `check` names the entity with no current prefixes (not "enforced") and the
+/// group expiring within `--expiring` (14 days by default), `--json` carries both as findings,
+/// and `--strict` exits 4 for either, 0 when neither is there.
+#[test]
+fn check_warns_of_ageing_evidence_and_strict_fails_on_it() {
+    let dir = std::env::temp_dir().join(format!("embargo-cli-ageing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let soon = today + chrono::Days::new(5);
+    let later = today + chrono::Days::new(40);
+    let entity = |id: &str, prefix: &str, evidence: &str| {
+        format!(
+            "[[entities]]\nid = \"{id}\"\nname = \"{id}\"\naction = \"drop\"\n\
+             designations = [{{ authority = \"UK\", regime = \"r\", reference = \"{id}\", listed_on = 2025-01-01, source = \"s\" }}]\n\
+             [[entities.networks]]\nprefixes = [\"{prefix}\"]\nguard_override = \"documentation range in a test\"\n\
+             evidence = {{ kind = \"advisory\", source = \"adv-{id}\", retrieved = 2025-01-01, confidence = \"high\"{evidence} }}\n"
+        )
+    };
+    let path = dir.join("main.toml");
+    let write = |text: String| std::fs::write(&path, text).unwrap();
+    write(format!(
+        "enforce = [\"UK\"]\n{}{}{}",
+        entity("soon", "192.0.2.0/24", &format!(", expires = {soon}")),
+        entity("gone", "198.51.100.0/24", ", expires = 2025-06-01"),
+        entity("later", "203.0.113.0/24", &format!(", expires = {later}")),
+    ));
+    let p = path.to_str().unwrap();
+    let out = embargo(&["check", "--config", p]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(
+            "entities: 2 enforced, 1 designated but not enforced (no current prefixes), 0 left out"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("NO CURRENT PREFIXES"), "{text}");
+    assert!(
+        text.contains("entity `gone`: designated and in force, but no current prefixes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: evidence expiring soon (1):"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("entity `soon` group 1 (advisory evidence from adv-soon): stops counting {soon}T00:00:00Z")),
+        "{text}"
+    );
+    assert!(!text.contains("entity `later` group 1 (advisory"), "{text}");
+    // A longer horizon reaches the later group too.
+    let out = embargo(&["check", "--config", p, "--expiring", "60d", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["expiring_horizon_seconds"], 60 * 86_400);
+    let kinds: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "no_current_prefixes" || f["kind"] == "expiring_evidence")
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                f["entity"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = kinds
+        .iter()
+        .map(|(k, e)| (k.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("no_current_prefixes", "gone"),
+            ("expiring_evidence", "soon"),
+            ("expiring_evidence", "later")
+        ]
+    );
+    assert_eq!(
+        v["report"]["expiring_evidence"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        v["report"]["no_current_prefixes"].as_array().unwrap().len(),
+        1
+    );
+    // --strict: exit 4 while either is there, saying why; 0 once neither is.
+    let out = embargo(&["check", "--config", p, "--strict"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--strict: 1 entities without current prefixes, 1 groups whose evidence stops counting within 14days"),
+        "{}",
+        stderr(&out)
+    );
+    write(format!(
+        "enforce = [\"UK\"]\n{}",
+        entity("later", "203.0.113.0/24", &format!(", expires = {later}"))
+    ));
+    let out = embargo(&["check", "--config", p, "--strict"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = embargo(&["check", "--config", p, "--strict", "--expiring", "41d"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let out = embargo(&["check", "--config", p, "--expiring", "soon"]);
+    assert!(stderr(&out).contains("not a duration"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `check --json` keeps its fields and carries the report as data too: one finding per line
 /// of the report, with its kind, entity, network group and message.
 #[test]
@@ -391,6 +500,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         sources: Vec::new(),
         delisted_by_list: Vec::new(),
         start: None,
+        next_change: None,
     };
     let drift = embargo::dataplane::Drift {
         v4_entries: 1,
@@ -454,6 +564,7 @@ source = "https://example.org/x"
 [[entities.networks]]
 prefixes = ["192.0.2.0/24"]
 sources = ["never"]
+guard_override = "documentation range in a test"
 [entities.networks.evidence]
 kind = "advisory"
 source = "the feed"

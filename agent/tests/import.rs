@@ -10,9 +10,125 @@ use std::{
     process::Output,
 };
 
-use support::{embargo, stderr, stdout};
+use support::{stderr, stdout};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/indicators");
+
+/// Runs `embargo` with `args`; an `import` of the fixtures, which hold only documentation
+/// addresses (see their README), keeps them with `--guard-override` (left out otherwise, see
+/// `special_purpose_indicators_are_left_out_and_counted`, which uses [`embargo_as_is`]).
+fn embargo(args: &[&str]) -> Output {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"import")
+        && args
+            .get(1)
+            .is_some_and(|f| ["stix", "ioc", "csv"].contains(f))
+    {
+        args.extend([
+            "--guard-override",
+            "documentation addresses of the test fixtures",
+        ]);
+    }
+    embargo_as_is(&args)
+}
+
+fn embargo_as_is(args: &[&str]) -> Output {
+    support::embargo(args)
+}
+
+/// Special-purpose addresses are left out of an import and counted by kind on standard error;
+/// `--guard-override` keeps them and writes the override on the group, which then compiles.
+#[test]
+fn special_purpose_indicators_are_left_out_and_counted() {
+    let (_tmp, dir) = lab("special", "example-corp");
+    let entity = dir.join("entity.toml");
+    let config = dir.join("main.toml");
+    let list = dir.join("mixed.txt");
+    std::fs::write(
+        &list,
+        "8.8.8.8\n10.0.0.1\n169.254.169.254\n224.0.0.251\n255.255.255.255\n192.0.2.5\n::1\n2a00:1450::1\n",
+    )
+    .unwrap();
+    let base = [
+        "import",
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://example.org/a",
+    ];
+    let out = embargo_as_is(&base);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for kind in [
+        "private",
+        "link-local",
+        "multicast",
+        "broadcast",
+        "documentation",
+        "loopback",
+    ] {
+        assert!(
+            err.contains(&format!("left out 1 in the {kind} special-purpose range")),
+            "{kind}: {err}"
+        );
+    }
+    let text = stdout(&out);
+    assert!(
+        text.contains("\"8.8.8.8\"") && text.contains("\"2a00:1450::1\""),
+        "{text}"
+    );
+    for gone in [
+        "10.0.0.1",
+        "169.254.169.254",
+        "224.0.0.251",
+        "192.0.2.5",
+        "\"::1\"",
+    ] {
+        assert!(!text.contains(gone), "{gone}: {text}");
+    }
+    assert!(!text.contains("guard_override"), "{text}");
+    // Only special-purpose addresses: nothing to import, and the summary says why.
+    std::fs::write(&list, "10.0.0.1\n").unwrap();
+    let out = embargo_as_is(&base);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("left out 1 in the private special-purpose range"),
+        "{}",
+        stderr(&out)
+    );
+    // Kept under --guard-override, which the group carries: the entity file then compiles.
+    std::fs::write(&list, "8.8.8.8\n10.0.0.1\n169.254.169.254\n").unwrap();
+    let mut args = base.to_vec();
+    args.extend([
+        "--guard-override",
+        "our lab's own ranges, on purpose",
+        "--out",
+        s(&entity),
+        "--append",
+    ]);
+    let out = embargo_as_is(&args);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("kept 1 in the private special-purpose range (--guard-override)"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(&entity).unwrap();
+    assert!(
+        written.contains("guard_override = \"our lab's own ranges, on purpose\""),
+        "{written}"
+    );
+    let out = embargo(&["check", "--config", s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("special-purpose prefixes"),
+        "{}",
+        stdout(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")

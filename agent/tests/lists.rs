@@ -18,6 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 const GROUP: &str = r#"
 [[networks]]
 prefixes = ["192.0.2.10"]
+guard_override = "documentation range in a test"
 [networks.evidence]
 kind = "manual"
 source = "test"

@@ -40,6 +40,7 @@ listed_on = 2025-01-01
 source = "https://example.org/x"
 [[entities.networks]]
 sources = ["feed"]
+guard_override = "documentation ranges in a test feed"
 [entities.networks.evidence]
 kind = "advisory"
 source = "the feed"
@@ -48,6 +49,13 @@ confidence = "medium"
 "#;
 
 const LIST: &str = "# test feed\n192.0.2.0/24\n198.51.100.7\n2001:db8::/32\n";
+
+/// [`ENTITY`]'s `guard_override`: its feed, [`LIST`], lists documentation ranges.
+const GUARD_LINE: &str = "guard_override = \"documentation ranges in a test feed\"\n";
+
+/// A feed of public addresses (published indicators the embedded default lists), for the
+/// guard's tests, whose group has no `guard_override` ([`Lab::config_strict`]).
+const PUBLIC_LIST: &str = "# public feed\n74.120.172.10\n114.255.70.20\n";
 
 /// A throwaway folder with the test CA, a main file and its cache.
 struct Lab {
@@ -87,8 +95,17 @@ impl Lab {
     /// Writes and loads a main file: `main_extra` and `sources` before the entity that uses
     /// source `feed`.
     fn config(&self, main_extra: &str, sources: &str) -> Config {
+        self.config_with(main_extra, sources, ENTITY)
+    }
+
+    /// As [`Lab::config`], the entity's group without a `guard_override`.
+    fn config_strict(&self, main_extra: &str, sources: &str) -> Config {
+        self.config_with(main_extra, sources, &ENTITY.replace(GUARD_LINE, ""))
+    }
+
+    fn config_with(&self, main_extra: &str, sources: &str, entity: &str) -> Config {
         let text =
-            format!("enforce = [\"UK\"]\ncache_dir = \"cache\"\n{main_extra}\n{sources}\n{ENTITY}");
+            format!("enforce = [\"UK\"]\ncache_dir = \"cache\"\n{main_extra}\n{sources}\n{entity}");
         let path = self.dir.join("main.toml");
         fs::write(&path, text).unwrap();
         config::load(&path).unwrap()
@@ -271,10 +288,19 @@ async fn first_good_then(
     lab: &Lab,
     later: impl Fn(&support::Request) -> Reply + Send + Sync + 'static,
 ) -> Server {
+    first_then(lab, LIST, later).await
+}
+
+/// Serves `good` first, then what `later` says.
+async fn first_then(
+    lab: &Lab,
+    good: &'static str,
+    later: impl Fn(&support::Request) -> Reply + Send + Sync + 'static,
+) -> Server {
     let n = AtomicUsize::new(0);
     serve(lab, move |r| {
         if n.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::ok(LIST)
+            Reply::ok(good)
         } else {
             later(r)
         }
@@ -881,7 +907,12 @@ fn uk_source(url: &str, extra: &str) -> String {
 
 fn compile_on(config: &Config, day: &str) -> compile::Compiled {
     let r = resolve::resolve(config).unwrap();
-    compile::compile(&validate(config).unwrap(), &r, day.parse().unwrap()).unwrap()
+    compile::compile(
+        &validate(config).unwrap(),
+        &r,
+        day.parse::<chrono::NaiveDate>().unwrap(),
+    )
+    .unwrap()
 }
 
 /// 1-based line of the first line of `text` containing `needle`.
@@ -1040,7 +1071,7 @@ async fn a_list_source_without_a_copy_refuses_or_is_skipped_without_delisting() 
     let c = compile::compile(
         &validate(&config).unwrap(),
         &r,
-        "2026-07-01".parse().unwrap(),
+        "2026-07-01".parse::<chrono::NaiveDate>().unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -1151,20 +1182,21 @@ fn plant_copy(f: &Fetcher, body: &str, etag: Option<&str>) {
     cache::store(&f.spec, body.as_bytes(), None, &meta).unwrap();
 }
 
-/// A body that parses but holds a default route or a prefix broader than the guard is refused
-/// whole before it replaces the copy: the agent keeps compiling the last-known-good one, and a
-/// restart does not find a copy that refuses the policy (exit 64 in a loop).
+/// A body that parses but holds a default route, a prefix broader than the guard or one in a
+/// special-purpose range is refused whole before it replaces the copy: the agent keeps
+/// compiling the last-known-good one, and a restart does not find a copy that refuses the
+/// policy (exit 64 in a loop).
 #[tokio::test]
 async fn a_body_that_fails_the_guard_never_replaces_the_copy() {
     let lab = Lab::new("guard");
     for (bad, line, needle) in [
         (
-            "192.0.2.0/24\n0.0.0.0/0\n",
+            "74.120.172.10\n0.0.0.0/0\n",
             2,
             "`0.0.0.0/0` is a default route",
         ),
         (
-            "192.0.2.0/24\n\n2001:db8::/32\n::/0\n",
+            "74.120.172.10\n\n2a00:1450::/32\n::/0\n",
             4,
             "`::/0` is a default route",
         ),
@@ -1173,9 +1205,19 @@ async fn a_body_that_fails_the_guard_never_replaces_the_copy() {
             2,
             "`10.0.0.0/7` is broader than the guard's /8",
         ),
+        (
+            "74.120.172.10\n169.254.169.254\n",
+            2,
+            "169.254.169.254/32 overlaps the link-local range 169.254.0.0/16",
+        ),
+        (
+            "74.120.172.10\n# metadata\n10.1.0.0/16\n",
+            3,
+            "10.1.0.0/16 overlaps the private range 10.0.0.0/8",
+        ),
     ] {
-        let server = first_good_then(&lab, move |_| Reply::ok(bad)).await;
-        let config = lab.config("", &list_source(&server.url("/f")));
+        let server = first_then(&lab, PUBLIC_LIST, move |_| Reply::ok(bad)).await;
+        let config = lab.config_strict("", &list_source(&server.url("/f")));
         let f = lab.fetcher(&config, "feed");
         ok(&f).await;
         let e = fails(&f).await;
@@ -1186,17 +1228,30 @@ async fn a_body_that_fails_the_guard_never_replaces_the_copy() {
         let msg = e.to_string();
         assert!(msg.contains(needle), "{msg}");
         assert!(msg.contains("the whole body is refused"), "{msg}");
-        assert_eq!(lab.cached("feed").as_deref(), Some(LIST), "{bad:?}");
+        assert_eq!(lab.cached("feed").as_deref(), Some(PUBLIC_LIST), "{bad:?}");
         let r = resolve::resolve(&config).unwrap();
         compile::compile(&validate(&config).unwrap(), &r, embargo::today()).unwrap();
     }
-    // The guard's own limit applies: /12 is fine by default, refused under broadest_v4 = 16.
-    let server = first_good_then(&lab, |_| Reply::ok("172.16.0.0/12\n")).await;
+    // With the group's guard_override, the special-purpose ranges pass (a default route not).
+    let server = first_then(&lab, PUBLIC_LIST, |_| {
+        Reply::ok("74.120.172.10\n10.1.0.0/16\n")
+    })
+    .await;
     let config = lab.config("", &list_source(&server.url("/f")));
     let f = lab.fetcher(&config, "feed");
     ok(&f).await;
     ok(&f).await;
-    let config = lab.config("[guard]\nbroadest_v4 = 16", &list_source(&server.url("/f")));
+    assert_eq!(
+        lab.cached("feed").as_deref(),
+        Some("74.120.172.10\n10.1.0.0/16\n")
+    );
+    // The guard's own limit applies: /12 is fine by default, refused under broadest_v4 = 16.
+    let server = first_then(&lab, PUBLIC_LIST, |_| Reply::ok("44.0.0.0/12\n")).await;
+    let config = lab.config_strict("", &list_source(&server.url("/f")));
+    let f = lab.fetcher(&config, "feed");
+    ok(&f).await;
+    ok(&f).await;
+    let config = lab.config_strict("[guard]\nbroadest_v4 = 16", &list_source(&server.url("/f")));
     let e = fails(&lab.fetcher(&config, "feed")).await;
     assert!(
         e.to_string().contains("broader than the guard's /16"),
@@ -1274,8 +1329,8 @@ async fn a_cached_copy_that_fails_the_guard_follows_on_source_failure() {
     // A group whose guard_override names a default route accepts the copy.
     plant_copy(&f, "192.0.2.0/24\n0.0.0.0/0\n", None);
     let text = fs::read_to_string(&main).unwrap().replace(
-        "sources = [\"feed\"]\n",
-        "sources = [\"feed\"]\nguard_override = \"the feed may list a default route\"\n",
+        GUARD_LINE,
+        "guard_override = \"the feed may list a default route\"\n",
     );
     fs::write(&main, text).unwrap();
     let (_, compiled) = embargo::compile_file(&main, embargo::today()).unwrap();

@@ -472,6 +472,7 @@ pub fn check_imported(imported: &Imported, format: &str) {
         format,
         input: Path::new("fuzz.input"),
         entity: "fuzz",
+        guard_override: None,
     };
     let rendered = writer::render(&groups, &defaults(), &origin);
     let text = format!("id = \"fuzz\"\nname = \"Fuzz\"\naction = \"monitor\"\n{rendered}");
@@ -493,8 +494,8 @@ pub fn check_imported(imported: &Imported, format: &str) {
             "source after rendering"
         );
         assert_eq!(n.evidence.confidence, g.evidence.confidence);
-        assert_eq!(n.evidence.valid_from, g.evidence.valid_from);
-        assert_eq!(n.evidence.expires, g.evidence.expires);
+        assert_eq!(n.evidence.valid_from, g.evidence.valid_from.map(config::When::from));
+        assert_eq!(n.evidence.expires, g.evidence.expires.map(config::When::from));
     }
 }
 

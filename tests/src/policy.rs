@@ -321,14 +321,15 @@ mod tests {
                 )
                 .name("Lab Drop")
                 .designation("lab", "L-1")
-                .source("netns"),
+                .source("netns")
+                .guard("documentation ranges in a test lab"),
             )
             .to_string();
         assert_eq!(
             text,
             "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
              designations = [{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }]\n\
-             networks = [{ prefixes = [\"203.0.113.0/24\", \"2001:db8::/32\"], evidence = { kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" } }]\n"
+             networks = [{ prefixes = [\"203.0.113.0/24\", \"2001:db8::/32\"], guard_override = \"documentation ranges in a test lab\", evidence = { kind = \"manual\", source = \"netns\", retrieved = 2026-01-01, confidence = \"high\" } }]\n"
         );
     }
 
@@ -346,7 +347,7 @@ mod tests {
                     .guard("test \"quoted\"")
                     .evidence("advisory", "the feed", "2026-02-03", "medium"),
             )
-            .entity(LabEntity::new("b", Action::Drop, &["203.0.113.0/24"]))
+            .entity(LabEntity::new("b", Action::Drop, &["203.0.113.0/24"]).guard("documentation"))
             .to_string();
         assert!(text.starts_with("enforce = [\"SCALE\"]\n[events]\nrate_per_entity = 1\n"));
         assert!(text.contains("reference = \"R-2\""), "{text}");

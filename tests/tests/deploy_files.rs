@@ -14,7 +14,7 @@ use std::{
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The metrics the agent exports: part of the product, fixed names.
-const PRODUCT_METRICS: [&str; 15] = [
+const PRODUCT_METRICS: [&str; 17] = [
     "embargo_packets_total",
     "embargo_bytes_total",
     "embargo_prefixes",
@@ -30,6 +30,8 @@ const PRODUCT_METRICS: [&str; 15] = [
     "embargo_xdp_attach_info",
     "embargo_ready",
     "embargo_events_lost_total",
+    "embargo_policy_next_change_timestamp_seconds",
+    "embargo_evidence_expiry_timestamp_seconds",
 ];
 /// The measured set (deploy/CAPABILITIES.md, tests/tests/capabilities.rs), Kubernetes spelling.
 const CAPS: [&str; 3] = ["BPF", "NET_ADMIN", "PERFMON"];
@@ -453,7 +455,7 @@ fn promtool_checks_and_tests_the_alert_rules() {
         text(&check.stderr)
     );
     assert!(
-        text(&check.stdout).contains("SUCCESS: 11 rules found"),
+        text(&check.stdout).contains("SUCCESS: 13 rules found"),
         "{}",
         text(&check.stdout)
     );
@@ -482,7 +484,7 @@ fn every_alert_is_tested_firing_and_quiet() {
         .flat_map(|g| g["rules"].as_vec().unwrap())
         .filter_map(|r| r["alert"].as_str())
         .collect();
-    assert_eq!(alerts.len(), 11, "{alerts:?}");
+    assert_eq!(alerts.len(), 13, "{alerts:?}");
     let tests = yaml(ALERT_TESTS);
     let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
     for t in tests[0]["tests"].as_vec().unwrap() {

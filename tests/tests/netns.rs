@@ -489,9 +489,104 @@ fn lab_drop_config(prefixes: &[&str]) -> String {
             LabEntity::new("lab-drop", Action::Drop, prefixes)
                 .name("Lab Drop")
                 .designation("lab", "L-1")
-                .source("netns"),
+                .source("netns")
+                .guard("documentation ranges in a test lab"),
         )
         .to_string()
+}
+
+/// Dates on time: evidence that expires a few seconds ahead stops counting at that instant,
+/// and evidence that counts from then starts, with no file change and no SIGHUP: the agent
+/// reloads on its own (in place, counted, audited), and `status` shows the change scheduled
+/// before it and none after.
+#[test]
+fn evidence_dates_take_effect_on_time_without_a_reload_signal() {
+    use chrono::{SecondsFormat, Utc};
+    let lab = new_lab();
+    let old: IpAddr = "203.0.113.7".parse().unwrap();
+    let new: IpAddr = "198.51.100.9".parse().unwrap();
+    for x in [old, new] {
+        lab.add_remote(x).unwrap();
+    }
+    let at = Utc::now() + chrono::Duration::seconds(12);
+    let stamp = at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let at = chrono::DateTime::parse_from_rfc3339(&stamp)
+        .unwrap()
+        .to_utc();
+    let config = format!(
+        "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+         designations = [{{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }}]\n\
+         [[entities.networks]]\nprefixes = [\"203.0.113.0/24\"]\nguard_override = \"documentation range in a test lab\"\n\
+         evidence = {{ kind = \"advisory\", source = \"old advisory\", retrieved = 2026-01-01, confidence = \"high\", expires = {stamp} }}\n\
+         [[entities.networks]]\nprefixes = [\"198.51.100.0/24\"]\nguard_override = \"documentation range in a test lab\"\n\
+         evidence = {{ kind = \"advisory\", source = \"new advisory\", retrieved = 2026-01-01, confidence = \"high\", valid_from = \"{stamp}\" }}\n"
+    );
+    let path = lab.write_file("dates.toml", &config).unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let s = agent.status_json().unwrap();
+    let next = s.next_change.clone().expect("a change is scheduled");
+    assert_eq!(next.at, at, "{next:?}");
+    assert!(
+        next.what
+            .contains("entity `lab-drop` group 1: evidence expires"),
+        "{next:?}"
+    );
+    let text = agent.status_text().unwrap();
+    assert!(
+        text.contains(&format!("next change: {stamp} (entity `lab-drop` group 1")),
+        "{text}"
+    );
+    assert!(
+        Utc::now() + chrono::Duration::seconds(2) < at,
+        "the agent took too long to start for the test to mean anything"
+    );
+    // Before the instant: the old evidence counts, the new does not yet.
+    assert_blocked(&probe(&lab, &[Probe::to(old)]));
+    assert_delivered(&probe(&lab, &[Probe::to(new)]));
+    assert_eq!(agent.status().unwrap().reloads.succeeded, 1);
+    // After it: one reload by the agent itself, in place, and the other way round.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let s = loop {
+        let s = agent.status().unwrap();
+        if s.reloads.succeeded >= 2 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload at {stamp}: {:#?}\n{}",
+            s.reloads,
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(Utc::now() >= at, "reloaded before the date");
+    assert_eq!(s.reloads.succeeded, 2, "{:#?}", s.reloads);
+    assert_eq!(s.reloads.failed, 0, "{:#?}", s.reloads);
+    assert_eq!(s.reloads.last_kind, "in_place");
+    assert_eq!(s.next_change, None, "nothing left to schedule");
+    assert_delivered(&probe(&lab, &[Probe::to(old)]));
+    assert_blocked(&probe(&lab, &[Probe::to(new)]));
+    let log = agent.log();
+    assert!(log.contains("date reached"), "{log}");
+    assert!(
+        agent
+            .status_text()
+            .unwrap()
+            .contains("next change: none scheduled")
+    );
+    // Audited: the initial policy and the one the date applied.
+    let out = std::process::Command::new(lab::embargo_bin().unwrap())
+        .args(["audit", "verify", "--log"])
+        .arg(lab.audit_log())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": 2 records, chain intact"), "{stdout}");
 }
 
 /// Live operation with the real agent: SIGHUP and file-change reloads apply in place, a broken

@@ -85,6 +85,13 @@ pub enum Command {
         /// Print the full report as JSON.
         #[arg(long)]
         json: bool,
+        /// Warn about evidence that stops counting within this long (e.g. 14d, 36h, 2weeks).
+        #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_horizon)]
+        expiring: std::time::Duration,
+        /// Exit 4 when an enforced entity has no current prefixes or evidence expires within
+        /// --expiring (for CI).
+        #[arg(long)]
+        strict: bool,
     },
     /// Fetch every remote source once into its cache, as `run` does at start, and say how
     /// each went. Exits 1 if any fetch failed (its last-known-good copy is kept).
@@ -394,6 +401,10 @@ pub struct ImportArgs {
     /// be the file of --entity); replaced atomically.
     #[arg(long, requires = "out")]
     pub append: bool,
+    /// Keep indicators in special-purpose ranges (private, loopback, documentation, ...;
+    /// left out and counted otherwise) and write `guard_override = REASON` on every group.
+    #[arg(long, value_name = "REASON")]
+    pub guard_override: Option<String>,
 }
 
 /// A config enum value from its TOML name.
@@ -427,6 +438,12 @@ pub enum AuditCommand {
         #[arg(long = "audit-log", visible_alias = "log", default_value = audit::DEFAULT_LOG)]
         log: PathBuf,
     },
+}
+
+/// `--expiring`: a duration such as `14d` or `36h`.
+pub fn parse_horizon(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 14d or 36h"))
 }
 
 fn parse_interface(s: &str) -> Result<Interface, String> {

@@ -6,23 +6,48 @@
 //! `enforce`, `digest`, `entities`, `prefixes_v4`, `prefixes_v6`, `allow`, `report`) and adds
 //! `findings`, the report's typed list ([`crate::policy::compile::Finding`]); the report's
 //! sections are rendered by [`crate::policy::compile::Report::render_sections`], once.
+//!
+//! Ageing evidence ([`report::ageing`]): enforced entities with no current prefixes and groups
+//! that stop counting within `--expiring` (default 14 days) are added to the report as
+//! findings of their own kinds (sections in the text, `findings` and the report's
+//! `no_current_prefixes` / `expiring_evidence` in the JSON, `expiring_horizon_seconds` beside
+//! them); with `--strict` any of them exits 4 ([`Exit::Ageing`]).
 
 use std::{fmt::Write as _, path::Path};
 
 use super::{commands, exit::Exit};
-use crate::policy::{compile::Compiled, resolve::SourceStatus};
+use crate::policy::{
+    compile::{Compiled, FindingKind, report},
+    resolve::SourceStatus,
+};
 
-/// `embargo check [--json]`: its output and exit status.
-pub fn check(config: &Path, json: bool) -> Exit {
-    match crate::compile_file(config, crate::today()) {
-        Ok((_, compiled)) => {
+/// `embargo check [--json] [--expiring DURATION] [--strict]`: its output and exit status.
+pub fn check(config: &Path, json: bool, expiring: std::time::Duration, strict: bool) -> Exit {
+    match crate::compile_file(config, crate::now()) {
+        Ok((_, mut compiled)) => {
+            let horizon = chrono::Duration::from_std(expiring).unwrap_or(chrono::Duration::MAX);
+            let ageing = report::ageing(&compiled, horizon);
+            let found = ageing.len();
+            compiled.report.findings.extend(ageing);
             let text = if json {
-                let json = serde_json::to_string_pretty(&check_json(&compiled));
+                let mut v = check_json(&compiled);
+                v["expiring_horizon_seconds"] = expiring.as_secs().into();
+                let json = serde_json::to_string_pretty(&v);
                 format!("{}\n", json.expect("serializable"))
             } else {
                 check_summary(config, &compiled)
             };
             out!("{text}");
+            if strict && found > 0 {
+                let r = &compiled.report;
+                errln!(
+                    "--strict: {} entities without current prefixes, {} groups whose evidence stops counting within {}",
+                    r.total(FindingKind::NoCurrentPrefixes),
+                    r.total(FindingKind::ExpiringEvidence),
+                    humantime::format_duration(expiring)
+                );
+                return Exit::Ageing;
+            }
             Exit::Success
         }
         Err(e) => commands::config_error(&e),
@@ -57,16 +82,26 @@ pub fn check_summary(path: &Path, c: &Compiled) -> String {
         c.enforce.join(", "),
         c.today
     );
-    let _ = writeln!(
-        o,
-        "entities: {} enforced, {} left out",
-        c.entities.len(),
-        r.entities_left_out().len()
-    );
+    let empty = r.total(FindingKind::NoCurrentPrefixes);
+    if empty == 0 {
+        let _ = writeln!(
+            o,
+            "entities: {} enforced, {} left out",
+            c.entities.len(),
+            r.entities_left_out().len()
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "entities: {} enforced, {empty} designated but not enforced (no current prefixes), {} left out",
+            c.entities.len() - empty,
+            r.entities_left_out().len()
+        );
+    }
     for e in &c.entities {
         let _ = writeln!(
             o,
-            "  {:<20} {:<7} {:<8} {:>7} IPv4 {:>7} IPv6  {}",
+            "  {:<20} {:<7} {:<8} {:>7} IPv4 {:>7} IPv6  {}{}",
             e.id,
             format!("{:?}", e.action).to_lowercase(),
             format!("{:?}", e.direction).to_lowercase(),
@@ -76,7 +111,12 @@ pub fn check_summary(path: &Path, c: &Compiled) -> String {
                 .iter()
                 .map(|d| format!("{} {}", d.authority, d.reference))
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; "),
+            if e.prefixes_v4 + e.prefixes_v6 == 0 {
+                "  NO CURRENT PREFIXES"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(

@@ -124,7 +124,7 @@ pub fn detach(pin_dir: &Path, state_dir: &Path, control_socket: &Path) -> Exit {
 
 /// `embargo plan`: what applying `config` would change against what the agent has loaded.
 pub fn plan(config: &Path, control_socket: &Path, limit: usize, json: bool) -> Exit {
-    let compiled = match crate::compile_file(config, crate::today()) {
+    let compiled = match crate::compile_file(config, crate::now()) {
         Ok((_, c)) => c,
         Err(e) => return config_error(&e),
     };
@@ -150,7 +150,7 @@ pub fn plan(config: &Path, control_socket: &Path, limit: usize, json: bool) -> E
 
 /// `embargo why`: why `address` is blocked, monitored, allowed or not listed.
 pub fn why(address: IpAddr, config: &Path, json: bool) -> Exit {
-    match crate::compile_file(config, crate::today()) {
+    match crate::compile_file(config, crate::now()) {
         Ok((_, compiled)) => {
             let x = explain::explain(&compiled, address);
             if json {
@@ -175,7 +175,7 @@ pub fn export(
     config: &Path,
     out: Option<&Path>,
 ) -> Exit {
-    let compiled = match crate::compile_file(config, crate::today()) {
+    let compiled = match crate::compile_file(config, crate::now()) {
         Ok((_, c)) => c,
         Err(e) => return config_error(&e),
     };

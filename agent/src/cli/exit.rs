@@ -1,7 +1,8 @@
 //! The exit statuses of the `embargo` command, and the one mapping from an error to its status.
 //!
 //! Invariants: every number the command exits with is written here and nowhere else (the
-//! tests and the documentation match them: 0, 1, 3 for drift, 64 for a refused configuration or
+//! tests and the documentation match them: 0, 1, 3 for drift, 4 for ageing evidence under
+//! `check --strict`, 64 for a refused configuration or
 //! a missing option, 65 for input that cannot be imported, 73 for output that cannot be created,
 //! 74 for standard output that cannot be written). An error's status depends on the error's
 //! kind only ([`ExitStatus`]), never on the command that met it.
@@ -23,6 +24,10 @@ pub enum Exit {
     Failure,
     /// 3: `embargo status --verify` found drift in the kernel maps (and it was repaired).
     Drift,
+    /// 4: `embargo check --strict` found ageing evidence: an enforced entity with no current
+    /// prefixes, or evidence that stops counting within `--expiring`. (Like 3, a finding, not
+    /// a failure; 2 is what the argument parser exits with for a command line it refuses.)
+    Ageing,
     /// 64 (EX_USAGE, as linkerd uses): the configuration or a list was refused, or the command
     /// line misses something.
     Usage,
@@ -41,6 +46,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Drift => 3,
+            Exit::Ageing => 4,
             Exit::Usage => 64,
             Exit::DataErr => 65,
             Exit::CantCreate => 73,
@@ -124,6 +130,7 @@ mod tests {
             Exit::Success,
             Exit::Failure,
             Exit::Drift,
+            Exit::Ageing,
             Exit::Usage,
             Exit::DataErr,
             Exit::CantCreate,
@@ -131,7 +138,7 @@ mod tests {
         ]
         .map(Exit::code)
         .into();
-        assert_eq!(codes, [0, 1, 3, 64, 65, 73, 74]);
+        assert_eq!(codes, [0, 1, 3, 4, 64, 65, 73, 74]);
         assert_eq!(exit_code(&ImportError::Usage("x".into())), Exit::Usage);
         assert_eq!(
             exit_code(&ImportError::invalid("f:1", "bad")),

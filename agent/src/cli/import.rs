@@ -194,6 +194,7 @@ pub fn indicators(format: IndicatorImport) -> Exit {
     if let Err(e) = lifetime.apply(&mut imported, defaults.retrieved) {
         return fail(&e);
     }
+    import::leave_out_special(&mut imported, common.guard_override.is_some());
     errln!("{}: {}", file.display(), imported.summary);
     for (at, message) in &imported.summary.bad_lines {
         errln!("warning: {at}: {message}; skipped (--on-bad-line skip)");
@@ -209,6 +210,7 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         format: name,
         input: file,
         entity: id,
+        guard_override: common.guard_override.as_deref(),
     };
     let text = writer::render(&groups, &defaults, &origin);
     let dest = match (&common.out, common.append) {

@@ -646,7 +646,9 @@ pub struct NetworkGroup {
     pub sources: Vec<Spanned<String>>,
     /// Why these addresses belong to the entity.
     pub evidence: Evidence,
-    /// Accept prefixes broader than the guard's limits in this group; the text says why.
+    /// Accept prefixes broader than the guard's limits, and prefixes in special-purpose ranges
+    /// ([`crate::policy::special`]: private, loopback, documentation, ...), in this group; the
+    /// text says why.
     #[serde(default)]
     pub guard_override: Option<String>,
 }
@@ -661,14 +663,14 @@ pub struct Evidence {
     /// When this project retrieved it.
     pub retrieved: Date,
     pub confidence: Confidence,
-    /// The evidence counts from this date (inclusive): the group is not enforced before it.
-    /// Default: no start (counts at once). `embargo import stix` sets it from the indicator's
-    /// `valid_from`.
+    /// The evidence counts from this date (inclusive, from 00:00 UTC) or instant (RFC 3339):
+    /// the group is not enforced before it. Default: no start (counts at once). `embargo import
+    /// stix` sets it from the indicator's `valid_from`.
     #[serde(default)]
-    pub valid_from: Option<Date>,
-    /// The evidence stops counting on this date.
+    pub valid_from: Option<When>,
+    /// The evidence stops counting on this date (from 00:00 UTC) or at this instant (RFC 3339).
     #[serde(default)]
-    pub expires: Option<Date>,
+    pub expires: Option<When>,
     /// Or: it stops counting this long after `retrieved` (e.g. `90days`, `26weeks`).
     #[serde(default)]
     pub max_age: Option<Spanned<String>>,
@@ -750,6 +752,112 @@ impl<'de> Deserialize<'de> for Date {
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A date or an instant, where evidence dates are written: a date (`2026-12-09`, a TOML date
+/// or a string) stands for the start of that day in UTC, as every date in the configuration
+/// does; an instant is an RFC 3339 timestamp with a `Z` or an offset (`2026-12-09T14:30:00Z`,
+/// a TOML offset date-time or a string). Compared by the instant they start at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum When {
+    /// A whole day: from its 00:00 UTC.
+    Day(NaiveDate),
+    /// An instant.
+    Instant(chrono::DateTime<chrono::Utc>),
+}
+
+impl When {
+    /// The instant it stands for: a day's 00:00 UTC, or the instant itself.
+    pub fn start(self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            When::Day(d) => d.and_time(chrono::NaiveTime::MIN).and_utc(),
+            When::Instant(t) => t,
+        }
+    }
+
+    /// The UTC day it falls on.
+    pub fn day(self) -> NaiveDate {
+        match self {
+            When::Day(d) => d,
+            When::Instant(t) => t.date_naive(),
+        }
+    }
+}
+
+impl From<Date> for When {
+    fn from(d: Date) -> Self {
+        When::Day(d.0)
+    }
+}
+
+impl PartialOrd for When {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for When {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.start().cmp(&other.start())
+    }
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            When::Day(d) => d.fmt(f),
+            When::Instant(t) => {
+                f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+        }
+    }
+}
+
+impl Serialize for When {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for When {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok(When::Day(d));
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| When::Instant(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| {
+                format!(
+                    "`{text}` is not a date like 2025-12-09 or an RFC 3339 instant like 2025-12-09T14:30:00Z"
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for When {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Toml(toml::value::Datetime),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Toml(dt) => {
+                if dt.time.is_some() && dt.offset.is_none() {
+                    return Err(D::Error::custom(format!(
+                        "`{dt}` has no time zone; write it in UTC with a Z (e.g. 2025-12-09T14:30:00Z) or with an offset"
+                    )));
+                }
+                dt.to_string()
+            }
+            Raw::Text(s) => s,
+        };
+        text.parse().map_err(D::Error::custom)
     }
 }
 

@@ -18,10 +18,9 @@ use std::{
     ops::Deref,
 };
 
-use chrono::NaiveDate;
 use ipnetwork::IpNetwork;
 
-use super::{Config, ConfigError, Evidence, ValueError};
+use super::{Config, ConfigError, Evidence, ValueError, When};
 
 /// Whether `s` is a slug: not empty, only lowercase ASCII letters, digits, `-` and `_`.
 pub fn is_slug(s: &str) -> bool {
@@ -200,13 +199,13 @@ pub fn csv_types(types: &[String]) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// The day evidence stops counting (`expires`, or `retrieved` + `max_age`, whichever is first),
-/// if any; the error names the bad `max_age`.
-pub fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, ValueError> {
-    let mut until = e.expires.map(|d| d.0);
+/// When evidence stops counting (`expires`, or `retrieved` + `max_age` (a day), whichever is
+/// first), if ever; the error names the bad `max_age`.
+pub fn evidence_expiry(e: &Evidence) -> Result<Option<When>, ValueError> {
+    let mut until = e.expires;
     if let Some(age) = &e.max_age {
         let days = super::parse_max_age(age.get_ref())?;
-        let by_age = e.retrieved.0 + chrono::Days::new(days as u64);
+        let by_age = When::Day(e.retrieved.0 + chrono::Days::new(days as u64));
         until = Some(until.map_or(by_age, |u| u.min(by_age)));
     }
     Ok(until)
@@ -217,8 +216,8 @@ pub fn evidence_expiry(e: &Evidence) -> Result<Option<NaiveDate>, ValueError> {
 pub struct Validated<'a> {
     config: &'a Config,
     enforce: BTreeMap<String, String>,
-    /// By entity, then network group: the day its evidence stops counting.
-    expiry: Vec<Vec<Option<NaiveDate>>>,
+    /// By entity, then network group: when its evidence stops counting.
+    expiry: Vec<Vec<Option<When>>>,
     allow: Vec<(IpNetwork, String)>,
 }
 
@@ -229,8 +228,8 @@ impl Validated<'_> {
         &self.enforce
     }
 
-    /// The day the evidence of entity `entity`'s network group `group` stops counting, if any.
-    pub fn expiry(&self, entity: usize, group: usize) -> Option<NaiveDate> {
+    /// When the evidence of entity `entity`'s network group `group` stops counting, if ever.
+    pub fn expiry(&self, entity: usize, group: usize) -> Option<When> {
         self.expiry[entity][group]
     }
 
@@ -295,7 +294,7 @@ pub fn validate(config: &Config) -> Result<Validated<'_>, ConfigError> {
                 file.invalid(off, m)
             })?;
             if let (Some(from), Some(until)) = (g.evidence.valid_from, until)
-                && from.0 >= until
+                && from >= until
             {
                 return Err(file.invalid(
                     at,
@@ -419,7 +418,10 @@ mod tests {
         let c = super::super::parse(Path::new("v.toml"), text).unwrap();
         let v = validate(&c).unwrap();
         assert_eq!(v.enforce().get("UK").map(String::as_str), Some("uk"));
-        assert_eq!(v.expiry(0, 0), NaiveDate::from_ymd_opt(2026, 1, 31));
+        assert_eq!(
+            v.expiry(0, 0),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 31).map(When::Day)
+        );
         assert_eq!(v.allow()[0].0, "10.0.0.0/8".parse::<IpNetwork>().unwrap());
         assert_eq!(v.entities.len(), 1, "derefs to the configuration");
     }

@@ -1362,6 +1362,7 @@ source = "https://example.org/a"
 
 [[networks]]
 files = ["iocs.txt"]
+guard_override = "documentation ranges in a test"
 [networks.evidence]
 kind = "advisory"
 source = "https://example.org/ioc"

@@ -14,8 +14,9 @@
 //!   every series current without a polling task, also across reloads.
 //! * **Pushed by the agent** through [`Metrics`]' methods: reloads ([`Metrics::reload_succeeded`],
 //!   [`Metrics::reload_failed`]), source fetches ([`Metrics::source_succeeded`],
-//!   [`Metrics::source_failed`]), attestation drift ([`Metrics::set_drift`]) and lost events
-//!   ([`Metrics::events_lost`]).
+//!   [`Metrics::source_failed`]), attestation drift ([`Metrics::set_drift`]), lost events
+//!   ([`Metrics::events_lost`]) and the applied policy's dates ([`Metrics::set_policy_dates`]:
+//!   its next scheduled change, each entity's earliest evidence expiry).
 //!
 //! # The contract with the agent loop
 //!
@@ -191,8 +192,21 @@ pub const EVENTS_LOST: Family = Family {
     help: "Drop and monitor events the data plane did not send, by entity: over the entity's [events] rate limit, or the ring buffer to the agent full. Read from kernel per-CPU counters every second; a replaced data-plane generation's last second is not counted.",
 };
 
+pub const NEXT_CHANGE: Family = Family {
+    name: "embargo_policy_next_change_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Unix time of the next scheduled change of the loaded policy: the next date in the configuration (evidence valid_from or expiry, retrieved + max_age, a designation's listing or delisting) at which the agent reloads on its own. Absent when no date is ahead.",
+};
+pub const EVIDENCE_EXPIRY: Family = Family {
+    name: "embargo_evidence_expiry_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &["entity"],
+    help: "Unix time at which the first of an enforced entity's currently counting network groups stops counting (the earliest expiry of its current evidence: expires, or retrieved + max_age). Absent for an entity whose current evidence never expires; see embargo_prefixes for one left with none.",
+};
+
 /// Every family Embargo exposes.
-pub const FAMILIES: [Family; 17] = [
+pub const FAMILIES: [Family; 19] = [
     BUILD_INFO,
     PACKETS,
     BYTES,
@@ -210,6 +224,8 @@ pub const FAMILIES: [Family; 17] = [
     ATTACH_INFO,
     READY,
     EVENTS_LOST,
+    NEXT_CHANGE,
+    EVIDENCE_EXPIRY,
 ];
 
 /// Labels of the `map` label of [`MAP_ENTRIES`] and [`MAP_CAPACITY`].
@@ -420,6 +436,8 @@ pub struct Metrics {
     source_skipped_lines: IntGaugeVec,
     drift: IntGauge,
     events_lost: IntCounterVec,
+    next_change: GaugeVec,
+    evidence_expiry: GaugeVec,
 }
 
 /// Builds a handle for family `f` with `build` and registers it in `registry`.
@@ -463,6 +481,8 @@ impl Metrics {
             source_skipped_lines: handle(registry, &SOURCE_SKIPPED_LINES, IntGaugeVec::new)?,
             drift: handle(registry, &DRIFT, |o, _| IntGauge::with_opts(o))?,
             events_lost: handle(registry, &EVENTS_LOST, IntCounterVec::new)?,
+            next_change: handle(registry, &NEXT_CHANGE, GaugeVec::new)?,
+            evidence_expiry: handle(registry, &EVIDENCE_EXPIRY, GaugeVec::new)?,
             source: Arc::clone(&source),
         };
         let err = |source| MetricsError::Register {
@@ -546,6 +566,31 @@ impl Metrics {
     /// Entries that differ between the attested policy and the data plane.
     pub fn set_drift(&self, entries: u64) {
         self.drift.set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// The dates of the policy now in force: its next scheduled change (`None`: no date
+    /// ahead) and, per enforced entity (ids from the configuration), the earliest expiry of
+    /// its current evidence; all Unix seconds. Replaces what an earlier policy set.
+    pub fn set_policy_dates(&self, next_change: Option<f64>, evidence_expiry: &[(&str, f64)]) {
+        self.next_change.reset();
+        if let Some(t) = next_change {
+            self.next_change.with_label_values::<&str>(&[]).set(t);
+        }
+        self.evidence_expiry.reset();
+        for (entity, t) in evidence_expiry {
+            self.evidence_expiry.with_label_values(&[entity]).set(*t);
+        }
+    }
+
+    /// [`Metrics::set_policy_dates`] from a compiled policy.
+    pub fn policy_dates(&self, compiled: &crate::policy::compile::Compiled) {
+        let ts = |t: chrono::DateTime<chrono::Utc>| t.timestamp() as f64;
+        let expiry: Vec<(&str, f64)> = compiled
+            .entities
+            .iter()
+            .filter_map(|e| e.evidence_expires.map(|t| (e.id.as_str(), ts(t))))
+            .collect();
+        self.set_policy_dates(compiled.next_change.as_ref().map(|n| ts(n.at)), &expiry);
     }
 
     /// `n` match events of `entity` (an entity id from the configuration) were lost.
@@ -977,6 +1022,7 @@ mod tests {
         m.source_skipped("ofsi", &skipped);
         m.set_drift(3);
         m.events_lost("acme", 9);
+        m.set_policy_dates(Some(1_700_086_400.0), &[("acme", 1_700_172_800.0)]);
     }
 
     #[test]
@@ -1026,6 +1072,28 @@ mod tests {
                 assert_eq!(names, f.labels, "{}", f.name);
             }
         }
+    }
+
+    /// A policy's dates replace the previous policy's: a change no longer ahead and an entity
+    /// no longer expiring leave no series behind.
+    #[test]
+    fn policy_dates_follow_the_policy_in_force() {
+        let (registry, m) = registry_with(Some(Ok(snapshot())));
+        m.set_policy_dates(
+            Some(1_800_000_000.0),
+            &[("acme", 1_800_000_000.0), ("globex", 1_900_000_000.0)],
+        );
+        let p = scrape(&registry);
+        assert_eq!(p.series(NEXT_CHANGE.name).len(), 1);
+        assert_eq!(p.series(EVIDENCE_EXPIRY.name).len(), 2);
+        m.set_policy_dates(None, &[("globex", 1_900_000_000.0)]);
+        let p = scrape(&registry);
+        assert!(p.series(NEXT_CHANGE.name).is_empty());
+        assert_eq!(p.series(EVIDENCE_EXPIRY.name).len(), 1);
+        assert_eq!(
+            p.get(EVIDENCE_EXPIRY.name, &[("entity", "globex")]),
+            Some(1_900_000_000.0)
+        );
     }
 
     #[test]

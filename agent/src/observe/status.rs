@@ -47,6 +47,11 @@ pub struct Status {
     /// How this agent started: by adopting the maps a previous agent pinned, or fresh.
     #[serde(default)]
     pub start: Option<StartStatus>,
+    /// The next scheduled change of the policy in force: when a date in the configuration
+    /// takes effect and the agent reloads on its own ([`crate::policy::compile::NextChange`];
+    /// `null` when no date is ahead or from an agent older than this field).
+    #[serde(default)]
+    pub next_change: Option<crate::policy::compile::NextChange>,
 }
 
 /// How the agent started its data plane.
@@ -487,6 +492,18 @@ pub fn render(s: &Status) -> String {
     if let Some(e) = &r.last_error {
         let _ = writeln!(out, "last reload error: {e}");
     }
+    let _ = match &s.next_change {
+        Some(n) => writeln!(
+            out,
+            "next change: {} ({}): reloads then",
+            n.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            n.what
+        ),
+        None => writeln!(
+            out,
+            "next change: none scheduled (no date in the policy ahead)"
+        ),
+    };
     if let Some(st) = &s.start {
         let _ = match st.kind {
             StartKind::Adopted => writeln!(
@@ -774,6 +791,7 @@ listed_on = 2025-01-03
 source = "s"
 [[entities.networks]]
 prefixes = ["192.0.2.1"]
+guard_override = "documentation range in a test"
 [entities.networks.evidence]
 kind = "manual"
 source = "t"
@@ -827,8 +845,33 @@ confidence = "low"
                 .report
                 .messages(crate::policy::compile::FindingKind::DelistedByList),
             start: None,
+            next_change: Some(crate::policy::compile::NextChange {
+                at: chrono::DateTime::parse_from_rfc3339("2026-07-02T10:00:05Z")
+                    .unwrap()
+                    .into(),
+                what: "entity `i-soon` group 1: evidence expires 2026-07-02T10:00:05Z".into(),
+            }),
         };
+        assert_eq!(compiled.next_change, None, "no date ahead on 2026-07-01");
+        // The next change is an addition to the JSON: it reads back, and a status without it
+        // (an older agent's) reads as none.
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["next_change"]["at"], "2026-07-02T10:00:05Z");
+        assert_eq!(
+            serde_json::from_value::<Status>(json.clone()).unwrap(),
+            status
+        );
+        let mut older = json;
+        older.as_object_mut().unwrap().remove("next_change");
+        assert_eq!(
+            serde_json::from_value::<Status>(older).unwrap().next_change,
+            None
+        );
         let text = render(&status);
+        assert!(
+            text.contains("next change: 2026-07-02T10:00:05Z (entity `i-soon` group 1: evidence expires 2026-07-02T10:00:05Z): reloads then"),
+            "{text}"
+        );
         assert!(
             text.lines()
                 .nth(1)

@@ -177,7 +177,7 @@ mod index_tests {
             text.push_str(&format!(
                 "[[entities]]\nid = \"{id}\"\nname = \"{id}\"\naction = \"drop\"\n\
                  designations = [{{ authority = \"T\", regime = \"r\", reference = \"x\", listed_on = 2025-01-01, source = \"s\" }}]\n\
-                 networks = [{{ prefixes = [\"{prefix}\"], evidence = {{ kind = \"manual\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n"
+                 networks = [{{ prefixes = [\"{prefix}\"], guard_override = \"documentation ranges in a test\", evidence = {{ kind = \"manual\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }} }}]\n"
             ));
         }
         let c = crate::config::parse(std::path::Path::new("t.toml"), text).unwrap();

@@ -14,5 +14,6 @@ pub mod export;
 pub mod maps;
 pub mod plan;
 pub mod resolve;
+pub mod special;
 
 pub use maps::{EntityIndex, EntityInfo, Policy};

@@ -268,6 +268,7 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
             .report
             .messages(crate::policy::compile::FindingKind::DelistedByList),
         start: Some(s.start.clone()),
+        next_change: s.compiled.next_change.clone(),
     })
 }
 

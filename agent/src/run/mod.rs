@@ -1,5 +1,6 @@
-//! `embargo run`: load, attach, serve status, reload on SIGHUP or a changed file, attest the
-//! kernel maps, write drop and monitor events, and detach cleanly on SIGINT or SIGTERM.
+//! `embargo run`: load, attach, serve status, reload on SIGHUP, a changed file or a date in the
+//! policy taking effect, attest the kernel maps, write drop and monitor events, and detach
+//! cleanly on SIGINT or SIGTERM.
 //!
 //! At start, with a pin folder, the maps a previous agent pinned are reused when the state file
 //! agrees with them ([`start`]): the policy is applied to them as a diff and the pinned
@@ -51,6 +52,11 @@ use crate::{
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the kernel maps are read back and compared with what the agent wrote.
 const ATTEST_INTERVAL: Duration = Duration::from_secs(30);
+/// How long after a refused reload a date that has passed is tried again (the running policy
+/// stays in force meanwhile, as after any refused reload).
+const DATE_RETRY: Duration = Duration::from_secs(60);
+/// The trigger of a reload at [`Compiled::next_change`]: a date in the policy took effect.
+pub(crate) const DATE_TRIGGER: &str = "date reached";
 
 /// What `embargo run` needs.
 pub struct RunOptions {
@@ -138,6 +144,9 @@ pub(crate) struct Shared {
     state_writer: Option<state::Writer>,
     /// How the data plane started.
     start: StartStatus,
+    /// When the next reload for a date is due: the applied policy's
+    /// [`Compiled::next_change`], or a retry after a refused reload once that has passed.
+    scheduled: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A file's modification time (seconds, nanoseconds), size and inode.
@@ -161,6 +170,12 @@ pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How long from now until `at` (zero once it has passed), by the wall clock, which is what
+/// the dates are in; recomputed on every turn of the loop, so a clock step is followed.
+fn until(at: chrono::DateTime<chrono::Utc>) -> Duration {
+    (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
 }
 
 impl Shared {
@@ -198,7 +213,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let (sources, mut source_changes) =
         crate::inputs::sources::SourceManager::start(&config).await?;
     let resolved = crate::policy::resolve::resolve(&config)?;
-    let compiled = crate::policy::compile::compile(&valid, &resolved, crate::today())?;
+    let compiled = crate::policy::compile::compile(&valid, &resolved, crate::now())?;
     crate::observe::log::report(&compiled);
     let configured: Vec<Interface> = config
         .main
@@ -363,6 +378,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             .as_ref()
             .map(|_| state::Writer::start(opts.state_dir.clone())),
         start,
+        scheduled: None,
     }));
     // The state file names this generation from now on; older generations' maps are unpinned.
     // Waited for: from here on a restarted agent can reuse these maps.
@@ -411,6 +427,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         )?)
     });
     metrics.reload_succeeded(metrics::unix_now(), &digest);
+    {
+        let mut s = shared.lock().expect("not poisoned");
+        s.schedule();
+        metrics.policy_dates(&s.compiled);
+    }
     // Metrics (end).
     let listener = bind_control(&opts.control_socket)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
@@ -423,11 +444,25 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     tracing::info!(socket = %opts.control_socket.display(), "running; SIGHUP or a changed file reloads, SIGINT or SIGTERM detaches and exits");
     notify::ready("enforcing");
     loop {
+        // The next date in the policy: a reload then, like SIGHUP (recomputed every turn, after
+        // every reload; the watch tick turns the loop at least every WATCH_INTERVAL).
+        let scheduled = shared.lock().expect("not poisoned").scheduled;
+        let date_due = until(scheduled.unwrap_or_else(chrono::Utc::now));
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
             _ = sighup.recv() => reload(&shared, "SIGHUP").await,
             Ok(()) = source_changes.changed() => reload(&shared, "source refresh").await,
+            () = tokio::time::sleep(date_due), if scheduled.is_some() => {
+                // The timer runs on the monotonic clock, the dates on the wall clock: early by
+                // a hair, wait the rest rather than compile the same policy twice.
+                if scheduled.is_some_and(|at| chrono::Utc::now() < at) {
+                    continue;
+                }
+                let what = shared.lock().expect("not poisoned").compiled.next_change.as_ref().map(|n| n.what.clone());
+                tracing::info!(change = what.as_deref().unwrap_or("retry"), "a date in the policy takes effect; reloading");
+                reload(&shared, DATE_TRIGGER).await;
+            }
             _ = watch.tick() => {
                 let changed = shared.lock().expect("not poisoned").files_changed();
                 if changed {

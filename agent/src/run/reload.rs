@@ -129,6 +129,14 @@ impl Shared {
         }
     }
 
+    /// Schedules the next reload for a date: the applied policy's next change, if any.
+    pub(super) fn schedule(&mut self) {
+        self.scheduled = self.compiled.next_change.as_ref().map(|n| n.at);
+        if let Some(n) = &self.compiled.next_change {
+            tracing::info!(at = %n.at.to_rfc3339(), change = %n.what, "next change of the policy scheduled");
+        }
+    }
+
     /// Records the outcome of a reload attempt.
     fn reloaded(&mut self, trigger: &str, result: Result<ReloadKind, ReloadError>) {
         match result {
@@ -140,10 +148,19 @@ impl Shared {
                 self.metrics
                     .reload_succeeded(metrics::unix_now(), &self.compiled.digest());
                 tracing::info!(trigger, kind = kind.as_str(), digest = %self.compiled.digest(), "policy reloaded");
+                self.schedule();
+                self.metrics.policy_dates(&self.compiled);
             }
             Err(e) => {
                 self.reloads.failed += 1;
                 self.metrics.reload_failed();
+                // A date that has passed is tried again later, not on every turn of the loop.
+                let now = chrono::Utc::now();
+                if self.scheduled.is_some_and(|at| at <= now) {
+                    self.scheduled = chrono::Duration::from_std(super::DATE_RETRY)
+                        .ok()
+                        .map(|d| now + d);
+                }
                 tracing::error!(trigger, error = %e, "reload failed; the running policy stays in force");
                 self.reloads.last_error = Some(e.to_string());
             }
@@ -156,7 +173,7 @@ pub(super) async fn reload(shared: &Arc<Mutex<Shared>>, trigger: &str) {
     super::notify::reloading(trigger);
     let path = shared.lock().expect("not poisoned").config.clone();
     let compiled =
-        tokio::task::spawn_blocking(move || crate::compile_file_resolved(&path, crate::today()))
+        tokio::task::spawn_blocking(move || crate::compile_file_resolved(&path, crate::now()))
             .await;
     let mut s = shared.lock().expect("not poisoned");
     let result = match compiled {

@@ -10,6 +10,11 @@
 //!   `ipv6-addr:value` for equality, alone or `OR`-joined;
 //! * [`ioc`]: one indicator per line or free text, defanged forms included;
 //! * [`csv`]: CSV with a header row, the columns named on the command line.
+//!
+//! Indicators in special-purpose ranges ([`crate::policy::special`]: private, loopback,
+//! documentation, multicast, ...) are left out by [`leave_out_special`] and counted by kind in
+//! the [`Summary`] (standard error), never silently: a compile would refuse them unless their
+//! group has a `guard_override`, and `--guard-override REASON` keeps them and writes it.
 
 pub mod csv;
 pub mod ioc;
@@ -74,6 +79,11 @@ pub struct Summary {
     /// Bad lines skipped (`--on-bad-line skip`), each with its place (`FILE:LINE`) and what is
     /// wrong, in order; also counted in `skipped`.
     pub bad_lines: Vec<(String, String)>,
+    /// Addresses and prefixes in special-purpose ranges, by kind ([`crate::policy::special::Kind::label`]):
+    /// left out, or kept under `--guard-override` (`special_kept`).
+    pub special: BTreeMap<&'static str, usize>,
+    /// Whether the special-purpose ones counted in `special` were kept (`--guard-override`).
+    pub special_kept: bool,
 }
 
 impl Summary {
@@ -112,6 +122,20 @@ impl fmt::Display for Summary {
         for (reason, n) in &self.ignored {
             write!(f, "\n  ignored {n}: {reason}")?;
         }
+        for (kind, n) in &self.special {
+            if self.special_kept {
+                write!(
+                    f,
+                    "\n  kept {n} in the {kind} special-purpose range (--guard-override)"
+                )?;
+            } else {
+                write!(
+                    f,
+                    "\n  left out {n} in the {kind} special-purpose range (a gateway must not block them; \
+                     --guard-override REASON keeps them)"
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -121,6 +145,20 @@ impl fmt::Display for Summary {
 pub struct Imported {
     pub indicators: Vec<Indicator>,
     pub summary: Summary,
+}
+
+/// Counts the indicators of `imported` in special-purpose ranges by kind in its summary, and
+/// leaves them out unless `keep` (`--guard-override`, which the groups then carry).
+pub fn leave_out_special(imported: &mut Imported, keep: bool) {
+    let summary = &mut imported.summary;
+    summary.special_kept = keep;
+    imported.indicators.retain(|i| {
+        let Some((_, kind)) = crate::policy::special::overlap(&i.net) else {
+            return true;
+        };
+        *summary.special.entry(kind.label()).or_default() += 1;
+        keep
+    });
 }
 
 /// Why an import was refused. Nothing is written when any of these happens.
@@ -230,4 +268,75 @@ impl Lifetime {
 /// Parses an address or CIDR (host bits clear) as the configuration does.
 pub fn parse_net(text: &str) -> Result<IpNetwork, crate::config::ValueError> {
     crate::config::parse_prefix(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imported(nets: &[&str]) -> Imported {
+        Imported {
+            indicators: nets
+                .iter()
+                .map(|n| Indicator {
+                    net: n.parse().unwrap(),
+                    evidence: EvidenceKey {
+                        source: "s".into(),
+                        confidence: Confidence::High,
+                        valid_from: None,
+                        expires: None,
+                        last_seen: None,
+                        max_age: None,
+                    },
+                    label: None,
+                })
+                .collect(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Special-purpose indicators are left out and counted by kind, never silently; with
+    /// `--guard-override` they stay, and the summary says so.
+    #[test]
+    fn special_purpose_indicators_are_left_out_and_counted_by_kind() {
+        let all = [
+            "8.8.8.8/32",
+            "10.0.0.0/8",
+            "127.0.0.1/32",
+            "169.254.169.254/32",
+            "224.0.0.251/32",
+            "255.255.255.255/32",
+            "::1/128",
+            "192.168.1.0/24",
+            "2a00:1450::/32",
+        ];
+        let mut i = imported(&all);
+        leave_out_special(&mut i, false);
+        let kept: Vec<String> = i.indicators.iter().map(|i| i.net.to_string()).collect();
+        assert_eq!(kept, ["8.8.8.8/32", "2a00:1450::/32"]);
+        let counts: Vec<(&str, usize)> = i.summary.special.iter().map(|(k, n)| (*k, *n)).collect();
+        assert_eq!(
+            counts,
+            [
+                ("broadcast", 1),
+                ("link-local", 1),
+                ("loopback", 2),
+                ("multicast", 1),
+                ("private", 2)
+            ]
+        );
+        let text = i.summary.to_string();
+        assert!(
+            text.contains("left out 2 in the private special-purpose range"),
+            "{text}"
+        );
+        let mut i = imported(&all);
+        leave_out_special(&mut i, true);
+        assert_eq!(i.indicators.len(), all.len());
+        assert!(
+            i.summary
+                .to_string()
+                .contains("kept 2 in the loopback special-purpose range (--guard-override)")
+        );
+    }
 }

@@ -67,6 +67,9 @@ pub struct Origin<'a> {
     pub format: &'a str,
     pub input: &'a Path,
     pub entity: &'a str,
+    /// `--guard-override REASON`: written on every group, whose special-purpose prefixes were
+    /// then kept ([`super::leave_out_special`]).
+    pub guard_override: Option<&'a str>,
 }
 
 /// A prefix as entity files write it: a single address without its `/32` or `/128`.
@@ -145,7 +148,11 @@ pub fn render(groups: &[Group], defaults: &Defaults, origin: &Origin<'_>) -> Str
         for p in &g.prefixes {
             let _ = writeln!(o, "  {},", toml_string(&prefix_text(p)));
         }
-        o.push_str("]\n[networks.evidence]\n");
+        o.push_str("]\n");
+        if let Some(reason) = origin.guard_override {
+            let _ = writeln!(o, "guard_override = {}", toml_string(reason));
+        }
+        o.push_str("[networks.evidence]\n");
         let _ = writeln!(o, "kind = {}", toml_string(&name_of(defaults.kind)));
         let _ = writeln!(o, "source = {}", toml_string(&e.source));
         let _ = writeln!(o, "retrieved = {}", defaults.retrieved);
@@ -338,6 +345,7 @@ mod tests {
             format: "stix",
             input: Path::new("/tmp/bundle.json"),
             entity: "example",
+            guard_override: None,
         };
         let text = render(&groups, &defaults(), &origin);
         #[derive(serde::Deserialize)]
@@ -350,8 +358,8 @@ mod tests {
         let prefixes: Vec<&str> = g.prefixes.iter().map(|p| p.get_ref().as_str()).collect();
         assert_eq!(prefixes, ["192.0.2.7", "2001:db8::/32"]);
         assert_eq!(g.evidence.source, k.source);
-        assert_eq!(g.evidence.valid_from, Some(day("2026-01-01")));
-        assert_eq!(g.evidence.expires, Some(day("2027-01-01")));
+        assert_eq!(g.evidence.valid_from, Some(day("2026-01-01").into()));
+        assert_eq!(g.evidence.expires, Some(day("2027-01-01").into()));
         assert_eq!(*g.evidence.kind.get_ref(), EvidenceKind::Advisory);
         assert!(g.evidence.note.as_deref().unwrap().contains("C2 \"alpha\""));
     }
@@ -380,6 +388,7 @@ mod tests {
             format: "ioc",
             input: Path::new("in.txt"),
             entity: "e",
+            guard_override: None,
         };
         let text = render(
             &group(&[ind("192.0.2.9/32", &k, None)]),
@@ -413,6 +422,7 @@ mod tests {
             format: "stix",
             input: Path::new("b.json"),
             entity: "e",
+            guard_override: None,
         };
         let n = note(&origin, g);
         assert!(n.len() <= NOTE_MAX_CHARS, "{} chars: {n}", n.len());

@@ -7,6 +7,10 @@
 //! source without usable content, so `on_source_failure` decides. A body that parses but fails
 //! here is refused whole, like a body with a bad line, and the previous copy stays.
 //!
+//! The special-purpose ranges ([`crate::policy::special`]: private, loopback, documentation,
+//! ...) follow the broad-prefix rule: a prefix overlapping one is refused unless every group
+//! naming the source has a `guard_override`.
+//!
 //! A source can be named by several groups: the strictest one decides (a group without
 //! `guard_override` refuses what another group's override would accept). A `/0` needs an
 //! override whose reason says "default route", whatever `broadest_*` says.
@@ -90,6 +94,16 @@ impl SourceGuard {
                 "`{net}` is broader than the guard's /{broadest}; if that is intended, set \
                  guard_override = \"<reason>\" on every network group naming this source"
             )
+        } else if let Some((range, kind)) = crate::policy::special::overlap(&net) {
+            if self.allowance >= Allowance::Broad {
+                return Ok(());
+            }
+            format!(
+                "{} (IANA special-purpose): a gateway blocking it blocks its own networks or \
+                 services, never a sanctioned entity; if that is intended, set \
+                 guard_override = \"<reason>\" on every network group naming this source",
+                crate::policy::special::describe(&net, &range, kind)
+            )
         } else {
             return Ok(());
         };
@@ -118,17 +132,17 @@ mod tests {
 
     #[test]
     fn broad_prefixes_and_default_routes_need_the_matching_override() {
-        let ok = nets(&["192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32"]);
+        let ok = nets(&["8.8.8.0/24", "44.0.0.0/8", "2a00:1450::/32"]);
         for a in [Allowance::None, Allowance::Broad, Allowance::DefaultRoute] {
             guard(a).check(&ok).unwrap();
         }
-        let broad = nets(&["192.0.2.0/24", "10.0.0.0/7"]);
+        let broad = nets(&["8.8.8.0/24", "10.0.0.0/7"]);
         let e = guard(Allowance::None).check(&broad).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("broader than the guard's /8"), "{e}");
         guard(Allowance::Broad).check(&broad).unwrap();
         for def in ["0.0.0.0/0", "::/0"] {
-            let d = nets(&["192.0.2.0/24", def]);
+            let d = nets(&["8.8.8.0/24", def]);
             for a in [Allowance::None, Allowance::Broad] {
                 let e = guard(a).check(&d).unwrap_err();
                 assert!(e.message.contains("default route"), "{e}");
@@ -142,6 +156,25 @@ mod tests {
             allowance: Allowance::None,
         };
         assert!(lax.check(&nets(&["0.0.0.0/0"])).is_err());
+    }
+
+    /// A feed carrying a special-purpose prefix is refused whole, at its line, like one
+    /// carrying a broad prefix, unless every group naming it overrides the guard.
+    #[test]
+    fn special_purpose_prefixes_need_an_override() {
+        for (p, kind) in [
+            ("192.168.1.0/24", "private"),
+            ("169.254.169.254/32", "link-local"),
+            ("203.0.113.0/24", "documentation"),
+            ("ff02::fb/128", "multicast"),
+        ] {
+            let feed = nets(&["8.8.8.0/24", p]);
+            let e = guard(Allowance::None).check(&feed).unwrap_err();
+            assert_eq!(e.line, 2, "{p}");
+            assert!(e.message.contains(&format!("the {kind} range")), "{e}");
+            assert!(e.message.contains("guard_override"), "{e}");
+            guard(Allowance::Broad).check(&feed).unwrap();
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! Invariants:
 //! * a prefix broader than the guard (and any default route) is refused at its place unless
 //!   its group has a `guard_override` (which, for a default route, says "default route");
+//! * so is a prefix that overlaps a special-purpose range ([`special`]: private, loopback,
+//!   documentation, ...); an accepted group is reported once, with how many it has;
 //! * two entities listing the same prefix: the `drop` one takes it from a `monitor` one,
 //!   otherwise the entity read first keeps it; an entity listing a prefix twice counts once;
 //! * `allow` wins over everything: no rule left overlaps an allowed prefix, and every cut is
@@ -26,6 +28,7 @@ use crate::{
     policy::{
         cidr,
         resolve::{Candidate, Resolved, Via},
+        special,
     },
 };
 
@@ -67,8 +70,17 @@ impl<'a> Claims<'a> {
         report: &mut Report,
     ) -> Result<(), ConfigError> {
         let id = who.id;
+        let mut special_examples: Vec<String> = Vec::new();
+        let mut special_total = 0usize;
         for c in candidates {
             check_guard(c, (group, g), self.guard, self.resolved, id, report)?;
+            if let Some((range, kind)) = special::overlap(&c.net) {
+                check_special(c, (range, kind), g, self.resolved)?;
+                special_total += 1;
+                if special_examples.len() < 3 {
+                    special_examples.push(special::describe(&c.net, &range, kind));
+                }
+            }
             let rule = Rule {
                 net: c.net,
                 entity: who.index,
@@ -106,6 +118,27 @@ impl<'a> Claims<'a> {
                     }
                 }
             }
+        }
+        if special_total > 0 {
+            let reason = g.guard_override.as_deref().unwrap_or_default();
+            report.push(
+                FindingKind::SpecialRangeOverridden,
+                id,
+                Some(group as u32 + 1),
+                || {
+                    let more = special_total - special_examples.len();
+                    format!(
+                        "entity `{id}` group {}: {special_total} prefixes in special-purpose ranges ({}{}): {reason}",
+                        group + 1,
+                        special_examples.join("; "),
+                        if more > 0 {
+                            format!("; and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    )
+                },
+            );
         }
         Ok(())
     }
@@ -176,6 +209,31 @@ fn check_guard(
             })
         }
     }
+}
+
+/// Refuses a prefix that overlaps the special-purpose `range` unless its group has a
+/// `guard_override`.
+fn check_special(
+    c: &Candidate,
+    (range, kind): (IpNetwork, special::Kind),
+    g: &NetworkGroup,
+    resolved: &Resolved,
+) -> Result<(), ConfigError> {
+    if g.guard_override.is_some() {
+        return Ok(());
+    }
+    let from = match &c.via {
+        Via::Asn { asn, table } => format!(" (announced by AS{asn} per {table})"),
+        Via::Country { code, table } => format!(" (country {code} per {table})"),
+        _ => String::new(),
+    };
+    Err(ConfigError::Invalid {
+        at: resolved.location(c),
+        message: format!(
+            "{}{from} (IANA special-purpose): a gateway blocking it blocks its own networks or services, never a sanctioned entity; if that is intended, set guard_override = \"<reason>\" on this network group",
+            special::describe(&c.net, &range, kind)
+        ),
+    })
 }
 
 /// Cuts every `allow` prefix out of the rules, recording each cut; then sorts the rules and

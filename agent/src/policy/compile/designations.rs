@@ -18,6 +18,7 @@ use chrono::NaiveDate;
 
 use super::{
     ListedStatus,
+    dates::Upcoming,
     report::{FindingKind, Report},
 };
 use crate::{
@@ -212,7 +213,9 @@ pub(super) enum Standing {
 }
 
 /// Entity `entity`'s standing on `today`; records its list findings (mismatches, unfollowed
-/// and delisted designations) in `report` and its list-driven designations in `listed`.
+/// and delisted designations) in `report` and its list-driven designations in `listed`, and
+/// offers the dates of its designations by an enforced authority to `upcoming`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn standing(
     config: &Config,
     enforce: &BTreeMap<String, String>,
@@ -221,6 +224,7 @@ pub(super) fn standing(
     today: NaiveDate,
     report: &mut Report,
     listed: &mut Vec<ListedStatus>,
+    upcoming: &mut Upcoming,
 ) -> Result<Standing, ConfigError> {
     let def = &config.entities[entity].def;
     let id = def.id.get_ref().as_str();
@@ -267,6 +271,23 @@ pub(super) fn standing(
     }
     listed.extend(statuses);
     let enforced_by = |d: &Designation| enforce.contains_key(&config::authority_key(&d.authority));
+    for d in designations.iter().filter(|d| enforced_by(d)) {
+        let start = |day: config::Date| config::When::from(day).start();
+        upcoming.consider(start(d.listed_on), || {
+            format!(
+                "entity `{id}`: {} {} listed on {}",
+                d.authority, d.reference, d.listed_on
+            )
+        });
+        if let Some(off) = d.delisted_on {
+            upcoming.consider(start(off), || {
+                format!(
+                    "entity `{id}`: {} {} delisted on {off}",
+                    d.authority, d.reference
+                )
+            });
+        }
+    }
     let active: Vec<Designation> = designations
         .iter()
         .filter(|d| designation_active(d, enforce, today))

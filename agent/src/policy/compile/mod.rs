@@ -8,14 +8,17 @@
 //! * a designation with `list = "..."` takes its list's regime and date when the list has its
 //!   reference, and is delisted from the list's date (publication, else file) when it does not;
 //! * a network group counts from its evidence's `valid_from` (when set) while that evidence
-//!   has not expired (`expires`, or `retrieved` + `max_age`);
+//!   has not expired (`expires`, or `retrieved` + `max_age`); evidence dates are days (from
+//!   00:00 UTC) or RFC 3339 instants ([`crate::config::When`]), compared with the instant
+//!   compiled for ([`Now`]), designation dates with its UTC day;
 //! * `allow` wins over everything, including a more specific blocked prefix;
 //! * otherwise the most specific prefix wins; two entities listing the same prefix resolve to
 //!   the one whose action is `drop`, then to the one read first.
 //!
 //! [`compile`] runs the phases in order, each in its module: [`designations`] (where each
 //! entity stands), [`evidence`] (which groups count today), [`claims`] (guard, same prefix,
-//! `allow` subtraction, nesting), and gathers what they decided in a [`Report`] ([`report`]).
+//! `allow` subtraction, nesting), and gathers what they decided in a [`Report`] ([`report`]);
+//! [`dates`] finds the next instant a date changes what is enforced ([`Compiled::next_change`]).
 //!
 //! Invariants: no I/O, no clock, no logging (callers log from the report, see
 //! [`crate::observe::log`]); the same inputs give the same table, report and digest; a
@@ -23,6 +26,7 @@
 //! [`Validated`] argument proves it).
 
 mod claims;
+mod dates;
 mod designations;
 mod evidence;
 pub mod report;
@@ -31,14 +35,18 @@ mod tests;
 
 use std::{net::IpAddr, path::PathBuf};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
-pub use self::report::{Finding, FindingKind, ListSummary, REPORT_EXAMPLES, Report};
 use self::{
     claims::{Claimant, Claims},
+    dates::Upcoming,
     designations::Standing,
+};
+pub use self::{
+    dates::NextChange,
+    report::{Finding, FindingKind, ListSummary, REPORT_EXAMPLES, Report},
 };
 #[cfg(any(test, feature = "test-oracle"))]
 use crate::config::Config;
@@ -66,6 +74,14 @@ pub struct CompiledEntity {
     /// by their list), for `why` to show next to the current ones.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub delisted: Vec<Designation>,
+    /// When the first of its network groups that count now stops counting (the earliest
+    /// expiry of its current evidence), if any does.
+    #[serde(skip)]
+    pub evidence_expires: Option<DateTime<Utc>>,
+    /// Its network groups that count now: index and when each stops counting (if ever), for
+    /// `embargo check --expiring` ([`report::ageing`]).
+    #[serde(skip)]
+    pub current_groups: Vec<(u32, Option<DateTime<Utc>>)>,
 }
 
 /// How a designation written with `list = "..."` stands against its list on this compile.
@@ -107,10 +123,34 @@ pub struct Excluded {
     pub reason: String,
 }
 
+/// The instant a policy is compiled for. From a date: that day's 00:00 UTC (what the commands
+/// and tests that think in days pass); the agent and the commands pass the current instant
+/// ([`crate::now`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now(pub DateTime<Utc>);
+
+impl From<NaiveDate> for Now {
+    fn from(d: NaiveDate) -> Self {
+        Now(d.and_time(chrono::NaiveTime::MIN).and_utc())
+    }
+}
+
+impl From<DateTime<Utc>> for Now {
+    fn from(t: DateTime<Utc>) -> Self {
+        Now(t)
+    }
+}
+
 /// The compiled policy.
 #[derive(Clone, Debug)]
 pub struct Compiled {
+    /// The UTC day of [`Compiled::now`].
     pub today: NaiveDate,
+    /// The instant compiled for.
+    pub now: DateTime<Utc>,
+    /// The next instant at which a date in the configuration changes what is enforced
+    /// ([`dates`]), if any: the agent compiles again then.
+    pub next_change: Option<NextChange>,
     pub enforce: Vec<String>,
     pub entities: Vec<CompiledEntity>,
     /// Sorted by family, address, length.
@@ -123,12 +163,16 @@ pub struct Compiled {
     pub listed: Vec<ListedStatus>,
 }
 
-/// Compiles the validated configuration `config` with its resolved sources as of `today`.
+/// Compiles the validated configuration `config` with its resolved sources as of `now` (an
+/// instant, or a date: its 00:00 UTC).
 pub fn compile(
     config: &Validated<'_>,
     resolved: &Resolved,
-    today: NaiveDate,
+    now: impl Into<Now>,
 ) -> Result<Compiled, ConfigError> {
+    let Now(now) = now.into();
+    let today = now.date_naive();
+    let mut upcoming = Upcoming::new(now);
     let guard = &config.main.guard;
     let mut report = Report {
         sources: resolved.sources.clone(),
@@ -162,6 +206,7 @@ pub fn compile(
             today,
             &mut report,
             &mut listed,
+            &mut upcoming,
         )?;
         let (active, delisted) = match standing {
             Standing::Enforced { active, delisted } => (active, delisted),
@@ -179,6 +224,8 @@ pub fn compile(
             id,
             action: def.action,
         };
+        let mut evidence_expires: Option<DateTime<Utc>> = None;
+        let mut current_groups = Vec::new();
         for (gi, g) in def.networks.iter().enumerate() {
             let candidates = &resolved.groups[ei][gi];
             if evidence::group_counts(
@@ -186,11 +233,17 @@ pub fn compile(
                 gi,
                 config.expiry(ei, gi),
                 candidates,
-                today,
+                now,
                 &mut report,
                 &mut excluded,
+                &mut upcoming,
             ) {
                 claims.claim_group(&who, &entities, (gi, g), candidates, &mut report)?;
+                let until = config.expiry(ei, gi).map(|u| u.start());
+                if let Some(until) = until {
+                    evidence_expires = Some(evidence_expires.map_or(until, |e| e.min(until)));
+                }
+                current_groups.push((gi as u32, until));
             }
         }
         entities.push(CompiledEntity {
@@ -205,6 +258,8 @@ pub fn compile(
             prefixes_v4: 0,
             prefixes_v6: 0,
             delisted,
+            evidence_expires,
+            current_groups,
         });
     }
 
@@ -237,6 +292,8 @@ pub fn compile(
     }
     Ok(Compiled {
         today,
+        now,
+        next_change: upcoming.into_next(),
         enforce: config.enforce().values().cloned().collect(),
         entities,
         rules,
@@ -333,12 +390,19 @@ pub enum Decision {
 /// Evaluates every rule for `addr`; see the module docs for the semantics. Test-only: the
 /// oracle the compiled table is checked against.
 #[cfg(any(test, feature = "test-oracle"))]
-pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: IpAddr) -> Decision {
+pub fn evaluate(
+    config: &Config,
+    resolved: &Resolved,
+    now: impl Into<Now>,
+    addr: IpAddr,
+) -> Decision {
     use designations::{designation_active, effective_designations};
     use evidence::evidence_pending;
 
     use crate::config::{self, validate::evidence_expiry};
 
+    let Now(now) = now.into();
+    let today = now.date_naive();
     let enforce = config::enforced(&config.main);
     for a in &config.main.allow {
         if config::parse_prefix(a.prefix.get_ref()).is_ok_and(|n| n.contains(addr)) {
@@ -361,8 +425,8 @@ pub fn evaluate(config: &Config, resolved: &Resolved, today: NaiveDate, addr: Ip
             if evidence_expiry(&g.evidence)
                 .ok()
                 .flatten()
-                .is_some_and(|u| u <= today)
-                || evidence_pending(&g.evidence, today)
+                .is_some_and(|u| u.start() <= now)
+                || evidence_pending(&g.evidence, now)
             {
                 continue;
             }

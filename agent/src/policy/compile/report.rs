@@ -12,8 +12,10 @@
 //!   serialized [`Report`] keeps its historical fields (`entities_left_out`, `expired_groups`,
 //!   ...), each derived from the findings here, so readers of `check --json` see no change.
 
+use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
+use super::Compiled;
 use crate::policy::resolve::SourceReport;
 
 /// Longest list of examples kept per kind of report entry.
@@ -25,6 +27,13 @@ pub const REPORT_EXAMPLES: usize = 50;
 pub enum FindingKind {
     /// An entity left out entirely (not designated by an enforced authority, delisted).
     LeftOut,
+    /// An entity whose designations are in force but that has no current prefixes (every
+    /// group expired, not valid yet, or empty): nothing is blocked for it. Found by
+    /// [`ageing`] (`embargo check`), not by the compile.
+    NoCurrentPrefixes,
+    /// A network group that counts now and stops counting within `embargo check --expiring`'s
+    /// horizon. Found by [`ageing`], not by the compile.
+    ExpiringEvidence,
     /// A designation whose list no longer has its reference: delisted from the list's date.
     DelistedByList,
     /// An entity file and its list disagree (regime, date, names, authority); the list wins.
@@ -43,12 +52,17 @@ pub enum FindingKind {
     Nested,
     /// A broad prefix accepted through a group's `guard_override`.
     GuardOverridden,
+    /// A network group's prefixes in special-purpose ranges ([`crate::policy::special`])
+    /// accepted through its `guard_override`: one finding per group.
+    SpecialRangeOverridden,
 }
 
 impl FindingKind {
     /// Every kind, in the order `embargo check` prints their sections.
-    pub const ALL: [FindingKind; 10] = [
+    pub const ALL: [FindingKind; 13] = [
         FindingKind::LeftOut,
+        FindingKind::NoCurrentPrefixes,
+        FindingKind::ExpiringEvidence,
         FindingKind::DelistedByList,
         FindingKind::ListMismatch,
         FindingKind::UnfollowedDesignation,
@@ -58,6 +72,7 @@ impl FindingKind {
         FindingKind::SamePrefix,
         FindingKind::Nested,
         FindingKind::GuardOverridden,
+        FindingKind::SpecialRangeOverridden,
     ];
 
     /// Whether findings of this kind are kept only up to [`REPORT_EXAMPLES`] (with a total).
@@ -72,6 +87,10 @@ impl FindingKind {
     pub fn title(self) -> &'static str {
         match self {
             FindingKind::LeftOut => "left out: entities",
+            FindingKind::NoCurrentPrefixes => {
+                "warning: designated entities with no current prefixes (nothing is blocked for them)"
+            }
+            FindingKind::ExpiringEvidence => "warning: evidence expiring soon",
             FindingKind::DelistedByList => "delisted: designations no longer in their list",
             FindingKind::ListMismatch => {
                 "warning: entity files that disagree with their list (the list's values are used)"
@@ -85,6 +104,9 @@ impl FindingKind {
             FindingKind::SamePrefix => "same prefix in two entities",
             FindingKind::Nested => "nested prefixes of different entities (the more specific wins)",
             FindingKind::GuardOverridden => "broad prefixes accepted by guard_override",
+            FindingKind::SpecialRangeOverridden => {
+                "special-purpose prefixes (private, loopback, documentation, ...) accepted by guard_override"
+            }
         }
     }
 }
@@ -228,6 +250,67 @@ impl Report {
     }
 }
 
+/// How the evidence of `c` ages, as of `c.now`: each enforced entity with no current prefixes
+/// ([`FindingKind::NoCurrentPrefixes`]) and each network group that counts now but stops
+/// counting within `horizon` ([`FindingKind::ExpiringEvidence`], soonest first), for `embargo
+/// check` to add to the report (the compile does not know the horizon).
+pub fn ageing(c: &Compiled, horizon: chrono::Duration) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for e in &c.entities {
+        if e.prefixes_v4 + e.prefixes_v6 == 0 {
+            out.push(Finding {
+                kind: FindingKind::NoCurrentPrefixes,
+                entity: e.id.clone(),
+                group: None,
+                message: format!(
+                    "entity `{}`: designated and in force, but no current prefixes (its evidence expired, is not valid yet, or lists none): nothing is blocked for it",
+                    e.id
+                ),
+            });
+        }
+    }
+    let limit = c.now + horizon;
+    let mut expiring: Vec<(DateTime<Utc>, Finding)> = Vec::new();
+    for (ei, e) in c.entities.iter().enumerate() {
+        for &(gi, until) in &e.current_groups {
+            let Some(until) = until.filter(|u| *u <= limit) else {
+                continue;
+            };
+            let prefixes = c
+                .rules
+                .iter()
+                .filter(|r| r.entity as usize == ei && r.group == gi)
+                .count();
+            let ev = &e.evidence[gi as usize];
+            let left = until - c.now;
+            let left = if left >= chrono::Duration::days(2) {
+                format!("in {} days", left.num_days())
+            } else {
+                format!("in {} hours", left.num_hours())
+            };
+            expiring.push((
+                until,
+                Finding {
+                    kind: FindingKind::ExpiringEvidence,
+                    entity: e.id.clone(),
+                    group: Some(gi + 1),
+                    message: format!(
+                        "entity `{}` group {} ({} evidence from {}): stops counting {} ({left}), {prefixes} prefixes",
+                        e.id,
+                        gi + 1,
+                        ev.kind.get_ref().name(),
+                        ev.source,
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    ),
+                },
+            ));
+        }
+    }
+    expiring.sort_by_key(|(t, _)| *t);
+    out.extend(expiring.into_iter().map(|(_, f)| f));
+    out
+}
+
 /// The report as `embargo check --json` has always shown it: one field per kind (the messages),
 /// the totals, the sources and lists. The typed findings are shown next to it, not in it.
 impl Serialize for Report {
@@ -244,6 +327,11 @@ impl Serialize for Report {
             subtracted: Vec<String>,
             subtracted_total: usize,
             guard_overridden: Vec<String>,
+            special_ranges_overridden: Vec<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            no_current_prefixes: Vec<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            expiring_evidence: Vec<String>,
             duplicates: usize,
             sources: &'a [SourceReport],
             lists: &'a [ListSummary],
@@ -262,6 +350,9 @@ impl Serialize for Report {
             subtracted: self.messages(FindingKind::Subtracted),
             subtracted_total: self.subtracted_total,
             guard_overridden: self.messages(FindingKind::GuardOverridden),
+            special_ranges_overridden: self.messages(FindingKind::SpecialRangeOverridden),
+            no_current_prefixes: self.messages(FindingKind::NoCurrentPrefixes),
+            expiring_evidence: self.messages(FindingKind::ExpiringEvidence),
             duplicates: self.duplicates,
             sources: &self.sources,
             lists: &self.lists,

@@ -51,7 +51,17 @@ source = "https://example.org/{id}"
     )
 }
 
+/// A network group with a `guard_override`: the tests list documentation, benchmarking and
+/// private ranges, which the guard refuses without one ([`crate::policy::special`]).
 fn group(prefixes: &[&str], evidence_extra: &str) -> String {
+    bare_group(prefixes, evidence_extra).replace(
+        "[entities.networks.evidence]",
+        "guard_override = \"documentation and private ranges in tests\"\n[entities.networks.evidence]",
+    )
+}
+
+/// A network group without a `guard_override`, for the guard's tests.
+fn bare_group(prefixes: &[&str], evidence_extra: &str) -> String {
     format!(
         r#"
 [[entities.networks]]
@@ -197,6 +207,288 @@ fn evidence_counts_from_its_valid_from() {
     );
 }
 
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn next_change(text: &str, now: &str) -> Option<NextChange> {
+    let (c, r) = build(text);
+    compile(&validate(&c).unwrap(), &r, at(now))
+        .unwrap()
+        .next_change
+}
+
+/// Each kind of date is the next change while it is ahead, at its day's 00:00 UTC (or its
+/// instant), and no longer once it has taken effect.
+#[test]
+fn the_next_change_is_each_kind_of_date() {
+    let one = |designation: &str, evidence: &str| {
+        format!(
+            "enforce = [\"UK\"]\n{}",
+            entity(
+                "a",
+                "drop",
+                "UK",
+                designation,
+                &group(&["192.0.2.0/24"], evidence)
+            )
+        )
+    };
+    for (designation, evidence, now, want, what) in [
+        (
+            "",
+            "expires = 2026-06-01",
+            "2026-05-31T23:59:59Z",
+            "2026-06-01T00:00:00Z",
+            "evidence expires 2026-06-01",
+        ),
+        (
+            "",
+            "expires = 2026-06-01T12:30:05Z",
+            "2026-06-01T12:30:04Z",
+            "2026-06-01T12:30:05Z",
+            "evidence expires 2026-06-01T12:30:05Z",
+        ),
+        (
+            "",
+            "expires = \"2026-06-01T14:30:05+02:00\"",
+            "2026-06-01T00:00:00Z",
+            "2026-06-01T12:30:05Z",
+            "evidence expires",
+        ),
+        (
+            "",
+            "max_age = \"30days\"",
+            "2026-01-30T08:00:00Z",
+            "2026-01-31T00:00:00Z",
+            "evidence expires 2026-01-31",
+        ),
+        (
+            "",
+            "valid_from = 2026-03-01",
+            "2026-02-01T00:00:00Z",
+            "2026-03-01T00:00:00Z",
+            "evidence counts from 2026-03-01",
+        ),
+        (
+            "",
+            "valid_from = 2026-03-01T06:00:00Z",
+            "2026-03-01T05:00:00Z",
+            "2026-03-01T06:00:00Z",
+            "counts from 2026-03-01T06:00:00Z",
+        ),
+        (
+            "delisted_on = 2026-04-01",
+            "",
+            "2026-02-01T10:00:00Z",
+            "2026-04-01T00:00:00Z",
+            "UK REF-a delisted on 2026-04-01",
+        ),
+    ] {
+        let text = one(designation, evidence);
+        let n = next_change(&text, now).unwrap_or_else(|| panic!("{evidence}{designation}: none"));
+        assert_eq!(n.at, at(want), "{evidence}{designation}");
+        assert!(n.what.contains(what), "{}: {}", evidence, n.what);
+        // At the instant itself the change has taken effect: nothing is left to schedule.
+        assert_eq!(
+            next_change(&text, want),
+            None,
+            "{evidence}{designation} at {want}"
+        );
+    }
+    // A designation listed in the future: the entity is not enforced yet, and is from then.
+    let text = one("", "").replace("listed_on = 2025-01-01", "listed_on = 2026-07-01");
+    let n = next_change(&text, "2026-06-30T23:00:00Z").unwrap();
+    assert_eq!(n.at, at("2026-07-01T00:00:00Z"));
+    assert!(n.what.contains("listed on 2026-07-01"), "{}", n.what);
+    // Instants take effect to the second, both ways.
+    let text = one(
+        "",
+        "valid_from = 2026-03-01T06:00:00Z\nexpires = 2026-03-01T06:00:10Z",
+    );
+    let (c, r) = build(&text);
+    let v = validate(&c).unwrap();
+    let rules = |now: &str| compile(&v, &r, at(now)).unwrap().rules.len();
+    assert_eq!(
+        [
+            rules("2026-03-01T05:59:59Z"),
+            rules("2026-03-01T06:00:00Z"),
+            rules("2026-03-01T06:00:09Z"),
+            rules("2026-03-01T06:00:10Z")
+        ],
+        [0, 1, 1, 0]
+    );
+    let probe: IpAddr = "192.0.2.1".parse().unwrap();
+    assert_eq!(
+        evaluate(&c, &r, at("2026-03-01T06:00:09Z"), probe),
+        Decision::Entity("a".into())
+    );
+    assert_eq!(
+        evaluate(&c, &r, at("2026-03-01T06:00:10Z"), probe),
+        Decision::NotListed
+    );
+}
+
+/// The earliest date wins, whichever entity, group or designation it is in; dates of an
+/// authority not enforced, and dates already past, are not changes.
+#[test]
+fn the_next_change_is_the_earliest_or_none() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}{}{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "delisted_on = 2026-09-01",
+            &(group(&["192.0.2.0/24"], "expires = 2026-08-01")
+                + &group(
+                    &["198.51.100.0/24"],
+                    "valid_from = 2025-06-01\nmax_age = \"35days\""
+                ))
+        ),
+        entity(
+            "b",
+            "drop",
+            "UK",
+            "",
+            &group(&["203.0.113.0/24"], "expires = 2026-05-15T10:00:00Z")
+        ),
+        entity(
+            "c",
+            "drop",
+            "US",
+            "delisted_on = 2026-03-01",
+            &group(&["198.18.0.0/15"], "expires = 2026-03-02")
+        )
+    );
+    let n = next_change(&text, "2026-01-01T00:00:00Z").unwrap();
+    // a's second group's max_age (2026-01-01 + 35 days) comes first, then b's instant.
+    assert_eq!(n.at, at("2026-02-05T00:00:00Z"), "{}", n.what);
+    assert!(n.what.contains("entity `a` group 2"), "{}", n.what);
+    let n = next_change(&text, "2026-02-05T00:00:00Z").unwrap();
+    assert_eq!(n.at, at("2026-05-15T10:00:00Z"), "{}", n.what);
+    assert!(n.what.contains("entity `b` group 1"), "{}", n.what);
+    assert_eq!(
+        next_change(&text, "2026-05-15T10:00:00Z").unwrap().at,
+        at("2026-08-01T00:00:00Z")
+    );
+    assert_eq!(
+        next_change(&text, "2026-08-01T00:00:00Z").unwrap().at,
+        at("2026-09-01T00:00:00Z")
+    );
+    // Delisted: nothing changes any more (c's US dates never count).
+    assert_eq!(next_change(&text, "2026-09-01T00:00:00Z"), None);
+    // No dates ahead at all.
+    let plain = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity("a", "drop", "UK", "", &group(&["192.0.2.0/24"], ""))
+    );
+    assert_eq!(next_change(&plain, "2026-01-01T00:00:00Z"), None);
+    // A date compiles as its 00:00 UTC.
+    let (c, r) = build(&plain);
+    let compiled = compile(&validate(&c).unwrap(), &r, day("2026-01-02")).unwrap();
+    assert_eq!(compiled.now, at("2026-01-02T00:00:00Z"));
+    assert_eq!(compiled.today, day("2026-01-02"));
+}
+
+/// Ageing evidence as `check` reports it: an entity in force whose groups all expired has no
+/// current prefixes; a current group stopping within the horizon is expiring (soonest first),
+/// one stopping after it or never is not, nor is a group that does not count yet.
+#[test]
+fn ageing_finds_entities_without_prefixes_and_expiring_groups() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &(group(&["192.0.2.0/24"], "expires = 2026-03-01")
+                + &group(&["198.51.100.0/24"], "expires = 2026-02-10T12:00:00Z")
+                + &group(&["203.0.113.0/24"], "")
+                + &group(
+                    &["198.18.0.0/24"],
+                    "valid_from = 2026-02-05\nexpires = 2026-02-06"
+                ))
+        ),
+        entity(
+            "b",
+            "drop",
+            "UK",
+            "",
+            &group(&["198.18.1.0/24"], "expires = 2026-01-15")
+        )
+    );
+    let (c, r) = build(&text);
+    let compiled = compile(&validate(&c).unwrap(), &r, at("2026-02-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        compiled.entities[0].evidence_expires,
+        Some(at("2026-02-10T12:00:00Z"))
+    );
+    assert_eq!(compiled.entities[1].evidence_expires, None);
+    let found = report::ageing(&compiled, chrono::Duration::days(14));
+    let got: Vec<(FindingKind, &str, Option<u32>)> = found
+        .iter()
+        .map(|f| (f.kind, f.entity.as_str(), f.group))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (FindingKind::NoCurrentPrefixes, "b", None),
+            (FindingKind::ExpiringEvidence, "a", Some(2)),
+        ],
+        "{found:?}"
+    );
+    assert!(
+        found[1]
+            .message
+            .contains("stops counting 2026-02-10T12:00:00Z (in 9 days), 1 prefixes"),
+        "{}",
+        found[1].message
+    );
+    let found = report::ageing(&compiled, chrono::Duration::days(28));
+    let groups: Vec<Option<u32>> = found.iter().map(|f| f.group).collect();
+    assert_eq!(groups, [None, Some(2), Some(1)]);
+    assert!(
+        report::ageing(&compiled, chrono::Duration::days(1))
+            .iter()
+            .all(|f| f.kind == FindingKind::NoCurrentPrefixes)
+    );
+}
+
+/// An instant without a time zone is refused: the zone would be a guess.
+#[test]
+fn an_instant_needs_a_time_zone() {
+    let text = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &group(&["192.0.2.0/24"], "expires = 2026-06-01T12:00:00")
+        )
+    );
+    let err = config::parse(Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no time zone"), "{err}");
+    let text = format!(
+        "enforce = [\"UK\"]\n{}",
+        entity(
+            "a",
+            "drop",
+            "UK",
+            "",
+            &group(&["192.0.2.0/24"], "expires = \"soon\"")
+        )
+    );
+    let err = config::parse(Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RFC 3339 instant"), "{err}");
+}
+
 #[test]
 fn valid_from_on_or_after_expiry_is_refused() {
     let text = format!(
@@ -276,7 +568,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
     ] {
         let text = format!(
             "enforce = [\"UK\"]\n{}",
-            entity("a", "drop", "UK", "", &group(&[p], ""))
+            entity("a", "drop", "UK", "", &bare_group(&[p], ""))
         );
         let err = compile_str(&text, "2026-02-01").unwrap_err().to_string();
         assert!(err.contains(needle), "{p}: {err}");
@@ -290,7 +582,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
             "drop",
             "UK",
             "",
-            &group(&["10.0.0.0/7"], "").replace(
+            &bare_group(&["10.0.0.0/7"], "").replace(
                 "[entities.networks.evidence]",
                 "guard_override = \"approved\"\n[entities.networks.evidence]"
             )
@@ -306,7 +598,7 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
             "drop",
             "UK",
             "",
-            &group(&["0.0.0.0/0"], "").replace(
+            &bare_group(&["0.0.0.0/0"], "").replace(
                 "[entities.networks.evidence]",
                 "guard_override = \"approved\"\n[entities.networks.evidence]"
             )
@@ -318,6 +610,82 @@ fn guard_refuses_default_routes_and_broad_prefixes() {
         "\"block the default route: comprehensive regime\"",
     );
     assert!(compile_str(&dflt, "2026-02-01").is_ok());
+}
+
+/// Special-purpose prefixes are refused at their file, line and column, whatever their length
+/// or how they are written (a broader prefix holding a range too), unless the group says
+/// `guard_override`; an accepted group is reported once. `allow` is never checked.
+#[test]
+fn guard_refuses_special_purpose_ranges_without_an_override() {
+    for (p, kind) in [
+        ("10.0.0.0/8", "private"),
+        ("172.16.5.0/24", "private"),
+        ("192.168.0.1", "private"),
+        ("100.64.0.0/10", "shared"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("192.0.0.8", "protocol-assignment"),
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.7", "documentation"),
+        ("203.0.113.0/25", "documentation"),
+        ("192.88.99.1", "6to4"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("224.0.0.251", "multicast"),
+        ("240.0.0.0/8", "reserved"),
+        ("255.255.255.255", "broadcast"),
+        ("0.0.0.0/8", "this-network"),
+        ("8.0.0.0/8", ""),
+        ("::1", "loopback"),
+        ("::", "this-network"),
+        ("::ffff:0:0/96", "ipv4-mapped"),
+        ("64:ff9b::/96", "nat64"),
+        ("100::/64", "discard-only"),
+        ("2001::/32", "protocol-assignment"),
+        ("2001:db8:bad::/48", "documentation"),
+        ("2002:c000:204::/48", "6to4"),
+        ("fd12:3456::/32", "unique-local"),
+        ("fe80::1", "link-local"),
+        ("ff02::fb", "multicast"),
+    ] {
+        let text = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity("a", "drop", "UK", "", &bare_group(&["8.8.8.0/24", p], ""))
+        );
+        let result = compile_str(&text, "2026-02-01");
+        if kind.is_empty() {
+            // 8.0.0.0/8 is public and no broader than the guard.
+            result.unwrap_or_else(|e| panic!("{p}: {e}"));
+            continue;
+        }
+        let err = result.unwrap_err().to_string();
+        // The prefix's own place: line 16 of t.toml, after `prefixes = ["8.8.8.0/24", `.
+        assert!(err.starts_with("t.toml:16:27:"), "{p}: {err}");
+        assert!(err.contains(&format!("{kind} range")), "{p}: {err}");
+        assert!(err.contains("IANA special-purpose"), "{p}: {err}");
+        assert!(err.contains("guard_override"), "{p}: {err}");
+        let accepted = format!(
+            "enforce = [\"UK\"]\n{}",
+            entity("a", "drop", "UK", "", &group(&["8.8.8.0/24", p], ""))
+        );
+        let c = compile_str(&accepted, "2026-02-01").unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(c.rules.len(), 2, "{p}");
+        let found = c.report.messages(FindingKind::SpecialRangeOverridden);
+        assert_eq!(found.len(), 1, "{p}: {found:?}");
+        assert!(
+            found[0].starts_with("entity `a` group 1: 1 prefixes in special-purpose ranges"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].ends_with(": documentation and private ranges in tests"),
+            "{found:?}"
+        );
+    }
+    // `allow` may name any range.
+    let text = format!(
+        "enforce = [\"UK\"]\n[[allow]]\nprefix = \"10.0.0.0/8\"\nreason = \"our own network\"\n{}",
+        entity("a", "drop", "UK", "", &bare_group(&["8.8.8.0/24"], ""))
+    );
+    compile_str(&text, "2026-02-01").unwrap();
 }
 
 #[test]
@@ -536,7 +904,7 @@ fn an_unknown_list_name_is_an_error_at_its_place() {
 // evaluating every rule does.
 
 fn arb_prefix() -> impl Strategy<Value = String> {
-    // Clustered in 10.0.0.0/12 so prefixes overlap often: half are drawn from a small pool
+    // Clustered in 44.0.0.0/12 (public, no special-purpose range) so prefixes overlap often: half are drawn from a small pool
     // of addresses and lengths, so identical and nested prefixes across entities are common.
     let pool = (
         prop::sample::select(vec![0u32, 0x1_0000, 0x1_2300, 0x1_2345, 0x8_0000]),
@@ -544,7 +912,7 @@ fn arb_prefix() -> impl Strategy<Value = String> {
     );
     let free = (0u32..(1 << 20), 9u8..=32);
     prop_oneof![pool, free].prop_map(|(bits, len)| {
-        let n = Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 | bits), len).unwrap();
+        let n = Ipv4Network::new(Ipv4Addr::from(0x2c00_0000 | bits), len).unwrap();
         format!("{}/{}", n.network(), len)
     })
 }
