@@ -441,7 +441,7 @@ pub enum AuditCommand {
 }
 
 /// `--expiring`: a duration such as `14d` or `36h`.
-pub fn parse_horizon(s: &str) -> Result<std::time::Duration, String> {
+fn parse_horizon(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 14d or 36h"))
 }

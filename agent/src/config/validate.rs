@@ -42,6 +42,48 @@ pub fn check_slug(what: &'static str, name: &str) -> Result<(), ValueError> {
     }
 }
 
+/// Why a CSV layout option (of a source or of `embargo import csv`) or a column in a file's
+/// header was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// The delimiter is not one byte (shown escaped).
+    #[error(
+        "delimiter `{0}` must be one character (one byte): write e.g. \",\", \";\", \"|\", \
+         or \"\\t\" or \"tab\" for a tab"
+    )]
+    DelimiterLength(String),
+    /// The delimiter quotes, comments or ends lines (shown escaped).
+    #[error("delimiter `{0}` cannot separate fields: it quotes, comments or ends lines")]
+    DelimiterReserved(String),
+    /// A column number below 1.
+    #[error("{what} = {n}: columns are numbered from 1")]
+    ColumnNumber { what: String, n: i64 },
+    /// An empty column name.
+    #[error("{what} is empty: name the column")]
+    ColumnEmpty { what: String },
+    /// A column name where there is no header row to find it in.
+    #[error(
+        "{what} `{name}`: with no header row (header = false, --no-header) columns are numbers, \
+         1 for the first"
+    )]
+    ColumnNotNumber { what: String, name: String },
+    /// A column number past the header's last column.
+    #[error("there is no column {n}: the header has {len} columns")]
+    NoSuchColumn { n: usize, len: usize },
+    /// A column name the header does not have.
+    #[error("the header has no column `{name}` (columns: {columns})")]
+    NoSuchHeader { name: String, columns: String },
+    /// A column named in a file without a header row.
+    #[error("column `{0}`: without a header row, columns are numbers")]
+    NamedWithoutHeader(String),
+    /// `types = []`.
+    #[error("types is empty: list the accepted types, e.g. [\"ip-dst\", \"ipv4\"]")]
+    TypesEmpty,
+    /// An empty string in `types`.
+    #[error("types holds an empty type")]
+    TypeEmpty,
+}
+
 /// A CSV column: a header name or a 1-based number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Column {
@@ -54,15 +96,12 @@ pub enum Column {
 
 impl Column {
     /// Its 0-based index in rows under `headers` (`None`: no header row).
-    pub fn index(&self, headers: Option<&csv::StringRecord>) -> Result<usize, String> {
+    pub fn index(&self, headers: Option<&csv::StringRecord>) -> Result<usize, LayoutError> {
         let number = |n: usize| {
             if let Some(h) = headers
                 && n > h.len()
             {
-                return Err(format!(
-                    "there is no column {n}: the header has {} columns",
-                    h.len()
-                ));
+                return Err(LayoutError::NoSuchColumn { n, len: h.len() });
             }
             Ok(n - 1)
         };
@@ -72,15 +111,15 @@ impl Column {
                 Some(i) => Ok(i),
                 None => match positive(name) {
                     Some(n) => number(n),
-                    None => Err(format!(
-                        "the header has no column `{name}` (columns: {})",
-                        h.iter().collect::<Vec<_>>().join(", ")
-                    )),
+                    None => Err(LayoutError::NoSuchHeader {
+                        name: name.clone(),
+                        columns: h.iter().collect::<Vec<_>>().join(", "),
+                    }),
                 },
             },
-            (Column::Name(name), None) => positive(name).map(|n| n - 1).ok_or_else(|| {
-                format!("column `{name}`: without a header row, columns are numbers")
-            }),
+            (Column::Name(name), None) => positive(name)
+                .map(|n| n - 1)
+                .ok_or_else(|| LayoutError::NamedWithoutHeader(name.clone())),
         }
     }
 }
@@ -135,22 +174,17 @@ impl CsvLayout {
 
 /// A `delimiter`: one ASCII byte other than a quote, `#` or a line end; `"\t"` (a real tab) or
 /// `"tab"` for a tab.
-pub fn csv_delimiter(text: &str) -> Result<u8, String> {
+pub fn csv_delimiter(text: &str) -> Result<u8, LayoutError> {
     let b = match text {
         "tab" | "\\t" | "\t" => b'\t',
         t if t.len() == 1 && t.is_ascii() => t.as_bytes()[0],
         t => {
-            return Err(format!(
-                "delimiter `{}` must be one character (one byte): write e.g. \",\", \";\", \"|\", \
-                 or \"\\t\" or \"tab\" for a tab",
-                t.escape_default()
-            ));
+            return Err(LayoutError::DelimiterLength(t.escape_default().to_string()));
         }
     };
     if matches!(b, b'"' | b'#' | b'\n' | b'\r') {
-        return Err(format!(
-            "delimiter `{}` cannot separate fields: it quotes, comments or ends lines",
-            (b as char).escape_default()
+        return Err(LayoutError::DelimiterReserved(
+            (b as char).escape_default().to_string(),
         ));
     }
     Ok(b)
@@ -158,40 +192,45 @@ pub fn csv_delimiter(text: &str) -> Result<u8, String> {
 
 /// A column option (`what`: "column", "type_column"...): a header name, or a 1-based number
 /// (the only kind without a header row).
-pub fn csv_column(c: &super::ColumnRef, header: bool, what: &str) -> Result<Column, String> {
+pub fn csv_column(c: &super::ColumnRef, header: bool, what: &str) -> Result<Column, LayoutError> {
     match c {
         super::ColumnRef::Number(n) if *n >= 1 => Ok(Column::Number(*n as usize)),
-        super::ColumnRef::Number(n) => Err(format!("{what} = {n}: columns are numbered from 1")),
+        super::ColumnRef::Number(n) => Err(LayoutError::ColumnNumber {
+            what: what.to_owned(),
+            n: *n,
+        }),
         super::ColumnRef::Name(name) => {
             let name = name.trim();
             if name.is_empty() {
-                return Err(format!("{what} is empty: name the column"));
+                return Err(LayoutError::ColumnEmpty {
+                    what: what.to_owned(),
+                });
             }
             if header {
                 Ok(Column::Name(name.to_owned()))
             } else {
-                positive(name).map(Column::Number).ok_or_else(|| {
-                    format!(
-                        "{what} `{name}`: with no header row (header = false, --no-header) \
-                         columns are numbers, 1 for the first"
-                    )
-                })
+                positive(name)
+                    .map(Column::Number)
+                    .ok_or_else(|| LayoutError::ColumnNotNumber {
+                        what: what.to_owned(),
+                        name: name.to_owned(),
+                    })
             }
         }
     }
 }
 
 /// `types`: the accepted indicator types, each non-empty; lowercase.
-pub fn csv_types(types: &[String]) -> Result<Vec<String>, String> {
+pub fn csv_types(types: &[String]) -> Result<Vec<String>, LayoutError> {
     if types.is_empty() {
-        return Err("types is empty: list the accepted types, e.g. [\"ip-dst\", \"ipv4\"]".into());
+        return Err(LayoutError::TypesEmpty);
     }
     types
         .iter()
         .map(|t| {
             let t = t.trim();
             if t.is_empty() {
-                Err("types holds an empty type".to_owned())
+                Err(LayoutError::TypeEmpty)
             } else {
                 Ok(t.to_ascii_lowercase())
             }

@@ -104,7 +104,7 @@ fn date(text: &str) -> Result<Option<NaiveDate>, String> {
 /// A column option checked as a feed's is ([`validate::csv_column`]); `flag` names it.
 fn column(text: &str, header: bool, flag: &str) -> Result<Column, ImportError> {
     validate::csv_column(&ColumnRef::Name(text.to_owned()), header, flag)
-        .map_err(|m| ImportError::Usage(m.replacen(flag, &format!("--{flag}"), 1)))
+        .map_err(|m| ImportError::Usage(m.to_string().replacen(flag, &format!("--{flag}"), 1)))
 }
 
 /// Reads CSV text; `path` names it in errors.
@@ -161,7 +161,7 @@ pub fn parse(
     };
     let find = |c: &Column| -> Result<usize, ImportError> {
         c.index(headers.as_ref())
-            .map_err(|m| ImportError::invalid(at_line(1), m))
+            .map_err(|m| ImportError::invalid(at_line(1), m.to_string()))
     };
     let indicator = find(&layout.column)?;
     let kind = layout.type_column.as_ref().map(find).transpose()?;

@@ -282,13 +282,16 @@ fn csv(text: &str, layout: &CsvLayout, on_bad_line: OnBadLine) -> Result<Parsed,
         line: header_line,
         message,
     };
-    let index = layout.column.index(headers.as_ref()).map_err(at_header)?;
+    let index = layout
+        .column
+        .index(headers.as_ref())
+        .map_err(|e| at_header(e.to_string()))?;
     let type_index = layout
         .type_column
         .as_ref()
         .map(|c| c.index(headers.as_ref()))
         .transpose()
-        .map_err(at_header)?;
+        .map_err(|e| at_header(e.to_string()))?;
     let mut c = Collect::new(on_bad_line);
     let mut record = csv::StringRecord::new();
     loop {

@@ -357,13 +357,14 @@ fn csv_layout(config: &Config, def: &SourceDef, name: &str) -> Result<CsvLayout,
     let at = |off: usize| move |m: String| main.invalid(off, format!("source `{name}`: {m}"));
     let delimiter = match &def.delimiter {
         None => b',',
-        Some(d) => validate::csv_delimiter(d.get_ref()).map_err(at(d.span().start))?,
+        Some(d) => {
+            validate::csv_delimiter(d.get_ref()).map_err(|e| at(d.span().start)(e.to_string()))?
+        }
     };
     let header = def.header.as_ref().is_none_or(|h| *h.get_ref());
     let column = match &def.column {
-        Some(c) => {
-            validate::csv_column(c.get_ref(), header, "column").map_err(at(c.span().start))?
-        }
+        Some(c) => validate::csv_column(c.get_ref(), header, "column")
+            .map_err(|e| at(c.span().start)(e.to_string()))?,
         None => {
             return Err(at(def.format.span().start)(
                 "format = \"csv\" needs column = \"<header>\" (or column = <number>, 1 for the \
@@ -376,7 +377,8 @@ fn csv_layout(config: &Config, def: &SourceDef, name: &str) -> Result<CsvLayout,
         .type_column
         .as_ref()
         .map(|c| {
-            validate::csv_column(c.get_ref(), header, "type_column").map_err(at(c.span().start))
+            validate::csv_column(c.get_ref(), header, "type_column")
+                .map_err(|e| at(c.span().start)(e.to_string()))
         })
         .transpose()?;
     let types = match (&def.types, &type_column) {
@@ -385,7 +387,9 @@ fn csv_layout(config: &Config, def: &SourceDef, name: &str) -> Result<CsvLayout,
                 "`types` needs `type_column`, the column the types are in".into(),
             ));
         }
-        (Some(t), Some(_)) => validate::csv_types(t.get_ref()).map_err(at(t.span().start))?,
+        (Some(t), Some(_)) => {
+            validate::csv_types(t.get_ref()).map_err(|e| at(t.span().start)(e.to_string()))?
+        }
         (None, Some(_)) => crate::inputs::import::csv::IP_TYPES
             .iter()
             .map(|t| (*t).to_owned())
