@@ -718,6 +718,14 @@ pub enum Confidence {
     High,
 }
 
+/// A date or date-time as TOML gives it: a TOML datetime value, or a string to parse.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDate {
+    Toml(toml::value::Datetime),
+    Text(String),
+}
+
 /// A calendar date, written as a TOML date (`2025-12-09`) or a string of that form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -726,14 +734,8 @@ pub struct Date(pub NaiveDate);
 impl<'de> Deserialize<'de> for Date {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Toml(toml::value::Datetime),
-            Text(String),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::Toml(dt) => {
+        let text = match RawDate::deserialize(d)? {
+            RawDate::Toml(dt) => {
                 if dt.time.is_some() || dt.offset.is_some() {
                     return Err(D::Error::custom(
                         "expected a date like 2025-12-09, without a time",
@@ -741,7 +743,7 @@ impl<'de> Deserialize<'de> for Date {
                 }
                 dt.to_string()
             }
-            Raw::Text(s) => s,
+            RawDate::Text(s) => s,
         };
         NaiveDate::parse_from_str(&text, "%Y-%m-%d")
             .map(Date)
@@ -840,14 +842,8 @@ impl std::str::FromStr for When {
 impl<'de> Deserialize<'de> for When {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Toml(toml::value::Datetime),
-            Text(String),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::Toml(dt) => {
+        let text = match RawDate::deserialize(d)? {
+            RawDate::Toml(dt) => {
                 if dt.time.is_some() && dt.offset.is_none() {
                     return Err(D::Error::custom(format!(
                         "`{dt}` has no time zone; write it in UTC with a Z (e.g. 2025-12-09T14:30:00Z) or with an offset"
@@ -855,7 +851,7 @@ impl<'de> Deserialize<'de> for When {
                 }
                 dt.to_string()
             }
-            Raw::Text(s) => s,
+            RawDate::Text(s) => s,
         };
         text.parse().map_err(D::Error::custom)
     }
