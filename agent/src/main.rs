@@ -55,10 +55,10 @@ fn command(cli: Cli) -> Exit {
             json,
         } => commands::plan(&config, &control_socket, limit, json),
         Command::Why {
-            address,
+            queries,
             config,
             json,
-        } => commands::why(address, &config, json),
+        } => commands::why(&queries, &config, json),
         Command::Export {
             format,
             entity,

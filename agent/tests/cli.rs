@@ -879,3 +879,89 @@ fn status_watch_shows_per_entity_rates() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("gone.sock"), "{}", stderr(&out));
 }
+
+/// Runs `embargo ARGS` with `input` on standard input.
+fn embargo_stdin(args: &[&str], input: &str) -> Output {
+    use std::{io::Write as _, process::Stdio};
+    let mut child = command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// `why` takes several addresses and CIDRs, or `-` for standard input, and answers each from
+/// one compile; with --json, one object per line.
+#[test]
+fn why_answers_many_questions_and_cidrs_from_one_compile() {
+    let cfg = ["--config", "config/default.toml"];
+    // Two addresses and a CIDR: three answers, in order.
+    let mut args = vec!["why", "114.255.70.20", "192.0.2.1", "114.255.70.0/24"];
+    args.extend(cfg);
+    let out = embargo(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.find("114.255.70.20: BLOCKED").expect(&text);
+    let second = text.find("192.0.2.1: not listed").expect(&text);
+    let third = text.find("114.255.70.0/24: ").expect(&text);
+    assert!(first < second && second < third, "{text}");
+    assert!(
+        text[third..].contains("BLOCKED") && text[third..].contains("overlap"),
+        "{text}"
+    );
+
+    // From standard input, with a comment and a blank line: JSON lines, one per address.
+    let n = 20_000u32;
+    let mut input = String::from("# addresses to check\n\n");
+    for i in 0..n {
+        input.push_str(&format!("114.255.{}.{}\n", (i >> 8) & 0xff, i & 0xff));
+    }
+    input.push_str("2001:db8::1\n10.0.0.0/8\n");
+    let mut args = vec!["why", "-", "--json"];
+    args.extend(cfg);
+    let started = std::time::Instant::now();
+    let out = embargo_stdin(&args, &input);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), n as usize + 2);
+    assert_eq!(lines[0]["address"], "114.255.0.0");
+    assert_eq!(lines[n as usize]["address"], "2001:db8::1");
+    assert_eq!(lines[n as usize + 1]["query"], "10.0.0.0/8");
+    // Every address answers as a single `why` does.
+    let single = |a: &str| {
+        let mut args = vec!["why", a, "--json"];
+        args.extend(cfg);
+        let out = embargo(&args);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(lines[70 * 256 + 20], single("114.255.70.20"));
+    assert_eq!(lines[5], single("114.255.0.5"));
+    // One compile, not one per address: 20k answers in seconds even unoptimized.
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
+
+    // A line that is neither is refused with its line, before any answer.
+    let mut args = vec!["why", "-"];
+    args.extend(cfg);
+    let out = embargo_stdin(&args, "114.255.70.20\n# c\nnot-an-address\n");
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("standard input, line 3: `not-an-address` is not an IP address or CIDR"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -5,10 +5,7 @@
 //! default is resolved from the configuration here); a value that cannot be parsed is refused by
 //! clap with the parser's message (exit 2, clap's own), so every command body gets valid values.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-};
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -117,8 +114,12 @@ pub enum Command {
     },
     /// Explain why an address is blocked, monitored, allowed or not listed.
     Why {
-        /// The IPv4 or IPv6 address to explain.
-        address: IpAddr,
+        /// Addresses (IPv4 or IPv6) and CIDRs to explain (a CIDR: every enforced prefix,
+        /// allow rule and left-out listing overlapping it); `-` reads them from standard input,
+        /// one per line (`#` comments and blank lines skipped). With more than one question,
+        /// `--json` prints one JSON object per line.
+        #[arg(required = true, value_name = "ADDRESS|CIDR|-")]
+        queries: Vec<String>,
         /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,

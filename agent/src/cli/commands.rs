@@ -6,7 +6,7 @@
 //! [`exit_code`], never from a number written here; a command that refuses its input writes
 //! nothing (the list and indicator imports check every destination before the first write).
 
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
 use super::{
     args::RunArgs,
@@ -149,22 +149,119 @@ pub fn plan(config: &Path, control_socket: &Path, limit: usize, json: bool) -> E
 }
 
 /// `embargo why`: why `address` is blocked, monitored, allowed or not listed.
-pub fn why(address: IpAddr, config: &Path, json: bool) -> Exit {
-    match crate::compile_file(config, crate::now()) {
-        Ok((_, compiled)) => {
-            let x = explain::explain(&compiled, address);
-            if json {
+pub fn why(queries: &[String], config: &Path, json: bool) -> Exit {
+    // The questions first: a bad one is refused before anything is compiled.
+    let mut asked: Vec<explain::Query> = Vec::new();
+    let mut from_stdin = false;
+    for q in queries {
+        if q == "-" {
+            from_stdin = true;
+            let text = match read_stdin(MAX_STDIN_BYTES) {
+                Ok(t) => t,
+                Err(e) => {
+                    errln!("error: reading standard input: {e}");
+                    return Exit::DataErr;
+                }
+            };
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match line.parse() {
+                    Ok(q) => asked.push(q),
+                    Err(e) => {
+                        errln!(
+                            "error: standard input, line {}: {e}; give one address or CIDR per line",
+                            i + 1
+                        );
+                        return Exit::DataErr;
+                    }
+                }
+            }
+        } else {
+            match q.parse() {
+                Ok(q) => asked.push(q),
+                Err(e) => {
+                    errln!("error: {e}; give addresses, CIDRs or - for standard input");
+                    return Exit::Usage;
+                }
+            }
+        }
+    }
+    let compiled = match crate::compile_file(config, crate::now()) {
+        Ok((_, c)) => c,
+        Err(e) => return config_error(&e),
+    };
+    let explainer = explain::Explainer::new(&compiled);
+    let one = asked.len() == 1 && !from_stdin;
+    for (i, q) in asked.iter().enumerate() {
+        if super::output::stdout_closed() {
+            break;
+        }
+        let (text, value) = match *q {
+            explain::Query::Address(a) => {
+                let x = explainer.explain(a);
+                if json {
+                    (None, serde_json::to_value(&x))
+                } else {
+                    (Some(explain::render(&x)), Ok(serde_json::Value::Null))
+                }
+            }
+            explain::Query::Network(n) => {
+                let x = explainer.cover(n);
+                if json {
+                    (None, serde_json::to_value(&x))
+                } else {
+                    (
+                        Some(explain::render_coverage(&x)),
+                        Ok(serde_json::Value::Null),
+                    )
+                }
+            }
+        };
+        match (text, value) {
+            (Some(t), _) => {
+                if i > 0 {
+                    outln!();
+                }
+                out!("{t}");
+            }
+            (None, Ok(v)) if one => {
                 outln!(
                     "{}",
-                    serde_json::to_string_pretty(&x).expect("serializable")
-                );
-            } else {
-                out!("{}", explain::render(&x));
+                    serde_json::to_string_pretty(&v).expect("serializable")
+                )
             }
-            Exit::Success
+            (None, Ok(v)) => outln!("{v}"),
+            (None, Err(e)) => {
+                errln!("error: {e}");
+                return Exit::Failure;
+            }
         }
-        Err(e) => config_error(&e),
     }
+    Exit::Success
+}
+
+/// The most `embargo why -` reads from standard input (about 4 million addresses).
+const MAX_STDIN_BYTES: u64 = 64 << 20;
+
+/// Standard input as text, at most `cap` bytes.
+fn read_stdin(cap: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(cap + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::other(format!(
+            "over {cap} bytes; split the input"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map(|t| crate::files::read::strip_bom(&t).to_owned())
+        .map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
 /// `embargo export`: the enforced prefixes in `format`, on standard output or into `out`.
