@@ -636,8 +636,8 @@ networks = [{ prefixes = ["::ffff:198.18.0.0/112", "::ffff:10.1.2.0/120", "2001:
         for _ in 0..2000 {
             let r = rng.next_u64();
             let addr: IpAddr = match r % 3 {
-                0 => std::net::Ipv4Addr::from(0x0a00_0000 | (r >> 40) as u32 & 0x00ff_ffff).into(),
-                1 => std::net::Ipv4Addr::from((r >> 16) as u32).into(),
+                0 => Ipv4Addr::from(0x0a00_0000 | (r >> 40) as u32 & 0x00ff_ffff).into(),
+                1 => Ipv4Addr::from((r >> 16) as u32).into(),
                 _ => std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(r) << 8).into(),
             };
             let q = IpNetwork::new(addr, if addr.is_ipv4() { 32 } else { 128 }).unwrap();
