@@ -403,7 +403,14 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
     setup::run()?;
     require_root("the benchmark")?;
     let out = Path::new("target/bench.md");
-    run_bench_bin("embargo-bench", &[], quick, out, args)?;
+    // Also the per-size summary (issue 13's format) as JSON.
+    run_bench_bin(
+        "embargo-bench",
+        &["--summary", "target/bench-summary.json"],
+        quick,
+        out,
+        args,
+    )?;
     // Then what a Prometheus scrape of the agent costs with 1,000 entities.
     let scrape_out = Path::new("target/bench-scrape.md");
     run_bench_bin("embargo-scrape-bench", &[], quick, scrape_out, &[])?;

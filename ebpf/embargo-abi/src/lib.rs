@@ -9,6 +9,7 @@
 //! looked up as big-endian integers (network order read as a number), see [`trie`].
 #![no_std]
 
+pub mod poptrie;
 pub mod trie;
 
 /// Addresses as the integers the tries are keyed by (an IPv4 address in the low 32 bits): the
@@ -106,6 +107,16 @@ pub mod programs {
     /// Bench reference maps: kernel LPM tries for each family.
     pub const BENCH_LPM_V4: &str = "BENCH_LPM4";
     pub const BENCH_LPM_V6: &str = "BENCH_LPM6";
+    /// Bench reference: the same parser, then the compact trie of [`crate::poptrie`].
+    pub const BENCH_POPTRIE: &str = "bench_poptrie";
+    /// Its maps, per family: direct array and leaves in [`crate::trie::Chunk`]s, nodes as
+    /// [`crate::poptrie::Node`]s.
+    pub const BENCH_PT4_DIRECT: &str = "BENCH_PT4_DIRECT";
+    pub const BENCH_PT4_NODES: &str = "BENCH_PT4_NODES";
+    pub const BENCH_PT4_LEAVES: &str = "BENCH_PT4_LEAVES";
+    pub const BENCH_PT6_DIRECT: &str = "BENCH_PT6_DIRECT";
+    pub const BENCH_PT6_NODES: &str = "BENCH_PT6_NODES";
+    pub const BENCH_PT6_LEAVES: &str = "BENCH_PT6_LEAVES";
 }
 
 /// Highest ifindex the role map can hold (exclusive). The role map is an array so the lookup on

@@ -73,7 +73,10 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::lpm_trie::{Key, LpmTrie},
+    maps::{
+        Array,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::Xdp,
 };
 use clap::{ArgAction, Parser};
@@ -84,6 +87,7 @@ use embargo::{
         trie::{
             build::{self, Table},
             live::PrefixLog,
+            poptrie,
         },
     },
     policy::{EntityInfo, Policy},
@@ -106,6 +110,10 @@ const ENTITIES: u32 = 256;
 struct Args {
     quick: bool,
     markdown: Option<String>,
+    /// Where to write the JSON summary (`cargo xtask bench`: `target/bench-summary.json`).
+    summary: Option<String>,
+    /// Only the first this many prefix sets (1k+200, 100k+20k, 1M+200k).
+    sets: Option<usize>,
     repeat: u32,
     addrs: usize,
     lpm: bool,
@@ -133,6 +141,13 @@ struct Cli {
     /// Also write a Markdown section (machine, method, results) to FILE
     #[arg(long, value_name = "FILE")]
     markdown: Option<String>,
+    /// Only the first N prefix sets (1 = 1k+200, 2 = up to 100k+20k)
+    #[arg(long, value_name = "N")]
+    sets: Option<usize>,
+    /// Also write the per-size summary as JSON to FILE (warm and cold ratios, map bytes, load
+    /// and reload times)
+    #[arg(long, value_name = "FILE")]
+    summary: Option<String>,
     /// BPF_PROG_TEST_RUN repetitions per address (default 1000, quick 200)
     #[arg(long, value_name = "R", default_value_t = 0, hide_default_value = true)]
     repeat: u32,
@@ -169,6 +184,8 @@ fn parse_args() -> Result<Args> {
     let args = Args {
         quick: cli.quick,
         markdown: cli.markdown,
+        summary: cli.summary,
+        sets: cli.sets,
         repeat: or(cli.repeat as usize, 200, 1000) as u32,
         addrs: cli.addrs,
         lpm: cli.lpm,
@@ -608,6 +625,8 @@ enum Prog {
     Drop,
     Embargo,
     Lpm,
+    /// `bench_poptrie`: the parser and the compact trie of issue 13, not yet in production.
+    Poptrie,
 }
 
 impl Prog {
@@ -616,6 +635,7 @@ impl Prog {
             Prog::Drop => "XDP_DROP",
             Prog::Embargo => "embargo",
             Prog::Lpm => "kernel LPM",
+            Prog::Poptrie => "poptrie (next)",
         }
     }
 }
@@ -653,6 +673,152 @@ struct Load {
     /// Kernel accounting of the production maps (fdinfo `memlock`).
     memlock: u64,
     lpm: Option<LpmLoad>,
+}
+
+/// One prefix set's line of `bench-summary.json` (the format issue 13 gives).
+struct SizeSummary {
+    prefixes: String,
+    /// embargo / XDP_DROP, means over the hit/miss x IPv4/IPv6 classes, one repeated packet.
+    warm_ratio: f64,
+    /// The same over distinct addresses: each run once (`repeat` = 1), interleaved.
+    cold_ratio: f64,
+    /// kernel LPM / XDP_DROP, distinct addresses; `None` with `--no-lpm`.
+    lpm_cold_ratio: Option<f64>,
+    map_bytes: u64,
+    lpm_map_bytes: Option<u64>,
+    load_s: f64,
+    /// `Dataplane::apply` of a policy that adds one /24 (median over the reloads).
+    reload_one_s: Option<f64>,
+    /// `Dataplane::apply` of a policy that moves `reload_10k_prefixes` prefixes to another
+    /// entity (10,000, or every prefix of a smaller set).
+    reload_10k_s: Option<f64>,
+    reload_10k_prefixes: usize,
+    /// The same prefixes in the compact trie (`bench_poptrie`, lookup only).
+    poptrie: PoptrieSummary,
+}
+
+/// What the compact trie of issue 13 achieves on the same prefixes and addresses, measured
+/// with `bench_poptrie` (the parser and the lookup, no policy or counter work).
+struct PoptrieSummary {
+    warm_ratio: f64,
+    cold_ratio: f64,
+    /// Direct arrays, nodes and leaves of both families, as built (no headroom).
+    map_bytes: u64,
+    /// User-space build of both families.
+    build_s: f64,
+}
+
+impl SizeSummary {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prefixes": self.prefixes,
+            "warm_ratio": self.warm_ratio,
+            "cold_ratio": self.cold_ratio,
+            "lpm_cold_ratio": self.lpm_cold_ratio,
+            "map_bytes": self.map_bytes,
+            "lpm_map_bytes": self.lpm_map_bytes,
+            "load_s": self.load_s,
+            "reload_one_s": self.reload_one_s,
+            "reload_10k_s": self.reload_10k_s,
+            "reload_10k_prefixes": self.reload_10k_prefixes,
+            "poptrie_next": {
+                "warm_ratio": self.poptrie.warm_ratio,
+                "cold_ratio": self.poptrie.cold_ratio,
+                "map_bytes": self.poptrie.map_bytes,
+                "build_s": self.poptrie.build_s,
+            },
+        })
+    }
+}
+
+/// The cold method: every address of every class once per program (`repeat` = 1, one pass),
+/// interleaved address by address, rotating which program goes first, so each lookup finds
+/// the caches as the other programs' lookups left them. Verdicts are checked as in the warm
+/// runs. Returns the mean ns per program (in `progs` order) over all classes together.
+fn cold_means(progs: &[(Prog, RawFd)], classes: &[(Vec<Vec<u8>>, bool)]) -> Result<Vec<f64>> {
+    let mut sums = vec![0f64; progs.len()];
+    let mut n = 0usize;
+    // Interleave the classes too, so no class runs in a cache the previous one warmed.
+    let longest = classes.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
+    for i in 0..longest {
+        for (frames, hit) in classes {
+            let Some(f) = frames.get(i) else { continue };
+            for k in 0..progs.len() {
+                let j = (i + k) % progs.len();
+                let (prog, fd) = progs[j];
+                let (action, ns) = test_run(fd, f, 1)?;
+                let want = if prog == Prog::Drop || *hit {
+                    XDP_DROP
+                } else {
+                    XDP_PASS
+                };
+                ensure!(
+                    action == want,
+                    "{} returned {action} in the cold run (wanted {want})",
+                    prog.label()
+                );
+                sums[j] += f64::from(ns);
+            }
+            n += 1;
+        }
+    }
+    ensure!(n > 0, "no addresses for the cold run");
+    Ok(sums.into_iter().map(|s| s / n as f64).collect())
+}
+
+/// Times in-place reloads on `dp` (loaded with `policy`): one added /24 (median of 5, each
+/// undone untimed) and `min(10_000, prefixes)` prefixes moved to another entity (undone
+/// untimed). `None` for a reload the maps have no room for (it needs a new generation).
+fn time_reloads(dp: &mut Dataplane, policy: &Policy) -> Result<(Option<f64>, Option<f64>, usize)> {
+    let mut times = Vec::new();
+    let mut one = None;
+    for k in 0..5u32 {
+        let mut next = policy.clone();
+        // 198.18.0.0/15 is excluded from the generator (RFC 2544): never loaded.
+        let net = Ipv4Network::new(Ipv4Addr::from(0xc612_0000u32 | (k << 8)), 24)?;
+        next.v4.push((net, 0));
+        let t = Instant::now();
+        match dp.apply(&next) {
+            Ok(_) => times.push(t.elapsed().as_secs_f64()),
+            Err(embargo::dataplane::DataplaneError::NeedsRebuild { reason }) => {
+                eprintln!("1-prefix reload needs a new generation: {reason}");
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        dp.apply(policy).context("undoing the 1-prefix reload")?;
+    }
+    if !times.is_empty() {
+        times.sort_by(f64::total_cmp);
+        one = Some(times[times.len() / 2]);
+    }
+    let entities = policy.entities.len() as u32;
+    let moved = 10_000.min(policy.v4.len() + policy.v6.len());
+    let mut next = policy.clone();
+    let mut left = moved;
+    let (v4, v6) = (&mut next.v4, &mut next.v6);
+    let entries = v4
+        .iter_mut()
+        .map(|(_, e)| e)
+        .chain(v6.iter_mut().map(|(_, e)| e));
+    for e in entries {
+        if left == 0 {
+            break;
+        }
+        *e = (*e + 1) % entities;
+        left -= 1;
+    }
+    let t = Instant::now();
+    let ten_k = match dp.apply(&next) {
+        Ok(_) => Some(t.elapsed().as_secs_f64()),
+        Err(embargo::dataplane::DataplaneError::NeedsRebuild { reason }) => {
+            eprintln!("10k-prefix reload needs a new generation: {reason}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    dp.apply(policy).context("undoing the 10k-prefix reload")?;
+    Ok((one, ten_k, moved))
 }
 
 struct LpmLoad {
@@ -698,14 +864,63 @@ fn load_lpm(
     v4: &[(Ipv4Network, u32)],
     v6: &[(Ipv6Network, u32)],
     fill: bool,
+    pt4: &poptrie::Trie,
+    pt6: &poptrie::Trie,
 ) -> Result<(Ebpf, Option<LpmLoad>)> {
     let t = Instant::now();
+    let lanes = embargo_abi::trie::LANES as usize;
+    let chunks = |n: usize| n.div_ceil(lanes).max(1) as u32;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(programs::BENCH_LPM_V4, v4.len().max(1) as u32)
         .map_max_entries(programs::BENCH_LPM_V6, v6.len().max(1) as u32)
+        .map_max_entries(programs::BENCH_PT4_DIRECT, chunks(pt4.direct.len()))
+        .map_max_entries(programs::BENCH_PT4_NODES, pt4.nodes.len().max(1) as u32)
+        .map_max_entries(programs::BENCH_PT4_LEAVES, chunks(pt4.leaves.len()))
+        .map_max_entries(programs::BENCH_PT6_DIRECT, chunks(pt6.direct.len()))
+        .map_max_entries(programs::BENCH_PT6_NODES, pt6.nodes.len().max(1) as u32)
+        .map_max_entries(programs::BENCH_PT6_LEAVES, chunks(pt6.leaves.len()))
         .load(BENCH_OBJECT)
         .context("loading the bench object")?;
-    for name in [programs::BENCH_DROP, programs::BENCH_LPM] {
+    for (t, direct, nodes, leaves) in [
+        (
+            pt4,
+            programs::BENCH_PT4_DIRECT,
+            programs::BENCH_PT4_NODES,
+            programs::BENCH_PT4_LEAVES,
+        ),
+        (
+            pt6,
+            programs::BENCH_PT6_DIRECT,
+            programs::BENCH_PT6_NODES,
+            programs::BENCH_PT6_LEAVES,
+        ),
+    ] {
+        for (name, entries) in [(direct, &t.direct), (leaves, &t.leaves)] {
+            let mut m: Array<_, embargo_abi::trie::Chunk> = Array::try_from(
+                ebpf.map_mut(name)
+                    .with_context(|| format!("no map {name}"))?,
+            )?;
+            for (i, c) in entries.chunks(lanes).enumerate() {
+                let mut chunk = [0u32; embargo_abi::trie::LANES as usize];
+                chunk[..c.len()].copy_from_slice(c);
+                m.set(i as u32, chunk, 0)
+                    .with_context(|| format!("writing {name}"))?;
+            }
+        }
+        let mut m: Array<_, embargo_abi::poptrie::Node> = Array::try_from(
+            ebpf.map_mut(nodes)
+                .with_context(|| format!("no map {nodes}"))?,
+        )?;
+        for (i, n) in t.nodes.iter().enumerate() {
+            m.set(i as u32, *n, 0)
+                .with_context(|| format!("writing {nodes}"))?;
+        }
+    }
+    for name in [
+        programs::BENCH_DROP,
+        programs::BENCH_LPM,
+        programs::BENCH_POPTRIE,
+    ] {
         let p: &mut Xdp = ebpf
             .program_mut(name)
             .with_context(|| format!("no program {name}"))?
@@ -773,6 +988,7 @@ fn run_set(
     rows: &mut Vec<Row>,
     loads: &mut Vec<Load>,
     depths: &mut Vec<Depth>,
+    summaries: &mut Vec<SizeSummary>,
 ) -> Result<()> {
     let policy = Policy {
         entities: entities(v4, v6),
@@ -801,8 +1017,21 @@ fn run_set(
     dp.set_role(LO_IFINDEX, IfaceRole::Inside)?;
     let stats = dp.load_stats;
 
-    eprintln!("[{label}] loading the LPM reference");
-    let (bench, mut lpm) = load_lpm(v4, v6, args.lpm)?;
+    // The compact trie of issue 13 (the next data plane), built from the same prefixes.
+    let t = Instant::now();
+    let pt4 = poptrie::build_v4(&policy.v4)?;
+    let pt6 = poptrie::build_v6(&policy.v6)?;
+    let pt_build = t.elapsed();
+    eprintln!(
+        "[{label}] poptrie built in {:.3} s: {} + {} bytes ({} + {} nodes)",
+        pt_build.as_secs_f64(),
+        pt4.bytes(),
+        pt6.bytes(),
+        pt4.nodes.len(),
+        pt6.nodes.len()
+    );
+    eprintln!("[{label}] loading the LPM and poptrie references");
+    let (bench, mut lpm) = load_lpm(v4, v6, args.lpm, &pt4, &pt6)?;
     let (lpm_memlock, memlock) = maps_memlock();
     if let Some(l) = &mut lpm {
         l.memlock = lpm_memlock;
@@ -830,6 +1059,7 @@ fn run_set(
     if args.lpm {
         progs.push((Prog::Lpm, prog_fd(&bench, programs::BENCH_LPM)?));
     }
+    progs.push((Prog::Poptrie, prog_fd(&bench, programs::BENCH_POPTRIE)?));
 
     // Keep every program resident in the XDP dispatcher while it is measured (see
     // `attach_native`); the links detach when dropped at the end of this set.
@@ -848,6 +1078,23 @@ fn run_set(
 
     let p4 = probes_v4(v4, &t4, args.addrs, rng);
     let p6 = probes_v6(v6, &t6, args.addrs, rng);
+    // The compact trie must answer every probe as the loaded stride trie does.
+    for &a in p4.hits.iter().chain(&p4.misses) {
+        let want = build::lookup_v4(&t4, Ipv4Addr::from(a)).map_or(0, |e| e + 1);
+        ensure!(
+            pt4.lookup(u128::from(a)) == want,
+            "poptrie and stride trie disagree on {}",
+            Ipv4Addr::from(a)
+        );
+    }
+    for &a in p6.hits.iter().chain(&p6.misses) {
+        let want = build::lookup_v6(&t6, Ipv6Addr::from(a)).map_or(0, |e| e + 1);
+        ensure!(
+            pt6.lookup(a) == want,
+            "poptrie and stride trie disagree on {}",
+            Ipv6Addr::from(a)
+        );
+    }
     let src4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let src6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
     let frames = |addrs: &[u128], v6: bool| -> Vec<Vec<u8>> {
@@ -877,8 +1124,11 @@ fn run_set(
         ("IPv6", "miss", p6.misses, true, false, Some(Stat::MissIpv6)),
     ];
 
+    let rows_before = rows.len();
+    let mut cold_classes = Vec::new();
     for (family, class, addrs, is_v6, hit, stat) in &classes {
         let frames = frames(addrs, *is_v6);
+        cold_classes.push((frames.clone(), *hit));
         let loads: Vec<u32> = addrs
             .iter()
             .map(|&a| {
@@ -984,6 +1234,56 @@ fn run_set(
             });
         }
     }
+
+    // Warm ratio: the mean over the four classes of each program, over XDP_DROP's.
+    let warm = |p: Prog| {
+        let v: Vec<f64> = rows[rows_before..]
+            .iter()
+            .filter(|r| r.prog == p)
+            .map(|r| r.s.mean)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let warm_ratio = warm(Prog::Embargo) / warm(Prog::Drop);
+    eprintln!("[{label}] cold: every address once per program (repeat 1), interleaved");
+    let cold = cold_means(&progs, &cold_classes)?;
+    let cold_ratio = cold[1] / cold[0];
+    let lpm_cold_ratio = progs
+        .iter()
+        .position(|(p, _)| *p == Prog::Lpm)
+        .map(|j| cold[j] / cold[0]);
+    let pt = progs
+        .iter()
+        .position(|(p, _)| *p == Prog::Poptrie)
+        .expect("always measured");
+    let poptrie_cold_ratio = cold[pt] / cold[0];
+    let poptrie_warm_ratio = warm(Prog::Poptrie) / warm(Prog::Drop);
+    eprintln!(
+        "[{label}] warm {warm_ratio:.2}, cold {cold_ratio:.2}, LPM cold {}, poptrie warm {poptrie_warm_ratio:.2} cold {poptrie_cold_ratio:.2}",
+        lpm_cold_ratio.map_or("-".into(), |r| format!("{r:.2}"))
+    );
+    drop(links);
+    eprintln!("[{label}] timing in-place reloads");
+    let (reload_one_s, reload_10k_s, reload_10k_prefixes) = time_reloads(&mut dp, &policy)?;
+    let load = loads.last().expect("pushed above");
+    summaries.push(SizeSummary {
+        prefixes: label.to_owned(),
+        warm_ratio,
+        cold_ratio,
+        lpm_cold_ratio,
+        map_bytes: load.map_bytes,
+        lpm_map_bytes: load.lpm.as_ref().map(|l| l.memlock),
+        load_s: load.end_to_end.as_secs_f64(),
+        reload_one_s,
+        reload_10k_s,
+        reload_10k_prefixes,
+        poptrie: PoptrieSummary {
+            warm_ratio: poptrie_warm_ratio,
+            cold_ratio: poptrie_cold_ratio,
+            map_bytes: (pt4.bytes() + pt6.bytes()) as u64,
+            build_s: pt_build.as_secs_f64(),
+        },
+    });
     Ok(())
 }
 
@@ -1071,6 +1371,7 @@ fn main() -> Result<()> {
     } else {
         &[(1_000, 200), (100_000, 20_000), (1_000_000, 200_000)]
     };
+    let sets = &sets[..args.sets.unwrap_or(sets.len()).clamp(1, sets.len())];
     let (max4, max6) = *sets.last().expect("non-empty");
     let mut rng = Rng(SEED);
     let t = Instant::now();
@@ -1143,6 +1444,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut loads = Vec::new();
     let mut depths = Vec::new();
+    let mut summaries = Vec::new();
     let total = Instant::now();
     for &(n4, n6) in sets {
         let label = format!("{}+{}", count(n4), count(n6));
@@ -1155,6 +1457,7 @@ fn main() -> Result<()> {
             &mut rows,
             &mut loads,
             &mut depths,
+            &mut summaries,
         )?;
     }
     let elapsed = total.elapsed();
@@ -1168,6 +1471,18 @@ fn main() -> Result<()> {
     let verdict = verdict(&rows, &loads);
     println!("{verdict}");
     println!("Total bench time: {:.1} s", elapsed.as_secs_f64());
+    let summary = serde_json::json!({
+        "machine": format!("{} ({} cores{}), Linux {}", m.cpu, m.cores,
+            m.pinned.map(|c| format!(", bench pinned to CPU {c}")).unwrap_or_default(), m.kernel),
+        "date": m.date,
+        "sizes": summaries.iter().map(SizeSummary::json).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(path) = &args.summary {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("writing {path}"))?;
+        eprintln!("wrote {path}");
+    }
 
     if let Some(path) = &args.markdown {
         let md = markdown(
