@@ -251,16 +251,22 @@ mod tests {
         }
     }
 
-    fn temp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("embargo-input-{}-{name}", std::process::id()))
+    /// A path `name` (not created) in a fresh folder that `tempfile` removes when the
+    /// returned guard drops, also when the test panics.
+    fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("embargo-input-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path().join(name);
+        (dir, p)
     }
 
     #[test]
     fn a_bom_is_dropped_and_the_text_kept() {
-        let p = temp("bom");
+        let (_dir, p) = temp("bom");
         std::fs::write(&p, "\u{feff}192.0.2.1\n").unwrap();
         assert_eq!(read_text(&p, 100).unwrap(), "192.0.2.1\n");
-        std::fs::remove_file(&p).unwrap();
         assert_eq!(strip_bom("\u{feff}x"), "x");
         assert_eq!(strip_bom("x\u{feff}"), "x\u{feff}");
     }
@@ -277,18 +283,16 @@ mod tests {
         let e = read_bytes(&std::env::temp_dir(), 1024).unwrap_err();
         assert!(matches!(e, InputError::NotRegular { .. }), "{e}");
         // A FIFO with no writer: refused at once instead of waiting forever.
-        let p = temp("fifo");
-        let _ = std::fs::remove_file(&p);
+        let (_dir, p) = temp("fifo");
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read_text(&p, 1024).unwrap_err();
-        std::fs::remove_file(&p).unwrap();
         assert!(e.to_string().contains("FIFO"), "{e}");
     }
 
     #[test]
     fn the_cap_holds_and_bad_utf8_names_its_line() {
-        let p = temp("cap");
+        let (_dir, p) = temp("cap");
         std::fs::write(&p, "0123456789").unwrap();
         assert_eq!(read_bytes(&p, 10).unwrap().len(), 10);
         let e = read_bytes(&p, 9).unwrap_err();
@@ -306,7 +310,6 @@ mod tests {
         let mut f = File::create(&p).unwrap();
         f.write_all(b"ok\nok\nbad \xff\n").unwrap();
         let e = read_text(&p, 100).unwrap_err();
-        std::fs::remove_file(&p).unwrap();
         assert!(matches!(e, InputError::NotUtf8 { line: 3, .. }), "{e}");
     }
 }

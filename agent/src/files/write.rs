@@ -407,22 +407,19 @@ pub fn set_mode_nofollow(path: &Path, mode: u32) -> Result<(), SafeFsError> {
 mod tests {
     use super::*;
 
-    /// A fresh folder (0700) under the temporary folder, removed on drop.
-    struct Dir(PathBuf);
+    /// A fresh folder (0700) under the temporary folder; `tempfile` removes it on drop
+    /// (also when the test panics).
+    struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
     impl Dir {
         fn new(name: &str) -> Self {
-            let p =
-                std::env::temp_dir().join(format!("embargo-safefs-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::DirBuilder::new().mode(0o700).create(&p).unwrap();
-            Self(p)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("embargo-safefs-{name}-"))
+                .tempdir()
+                .unwrap();
+            // Private whatever tempfile's default: some tests depend on it.
+            std::fs::set_permissions(tmp.path(), Permissions::from_mode(0o700)).unwrap();
+            Self(tmp.path().to_owned(), tmp)
         }
     }
 

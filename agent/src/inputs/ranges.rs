@@ -426,8 +426,11 @@ mod tests {
 
     #[test]
     fn the_version_names_the_npm_package_when_there_is_one() {
-        let dir = std::env::temp_dir().join(format!("embargo-ranges-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("embargo-ranges-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let csv = dir.join("t.csv");
         assert_eq!(
             version_of(&csv, "x").unwrap(),
@@ -449,7 +452,6 @@ mod tests {
                 crate::files::digest::sha256_hex(b"x")
             )
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

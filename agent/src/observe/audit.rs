@@ -776,22 +776,17 @@ mod tests {
 
     use super::*;
 
-    /// A folder under the temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    /// A fresh folder under the temp dir; `tempfile` removes it on drop (also when the
+    /// test panics).
+    struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
     impl TempDir {
         fn new(name: &str) -> Self {
-            let p =
-                std::env::temp_dir().join(format!("embargo-audit-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("embargo-audit-{name}-"))
+                .tempdir()
+                .unwrap();
+            Self(tmp.path().to_owned(), tmp)
         }
     }
 

@@ -814,20 +814,17 @@ mod tests {
         assert!(l.deltas(1, &[3]).is_empty());
     }
 
-    struct Dir(PathBuf);
+    /// A folder path that does not exist yet, inside a fresh temporary folder that
+    /// `tempfile` removes on drop (also when the test panics).
+    struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
     impl Dir {
         fn new(name: &str) -> Self {
-            let d =
-                std::env::temp_dir().join(format!("embargo-events-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            Self(d)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("embargo-events-{name}-"))
+                .tempdir()
+                .unwrap();
+            Self(tmp.path().join(name), tmp)
         }
     }
 

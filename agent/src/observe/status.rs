@@ -718,10 +718,11 @@ mod tests {
     /// Through the socket: an agent answering with its error (a server end of a pair).
     #[test]
     fn query_shows_the_agents_error() {
-        let dir = std::env::temp_dir().join(format!("embargo-status-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("control.sock");
-        let _ = std::fs::remove_file(&path);
+        let dir = tempfile::Builder::new()
+            .prefix("embargo-status-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("control.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let agent = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
@@ -732,7 +733,6 @@ mod tests {
         });
         let e = query(&path).unwrap_err().to_string();
         agent.join().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(e.ends_with("answered: unknown request `nope`"), "{e}");
         assert!(!e.contains("missing field"), "{e}");
     }

@@ -875,17 +875,19 @@ mod tests {
         assert_eq!(at.line, 2, "the first line is a comment");
     }
 
-    /// A main file in a fresh folder with `files` next to it.
-    fn setup(name: &str, main: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("embargo-resolve-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    /// A main file in a fresh folder with `files` next to it. The folder is removed when
+    /// the returned guard drops (also when the test panics).
+    fn setup(name: &str, main: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-resolve-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_owned();
         for (f, text) in files {
             std::fs::write(dir.join(f), text).unwrap();
         }
         std::fs::write(dir.join("main.toml"), main).unwrap();
-        dir
+        (tmp, dir)
     }
 
     fn entity(group: &str) -> String {
@@ -915,7 +917,7 @@ mod tests {
                  evidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n"
             )
         );
-        let dir = setup(
+        let (_tmp, dir) = setup(
             "countries",
             &main,
             &[("v4.csv", V4), ("v6.csv", V6), ("package.json", PKG)],
@@ -966,7 +968,6 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("evidence:    jurisdiction"), "{why}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1003,7 +1004,7 @@ mod tests {
                 "enforce = [\"T\"]\ncountry_table = \"v4.csv\"\nasn_table = \"v4.csv\"\n{}",
                 entity(group)
             );
-            let dir = setup(&format!("kinds{i}"), &main, &[("v4.csv", "")]);
+            let (_tmp, dir) = setup(&format!("kinds{i}"), &main, &[("v4.csv", "")]);
             let err = resolve_in(&dir).unwrap_err();
             let ConfigError::Invalid { at, message } = &err else {
                 panic!("{err:?}")
@@ -1018,14 +1019,13 @@ mod tests {
                 "{err}"
             );
             assert!(message.contains(needle), "{err}");
-            std::fs::remove_dir_all(&dir).unwrap();
         }
     }
 
     #[test]
     fn a_missing_country_table_and_a_too_broad_country_say_what_to_do() {
         let group = "countries = [\"KP\"]\nevidence = { kind = \"jurisdiction\", source = \"s\", retrieved = 2026-01-01, confidence = \"high\" }\n";
-        let dir = setup(
+        let (_tmp, dir) = setup(
             "nocountry",
             &format!("enforce = [\"T\"]\n{}", entity(group)),
             &[],
@@ -1035,13 +1035,12 @@ mod tests {
             err.contains("main.toml:8:14") && err.contains("set country_table = ["),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
         // A country whose ranges merge into a /7: the guard refuses it without an override.
         let main = format!(
             "enforce = [\"T\"]\ncountry_table = \"v4.csv\"\n{}",
             entity(group)
         );
-        let dir = setup(
+        let (_tmp, dir) = setup(
             "broad",
             &main,
             &[("v4.csv", "10.0.0.0,11.255.255.255,KP\n")],
@@ -1063,7 +1062,6 @@ mod tests {
             err.contains("broader than the guard's /8") && err.contains("guard_override"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1076,7 +1074,7 @@ mod tests {
         );
         let a4 = "1.0.0.0,1.0.0.127,13335,\"Cloudflare, Inc.\"\n1.0.0.128,1.0.0.255,13335,\"Cloudflare, Inc.\"\n";
         let a6 = "2606:4700::,2606:4700:ffff:ffff:ffff:ffff:ffff:ffff,13335,\"Cloudflare, Inc.\"\n";
-        let dir = setup("asn", &main, &[("a4.csv", a4), ("a6.csv", a6)]);
+        let (_tmp, dir) = setup("asn", &main, &[("a4.csv", a4), ("a6.csv", a6)]);
         let r = resolve_in(&dir).unwrap();
         let nets: Vec<String> = r.groups[0][0].iter().map(|c| c.net.to_string()).collect();
         assert_eq!(nets, ["1.0.0.0/24", "2606:4700::/32"]);
@@ -1087,6 +1085,5 @@ mod tests {
                 && table.contains("a6.csv sha256:"),
             "{table}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

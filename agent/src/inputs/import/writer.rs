@@ -370,9 +370,11 @@ mod tests {
     #[test]
     fn append_never_writes_through_a_planted_symlink() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("embargo-writer-link-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("embargo-writer-link-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let victim = dir.join("victim");
         fs::write(&victim, "precious\n").unwrap();
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
@@ -405,7 +407,6 @@ mod tests {
         assert!(meta.is_file(), "the entity file is a file, not a link");
         assert_eq!(meta.permissions().mode() & 0o7777, 0o644, "mode kept");
         assert!(fs::read_to_string(&entity).unwrap().contains("192.0.2.9"));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -291,23 +291,23 @@ mod tests {
     use super::*;
     use crate::{config, inputs::sources::spec};
 
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    /// The cache folder (not created yet) inside a fresh temporary folder that `tempfile`
+    /// removes on drop (also when the test panics).
+    struct Dir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
     fn setup(name: &str, extra: &str) -> (Dir, SourceSpec) {
-        let dir = std::env::temp_dir().join(format!("embargo-cache-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("embargo-cache-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("cache");
         let text = format!(
             "enforce = [\"UK\"]\ncache_dir = \"{}\"\n[[sources]]\nname = \"feed\"\nurl = \"https://example.org/feed.txt\"\nformat = \"list\"\n{extra}",
             dir.display()
         );
         let c = config::parse(Path::new("m.toml"), text).unwrap();
         let s = spec::specs(&c).unwrap().remove(0);
-        (Dir(dir), s)
+        (Dir(dir, tmp), s)
     }
 
     fn meta(body: &[u8]) -> Meta {
