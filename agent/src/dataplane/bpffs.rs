@@ -261,7 +261,12 @@ mod tests {
 
     #[test]
     fn a_folder_outside_sys_fs_bpf_on_another_file_system_is_refused_with_what_to_do() {
-        let dir = std::env::temp_dir().join(format!("embargo-bpffs-test-{}", std::process::id()));
+        let dir_tmp = tempfile::Builder::new()
+            .prefix("embargo-bpffs-test-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let dir = dir_tmp.path().join("t");
         let err = ensure(&dir.join("pins")).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, BpffsError::NotBpffs { .. }), "{text}");

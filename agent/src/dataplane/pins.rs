@@ -773,8 +773,12 @@ mod tests {
     /// The check itself, on an ordinary folder (bpffs is not needed for it).
     #[test]
     fn a_pin_folder_others_control_is_refused_and_a_new_one_is_private() {
-        let base = std::env::temp_dir().join(format!("embargo-pins-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let base_tmp = tempfile::Builder::new()
+            .prefix("embargo-pins-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let base = base_tmp.path().join("t");
         let dir = base.join("embargo");
         prepare_pin_dir(&dir).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, 0o700);

@@ -512,8 +512,12 @@ mod tests {
 
     #[test]
     fn round_trips_atomically_in_a_private_folder() {
-        let dir = std::env::temp_dir().join(format!("embargo-state-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir_tmp = tempfile::Builder::new()
+            .prefix("embargo-state-test-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let dir = dir_tmp.path().join("t");
         assert_eq!(read(&dir).unwrap(), None, "no file: no state");
         write(&dir, &sample()).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
@@ -631,7 +635,12 @@ mod tests {
 
     #[test]
     fn a_format_1_file_is_named_and_replaced_by_the_next_write() {
-        let dir = std::env::temp_dir().join(format!("embargo-state-old-{}", std::process::id()));
+        let dir_tmp = tempfile::Builder::new()
+            .prefix("embargo-state-old-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let dir = dir_tmp.path().join("t");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join(OLD_FILE_NAME),
@@ -657,8 +666,12 @@ mod tests {
     /// `O_CREAT|O_TRUNC` through any symlink planted there.
     #[test]
     fn a_symlink_at_the_old_temporary_name_is_not_written_through() {
-        let base = std::env::temp_dir().join(format!("embargo-state-link-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let base_tmp = tempfile::Builder::new()
+            .prefix("embargo-state-link-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let base = base_tmp.path().join("t");
         let dir = base.join("state");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -687,8 +700,12 @@ mod tests {
     /// Regression (issue 10): an existing state folder was used as it was found.
     #[test]
     fn an_open_state_folder_is_tightened_and_not_read_before() {
-        let dir = std::env::temp_dir().join(format!("embargo-state-open-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir_tmp = tempfile::Builder::new()
+            .prefix("embargo-state-open-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let dir = dir_tmp.path().join("t");
         std::fs::create_dir_all(&dir).unwrap();
         write(&dir, &sample()).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -710,9 +727,12 @@ mod tests {
             eprintln!("skipped: needs root to chown");
             return;
         }
-        let dir =
-            std::env::temp_dir().join(format!("embargo-state-foreign-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir_tmp = tempfile::Builder::new()
+            .prefix("embargo-state-foreign-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let dir = dir_tmp.path().join("t");
         std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
         let e = write(&dir, &sample()).unwrap_err();

@@ -228,8 +228,12 @@ mod tests {
 
     #[test]
     fn writes_the_latest_state_from_edits_and_unpins_only_after() {
-        let base = std::env::temp_dir().join(format!("embargo-writer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let base_tmp = tempfile::Builder::new()
+            .prefix("embargo-writer-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let base = base_tmp.path().join("t");
         let (dir, pins) = (base.join("state"), base.join("pins"));
         let old = pins.join("maps-g0");
         std::fs::create_dir_all(&old).unwrap();
@@ -276,8 +280,12 @@ mod tests {
 
     #[test]
     fn a_failed_write_keeps_the_old_generation_pinned() {
-        let base = std::env::temp_dir().join(format!("embargo-writer-bad-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let base_tmp = tempfile::Builder::new()
+            .prefix("embargo-writer-bad-")
+            .tempdir()
+            .unwrap();
+        // A path in a fresh folder that does not exist yet.
+        let base = base_tmp.path().join("t");
         let old = base.join("pins/maps-g0");
         std::fs::create_dir_all(&old).unwrap();
         // The state "folder" is a file: every write fails.
