@@ -42,6 +42,7 @@ fn command(cli: Cli) -> Exit {
             strict,
         } => embargo::cli::check::check(&config, json, expiring, strict),
         Command::Fetch { config } => commands::fetch(&config),
+        Command::Init { authority, dir } => embargo::cli::init::init(&authority, &dir),
         Command::Import {
             format: ImportCommand::List(format),
         } => import::list(format),

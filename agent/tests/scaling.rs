@@ -177,6 +177,30 @@ fn ofac_xml_is_linear() {
 }
 
 #[test]
+fn ofac_advanced_xml_dates_are_read_in_linear_time() {
+    let fixture = fixture("sdn_advanced.xml");
+    let make = |n| {
+        repeat_element(
+            &fixture,
+            "<SanctionsEntry ",
+            "</SanctionsEntry>",
+            n,
+            |e, i| e.replace("\"99901\"", &format!("\"{}\"", 1_000_000 + i)),
+        )
+    };
+    let dates = |t: &String| {
+        lists::ofac_advanced::parse(Path::new("sdn_advanced.xml"), t)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .listed
+            .len()
+    };
+    assert_eq!(dates(&make(3)), 3);
+    assert_linear("ofac advanced xml", 300, make, |t| {
+        dates(t);
+    });
+}
+
+#[test]
 fn eu_xml_is_linear() {
     let fixture = fixture("eu_consolidated.xml");
     let make = |n| {

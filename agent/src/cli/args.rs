@@ -44,6 +44,23 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
+/// The authorities `embargo init --authority` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitAuthority {
+    /// United Kingdom (FCDO UK Sanctions List).
+    #[value(name = "UK", alias = "uk")]
+    Uk,
+    /// United States (OFAC SDN List).
+    #[value(name = "US", alias = "us")]
+    Us,
+    /// European Union (consolidated financial sanctions list).
+    #[value(name = "EU", alias = "eu")]
+    Eu,
+    /// United Nations Security Council (consolidated list).
+    #[value(name = "UN", alias = "un")]
+    Un,
+}
+
 /// How log lines are written ([`Cli::log_format`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -148,6 +165,16 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Start a configuration: a commented main file (`embargo.toml`) and an empty `entities/`
+    /// folder in DIR (created; an existing DIR must be empty), which `embargo check` accepts.
+    Init {
+        /// The authority the gateway enforces: UK, US, EU or UN (default UK). Repeatable:
+        /// `--authority UK --authority US` enforces both.
+        #[arg(long, value_enum)]
+        authority: Vec<InitAuthority>,
+        /// The folder to write into.
+        dir: PathBuf,
+    },
     /// Import a sanctions list (uk-csv, uk-xml, ofac-csv, ofac-xml, eu-xml, opensanctions:
     /// entity file skeletons) or indicators (stix, ioc, csv: `[[networks]]` groups).
     Import {
@@ -247,9 +274,24 @@ pub struct ListImportArgs {
     #[arg(long, value_name = "NAME")]
     pub list: Option<String>,
     /// Write one `<id>.toml` per designation into this folder (never overwriting a file)
-    /// instead of printing them.
-    #[arg(long, value_name = "DIR")]
+    /// instead of printing them; with --append, the existing entity file to add to.
+    #[arg(long, value_name = "DIR|FILE")]
     pub out: Option<PathBuf>,
+    /// The entity id (file `<ID>.toml`) instead of one derived from the name; the selection
+    /// must then be one designation.
+    #[arg(long, value_name = "ID", conflicts_with = "append")]
+    pub id: Option<String>,
+    /// With --append: the id of the entity whose file --out is (checked against the file).
+    #[arg(long, value_name = "ID", requires = "append")]
+    pub entity: Option<String>,
+    /// Add the selected designations to the existing entity file --out of --entity (it must
+    /// parse, before and after; a designation it already has is refused); replaced atomically.
+    #[arg(long, requires_all = ["out", "entity"])]
+    pub append: bool,
+    /// The designation date, YYYY-MM-DD, for designations the list gives none (OFAC's
+    /// sdn.csv and sdn.xml: take it from the authority's notice).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub listed_on: Option<chrono::NaiveDate>,
 }
 
 /// The formats `embargo import` reads.
@@ -266,9 +308,18 @@ pub enum ListImport {
         /// OFAC's alt.csv, for the aliases.
         #[arg(long, value_name = "ALT_CSV")]
         alt: Option<PathBuf>,
+        /// OFAC's advanced XML (sdn_advanced.xml), for the designation dates sdn.csv lacks.
+        #[arg(long, value_name = "SDN_ADVANCED_XML")]
+        dates: Option<PathBuf>,
     },
     /// OFAC SDN sdn.xml.
-    OfacXml(ListImportArgs),
+    OfacXml {
+        #[command(flatten)]
+        args: ListImportArgs,
+        /// OFAC's advanced XML (sdn_advanced.xml), for the designation dates sdn.xml lacks.
+        #[arg(long, value_name = "SDN_ADVANCED_XML")]
+        dates: Option<PathBuf>,
+    },
     /// EU consolidated financial sanctions list XML.
     EuXml(ListImportArgs),
     /// OpenSanctions FollowTheMoney entities (JSON lines).

@@ -14,18 +14,30 @@ use super::{
     exit::{Exit, exit_code},
 };
 
-/// `embargo import`: entity skeletons on stdout or into `--out`. Exit 64 when the list is
-/// refused, 1 when a file exists or cannot be written (nothing is written then).
+/// `embargo import`: entity skeletons on stdout or into `--out`, or designations added to an
+/// existing entity file (`--entity ID --out FILE --append`). Exit 64 when the list is refused
+/// or a designation has no date (nothing is invented), 1 when a file exists or cannot be
+/// written, 65/73 when an append is refused (nothing is written then).
 pub fn list(cmd: ListImport) -> Exit {
-    use crate::inputs::lists::{self, ListFormat, skeleton};
-    let (format, args, alt) = match cmd {
-        ListImport::UkCsv(a) => (ListFormat::UkCsv, a, None),
-        ListImport::UkXml(a) => (ListFormat::UkXml, a, None),
-        ListImport::OfacCsv { args, alt } => (ListFormat::OfacCsv, args, alt),
-        ListImport::OfacXml(a) => (ListFormat::OfacXml, a, None),
-        ListImport::EuXml(a) => (ListFormat::EuXml, a, None),
-        ListImport::Opensanctions(a) => (ListFormat::Opensanctions, a, None),
+    use crate::inputs::lists::{self, ListFormat, append, ofac_advanced, skeleton};
+    let (format, args, alt, dates) = match cmd {
+        ListImport::UkCsv(a) => (ListFormat::UkCsv, a, None, None),
+        ListImport::UkXml(a) => (ListFormat::UkXml, a, None, None),
+        ListImport::OfacCsv { args, alt, dates } => (ListFormat::OfacCsv, args, alt, dates),
+        ListImport::OfacXml { args, dates } => (ListFormat::OfacXml, args, None, dates),
+        ListImport::EuXml(a) => (ListFormat::EuXml, a, None, None),
+        ListImport::Opensanctions(a) => (ListFormat::Opensanctions, a, None, None),
     };
+    for (flag, id) in [("--id", &args.id), ("--entity", &args.entity)] {
+        if let Some(id) = id
+            && !crate::config::validate::is_slug(id)
+        {
+            errln!(
+                "error: {flag} `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
+            );
+            return Exit::Usage;
+        }
+    }
     let read = |p: &Path| crate::config::read_text(p);
     let text = match read(&args.file) {
         Ok(t) => t,
@@ -48,6 +60,22 @@ pub fn list(cmd: ListImport) -> Exit {
             return exit_code(&e);
         }
     };
+    let advanced = match &dates {
+        None => None,
+        Some(p) => {
+            let parsed = crate::files::read::read_text(p, ofac_advanced::MAX_BYTES)
+                .map_err(|e| e.to_string())
+                .and_then(|t| ofac_advanced::parse(p, &t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errln!("error: {e}");
+                    errln!("the dates file was refused; nothing was written");
+                    return Exit::Usage;
+                }
+            }
+        }
+    };
     let picked = lists::filter(&doc, args.regime.as_deref(), &args.references);
     let picked_refs: std::collections::HashSet<String> = picked
         .iter()
@@ -62,17 +90,119 @@ pub fn list(cmd: ListImport) -> Exit {
         errln!("error: no designation in {} matches", args.file.display());
         return Exit::Failure;
     }
-    let today = crate::today();
+    if args.id.is_some() && picked.len() > 1 {
+        errln!(
+            "error: --id names one entity, and {} designations match ({}); choose one with --reference",
+            picked.len(),
+            picked
+                .iter()
+                .map(|d| d.reference.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Exit::Usage;
+    }
+    // Each designation's date: the list's, the advanced XML's, --listed-on, else the list's
+    // publication date marked as a stand-in; never today.
+    let mut dated = Vec::with_capacity(picked.len());
+    let mut undated = Vec::new();
+    let mut stand_ins = 0usize;
+    for d in picked {
+        let on = if let Some(day) = d.listed_on {
+            skeleton::ListedOn::Listed(day)
+        } else if let Some(day) = advanced.as_ref().and_then(|a| a.of(&d.reference)) {
+            skeleton::ListedOn::Listed(day)
+        } else if let Some(day) = args.listed_on {
+            skeleton::ListedOn::Given(day)
+        } else if let Some(day) = doc.published {
+            stand_ins += 1;
+            skeleton::ListedOn::StandIn(day)
+        } else {
+            undated.push(d.reference.clone());
+            continue;
+        };
+        dated.push((d, on));
+    }
+    if !undated.is_empty() {
+        errln!(
+            "error: {} carries no designation date for {} ({}){}, and no publication date to stand in",
+            args.file.display(),
+            if undated.len() == 1 {
+                "this designation".to_owned()
+            } else {
+                format!("{} designations", undated.len())
+            },
+            undated.join(", "),
+            if dates.is_some() {
+                " (nor does the --dates file)"
+            } else {
+                ""
+            }
+        );
+        errln!(
+            "give the date from the authority's notice with --listed-on YYYY-MM-DD{}; nothing was written",
+            if matches!(format, ListFormat::OfacCsv | ListFormat::OfacXml) {
+                ", or OFAC's advanced XML with --dates sdn_advanced.xml"
+            } else {
+                ""
+            }
+        );
+        return Exit::Usage;
+    }
+    if stand_ins > 0 {
+        errln!(
+            "note: the list carries no designation date for {stand_ins} designation{}: listed_on is its publication date ({}), marked in the file; give --listed-on{} for the real one",
+            if stand_ins == 1 { "" } else { "s" },
+            doc.published.map_or_else(String::new, |d| d.to_string()),
+            if matches!(format, ListFormat::OfacCsv | ListFormat::OfacXml) {
+                " or --dates sdn_advanced.xml"
+            } else {
+                ""
+            }
+        );
+    }
+    if args.append {
+        let (Some(path), Some(entity)) = (&args.out, &args.entity) else {
+            unreachable!("clap requires --out and --entity with --append");
+        };
+        let new: Vec<append::NewDesignation> = dated
+            .iter()
+            .map(|(d, on)| append::NewDesignation {
+                authority: skeleton::authority_of(&doc, d),
+                reference: d.reference.clone(),
+                block: skeleton::designation_block(&doc, d, args.list.as_deref(), *on),
+            })
+            .collect();
+        return match append::append(path, entity, &new) {
+            Ok(()) => {
+                outln!(
+                    "added {} designation{} ({}) to {}",
+                    new.len(),
+                    if new.len() == 1 { "" } else { "s" },
+                    new.iter()
+                        .map(|d| format!("{} {}", d.authority, d.reference))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    path.display()
+                );
+                Exit::Success
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                exit_code(&e)
+            }
+        };
+    }
     let mut files: Vec<(String, String)> = Vec::new();
     // The ids taken so far: a whole list (thousands of designations) is written in linear time.
     let mut ids = std::collections::HashSet::new();
-    for d in picked {
-        let mut id = skeleton::slug(&d.name);
+    for (d, on) in dated {
+        let mut id = args.id.clone().unwrap_or_else(|| skeleton::slug(&d.name));
         if ids.contains(&id) {
             id = format!("{id}-{}", skeleton::slug(&d.reference));
         }
         ids.insert(id.clone());
-        let text = skeleton::entity_file(&doc, d, &id, args.list.as_deref(), today);
+        let text = skeleton::entity_file_dated(&doc, d, &id, args.list.as_deref(), on);
         files.push((id, text));
     }
     let Some(dir) = args.out else {

@@ -1,6 +1,6 @@
 //! The command line's library side: its arguments ([`args`]), its exit statuses ([`exit`]),
 //! what it prints ([`output`]) and the body of each command that is more than a call into
-//! another module ([`commands`], [`check`], [`import`]). The `embargo` binary parses, dispatches and
+//! another module ([`commands`], [`check`], [`import`], [`init`]). The `embargo` binary parses, dispatches and
 //! exits, nothing else.
 
 /// Prints to standard output through [`output`]: a closed pipe ends the printing quietly and
@@ -25,4 +25,5 @@ pub mod check;
 pub mod commands;
 pub mod exit;
 pub mod import;
+pub mod init;
 pub mod output;

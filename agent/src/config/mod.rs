@@ -586,6 +586,18 @@ pub struct Designation {
     /// the list's publication date (else the file's modification date).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Spanned<String>>,
+    /// The entity's websites as this designation's list states them (UK `Website`); shown by
+    /// `embargo why`, never enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<String>,
+    /// What the designation imposes, as its list states it (UK `Sanctions Imposed`, e.g.
+    /// `Asset freeze|Trust Services Sanctions`); shown by `embargo why`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanctions_imposed: Option<String>,
+    /// The authority's statement of reasons (UK `UK Statement of Reasons`); shown by
+    /// `embargo why`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_of_reasons: Option<String>,
 }
 
 /// What happens to a matching packet.

@@ -59,6 +59,8 @@ pub struct Explainer<'a> {
     c: &'a Compiled,
     /// [`Compiled::excluded`] by prefix ([`sort_key`]), each list in the policy's order.
     excluded: HashMap<(u8, u128, u8), Vec<usize>>,
+    /// [`Compiled::entities`] by id.
+    entities: HashMap<&'a str, usize>,
 }
 
 /// The answer for a CIDR: every enforced prefix, allow rule and left-out listing overlapping it.
@@ -97,7 +99,17 @@ impl<'a> Explainer<'a> {
         for (i, x) in c.excluded.iter().enumerate() {
             excluded.entry(sort_key(&x.net)).or_default().push(i);
         }
-        Self { c, excluded }
+        let entities = c
+            .entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.as_str(), i))
+            .collect();
+        Self {
+            c,
+            excluded,
+            entities,
+        }
     }
 
     /// Explains `addr` as [`explain`] does.
@@ -177,6 +189,7 @@ impl<'a> Explainer<'a> {
                     designations: e.designations.clone(),
                     delisted: e.delisted.clone(),
                     evidence: Box::new(e.evidence[rule.group as usize].clone()),
+                    groups: self.groups_containing(addr),
                 }
             }
             None => Explanation::NotListed {
@@ -184,6 +197,33 @@ impl<'a> Explainer<'a> {
                 left_out: self.related(addr, &|_| true),
             },
         }
+    }
+
+    /// Every evidence group whose enforced prefix contains `addr`, most specific first (ties in
+    /// the policy's order).
+    fn groups_containing(&self, addr: IpAddr) -> Vec<GroupMatch> {
+        let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let Ok(host) = IpNetwork::new(addr, width) else {
+            return Vec::new();
+        };
+        let mut found = self.cover(host).matches;
+        found.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix()));
+        found
+            .into_iter()
+            .map(|m| {
+                let e = &self.c.entities[self.entities[m.entity.as_str()]];
+                GroupMatch {
+                    prefix: m.prefix,
+                    listed_as: m.listed_as,
+                    entity: m.entity,
+                    entity_name: m.entity_name,
+                    action: m.action,
+                    group: m.group,
+                    evidence: e.evidence[m.group as usize].clone(),
+                    via: m.via,
+                }
+            })
+            .collect()
     }
 
     /// Every enforced prefix, allow rule and left-out listing overlapping `q`. The enforced
@@ -301,6 +341,21 @@ pub fn render_coverage(x: &Coverage) -> String {
     o
 }
 
+/// One evidence group whose enforced prefix contains an address.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupMatch {
+    /// The enforced prefix (after `allow` cuts) and the prefix as listed.
+    pub prefix: IpNetwork,
+    pub listed_as: IpNetwork,
+    pub entity: String,
+    pub entity_name: String,
+    pub action: Action,
+    /// The network group's index in its entity (0-based; `why` prints it 1-based).
+    pub group: u32,
+    pub evidence: Evidence,
+    pub via: Via,
+}
+
 /// The entity behind a match.
 #[derive(Clone, Debug, Serialize)]
 pub struct EntityRef {
@@ -331,6 +386,10 @@ pub enum Explanation {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         delisted: Vec<Designation>,
         evidence: Box<Evidence>,
+        /// Every evidence group with an enforced prefix containing the address, most specific
+        /// first (the match above is the first); several when more than one advisory or
+        /// entity lists it.
+        groups: Vec<GroupMatch>,
     },
     /// Inside an `allow` prefix: never blocked.
     Allowed {
@@ -374,6 +433,21 @@ impl Explanation {
     }
 }
 
+/// The list metadata a designation carries (websites, sanctions imposed, statement of
+/// reasons), one line each under it.
+fn designation_details(o: &mut String, d: &Designation) {
+    use std::fmt::Write as _;
+    if let Some(s) = &d.sanctions_imposed {
+        let _ = writeln!(o, "      sanctions imposed: {s}");
+    }
+    if !d.websites.is_empty() {
+        let _ = writeln!(o, "      website: {}", d.websites.join(", "));
+    }
+    if let Some(s) = &d.statement_of_reasons {
+        let _ = writeln!(o, "      statement of reasons: {s}");
+    }
+}
+
 /// Renders an explanation for people.
 pub fn render(x: &Explanation) -> String {
     use std::fmt::Write as _;
@@ -390,6 +464,7 @@ pub fn render(x: &Explanation) -> String {
             designations,
             delisted,
             evidence,
+            groups,
         } => {
             let verdict = match action {
                 Action::Drop => "BLOCKED",
@@ -430,6 +505,7 @@ pub fn render(x: &Explanation) -> String {
                     d.authority, d.regime, d.reference, d.listed_on
                 );
                 let _ = writeln!(o, "      {}", d.source);
+                designation_details(&mut o, d);
             }
             for d in delisted {
                 let _ = writeln!(
@@ -445,6 +521,7 @@ pub fn render(x: &Explanation) -> String {
                         l.get_ref()
                     ))
                 );
+                designation_details(&mut o, d);
             }
             let kind = evidence.kind.get_ref().name();
             let conf = serde_json::to_value(evidence.confidence)
@@ -491,6 +568,29 @@ pub fn render(x: &Explanation) -> String {
                     let _ = writeln!(
                         o,
                         "  listed in:   source `{name}` (its last-known-good copy)"
+                    );
+                }
+            }
+            if groups.len() > 1 {
+                let _ = writeln!(
+                    o,
+                    "  evidence groups covering it ({}, most specific first):",
+                    groups.len()
+                );
+                for g in groups {
+                    let conf = serde_json::to_value(g.evidence.confidence)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        o,
+                        "    - {} · `{}` group {} · {}, {conf} confidence, retrieved {} · {}",
+                        g.prefix,
+                        g.entity,
+                        g.group + 1,
+                        g.evidence.kind.get_ref().name(),
+                        g.evidence.retrieved,
+                        g.evidence.source
                     );
                 }
             }

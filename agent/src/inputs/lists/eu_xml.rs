@@ -88,6 +88,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
                 .child("subjectType")
                 .and_then(|s| s.attr("code"))
                 .map(str::to_owned),
+            websites: Vec::new(),
+            sanctions_imposed: None,
+            statement_of_reasons: None,
             line: e.line,
         });
     }

@@ -7,10 +7,14 @@
 //! fetches validate a list body with [`parse`] before caching it), so a
 //! designation written with `list = "<name>"` follows the list (its metadata, and a delisting
 //! when its reference is gone), and `embargo import` turns designations into entity file
-//! skeletons ([`skeleton`]). One module per format; each parses a whole file or refuses it with
+//! skeletons ([`skeleton`]) or adds designations to an existing entity file ([`append`]), with
+//! OFAC's designation dates from its advanced XML ([`ofac_advanced`]). One module per format;
+//! each parses a whole file or refuses it with
 //! a [`ListError`] naming the file and line.
 
+pub mod append;
 pub mod eu_xml;
+pub mod ofac_advanced;
 pub mod ofac_csv;
 pub mod ofac_xml;
 pub mod opensanctions;
@@ -111,6 +115,13 @@ pub struct ListedDesignation {
     pub updated_on: Option<NaiveDate>,
     /// `Entity`, `Individual`, `Ship`, `Vessel`... as the list writes it.
     pub entity_type: Option<String>,
+    /// The entity's websites, if the list gives them (UK `Website`), without duplicates.
+    pub websites: Vec<String>,
+    /// What the designation imposes, if the list says (UK `Sanctions Imposed`).
+    pub sanctions_imposed: Option<String>,
+    /// The authority's statement of reasons, if the list carries it (UK `UK Statement of
+    /// Reasons`).
+    pub statement_of_reasons: Option<String>,
     /// 1-based line where it starts in the file.
     pub line: usize,
 }

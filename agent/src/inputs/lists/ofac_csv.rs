@@ -101,6 +101,9 @@ pub fn parse(
             listed_on: None,
             updated_on: None,
             entity_type: Some(value(&r[2]).unwrap_or_else(|| "entity".into())),
+            websites: Vec::new(),
+            sanctions_imposed: None,
+            statement_of_reasons: None,
             line,
         });
     }

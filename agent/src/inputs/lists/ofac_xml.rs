@@ -68,6 +68,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
             listed_on: None,
             updated_on: None,
             entity_type: e.text_of("sdnType"),
+            websites: Vec::new(),
+            sanctions_imposed: None,
+            statement_of_reasons: None,
             line: e.line,
         });
     }

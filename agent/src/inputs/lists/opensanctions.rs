@@ -124,6 +124,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
                 .and_then(|d| day(&d)),
             updated_on: s.first("modifiedAt").and_then(|d| day(&d)),
             entity_type: Some(entity.schema.clone()),
+            websites: Vec::new(),
+            sanctions_imposed: None,
+            statement_of_reasons: None,
             line,
         });
     }

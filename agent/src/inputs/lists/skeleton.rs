@@ -59,6 +59,27 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// Where a designation's `listed_on` comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedOn {
+    /// The list's own designation date (or the OFAC advanced XML's, `--dates`).
+    Listed(NaiveDate),
+    /// Given on the command line (`--listed-on`), the list carrying none.
+    Given(NaiveDate),
+    /// The list's publication date (or another stand-in), the list carrying no designation
+    /// date: written with a comment saying to set it from the authority's notice.
+    StandIn(NaiveDate),
+}
+
+impl ListedOn {
+    /// The date written.
+    pub fn day(self) -> NaiveDate {
+        match self {
+            ListedOn::Listed(d) | ListedOn::Given(d) | ListedOn::StandIn(d) => d,
+        }
+    }
+}
+
 /// One entity file for `d` of `doc`. `list` fills the designation's `list = ...`; `today` is the
 /// fallback `listed_on` when the list carries no designation date (OFAC), said in a comment.
 pub fn entity_file(
@@ -68,12 +89,22 @@ pub fn entity_file(
     list: Option<&str>,
     today: NaiveDate,
 ) -> String {
+    let listed_on = match d.listed_on {
+        Some(day) => ListedOn::Listed(day),
+        None => ListedOn::StandIn(doc.published.unwrap_or(today)),
+    };
+    entity_file_dated(doc, d, id, list, listed_on)
+}
+
+/// One entity file for `d` of `doc`, its designation listed on `listed_on`.
+pub fn entity_file_dated(
+    doc: &ListDocument,
+    d: &ListedDesignation,
+    id: &str,
+    list: Option<&str>,
+    listed_on: ListedOn,
+) -> String {
     use std::fmt::Write as _;
-    let authority = d
-        .authority
-        .clone()
-        .or_else(|| doc.authority.clone())
-        .unwrap_or_else(|| "UNKNOWN".into());
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -106,17 +137,39 @@ pub fn entity_file(
     if let Some(t) = &d.entity_type {
         let _ = writeln!(o, "# type on the list: {}", comment_text(t));
     }
-    let _ = writeln!(o, "\n[[designations]]");
+    let _ = writeln!(o);
+    o.push_str(&designation_block(doc, d, list, listed_on));
+    o
+}
+
+/// The `[[designations]]` table for `d` of `doc` (what `embargo import --append` adds to an
+/// existing entity file): authority, regime, reference, `listed_on`, source, `list`, and the
+/// list's websites, sanctions imposed and statement of reasons when it has them.
+pub fn designation_block(
+    doc: &ListDocument,
+    d: &ListedDesignation,
+    list: Option<&str>,
+    listed_on: ListedOn,
+) -> String {
+    use std::fmt::Write as _;
+    let authority = authority_of(doc, d);
+    let mut o = String::new();
+    let _ = writeln!(o, "[[designations]]");
     let _ = writeln!(o, "authority = {}", quoted(&authority));
     let regime = d.regime.clone().unwrap_or_else(|| d.programs.join(", "));
     let _ = writeln!(o, "regime = {}", quoted(&regime));
     let _ = writeln!(o, "reference = {}", quoted(&d.reference));
-    match d.listed_on {
-        Some(day) => {
+    match listed_on {
+        ListedOn::Listed(day) => {
             let _ = writeln!(o, "listed_on = {day}");
         }
-        None => {
-            let day = doc.published.unwrap_or(today);
+        ListedOn::Given(day) => {
+            let _ = writeln!(
+                o,
+                "listed_on = {day}   # given with --listed-on: the list carries no designation date"
+            );
+        }
+        ListedOn::StandIn(day) => {
             let _ = writeln!(
                 o,
                 "listed_on = {day}   # the list carries no designation date: set it from the authority's notice"
@@ -135,7 +188,32 @@ pub fn entity_file(
             );
         }
     }
+    if !d.websites.is_empty() {
+        let _ = writeln!(
+            o,
+            "websites = [{}]",
+            d.websites
+                .iter()
+                .map(|w| quoted(w))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(s) = &d.sanctions_imposed {
+        let _ = writeln!(o, "sanctions_imposed = {}", quoted(s));
+    }
+    if let Some(s) = &d.statement_of_reasons {
+        let _ = writeln!(o, "statement_of_reasons = {}", quoted(s));
+    }
     o
+}
+
+/// The authority of `d`: its own, else the document's.
+pub fn authority_of(doc: &ListDocument, d: &ListedDesignation) -> String {
+    d.authority
+        .clone()
+        .or_else(|| doc.authority.clone())
+        .unwrap_or_else(|| "UNKNOWN".into())
 }
 
 #[cfg(test)]

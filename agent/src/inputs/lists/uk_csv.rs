@@ -2,7 +2,8 @@
 //! one row per name: a designation (`Unique ID`) spans as many rows as it has names (`Name 1`..
 //! `Name 6`, `Name type`), each repeating `Regime Name`, `Date Designated` (`dd/mm/yyyy`),
 //! `Last Updated` and the type (`Designation Type`, called `Individual, Entity, Ship` in some
-//! editions). Columns are found by their header, so their order does not matter.
+//! editions). Columns are found by their header, so their order does not matter. `Website`,
+//! `Sanctions Imposed` and `UK Statement of Reasons` are kept (shown by `embargo why`).
 
 use std::{collections::HashMap, path::Path};
 
@@ -63,6 +64,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
     let designated = col("Date Designated");
     let updated = col("Last Updated");
     let kind = col("Designation Type").or_else(|| col("Individual, Entity, Ship"));
+    let website = col("Website");
+    let imposed = col("Sanctions Imposed");
+    let reasons = col("UK Statement of Reasons");
 
     struct Acc {
         d: ListedDesignation,
@@ -92,6 +96,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
                     listed_on: date(get(designated), UK_DATES),
                     updated_on: date(get(updated), UK_DATES),
                     entity_type: non_empty(get(kind)),
+                    websites: Vec::new(),
+                    sanctions_imposed: non_empty(get(imposed)),
+                    statement_of_reasons: non_empty(get(reasons)),
                     line,
                 },
                 names: Builder::default(),
@@ -99,6 +106,19 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
             order.len() - 1
         });
         let acc = &mut order[i];
+        // Every name row repeats the designation's fields; a field the first row left empty
+        // is taken from a later one, and each distinct website is kept once.
+        if acc.d.sanctions_imposed.is_none() {
+            acc.d.sanctions_imposed = non_empty(get(imposed));
+        }
+        if acc.d.statement_of_reasons.is_none() {
+            acc.d.statement_of_reasons = non_empty(get(reasons));
+        }
+        if let Some(w) = non_empty(get(website))
+            && !acc.d.websites.iter().any(|x| x.eq_ignore_ascii_case(&w))
+        {
+            acc.d.websites.push(w);
+        }
         let full: Vec<&str> = name_cols
             .iter()
             .map(|c| get(*c).trim())

@@ -81,6 +81,9 @@ pub fn parse(path: &Path, text: &str) -> Result<ListDocument, ListError> {
             listed_on: d.text_of("DateDesignated").and_then(|x| date(&x, UK_DATES)),
             updated_on: d.text_of("LastUpdated").and_then(|x| date(&x, UK_DATES)),
             entity_type: d.text_of("IndividualEntityShip"),
+            websites: Vec::new(),
+            sanctions_imposed: d.text_of("SanctionsImposed"),
+            statement_of_reasons: d.text_of("UKStatementofReasons"),
             line: d.line,
         });
     }
