@@ -440,6 +440,9 @@ evidence = { kind = "registry", source = "https://rdap.example/45.77.0.0", retri
 [[entities.networks]]
 prefixes = ["45.77.231.209"]
 evidence = { kind = "advisory", source = "https://github.com/blacklotuslabs/IOCs", retrieved = 2024-09-18, confidence = "medium" }
+[[entities.networks]]
+prefixes = ["45.77.231.209"]
+evidence = { kind = "advisory", source = "https://www.ic3.gov/CSA/2024/240918.pdf", retrieved = 2024-09-18, confidence = "high" }
 
 [[entities]]
 id = "other"
@@ -449,6 +452,9 @@ designations = [{ authority = "US", regime = "CYBER2", reference = "99902", list
 [[entities.networks]]
 prefixes = ["45.77.231.0/24"]
 evidence = { kind = "advisory", source = "https://advisory.example/b", retrieved = 2026-02-01, confidence = "low" }
+[[entities.networks]]
+prefixes = ["45.77.231.209"]
+evidence = { kind = "manual", source = "https://advisory.example/c", retrieved = 2026-02-01, confidence = "low" }
 "#,
     )
     .unwrap();
@@ -461,23 +467,22 @@ evidence = { kind = "advisory", source = "https://advisory.example/b", retrieved
         "{why}"
     );
     assert!(why.contains("- DELISTED UK · Cyber · ref CYB9901"), "{why}");
+    // Two groups of the entity and one of another list the same /32: the table keeps one
+    // claim (the drop entity's first group), `why` names all three.
     let list = why
-        .split("  evidence groups covering it (3, most specific first):\n")
+        .split("  evidence groups covering it (5, most specific first):\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no group list: {why}"));
-    let rows: Vec<&str> = list.lines().take(3).collect();
-    assert!(
-        rows[0].starts_with("    - 45.77.231.209/32 · `integrity-tech` group 2 · advisory"),
-        "{why}"
-    );
-    assert!(
-        rows[1].starts_with("    - 45.77.231.0/24 · `other` group 1 · advisory, low"),
-        "{why}"
-    );
-    assert!(
-        rows[2].starts_with("    - 45.77.0.0/16 · `integrity-tech` group 1 · registry, high"),
-        "{why}"
-    );
+    let rows: Vec<&str> = list.lines().take(5).collect();
+    for (row, want) in rows.iter().zip([
+        "    - 45.77.231.209/32 · `integrity-tech` group 2 · advisory, medium",
+        "    - 45.77.231.209/32 · `integrity-tech` group 3 · advisory, high",
+        "    - 45.77.231.209/32 · `other` group 2 · manual, low",
+        "    - 45.77.231.0/24 · `other` group 1 · advisory, low",
+        "    - 45.77.0.0/16 · `integrity-tech` group 1 · registry, high",
+    ]) {
+        assert!(row.starts_with(want), "{want}\n{why}");
+    }
 
     let v: serde_json::Value = serde_json::from_str(&ok(&[
         "why",
@@ -495,11 +500,19 @@ evidence = { kind = "advisory", source = "https://advisory.example/b", retrieved
         .collect();
     assert_eq!(
         prefixes,
-        ["45.77.231.209/32", "45.77.231.0/24", "45.77.0.0/16"],
+        [
+            "45.77.231.209/32",
+            "45.77.231.209/32",
+            "45.77.231.209/32",
+            "45.77.231.0/24",
+            "45.77.0.0/16"
+        ],
         "{v}"
     );
-    assert_eq!(v["groups"][1]["entity"], "other", "{v}");
-    assert_eq!(v["groups"][2]["evidence"]["kind"], "registry", "{v}");
+    assert_eq!(v["groups"][0]["group"], 1, "{v}");
+    assert_eq!(v["groups"][1]["group"], 2, "{v}");
+    assert_eq!(v["groups"][3]["entity"], "other", "{v}");
+    assert_eq!(v["groups"][4]["evidence"]["kind"], "registry", "{v}");
     let delisted = v["delisted"].as_array().unwrap_or_else(|| panic!("{v}"));
     assert_eq!(delisted.len(), 1, "{v}");
     assert_eq!(delisted[0]["reference"], "CYB9901", "{v}");

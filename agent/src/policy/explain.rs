@@ -206,9 +206,9 @@ impl<'a> Explainer<'a> {
         let Ok(host) = IpNetwork::new(addr, width) else {
             return Vec::new();
         };
-        let mut found = self.cover(host).matches;
-        found.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix()));
-        found
+        let mut found: Vec<GroupMatch> = self
+            .cover(host)
+            .matches
             .into_iter()
             .map(|m| {
                 let e = &self.c.entities[self.entities[m.entity.as_str()]];
@@ -223,7 +223,44 @@ impl<'a> Explainer<'a> {
                     via: m.via,
                 }
             })
-            .collect()
+            .collect();
+        // The claims of the same prefixes kept out of the table (a second group or entity
+        // listing it): one range of the sorted list per length.
+        let shared = &self.c.shared;
+        for len in 0..=width {
+            let Some(net) = IpNetwork::new(addr, len)
+                .ok()
+                .and_then(|n| IpNetwork::new(n.network(), len).ok())
+            else {
+                continue;
+            };
+            let key = sort_key(&net);
+            let start = shared.partition_point(|r| sort_key(&r.net) < key);
+            for r in shared[start..]
+                .iter()
+                .take_while(|r| sort_key(&r.net) == key)
+            {
+                let e = &self.c.entities[r.entity as usize];
+                let dup = found
+                    .iter()
+                    .any(|g| g.entity == e.id && g.group == r.group && g.listed_as == r.origin);
+                if !dup {
+                    found.push(GroupMatch {
+                        prefix: r.net,
+                        listed_as: r.origin,
+                        entity: e.id.clone(),
+                        entity_name: e.name.clone(),
+                        action: e.action,
+                        group: r.group,
+                        evidence: e.evidence[r.group as usize].clone(),
+                        via: r.via.clone(),
+                    });
+                }
+            }
+        }
+        // Stable: for one prefix, the table's claim (the match) before the others.
+        found.sort_by_key(|m| std::cmp::Reverse(m.prefix.prefix()));
+        found
     }
 
     /// Every enforced prefix, allow rule and left-out listing overlapping `q`. The enforced

@@ -5,6 +5,9 @@
 //! Invariants:
 //! * a prefix broader than the guard (and any default route) is refused at its place unless
 //!   its group has a `guard_override` (which, for a default route, says "default route");
+//! * a claim the table does not keep (the same prefix in another group of the entity, or the
+//!   other entity's claim) is kept aside, sorted, as [`super::Compiled::shared`]: never
+//!   enforced by itself, but named by `why` beside the group that is;
 //! * so is a prefix that overlaps a special-purpose range ([`special`]: private, loopback,
 //!   documentation, ...); an accepted group is reported once, with how many it has;
 //! * two entities listing the same prefix: the `drop` one takes it from a `monitor` one,
@@ -37,6 +40,9 @@ pub(super) struct Claims<'a> {
     /// Prefix -> index into `rules` of its current owner.
     owner: HashMap<IpNetwork, usize>,
     rules: Vec<Rule>,
+    /// Claims of a prefix another claim kept (another group of the same entity, or another
+    /// entity's): not in the table, but the evidence `why` names for the addresses inside.
+    shared: Vec<Rule>,
     guard: &'a Guard,
     /// Where each candidate was listed, for the guard's refusal.
     resolved: &'a Resolved,
@@ -55,6 +61,7 @@ impl<'a> Claims<'a> {
         Claims {
             owner: HashMap::new(),
             rules: Vec::new(),
+            shared: Vec::new(),
             guard,
             resolved,
         }
@@ -93,7 +100,12 @@ impl<'a> Claims<'a> {
                     self.owner.insert(c.net, self.rules.len());
                     self.rules.push(rule);
                 }
-                Some(&ri) if self.rules[ri].entity == who.index => report.duplicates += 1,
+                Some(&ri) if self.rules[ri].entity == who.index => {
+                    report.duplicates += 1;
+                    if self.rules[ri].group != rule.group {
+                        self.shared.push(rule);
+                    }
+                }
                 Some(&ri) => {
                     let prev = self.rules[ri].entity as usize;
                     let prev_id = entities.get(prev).map_or(id, |e| e.id.as_str()).to_owned();
@@ -114,7 +126,10 @@ impl<'a> Claims<'a> {
                         )
                     });
                     if takes_over {
-                        self.rules[ri] = rule;
+                        let lost = std::mem::replace(&mut self.rules[ri], rule);
+                        self.shared.push(lost);
+                    } else {
+                        self.shared.push(rule);
                     }
                 }
             }
@@ -141,6 +156,14 @@ impl<'a> Claims<'a> {
             );
         }
         Ok(())
+    }
+
+    /// The claims another claim of the same prefix kept out of the table (see `shared`),
+    /// sorted by [`sort_key`].
+    pub(super) fn take_shared(&mut self) -> Vec<Rule> {
+        let mut shared = std::mem::take(&mut self.shared);
+        shared.sort_by_key(|r| sort_key(&r.net));
+        shared
     }
 
     /// The rules claimed, in claim order.

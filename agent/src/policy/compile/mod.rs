@@ -161,6 +161,11 @@ pub struct Compiled {
     pub report: Report,
     /// Every designation that names a list, as it stands against it (for the audit log).
     pub listed: Vec<ListedStatus>,
+    /// Claims of a prefix that another claim of the same prefix kept out of [`Compiled::rules`]
+    /// (another group of the same entity, or the entity that did not keep it), sorted by
+    /// [`sort_key`]: not enforced by themselves, but evidence `why` names for the addresses
+    /// inside (before `allow` cuts; an allowed address is answered as allowed first).
+    pub shared: Vec<Rule>,
 }
 
 /// Compiles the validated configuration `config` with its resolved sources as of `now` (an
@@ -264,6 +269,7 @@ pub fn compile(
     }
 
     let allow = config.allow().to_vec();
+    let shared = claims.take_shared();
     let rules = claims::subtract_allow(
         claims.into_rules(),
         &allow,
@@ -301,6 +307,7 @@ pub fn compile(
         excluded,
         report,
         listed,
+        shared,
     })
 }
 
