@@ -8,7 +8,11 @@
 //! replaced atomically with its mode kept, or left byte for byte as it was; a symbolic link is
 //! refused, never written through or replaced.
 
-use std::{collections::HashMap, os::unix::fs::PermissionsExt as _, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -86,7 +90,7 @@ pub fn appended(
         have.entry(key(&d.get_ref().authority, &d.get_ref().reference))
             .or_insert(line);
     }
-    let mut adding: HashMap<(String, String), ()> = HashMap::new();
+    let mut adding: HashSet<(String, String)> = HashSet::new();
     for d in new {
         let k = key(&d.authority, &d.reference);
         if let Some(line) = have.get(&k) {
@@ -98,7 +102,7 @@ pub fn appended(
                 ),
             });
         }
-        if adding.insert(k, ()).is_some() {
+        if !adding.insert(k) {
             return Err(ImportError::Usage(format!(
                 "the {} designation {} is selected twice; nothing was written",
                 d.authority, d.reference
