@@ -26,3 +26,4 @@ pub mod commands;
 pub mod exit;
 pub mod import;
 pub mod output;
+pub mod report;
