@@ -196,7 +196,9 @@ pub struct AuditInput {
 
 /// Verifies the log at `path` and reads its records (refusing a broken chain).
 pub fn read_audit(path: &Path) -> Result<AuditInput, ReportError> {
-    let size = std::fs::symlink_metadata(path)
+    // The size of what `verify` will read (a symlink's target: the log is read, never
+    // written, here).
+    let size = std::fs::metadata(path)
         .map_err(|source| ReportError::Io {
             path: path.to_owned(),
             doing: "reading",
@@ -637,6 +639,8 @@ pub struct DesignationRow {
     pub regime: String,
     pub reference: String,
     pub listed_on: NaiveDate,
+    /// The earlier of its file's `delisted_on` and the delisting its list recorded in the
+    /// audit log, if either.
     pub delisted_on: Option<NaiveDate>,
     pub source: String,
     /// The `[[lists]]` it follows.
