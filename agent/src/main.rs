@@ -67,6 +67,7 @@ fn command(cli: Cli) -> Exit {
             config,
             out,
         } => commands::export(format, entity, monitored, &config, out.as_deref()),
+        Command::Report(args) => embargo::cli::report::report(&args),
         Command::Completion { shell } => commands::completion(shell),
         Command::Man => commands::man(),
         Command::Status {

@@ -190,6 +190,11 @@ pub enum Command {
     /// Print the embargo(8) manual page (roff): `embargo man | man -l -`.
     #[command(hide = true)]
     Man,
+    /// The compliance record for a period: the policies applied (audit log, verified first),
+    /// each entity's designations and evidence groups, drops per interface and direction from
+    /// the events, the running agent's counters, delistings and expiries, and the audit
+    /// chain's head hash. Exits 1 on a broken audit chain.
+    Report(ReportArgs),
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
         /// Print JSON instead of a table.
@@ -256,6 +261,47 @@ pub struct RunArgs {
     /// agent reuses them and applies its policy as a diff.
     #[arg(long, default_value = crate::dataplane::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+/// What `embargo report` takes.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Start of the period: a date (from its 00:00 UTC) or an RFC 3339 instant.
+    #[arg(long, value_name = "DATE|INSTANT")]
+    pub from: String,
+    /// End of the period (exclusive): a date (through its end) or an RFC 3339 instant;
+    /// default now.
+    #[arg(long, value_name = "DATE|INSTANT")]
+    pub to: Option<String>,
+    /// md (Markdown, for people), json (for a GRC tool; `schema`/`version` members) or csv
+    /// (one row per entity x interface x direction x verdict).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Configuration file: each entity's designations and evidence groups.
+    #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
+    pub config: PathBuf,
+    /// The audit log (what `embargo run --audit-log` writes); verified before anything else.
+    #[arg(long, default_value = audit::DEFAULT_LOG)]
+    pub audit_log: PathBuf,
+    /// The events file (its rotated copies `PATH.1`... are read too); default the
+    /// configuration's `[events] path`, else /var/lib/embargo/events.jsonl.
+    #[arg(long, value_name = "PATH")]
+    pub events_log: Option<PathBuf>,
+    /// Control socket of the running agent, for its counters (the report says when it cannot
+    /// be reached).
+    #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
+    pub control_socket: PathBuf,
+}
+
+/// The formats of `embargo report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// JSON.
+    Json,
+    /// CSV.
+    Csv,
 }
 
 /// Options every sanctions-list format of `embargo import` takes.

@@ -27,3 +27,4 @@ pub mod exit;
 pub mod import;
 pub mod init;
 pub mod output;
+pub mod report;

@@ -10,4 +10,5 @@ pub mod events;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod report;
 pub mod status;
