@@ -87,6 +87,11 @@ pub enum FetchError {
     /// The HTTP client could not be built.
     #[error("building the HTTPS client: {message}")]
     Client { message: String },
+    /// A TAXII collection could not be read whole ([`super::taxii`]): a page's status, media
+    /// type or envelope, its paging, or an object the STIX importer refuses. The message says
+    /// which page and object, and what to do.
+    #[error("{message}")]
+    Taxii { message: String },
 }
 
 impl From<CacheError> for FetchError {
@@ -132,7 +137,7 @@ fn chain_raw(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn transport(e: reqwest::Error) -> FetchError {
+pub(super) fn transport(e: reqwest::Error) -> FetchError {
     FetchError::Transport { message: chain(&e) }
 }
 
@@ -199,6 +204,18 @@ impl Fetcher {
         let previous = cache::load(spec)
             .ok()
             .filter(|p| accept(spec, &p.body).is_ok());
+        if let Format::Taxii { .. } = spec.format {
+            // Every page, then the same checks as any body; errors named by page and object.
+            let collection = super::taxii::fetch_collection(&self.client, spec).await?;
+            return self
+                .keep(
+                    previous,
+                    collection.body.as_bytes().to_vec(),
+                    None,
+                    (None, None),
+                )
+                .map_err(|e| collection.explain(e));
+        }
         let mut req = self.client.get(spec.url.clone());
         if let Some(p) = &previous {
             if let Some(etag) = &p.meta.etag {
@@ -245,13 +262,30 @@ impl Fetcher {
             Some(_) => Some(self.signature().await?),
             None => None,
         };
+        self.keep(previous, body, signature, (etag, last_modified))
+    }
+
+    /// Checks a fetched body (pin, signature, parse, guard) and stores it as the new
+    /// last-known-good copy with its validators (`ETag`, `Last-Modified`).
+    fn keep(
+        &self,
+        previous: Option<cache::Cached>,
+        body: Vec<u8>,
+        signature: Option<String>,
+        (etag, last_modified): (Option<String>, Option<String>),
+    ) -> Result<Outcome, FetchError> {
+        let spec = &self.spec;
+        let now = Utc::now();
         let sha256 = verify::verify(spec, &body, signature.as_deref())?;
         let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotUtf8)?;
         let (entries, skipped) = accept_parsed(spec, text)?;
         if entries == 0 {
             return Err(FetchError::Empty);
         }
-        let changed = previous.as_ref().is_none_or(|p| p.meta.sha256 != sha256);
+        // The same bytes can hold other entries on another day (a TAXII indicator's validity).
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.meta.sha256 != sha256 || p.meta.entries != entries);
         let (url, url_sha256) = Meta::url_of(spec);
         let meta = Meta {
             url,
@@ -320,7 +354,10 @@ pub fn accept_parsed(spec: &SourceSpec, text: &str) -> Result<(usize, Skipped), 
 
 /// Reads a body, stopping as soon as it passes `max` bytes: never more than `max` plus one
 /// chunk is held.
-async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, FetchError> {
+pub(super) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: u64,
+) -> Result<Vec<u8>, FetchError> {
     let declared = resp.content_length();
     if let Some(len) = declared
         && len > max

@@ -13,6 +13,9 @@
 //! (`source = "<name>"`) instead of network groups: [`parse::count`] validates its body with the
 //! list parser, the rest (fetch, cache, refresh, change notification) is the same.
 //!
+//! A `taxii` source ([`taxii`]) is a TAXII 2.1 collection: every page of its objects endpoint is
+//! one fetch, stored as one STIX bundle and read with the STIX importer's pattern rules.
+//!
 //! The policy never reads the network: [`crate::policy::resolve`] reads the last-known-good copies, so
 //! `embargo check` and the agent compile the same content.
 
@@ -23,6 +26,7 @@ pub mod manager;
 pub mod parse;
 pub mod spec;
 pub mod state;
+pub mod taxii;
 pub mod verify;
 
 pub use fetch::{FetchError, Fetcher, Outcome, SourceError};
