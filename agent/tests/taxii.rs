@@ -104,6 +104,8 @@ struct Collection {
     authorization: Option<String>,
     /// Delay before pages after the first.
     later_delay: Duration,
+    /// Where `/moved/...` redirects to (else to `/api1/...` on this server).
+    redirect_to: Option<String>,
 }
 
 impl Collection {
@@ -114,6 +116,7 @@ impl Collection {
             content_type: taxii::MEDIA_TYPE.to_owned(),
             authorization: None,
             later_delay: Duration::ZERO,
+            redirect_to: None,
         }
     }
 }
@@ -151,6 +154,13 @@ fn query(path: &str) -> Vec<(String, String)> {
 fn answer(c: &Collection, r: &Request) -> Reply {
     let taxii = |body: String| Reply::ok(body).header("Content-Type", &c.content_type);
     let path = r.path.split('?').next().unwrap_or_default();
+    if let Some(rest) = r.path.strip_prefix("/moved/") {
+        let to = c
+            .redirect_to
+            .clone()
+            .unwrap_or_else(|| format!("/api1/{rest}"));
+        return Reply::status(302).header("Location", &to);
+    }
     if let Some(want) = &c.authorization
         && r.headers.get("authorization") != Some(want)
     {
@@ -216,6 +226,7 @@ fn answer(c: &Collection, r: &Request) -> Reply {
 /// A throwaway folder with the test CA, a main file, its cache and a TAXII server.
 struct Lab {
     dir: PathBuf,
+    pki: Pki,
     served: Arc<Mutex<Collection>>,
     server: Server,
     _tmp: tempfile::TempDir,
@@ -238,6 +249,7 @@ impl Lab {
         .await;
         Self {
             dir,
+            pki,
             served,
             server,
             _tmp: tmp,
@@ -733,4 +745,32 @@ async fn the_fetch_and_check_commands_read_a_collection() {
         support::stdout(&out)
     );
     assert_eq!(lab.server.requests().len(), before, "check fetched");
+}
+
+/// Credentials follow a redirect on the same server, never one to another origin.
+#[tokio::test]
+async fn credentials_are_not_sent_on_to_another_origin() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = Lab::new("redirect").await;
+    let token = "tok-s3cret-redirect";
+    lab.serve(|c| c.authorization = Some(format!("Bearer {token}")));
+    let p = lab.path("intel.token");
+    fs::write(&p, token).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    let moved = |extra: &str| {
+        lab.source(extra)
+            .replace(&lab.server.url("/api1/"), &lab.server.url("/moved/"))
+    };
+    let config = config::load(&lab.write(&moved("bearer_token_file = \"intel.token\""))).unwrap();
+    let f = lab.fetcher(&config);
+    assert_eq!(entries(&ok(&f).await), PREFIXES);
+
+    let other = Server::start(Arc::clone(&lab.pki.server), |_| Reply::status(401)).await;
+    let elsewhere = other.url(&format!("/api1/collections/{COLLECTION}/objects/"));
+    lab.serve(|c| c.redirect_to = Some(elsewhere));
+    let msg = fails(&f).await.to_string();
+    assert!(msg.contains("401"), "{msg}");
+    let reqs = other.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert!(!reqs[0].headers.contains_key("authorization"), "{reqs:?}");
 }

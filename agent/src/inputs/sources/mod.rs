@@ -2,7 +2,7 @@
 //!
 //! The flow, each step in its own module:
 //! * [`spec`]: `[[sources]]` entries checked into [`SourceSpec`]s (HTTPS only, durations, caps);
-//! * [`fetch`]: one fetch: conditional GET over rustls, size cap, timeout, then [`verify`]
+//! * [`fetch`]: one fetch: conditional GET over rustls ([`http`]: hyper-util and hyper-rustls), size cap, timeout, then [`verify`]
 //!   (pinned SHA-256, minisign signature), [`parse`] (the whole body or nothing) and
 //!   [`guard`] (no prefix broader than the guard allows), then [`cache`] writes the
 //!   last-known-good copy atomically;
@@ -22,6 +22,7 @@
 pub mod cache;
 pub mod fetch;
 pub mod guard;
+pub mod http;
 pub mod manager;
 pub mod parse;
 pub mod spec;

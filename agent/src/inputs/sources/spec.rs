@@ -45,7 +45,7 @@ pub enum Format {
 pub struct SourceSpec {
     pub name: String,
     /// What is fetched: the configured URL, or for `taxii` the collection's objects endpoint.
-    pub url: reqwest::Url,
+    pub url: url::Url,
     pub format: Format,
     pub interval: Duration,
     pub timeout: Duration,
@@ -79,7 +79,7 @@ impl SourceSpec {
     }
 
     /// `<url>.minisig`: the signature served next to the body.
-    pub fn signature_url(&self) -> reqwest::Url {
+    pub fn signature_url(&self) -> url::Url {
         let mut u = self.url.clone();
         let path = format!("{}.minisig", u.path());
         u.set_path(&path);
@@ -163,7 +163,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         .map_err(|m| main.invalid(def.name.span().start, m))?;
     let url_text = &redact_url(def.url.get_ref().trim());
     let at_url = |m: String| main.invalid(def.url.span().start, format!("source `{name}`: {m}"));
-    let url = reqwest::Url::parse(def.url.get_ref().trim())
+    let url = url::Url::parse(def.url.get_ref().trim())
         .map_err(|e| at_url(format!("url `{url_text}` is not a URL ({e})")))?;
     match url.scheme() {
         "https" => {}

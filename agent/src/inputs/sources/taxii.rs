@@ -27,7 +27,7 @@
 use std::{collections::HashMap, fmt, path::Path};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use reqwest::{StatusCode, header};
+use hyper::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -150,7 +150,7 @@ pub fn check_collection(id: &str) -> Result<(), String> {
 
 /// `<api_root>/collections/<collection>/objects/`: the API root is a folder, with or without its
 /// final `/`.
-pub fn objects_url(api_root: &reqwest::Url, collection: &str) -> reqwest::Url {
+pub fn objects_url(api_root: &url::Url, collection: &str) -> url::Url {
     let mut root = api_root.clone();
     if !root.path().ends_with('/') {
         let path = format!("{}/", root.path());
@@ -293,7 +293,7 @@ fn status_error(status: StatusCode, spec: &SourceSpec, page: usize) -> FetchErro
 
 /// Reads every page of `spec`'s collection with `client` (see the module docs).
 pub async fn fetch_collection(
-    client: &reqwest::Client,
+    client: &super::http::Client,
     spec: &SourceSpec,
 ) -> Result<Collection, FetchError> {
     let mut objects: Vec<String> = Vec::new();
@@ -310,18 +310,27 @@ pub async fn fetch_collection(
         } else if let Some(a) = &added_after {
             url.query_pairs_mut().append_pair("added_after", a);
         }
-        let mut req = client.get(url).header(header::ACCEPT, MEDIA_TYPE);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, header::HeaderValue::from_static(MEDIA_TYPE));
         match &spec.auth {
-            Some(Auth::Bearer(token)) => req = req.bearer_auth(token),
-            Some(Auth::Basic { user, password }) => req = req.basic_auth(user, Some(password)),
+            Some(Auth::Bearer(token)) => {
+                let bearer = super::http::sensitive(&format!("Bearer {token}"));
+                headers.insert(header::AUTHORIZATION, bearer);
+            }
+            Some(Auth::Basic { user, password }) => {
+                headers.insert(
+                    header::AUTHORIZATION,
+                    super::http::basic_auth(user, password),
+                );
+            }
             None => {}
         }
-        let resp = req.send().await.map_err(transport)?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp.status(), spec, page));
+        let resp = client.get(&url, headers).await.map_err(transport)?;
+        if !resp.status.is_success() {
+            return Err(status_error(resp.status, spec, page));
         }
         let content_type = resp
-            .headers()
+            .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
@@ -334,7 +343,7 @@ pub async fn fetch_collection(
             )));
         }
         let date_added_last = resp
-            .headers()
+            .headers
             .get("x-taxii-date-added-last")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
@@ -630,12 +639,12 @@ mod tests {
         ] {
             assert!(!is_taxii_21(bad), "{bad}");
         }
-        let root: reqwest::Url = "https://t.example/api1?x=1".parse().unwrap();
+        let root: url::Url = "https://t.example/api1?x=1".parse().unwrap();
         assert_eq!(
             objects_url(&root, "91a7b528-80eb-42ed-a74d-c6fbd5a26116").as_str(),
             "https://t.example/api1/collections/91a7b528-80eb-42ed-a74d-c6fbd5a26116/objects/"
         );
-        let root: reqwest::Url = "https://t.example/taxii2/api/".parse().unwrap();
+        let root: url::Url = "https://t.example/taxii2/api/".parse().unwrap();
         assert_eq!(
             objects_url(&root, "c1").as_str(),
             "https://t.example/taxii2/api/collections/c1/objects/"
