@@ -728,6 +728,12 @@ async fn the_fetch_and_check_commands_read_a_collection() {
         stdout.contains(&format!("intel: updated ({PREFIXES} prefixes)")),
         "{stdout}"
     );
+    assert!(
+        stderr.contains(
+            "intel: skipped 1: indicators without an address to match alone (domain-name:value)"
+        ),
+        "{stderr}"
+    );
     let before = lab.server.requests().len();
     let m = main.clone();
     let out = tokio::task::spawn_blocking(move || {
