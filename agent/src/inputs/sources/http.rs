@@ -28,12 +28,23 @@ use hyper_util::{
         },
         proxy::matcher::Matcher,
     },
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioTimer},
 };
 use url::Url;
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
+
+/// An idle connection is closed after this long: a source is fetched every `interval` (an hour
+/// by default), so a kept connection would mostly sit open for nothing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn builder() -> hyper_util::client::legacy::Builder {
+    let mut b = Legacy::builder(TokioExecutor::new());
+    b.pool_timer(TokioTimer::new())
+        .pool_idle_timeout(IDLE_TIMEOUT);
+    b
+}
 
 /// Why a request got no response: the message with its causes, one line.
 #[derive(Debug, thiserror::Error)]
@@ -183,13 +194,9 @@ impl Client {
                 if let Some(auth) = proxy.basic_auth() {
                     tunnel = tunnel.with_auth(auth.clone());
                 }
-                Inner::Proxied(
-                    Legacy::builder(TokioExecutor::new()).build(tls.wrap_connector(tunnel)),
-                )
+                Inner::Proxied(builder().build(tls.wrap_connector(tunnel)))
             }
-            None => {
-                Inner::Direct(Legacy::builder(TokioExecutor::new()).build(tls.wrap_connector(http)))
-            }
+            None => Inner::Direct(builder().build(tls.wrap_connector(http))),
         };
         Ok(Self {
             inner,
