@@ -381,6 +381,7 @@ pub fn fetch(path: &Path) -> Exit {
     let mut failed = 0;
     for (def, result) in config.main.sources.iter().zip(results) {
         let name = def.name.get_ref();
+        let taxii = *def.format.get_ref() == crate::config::SourceFormat::Taxii;
         let unit = if def.format.get_ref().list_format().is_some() {
             "designations"
         } else {
@@ -397,13 +398,13 @@ pub fn fetch(path: &Path) -> Exit {
                     "{name}: {} ({entries} {unit})",
                     if changed { "updated" } else { "unchanged" }
                 );
-                report_skipped(name, def.url.get_ref(), &skipped);
+                report_skipped(name, def.url.get_ref(), taxii, &skipped);
             }
             Ok(Outcome::NotModified {
                 entries, skipped, ..
             }) => {
                 outln!("{name}: not modified ({entries} {unit})");
-                report_skipped(name, def.url.get_ref(), &skipped);
+                report_skipped(name, def.url.get_ref(), taxii, &skipped);
             }
             Err(e) => {
                 failed += 1;
@@ -420,13 +421,23 @@ pub fn fetch(path: &Path) -> Exit {
 
 /// What a source's body left out, on standard error: rows of other types by type, then every
 /// skipped bad line (URL, line, reason) as listed.
-fn report_skipped(name: &str, url: &str, skipped: &crate::inputs::sources::parse::Skipped) {
+fn report_skipped(
+    name: &str,
+    url: &str,
+    taxii: bool,
+    skipped: &crate::inputs::sources::parse::Skipped,
+) {
     if skipped.is_empty() {
         return;
     }
     let url = crate::inputs::sources::spec::redact_url(url.trim());
     for (t, n) in &skipped.by_type {
-        errln!("{name}: skipped {n} rows of type `{t}` (not in `types`)");
+        if taxii {
+            // A TAXII collection's entries are the STIX importer's reasons, not CSV types.
+            errln!("{name}: skipped {n}: {t}");
+        } else {
+            errln!("{name}: skipped {n} rows of type `{t}` (not in `types`)");
+        }
     }
     let bad = skipped.bad_lines();
     if bad > 0 {

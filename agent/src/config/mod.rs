@@ -136,7 +136,7 @@ pub struct SourceDef {
     pub name: Spanned<String>,
     /// `https://` only: plain HTTP is refused.
     pub url: Spanned<String>,
-    /// How the body lists prefixes (`list`, `csv`, `json`), or the sanctions list format of a
+    /// How the body lists prefixes (`list`, `csv`, `json`, `taxii`), or the sanctions list format of a
     /// source that a `[[lists]]` entry reads (`uk-csv`, `uk-xml`, `ofac-csv`, `ofac-xml`,
     /// `eu-xml`, `opensanctions`).
     pub format: Spanned<SourceFormat>,
@@ -165,6 +165,17 @@ pub struct SourceDef {
     /// `json`: the key holding the prefix when the array holds objects.
     #[serde(default)]
     pub field: Option<Spanned<String>>,
+    /// `taxii`: the collection's id on the API root that `url` names (required).
+    #[serde(default)]
+    pub collection: Option<Spanned<String>>,
+    /// `taxii`: a file holding the bearer token sent as `Authorization: Bearer ...`, relative
+    /// to this file; not readable by others. Never logged, never written to the copy.
+    #[serde(default)]
+    pub bearer_token_file: Option<Spanned<String>>,
+    /// `taxii`: a file holding `user:password` for HTTP basic authentication, relative to
+    /// this file; not readable by others. Never logged, never written to the copy.
+    #[serde(default)]
+    pub basic_auth_file: Option<Spanned<String>>,
     /// How often to fetch it (default `1h`).
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
@@ -200,6 +211,9 @@ pub enum SourceFormat {
     Csv,
     /// A JSON array of strings, or of objects whose `field` holds the prefix.
     Json,
+    /// A TAXII 2.1 collection (`url` is the API root, `collection` its id): the indicators'
+    /// STIX patterns, read with the STIX importer's rules.
+    Taxii,
     /// A sanctions list (UK Sanctions List CSV), for a `[[lists]]` entry with `source = ...`.
     #[serde(rename = "uk-csv")]
     UkCsv,
@@ -225,7 +239,9 @@ impl SourceFormat {
     pub fn list_format(self) -> Option<crate::inputs::lists::ListFormat> {
         use crate::inputs::lists::ListFormat as L;
         match self {
-            SourceFormat::List | SourceFormat::Csv | SourceFormat::Json => None,
+            SourceFormat::List | SourceFormat::Csv | SourceFormat::Json | SourceFormat::Taxii => {
+                None
+            }
             SourceFormat::UkCsv => Some(L::UkCsv),
             SourceFormat::UkXml => Some(L::UkXml),
             SourceFormat::OfacCsv => Some(L::OfacCsv),

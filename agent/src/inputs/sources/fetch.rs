@@ -6,7 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use reqwest::{StatusCode, header};
+use hyper::{
+    HeaderMap, StatusCode,
+    header::{self, HeaderValue},
+};
 
 use super::{
     cache::{self, CacheError, Meta},
@@ -87,6 +90,11 @@ pub enum FetchError {
     /// The HTTP client could not be built.
     #[error("building the HTTPS client: {message}")]
     Client { message: String },
+    /// A TAXII collection could not be read whole ([`super::taxii`]): a page's status, media
+    /// type or envelope, its paging, or an object the STIX importer refuses. The message says
+    /// which page and object, and what to do.
+    #[error("{message}")]
+    Taxii { message: String },
 }
 
 impl From<CacheError> for FetchError {
@@ -109,12 +117,12 @@ pub struct SourceError {
 #[derive(Clone, Debug)]
 pub struct Fetcher {
     pub spec: Arc<SourceSpec>,
-    client: reqwest::Client,
+    client: super::http::Client,
 }
 
-/// An error and its causes, as one line: reqwest's own message hides the TLS or I/O reason.
-/// Credentials of any URL quoted in it are hidden.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, as one line: the HTTP client's own message hides the TLS or I/O
+/// reason. Credentials of any URL quoted in it are hidden.
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     super::spec::redact_url(&chain_raw(e))
 }
 
@@ -132,8 +140,10 @@ fn chain_raw(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn transport(e: reqwest::Error) -> FetchError {
-    FetchError::Transport { message: chain(&e) }
+pub(super) fn transport(e: super::http::HttpError) -> FetchError {
+    FetchError::Transport {
+        message: super::spec::redact_url(&e.0),
+    }
 }
 
 impl Fetcher {
@@ -156,23 +166,8 @@ impl Fetcher {
         .map_err(|e| client_err(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let redirects = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().scheme() != "https" {
-                attempt.error("redirect to a URL that is not https://")
-            } else if attempt.previous().len() >= 5 {
-                attempt.error("more than 5 redirects")
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
-            .redirect(redirects)
-            .connect_timeout(spec.timeout)
-            .user_agent(concat!("embargo/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| client_err(chain(&e)))?;
+        let client = super::http::Client::new(tls, spec.timeout, &spec.url)
+            .map_err(|e| client_err(super::spec::redact_url(&e.0)))?;
         Ok(Self { spec, client })
     }
 
@@ -199,26 +194,53 @@ impl Fetcher {
         let previous = cache::load(spec)
             .ok()
             .filter(|p| accept(spec, &p.body).is_ok());
-        let mut req = self.client.get(spec.url.clone());
+        if let Format::Taxii { .. } = spec.format {
+            // Every page, then the same checks as any body; errors named by page and object.
+            let collection = super::taxii::fetch_collection(&self.client, spec).await?;
+            return self
+                .keep(
+                    previous,
+                    collection.body.as_bytes().to_vec(),
+                    None,
+                    (None, None),
+                )
+                .map_err(|e| collection.explain(e));
+        }
+        let mut headers = HeaderMap::new();
         if let Some(p) = &previous {
-            if let Some(etag) = &p.meta.etag {
-                req = req.header(header::IF_NONE_MATCH, etag);
+            // Validators the server gave; one that is not a valid header value is not sent.
+            if let Some(etag) = p
+                .meta
+                .etag
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                headers.insert(header::IF_NONE_MATCH, etag);
             }
-            if let Some(lm) = &p.meta.last_modified {
-                req = req.header(header::IF_MODIFIED_SINCE, lm);
+            if let Some(lm) = p
+                .meta
+                .last_modified
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                headers.insert(header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let resp = req.send().await.map_err(transport)?;
+        let resp = self
+            .client
+            .get(&spec.url, headers)
+            .await
+            .map_err(transport)?;
         let now = Utc::now();
         let text_header = |name: header::HeaderName| {
-            resp.headers()
+            resp.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
         let etag = text_header(header::ETAG);
         let last_modified = text_header(header::LAST_MODIFIED);
-        if resp.status() == StatusCode::NOT_MODIFIED {
+        if resp.status == StatusCode::NOT_MODIFIED {
             let Some(p) = previous else {
                 return Err(FetchError::NotModifiedWithoutCopy);
             };
@@ -235,9 +257,9 @@ impl Fetcher {
                 skipped: meta.skipped,
             });
         }
-        if !resp.status().is_success() {
+        if !resp.status.is_success() {
             return Err(FetchError::Status {
-                status: resp.status(),
+                status: resp.status,
             });
         }
         let body = read_capped(resp, spec.max_bytes).await?;
@@ -245,13 +267,30 @@ impl Fetcher {
             Some(_) => Some(self.signature().await?),
             None => None,
         };
+        self.keep(previous, body, signature, (etag, last_modified))
+    }
+
+    /// Checks a fetched body (pin, signature, parse, guard) and stores it as the new
+    /// last-known-good copy with its validators (`ETag`, `Last-Modified`).
+    fn keep(
+        &self,
+        previous: Option<cache::Cached>,
+        body: Vec<u8>,
+        signature: Option<String>,
+        (etag, last_modified): (Option<String>, Option<String>),
+    ) -> Result<Outcome, FetchError> {
+        let spec = &self.spec;
+        let now = Utc::now();
         let sha256 = verify::verify(spec, &body, signature.as_deref())?;
         let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotUtf8)?;
         let (entries, skipped) = accept_parsed(spec, text)?;
         if entries == 0 {
             return Err(FetchError::Empty);
         }
-        let changed = previous.as_ref().is_none_or(|p| p.meta.sha256 != sha256);
+        // The same bytes can hold other entries on another day (a TAXII indicator's validity).
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.meta.sha256 != sha256 || p.meta.entries != entries);
         let (url, url_sha256) = Meta::url_of(spec);
         let meta = Meta {
             url,
@@ -282,12 +321,11 @@ impl Fetcher {
         };
         let resp = self
             .client
-            .get(url.clone())
-            .send()
+            .get(&url, HeaderMap::new())
             .await
-            .map_err(|e| err(chain(&e)))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("the server answered {}", resp.status())));
+            .map_err(|e| err(super::spec::redact_url(&e.0)))?;
+        if !resp.status.is_success() {
+            return Err(err(format!("the server answered {}", resp.status)));
         }
         let bytes = read_capped(resp, verify::MAX_SIGNATURE_BYTES)
             .await
@@ -320,7 +358,10 @@ pub fn accept_parsed(spec: &SourceSpec, text: &str) -> Result<(usize, Skipped), 
 
 /// Reads a body, stopping as soon as it passes `max` bytes: never more than `max` plus one
 /// chunk is held.
-async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, FetchError> {
+pub(super) async fn read_capped(
+    mut resp: super::http::Response,
+    max: u64,
+) -> Result<Vec<u8>, FetchError> {
     let declared = resp.content_length();
     if let Some(len) = declared
         && len > max

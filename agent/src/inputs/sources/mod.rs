@@ -2,7 +2,7 @@
 //!
 //! The flow, each step in its own module:
 //! * [`spec`]: `[[sources]]` entries checked into [`SourceSpec`]s (HTTPS only, durations, caps);
-//! * [`fetch`]: one fetch: conditional GET over rustls, size cap, timeout, then [`verify`]
+//! * [`fetch`]: one fetch: conditional GET over rustls ([`http`]: hyper-util and hyper-rustls), size cap, timeout, then [`verify`]
 //!   (pinned SHA-256, minisign signature), [`parse`] (the whole body or nothing) and
 //!   [`guard`] (no prefix broader than the guard allows), then [`cache`] writes the
 //!   last-known-good copy atomically;
@@ -13,16 +13,21 @@
 //! (`source = "<name>"`) instead of network groups: [`parse::count`] validates its body with the
 //! list parser, the rest (fetch, cache, refresh, change notification) is the same.
 //!
+//! A `taxii` source ([`taxii`]) is a TAXII 2.1 collection: every page of its objects endpoint is
+//! one fetch, stored as one STIX bundle and read with the STIX importer's pattern rules.
+//!
 //! The policy never reads the network: [`crate::policy::resolve`] reads the last-known-good copies, so
 //! `embargo check` and the agent compile the same content.
 
 pub mod cache;
 pub mod fetch;
 pub mod guard;
+pub mod http;
 pub mod manager;
 pub mod parse;
 pub mod spec;
 pub mod state;
+pub mod taxii;
 pub mod verify;
 
 pub use fetch::{FetchError, Fetcher, Outcome, SourceError};

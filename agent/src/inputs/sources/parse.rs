@@ -1,4 +1,5 @@
-//! The body parsers: `list`, `csv` and `json`. With `on_bad_line = "refuse"` (the default) a
+//! The body parsers: `list`, `csv` and `json` (and `taxii`, whose copy [`super::taxii`] reads
+//! with the STIX importer). With `on_bad_line = "refuse"` (the default) a
 //! body is accepted whole or not at all: the first bad line refuses it, with its 1-based line
 //! number and what is wrong. With `on_bad_line = "skip"` (`list` and `csv`), a bad line is left
 //! out, counted by [`SkipReason`] and kept in [`Skipped`] (the first [`MAX_LISTED_LINES`] with
@@ -184,6 +185,7 @@ pub fn parse_with(
             entries,
             skipped: Skipped::default(),
         }),
+        Format::Taxii { .. } => super::taxii::parse(text, crate::today()),
         Format::Sanctions(f) => Err(LineError {
             line: 1,
             message: format!(

@@ -35,13 +35,17 @@ pub enum Format {
     Json { field: Option<String> },
     /// A sanctions list, read by a `[[lists]]` entry: validated with the list parser.
     Sanctions(crate::inputs::lists::ListFormat),
+    /// A TAXII 2.1 collection ([`super::taxii`]): the source's `url` is its objects endpoint,
+    /// made from the API root and the collection id.
+    Taxii { collection: String },
 }
 
 /// A checked source.
 #[derive(Clone, Debug)]
 pub struct SourceSpec {
     pub name: String,
-    pub url: reqwest::Url,
+    /// What is fetched: the configured URL, or for `taxii` the collection's objects endpoint.
+    pub url: url::Url,
     pub format: Format,
     pub interval: Duration,
     pub timeout: Duration,
@@ -62,6 +66,9 @@ pub struct SourceSpec {
     pub at: Location,
     /// The broad-prefix guard its prefixes pass before a body is stored or a copy is used.
     pub guard: super::guard::SourceGuard,
+    /// `taxii`: the credentials read from `bearer_token_file` or `basic_auth_file` (its
+    /// `Debug` hides them).
+    pub auth: Option<super::taxii::Auth>,
 }
 
 impl SourceSpec {
@@ -72,7 +79,7 @@ impl SourceSpec {
     }
 
     /// `<url>.minisig`: the signature served next to the body.
-    pub fn signature_url(&self) -> reqwest::Url {
+    pub fn signature_url(&self) -> url::Url {
         let mut u = self.url.clone();
         let path = format!("{}.minisig", u.path());
         u.set_path(&path);
@@ -156,7 +163,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         .map_err(|m| main.invalid(def.name.span().start, m))?;
     let url_text = &redact_url(def.url.get_ref().trim());
     let at_url = |m: String| main.invalid(def.url.span().start, format!("source `{name}`: {m}"));
-    let url = reqwest::Url::parse(def.url.get_ref().trim())
+    let url = url::Url::parse(def.url.get_ref().trim())
         .map_err(|e| at_url(format!("url `{url_text}` is not a URL ({e})")))?;
     match url.scheme() {
         "https" => {}
@@ -180,6 +187,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         SourceFormat::List => "list",
         SourceFormat::Csv => "csv",
         SourceFormat::Json => "json",
+        SourceFormat::Taxii => "taxii",
         other => other
             .list_format()
             .map_or("", crate::inputs::lists::ListFormat::name),
@@ -236,8 +244,92 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
         &[SourceFormat::List, SourceFormat::Csv],
         "format = \"list\" or \"csv\"",
     )?;
+    let taxii_only = [SourceFormat::Taxii];
+    let taxii = "format = \"taxii\"";
+    only(
+        def.collection.as_ref().map(|c| c.span().start),
+        "collection",
+        &taxii_only,
+        taxii,
+    )?;
+    only(
+        def.bearer_token_file.as_ref().map(|c| c.span().start),
+        "bearer_token_file",
+        &taxii_only,
+        taxii,
+    )?;
+    only(
+        def.basic_auth_file.as_ref().map(|c| c.span().start),
+        "basic_auth_file",
+        &taxii_only,
+        taxii,
+    )?;
+    let mut url = url;
+    let mut auth = None;
+    if fmt == SourceFormat::Taxii {
+        if let Some(k) = &def.minisign_key {
+            return Err(main.invalid(
+                k.span().start,
+                format!(
+                    "source `{name}`: `minisign_key` is not for format = \"taxii\": a TAXII \
+                     server serves no signature; pin the collection with sha256, or remove it"
+                ),
+            ));
+        }
+        if url.path().contains("/collections/") {
+            return Err(at_url(format!(
+                "url `{url_text}` names a collection; for format = \"taxii\" write the API \
+                 root (e.g. https://host/api1/) in `url` and the collection's id in `collection`"
+            )));
+        }
+        let Some(c) = &def.collection else {
+            return Err(main.invalid(
+                def.format.span().start,
+                format!(
+                    "source `{name}`: format = \"taxii\" needs collection = \"<id>\", the \
+                     collection's id on the API root (GET <api root>collections/ lists them)"
+                ),
+            ));
+        };
+        super::taxii::check_collection(c.get_ref())
+            .map_err(|m| main.invalid(c.span().start, format!("source `{name}`: {m}")))?;
+        url = super::taxii::objects_url(&url, c.get_ref());
+        auth = match (&def.bearer_token_file, &def.basic_auth_file) {
+            (Some(_), Some(b)) => {
+                return Err(main.invalid(
+                    b.span().start,
+                    format!(
+                        "source `{name}`: bearer_token_file and basic_auth_file are both set; \
+                         keep the one the server expects"
+                    ),
+                ));
+            }
+            (Some(f), None) | (None, Some(f)) => {
+                let kind = if def.bearer_token_file.is_some() {
+                    super::taxii::AuthKind::Bearer
+                } else {
+                    super::taxii::AuthKind::Basic
+                };
+                let path = config.relative(0, f.get_ref());
+                Some(super::taxii::read_auth(&path, kind).map_err(|m| {
+                    main.invalid(
+                        f.span().start,
+                        format!("source `{name}`: {} {m}", kind.option()),
+                    )
+                })?)
+            }
+            (None, None) => None,
+        };
+    }
     let format = match fmt {
         SourceFormat::List => Format::List,
+        SourceFormat::Taxii => Format::Taxii {
+            collection: def
+                .collection
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .unwrap_or_default(),
+        },
         SourceFormat::Csv => Format::Csv {
             layout: csv_layout(config, def, &name)?,
         },
@@ -347,6 +439,7 @@ fn spec(config: &Config, def: &SourceDef, cache_dir: PathBuf) -> Result<SourceSp
             .as_ref()
             .map_or(OnBadLine::Refuse, |o| *o.get_ref()),
         cache_dir,
+        auth,
     })
 }
 
