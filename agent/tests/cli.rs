@@ -1028,6 +1028,17 @@ fn errors_under_json_are_one_json_object_with_the_exit_code() {
             "{v}"
         );
     }
+    // `why`: a query that is not an address, refused before anything is compiled.
+    let out = embargo(&["why", "--json", "nope", "--config", "config/default.toml"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let v = json_error(&out);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("give addresses, CIDRs or -"),
+        "{v}"
+    );
     // Without --json the text line is as it was.
     let out = embargo(&["status", "--control-socket", "/nonexistent/embargo.sock"]);
     assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
