@@ -44,14 +44,8 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
-/// How log lines are written ([`Cli::log_format`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// JSON lines.
-    Json,
-}
+/// How log lines are written ([`Cli::log_format`]); defined with the logging it configures.
+pub use crate::observe::log::LogFormat;
 
 #[derive(Subcommand)]
 pub enum Command {
