@@ -412,6 +412,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             if st.has_content() {
                 source_metrics.source_skipped(&st.name, &st.skipped);
             }
+            source_metrics.source_state(
+                &st.name,
+                st.entries,
+                st.last_attempt.map(|t| t.timestamp() as f64),
+            );
             let mut counted = counted_errors.lock().expect("not poisoned");
             let seen = counted.entry(st.name.clone()).or_default();
             for _ in *seen..st.fetch_errors_total {
@@ -427,10 +432,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         )?)
     });
     metrics.reload_succeeded(metrics::unix_now(), &digest);
+    // The sources are fetched with the configuration the agent started with.
+    for spec in crate::inputs::sources::spec::specs(&config).unwrap_or_default() {
+        metrics.source_interval(&spec.name, spec.interval.as_secs_f64());
+    }
     {
         let mut s = shared.lock().expect("not poisoned");
         s.schedule();
         metrics.policy_dates(&s.compiled);
+        metrics.policy_lists(&s.compiled);
     }
     // Metrics (end).
     let listener = bind_control(&opts.control_socket)?;
