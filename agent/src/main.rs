@@ -74,6 +74,12 @@ fn command(cli: Cli) -> Exit {
         } => commands::export(format, entity, monitored, &config, out.as_deref()),
         Command::Completion { shell } => commands::completion(shell),
         Command::Man => commands::man(),
+        Command::Events {
+            follow: _,
+            entity,
+            json,
+            control_socket,
+        } => commands::events_follow(&control_socket, entity.as_deref(), json),
         Command::Status {
             json,
             control_socket,

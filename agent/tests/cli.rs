@@ -1014,6 +1014,7 @@ fn errors_under_json_are_one_json_object_with_the_exit_code() {
         &["status", "--json"][..],
         &["status", "--json", "--verify"],
         &["status", "--json", "--watch", "--count", "1"],
+        &["events", "--follow", "--json"],
     ] {
         let mut args = args.to_vec();
         args.extend(["--control-socket", "/nonexistent/embargo.sock"]);

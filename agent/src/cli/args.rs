@@ -167,6 +167,25 @@ pub enum Command {
     /// Print the embargo(8) manual page (roff): `embargo man | man -l -`.
     #[command(hide = true)]
     Man,
+    /// Stream the running agent's drop and monitor events as they happen (like `hubble
+    /// observe`): a line each, until Ctrl-C or the agent stops (exit 1). Needs `[events]
+    /// output` other than "none" in the agent's configuration. A client that reads too slowly
+    /// loses events (the agent never waits for it) and is told how many in the stream.
+    Events {
+        /// Keep following the events (the only mode: required).
+        #[arg(long, required = true)]
+        follow: bool,
+        /// Only this entity's events (by id).
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// Print JSON lines, the events log's records (and `{"lost", "notice"}` lines for
+        /// events lost); errors as one JSON object on standard error.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the running agent.
+        #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
+        control_socket: PathBuf,
+    },
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
         /// Print JSON instead of a table; errors as one JSON object on standard error.
@@ -203,6 +222,7 @@ impl Command {
             | Command::Plan { json, .. }
             | Command::Why { json, .. }
             | Command::Status { json, .. }
+            | Command::Events { json, .. }
             | Command::Detach { json, .. }
             | Command::Audit {
                 command: AuditCommand::Verify { json, .. },

@@ -708,3 +708,32 @@ pub fn status_watch(
         std::thread::sleep(interval);
     }
 }
+
+/// `embargo events --follow`: the running agent's events, a line each (the events log's JSON
+/// records with `json`), until standard output closes (exit 0) or the agent stops (exit 1).
+pub fn events_follow(control_socket: &Path, entity: Option<&str>, json: bool) -> Exit {
+    use crate::observe::follow;
+    let followed = follow::follow(control_socket, entity, |text, line| {
+        if json {
+            outln!("{text}");
+        } else {
+            outln!("{}", follow::render(&line));
+        }
+        super::output::flush();
+        !super::output::stdout_closed()
+    });
+    match followed {
+        Ok(true) => Exit::Success,
+        Ok(false) => {
+            fail!(
+                "the agent at {} closed the stream: it stopped",
+                control_socket.display()
+            );
+            Exit::Failure
+        }
+        Err(e) => {
+            fail!("{e}");
+            Exit::Failure
+        }
+    }
+}
