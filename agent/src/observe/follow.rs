@@ -260,8 +260,12 @@ pub fn follow(
                     message: format!("a line over {MAX_FOLLOW_LINE} bytes"),
                 });
             }
-            // The agent stopped in the middle of a line.
-            return Ok(false);
+            // The end of the stream without a newline: the agent's error answer (it has
+            // none), or the agent stopped in the middle of a line.
+            return match parse_line(socket, &String::from_utf8_lossy(&buf)) {
+                Err(e @ StatusError::Agent { .. }) => Err(e),
+                _ => Ok(false),
+            };
         }
         let text = String::from_utf8_lossy(&buf[..buf.len() - 1]);
         let line = parse_line(socket, &text)?;
@@ -385,6 +389,39 @@ mod tests {
         assert!(e.to_string().contains("answered: no entity `x`"), "{e}");
         let e = parse_line(socket, "{}").unwrap_err();
         assert!(e.to_string().contains("unreadable answer"), "{e}");
+    }
+
+    /// Regression: the agent's error answer (`{"error": ...}`, no newline, then the end of the
+    /// stream) was taken for the agent stopping, so `--entity nobody` said "it stopped".
+    #[test]
+    fn the_agents_refusal_is_an_error_naming_it_and_the_end_of_the_stream_is_not() {
+        use std::io::{BufRead as _, Write as _};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            for answer in [
+                r#"{"error":"no entity `nobody` in the policy in force"}"#.to_owned(),
+                format!("{}\n", serde_json::to_string(&LostNotice::new(2)).unwrap()),
+            ] {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut request = String::new();
+                std::io::BufReader::new(&conn)
+                    .read_line(&mut request)
+                    .unwrap();
+                conn.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        let e = follow(&socket, Some("nobody"), |_, _| true).unwrap_err();
+        assert!(e.to_string().contains("no entity `nobody`"), "{e}");
+        let mut got = Vec::new();
+        let stopped = follow(&socket, None, |_, l| {
+            got.push(l);
+            true
+        });
+        assert!(!stopped.unwrap(), "the agent closed the stream");
+        assert_eq!(got, [Line::Lost(LostNotice::new(2))]);
+        server.join().unwrap();
     }
 
     #[test]
