@@ -13,9 +13,14 @@ use embargo::cli::{
 };
 
 fn main() -> ExitCode {
-    let code = command(Cli::parse());
+    let cli = Cli::parse();
+    // Under --json the command's errors become one JSON object on stderr, written at the end
+    // with the exit status.
+    embargo::cli::output::set_json(cli.command.json());
+    let code = command(cli);
     // What is still buffered is written (or dropped, if the reader has gone) before the exit.
     embargo::cli::output::flush();
+    embargo::cli::output::finish(code.code());
     code.into()
 }
 
@@ -28,20 +33,21 @@ fn command(cli: Cli) -> Exit {
     match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Audit {
-            command: AuditCommand::Verify { log },
-        } => commands::audit_verify(&log),
+            command: AuditCommand::Verify { log, json },
+        } => commands::audit_verify(&log, json),
         Command::Detach {
             pin_dir,
             state_dir,
             control_socket,
-        } => commands::detach(&pin_dir, &state_dir, &control_socket),
+            json,
+        } => commands::detach(&pin_dir, &state_dir, &control_socket, json),
         Command::Check {
             config,
             json,
             expiring,
             strict,
         } => embargo::cli::check::check(&config, json, expiring, strict),
-        Command::Fetch { config } => commands::fetch(&config),
+        Command::Fetch { config, json } => commands::fetch(&config, json),
         Command::Init { authority, dir } => embargo::cli::init::init(&authority, &dir),
         Command::Import {
             format: ImportCommand::List(format),
@@ -70,6 +76,12 @@ fn command(cli: Cli) -> Exit {
         Command::Report(args) => embargo::cli::report::report(&args),
         Command::Completion { shell } => commands::completion(shell),
         Command::Man => commands::man(),
+        Command::Events {
+            follow: _,
+            entity,
+            json,
+            control_socket,
+        } => commands::events_follow(&control_socket, entity.as_deref(), json),
         Command::Status {
             json,
             control_socket,

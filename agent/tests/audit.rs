@@ -154,3 +154,76 @@ for line in open(sys.argv[1], encoding="utf-8"):
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "1 True\n2 True\n3 True\n");
 }
+
+/// `audit verify --json`: `{path, records, intact, first_broken}` on stdout for an intact and a
+/// tampered log; the tampered one exits 1 with the JSON error object on stderr.
+#[test]
+fn verify_json_names_the_first_broken_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(&dir, 3);
+    let run = || {
+        support::command(&["audit", "verify", "--json", "--audit-log"])
+            .arg(&log)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["path"], log.to_str().unwrap(), "{v}");
+    assert_eq!(v["records"], 3, "{v}");
+    assert_eq!(v["intact"], true, "{v}");
+    assert!(v["first_broken"].is_null(), "{v}");
+    assert_eq!(v["last_hash"].as_str().unwrap().len(), 64, "{v}");
+
+    let good = std::fs::read_to_string(&log).unwrap();
+    let edited = good.replacen("\"prefixes_added\":2", "\"prefixes_added\":1", 1);
+    assert_ne!(edited, good);
+    std::fs::write(&log, edited).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 1, "{v}");
+    assert_eq!(v["intact"], false, "{v}");
+    assert_eq!(v["first_broken"]["line"], 2, "{v}");
+    assert_eq!(v["first_broken"]["seq"], 2, "{v}");
+    assert_eq!(v["first_broken"]["problem"]["kind"], "hash_mismatch", "{v}");
+    assert!(
+        v["first_broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("hash mismatch"),
+        "{v}"
+    );
+    let err = text(&out.stderr);
+    let e: serde_json::Value = serde_json::from_str(err.trim_end()).expect("one JSON line");
+    assert_eq!(e["exit_code"], 1, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("chain broken at line 2 (seq 2): hash mismatch"),
+        "{e}"
+    );
+    assert!(
+        e["notes"][0].as_str().unwrap().contains("1 records before"),
+        "{e}"
+    );
+
+    // A missing log: no document, the error object only.
+    let out = support::command(&["audit", "verify", "--json", "--audit-log"])
+        .arg(dir.path().join("none.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let e: serde_json::Value = serde_json::from_str(text(&out.stderr).trim_end()).unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("none.jsonl: reading:"),
+        "{e}"
+    );
+}

@@ -965,3 +965,157 @@ fn why_answers_many_questions_and_cidrs_from_one_compile() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// The one JSON line a command under `--json` writes on standard error when it fails.
+fn json_error(out: &Output) -> serde_json::Value {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line on stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("stderr is JSON");
+    assert_eq!(
+        v["exit_code"].as_i64(),
+        out.status.code().map(i64::from),
+        "{v}"
+    );
+    v
+}
+
+/// Under `--json`, a refused configuration and an agent that is not there are one JSON object
+/// on standard error with the message of the text line and the exit status (64, 1).
+#[test]
+fn errors_under_json_are_one_json_object_with_the_exit_code() {
+    let (_dir, path) = temp_config(
+        "bad.toml",
+        "enforce = [\"UK\"]\n[[allow]]\nprefix = \"192.0.2.300\"\nreason = \"x\"\n",
+    );
+    let text = embargo(&["check", "--config", path.to_str().unwrap()]);
+    let out = embargo(&["check", "--json", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let v = json_error(&out);
+    let message = v["error"].as_str().unwrap();
+    assert!(message.contains(&format!("{}:3:10", path.display())), "{v}");
+    // The message is the text line's, without its `error: `.
+    assert!(
+        stderr(&text).lines().next().unwrap() == format!("error: {message}"),
+        "{}",
+        stderr(&text)
+    );
+    assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("nothing from it was applied"),
+        "{v}"
+    );
+
+    for args in [
+        &["status", "--json"][..],
+        &["status", "--json", "--verify"],
+        &["status", "--json", "--watch", "--count", "1"],
+        &["events", "--follow", "--json"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--control-socket", "/nonexistent/embargo.sock"]);
+        let out = embargo(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let v = json_error(&out);
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("is `embargo run` running"),
+            "{v}"
+        );
+    }
+    // `why`: a query that is not an address, refused before anything is compiled.
+    let out = embargo(&["why", "--json", "nope", "--config", "config/default.toml"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let v = json_error(&out);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("give addresses, CIDRs or -"),
+        "{v}"
+    );
+    // Without --json the text line is as it was.
+    let out = embargo(&["status", "--control-socket", "/nonexistent/embargo.sock"]);
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+}
+
+/// `fetch --json`: one document on stdout naming each source's outcome; a source that cannot
+/// be reached is `failed` with its error (exit 1, and the JSON error object on stderr).
+#[test]
+fn fetch_json_reports_each_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SKIPPED_SOURCE
+        .replace("/nonexistent/embargo-cache", dir.path().to_str().unwrap())
+        .replace(
+            "url = \"https://192.0.2.1/feed\"",
+            "url = \"https://user:secret@127.0.0.1:1/feed\"\ntimeout = \"5s\"",
+        );
+    let path = dir.path().join("main.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = embargo(&["fetch", "--json", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["failed"], 1, "{v}");
+    let s = &v["sources"][0];
+    assert_eq!(s["name"], "never", "{v}");
+    assert_eq!(s["outcome"], "failed", "{v}");
+    assert_eq!(s["url"], "https://user:***@127.0.0.1:1/feed", "{v}");
+    assert!(s["entries"].is_null() && s["sha256"].is_null(), "{v}");
+    assert!(!s["error"].as_str().unwrap().is_empty(), "{v}");
+    assert!(!out.stdout.windows(6).any(|w| w == b"secret"), "{v}");
+    let e = json_error(&out);
+    assert!(
+        e["error"].as_str().unwrap().contains("source `never`"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+/// `detach --json` on a pin folder with nothing in it: what was removed (nothing), no errors.
+#[test]
+fn detach_json_says_what_was_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pins = dir.path().join("pins");
+    std::fs::create_dir(&pins).unwrap();
+    let state = dir.path().join("state");
+    let out = embargo(&[
+        "detach",
+        "--json",
+        "--pin-dir",
+        pins.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--control-socket",
+        dir.path().join("none.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["pin_dir"], pins.to_str().unwrap(), "{v}");
+    for key in ["filters", "links", "maps", "errors"] {
+        assert_eq!(v[key], serde_json::json!([]), "{key}: {v}");
+    }
+    assert!(v["state_file"].is_null(), "{v}");
+
+    // Without --json, the text as it was (the empty pin folder was removed above).
+    std::fs::create_dir(&pins).unwrap();
+    let text = embargo(&[
+        "detach",
+        "--pin-dir",
+        pins.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--control-socket",
+        dir.path().join("none.sock").to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("nothing pinned in"),
+        "{}",
+        stderr(&text)
+    );
+}

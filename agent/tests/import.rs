@@ -1075,3 +1075,122 @@ fn ioc_prose_skips_versions_and_build_numbers_and_keeps_the_indicators() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `import ... --json`: the summary is one JSON line `{"summary": {...}}`, on standard error
+/// when the TOML goes to standard output, on standard output when `--out` takes the TOML.
+#[test]
+fn import_json_summary_goes_where_the_toml_does_not() {
+    let (_tmp, dir) = lab("json", "example-corp");
+    let list = dir.join("mixed.txt");
+    std::fs::write(&list, "8.8.8.8\n10.0.0.1\nexample.org\n2a00:1450::1\n").unwrap();
+    let base = [
+        "import",
+        "ioc",
+        s(&list),
+        "--entity",
+        "example-corp",
+        "--source",
+        "https://example.org/a",
+        "--json",
+    ];
+    let summary = |line: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        v["summary"].clone()
+    };
+    // No --out: the TOML on stdout, the summary alone on stderr.
+    let out = embargo_as_is(&base);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout(&out).contains("\"8.8.8.8\""), "{}", stdout(&out));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let v = summary(err.trim_end());
+    assert_eq!(v["format"], "ioc", "{v}");
+    assert_eq!(v["entity"], "example-corp", "{v}");
+    assert_eq!(v["imported"], 3, "{v}");
+    assert_eq!(v["skipped_total"], 1, "{v}");
+    assert_eq!(v["special"]["private"], 1, "{v}");
+    assert_eq!(v["special_kept"], false, "{v}");
+    assert_eq!(v["prefixes"], 2, "{v}");
+    assert!(v["written"].is_null(), "{v}");
+
+    // Nothing left to import: the error object, its notes say what was left out.
+    std::fs::write(&list, "10.0.0.1\n").unwrap();
+    let out = embargo_as_is(&base);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let e: serde_json::Value = serde_json::from_str(err.trim_end()).unwrap();
+    assert_eq!(e["exit_code"], 65, "{e}");
+    assert!(
+        e["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("left out 1 in the private"),
+        "{e}"
+    );
+    std::fs::write(&list, "8.8.8.8\n10.0.0.1\nexample.org\n2a00:1450::1\n").unwrap();
+
+    // --out: the summary on stdout, nothing on stderr.
+    let file = dir.join("groups.toml");
+    let mut args = base.to_vec();
+    args.extend(["--out", s(&file)]);
+    let out = embargo_as_is(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v = summary(text.trim_end());
+    assert_eq!(v["written"], s(&file), "{v}");
+    assert_eq!(v["groups"], 1, "{v}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("8.8.8.8"));
+
+    // Refused (the file exists now): the JSON error object, exit 73.
+    let out = embargo_as_is(&args);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let e: serde_json::Value = serde_json::from_str(err.trim_end()).unwrap();
+    assert_eq!(e["exit_code"], 73, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("groups.toml"), "{e}");
+
+    // A sanctions list: skeletons on stdout and the summary on stderr; with --out, the files
+    // written named on stdout.
+    let uk = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lists/UK_Sanctions_List.csv"
+    );
+    let list_args = [
+        "import",
+        "uk-csv",
+        uk,
+        "--reference",
+        "CYB0114",
+        "--reference",
+        "NOPE-1",
+        "--json",
+    ];
+    let out = embargo_as_is(&list_args);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout(&out).contains("reference = \"CYB0114\""));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let v = summary(err.trim_end());
+    assert_eq!(v["format"], "uk-csv", "{v}");
+    assert_eq!(v["designations"], 1, "{v}");
+    assert_eq!(
+        v["references_not_found"],
+        serde_json::json!(["NOPE-1"]),
+        "{v}"
+    );
+    assert_eq!(v["written"], serde_json::json!([]), "{v}");
+    let out_dir = dir.join("skeletons");
+    let mut args = list_args.to_vec();
+    args.extend(["--out", s(&out_dir)]);
+    let out = embargo_as_is(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let v = summary(stdout(&out).trim_end());
+    let written = v["written"].as_array().unwrap();
+    assert_eq!(written.len(), 1, "{v}");
+    assert!(Path::new(written[0].as_str().unwrap()).is_file(), "{v}");
+}

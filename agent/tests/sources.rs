@@ -1605,4 +1605,42 @@ async fn bad_lines_refuse_by_default_and_are_skipped_counted_and_reported_with_s
         "{stderr}"
     );
     assert!(stderr.contains(&format!("{url} line 8: ")), "{stderr}");
+
+    // `embargo fetch --json`: the same, as one document on stdout, stderr empty.
+    let main = lab.path("main.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(["fetch", "--json", "--config"])
+            .arg(main)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    let s = &v["sources"][0];
+    assert_eq!(s["name"], "feed", "{v}");
+    assert_eq!(s["url"], url.as_str(), "{v}");
+    assert!(
+        ["updated", "not_modified"].contains(&s["outcome"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(s["changed"], false, "{v}");
+    assert_eq!(s["entries"], 4, "{v}");
+    assert_eq!(s["sha256"].as_str().unwrap().len(), 64, "{v}");
+    assert!(s["error"].is_null(), "{v}");
+    assert_eq!(s["bad_lines"], 2, "{v}");
+    assert_eq!(s["skipped"]["lines"][0]["line"], 6, "{v}");
+    assert_eq!(s["skipped"]["lines"][1]["reason"], "invalid_value", "{v}");
 }

@@ -61,14 +61,8 @@ pub enum InitAuthority {
     Un,
 }
 
-/// How log lines are written ([`Cli::log_format`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// JSON lines.
-    Json,
-}
+/// How log lines are written ([`Cli::log_format`]); defined with the logging it configures.
+pub use crate::observe::log::LogFormat;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -85,6 +79,10 @@ pub enum Command {
         /// Control socket of the agent, checked to be gone first.
         #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
         control_socket: PathBuf,
+        /// Print what was removed as JSON (links, netlink filters, maps, state file, errors);
+        /// errors as one JSON object on standard error.
+        #[arg(long)]
+        json: bool,
     },
     /// Work with the policy audit log.
     Audit {
@@ -96,7 +94,8 @@ pub enum Command {
         /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
-        /// Print the full report as JSON.
+        /// Print the full report as JSON; errors as one JSON object on standard error
+        /// (`{"error", "exit_code", ...}`).
         #[arg(long)]
         json: bool,
         /// Warn about evidence that stops counting within this long (e.g. 14d, 36h, 2weeks).
@@ -113,6 +112,11 @@ pub enum Command {
         /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
+        /// Print one JSON document: per source its name, URL (credentials hidden), outcome
+        /// (updated, not_modified, failed), entries, sha256, error and skipped lines; errors
+        /// as one JSON object on standard error.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what applying the configuration would change against what the agent has loaded.
     Plan {
@@ -125,7 +129,7 @@ pub enum Command {
         /// Longest list printed per kind of change.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON instead of text.
+        /// Print JSON instead of text; errors as one JSON object on standard error.
         #[arg(long)]
         json: bool,
     },
@@ -140,7 +144,7 @@ pub enum Command {
         /// Configuration file (the main file; it includes the entity files).
         #[arg(long, short, default_value = DEFAULT_CONFIG, env = "EMBARGO_CONFIG")]
         config: PathBuf,
-        /// Print JSON instead of text.
+        /// Print JSON instead of text; errors as one JSON object on standard error.
         #[arg(long)]
         json: bool,
     },
@@ -195,9 +199,28 @@ pub enum Command {
     /// the events, the running agent's counters, delistings and expiries, and the audit
     /// chain's head hash. Exits 1 on a broken audit chain.
     Report(ReportArgs),
+    /// Stream the running agent's drop and monitor events as they happen (like `hubble
+    /// observe`): a line each, until Ctrl-C or the agent stops (exit 1). Needs `[events]
+    /// output` other than "none" in the agent's configuration. A client that reads too slowly
+    /// loses events (the agent never waits for it) and is told how many in the stream.
+    Events {
+        /// Keep following the events (the only mode: required).
+        #[arg(long, required = true)]
+        follow: bool,
+        /// Only this entity's events (by id).
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// Print JSON lines, the events log's records (and `{"lost", "notice"}` lines for
+        /// events lost); errors as one JSON object on standard error.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the running agent.
+        #[arg(long, default_value = status::DEFAULT_SOCKET, env = "EMBARGO_CONTROL_SOCKET")]
+        control_socket: PathBuf,
+    },
     /// Show the running agent's interfaces, modes and per-entity counters.
     Status {
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table; errors as one JSON object on standard error.
         #[arg(long)]
         json: bool,
         /// Control socket of the running agent.
@@ -219,6 +242,48 @@ pub enum Command {
         #[arg(long, requires = "watch")]
         count: Option<u64>,
     },
+}
+
+impl Command {
+    /// Whether the command was given `--json`: its errors are then reported as JSON
+    /// ([`super::output::set_json`]).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Check { json, .. }
+            | Command::Fetch { json, .. }
+            | Command::Plan { json, .. }
+            | Command::Why { json, .. }
+            | Command::Status { json, .. }
+            | Command::Events { json, .. }
+            | Command::Detach { json, .. }
+            | Command::Audit {
+                command: AuditCommand::Verify { json, .. },
+            } => *json,
+            Command::Import { format } => format.json(),
+            _ => false,
+        }
+    }
+}
+
+impl ImportCommand {
+    /// Whether the import was given `--json`.
+    pub fn json(&self) -> bool {
+        match self {
+            ImportCommand::List(
+                ListImport::UkCsv(a)
+                | ListImport::UkXml(a)
+                | ListImport::OfacCsv { args: a, .. }
+                | ListImport::OfacXml(a)
+                | ListImport::EuXml(a)
+                | ListImport::Opensanctions(a),
+            ) => a.json,
+            ImportCommand::Indicators(
+                IndicatorImport::Stix { common, .. }
+                | IndicatorImport::Ioc { common, .. }
+                | IndicatorImport::Csv { common, .. },
+            ) => common.json,
+        }
+    }
 }
 
 /// What `embargo run` takes.
@@ -338,6 +403,12 @@ pub struct ListImportArgs {
     /// sdn.csv and sdn.xml: take it from the authority's notice).
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub listed_on: Option<chrono::NaiveDate>,
+    /// The summary (designations, files written, references not found) as one JSON line
+    /// `{"summary": {...}}`: on standard output with --out (instead of the `wrote` lines), else
+    /// on standard error (standard output keeps the skeletons). Errors as one JSON object on
+    /// standard error.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The formats `embargo import` reads.
@@ -503,6 +574,12 @@ pub struct ImportArgs {
     /// left out and counted otherwise) and write `guard_override = REASON` on every group.
     #[arg(long, value_name = "REASON")]
     pub guard_override: Option<String>,
+    /// The summary (imported, skipped and ignored by reason, bad lines, special-purpose
+    /// ranges, prefixes and groups, the file written) as one JSON line `{"summary": {...}}`
+    /// instead of text: on standard output with --out, else on standard error (standard
+    /// output keeps the TOML). Errors as one JSON object on standard error.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A config enum value from its TOML name.
@@ -535,6 +612,11 @@ pub enum AuditCommand {
         /// The audit log (what `embargo run --audit-log` writes); `--log` is the older name.
         #[arg(long = "audit-log", visible_alias = "log", default_value = audit::DEFAULT_LOG)]
         log: PathBuf,
+        /// Print `{path, records, intact, last_hash, first_broken}` as JSON (`first_broken`:
+        /// line, seq, reason, problem; null when intact); errors as one JSON object on standard
+        /// error.
+        #[arg(long)]
+        json: bool,
     },
 }
 

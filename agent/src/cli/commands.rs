@@ -37,7 +37,7 @@ pub fn run(args: RunArgs) -> Exit {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            errln!("error: starting the runtime: {e}");
+            fail!("starting the runtime: {e}");
             return Exit::Failure;
         }
     };
@@ -55,7 +55,7 @@ pub fn run(args: RunArgs) -> Exit {
         Ok(()) => Exit::Success,
         Err(RunError::Config(e)) => config_error(&e),
         Err(e) => {
-            errln!("error: {e}");
+            fail!("{e}");
             exit_code(&e)
         }
     }
@@ -63,10 +63,14 @@ pub fn run(args: RunArgs) -> Exit {
 
 /// `embargo detach`: removes every pinned link, the netlink egress filters, the pinned maps
 /// and the state file, once the agent is gone.
-pub fn detach(pin_dir: &Path, state_dir: &Path, control_socket: &Path) -> Exit {
+///
+/// With `json`, one JSON document on standard output instead of the lines:
+/// `{"pin_dir", "filters": [names], "links": [names], "maps": [paths], "state_file": path|null,
+/// "errors": [messages]}` (what was removed, and what could not be).
+pub fn detach(pin_dir: &Path, state_dir: &Path, control_socket: &Path, json: bool) -> Exit {
     if status::query(control_socket).is_ok() {
-        errln!(
-            "error: an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
+        fail!(
+            "an agent is running ({}): stop it instead (SIGTERM detaches), or it keeps the links",
             control_socket.display()
         );
         return Exit::Failure;
@@ -83,43 +87,73 @@ pub fn detach(pin_dir: &Path, state_dir: &Path, control_socket: &Path) -> Exit {
             Vec::new()
         }
     };
-    let mut results = crate::dataplane::remove_netlink_filters(&filters);
-    results.extend(crate::dataplane::detach_pinned(pin_dir, |_| false));
-    if results.is_empty() {
+    let filter_results = crate::dataplane::remove_netlink_filters(&filters);
+    let link_results = crate::dataplane::detach_pinned(pin_dir, |_| false);
+    if filter_results.is_empty() && link_results.is_empty() && !json {
         outln!("nothing pinned in {}", pin_dir.display());
     }
-    let mut ok = true;
-    for (name, r) in results {
-        match r {
-            Ok(()) => outln!("detached {name}"),
-            Err(e) => {
-                ok = false;
-                errln!("error: {name}: {e}");
+    let mut errors: Vec<String> = Vec::new();
+    let mut removed =
+        |results: Vec<(String, Result<(), crate::dataplane::DataplaneError>)>| -> Vec<String> {
+            let mut done = Vec::new();
+            for (name, r) in results {
+                match r {
+                    Ok(()) => {
+                        if !json {
+                            outln!("detached {name}");
+                        }
+                        done.push(name);
+                    }
+                    Err(e) => errors.push(format!("{name}: {e}")),
+                }
             }
-        }
-    }
+            done
+        };
+    let filters_removed = removed(filter_results);
+    let links_removed = removed(link_results);
+    let mut maps = Vec::new();
     for (path, r) in crate::dataplane::pins::remove_generations(pin_dir) {
         match r {
-            Ok(()) => outln!("unpinned the maps in {}", path.display()),
-            Err(e) => {
-                ok = false;
-                errln!("error: removing {}: {e}", path.display());
+            Ok(()) => {
+                if !json {
+                    outln!("unpinned the maps in {}", path.display());
+                }
+                maps.push(path.display().to_string());
             }
+            Err(e) => errors.push(format!("removing {}: {e}", path.display())),
         }
     }
+    let mut state_file = None;
     match crate::dataplane::state::remove(state_dir) {
-        Ok(true) => outln!(
-            "removed the state file {}",
-            crate::dataplane::state::path(state_dir).display()
-        ),
-        Ok(false) => {}
-        Err(e) => {
-            ok = false;
-            errln!("error: {e}");
+        Ok(true) => {
+            let path = crate::dataplane::state::path(state_dir);
+            if !json {
+                outln!("removed the state file {}", path.display());
+            }
+            state_file = Some(path.display().to_string());
         }
+        Ok(false) => {}
+        Err(e) => errors.push(e.to_string()),
     }
     let _ = std::fs::remove_dir(pin_dir);
-    if ok { Exit::Success } else { Exit::Failure }
+    for e in &errors {
+        fail!("{e}");
+    }
+    if json {
+        let doc = serde_json::json!({
+            "pin_dir": pin_dir.display().to_string(),
+            "filters": filters_removed,
+            "links": links_removed,
+            "maps": maps,
+            "state_file": state_file,
+            "errors": errors,
+        });
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializable")
+        );
+    }
+    Exit::ok_or_failure(errors.is_empty())
 }
 
 /// `embargo plan`: what applying `config` would change against what the agent has loaded.
@@ -159,7 +193,7 @@ pub fn why(queries: &[String], config: &Path, json: bool) -> Exit {
             let text = match read_stdin(MAX_STDIN_BYTES) {
                 Ok(t) => t,
                 Err(e) => {
-                    errln!("error: reading standard input: {e}");
+                    fail!("reading standard input: {e}");
                     return Exit::DataErr;
                 }
             };
@@ -171,8 +205,8 @@ pub fn why(queries: &[String], config: &Path, json: bool) -> Exit {
                 match line.parse() {
                     Ok(q) => asked.push(q),
                     Err(e) => {
-                        errln!(
-                            "error: standard input, line {}: {e}; give one address or CIDR per line",
+                        fail!(
+                            "standard input, line {}: {e}; give one address or CIDR per line",
                             i + 1
                         );
                         return Exit::DataErr;
@@ -183,7 +217,7 @@ pub fn why(queries: &[String], config: &Path, json: bool) -> Exit {
             match q.parse() {
                 Ok(q) => asked.push(q),
                 Err(e) => {
-                    errln!("error: {e}; give addresses, CIDRs or - for standard input");
+                    fail!("{e}; give addresses, CIDRs or - for standard input");
                     return Exit::Usage;
                 }
             }
@@ -235,7 +269,7 @@ pub fn why(queries: &[String], config: &Path, json: bool) -> Exit {
             }
             (None, Ok(v)) => outln!("{v}"),
             (None, Err(e)) => {
-                errln!("error: {e}");
+                fail!("{e}");
                 return Exit::Failure;
             }
         }
@@ -279,7 +313,7 @@ pub fn export(
     let sel = export::Selection { entity, monitored };
     let mut bytes = Vec::new();
     if let Err(e) = export::write(&compiled, format, &sel, &mut bytes) {
-        errln!("error: {e}");
+        fail!("{e}");
         return exit_code(&e);
     }
     match out {
@@ -299,7 +333,7 @@ pub fn export(
                 Exit::Success
             }
             Err(e) => {
-                errln!("error: {e}");
+                fail!("{e}");
                 Exit::CantCreate
             }
         },
@@ -327,7 +361,7 @@ pub fn status(json: bool, control_socket: &Path, verify: bool) -> Exit {
                 }
             }
             Err(e) => {
-                errln!("error: {e}");
+                fail!("{e}");
                 return Exit::Failure;
             }
         }
@@ -354,14 +388,20 @@ fn status_command(json: bool, control_socket: &Path) -> Exit {
             Exit::Success
         }
         Err(e) => {
-            errln!("error: {e}");
+            fail!("{e}");
             Exit::Failure
         }
     }
 }
 
-/// `embargo fetch`.
-pub fn fetch(path: &Path) -> Exit {
+/// `embargo fetch`: each source fetched once; exit 1 when any failed.
+///
+/// With `json`, one JSON document on standard output instead of the lines: `{"sources": [{
+/// "name", "url" (credentials hidden), "outcome": "updated"|"not_modified"|"failed",
+/// "changed", "unit" ("prefixes"|"designations"), "entries", "sha256", "error", "bad_lines",
+/// "skipped": {by_reason, by_type, lines: [{line, reason, message}]}}], "failed": N}` (a failed
+/// source has null entries, sha256 and skipped; its error also goes to the JSON error object).
+pub fn fetch(path: &Path, json: bool) -> Exit {
     use crate::inputs::sources::{Outcome, manager};
     let config = match crate::config::load(path) {
         Ok(c) => c,
@@ -370,7 +410,7 @@ pub fn fetch(path: &Path) -> Exit {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            errln!("error: starting the runtime: {e}");
+            fail!("starting the runtime: {e}");
             return Exit::Failure;
         }
     };
@@ -379,6 +419,7 @@ pub fn fetch(path: &Path) -> Exit {
         Err(e) => return config_error(&e),
     };
     let mut failed = 0;
+    let mut docs = Vec::new();
     for (def, result) in config.main.sources.iter().zip(results) {
         let name = def.name.get_ref();
         let taxii = *def.format.get_ref() == crate::config::SourceFormat::Taxii;
@@ -387,6 +428,51 @@ pub fn fetch(path: &Path) -> Exit {
         } else {
             "prefixes"
         };
+        if json {
+            let url = crate::inputs::sources::spec::redact_url(def.url.get_ref().trim());
+            let mut doc = serde_json::json!({
+                "name": name,
+                "url": url,
+                "unit": unit,
+                "outcome": "failed",
+                "changed": false,
+                "entries": null,
+                "sha256": null,
+                "error": null,
+                "bad_lines": 0,
+                "skipped": null,
+            });
+            match &result {
+                Ok(
+                    Outcome::Updated {
+                        entries,
+                        sha256,
+                        skipped,
+                        ..
+                    }
+                    | Outcome::NotModified {
+                        entries,
+                        sha256,
+                        skipped,
+                    },
+                ) => {
+                    let updated = matches!(result, Ok(Outcome::Updated { .. }));
+                    doc["outcome"] = if updated { "updated" } else { "not_modified" }.into();
+                    doc["changed"] = result.as_ref().is_ok_and(Outcome::changed).into();
+                    doc["entries"] = (*entries).into();
+                    doc["sha256"] = sha256.as_str().into();
+                    doc["bad_lines"] = skipped.bad_lines().into();
+                    doc["skipped"] = serde_json::to_value(skipped).expect("serializable");
+                }
+                Err(e) => {
+                    failed += 1;
+                    doc["error"] = e.error.to_string().into();
+                    fail!("{e}; the last-known-good copy, if any, is kept");
+                }
+            }
+            docs.push(doc);
+            continue;
+        }
         match result {
             Ok(Outcome::Updated {
                 changed,
@@ -408,9 +494,16 @@ pub fn fetch(path: &Path) -> Exit {
             }
             Err(e) => {
                 failed += 1;
-                errln!("error: {e}; the last-known-good copy, if any, is kept");
+                fail!("{e}; the last-known-good copy, if any, is kept");
             }
         }
+    }
+    if json {
+        let doc = serde_json::json!({ "sources": docs, "failed": failed });
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializable")
+        );
     }
     if failed > 0 {
         Exit::Failure
@@ -460,21 +553,51 @@ fn report_skipped(
 }
 
 /// `embargo audit verify`: 0 with the record count when the chain holds, else 1.
-pub fn audit_verify(log: &Path) -> Exit {
+///
+/// With `json`, on standard output whether intact or not: `{"path", "records", "intact",
+/// "last_hash", "first_broken": {"line", "seq", "reason", "problem"}|null}` (`reason` the text
+/// message, `problem` its typed form); a broken chain is also the JSON error object.
+pub fn audit_verify(log: &Path, json: bool) -> Exit {
     match audit::verify(log) {
+        Ok(r) if json => {
+            let first_broken = r.first_break.as_ref().map(|b| {
+                serde_json::json!({
+                    "line": b.line,
+                    "seq": b.seq,
+                    "reason": b.problem.to_string(),
+                    "problem": b.problem,
+                })
+            });
+            let doc = serde_json::json!({
+                "path": log.display().to_string(),
+                "records": r.records,
+                "intact": r.intact(),
+                "last_hash": r.last_hash,
+                "first_broken": first_broken,
+            });
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("serializable")
+            );
+            if let Some(b) = &r.first_break {
+                fail!("{}: chain broken at {b}", log.display());
+                errln!("{} records before it are intact", r.records);
+            }
+            Exit::ok_or_failure(r.intact())
+        }
         Ok(r) => match &r.first_break {
             None => {
                 outln!("{}: {} records, chain intact", log.display(), r.records);
                 Exit::Success
             }
             Some(b) => {
-                errln!("error: {}: chain broken at {b}", log.display());
+                fail!("{}: chain broken at {b}", log.display());
                 errln!("{} records before it are intact", r.records);
                 Exit::Failure
             }
         },
         Err(e) => {
-            errln!("error: {e}");
+            fail!("{e}");
             Exit::Failure
         }
     }
@@ -482,7 +605,7 @@ pub fn audit_verify(log: &Path) -> Exit {
 
 /// Reports a refused configuration; its exit status.
 pub fn config_error(e: &ConfigError) -> Exit {
-    errln!("error: {e}");
+    fail!("{e}");
     errln!("the configuration was refused; nothing from it was applied");
     exit_code(e)
 }
@@ -524,7 +647,7 @@ pub fn man() -> Exit {
         man.render_version_section(&mut bytes)
     })();
     if let Err(e) = rendered {
-        errln!("error: rendering the manual page: {e}");
+        fail!("rendering the manual page: {e}");
         return Exit::Failure;
     }
     print_bytes(&bytes)
@@ -534,7 +657,7 @@ fn print_bytes(bytes: &[u8]) -> Exit {
     match super::output::stdout_bytes(bytes) {
         Ok(()) => Exit::Success,
         Err(e) => {
-            errln!("error: writing to standard output: {e}");
+            fail!("writing to standard output: {e}");
             Exit::Io
         }
     }
@@ -557,7 +680,7 @@ pub fn status_watch(
         let s = match status::query(control_socket) {
             Ok(s) => s,
             Err(e) => {
-                errln!("error: {e}");
+                fail!("{e}");
                 return Exit::Failure;
             }
         };
@@ -594,5 +717,34 @@ pub fn status_watch(
         }
         prev = Some((now, s));
         std::thread::sleep(interval);
+    }
+}
+
+/// `embargo events --follow`: the running agent's events, a line each (the events log's JSON
+/// records with `json`), until standard output closes (exit 0) or the agent stops (exit 1).
+pub fn events_follow(control_socket: &Path, entity: Option<&str>, json: bool) -> Exit {
+    use crate::observe::follow;
+    let followed = follow::follow(control_socket, entity, |text, line| {
+        if json {
+            outln!("{text}");
+        } else {
+            outln!("{}", follow::render(&line));
+        }
+        super::output::flush();
+        !super::output::stdout_closed()
+    });
+    match followed {
+        Ok(true) => Exit::Success,
+        Ok(false) => {
+            fail!(
+                "the agent at {} closed the stream: it stopped",
+                control_socket.display()
+            );
+            Exit::Failure
+        }
+        Err(e) => {
+            fail!("{e}");
+            Exit::Failure
+        }
     }
 }

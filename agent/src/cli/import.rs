@@ -5,14 +5,32 @@
 //! before the first write, no existing file is overwritten (a symlink included) and each file
 //! is written whole or not at all; a refused list exits 64, indicator input that cannot be read
 //! whole 65, output that cannot be written 73 ([`exit_code`]).
+//!
+//! With `--json` the summary is one JSON line `{"summary": {...}}` ([`summary_line`]) instead of
+//! its text lines: on standard output when `--out` is given (standard output carries nothing
+//! else then), else on standard error, since standard output carries the imported TOML. Errors
+//! are then the JSON error object on standard error ([`super::output`]).
 
 use std::path::Path;
+
+use serde_json::{Value, json};
 
 use super::{
     args::{IndicatorImport, ListImport},
     commands::config_error,
     exit::{Exit, exit_code},
 };
+
+/// Writes `{"summary": summary}` as one line: on standard output when the import wrote into
+/// `--out`, else on standard error (standard output holds what was imported).
+fn summary_line(summary: Value, to_stdout: bool) {
+    let line = json!({ "summary": summary }).to_string();
+    if to_stdout {
+        outln!("{line}");
+    } else {
+        super::output::stderr_line(&line);
+    }
+}
 
 /// `embargo import`: entity skeletons on stdout or into `--out`, or designations added to an
 /// existing entity file (`--entity ID --out FILE --append`). Exit 64 when the list is refused
@@ -32,8 +50,8 @@ pub fn list(cmd: ListImport) -> Exit {
         if let Some(id) = id
             && !crate::config::validate::is_slug(id)
         {
-            errln!(
-                "error: {flag} `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
+            fail!(
+                "{flag} `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
             );
             return Exit::Usage;
         }
@@ -55,7 +73,7 @@ pub fn list(cmd: ListImport) -> Exit {
     let doc = match lists::parse(format, &input) {
         Ok(d) => d,
         Err(e) => {
-            errln!("error: {e}");
+            fail!("{e}");
             errln!("the list was refused; nothing was written");
             return exit_code(&e);
         }
@@ -69,7 +87,7 @@ pub fn list(cmd: ListImport) -> Exit {
             match parsed {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    errln!("error: {e}");
+                    fail!("{e}");
                     errln!("the dates file was refused; nothing was written");
                     return Exit::Usage;
                 }
@@ -81,18 +99,22 @@ pub fn list(cmd: ListImport) -> Exit {
         .iter()
         .map(|d| d.reference.to_ascii_lowercase())
         .collect();
+    let mut not_found = Vec::new();
     for r in &args.references {
         if !picked_refs.contains(&r.trim().to_ascii_lowercase()) {
-            errln!("warning: reference {r} is not among the matching designations");
+            if !args.json {
+                errln!("warning: reference {r} is not among the matching designations");
+            }
+            not_found.push(r.clone());
         }
     }
     if picked.is_empty() {
-        errln!("error: no designation in {} matches", args.file.display());
+        fail!("no designation in {} matches", args.file.display());
         return Exit::Failure;
     }
     if args.id.is_some() && picked.len() > 1 {
-        errln!(
-            "error: --id names one entity, and {} designations match ({}); choose one with --reference",
+        fail!(
+            "--id names one entity, and {} designations match ({}); choose one with --reference",
             picked.len(),
             picked
                 .iter()
@@ -124,8 +146,8 @@ pub fn list(cmd: ListImport) -> Exit {
         dated.push((d, on));
     }
     if !undated.is_empty() {
-        errln!(
-            "error: {} carries no designation date for {} ({}){}, and no publication date to stand in",
+        fail!(
+            "{} carries no designation date for {} ({}){}, and no publication date to stand in",
             args.file.display(),
             if undated.len() == 1 {
                 "this designation".to_owned()
@@ -188,7 +210,7 @@ pub fn list(cmd: ListImport) -> Exit {
                 Exit::Success
             }
             Err(e) => {
-                errln!("error: {e}");
+                fail!("{e}");
                 exit_code(&e)
             }
         };
@@ -205,13 +227,27 @@ pub fn list(cmd: ListImport) -> Exit {
         let text = skeleton::entity_file_dated(&doc, d, &id, args.list.as_deref(), on);
         files.push((id, text));
     }
-    let Some(dir) = args.out else {
+    let summary = |written: &[String]| {
+        json!({
+            "format": format.name(),
+            "file": args.file.display().to_string(),
+            "designations": files.len(),
+            "ids": files.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "references_not_found": not_found,
+            "out": args.out.as_ref().map(|d| d.display().to_string()),
+            "written": written,
+        })
+    };
+    let Some(dir) = args.out.as_ref() else {
         for (i, (id, text)) in files.iter().enumerate() {
             if i > 0 {
                 outln!();
             }
             outln!("# ---- {id}.toml");
             out!("{text}");
+        }
+        if args.json {
+            summary_line(summary(&[]), false);
         }
         return Exit::Success;
     };
@@ -223,16 +259,17 @@ pub fn list(cmd: ListImport) -> Exit {
         .map(|p| p.display().to_string())
         .collect();
     if !existing.is_empty() {
-        errln!(
-            "error: {} already exist; nothing was written (move them or choose another --out)",
+        fail!(
+            "{} already exist; nothing was written (move them or choose another --out)",
             existing.join(", ")
         );
         return Exit::Failure;
     }
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        errln!("error: creating {}: {e}", dir.display());
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        fail!("creating {}: {e}", dir.display());
         return Exit::Failure;
     }
+    let mut paths = Vec::new();
     for (id, text) in &files {
         let path = dir.join(format!("{id}.toml"));
         // Whole or not at all, never over an existing name (a symlink included).
@@ -242,10 +279,16 @@ pub fn list(cmd: ListImport) -> Exit {
             crate::files::write::Mode::Create(0o666),
         );
         if let Err(e) = written {
-            errln!("error: writing {}: {e}", path.display());
+            fail!("writing {}: {e}", path.display());
             return Exit::Failure;
         }
-        outln!("wrote {}", path.display());
+        if !args.json {
+            outln!("wrote {}", path.display());
+        }
+        paths.push(path.display().to_string());
+    }
+    if args.json {
+        summary_line(summary(&paths), true);
     }
     Exit::Success
 }
@@ -259,7 +302,7 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         IndicatorImport::Csv { file, common, .. } => ("csv", file, common),
     };
     let fail = |e: &ImportError| {
-        errln!("error: {e}");
+        fail!("{e}");
         errln!("nothing was written");
         exit_code(e)
     };
@@ -325,11 +368,17 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         return fail(&e);
     }
     import::leave_out_special(&mut imported, common.guard_override.is_some());
-    errln!("{}: {}", file.display(), imported.summary);
-    for (at, message) in &imported.summary.bad_lines {
-        errln!("warning: {at}: {message}; skipped (--on-bad-line skip)");
+    if !common.json {
+        errln!("{}: {}", file.display(), imported.summary);
+        for (at, message) in &imported.summary.bad_lines {
+            errln!("warning: {at}: {message}; skipped (--on-bad-line skip)");
+        }
     }
     if imported.indicators.is_empty() {
+        if common.json {
+            // What was skipped, in the error object's notes.
+            errln!("{}: {}", file.display(), imported.summary);
+        }
         return fail(&ImportError::invalid(
             file.display(),
             "no IPv4 or IPv6 indicator to import (see what was skipped above)",
@@ -352,14 +401,17 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         return fail(&e);
     }
     let prefixes: usize = groups.iter().map(|g| g.prefixes.len()).sum();
-    errln!(
-        "{prefixes} prefixes in {} network groups{}",
-        groups.len(),
-        common
-            .out
-            .as_ref()
-            .map_or_else(String::new, |p| format!(" written to {}", p.display()))
-    );
+    let text_summary = !common.json;
+    if text_summary {
+        errln!(
+            "{prefixes} prefixes in {} network groups{}",
+            groups.len(),
+            common
+                .out
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" written to {}", p.display()))
+        );
+    }
     let by_age = lifetime
         .max_age
         .as_ref()
@@ -375,6 +427,29 @@ pub fn indicators(format: IndicatorImport) -> Exit {
         .iter()
         .filter(|g| g.evidence.valid_from.is_some_and(|d| d.0 > today))
         .count();
+    if common.json {
+        let sum = &imported.summary;
+        let summary = json!({
+            "format": name,
+            "file": file.display().to_string(),
+            "entity": id,
+            "imported": sum.imported,
+            "skipped_total": sum.skipped_total(),
+            "skipped": sum.skipped,
+            "ignored": sum.ignored,
+            "bad_lines": sum.bad_lines.iter().map(|(at, message)| json!({"at": at, "message": message})).collect::<Vec<_>>(),
+            "special": sum.special,
+            "special_kept": sum.special_kept,
+            "prefixes": prefixes,
+            "groups": groups.len(),
+            "written": common.out.as_ref().map(|p| p.display().to_string()),
+            "appended": common.append,
+            "expired_groups": expired,
+            "pending_groups": pending,
+        });
+        summary_line(summary, common.out.is_some());
+        return Exit::Success;
+    }
     if expired > 0 {
         errln!(
             "note: {expired} groups' evidence expired before today ({today}): `embargo check` leaves them out"

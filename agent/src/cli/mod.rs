@@ -20,6 +20,12 @@ macro_rules! errln {
     ($($arg:tt)*) => { $crate::cli::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// Reports an error through [`output::error`]: `error: MESSAGE` on standard error, or under
+/// `--json` part of the JSON error object.
+macro_rules! fail {
+    ($($arg:tt)*) => { $crate::cli::output::error(format_args!($($arg)*)) };
+}
+
 pub mod args;
 pub mod check;
 pub mod commands;

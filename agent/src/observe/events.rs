@@ -538,6 +538,8 @@ pub struct Reader<F: Feed> {
     lost: LostCounter,
     /// Whether the last write failed (logged once until one succeeds).
     failing: bool,
+    /// `embargo events --follow` clients: every line written is also published to them.
+    followers: Option<super::follow::Followers>,
 }
 
 impl<F: Feed> Reader<F> {
@@ -551,7 +553,14 @@ impl<F: Feed> Reader<F> {
             ctx: None,
             lost: LostCounter::default(),
             failing: false,
+            followers: None,
         }
+    }
+
+    /// Also publishes every line to `followers` (never waiting for them).
+    pub fn with_followers(mut self, followers: super::follow::Followers) -> Self {
+        self.followers = Some(followers);
+        self
     }
 
     /// Runs until the task is dropped (the runtime shuts down); every line is flushed as it is
@@ -588,7 +597,15 @@ impl<F: Feed> Reader<F> {
     /// Writes every event waiting in the current ring, with its generation's context.
     fn drain(&mut self) {
         if let (Some(ring), Some(ctx)) = (self.ring.as_mut(), &self.ctx) {
-            let lines = drain(ring.fd.get_mut(), ctx, &self.clock);
+            let (entities, lines) = drain(ring.fd.get_mut(), ctx, &self.clock);
+            if let Some(f) = &self.followers {
+                f.publish(
+                    entities
+                        .iter()
+                        .map(String::as_str)
+                        .zip(lines.iter().map(String::as_str)),
+                );
+            }
             write(&mut self.sink, &lines, &mut self.failing);
         }
     }
@@ -644,19 +661,25 @@ impl<F: Feed> Reader<F> {
     }
 }
 
-/// Every event waiting in `ring`, as JSON lines.
-fn drain(ring: &mut RingBuf<MapData>, ctx: &Context, clock: &Clock) -> Vec<String> {
-    let mut lines = Vec::new();
+/// Every event waiting in `ring`, as JSON lines, with each line's entity id (same order).
+fn drain(ring: &mut RingBuf<MapData>, ctx: &Context, clock: &Clock) -> (Vec<String>, Vec<String>) {
+    let (mut entities, mut lines) = (Vec::new(), Vec::new());
     while let Some(item) = ring.next() {
         match decode(&item) {
-            Some(ev) => match serde_json::to_string(&record(&ev, ctx, clock)) {
-                Ok(line) => lines.push(line),
-                Err(e) => tracing::warn!(error = %e, "an event could not be formatted"),
-            },
+            Some(ev) => {
+                let r = record(&ev, ctx, clock);
+                match serde_json::to_string(&r) {
+                    Ok(line) => {
+                        lines.push(line);
+                        entities.push(r.entity);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "an event could not be formatted"),
+                }
+            }
             None => tracing::warn!(len = item.len(), "a short record in the event ring buffer"),
         }
     }
-    lines
+    (entities, lines)
 }
 
 fn write(sink: &mut Sink, lines: &[String], failing: &mut bool) {

@@ -90,10 +90,20 @@ pub enum LogInitError {
     },
 }
 
+/// How log lines on standard error are written (`--log-format`). Defined here, with the logging
+/// it configures, so this module needs nothing from the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
 /// Sets up the process's log lines on standard error: `format`, filtered by `level` (a level
 /// or `RUST_LOG`-style directives), else by `RUST_LOG`, else at info. Colours only when
 /// standard error is a terminal (a journal, a file or a pipe gets plain text).
-pub fn init(format: crate::cli::args::LogFormat, level: Option<&str>) -> Result<(), LogInitError> {
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), LogInitError> {
     use std::io::IsTerminal as _;
 
     use tracing_subscriber::EnvFilter;
@@ -110,10 +120,8 @@ pub fn init(format: crate::cli::args::LogFormat, level: Option<&str>) -> Result<
         // A closed stderr drops log lines; tracing's own report of that would panic.
         .log_internal_errors(false);
     match format {
-        crate::cli::args::LogFormat::Text => {
-            builder.with_ansi(std::io::stderr().is_terminal()).init()
-        }
-        crate::cli::args::LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
     }
     Ok(())
 }

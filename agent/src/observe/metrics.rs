@@ -204,9 +204,51 @@ pub const EVIDENCE_EXPIRY: Family = Family {
     labels: &["entity"],
     help: "Unix time at which the first of an enforced entity's currently counting network groups stops counting (the earliest expiry of its current evidence: expires, or retrieved + max_age). Absent for an entity whose current evidence never expires; see embargo_prefixes for one left with none.",
 };
+pub const TC_EGRESS_ATTACH_INFO: Family = Family {
+    name: "embargo_tc_egress_attach_info",
+    kind: Kind::Gauge,
+    labels: &["interface", "mode"],
+    help: "Always 1 for each interface the TC egress classifier is attached to (outside interfaces with egress = true: host egress enforced); mode is tcx (a TCX link, Linux 6.6+) or netlink (a cls_bpf filter on a clsact qdisc).",
+};
+pub const SOURCE_ENTRIES: Family = Family {
+    name: "embargo_source_entries",
+    kind: Kind::Gauge,
+    labels: &["source"],
+    help: "Entries (prefixes, or designations for a designation feed) in each configured data source's last-known-good copy; 0 while it has none.",
+};
+pub const SOURCE_INTERVAL: Family = Family {
+    name: "embargo_source_interval_seconds",
+    kind: Kind::Gauge,
+    labels: &["source"],
+    help: "The configured refresh interval of each data source (after a failure the next try comes sooner, backing off up to this).",
+};
+pub const SOURCE_LAST_ATTEMPT: Family = Family {
+    name: "embargo_source_last_attempt_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &["source"],
+    help: "Unix time of the last fetch of each data source since the agent started, whatever its end (compare with embargo_source_last_success_timestamp_seconds). Absent until the first attempt.",
+};
+pub const LIST_DESIGNATIONS: Family = Family {
+    name: "embargo_list_designations",
+    kind: Kind::Gauge,
+    labels: &["list"],
+    help: "Designations in each configured sanctions list ([[lists]]) as the loaded policy read it.",
+};
+pub const LIST_PUBLISHED: Family = Family {
+    name: "embargo_list_published_timestamp_seconds",
+    kind: Kind::Gauge,
+    labels: &["list"],
+    help: "Unix time (midnight UTC) of the publication date each sanctions list's file states. Absent for a list whose file states none.",
+};
+pub const LIST_DELISTED: Family = Family {
+    name: "embargo_list_delisted_designations",
+    kind: Kind::Gauge,
+    labels: &["list"],
+    help: "Designations named in the entity files that their sanctions list no longer has (delisted: they no longer make an entity enforced), per list; present from zero for every list.",
+};
 
 /// Every family Embargo exposes.
-pub const FAMILIES: [Family; 19] = [
+pub const FAMILIES: [Family; 26] = [
     BUILD_INFO,
     PACKETS,
     BYTES,
@@ -226,6 +268,13 @@ pub const FAMILIES: [Family; 19] = [
     EVENTS_LOST,
     NEXT_CHANGE,
     EVIDENCE_EXPIRY,
+    TC_EGRESS_ATTACH_INFO,
+    SOURCE_ENTRIES,
+    SOURCE_INTERVAL,
+    SOURCE_LAST_ATTEMPT,
+    LIST_DESIGNATIONS,
+    LIST_PUBLISHED,
+    LIST_DELISTED,
 ];
 
 /// Labels of the `map` label of [`MAP_ENTRIES`] and [`MAP_CAPACITY`].
@@ -262,6 +311,8 @@ pub struct Snapshot {
     pub configured: Vec<String>,
     /// Where the program is attached.
     pub attachments: Vec<Attachment>,
+    /// How the TC egress classifier is attached where it is (`attachments` with `egress`).
+    pub tc_api: Option<crate::dataplane::TcApi>,
     /// Map usage, one per [`MAPS`] entry.
     pub maps: Vec<MapUsage>,
     /// Read only when asked for (`kernel == true`).
@@ -289,6 +340,7 @@ impl Snapshot {
             entities: policy.entities.clone(),
             configured: configured.iter().map(|i| i.name.clone()).collect(),
             attachments: dataplane.attachments(),
+            tc_api: Some(dataplane.tc_api()),
             maps: map_usage(dataplane, policy.entities.len()),
             kernel,
         })
@@ -438,6 +490,12 @@ pub struct Metrics {
     events_lost: IntCounterVec,
     next_change: GaugeVec,
     evidence_expiry: GaugeVec,
+    source_entries: IntGaugeVec,
+    source_interval: GaugeVec,
+    source_last_attempt: GaugeVec,
+    list_designations: IntGaugeVec,
+    list_published: GaugeVec,
+    list_delisted: IntGaugeVec,
 }
 
 /// Builds a handle for family `f` with `build` and registers it in `registry`.
@@ -483,6 +541,12 @@ impl Metrics {
             events_lost: handle(registry, &EVENTS_LOST, IntCounterVec::new)?,
             next_change: handle(registry, &NEXT_CHANGE, GaugeVec::new)?,
             evidence_expiry: handle(registry, &EVIDENCE_EXPIRY, GaugeVec::new)?,
+            source_entries: handle(registry, &SOURCE_ENTRIES, IntGaugeVec::new)?,
+            source_interval: handle(registry, &SOURCE_INTERVAL, GaugeVec::new)?,
+            source_last_attempt: handle(registry, &SOURCE_LAST_ATTEMPT, GaugeVec::new)?,
+            list_designations: handle(registry, &LIST_DESIGNATIONS, IntGaugeVec::new)?,
+            list_published: handle(registry, &LIST_PUBLISHED, GaugeVec::new)?,
+            list_delisted: handle(registry, &LIST_DELISTED, IntGaugeVec::new)?,
             source: Arc::clone(&source),
         };
         let err = |source| MetricsError::Register {
@@ -558,6 +622,66 @@ impl Metrics {
         }
     }
 
+    /// Source `name`'s configured refresh interval, seconds (set once at start: the sources
+    /// are fetched with the configuration the agent started with).
+    pub fn source_interval(&self, name: &str, seconds: f64) {
+        self.source_interval.with_label_values(&[name]).set(seconds);
+    }
+
+    /// Source `name`'s state now: the entries of its last-known-good copy (0: none) and its
+    /// last fetch attempt (`None`: not tried yet).
+    pub fn source_state(&self, name: &str, entries: usize, last_attempt: Option<f64>) {
+        self.source_entries
+            .with_label_values(&[name])
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        if let Some(t) = last_attempt {
+            self.source_last_attempt.with_label_values(&[name]).set(t);
+        }
+    }
+
+    /// The sanctions lists of the policy now in force: per list, its designations, its
+    /// publication date (Unix seconds; `None`: the file states none) and how many designations
+    /// the entity files name that it no longer has. Replaces what an earlier policy set.
+    pub fn set_lists(&self, lists: &[(&str, usize, Option<f64>, usize)]) {
+        self.list_designations.reset();
+        self.list_published.reset();
+        self.list_delisted.reset();
+        for (name, designations, published, delisted) in lists {
+            let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+            self.list_designations
+                .with_label_values(&[name])
+                .set(n(*designations));
+            if let Some(t) = published {
+                self.list_published.with_label_values(&[name]).set(*t);
+            }
+            self.list_delisted
+                .with_label_values(&[name])
+                .set(n(*delisted));
+        }
+    }
+
+    /// [`Metrics::set_lists`] from a compiled policy.
+    pub fn policy_lists(&self, compiled: &crate::policy::compile::Compiled) {
+        let lists: Vec<(&str, usize, Option<f64>, usize)> = compiled
+            .report
+            .lists
+            .iter()
+            .map(|l| {
+                let published = l
+                    .published
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp() as f64);
+                let delisted = compiled
+                    .listed
+                    .iter()
+                    .filter(|st| st.list == l.name && st.delisted_on.is_some())
+                    .count();
+                (l.name.as_str(), l.designations, published, delisted)
+            })
+            .collect();
+        self.set_lists(&lists);
+    }
+
     /// Fetching source `name` (from the configuration) failed.
     pub fn source_failed(&self, name: &str) {
         self.source_fetch_errors.with_label_values(&[name]).inc();
@@ -623,7 +747,7 @@ pub struct DataplaneCollector {
 
 impl DataplaneCollector {
     /// The families this collector emits.
-    pub const FAMILIES: [Family; 8] = [
+    pub const FAMILIES: [Family; 9] = [
         PACKETS,
         BYTES,
         PARSE_OUTCOMES,
@@ -631,6 +755,7 @@ impl DataplaneCollector {
         MAP_ENTRIES,
         MAP_CAPACITY,
         ATTACH_INFO,
+        TC_EGRESS_ATTACH_INFO,
         READY,
     ];
 
@@ -715,6 +840,19 @@ pub fn families(snapshot: Option<&Snapshot>) -> Vec<MetricFamily> {
                     1.0,
                     Kind::Gauge,
                 )
+            })
+            .collect(),
+    ));
+    out.push(family(
+        &TC_EGRESS_ATTACH_INFO,
+        s.attachments
+            .iter()
+            .filter(|a| a.egress)
+            .map(|a| {
+                let mode = s
+                    .tc_api
+                    .map_or_else(|| "unknown".to_owned(), |m| m.to_string());
+                sample(&[("interface", &a.name), ("mode", &mode)], 1.0, Kind::Gauge)
             })
             .collect(),
     ));
@@ -881,6 +1019,7 @@ mod tests {
                 attachment("eth1", 4, Role::Inside, AttachMode::Native),
                 attachment("eth0", 3, Role::Outside, AttachMode::Generic),
             ],
+            tc_api: Some(crate::dataplane::TcApi::Netlink),
             maps: vec![
                 MapUsage {
                     map: "ipv4_trie",
@@ -1023,11 +1162,17 @@ mod tests {
         m.set_drift(3);
         m.events_lost("acme", 9);
         m.set_policy_dates(Some(1_700_086_400.0), &[("acme", 1_700_172_800.0)]);
+        m.source_interval("ofsi", 3600.0);
+        m.source_state("ofsi", 120, Some(1_700_000_100.0));
+        m.set_lists(&[("uk", 4000, Some(1_764_979_200.0), 2)]);
     }
 
     #[test]
     fn every_family_has_its_name_type_help_and_labels() {
-        let (registry, metrics) = registry_with(Some(Ok(snapshot())));
+        // Host egress on eth0, so the TC egress family has a series too.
+        let mut s = snapshot();
+        s.attachments[1].egress = true;
+        let (registry, metrics) = registry_with(Some(Ok(s)));
         feed(&metrics);
         let p = scrape(&registry);
         let documented: BTreeSet<&str> = FAMILIES.iter().map(|f| f.name).collect();
@@ -1159,6 +1304,46 @@ mod tests {
         assert_eq!(get("globex", "inbound", "monitored"), Some(0.0));
         // The two outbound series come on top of the five without egress.
         assert_eq!(p.series("embargo_packets_total").len(), 7);
+        // The TC egress classifier, on eth0 only, in the data plane's mode.
+        assert_eq!(
+            p.get(
+                TC_EGRESS_ATTACH_INFO.name,
+                &[("interface", "eth0"), ("mode", "netlink")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(p.series(TC_EGRESS_ATTACH_INFO.name).len(), 1);
+    }
+
+    /// Without host egress there is no TC egress series; the sources' and lists' state lands in
+    /// its series, and a policy's lists replace the previous policy's.
+    #[test]
+    fn tc_egress_sources_and_lists() {
+        let (registry, m) = registry_with(Some(Ok(snapshot())));
+        m.source_interval("ofsi", 3600.0);
+        m.source_state("ofsi", 0, None);
+        m.source_state("ofac", 12, Some(1_700_000_000.0));
+        m.set_lists(&[("uk", 4000, Some(1_764_979_200.0), 2), ("us", 10, None, 0)]);
+        let p = scrape(&registry);
+        assert!(p.series(TC_EGRESS_ATTACH_INFO.name).is_empty());
+        let src = |f: &Family, n| p.get(f.name, &[("source", n)]);
+        assert_eq!(src(&SOURCE_INTERVAL, "ofsi"), Some(3600.0));
+        assert_eq!(src(&SOURCE_ENTRIES, "ofsi"), Some(0.0));
+        assert_eq!(src(&SOURCE_ENTRIES, "ofac"), Some(12.0));
+        // Never tried: no attempt series (not a zero that would read as 1970).
+        assert_eq!(src(&SOURCE_LAST_ATTEMPT, "ofsi"), None);
+        assert_eq!(src(&SOURCE_LAST_ATTEMPT, "ofac"), Some(1_700_000_000.0));
+        let list = |f: &Family, n| p.get(f.name, &[("list", n)]);
+        assert_eq!(list(&LIST_DESIGNATIONS, "uk"), Some(4000.0));
+        assert_eq!(list(&LIST_PUBLISHED, "uk"), Some(1_764_979_200.0));
+        assert_eq!(list(&LIST_DELISTED, "uk"), Some(2.0));
+        assert_eq!(list(&LIST_PUBLISHED, "us"), None);
+        assert_eq!(list(&LIST_DELISTED, "us"), Some(0.0));
+        m.set_lists(&[("us", 11, None, 1)]);
+        let p = scrape(&registry);
+        assert_eq!(p.series(LIST_DESIGNATIONS.name).len(), 1);
+        assert!(p.series(LIST_PUBLISHED.name).is_empty());
+        assert_eq!(p.get(LIST_DELISTED.name, &[("list", "us")]), Some(1.0));
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! The control socket: one request line in, one JSON answer out, then the connection closes.
 //! `embargo status`, `status --verify` and `plan` are its clients
-//! ([`crate::observe::status`]); the agent serves it here.
+//! ([`crate::observe::status`]); the agent serves it here. The one exception is `events`
+//! (`embargo events --follow`): its answer is a stream of event lines, one JSON object each,
+//! until the client goes away ([`crate::observe::follow`]).
 //!
 //! Invariants: client and server speak through the one [`Request`] enum, so a request the
 //! client can send is one the server knows (the wire form is its word and a newline:
-//! `status`, `table`, `verify`); a request is read with a bound ([`MAX_CONTROL_REQUEST`]) and a
+//! `status`, `table`, `verify`, `events` or `events ENTITY`); a request is read with a bound ([`MAX_CONTROL_REQUEST`]) and a
 //! deadline ([`CONTROL_READ_TIMEOUT`]), an answer written within [`CONTROL_WRITE_TIMEOUT`], and at
-//! most [`MAX_CONTROL_CONNECTIONS`] are served at once; every error reaches the client as
-//! `{"error": "..."}`. The socket is created 0600 in a 0750 folder, never through a symlink.
+//! most [`MAX_CONTROL_CONNECTIONS`] are served at once (a follower gives its place back once
+//! subscribed: followers have their own cap); every error reaches the client as
+//! `{"error": "..."}`. A follower never slows the agent: it reads from its own bounded queue
+//! and is told how many events it lost; its stream ends when it closes its end, or when a
+//! write to it takes longer than [`CONTROL_WRITE_TIMEOUT`]. The socket is created 0600 in a 0750 folder, never through a symlink.
 
 use std::{
     os::unix::fs::DirBuilderExt as _,
@@ -17,14 +22,21 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::UnixListener,
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        UnixListener,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::OwnedSemaphorePermit,
 };
 
 use super::{RunError, Shared};
 use crate::{
     dataplane::DataplaneError,
-    observe::status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
+    observe::{
+        follow::{LostNotice, Subscription},
+        status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
+    },
     policy::plan::TableSnapshot,
 };
 
@@ -38,11 +50,20 @@ pub enum Request {
     /// Attest the kernel maps now and repair any drift; answered with the
     /// [`Drift`](crate::dataplane::Drift) found.
     Verify,
+    /// Follow the drop and monitor events (of every entity, or of the one named after the
+    /// word): answered with a stream of lines, each an events-log record
+    /// ([`crate::observe::events::Record`]) or a [`LostNotice`], until the client closes.
+    Events,
 }
 
 impl Request {
     /// Every request, for tests and help.
-    pub const ALL: [Request; 3] = [Request::Status, Request::Table, Request::Verify];
+    pub const ALL: [Request; 4] = [
+        Request::Status,
+        Request::Table,
+        Request::Verify,
+        Request::Events,
+    ];
 
     /// The word on the wire.
     pub const fn as_str(self) -> &'static str {
@@ -50,6 +71,7 @@ impl Request {
             Request::Status => "status",
             Request::Table => "table",
             Request::Verify => "verify",
+            Request::Events => "events",
         }
     }
 
@@ -61,6 +83,30 @@ impl Request {
     /// The request a (trimmed) line names, if any.
     pub fn parse(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+
+    /// The request line of `embargo events --follow [--entity ID]`.
+    pub fn follow_line(entity: Option<&str>) -> String {
+        match entity {
+            Some(id) => format!("{} {id}\n", Request::Events.as_str()),
+            None => Request::Events.line(),
+        }
+    }
+
+    /// The request a (trimmed) line names and its argument: only `events` takes one (an
+    /// entity id, a single word).
+    pub fn parse_line(line: &str) -> Option<(Self, Option<&str>)> {
+        let (word, arg) = match line.split_once(' ') {
+            Some((w, a)) => (w, Some(a.trim())),
+            None => (line, None),
+        };
+        match (Self::parse(word)?, arg) {
+            (r, None) => Some((r, None)),
+            (Request::Events, Some(a)) if !a.is_empty() && !a.contains(char::is_whitespace) => {
+                Some((Request::Events, Some(a)))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -113,10 +159,12 @@ pub const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Control connections served at the same time; more are closed at once.
 pub const MAX_CONTROL_CONNECTIONS: usize = 16;
 
+/// How often a follower is told of the events it lost when no event is sent to it.
+pub const FOLLOW_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Reads one request line: at most [`MAX_CONTROL_REQUEST`] bytes within
 /// [`CONTROL_READ_TIMEOUT`]. Never holds more than that, whatever the client sends.
 async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R) -> Result<String, RequestError> {
-    use tokio::io::AsyncReadExt as _;
     let mut reader = BufReader::new(read.take(MAX_CONTROL_REQUEST as u64));
     let mut line = Vec::with_capacity(64);
     match tokio::time::timeout(CONTROL_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
@@ -139,15 +187,23 @@ fn error_answer(message: &str) -> String {
 
 /// Serves one control connection: one request line, `answer`'s answer, close. A request that
 /// is too long or too slow gets an error answer and the connection is closed.
+#[cfg(test)]
 async fn serve_control(stream: tokio::net::UnixStream, answer: impl FnOnce(&str) -> String) {
-    let (read, mut write) = stream.into_split();
-    let body = match read_request(read).await {
+    let (mut read, write) = stream.into_split();
+    let body = match read_request(&mut read).await {
         Ok(line) => answer(line.trim()),
-        Err(e) => {
-            tracing::debug!("control socket: request refused: {e}");
-            error_answer(&e.to_string())
-        }
+        Err(e) => refused(&e),
     };
+    write_answer(write, body).await;
+}
+
+fn refused(e: &RequestError) -> String {
+    tracing::debug!("control socket: request refused: {e}");
+    error_answer(&e.to_string())
+}
+
+/// Writes the whole answer within [`CONTROL_WRITE_TIMEOUT`] and closes.
+async fn write_answer(mut write: OwnedWriteHalf, body: String) {
     let _ = tokio::time::timeout(CONTROL_WRITE_TIMEOUT, async {
         let _ = write.write_all(body.as_bytes()).await;
         let _ = write.shutdown().await;
@@ -155,15 +211,106 @@ async fn serve_control(stream: tokio::net::UnixStream, answer: impl FnOnce(&str)
     .await;
 }
 
-pub(super) async fn serve(stream: tokio::net::UnixStream, shared: Arc<Mutex<Shared>>) {
-    serve_control(stream, |request| answer(request, &shared)).await;
+/// Serves one control connection, holding `permit` until it is answered (a follower gives it
+/// back once subscribed).
+pub(super) async fn serve(
+    stream: tokio::net::UnixStream,
+    shared: Arc<Mutex<Shared>>,
+    permit: OwnedSemaphorePermit,
+) {
+    let (mut read, write) = stream.into_split();
+    let body = match read_request(&mut read).await {
+        Ok(line) => match Request::parse_line(line.trim()) {
+            Some((Request::Events, entity)) => match subscribe(&shared, entity) {
+                Ok(sub) => {
+                    drop(permit);
+                    return follow(read, write, sub).await;
+                }
+                Err(message) => error_answer(&message),
+            },
+            Some((request, _)) => answer(request, &shared),
+            None => error_answer(&format!("unknown request `{}`", line.trim())),
+        },
+        Err(e) => refused(&e),
+    };
+    write_answer(write, body).await;
+    drop(permit);
 }
 
-/// The answer to one control request.
-fn answer(request: &str, shared: &Mutex<Shared>) -> String {
-    let Some(request) = Request::parse(request) else {
-        return error_answer(&format!("unknown request `{request}`"));
-    };
+/// Subscribes a follower of the events (of `entity` only, if given); the error answer's text
+/// when it cannot follow.
+fn subscribe(shared: &Mutex<Shared>, entity: Option<&str>) -> Result<Subscription, String> {
+    let s = shared.lock().expect("not poisoned");
+    if !s.events {
+        return Err("this agent sends no events: its [events] output is \"none\"; set output = \"file\" (or \"stdout\") and restart it to follow them".to_owned());
+    }
+    if let Some(id) = entity
+        && !s.policy.entities.iter().any(|e| e.id == id && !e.retired)
+    {
+        return Err(format!(
+            "no entity `{id}` in the policy in force (`embargo status` lists them)"
+        ));
+    }
+    s.followers
+        .subscribe(entity.map(str::to_owned))
+        .map_err(|e| e.to_string())
+}
+
+/// Most lines written to a follower in one write.
+const FOLLOW_BATCH: usize = 256;
+
+/// Streams a follower's lines to it until it closes its end (or stops reading for longer
+/// than [`CONTROL_WRITE_TIMEOUT`]); events it lost are said in a [`LostNotice`] line before
+/// the next line, or within [`FOLLOW_NOTICE_INTERVAL`].
+async fn follow(mut read: OwnedReadHalf, mut write: OwnedWriteHalf, mut sub: Subscription) {
+    let mut tick = tokio::time::interval(FOLLOW_NOTICE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ignored = [0u8; 256];
+    loop {
+        let mut lines: Vec<Arc<str>> = Vec::new();
+        tokio::select! {
+            line = sub.recv() => match line {
+                Some(l) => {
+                    lines.push(l);
+                    while lines.len() < FOLLOW_BATCH {
+                        match sub.try_recv() {
+                            Some(l) => lines.push(l),
+                            None => break,
+                        }
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {}
+            // The client sends nothing more: end of file (or an error) is its leaving.
+            r = read.read(&mut ignored) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            },
+        }
+        let mut out = String::new();
+        let lost = sub.take_lost();
+        if lost > 0 {
+            out.push_str(&serde_json::to_string(&LostNotice::new(lost)).unwrap_or_default());
+            out.push('\n');
+        }
+        for l in &lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if out.is_empty() {
+            continue;
+        }
+        match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, write.write_all(out.as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+    tracing::debug!("control socket: an events follower left");
+}
+
+/// The answer to one control request (not `events`, which [`serve`] streams).
+fn answer(request: Request, shared: &Mutex<Shared>) -> String {
     match request {
         Request::Status => {
             let snapshot = {
@@ -183,6 +330,7 @@ fn answer(request: &str, shared: &Mutex<Shared>) -> String {
             Ok(drift) => serde_json::to_string(&drift).unwrap_or_default(),
             Err(e) => error_answer(&e.to_string()),
         },
+        Request::Events => error_answer("`events` is answered with a stream"),
     }
 }
 
@@ -281,11 +429,100 @@ mod tests {
     #[test]
     fn every_request_reads_back_as_itself() {
         let words: Vec<String> = Request::ALL.iter().map(|r| r.line()).collect();
-        assert_eq!(words, ["status\n", "table\n", "verify\n"]);
+        assert_eq!(words, ["status\n", "table\n", "verify\n", "events\n"]);
         for r in Request::ALL {
             assert_eq!(Request::parse(r.line().trim()), Some(r));
+            assert_eq!(Request::parse_line(r.line().trim()), Some((r, None)));
         }
         assert_eq!(Request::parse("reload"), None);
+        // Only `events` takes an argument: one entity id.
+        let line = Request::follow_line(Some("acme"));
+        assert_eq!(line, "events acme\n");
+        assert_eq!(
+            Request::parse_line(line.trim()),
+            Some((Request::Events, Some("acme")))
+        );
+        assert_eq!(Request::follow_line(None), "events\n");
+        for bad in ["status acme", "events a b", "reload x"] {
+            assert_eq!(Request::parse_line(bad), None, "{bad}");
+        }
+    }
+
+    /// A follower served over a socket pair; the client end.
+    fn follower(
+        f: &crate::observe::follow::Followers,
+        entity: Option<&str>,
+    ) -> tokio::net::UnixStream {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        let sub = f.subscribe(entity.map(str::to_owned)).unwrap();
+        let (read, write) = server.into_split();
+        tokio::spawn(follow(read, write, sub));
+        client
+    }
+
+    /// Reads one line (panics after 5 s).
+    async fn line_of(r: &mut BufReader<tokio::net::UnixStream>) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+            .await
+            .expect("a line within 5 s")
+            .unwrap();
+        line
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_its_lines_and_leaving_unsubscribes_it() {
+        let f = crate::observe::follow::Followers::default();
+        let mut all = BufReader::new(follower(&f, None));
+        let mut acme = BufReader::new(follower(&f, Some("acme")));
+        f.publish([("other", "{\"n\":1}"), ("acme", "{\"n\":2}")]);
+        assert_eq!(line_of(&mut all).await, "{\"n\":1}\n");
+        assert_eq!(line_of(&mut all).await, "{\"n\":2}\n");
+        assert_eq!(line_of(&mut acme).await, "{\"n\":2}\n");
+        assert_eq!(f.count(), 2);
+        // The client closes its end while no event flows: its subscription ends all the same.
+        drop(all);
+        let gone = async {
+            while f.count() != 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("the follower that left is removed");
+    }
+
+    /// A client that does not read: the publisher never waits, and once the client reads again
+    /// it is told how many events it lost.
+    #[tokio::test]
+    async fn a_slow_follower_loses_events_and_is_told_how_many() {
+        use crate::observe::follow::{FOLLOWER_QUEUE, LostNotice};
+        let f = crate::observe::follow::Followers::default();
+        let mut slow = BufReader::new(follower(&f, None));
+        // Far more than the queue and the socket's buffers hold, each publish returning at once.
+        let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+        let n = FOLLOWER_QUEUE * 20;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            f.publish([("acme", line.as_str())]);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "publishing waited"
+        );
+        let (mut events, mut lost) = (0u64, 0u64);
+        while events + lost < n as u64 {
+            let l = line_of(&mut slow).await;
+            match serde_json::from_str::<LostNotice>(&l) {
+                Ok(notice) => lost += notice.lost,
+                Err(_) => {
+                    assert_eq!(l.trim_end(), line);
+                    events += 1;
+                }
+            }
+        }
+        assert_eq!(events + lost, n as u64);
+        assert!(lost > 0 && events > 0, "events {events}, lost {lost}");
     }
 
     /// Serves one control connection whose answer echoes the request; the client end.

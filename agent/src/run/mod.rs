@@ -139,7 +139,9 @@ pub(crate) struct Shared {
     metrics: Metrics,
     /// Whether an event reader runs (`[events] output` was not `none` at start): the data
     /// plane sends events only then.
-    events: bool,
+    pub(crate) events: bool,
+    /// `embargo events --follow` clients; the event reader publishes to them.
+    pub(crate) followers: crate::observe::follow::Followers,
     /// Writes the state file after each policy applied; `None` without pins.
     state_writer: Option<state::Writer>,
     /// How the data plane started.
@@ -373,6 +375,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         sources,
         metrics: metrics.clone(),
         events: event_sink.is_some(),
+        followers: crate::observe::follow::Followers::default(),
         state_writer: opts
             .pin_dir
             .as_ref()
@@ -394,7 +397,12 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
         tracing::info!(output = ?events_settings.output, path = %events_path.display(), ?clock, "writing drop and monitor events");
         let feed = EventFeed(Arc::clone(&shared));
-        tokio::spawn(events::Reader::new(feed, sink, Some(metrics.clone())).run());
+        let followers = shared.lock().expect("not poisoned").followers.clone();
+        tokio::spawn(
+            events::Reader::new(feed, sink, Some(metrics.clone()))
+                .with_followers(followers)
+                .run(),
+        );
     }
     // Events (end).
     // Metrics (begin): the collector and /readyz read the shared state through this closure;
@@ -412,6 +420,11 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
             if st.has_content() {
                 source_metrics.source_skipped(&st.name, &st.skipped);
             }
+            source_metrics.source_state(
+                &st.name,
+                st.entries,
+                st.last_attempt.map(|t| t.timestamp() as f64),
+            );
             let mut counted = counted_errors.lock().expect("not poisoned");
             let seen = counted.entry(st.name.clone()).or_default();
             for _ in *seen..st.fetch_errors_total {
@@ -427,10 +440,15 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         )?)
     });
     metrics.reload_succeeded(metrics::unix_now(), &digest);
+    // The sources are fetched with the configuration the agent started with.
+    for spec in crate::inputs::sources::spec::specs(&config).unwrap_or_default() {
+        metrics.source_interval(&spec.name, spec.interval.as_secs_f64());
+    }
     {
         let mut s = shared.lock().expect("not poisoned");
         s.schedule();
         metrics.policy_dates(&s.compiled);
+        metrics.policy_lists(&s.compiled);
     }
     // Metrics (end).
     let listener = bind_control(&opts.control_socket)?;
@@ -478,10 +496,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
                 Ok((stream, _)) => match Arc::clone(&control_permits).try_acquire_owned() {
                     Ok(permit) => {
                         let shared = Arc::clone(&shared);
-                        tokio::spawn(async move {
-                            serve(stream, shared).await;
-                            drop(permit);
-                        });
+                        tokio::spawn(serve(stream, shared, permit));
                     }
                     // Over the cap: closed at once.
                     Err(_) => drop(stream),

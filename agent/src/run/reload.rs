@@ -150,6 +150,7 @@ impl Shared {
                 tracing::info!(trigger, kind = kind.as_str(), digest = %self.compiled.digest(), "policy reloaded");
                 self.schedule();
                 self.metrics.policy_dates(&self.compiled);
+                self.metrics.policy_lists(&self.compiled);
             }
             Err(e) => {
                 self.reloads.failed += 1;
