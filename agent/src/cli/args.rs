@@ -273,7 +273,7 @@ impl ImportCommand {
                 ListImport::UkCsv(a)
                 | ListImport::UkXml(a)
                 | ListImport::OfacCsv { args: a, .. }
-                | ListImport::OfacXml(a)
+                | ListImport::OfacXml { args: a, .. }
                 | ListImport::EuXml(a)
                 | ListImport::Opensanctions(a),
             ) => a.json,
