@@ -1146,6 +1146,56 @@ fn two_evidence_groups_of_one_entity_count_apart() {
     assert_eq!(by_slot[0].1[2].get(Outbound, Dropped).packets, 2);
 }
 
+/// A policy whose group indices were not kept stable (built positionally, not through
+/// `EntityIndex`) would move a group index to another entity: applying it in place could count
+/// a packet against, or give it the action of, the wrong entity while the tries are rewritten,
+/// so it is refused whole (a new generation), and nothing is written.
+#[test]
+fn a_group_index_never_moves_to_another_entity_in_place() {
+    // Entity `a` with `groups` network groups of one /24 each, then entity `b` with one.
+    let text = |groups: usize| {
+        let designations = "designations = [{ authority = \"FIXTURE\", regime = \"r\", reference = \"G-1\", listed_on = 2025-01-01, source = \"fixture\" }]\n";
+        let group = |name: &str, prefix: &str| {
+            format!(
+                "[[entities.networks]]\nname = \"{name}\"\nprefixes = [\"{prefix}\"]\nguard_override = \"test fixture\"\n\
+                 evidence = {{ kind = \"advisory\", source = \"fixture\", retrieved = 2026-01-01, confidence = \"high\" }}\n"
+            )
+        };
+        let mut t = format!(
+            "enforce = [\"FIXTURE\"]\n[[entities]]\nid = \"a\"\nname = \"A\"\naction = \"drop\"\n{designations}"
+        );
+        for g in 0..groups {
+            t.push_str(&group(&format!("a{g}"), &format!("10.1.{g}.0/24")));
+        }
+        t.push_str(&format!(
+            "[[entities]]\nid = \"b\"\nname = \"B\"\naction = \"monitor\"\n{designations}{}",
+            group("b0", "10.2.0.0/24")
+        ));
+        embargo_tests::compile_text(&t)
+    };
+    let mut dp = load(&Policy::from(&text(2)));
+    // `a` loses its second group: positionally, `b`'s group becomes index 1, which was `a`'s.
+    let renumbered = Policy::from(&text(1));
+    assert_eq!(renumbered.groups[1].entity, 1);
+    let before = dp.group_counters().unwrap();
+    match dp.apply(&renumbered) {
+        Err(DataplaneError::NeedsRebuild { reason }) => assert!(
+            reason.contains("evidence group 1 would move from entity 0 to entity 1"),
+            "{reason}"
+        ),
+        other => panic!("expected NeedsRebuild, got {other:?}"),
+    }
+    assert_eq!(dp.attest(false).unwrap().total(), 0, "nothing was written");
+    assert_eq!(dp.group_counters().unwrap(), before);
+    // Through the index, `b`'s group keeps index 2 and the change applies in place.
+    let mut index = embargo::policy::EntityIndex::default();
+    let mut dp = load(&index.policy(&text(2)));
+    let next = index.policy(&text(1));
+    assert_eq!(next.v4.last().unwrap().1, 2, "b's group keeps index 2");
+    assert!(next.groups[1].retired);
+    dp.apply(&next).expect("applies in place");
+}
+
 /// A veth pair of our own (this kernel has no dummy driver), deleted on drop (also on panic).
 struct Dummy {
     name: String,
