@@ -536,7 +536,9 @@ fn drops_are_counted_per_evidence_group_in_status_and_metrics() {
             .find(|c| c.direction == "outbound" && c.verdict == "dropped")
             .map(|c| (c.packets, c.bytes))
     };
-    let groups: Vec<(&str, &str, Option<(u64, u64)>)> = e
+    // (evidence, source, outbound dropped (packets, bytes)) per group.
+    type GroupRow<'a> = (&'a str, &'a str, Option<(u64, u64)>);
+    let groups: Vec<GroupRow> = e
         .groups
         .iter()
         .map(|g| (g.evidence.as_str(), g.source.as_str(), dropped(&g.counters)))
