@@ -19,6 +19,12 @@
 //! - [`trie`] (build, live, mapped), [`state`] (the state file), [`system`] (kernel and
 //!   interface facts), [`bpffs`] (the pin folder's file system).
 //!
+//! Evidence groups: the tries' leaves hold group indices; the group table (`EMB_GROUPS`) maps
+//! each to its entity, whose policy-map entry gives the action; counters are per group
+//! ([`Dataplane::group_counters`]), an entity's are their sum ([`Dataplane::counters`]). The
+//! group table is sized like the policy map (twice what the policy needs, at least 64) and,
+//! like it, filled before the first interface is attached.
+//!
 //! Invariant: the attached interfaces are one list, each entry with its attachment, its XDP
 //! link and its TC egress link ([`Attached`]), so they cannot fall out of step.
 //!

@@ -113,13 +113,13 @@ pub const MAP_ENTRIES: Family = Family {
     name: "embargo_map_entries",
     kind: Kind::Gauge,
     labels: &["map"],
-    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (entities x interfaces x 2 directions x 2 verdicts).",
+    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (evidence groups x interfaces x 2 directions x 2 verdicts).",
 };
 pub const MAP_CAPACITY: Family = Family {
     name: "embargo_map_capacity",
     kind: Kind::Gauge,
     labels: &["map"],
-    help: "Entries allocated per BPF map, in the units of embargo_map_entries. ipv4_trie/ipv6_trie: the map's max_entries (64-byte chunks) x 16; policy: max_entries; counters: max_entries (entities x 16 interface slots x 4).",
+    help: "Entries allocated per BPF map, in the units of embargo_map_entries. ipv4_trie/ipv6_trie: the map's max_entries (64-byte chunks) x 16; policy: max_entries; counters: max_entries (evidence groups x 16 interface slots x 4).",
 };
 pub const RELOADS: Family = Family {
     name: "embargo_reloads_total",
