@@ -507,6 +507,7 @@ fn status_verify_into_a_closed_pipe_keeps_exit_3() {
         v6_entries: 0,
         policies: 1,
         roles: 0,
+        groups: 0,
     };
     let agent = std::thread::spawn(move || {
         for _ in 0..2 {

@@ -67,6 +67,11 @@ fn small_state() -> State {
         entity_ids: vec!["i-soon".into(), "integrity-tech".into()],
         policies: vec![(1, 3), (2, 1)],
         entity_capacity: 16,
+        groups: vec![
+            (0, "name:cisa-aa24".into()),
+            (1, "source:https://example.org/advisory#0".into()),
+        ],
+        group_capacity: 16,
         v4: trie(&[
             (0xc000_0200, 24, 0),
             (0xc633_6400, 24, 1),
@@ -79,6 +84,10 @@ fn small_state() -> State {
             flags: 1,
         }],
         carried: BTreeMap::from([("i-soon".into(), [[(1, 60), (2, 120)], [(0, 0), (3, 180)]])]),
+        carried_groups: BTreeMap::from([(
+            "i-soon/name:cisa-aa24".into(),
+            [[(1, 60), (2, 120)], [(0, 0), (3, 180)]],
+        )]),
         netlink_filters: vec![NetlinkFilter {
             interface: "eth0".into(),
             priority: 49152,
@@ -90,7 +99,7 @@ fn small_state() -> State {
 
 fn event_bytes(ev: &Event) -> Vec<u8> {
     // SAFETY: Event is `repr(C)` plain integers with explicit padding (no uninitialized
-    // bytes), 64 bytes, read as bytes for as long as `ev` is borrowed.
+    // bytes), 72 bytes, read as bytes for as long as `ev` is borrowed.
     unsafe {
         std::slice::from_raw_parts((ev as *const Event).cast::<u8>(), size_of::<Event>()).to_vec()
     }
@@ -125,6 +134,8 @@ fn the_event_record_seeds_are_events() {
         protocol: 6,
         flags: EVENT_PORTS,
         _pad: [0; 3],
+        group: 0,
+        _pad2: [0; 4],
     };
     let v6 = Event {
         ifindex: 1,

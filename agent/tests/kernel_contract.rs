@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_map_type};
 use embargo::dataplane::{BENCH_OBJECT, OBJECT};
 use embargo_abi::{
-    BPF_F_MMAPABLE, Counter, EVENTS_RING_BYTES, EntityPolicy, EventLimits, IfaceConfig,
+    BPF_F_MMAPABLE, Counter, EVENTS_RING_BYTES, EntityPolicy, EventLimits, GroupEntry, IfaceConfig,
     MAX_IFINDEX, Stat, globals, maps, poptrie, programs, trie,
 };
 
@@ -64,6 +64,14 @@ fn production_maps() -> Vec<Expect> {
             kind: ARRAY,
             key: u32_key,
             value: size_of::<EntityPolicy>(),
+            max_entries: None,
+            flags: 0,
+        },
+        Expect {
+            name: maps::GROUPS,
+            kind: ARRAY,
+            key: u32_key,
+            value: size_of::<GroupEntry>(),
             max_entries: None,
             flags: 0,
         },

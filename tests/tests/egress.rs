@@ -301,7 +301,14 @@ fn netlink_filter_outlives_the_agent_and_is_adopted() {
         .unwrap()
         .unwrap();
     let state = a
-        .state(&["lab-drop".to_owned()], "digest", Default::default())
+        .state(
+            &embargo::policy::EntityIndex::from_state(
+                vec!["lab-drop".to_owned()],
+                vec![(0, "name:all".to_owned())],
+            ),
+            "digest",
+            Default::default(),
+        )
         .unwrap()
         .expect("the maps are pinned");
     assert_eq!(state.netlink_filters.len(), 1, "{state:?}");

@@ -237,6 +237,8 @@ fn a_dropped_packet_sends_exactly_one_event_with_its_fields() {
             protocol: 17,
             flags: EVENT_PORTS,
             _pad: [0; 3],
+            group: BLOCKED,
+            _pad2: [0; 4],
         }
     );
     assert_eq!(fx.lost(), [0, 0, 0]);

@@ -1066,6 +1066,136 @@ fn ctx_ingress_ifindex_selects_the_role() {
     assert_eq!(per_entity[HOST as usize].get(Outbound, Dropped).packets, 1);
 }
 
+/// Two evidence groups of one entity covering different prefixes (issue 14): the trie leaf
+/// names the group, the group table its entity, so each packet is counted against the group
+/// whose prefix matched, and the entity's counters are the sum of its groups'. A third group
+/// nested in the first (more specific) takes what it covers. Another entity comes first so
+/// that group and entity indices differ.
+#[test]
+fn two_evidence_groups_of_one_entity_count_apart() {
+    let designations = "designations = [{ authority = \"FIXTURE\", regime = \"r\", reference = \"G-1\", listed_on = 2025-01-01, source = \"fixture\" }]\n";
+    let group = |name: Option<&str>, source: &str, prefixes: &str| {
+        format!(
+            "[[entities.networks]]\n{}prefixes = [{prefixes}]\nguard_override = \"test fixture\"\n\
+             evidence = {{ kind = \"advisory\", source = \"{source}\", retrieved = 2026-01-01, confidence = \"high\" }}\n",
+            name.map_or_else(String::new, |n| format!("name = \"{n}\"\n"))
+        )
+    };
+    let text = format!(
+        "enforce = [\"FIXTURE\"]\n\
+         [[entities]]\nid = \"first\"\nname = \"First\"\naction = \"monitor\"\n{designations}{}\
+         [[entities]]\nid = \"two\"\nname = \"Two Groups\"\naction = \"drop\"\n{designations}{}{}{}",
+        group(None, "https://first.example", "\"100.64.0.0/10\""),
+        group(
+            Some("cisa-aa24"),
+            "https://cisa.example/aa24",
+            "\"10.1.0.0/16\", \"2001:db8:1::/48\""
+        ),
+        group(None, "https://rdap.example/two", "\"10.2.0.0/16\""),
+        group(Some("host"), "https://fbi.example/flash", "\"10.1.2.3/32\""),
+    );
+    let policy = Policy::from(&embargo_tests::compile_text(&text));
+    let labels: Vec<(u32, &str, &str)> = policy
+        .groups
+        .iter()
+        .map(|g| (g.entity, g.label.as_str(), g.source.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            (0, "https://first.example", "https://first.example"),
+            (1, "cisa-aa24", "https://cisa.example/aa24"),
+            (1, "https://rdap.example/two", "https://rdap.example/two"),
+            (1, "host", "https://fbi.example/flash"),
+        ]
+    );
+    let mut dp = load(&policy);
+    let lo = loopback();
+    dp.set_role(lo, INSIDE).unwrap();
+    // (destination, times): group 1 three times (IPv4 twice, IPv6 once), group 2 twice,
+    // group 3 (the /32 inside group 1's /16) once.
+    for (dst, times, ipv6) in [
+        ("10.1.9.9", 2, false),
+        ("2001:db8:1::7", 1, true),
+        ("10.2.0.1", 2, false),
+        ("10.1.2.3", 1, false),
+    ] {
+        let frame = if ipv6 {
+            v6("2001:db8:ffff::1", dst).bytes()
+        } else {
+            v4(MISS4, dst).bytes()
+        };
+        for _ in 0..times {
+            assert_eq!(run(&dp, &frame, lo).unwrap(), XDP_DROP, "to {dst}");
+        }
+    }
+    let groups = dp.group_counters().unwrap();
+    let dropped: Vec<u64> = groups
+        .iter()
+        .map(|c| c.get(Outbound, Dropped).packets)
+        .collect();
+    assert_eq!(dropped, [0, 3, 2, 1]);
+    let entities = dp.counters().unwrap();
+    assert_eq!(entities[1].get(Outbound, Dropped).packets, 6, "the sum");
+    assert_eq!(entities[0], EntityCounters::default());
+    let bytes: u64 = groups.iter().map(|c| c.get(Outbound, Dropped).bytes).sum();
+    assert_eq!(entities[1].get(Outbound, Dropped).bytes, bytes);
+    // Per interface too.
+    let by_slot = dp.group_counters_by_slot().unwrap();
+    assert_eq!(by_slot.len(), 1);
+    assert_eq!(by_slot[0].1[2].get(Outbound, Dropped).packets, 2);
+}
+
+/// A policy whose group indices were not kept stable (built positionally, not through
+/// `EntityIndex`) would move a group index to another entity: applying it in place could count
+/// a packet against, or give it the action of, the wrong entity while the tries are rewritten,
+/// so it is refused whole (a new generation), and nothing is written.
+#[test]
+fn a_group_index_never_moves_to_another_entity_in_place() {
+    // Entity `a` with `groups` network groups of one /24 each, then entity `b` with one.
+    let text = |groups: usize| {
+        let designations = "designations = [{ authority = \"FIXTURE\", regime = \"r\", reference = \"G-1\", listed_on = 2025-01-01, source = \"fixture\" }]\n";
+        let group = |name: &str, prefix: &str| {
+            format!(
+                "[[entities.networks]]\nname = \"{name}\"\nprefixes = [\"{prefix}\"]\nguard_override = \"test fixture\"\n\
+                 evidence = {{ kind = \"advisory\", source = \"fixture\", retrieved = 2026-01-01, confidence = \"high\" }}\n"
+            )
+        };
+        let mut t = format!(
+            "enforce = [\"FIXTURE\"]\n[[entities]]\nid = \"a\"\nname = \"A\"\naction = \"drop\"\n{designations}"
+        );
+        for g in 0..groups {
+            t.push_str(&group(&format!("a{g}"), &format!("10.1.{g}.0/24")));
+        }
+        t.push_str(&format!(
+            "[[entities]]\nid = \"b\"\nname = \"B\"\naction = \"monitor\"\n{designations}{}",
+            group("b0", "10.2.0.0/24")
+        ));
+        embargo_tests::compile_text(&t)
+    };
+    let mut dp = load(&Policy::from(&text(2)));
+    // `a` loses its second group: positionally, `b`'s group becomes index 1, which was `a`'s.
+    let renumbered = Policy::from(&text(1));
+    assert_eq!(renumbered.groups[1].entity, 1);
+    let before = dp.group_counters().unwrap();
+    match dp.apply(&renumbered) {
+        Err(DataplaneError::NeedsRebuild { reason }) => assert!(
+            reason.contains("evidence group 1 would move from entity 0 to entity 1"),
+            "{reason}"
+        ),
+        other => panic!("expected NeedsRebuild, got {other:?}"),
+    }
+    assert_eq!(dp.attest(false).unwrap().total(), 0, "nothing was written");
+    assert_eq!(dp.group_counters().unwrap(), before);
+    // Through the index, `b`'s group keeps index 2 and the change applies in place.
+    let mut index = embargo::policy::EntityIndex::default();
+    let mut dp = load(&index.policy(&text(2)));
+    let next = index.policy(&text(1));
+    assert_eq!(next.v4.last().unwrap().1, 2, "b's group keeps index 2");
+    assert!(next.groups[1].retired);
+    dp.apply(&next).expect("applies in place");
+}
+
 /// A veth pair of our own (this kernel has no dummy driver), deleted on drop (also on panic).
 struct Dummy {
     name: String,

@@ -344,7 +344,7 @@ fn outside_egress_drops_and_monitors_what_the_host_sends() {
         .unwrap();
     assert_eq!(code, 200, "{body}");
     let series = format!(
-        "embargo_packets_total{{direction=\"outbound\",entity=\"lab-drop\",interface=\"{}\",verdict=\"dropped\"}} {}",
+        "embargo_packets_total{{direction=\"outbound\",entity=\"lab-drop\",evidence=\"netns\",interface=\"{}\",verdict=\"dropped\"}} {}",
         lab.gw_if(),
         sent(&blocked)
     );
@@ -493,6 +493,104 @@ fn lab_drop_config(prefixes: &[&str]) -> String {
                 .guard("documentation ranges in a test lab"),
         )
         .to_string()
+}
+
+/// Drops traced to evidence (issue 14): one entity with two network groups, one named and one
+/// called by its evidence source, each covering other addresses. The agent counts each drop
+/// against the group whose prefix matched: `status` shows the groups under the entity (their
+/// counters sum to the entity's), and `/metrics` has one `embargo_packets_total` series per
+/// group, labelled `evidence` with the group's name or source.
+#[test]
+fn drops_are_counted_per_evidence_group_in_status_and_metrics() {
+    let lab = new_lab();
+    let named: IpAddr = "203.0.113.7".parse().unwrap();
+    let unnamed: [IpAddr; 2] = [
+        "198.51.100.9".parse().unwrap(),
+        "2001:db8:bad::7".parse().unwrap(),
+    ];
+    for a in std::iter::once(named).chain(unnamed) {
+        lab.add_remote(a).unwrap();
+    }
+    let config = "enforce = [\"TEST\"]\n[[entities]]\nid = \"lab-drop\"\nname = \"Lab Drop\"\naction = \"drop\"\n\
+         designations = [{ authority = \"TEST\", regime = \"lab\", reference = \"L-1\", listed_on = 2025-01-01, source = \"netns\" }]\n\
+         [[entities.networks]]\nname = \"cisa-aa24\"\nprefixes = [\"203.0.113.0/24\"]\nguard_override = \"documentation range in a test lab\"\n\
+         evidence = { kind = \"advisory\", source = \"https://cisa.example/aa24\", retrieved = 2026-01-01, confidence = \"high\" }\n\
+         [[entities.networks]]\nprefixes = [\"198.51.100.0/24\", \"2001:db8:bad::/48\"]\nguard_override = \"documentation range in a test lab\"\n\
+         evidence = { kind = \"registry\", source = \"whois lab-drop\", retrieved = 2026-01-01, confidence = \"high\" }\n";
+    let path = lab.write_file("groups.toml", config).unwrap();
+    let agent = lab.start_agent(&path, Role::Inside).unwrap();
+    let named_r = probe(&lab, &[Probe::to(named)]);
+    let unnamed_r = probe(&lab, &unnamed.map(Probe::to));
+    assert_blocked(&named_r);
+    assert_blocked(&unnamed_r);
+    let sent = |r: &[ProbeResult]| r.iter().map(|r| r.sent as u64).sum::<u64>();
+
+    let status = agent.status_json().unwrap();
+    let e = status
+        .entities
+        .iter()
+        .find(|e| e.id == "lab-drop")
+        .expect("lab-drop in status");
+    let dropped = |rows: &[embargo::observe::status::CounterRow]| {
+        rows.iter()
+            .find(|c| c.direction == "outbound" && c.verdict == "dropped")
+            .map(|c| (c.packets, c.bytes))
+    };
+    // (evidence, source, outbound dropped (packets, bytes)) per group.
+    type GroupRow<'a> = (&'a str, &'a str, Option<(u64, u64)>);
+    let groups: Vec<GroupRow> = e
+        .groups
+        .iter()
+        .map(|g| (g.evidence.as_str(), g.source.as_str(), dropped(&g.counters)))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            (
+                "cisa-aa24",
+                "https://cisa.example/aa24",
+                Some((sent(&named_r), bytes_of(&named_r)))
+            ),
+            (
+                "whois lab-drop",
+                "whois lab-drop",
+                Some((sent(&unnamed_r), bytes_of(&unnamed_r)))
+            ),
+        ],
+        "{status:#?}"
+    );
+    assert_eq!(
+        dropped(&e.counters),
+        Some((
+            sent(&named_r) + sent(&unnamed_r),
+            bytes_of(&named_r) + bytes_of(&unnamed_r)
+        )),
+        "the entity's counters are its groups' sum"
+    );
+    let text = agent.status_text().unwrap();
+    assert!(
+        text.contains("evidence cisa-aa24") && text.contains("evidence whois lab-drop"),
+        "{text}"
+    );
+
+    let (code, body) = lab
+        .http_get("127.0.0.1:9610".parse().unwrap(), "/metrics")
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    for (evidence, n) in [
+        ("cisa-aa24", sent(&named_r)),
+        ("whois lab-drop", sent(&unnamed_r)),
+    ] {
+        let series = format!(
+            "embargo_packets_total{{direction=\"outbound\",entity=\"lab-drop\",evidence=\"{evidence}\",interface=\"{}\",verdict=\"dropped\"}} {n}",
+            lab.gw_if(),
+        );
+        assert!(
+            body.lines().any(|l| l == series),
+            "no `{series}` in:\n{body}"
+        );
+    }
+    agent.stop().unwrap();
 }
 
 /// Dates on time: evidence that expires a few seconds ahead stops counting at that instant,

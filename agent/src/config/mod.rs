@@ -652,6 +652,11 @@ impl DirectionSet {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkGroup {
+    /// What the group is called in counters, metrics (`embargo_packets_total{evidence=...}`),
+    /// `embargo status` and events: a slug (lowercase letters, digits, `-`, `_`), unique within
+    /// the entity. Default: none, and the group is called by its evidence's `source`.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
     /// IPv4 and IPv6 CIDRs and single addresses.
     #[serde(default)]
     pub prefixes: Vec<Spanned<String>>,
@@ -705,6 +710,16 @@ pub struct Evidence {
     /// Free text for auditors.
     #[serde(default)]
     pub note: Option<String>,
+}
+
+impl NetworkGroup {
+    /// What the group is called in counters, metrics, status and events: its `name`, else its
+    /// evidence's `source` (both from the configuration, so a bounded set).
+    pub fn label(&self) -> &str {
+        self.name
+            .as_ref()
+            .map_or(self.evidence.source.as_str(), |n| n.get_ref().as_str())
+    }
 }
 
 /// Where evidence comes from.

@@ -327,7 +327,21 @@ pub fn validate(config: &Config) -> Result<Validated<'_>, ConfigError> {
         // Every group's evidence, whether or not the entity is enforced: bad input is refused
         // even where it would not matter today.
         let mut until_by_group = Vec::with_capacity(def.networks.len());
+        let mut group_names: HashMap<&str, usize> = HashMap::new();
         for g in &def.networks {
+            if let Some(name) = &g.name {
+                let (n, off) = (name.get_ref().as_str(), name.span().start);
+                check_slug("network group name", n).map_err(|m| file.invalid(off, m))?;
+                if let Some(first) = group_names.insert(n, off) {
+                    return Err(file.invalid(
+                        off,
+                        format!(
+                            "entity `{id}`: network group name `{n}` is already used at {}; names must be unique within an entity",
+                            file.at(first)
+                        ),
+                    ));
+                }
+            }
             let until = evidence_expiry(&g.evidence).map_err(|m| {
                 let off = g.evidence.max_age.as_ref().map_or(at, |a| a.span().start);
                 file.invalid(off, m)
@@ -391,6 +405,53 @@ mod tests {
     fn check(text: &str) -> Result<(), String> {
         let c = super::super::parse(Path::new("v.toml"), text.to_owned()).unwrap();
         validate(&c).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn group_names_are_slugs_unique_within_an_entity() {
+        let group = |name: &str| {
+            format!(
+                "[[entities.networks]]\nname = \"{name}\"\nprefixes = [\"198.51.100.0/24\"]\n\
+                 [entities.networks.evidence]\nkind = \"advisory\"\nsource = \"f\"\n\
+                 retrieved = 2026-01-01\nconfidence = \"low\"\n"
+            )
+        };
+        let ok = format!(
+            "enforce = [\"UK\"]\n{}{}",
+            entity("a", "", ""),
+            group("cisa-aa24")
+        );
+        check(&ok).unwrap();
+        let e = check(&format!(
+            "enforce = [\"UK\"]\n{}{}",
+            entity("a", "", ""),
+            group("CISA AA24")
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("v.toml:22:8:") && e.contains("must be a slug"),
+            "{e}"
+        );
+        let e = check(&format!(
+            "enforce = [\"UK\"]\n{}{}{}",
+            entity("a", "", ""),
+            group("x"),
+            group("x")
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("v.toml:30:8:") && e.contains("`x` is already used at v.toml:22:8"),
+            "{e}"
+        );
+        // Different entities may use the same name.
+        check(&format!(
+            "enforce = [\"UK\"]\n{}{}{}{}",
+            entity("a", "", ""),
+            group("x"),
+            entity("b", "", ""),
+            group("x")
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Attestation: the kernel maps read back and compared with what this agent wrote.
 //!
-//! The tries are compared with their mirrors, the policy map with the policies written, the role
+//! The tries are compared with their mirrors, the policy map with the policies written, the
+//! group table with the groups written, the role
 //! map with the interfaces configured (an entry for an interface this agent did not configure is
 //! drift too). With `repair`, every difference is written back. Reading never changes a map.
 
 use aya::maps::Array;
-use embargo_abi::{EntityPolicy, IfaceConfig, maps};
+use embargo_abi::{EntityPolicy, GroupEntry, IfaceConfig, maps};
 use serde::Serialize;
 
 use super::{Dataplane, DataplaneError, array, map_error};
@@ -17,11 +18,14 @@ pub struct Drift {
     pub v6_entries: u64,
     pub policies: u64,
     pub roles: u64,
+    /// Group table entries (evidence group -> entity).
+    #[serde(default)]
+    pub groups: u64,
 }
 
 impl Drift {
     pub fn total(&self) -> u64 {
-        self.v4_entries + self.v6_entries + self.policies + self.roles
+        self.v4_entries + self.v6_entries + self.policies + self.roles + self.groups
     }
 }
 
@@ -54,6 +58,21 @@ impl Dataplane {
                 if repair {
                     pol.set(i as u32, want, 0)
                         .map_err(|e| map_error("repairing the policy map", e))?;
+                }
+            }
+        }
+        let groups = self.groups.clone();
+        let mut table: Array<_, GroupEntry> = array(&mut self.ebpf, maps::GROUPS)?;
+        for (i, want) in groups.iter().enumerate() {
+            let got = table
+                .get(&(i as u32), 0)
+                .map_err(|e| map_error("reading the group table", e))?;
+            if got != *want {
+                drift.groups += 1;
+                if repair {
+                    table
+                        .set(i as u32, want, 0)
+                        .map_err(|e| map_error("repairing the group table", e))?;
                 }
             }
         }

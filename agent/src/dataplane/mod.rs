@@ -19,6 +19,12 @@
 //! - [`trie`] (build, live, mapped), [`state`] (the state file), [`system`] (kernel and
 //!   interface facts), [`bpffs`] (the pin folder's file system).
 //!
+//! Evidence groups: the tries' leaves hold group indices; the group table (`EMB_GROUPS`) maps
+//! each to its entity, whose policy-map entry gives the action; counters are per group
+//! ([`Dataplane::group_counters`]), an entity's are their sum ([`Dataplane::counters`]). The
+//! group table is sized like the policy map (twice what the policy needs, at least 64) and,
+//! like it, filled before the first interface is attached.
+//!
 //! Invariant: the attached interfaces are one list, each entry with its attachment, its XDP
 //! link and its TC egress link ([`Attached`]), so they cannot fall out of step.
 //!
@@ -36,8 +42,8 @@ use aya::{
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use embargo_abi::{
-    EVENTS_RING_BYTES, EntityPolicy, EventLimits, IfaceConfig, Link, MAX_INTERFACES, maps,
-    trie as abi_trie,
+    EVENTS_RING_BYTES, EntityPolicy, EventLimits, GroupEntry, IfaceConfig, Link, MAX_INTERFACES,
+    maps, trie as abi_trie,
 };
 use serde::Serialize;
 
@@ -60,7 +66,7 @@ pub use egress::{TcApi, remove_netlink_filters};
 pub use error::DataplaneError;
 pub(crate) use error::{detach_error, link_error, load_error, map_error, pin_error};
 pub use pins::{ReuseError, detach_pinned, link_pin_path, tc_pin_path};
-pub use read::EntityCounters;
+pub use read::{EntityCounters, GroupCounters};
 use trie::{
     build::{self, Shape, Table},
     live::LiveTrie,
@@ -133,6 +139,9 @@ pub struct LoadStats {
     pub v6_chunks: u32,
     /// `max_entries` of the policy map (entities it can hold).
     pub policy_capacity: u32,
+    /// `max_entries` of the group table (evidence groups it can hold; the counters map holds
+    /// as many groups' counters).
+    pub group_capacity: u32,
     pub map_bytes: u64,
 }
 
@@ -188,8 +197,13 @@ pub struct Dataplane {
     v6: Family,
     /// What the policy map holds, by entity index (for updates and attestation).
     policies: Vec<EntityPolicy>,
-    /// Entities the policy and counter maps have room for.
+    /// Entities the policy map has room for.
     entity_capacity: u32,
+    /// What the group table holds, by group index (for updates, attestation and summing the
+    /// groups' counters by entity).
+    groups: Vec<GroupEntry>,
+    /// Groups the group table and the counters map have room for.
+    group_capacity: u32,
     /// What the event limits map holds.
     event_limits: EventLimits,
     /// The event token buckets' clock.
@@ -215,6 +229,8 @@ struct Family {
 const MIN_SPARE_NODES: u32 = 1024;
 /// Entities the maps hold at least (so adding some later fits in place).
 const MIN_ENTITY_CAPACITY: u32 = 64;
+/// Evidence groups the maps hold at least.
+const MIN_GROUP_CAPACITY: u32 = 64;
 
 fn trie_len(shape: &Shape, table: &Table) -> usize {
     if table.entries.len() < 1 << shape.root_bits {
@@ -260,7 +276,10 @@ impl Dataplane {
         let entities = (policy.entities.len() as u32)
             .saturating_mul(2)
             .max(MIN_ENTITY_CAPACITY);
-        let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
+        let group_capacity = (policy.groups.len() as u32)
+            .saturating_mul(2)
+            .max(MIN_GROUP_CAPACITY);
+        let counters = group_capacity * embargo_abi::COUNTERS_PER_GROUP;
         let (v4_len, v6_len) = (trie_len(&build::V4, v4), trie_len(&build::V6, v6));
         let coarse = u8::from(event_clock == EventClock::Coarse);
         let mut loader = EbpfLoader::new();
@@ -269,6 +288,7 @@ impl Dataplane {
             .map_max_entries(maps::V4_TRIE, (v4_len / abi_trie::LANES as usize) as u32)
             .map_max_entries(maps::V6_TRIE, (v6_len / abi_trie::LANES as usize) as u32)
             .map_max_entries(maps::POLICY, entities)
+            .map_max_entries(maps::GROUPS, group_capacity)
             .map_max_entries(maps::COUNTERS, counters)
             .map_max_entries(maps::EVENT_BUCKETS, entities)
             .map_max_entries(maps::EVENTS_LOST, entities);
@@ -286,10 +306,19 @@ impl Dataplane {
                     .map_err(|e| map_error("writing the policy map", e))?;
             }
         }
+        let groups: Vec<GroupEntry> = policy.groups.iter().map(|g| g.abi()).collect();
+        {
+            let mut table: Array<_, GroupEntry> = array(&mut ebpf, maps::GROUPS)?;
+            for (i, g) in groups.iter().enumerate() {
+                table
+                    .set(i as u32, g, 0)
+                    .map_err(|e| map_error("writing the group table", e))?;
+            }
+        }
         // Events are off until the agent turns them on (they cost a clock read per drop).
         write_event_limits(&mut ebpf, EventLimits::OFF)?;
         load_programs(&mut ebpf)?;
-        let map_bytes = map_bytes(v4_len, v6_len, entities);
+        let map_bytes = map_bytes(v4_len, v6_len, entities, group_capacity);
         Ok(Self {
             ebpf,
             entities: policy.entities.len() as u32,
@@ -325,6 +354,8 @@ impl Dataplane {
             },
             policies,
             entity_capacity: entities,
+            groups,
+            group_capacity,
             event_limits: EventLimits::OFF,
             event_clock,
             generation: pins::new_generation_id(),
@@ -338,6 +369,7 @@ impl Dataplane {
                 v4_chunks: v4.chunks(),
                 v6_chunks: v6.chunks(),
                 policy_capacity: entities,
+                group_capacity,
                 map_bytes,
             },
         })
@@ -565,12 +597,13 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
 }
 
 /// Bytes of kernel memory the maps take for tries of `v4_len` and `v6_len` entries and room for
-/// `entities`.
-fn map_bytes(v4_len: usize, v6_len: usize, entities: u32) -> u64 {
+/// `entities` and `groups`.
+fn map_bytes(v4_len: usize, v6_len: usize, entities: u32, groups: u32) -> u64 {
     let cpus = system::possible_cpus() as u64;
-    let counters = entities * embargo_abi::COUNTERS_PER_ENTITY;
+    let counters = groups * embargo_abi::COUNTERS_PER_GROUP;
     ((v4_len + v6_len) * 4) as u64
         + u64::from(entities) * 4
+        + u64::from(groups) * 4
         + u64::from(counters) * 16 * cpus
         // Events: the ring, each entity's bucket and per-CPU lost count.
         + u64::from(EVENTS_RING_BYTES)

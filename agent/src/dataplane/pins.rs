@@ -34,7 +34,8 @@ use aya::{
     },
 };
 use embargo_abi::{
-    Counter, EntityPolicy, EventLimits, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES, maps, trie,
+    Counter, EntityPolicy, EventLimits, GroupEntry, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES,
+    maps, trie,
 };
 
 use super::{
@@ -51,7 +52,11 @@ use crate::{
         trie::{build, live::LiveTrie, mapped::Mirrored},
     },
     files::write,
+    policy::EntityIndex,
 };
+
+/// Counters of earlier generations: by entity id, and by group ([`state::group_carry_key`]).
+pub type CarriedCounters = (BTreeMap<String, Carried>, BTreeMap<String, Carried>);
 
 /// Why the maps a previous agent pinned cannot be reused ([`Dataplane::reuse`]): the agent
 /// says so and loads a fresh generation; nothing was changed.
@@ -106,6 +111,12 @@ pub enum ReuseError {
     Bookkeeping { family: &'static str },
     #[error("the state file's entities do not fit the policy map")]
     Entities,
+    #[error("the state file's evidence groups do not fit the group table")]
+    Groups,
+    #[error("reading the pinned group table: {0}")]
+    ReadGroups(MapError),
+    #[error("the pinned group table's entry {index} differs from the state file")]
+    GroupEntry { index: usize },
     #[error("reading the pinned policy map: {0}")]
     ReadPolicy(MapError),
     #[error("the pinned policy map's entry {index} differs from the state file")]
@@ -126,11 +137,12 @@ impl From<DataplaneError> for ReuseError {
 }
 
 /// The maps pinned per generation: all but the event ring.
-pub const PINNED: [&str; 9] = [
+pub const PINNED: [&str; 10] = [
     maps::IFACE_ROLES,
     maps::V4_TRIE,
     maps::V6_TRIE,
     maps::POLICY,
+    maps::GROUPS,
     maps::COUNTERS,
     maps::STATS,
     maps::EVENT_LIMITS,
@@ -144,6 +156,7 @@ fn value_size(name: &str) -> u32 {
         maps::IFACE_ROLES => size_of::<IfaceConfig>(),
         maps::V4_TRIE | maps::V6_TRIE => size_of::<trie::Chunk>(),
         maps::POLICY => size_of::<EntityPolicy>(),
+        maps::GROUPS => size_of::<GroupEntry>(),
         maps::COUNTERS => size_of::<Counter>(),
         maps::EVENT_LIMITS => size_of::<EventLimits>(),
         _ => size_of::<u64>(),
@@ -304,17 +317,17 @@ impl Dataplane {
         stale
     }
 
-    /// What the state file says about this generation once `entity_ids` (by index) with
-    /// `digest` are applied; `carried` are the counters of earlier generations. `None` if the
-    /// maps are not pinned. Copies the prefix sets: [`Dataplane::state_update`] is what a
-    /// reload takes.
+    /// What the state file says about this generation once `index`'s entities and groups with
+    /// `digest` are applied; `carried` are the counters of earlier generations (by entity id,
+    /// and by group, [`state::group_carry_key`]). `None` if the maps are not pinned. Copies the
+    /// prefix sets: [`Dataplane::state_update`] is what a reload takes.
     pub fn state(
         &self,
-        entity_ids: &[String],
+        index: &EntityIndex,
         digest: &str,
-        carried: BTreeMap<String, Carried>,
+        carried: CarriedCounters,
     ) -> Result<Option<State>, DataplaneError> {
-        let mut st = self.state_head(entity_ids, digest, carried)?;
+        let mut st = self.state_head(index, digest, carried)?;
         if let Some(st) = &mut st {
             st.v4.prefixes = self.v4.live.prefixes().clone();
             st.v6.prefixes = self.v6.live.prefixes().clone();
@@ -329,11 +342,11 @@ impl Dataplane {
     /// one writer, in order.
     pub fn state_update(
         &mut self,
-        entity_ids: &[String],
+        index: &EntityIndex,
         digest: &str,
-        carried: BTreeMap<String, Carried>,
+        carried: CarriedCounters,
     ) -> Result<Option<StateUpdate>, DataplaneError> {
-        let Some(head) = self.state_head(entity_ids, digest, carried)? else {
+        let Some(head) = self.state_head(index, digest, carried)? else {
             return Ok(None);
         };
         Ok(Some(StateUpdate {
@@ -347,9 +360,9 @@ impl Dataplane {
     /// [`Dataplane::state`] without the prefix sets.
     fn state_head(
         &self,
-        entity_ids: &[String],
+        index: &EntityIndex,
         digest: &str,
-        carried: BTreeMap<String, Carried>,
+        (carried, carried_groups): CarriedCounters,
     ) -> Result<Option<State>, DataplaneError> {
         if self.maps_dir.is_none() {
             return Ok(None);
@@ -389,13 +402,15 @@ impl Dataplane {
             generation: self.generation.clone(),
             digest: digest.to_owned(),
             maps: records,
-            entity_ids: entity_ids.to_vec(),
+            entity_ids: index.ids().to_vec(),
             policies: self
                 .policies
                 .iter()
                 .map(|p| (p.action, p.directions))
                 .collect(),
             entity_capacity: self.entity_capacity,
+            groups: index.groups().to_vec(),
+            group_capacity: self.group_capacity,
             v4: trie_head(&self.v4),
             v6: trie_head(&self.v6),
             slots: self
@@ -411,6 +426,7 @@ impl Dataplane {
                 })
                 .collect(),
             carried,
+            carried_groups,
             netlink_filters,
         }))
     }
@@ -540,6 +556,30 @@ impl Dataplane {
         {
             return Err(ReuseError::Entities);
         }
+        let group_capacity = state.group_capacity;
+        if group_capacity != max(maps::GROUPS)
+            || state.groups.len() > group_capacity as usize
+            || state
+                .groups
+                .iter()
+                .any(|(e, _)| *e as usize >= state.entity_ids.len())
+        {
+            return Err(ReuseError::Groups);
+        }
+        let groups: Vec<GroupEntry> = state
+            .groups
+            .iter()
+            .map(|(entity, _)| GroupEntry { entity: *entity })
+            .collect();
+        {
+            let table: Array<_, GroupEntry> = array(&mut ebpf, maps::GROUPS)?;
+            for (i, want) in groups.iter().enumerate() {
+                let got = table.get(&(i as u32), 0).map_err(ReuseError::ReadGroups)?;
+                if got != *want {
+                    return Err(ReuseError::GroupEntry { index: i });
+                }
+            }
+        }
         let policies: Vec<EntityPolicy> = state
             .policies
             .iter()
@@ -581,7 +621,13 @@ impl Dataplane {
             v4_chunks: max(maps::V4_TRIE),
             v6_chunks: max(maps::V6_TRIE),
             policy_capacity: entity_capacity,
-            map_bytes: map_bytes(v4.trie.mirror.len(), v6.trie.mirror.len(), entity_capacity),
+            group_capacity,
+            map_bytes: map_bytes(
+                v4.trie.mirror.len(),
+                v6.trie.mirror.len(),
+                entity_capacity,
+                group_capacity,
+            ),
         };
         Ok(Self {
             ebpf,
@@ -597,6 +643,8 @@ impl Dataplane {
             v6,
             policies,
             entity_capacity,
+            groups,
+            group_capacity,
             event_limits,
             event_clock,
             generation: state.generation.clone(),

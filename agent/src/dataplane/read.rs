@@ -1,7 +1,10 @@
-//! What the loaded program counted: per-entity counters, global stats, lost events, map fill.
+//! What the loaded program counted: per-group and per-entity counters, global stats, lost
+//! events, map fill.
 //!
-//! Per-CPU values are summed here; counters are read only for the counter slots in use, so a
-//! scrape costs entities x interfaces x 4 lookups. Reading never writes a map.
+//! The kernel counts per evidence group; an entity's counters are the sum of its groups' (the
+//! group table this agent wrote says whose each is). Per-CPU values are summed here; counters
+//! are read only for the counter slots in use, so a scrape costs groups x interfaces x 4
+//! lookups. Reading never writes a map.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use embargo_abi::{Counter, Direction, EventLimits, Stat, Verdict, counter_index, maps};
@@ -11,7 +14,10 @@ use super::{
     trie::build::{self, Shape},
 };
 
-/// Packets and bytes for one entity, summed over CPUs, by direction and verdict.
+/// Packets and bytes of one evidence group, summed over CPUs, by direction and verdict.
+pub type GroupCounters = EntityCounters;
+
+/// Packets and bytes for one entity (or group), summed over CPUs, by direction and verdict.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EntityCounters {
     /// `[direction][verdict]`, see [`Direction`] and [`Verdict`].
@@ -58,6 +64,11 @@ impl Dataplane {
                 u64::from(self.entities),
                 u64::from(self.entity_capacity),
             ),
+            (
+                "groups",
+                self.groups.len() as u64,
+                u64::from(self.group_capacity),
+            ),
         ]
     }
 
@@ -77,9 +88,41 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Per-entity counters summed over CPUs, for each counter slot in use (with its ifindex).
-    /// Reads only the slots in use: a scrape costs entities x interfaces x 4 lookups.
+    /// Per-entity counters summed over CPUs, for each counter slot in use (with its ifindex):
+    /// the sums of [`Dataplane::group_counters_by_slot`] by entity.
     pub fn counters_by_slot(&self) -> Result<Vec<(u32, Vec<EntityCounters>)>, DataplaneError> {
+        Ok(self
+            .group_counters_by_slot()?
+            .into_iter()
+            .map(|(ifindex, per_group)| (ifindex, self.by_entity(&per_group)))
+            .collect())
+    }
+
+    /// Per-group counters summed over CPUs and interfaces, in group order.
+    pub fn group_counters(&self) -> Result<Vec<GroupCounters>, DataplaneError> {
+        let mut out = vec![GroupCounters::default(); self.groups.len()];
+        for (_, per_group) in self.group_counters_by_slot()? {
+            for (total, c) in out.iter_mut().zip(per_group) {
+                total.add(&c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sums per-group counters (in group order) by entity, in entity order.
+    fn by_entity(&self, per_group: &[GroupCounters]) -> Vec<EntityCounters> {
+        let mut out = vec![EntityCounters::default(); self.entities as usize];
+        for (g, c) in self.groups.iter().zip(per_group) {
+            if let Some(total) = out.get_mut(g.entity as usize) {
+                total.add(c);
+            }
+        }
+        out
+    }
+
+    /// Per-group counters summed over CPUs, for each counter slot in use (with its ifindex).
+    /// Reads only the slots in use: a scrape costs groups x interfaces x 4 lookups.
+    pub fn group_counters_by_slot(&self) -> Result<Vec<(u32, Vec<GroupCounters>)>, DataplaneError> {
         let map: PerCpuArray<_, Counter> = PerCpuArray::try_from(
             self.ebpf
                 .map(maps::COUNTERS)
@@ -88,12 +131,12 @@ impl Dataplane {
         .map_err(|e| map_error("opening the counters map", e))?;
         let mut out = Vec::new();
         for (slot, ifindex) in self.slots() {
-            let mut per_entity = vec![EntityCounters::default(); self.entities as usize];
-            for (entity, counters) in per_entity.iter_mut().enumerate() {
+            let mut per_group = vec![GroupCounters::default(); self.groups.len()];
+            for (group, counters) in per_group.iter_mut().enumerate() {
                 for d in Direction::ALL {
                     for v in Verdict::ALL {
                         let values = map
-                            .get(&counter_index(entity as u32, slot, d, v), 0)
+                            .get(&counter_index(group as u32, slot, d, v), 0)
                             .map_err(|e| map_error("reading the counters map", e))?;
                         let c = &mut counters.slots[d as usize][v as usize];
                         for cpu in values.iter() {
@@ -102,7 +145,7 @@ impl Dataplane {
                     }
                 }
             }
-            out.push((ifindex, per_entity));
+            out.push((ifindex, per_group));
         }
         Ok(out)
     }

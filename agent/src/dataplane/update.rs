@@ -1,12 +1,17 @@
 //! A new policy applied in place to the loaded maps ([`Dataplane::apply`]).
 //!
-//! Order keeps every packet's verdict consistent: the policy map first (so no prefix ever points
-//! at an entity without its action), then the changed trie regions, then retired entities.
+//! Order keeps every packet's verdict consistent: the policy map and the group table first (so
+//! no prefix ever points at a group without its entity, nor a group at an entity without its
+//! action), then the changed trie regions, then retired entities. A group index keeps its
+//! entity for the whole generation: a policy that would move one to another entity (only a
+//! caller that does not keep indices stable, see [`crate::policy::EntityIndex`], builds such a
+//! policy) is refused as [`DataplaneError::NeedsRebuild`], so no packet is ever counted
+//! against, or given the action of, another entity while the tries are rewritten.
 //! Capacity is checked for everything before anything is written: [`DataplaneError::NeedsRebuild`]
 //! means nothing was changed and the caller loads a new generation.
 
 use aya::maps::Array;
-use embargo_abi::{EntityPolicy, addr, maps};
+use embargo_abi::{EntityPolicy, GroupEntry, addr, maps};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
@@ -24,6 +29,8 @@ pub struct ApplyStats {
     pub nodes_allocated: u64,
     pub nodes_released: u64,
     pub policies_written: u64,
+    /// Group table entries written (new groups).
+    pub groups_written: u64,
 }
 
 /// The prefixes whose entity differs between the loaded set and `next` (added, moved or
@@ -95,6 +102,29 @@ impl Dataplane {
                 ),
             });
         }
+        if next.groups.len() as u32 > self.group_capacity {
+            return Err(DataplaneError::NeedsRebuild {
+                reason: format!(
+                    "{} evidence groups, the maps hold {}",
+                    next.groups.len(),
+                    self.group_capacity
+                ),
+            });
+        }
+        let wanted_groups: Vec<GroupEntry> = next.groups.iter().map(|g| g.abi()).collect();
+        if let Some(i) = self
+            .groups
+            .iter()
+            .zip(&wanted_groups)
+            .position(|(old, new)| old != new)
+        {
+            return Err(DataplaneError::NeedsRebuild {
+                reason: format!(
+                    "evidence group {i} would move from entity {} to entity {}",
+                    self.groups[i].entity, wanted_groups[i].entity
+                ),
+            });
+        }
         let c4 = changes(&self.v4.live, &next.v4, key4);
         let c6 = changes(&self.v6.live, &next.v6, key6);
         for (live, c) in [(&self.v4.live, &c4), (&self.v6.live, &c6)] {
@@ -110,6 +140,8 @@ impl Dataplane {
         let retired = |p: &EntityPolicy| p.action == embargo_abi::ACTION_NONE;
         // Entities that act (new or changed) before the tries can point at them.
         stats.policies_written += self.write_policies(&wanted, |p| !retired(p))?;
+        // New groups before the tries can point at them (existing ones never change, above).
+        stats.groups_written += self.write_groups(&wanted_groups)?;
         for (fam, c) in [(&mut self.v4, &c4), (&mut self.v6, &c6)] {
             let s = fam
                 .live
@@ -129,6 +161,19 @@ impl Dataplane {
         self.load_stats.v4_nodes = self.v4.live.nodes_in_use();
         self.load_stats.v6_nodes = self.v6.live.nodes_in_use();
         Ok(stats)
+    }
+
+    /// Writes the group table entries past those the map holds.
+    fn write_groups(&mut self, wanted: &[GroupEntry]) -> Result<u64, DataplaneError> {
+        let from = self.groups.len();
+        let mut table: Array<_, GroupEntry> = array(&mut self.ebpf, maps::GROUPS)?;
+        for (i, g) in wanted.iter().enumerate().skip(from) {
+            table
+                .set(i as u32, g, 0)
+                .map_err(|e| map_error("writing the group table", e))?;
+            self.groups.push(*g);
+        }
+        Ok((wanted.len().max(from) - from) as u64)
     }
 
     /// Writes the entries of `wanted` selected by `which` that differ from the map's.

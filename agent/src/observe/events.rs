@@ -99,6 +99,15 @@ pub struct EntityRef {
     pub designations: Vec<DesignationRef>,
 }
 
+/// An evidence group as events name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupRef {
+    /// Its `name`, else its evidence's source (the `evidence` label of the packet metrics).
+    pub label: String,
+    /// Its evidence's source (URL or document).
+    pub source: String,
+}
+
 /// Which policy a [`Context`] describes: the data-plane generation (see
 /// [`crate::observe::status::ReloadStatus::generations`]) and the number of policies applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +122,9 @@ pub struct Context {
     pub version: Version,
     /// By data-plane entity index.
     pub entities: Vec<EntityRef>,
+    /// Evidence groups by data-plane group index: what the group is called (its `name`, else
+    /// its evidence's source) and its evidence's source.
+    pub groups: Vec<GroupRef>,
     /// Attached interfaces by ifindex.
     pub interfaces: HashMap<u32, String>,
     /// [`Compiled::digest`] of the policy in force.
@@ -154,6 +166,14 @@ impl Context {
                     } else {
                         designations.get(e.id.as_str()).cloned().unwrap_or_default()
                     },
+                })
+                .collect(),
+            groups: policy
+                .groups
+                .iter()
+                .map(|g| GroupRef {
+                    label: g.label.clone(),
+                    source: g.source.clone(),
                 })
                 .collect(),
             interfaces: attachments
@@ -236,6 +256,17 @@ pub struct Record {
     pub designations: Vec<DesignationRef>,
     /// The digest of the policy in force ([`Compiled::digest`], as `embargo status` shows it).
     pub policy_digest: String,
+    /// The data-plane index of the evidence group whose prefix matched (as `embargo status`
+    /// shows it under the entity).
+    #[serde(default)]
+    pub group: u32,
+    /// That group's `name`, else its evidence's source (the `evidence` label of
+    /// `embargo_packets_total`); `#<index>` for a group the agent does not know.
+    #[serde(default)]
+    pub evidence: String,
+    /// That group's evidence source (URL or document).
+    #[serde(default)]
+    pub evidence_source: String,
 }
 
 /// Reads an [`Event`] from the bytes of one ring buffer record.
@@ -282,6 +313,7 @@ fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
 /// The line for `ev`, formatted with `ctx` (of the generation that sent it).
 pub fn record(ev: &Event, ctx: &Context, clock: &Clock) -> Record {
     let entity = ctx.entities.get(ev.entity as usize);
+    let group = ctx.groups.get(ev.group as usize);
     let ports = ev.flags & EVENT_PORTS != 0;
     Record {
         time: clock
@@ -321,6 +353,9 @@ pub fn record(ev: &Event, ctx: &Context, clock: &Clock) -> Record {
         entity: entity.map_or_else(|| format!("#{}", ev.entity), |e| e.id.clone()),
         designations: entity.map(|e| e.designations.clone()).unwrap_or_default(),
         policy_digest: ctx.digest.clone(),
+        group: ev.group,
+        evidence: group.map_or_else(|| format!("#{}", ev.group), |g| g.label.clone()),
+        evidence_source: group.map(|g| g.source.clone()).unwrap_or_default(),
     }
 }
 
@@ -723,6 +758,16 @@ mod tests {
                     designations: vec![],
                 },
             ],
+            groups: vec![
+                GroupRef {
+                    label: "whois".into(),
+                    source: "https://rdap.example/acme".into(),
+                },
+                GroupRef {
+                    label: "cisa-aa24".into(),
+                    source: "https://cisa.example/aa24".into(),
+                },
+            ],
             interfaces: [(7, "eth1".to_owned())].into(),
             digest: "ab12".into(),
         }
@@ -733,6 +778,7 @@ mod tests {
             timestamp_ns: 1_000_000_123_456,
             ifindex: 7,
             entity: 0,
+            group: 1,
             packet_len: 106,
             src_port: 40000,
             dst_port: 53,
@@ -756,7 +802,7 @@ mod tests {
         let line = serde_json::to_string(&record(&event(), &ctx(), &CLOCK)).unwrap();
         assert_eq!(
             line,
-            r#"{"time":"2026-01-01T00:00:00.000123Z","interface":"eth1","direction":"outbound","verdict":"dropped","family":"ipv4","source":"198.18.0.2","destination":"203.0.113.7","protocol":"udp","source_port":40000,"destination_port":53,"length":106,"entity":"acme","designations":[{"authority":"UK","reference":"CYB0114"},{"authority":"US","reference":"CYBER2"}],"policy_digest":"ab12"}"#
+            r#"{"time":"2026-01-01T00:00:00.000123Z","interface":"eth1","direction":"outbound","verdict":"dropped","family":"ipv4","source":"198.18.0.2","destination":"203.0.113.7","protocol":"udp","source_port":40000,"destination_port":53,"length":106,"entity":"acme","designations":[{"authority":"UK","reference":"CYB0114"},{"authority":"US","reference":"CYBER2"}],"policy_digest":"ab12","group":1,"evidence":"cisa-aa24","evidence_source":"https://cisa.example/aa24"}"#
         );
         // And reads back.
         let back: Record = serde_json::from_str(&line).unwrap();
@@ -808,7 +854,7 @@ mod tests {
     fn decode_reads_the_abi_layout_and_refuses_short_records() {
         let ev = event();
         // SAFETY: Event is plain integers; viewing it as bytes is what the kernel sends.
-        let bytes: [u8; 64] = unsafe { std::mem::transmute(ev) };
+        let bytes: [u8; 72] = unsafe { std::mem::transmute(ev) };
         assert_eq!(decode(&bytes), Some(ev));
         assert_eq!(decode(&bytes[..63]), None);
     }

@@ -43,13 +43,15 @@
 //!
 //! # Labels stay bounded
 //!
-//! `entity` comes from the configuration, `interface` from the attachments, `map`, `family`,
+//! `entity` and `evidence` (a network group's `name`, else its evidence `source`) come from the
+//! configuration, `interface` from the attachments, `map`, `family`,
 //! `direction`, `verdict`, `outcome` and `result` are fixed sets; addresses are never labels.
 //! A packet received on an `inside` interface can only count as `outbound` and one on an
 //! `outside` interface only as `inbound`, and an entity's action decides its verdict, so for each
-//! entity and interface the collector emits the one series that can grow (present from zero),
-//! plus any other whose kernel counter is not zero (after a reload changed an action, say).
-//! With 1,000 entities on 2 interfaces that is 2,000 series per counter family, not 8,000.
+//! evidence group and interface the collector emits the one series that can grow (present from
+//! zero), plus any other whose kernel counter is not zero (after a reload changed an action,
+//! say). With 1,000 single-group entities on 2 interfaces that is 2,000 series per counter
+//! family, not 8,000. Groups of one entity with the same label are one series (their sum).
 
 use std::{
     collections::HashMap,
@@ -66,8 +68,8 @@ use prometheus::{
 
 use crate::{
     config::{Action, Interface, Role},
-    dataplane::{Attachment, Dataplane, DataplaneError, EntityCounters},
-    policy::{EntityInfo, Policy},
+    dataplane::{Attachment, Dataplane, DataplaneError, GroupCounters},
+    policy::{EntityInfo, GroupInfo, Policy},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -92,13 +94,13 @@ pub struct Family {
 pub const PACKETS: Family = Family {
     name: "embargo_packets_total",
     kind: Kind::Counter,
-    labels: &["direction", "entity", "interface", "verdict"],
-    help: "Packets that matched an entity's prefixes and had its action applied, by entity, direction (outbound: destination matched on an inside interface; inbound: source matched on an outside interface), verdict (dropped|monitored) and receiving interface. Kernel per-CPU counters, summed at scrape time.",
+    labels: &["direction", "entity", "evidence", "interface", "verdict"],
+    help: "Packets that matched an entity's prefixes and had its action applied, by entity, evidence (the network group whose prefix matched: its configured name, else its evidence source), direction (outbound: destination matched on an inside interface; inbound: source matched on an outside interface), verdict (dropped|monitored) and receiving interface; sum by (entity) for an entity's total. Kernel per-CPU counters, summed at scrape time.",
 };
 pub const BYTES: Family = Family {
     name: "embargo_bytes_total",
     kind: Kind::Counter,
-    labels: &["direction", "entity", "interface", "verdict"],
+    labels: &["direction", "entity", "evidence", "interface", "verdict"],
     help: "Bytes (whole frames as XDP sees them, Ethernet header included) of the packets counted in embargo_packets_total, same labels.",
 };
 pub const PREFIXES: Family = Family {
@@ -111,13 +113,13 @@ pub const MAP_ENTRIES: Family = Family {
     name: "embargo_map_entries",
     kind: Kind::Gauge,
     labels: &["map"],
-    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (entities x interfaces x 2 directions x 2 verdicts).",
+    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (evidence groups x interfaces x 2 directions x 2 verdicts).",
 };
 pub const MAP_CAPACITY: Family = Family {
     name: "embargo_map_capacity",
     kind: Kind::Gauge,
     labels: &["map"],
-    help: "Entries allocated per BPF map, in the units of embargo_map_entries. ipv4_trie/ipv6_trie: the map's max_entries (64-byte chunks) x 16; policy: max_entries; counters: max_entries (entities x 16 interface slots x 4).",
+    help: "Entries allocated per BPF map, in the units of embargo_map_entries. ipv4_trie/ipv6_trie: the map's max_entries (64-byte chunks) x 16; policy: max_entries; counters: max_entries (evidence groups x 16 interface slots x 4).",
 };
 pub const RELOADS: Family = Family {
     name: "embargo_reloads_total",
@@ -295,9 +297,9 @@ pub struct MapUsage {
 /// Kernel counters read at scrape time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
-    /// Per counter slot in use: its ifindex and the per-entity counters summed over CPUs, as
-    /// [`Dataplane::counters_by_slot`] returns them.
-    pub by_interface: Vec<(u32, Vec<EntityCounters>)>,
+    /// Per counter slot in use: its ifindex and the per-group counters summed over CPUs, as
+    /// [`Dataplane::group_counters_by_slot`] returns them.
+    pub by_interface: Vec<(u32, Vec<GroupCounters>)>,
     /// Parse outcomes summed over CPUs, indexed by [`Stat`].
     pub stats: Vec<u64>,
 }
@@ -307,6 +309,8 @@ pub struct KernelCounters {
 pub struct Snapshot {
     /// The loaded policy's entities, in data-plane index order.
     pub entities: Vec<EntityInfo>,
+    /// The loaded policy's evidence groups, in data-plane index order (the counters' order).
+    pub groups: Vec<GroupInfo>,
     /// Names of the interfaces the agent should be attached to.
     pub configured: Vec<String>,
     /// Where the program is attached.
@@ -330,7 +334,7 @@ impl Snapshot {
     ) -> Result<Self, DataplaneError> {
         let kernel = if kernel {
             Some(KernelCounters {
-                by_interface: dataplane.counters_by_slot()?,
+                by_interface: dataplane.group_counters_by_slot()?,
                 stats: dataplane.stats()?,
             })
         } else {
@@ -338,10 +342,11 @@ impl Snapshot {
         };
         Ok(Self {
             entities: policy.entities.clone(),
+            groups: policy.groups.clone(),
             configured: configured.iter().map(|i| i.name.clone()).collect(),
             attachments: dataplane.attachments(),
             tc_api: Some(dataplane.tc_api()),
-            maps: map_usage(dataplane, policy.entities.len()),
+            maps: map_usage(dataplane, policy.entities.len(), policy.groups.len()),
             kernel,
         })
     }
@@ -374,8 +379,8 @@ fn trie_entries(prefixes: usize, root_bits: u32, stride: u32, nodes: u32) -> u64
     }
 }
 
-fn map_usage(dataplane: &Dataplane, entities: usize) -> Vec<MapUsage> {
-    use embargo_abi::{COUNTERS_PER_ENTITY, trie};
+fn map_usage(dataplane: &Dataplane, entities: usize, groups: usize) -> Vec<MapUsage> {
+    use embargo_abi::{COUNTERS_PER_GROUP, trie};
     let ls = dataplane.load_stats;
     let lanes = u64::from(trie::LANES);
     let slots = dataplane.slots().len() as u64;
@@ -407,8 +412,8 @@ fn map_usage(dataplane: &Dataplane, entities: usize) -> Vec<MapUsage> {
         },
         MapUsage {
             map: "counters",
-            entries: entities as u64 * slots * 4,
-            capacity: u64::from(ls.policy_capacity) * u64::from(COUNTERS_PER_ENTITY),
+            entries: groups as u64 * slots * 4,
+            capacity: u64::from(ls.group_capacity) * u64::from(COUNTERS_PER_GROUP),
         },
     ]
 }
@@ -876,7 +881,7 @@ pub fn families(snapshot: Option<&Snapshot>) -> Vec<MetricFamily> {
 fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec<proto::Metric>) {
     let mut packets = Vec::new();
     let mut bytes = Vec::new();
-    for (ifindex, per_entity) in &k.by_interface {
+    for (ifindex, per_group) in &k.by_interface {
         let attachment = s.attachments.iter().find(|a| a.ifindex == *ifindex);
         // A slot with a role but no attachment (tests set roles directly): named by ifindex.
         let name = attachment.map_or_else(|| format!("ifindex{ifindex}"), |a| a.name.clone());
@@ -887,12 +892,28 @@ fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec
                 Role::Outside => d == Direction::Inbound || (a.egress && d == Direction::Outbound),
             })
         };
-        for (entity, counters) in s
-            .entities
-            .iter()
-            .zip(per_entity)
-            .filter(|(e, _)| !e.retired)
-        {
+        // By entity and label, in group order: groups sharing a label are one series.
+        let mut series: Vec<((u32, &str), GroupCounters, bool)> = Vec::new();
+        let mut at: HashMap<(u32, &str), usize> = HashMap::new();
+        for (g, c) in s.groups.iter().zip(per_group) {
+            if s.entities.get(g.entity as usize).is_none_or(|e| e.retired) {
+                continue;
+            }
+            let key = (g.entity, g.label.as_str());
+            match at.get(&key) {
+                Some(&i) => {
+                    let (_, total, live) = &mut series[i];
+                    total.add(c);
+                    *live |= !g.retired;
+                }
+                None => {
+                    at.insert(key, series.len());
+                    series.push((key, *c, !g.retired));
+                }
+            }
+        }
+        for ((entity, label), counters, live_group) in &series {
+            let entity = &s.entities[*entity as usize];
             let live_verdict = match entity.action {
                 Action::Drop => Verdict::Dropped,
                 Action::Monitor => Verdict::Monitored,
@@ -900,13 +921,14 @@ fn entity_counters(s: &Snapshot, k: &KernelCounters) -> (Vec<proto::Metric>, Vec
             for d in Direction::ALL {
                 for v in Verdict::ALL {
                     let c = counters.get(d, v);
-                    let live = live_direction(d) && v == live_verdict;
+                    let live = *live_group && live_direction(d) && v == live_verdict;
                     if !live && c.packets == 0 && c.bytes == 0 {
                         continue;
                     }
                     let labels = [
                         ("direction", d.label()),
                         ("entity", entity.id.as_str()),
+                        ("evidence", label),
                         ("interface", name.as_str()),
                         ("verdict", v.label()),
                     ];
@@ -965,7 +987,10 @@ mod tests {
     use embargo_abi::Counter;
 
     use super::*;
-    use crate::{config::DirectionSet, dataplane::AttachMode};
+    use crate::{
+        config::DirectionSet,
+        dataplane::{AttachMode, EntityCounters},
+    };
 
     fn entity(id: &str, action: Action, v4: usize, v6: usize) -> EntityInfo {
         EntityInfo {
@@ -975,6 +1000,16 @@ mod tests {
             direction: DirectionSet::Both,
             prefixes_v4: v4,
             prefixes_v6: v6,
+            retired: false,
+        }
+    }
+
+    fn group(entity: u32, label: &str) -> GroupInfo {
+        GroupInfo {
+            entity,
+            key: format!("name:{label}"),
+            label: label.into(),
+            source: label.into(),
             retired: false,
         }
     }
@@ -1013,6 +1048,10 @@ mod tests {
             entities: vec![
                 entity("acme", Action::Drop, 3, 1),
                 entity("globex", Action::Monitor, 2, 0),
+            ],
+            groups: vec![
+                group(0, "cisa-aa24"),
+                group(1, "https://example.org/globex"),
             ],
             configured: vec!["eth1".into(), "eth0".into()],
             attachments: vec![
@@ -1251,6 +1290,7 @@ mod tests {
                 &[
                     ("direction", dir),
                     ("entity", entity),
+                    ("evidence", evidence_of(entity)),
                     ("interface", iface),
                     ("verdict", verdict),
                 ],
@@ -1280,6 +1320,64 @@ mod tests {
         assert_eq!(p.series("embargo_bytes_total").len(), 5);
     }
 
+    /// The `evidence` label of the one group of each entity of [`snapshot`].
+    fn evidence_of(entity: &str) -> &'static str {
+        match entity {
+            "acme" => "cisa-aa24",
+            _ => "https://example.org/globex",
+        }
+    }
+
+    #[test]
+    fn counters_are_per_evidence_group_and_sum_to_the_entity() {
+        use Direction::*;
+        use Verdict::*;
+        // acme gets a second group (named), and a third that shares the first's label (an
+        // unnamed group with the same source): its counts join that series.
+        let mut s = snapshot();
+        s.groups.push(group(0, "whois"));
+        s.groups.push(group(0, "cisa-aa24"));
+        let k = s.kernel.as_mut().unwrap();
+        k.by_interface[0]
+            .1
+            .push(counters(&[(Outbound, Dropped, 3, 300)]));
+        k.by_interface[0]
+            .1
+            .push(counters(&[(Outbound, Dropped, 4, 400)]));
+        k.by_interface[1].1.extend([counters(&[]), counters(&[])]);
+        let (registry, _) = registry_with(Some(Ok(s)));
+        let p = scrape(&registry);
+        let get = |evidence| {
+            p.get(
+                "embargo_packets_total",
+                &[
+                    ("direction", "outbound"),
+                    ("entity", "acme"),
+                    ("evidence", evidence),
+                    ("interface", "eth1"),
+                    ("verdict", "dropped"),
+                ],
+            )
+        };
+        assert_eq!(get("cisa-aa24"), Some(9.0), "5 + 4: one series per label");
+        assert_eq!(get("whois"), Some(3.0));
+        // sum by (entity): the entity's total, as before groups.
+        let acme: f64 = p
+            .samples
+            .iter()
+            .filter(|((n, l), _)| {
+                n == "embargo_packets_total"
+                    && l["entity"] == "acme"
+                    && l["interface"] == "eth1"
+                    && l["verdict"] == "dropped"
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(acme, 12.0);
+        // acme's inbound series on eth0 can grow for both of its labels.
+        assert_eq!(p.series("embargo_packets_total").len(), 7);
+    }
+
     #[test]
     fn host_egress_makes_outbound_live_on_an_outside_interface() {
         let mut s = snapshot();
@@ -1292,6 +1390,7 @@ mod tests {
                 &[
                     ("direction", dir),
                     ("entity", entity),
+                    ("evidence", evidence_of(entity)),
                     ("interface", "eth0"),
                     ("verdict", verdict),
                 ],

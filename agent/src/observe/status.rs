@@ -178,6 +178,40 @@ pub struct EntityStatus {
     /// Its designations as they count ([`designation_lines`]), delisted ones marked.
     #[serde(default)]
     pub designations: Vec<String>,
+    /// Its evidence groups with their counters (which sum to `counters`), in group index
+    /// order.
+    #[serde(default)]
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One evidence group of an entity (a network group of its configuration) and what the data
+/// plane counted against it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The data-plane group index (what events carry as `group`).
+    pub index: u32,
+    /// Its `name`, else its evidence's source: the `evidence` label of the packet metrics.
+    pub evidence: String,
+    /// Its evidence's source (URL or document).
+    pub source: String,
+    pub counters: Vec<CounterRow>,
+}
+
+/// The four counter rows (direction x verdict) of `c`.
+pub fn counter_rows(c: &crate::dataplane::EntityCounters) -> Vec<CounterRow> {
+    embargo_abi::Direction::ALL
+        .iter()
+        .flat_map(|d| embargo_abi::Verdict::ALL.iter().map(move |v| (*d, *v)))
+        .map(|(d, v)| {
+            let n = c.get(d, v);
+            CounterRow {
+                direction: d.label().into(),
+                verdict: v.label().into(),
+                packets: n.packets,
+                bytes: n.bytes,
+            }
+        })
+        .collect()
 }
 
 /// An enforced entity's designations for people: the current ones (with the list's regime and
@@ -576,25 +610,41 @@ pub fn render(s: &Status) -> String {
         "\nENTITY                  ACTION   DIRECTION  OUT-DROP  OUT-MON  IN-DROP  IN-MON     BYTES"
     );
     for e in &s.entities {
-        let get = |d: &str, v: &str| {
-            e.counters
-                .iter()
-                .find(|c| c.direction == d && c.verdict == v)
-                .map_or(0, |c| c.packets)
+        let row = |counters: &[CounterRow]| {
+            let get = |d: &str, v: &str| {
+                counters
+                    .iter()
+                    .find(|c| c.direction == d && c.verdict == v)
+                    .map_or(0, |c| c.packets)
+            };
+            let bytes: u64 = counters.iter().map(|c| c.bytes).sum();
+            format!(
+                "{:>8} {:>8} {:>8} {:>7} {:>9}",
+                get("outbound", "dropped"),
+                get("outbound", "monitored"),
+                get("inbound", "dropped"),
+                get("inbound", "monitored"),
+                bytes
+            )
         };
-        let bytes: u64 = e.counters.iter().map(|c| c.bytes).sum();
         let _ = writeln!(
             out,
-            "{:<23} {:<8} {:<10} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            "{:<23} {:<8} {:<10} {}",
             e.id,
             e.action,
             e.direction,
-            get("outbound", "dropped"),
-            get("outbound", "monitored"),
-            get("inbound", "dropped"),
-            get("inbound", "monitored"),
-            bytes
+            row(&e.counters)
         );
+        // Its evidence groups under it (the groups' counters sum to the entity's).
+        for g in &e.groups {
+            let _ = writeln!(
+                out,
+                "  {:<42} {}  (group {})",
+                format!("evidence {}", g.evidence),
+                row(&g.counters),
+                g.index
+            );
+        }
     }
     if s.entities.iter().any(|e| !e.designations.is_empty()) {
         let _ = writeln!(out, "\nDESIGNATIONS");
@@ -661,6 +711,7 @@ mod tests {
                         prefixes_v6: 0,
                         counters: Vec::new(),
                         designations: Vec::new(),
+                        groups: Vec::new(),
                     });
                     s.entities.last_mut().unwrap()
                 }
@@ -831,6 +882,7 @@ confidence = "low"
                 prefixes_v6: 0,
                 counters: Vec::new(),
                 designations: lines,
+                groups: Vec::new(),
             }],
             outcomes: Vec::new(),
             packets_seen: 0,

@@ -16,4 +16,4 @@ pub mod plan;
 pub mod resolve;
 pub mod special;
 
-pub use maps::{EntityIndex, EntityInfo, Policy};
+pub use maps::{EntityIndex, EntityInfo, GroupInfo, Policy};

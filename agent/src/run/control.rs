@@ -35,7 +35,7 @@ use crate::{
     dataplane::DataplaneError,
     observe::{
         follow::{LostNotice, Subscription},
-        status::{self, CounterRow, EntityStatus, InterfaceStatus, Status},
+        status::{self, EntityStatus, GroupStatus, InterfaceStatus, Status},
     },
     policy::plan::TableSnapshot,
 };
@@ -343,19 +343,43 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
         .map(|c| c.packets)
         .sum();
     let (outcomes, packets_seen) = status::outcomes(&stats, counted);
+    let group_counters = s.dataplane.group_counters()?;
     let entities = s
         .policy
         .entities
         .iter()
         .zip(counters)
-        .filter(|(e, _)| !e.retired)
-        .map(|(e, mut c)| {
+        .enumerate()
+        .filter(|(_, (e, _))| !e.retired)
+        .map(|(i, (e, mut c))| {
             if let Some(old) = s.carried.get(&e.id) {
                 c.add(old);
             }
-            (e, c)
+            let groups = s
+                .policy
+                .groups_of(i as u32)
+                .filter_map(|(gi, g)| {
+                    let mut gc = group_counters.get(gi as usize).copied().unwrap_or_default();
+                    if let Some(old) = s
+                        .carried_groups
+                        .get(&crate::dataplane::state::group_carry_key(&e.id, &g.key))
+                    {
+                        gc.add(old);
+                    }
+                    // A group that left the policy is shown while it has counts (they are
+                    // part of the entity's).
+                    (!g.retired || gc != Default::default()).then_some((gi, g, gc))
+                })
+                .map(|(gi, g, gc)| GroupStatus {
+                    index: gi,
+                    evidence: g.label.clone(),
+                    source: g.source.clone(),
+                    counters: status::counter_rows(&gc),
+                })
+                .collect();
+            (e, c, groups)
         })
-        .map(|(e, c)| EntityStatus {
+        .map(|(e, c, groups)| EntityStatus {
             designations: s
                 .compiled
                 .entities
@@ -369,19 +393,8 @@ fn snapshot(s: &Shared) -> Result<Status, DataplaneError> {
             direction: format!("{:?}", e.direction).to_lowercase(),
             prefixes_v4: e.prefixes_v4,
             prefixes_v6: e.prefixes_v6,
-            counters: embargo_abi::Direction::ALL
-                .iter()
-                .flat_map(|d| embargo_abi::Verdict::ALL.iter().map(move |v| (*d, *v)))
-                .map(|(d, v)| {
-                    let n = c.get(d, v);
-                    CounterRow {
-                        direction: d.label().into(),
-                        verdict: v.label().into(),
-                        packets: n.packets,
-                        bytes: n.bytes,
-                    }
-                })
-                .collect(),
+            counters: status::counter_rows(&c),
+            groups,
         })
         .collect();
     let ls = s.dataplane.load_stats;

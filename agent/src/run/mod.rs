@@ -128,6 +128,8 @@ pub(crate) struct Shared {
     audit: AuditLog,
     /// Counters of earlier data-plane generations, by entity id, so totals never go back.
     carried: HashMap<String, EntityCounters>,
+    /// Likewise by evidence group ([`state::group_carry_key`]).
+    carried_groups: HashMap<String, EntityCounters>,
     pub(crate) reloads: ReloadStatus,
     /// Every file the policy was read from, with its fingerprint when read.
     watched: Vec<(PathBuf, Option<Fingerprint>)>,
@@ -260,6 +262,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         index,
         policy,
         carried,
+        carried_groups,
         mut start,
     } = start_dataplane(&opts, &compiled)?;
     let pin_fs = pin_fs.map_err(DataplaneError::from)?;
@@ -364,6 +367,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
         config: opts.config.clone(),
         audit,
         carried,
+        carried_groups,
         reloads: ReloadStatus {
             succeeded: 1,
             last_success_unix: unix_now(),

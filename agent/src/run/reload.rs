@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use super::{Shared, fingerprint, to_carried, unix_now, watch_list};
 use crate::{
     config::{self, ConfigError},
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{Dataplane, DataplaneError, state},
     observe::{audit, metrics, status::ReloadKind},
     policy::{EntityIndex, compile::Compiled, plan::TableSnapshot, resolve::Resolved},
 };
@@ -70,6 +70,14 @@ impl Shared {
                     let acc = self.carried.entry(e.id.clone()).or_default();
                     acc.add(&c);
                 }
+                let old = self.dataplane.group_counters()?;
+                for (g, c) in self.policy.groups.iter().zip(old) {
+                    let Some(e) = self.policy.entities.get(g.entity as usize) else {
+                        continue;
+                    };
+                    let key = state::group_carry_key(&e.id, &g.key);
+                    self.carried_groups.entry(key).or_default().add(&c);
+                }
                 next.take_over(&mut self.dataplane)?;
                 self.dataplane = next;
                 self.index = index;
@@ -112,14 +120,19 @@ impl Shared {
         let Some(writer) = &self.state_writer else {
             return;
         };
-        let carried = self
-            .carried
-            .iter()
-            .map(|(id, c)| (id.clone(), to_carried(c)))
-            .collect();
+        let carried = (
+            self.carried
+                .iter()
+                .map(|(id, c)| (id.clone(), to_carried(c)))
+                .collect(),
+            self.carried_groups
+                .iter()
+                .map(|(id, c)| (id.clone(), to_carried(c)))
+                .collect(),
+        );
         match self
             .dataplane
-            .state_update(self.index.ids(), &self.compiled.digest(), carried)
+            .state_update(&self.index, &self.compiled.digest(), carried)
         {
             Ok(Some(update)) => writer.send(update),
             Ok(None) => {}

@@ -22,6 +22,8 @@ pub(super) struct Started {
     pub(super) index: EntityIndex,
     pub(super) policy: Policy,
     pub(super) carried: HashMap<String, EntityCounters>,
+    /// By group ([`state::group_carry_key`]).
+    pub(super) carried_groups: HashMap<String, EntityCounters>,
     pub(super) start: StartStatus,
 }
 
@@ -69,7 +71,8 @@ pub(super) fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<
                 match Dataplane::reuse(pin_dir, &st) {
                     Err(why) => why.to_string(),
                     Ok(mut dataplane) => {
-                        let mut index = EntityIndex::from_ids(st.entity_ids.clone());
+                        let mut index =
+                            EntityIndex::from_state(st.entity_ids.clone(), st.groups.clone());
                         let policy = index.policy(compiled);
                         match dataplane.apply(&policy) {
                             Ok(stats) => {
@@ -98,6 +101,11 @@ pub(super) fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<
                                     policy,
                                     carried: st
                                         .carried
+                                        .iter()
+                                        .map(|(id, c)| (id.clone(), from_carried(c)))
+                                        .collect(),
+                                    carried_groups: st
+                                        .carried_groups
                                         .iter()
                                         .map(|(id, c)| (id.clone(), from_carried(c)))
                                         .collect(),
@@ -131,6 +139,7 @@ pub(super) fn start_dataplane(opts: &RunOptions, compiled: &Compiled) -> Result<
         index,
         policy,
         carried: HashMap::new(),
+        carried_groups: HashMap::new(),
         start,
     })
 }

@@ -47,7 +47,11 @@ pub mod maps {
     pub const V6_TRIE: &str = "EMB_V6";
     /// `ARRAY<u32, EntityPolicy>` keyed by entity index.
     pub const POLICY: &str = "EMB_POLICY";
-    /// `PERCPU_ARRAY<u32, Counter>` keyed by [`counter_index`](super::counter_index).
+    /// `ARRAY<u32, GroupEntry>` keyed by evidence group index (what a trie leaf holds): the
+    /// group's entity, see [`GroupEntry`](super::GroupEntry).
+    pub const GROUPS: &str = "EMB_GROUPS";
+    /// `PERCPU_ARRAY<u32, Counter>` keyed by [`counter_index`](super::counter_index) (per
+    /// evidence group: an entity's counters are the sum of its groups').
     pub const COUNTERS: &str = "EMB_COUNTERS";
     /// `PERCPU_ARRAY<u32, u64>` keyed by [`Stat`](super::Stat).
     pub const STATS: &str = "EMB_STATS";
@@ -65,11 +69,12 @@ pub mod maps {
     /// limit or because the ring buffer was full.
     pub const EVENTS_LOST: &str = "EMB_EVENTS_LOST";
     /// Every map the production program defines.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         IFACE_ROLES,
         V4_TRIE,
         V6_TRIE,
         POLICY,
+        GROUPS,
         COUNTERS,
         STATS,
         EVENTS,
@@ -82,7 +87,9 @@ pub mod maps {
 /// Version of the maps' layout (names, key and value types, and what their entries mean). A
 /// restarted agent reuses the maps a previous one pinned only if both were built with the same
 /// version: bump it whenever any map in [`maps`] changes its key, value or meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Version 3: trie leaves hold evidence group indices ([`maps::GROUPS`] maps them to entities),
+/// counters are per group, events carry the group.
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Global variables of the production program (read-only data the agent sets at load, which
 /// the verifier then knows as constants).
@@ -287,7 +294,20 @@ pub struct EntityPolicy {
 }
 const _: () = assert!(size_of::<EntityPolicy>() == 4);
 
-/// Packets and bytes, per CPU, per entity x interface x direction x verdict.
+/// One evidence group, the value of [`maps::GROUPS`] at the group's index: a trie leaf names a
+/// group (the network group of the configuration whose prefix matched), the group names its
+/// entity, whose [`EntityPolicy`] gives the action. Group indices stay the same across reloads
+/// while the group stays in the policy (the agent never gives an index to another group, nor a
+/// group to another entity, within one generation of maps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// The entity index (key of [`maps::POLICY`]).
+    pub entity: u32,
+}
+const _: () = assert!(size_of::<GroupEntry>() == 4);
+
+/// Packets and bytes, per CPU, per evidence group x interface x direction x verdict.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -304,14 +324,14 @@ impl Counter {
     }
 }
 
-/// Counter slots per entity: interfaces x 2 directions x 2 verdicts.
-pub const COUNTERS_PER_ENTITY: u32 = MAX_INTERFACES * 4;
+/// Counter slots per evidence group: interfaces x 2 directions x 2 verdicts.
+pub const COUNTERS_PER_GROUP: u32 = MAX_INTERFACES * 4;
 
-/// Index of the counter for `entity` x interface `slot` x `direction` x `verdict` in
-/// [`maps::COUNTERS`]. Entity-major, so the kernel needs no entity count to compute it.
+/// Index of the counter for evidence `group` x interface `slot` x `direction` x `verdict` in
+/// [`maps::COUNTERS`]. Group-major, so the kernel needs no group count to compute it.
 #[inline(always)]
-pub const fn counter_index(entity: u32, slot: u32, direction: Direction, verdict: Verdict) -> u32 {
-    (entity * MAX_INTERFACES + slot) * 4 + (direction as u32) * 2 + verdict as u32
+pub const fn counter_index(group: u32, slot: u32, direction: Direction, verdict: Verdict) -> u32 {
+    (group * MAX_INTERFACES + slot) * 4 + (direction as u32) * 2 + verdict as u32
 }
 
 /// Global per-CPU counters of what the parser and classifier saw. Every packet ends in exactly
@@ -355,8 +375,8 @@ pub enum Stat {
     MissIpv6,
     /// Matched an entity whose policy does not cover this direction; passed.
     OtherDirection,
-    /// Matched an entity index without an action (never happens with a consistent load;
-    /// counted so it would be seen); passed.
+    /// Matched a group index outside the group table, or an entity index without an action
+    /// (never happens with a consistent load; counted so it would be seen); passed.
     NoPolicy,
     /// TC egress: sent out of an interface without [`IFACE_EGRESS`]; passed.
     EgressOff,
@@ -400,7 +420,7 @@ impl Stat {
 }
 
 /// Bytes of the [`maps::EVENTS`] ring buffer (a power of two, a multiple of the page size):
-/// 3,640 events of 64 bytes plus the kernel's 8-byte record header.
+/// 3,276 events of 72 bytes plus the kernel's 8-byte record header.
 pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
 
 /// [`Event::family`] of an IPv4 packet.
@@ -446,8 +466,12 @@ pub struct Event {
     pub flags: u8,
     /// Explicit padding; always zero.
     pub _pad: [u8; 3],
+    /// The evidence group index the packet matched (key of [`maps::GROUPS`]).
+    pub group: u32,
+    /// Explicit padding; always zero.
+    pub _pad2: [u8; 4],
 }
-const _: () = assert!(size_of::<Event>() == 64);
+const _: () = assert!(size_of::<Event>() == 72);
 
 /// The token bucket of every entity's events, the value of [`maps::EVENT_LIMITS`]: a rate of
 /// `1e9 / interval_ns` events per second with bursts of `tolerance_ns / interval_ns + 1`.
@@ -534,6 +558,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Counter {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::GroupEntry {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::IfaceConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
@@ -579,7 +605,7 @@ mod tests {
 
     #[test]
     fn counter_indices_are_distinct_and_dense() {
-        const N: usize = (2 * COUNTERS_PER_ENTITY) as usize;
+        const N: usize = (2 * COUNTERS_PER_GROUP) as usize;
         let mut seen = [false; N];
         for e in 0..2 {
             for slot in 0..MAX_INTERFACES {

@@ -18,7 +18,8 @@
 //! Entry encoding (host byte order):
 //! * `0`: no prefix covers this address;
 //! * bit 31 set: a child node, its number in the low 31 bits;
-//! * otherwise: entity index + 1.
+//! * otherwise: evidence group index + 1 (the agent's group table, `EMB_GROUPS`, maps the group to
+//!   its entity; a table built for a test may hold entity indices instead).
 //!
 //! Addresses are looked up as numbers: the big-endian (network order) bytes read as `u32` (IPv4)
 //! or as two `u64` halves (IPv6, `hi` = bytes 0..8).
@@ -44,10 +45,10 @@ pub fn read_entry<'a>(index: u32, get_chunk: impl Fn(u32) -> Option<&'a Chunk>) 
 pub const EMPTY: u32 = 0;
 /// Bit marking an entry as a child pointer.
 pub const CHILD: u32 = 1 << 31;
-/// Mask of a child's node number, or of an entity index + 1.
+/// Mask of a child's node number, or of a group index + 1.
 pub const PAYLOAD: u32 = !CHILD;
-/// Largest entity index an entry can carry.
-pub const MAX_ENTITY: u32 = PAYLOAD - 1;
+/// Largest group index an entry can carry.
+pub const MAX_GROUP: u32 = PAYLOAD - 1;
 
 /// IPv4: the root covers /24 (16 Mi entries, 64 MiB); nodes of 16 entries (one 64-byte chunk).
 pub const V4_ROOT_BITS: u32 = 24;
@@ -68,10 +69,10 @@ const _: () = assert!((128 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));
 // A node index never straddles the two u64 halves of an IPv6 address.
 const _: () = assert!((64 - V6_ROOT_BITS).is_multiple_of(V6_STRIDE));
 
-/// Entry value for entity index `entity`.
+/// Entry value for group index `group`.
 #[inline(always)]
-pub const fn leaf(entity: u32) -> u32 {
-    entity + 1
+pub const fn leaf(group: u32) -> u32 {
+    group + 1
 }
 
 /// Entry value for child node number `node`.
@@ -80,7 +81,14 @@ pub const fn child(node: u32) -> u32 {
     node | CHILD
 }
 
-/// The entity index of a leaf entry, `None` for [`EMPTY`]. Must not be called on a child.
+/// The group index of a leaf entry, `None` for [`EMPTY`]. Must not be called on a child.
+#[inline(always)]
+pub const fn group_of(entry: u32) -> Option<u32> {
+    entity_of(entry)
+}
+
+/// The payload of a leaf entry, `None` for [`EMPTY`]: what [`group_of`] returns, for tables a
+/// test built with entity indices as their payload. Must not be called on a child.
 #[inline(always)]
 pub const fn entity_of(entry: u32) -> Option<u32> {
     if entry == EMPTY {

@@ -2,9 +2,11 @@
 //!
 //! One XDP program serves every attached interface: the interface's role (from [`ROLES`], keyed
 //! by ifindex) says whether the destination (`inside`: the packet leaves the protected network)
-//! or the source (`outside`: it comes from the world) is matched. A match yields an entity index;
-//! the entity's policy says drop or monitor and for which directions. Every packet ends in
-//! exactly one terminal stat; every drop is counted against an entity. A dropped or monitored
+//! or the source (`outside`: it comes from the world) is matched. A match yields an evidence
+//! group index (the network group whose prefix matched); the group table ([`GROUPS`]) names its
+//! entity, and the entity's policy says drop or monitor and for which directions. Every packet
+//! ends in exactly one terminal stat; every drop is counted against an evidence group (an
+//! entity's counters are the sum of its groups'). A dropped or monitored
 //! packet also sends an event to user space, if events are on and as far as its entity's token
 //! bucket allows (`sample.rs`).
 //!
@@ -39,7 +41,7 @@ mod xdp {
         programs::{TcContext, XdpContext},
     };
     use embargo_abi::{
-        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy,
+        ACTION_DROP, ACTION_MONITOR, BPF_F_MMAPABLE, Counter, Direction, EntityPolicy, GroupEntry,
         IFACE_EGRESS, IfaceConfig, IfaceRole, Link, MAX_IFINDEX, MAX_INTERFACES, Stat, Verdict,
         counter_index, trie,
     };
@@ -54,6 +56,8 @@ mod xdp {
     static V6: Array<trie::Chunk> = Array::with_max_entries(1, BPF_F_MMAPABLE);
     #[map(name = "EMB_POLICY")]
     static POLICY: Array<EntityPolicy> = Array::with_max_entries(1, 0);
+    #[map(name = "EMB_GROUPS")]
+    static GROUPS: Array<GroupEntry> = Array::with_max_entries(1, 0);
     #[map(name = "EMB_COUNTERS")]
     static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(4, 0);
     #[map(name = "EMB_STATS")]
@@ -99,12 +103,12 @@ mod xdp {
         } else {
             return Err(Stat::NoRole);
         };
-        let (entity, l3) = match_entity(ctx, pick, link_of(&iface))?;
+        let (group, l3) = match_group(ctx, pick, link_of(&iface))?;
         // The mask keeps the slot in range for the verifier; the agent never sets more.
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
         enforce(
             ctx,
-            entity,
+            group,
             slot,
             direction,
             l3,
@@ -134,9 +138,9 @@ mod xdp {
             return Err(Stat::EgressForwarded);
         }
         pull_headers(ctx);
-        let (entity, l3) = match_entity(ctx, Pick::Destination, link_of(&iface))?;
+        let (group, l3) = match_group(ctx, Pick::Destination, link_of(&iface))?;
         let slot = u32::from(iface.slot) & (MAX_INTERFACES - 1);
-        enforce(ctx, entity, slot, Direction::Outbound, l3, ifindex)
+        enforce(ctx, group, slot, Direction::Outbound, l3, ifindex)
     }
 
     /// A socket buffer may hold only the start of a packet in its linear part, the only part the
@@ -164,11 +168,11 @@ mod xdp {
     }
 
     /// Parses the packet (starting as `link` says), counts the informational stats it earned,
-    /// and looks the `pick`ed address up: the matched entity's index with the IP header's
-    /// offset and whether it is IPv6 (for the event), or the terminal stat of a packet without
-    /// one.
+    /// and looks the `pick`ed address up: the matched evidence group's index with the IP
+    /// header's offset and whether it is IPv6 (for the event), or the terminal stat of a packet
+    /// without one.
     #[inline(always)]
-    fn match_entity(
+    fn match_group(
         ctx: &impl Packet,
         pick: Pick,
         link: Link,
@@ -197,23 +201,26 @@ mod xdp {
                 Stat::MissIpv6,
             ),
         };
-        let entity = trie::entity_of(entry).ok_or(miss)?;
-        Ok((entity, (parsed.l3, matches!(parsed.addr, Addr::V6(..)))))
+        let group = trie::group_of(entry).ok_or(miss)?;
+        Ok((group, (parsed.l3, matches!(parsed.addr, Addr::V6(..)))))
     }
 
-    /// Applies the entity's policy and counts the packet against the entity (its terminal
-    /// outcome), or returns the terminal stat of a match that does not apply. `l3` is the IP
-    /// header's offset and whether it is IPv6, and `ifindex` the interface (XDP: received on;
-    /// TC: sent out of), for the event.
+    /// Applies the policy of the group's entity and counts the packet against the group (its
+    /// terminal outcome), or returns the terminal stat of a match that does not apply. `l3` is
+    /// the IP header's offset and whether it is IPv6, and `ifindex` the interface (XDP:
+    /// received on; TC: sent out of), for the event.
     #[inline(always)]
     fn enforce(
         ctx: &impl Packet,
-        entity: u32,
+        group: u32,
         slot: u32,
         direction: Direction,
         l3: (usize, bool),
         ifindex: u32,
     ) -> Result<Verdict, Stat> {
+        let Some(entity) = GROUPS.get(group).map(|g| g.entity) else {
+            return Err(Stat::NoPolicy);
+        };
         let Some(policy) = POLICY.get(entity).copied() else {
             return Err(Stat::NoPolicy);
         };
@@ -226,7 +233,7 @@ mod xdp {
             // Never drop what cannot be attributed to an action.
             _ => return Err(Stat::NoPolicy),
         };
-        let Some(c) = COUNTERS.get_ptr_mut(counter_index(entity, slot, direction, verdict)) else {
+        let Some(c) = COUNTERS.get_ptr_mut(counter_index(group, slot, direction, verdict)) else {
             // Without its counter the drop could not be attributed: pass and say so.
             return Err(Stat::NoPolicy);
         };
@@ -236,7 +243,7 @@ mod xdp {
             (*c).packets += 1;
             (*c).bytes += len;
         }
-        crate::sample::sample(ctx, ifindex, entity, direction, verdict, len, l3);
+        crate::sample::sample(ctx, ifindex, (entity, group), direction, verdict, len, l3);
         Ok(verdict)
     }
 

@@ -39,7 +39,7 @@ static EMB_COARSE_CLOCK: u8 = 0;
 pub fn sample(
     ctx: &impl Packet,
     ifindex: u32,
-    entity: u32,
+    (entity, group): (u32, u32),
     direction: Direction,
     verdict: Verdict,
     len: u64,
@@ -73,6 +73,7 @@ pub fn sample(
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
         ifindex,
         entity,
+        group,
         packet_len: len as u32,
         direction: direction as u8,
         verdict: verdict as u8,

@@ -90,7 +90,7 @@ use embargo::{
             poptrie,
         },
     },
-    policy::{EntityInfo, Policy},
+    policy::{EntityIndex, EntityInfo, Policy},
 };
 use embargo_abi::{Direction, IfaceRole, Stat, Verdict, programs};
 use embargo_tests::{packet::Frame, rng::Rng};
@@ -990,11 +990,7 @@ fn run_set(
     depths: &mut Vec<Depth>,
     summaries: &mut Vec<SizeSummary>,
 ) -> Result<()> {
-    let policy = Policy {
-        entities: entities(v4, v6),
-        v4: v4.to_vec(),
-        v6: v6.to_vec(),
-    };
+    let policy = Policy::one_group_per_entity(entities(v4, v6), v4.to_vec(), v6.to_vec());
     eprintln!(
         "[{label}] loading {} IPv4 + {} IPv6 prefixes",
         v4.len(),
@@ -1740,17 +1736,19 @@ fn reload_state(args: &Args) -> Result<()> {
     let mut rng = Rng(SEED);
     let v4 = gen_v4(n4, &mut rng);
     let v6 = gen_v6(n6, &mut rng);
-    let base = Policy {
-        entities: entities(&v4, &v6),
-        v4,
-        v6,
-    };
+    let base = Policy::one_group_per_entity(entities(&v4, &v6), v4, v6);
     let mut with_extra = base.clone();
     with_extra
         .v4
         .push((Ipv4Network::new(Ipv4Addr::new(198, 18, 0, 0), 24)?, 0));
     with_extra.entities[0].prefixes_v4 += 1;
-    let ids: Vec<String> = base.entities.iter().map(|e| e.id.clone()).collect();
+    let ids = EntityIndex::from_state(
+        base.entities.iter().map(|e| e.id.clone()).collect(),
+        base.groups
+            .iter()
+            .map(|g| (g.entity, g.key.clone()))
+            .collect(),
+    );
     let label = format!("{}+{}", count(n4), count(n6));
     eprintln!("[reload-state] loading {label} prefixes");
     let mut dp = Dataplane::load(&base).context("Dataplane::load")?;
@@ -1798,7 +1796,7 @@ fn reload_state_runs(
     dp: &mut Dataplane,
     base: &Policy,
     with_extra: &Policy,
-    ids: &[String],
+    ids: &EntityIndex,
     dir: &std::path::Path,
 ) -> Result<(Vec<Phases>, FileSizes)> {
     let mut runs = Vec::new();

@@ -122,7 +122,7 @@ fn policy(n: u32) -> Policy {
             }
         })
         .collect();
-    Policy { entities, v4, v6 }
+    Policy::one_group_per_entity(entities, v4, v6)
 }
 
 /// Moves this (still single-threaded) process into a private network namespace with `lo` up

@@ -1,6 +1,12 @@
 //! The data-plane state file: what a restarted agent needs to reuse the maps a previous agent
 //! pinned and apply its own policy to them as a diff.
 //!
+//! Format 3 (issue 14): trie records carry evidence group indices, and the head lists the
+//! groups (entity index and key, by group index), the group table's capacity and the groups'
+//! carried counters. A file of format 2 is refused cleanly (its trie records hold entity
+//! indices, which this agent would read as group indices): [`decode`] says which format it
+//! found and the agent loads a fresh generation (whose maps, of layout 3, differ anyway).
+//!
 //! The maps live in bpffs (`<pin dir>/maps-<generation>/`), which holds no regular files; this
 //! file lives in the state folder (`--state-dir`, default [`DEFAULT_STATE_DIR`], created 0700).
 //! It describes exactly what the pinned maps held when it was written: the generation, each
@@ -27,9 +33,9 @@
 //! | 4 | head length H (`u32`) |
 //! | H | the head: [`State`] as JSON, without the prefix sets |
 //! | 8 | IPv4 prefix count N4 (`u64`) |
-//! | 9 x N4 | IPv4 records: network address (`u32`), length (`u8`), entity index (`u32`) |
+//! | 9 x N4 | IPv4 records: network address (`u32`), length (`u8`), group index (`u32`) |
 //! | 8 | IPv6 prefix count N6 (`u64`) |
-//! | 21 x N6 | IPv6 records: network address (`u128`), length (`u8`), entity index (`u32`) |
+//! | 21 x N6 | IPv6 records: network address (`u128`), length (`u8`), group index (`u32`) |
 //! | 4 | CRC-32 (IEEE) of every byte before it |
 //!
 //! Records are in ascending `(address, length)` order, each once. At 1M IPv4 and 200k IPv6
@@ -56,7 +62,7 @@ pub const FILE_NAME: &str = "dataplane.state";
 /// The file format 1 wrote (JSON): not read any more, removed by the next write.
 pub const OLD_FILE_NAME: &str = "dataplane.json";
 /// Version of this file's format; a file of another version is not used.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The file's first bytes.
 const MAGIC: &[u8; 8] = b"EMBSTATE";
 /// Bytes of an IPv4 and an IPv6 prefix record.
@@ -127,7 +133,7 @@ pub struct MapRecord {
     pub max_entries: u32,
 }
 
-/// A trie's prefix set: `(network address, length) -> entity index`, as
+/// A trie's prefix set: `(network address, length) -> group index`, as
 /// [`crate::dataplane::trie::live::LiveTrie`] keeps it.
 pub type PrefixSet = BTreeMap<(u128, u8), u32>;
 
@@ -167,7 +173,8 @@ pub struct NetlinkFilter {
     pub added_clsact: bool,
 }
 
-/// Packets and bytes `[direction][verdict]` of an entity, carried from earlier generations.
+/// Packets and bytes `[direction][verdict]` of an entity or group, carried from earlier
+/// generations.
 pub type Carried = [[(u64, u64); 2]; 2];
 
 /// The state file.
@@ -188,12 +195,23 @@ pub struct State {
     /// Policy-map values by entity index: `(action, directions)`.
     pub policies: Vec<(u8, u8)>,
     pub entity_capacity: u32,
+    /// Evidence groups by data-plane index: `(entity index, key)`
+    /// ([`crate::policy::EntityIndex`]); the group table holds each one's entity index.
+    pub groups: Vec<(u32, String)>,
+    pub group_capacity: u32,
     pub v4: TrieState,
     pub v6: TrieState,
     pub slots: Vec<SlotState>,
     /// Counters of generations before this one, by entity id, so totals never go back.
     pub carried: BTreeMap<String, Carried>,
+    /// Counters of generations before this one, by group ([`group_carry_key`]).
+    pub carried_groups: BTreeMap<String, Carried>,
     pub netlink_filters: Vec<NetlinkFilter>,
+}
+
+/// The key of a group's carried counters: its entity's id and its key.
+pub fn group_carry_key(entity_id: &str, key: &str) -> String {
+    format!("{entity_id}/{key}")
 }
 
 /// Largest state file read (a FIFO or a device there is refused whatever its size): far over
@@ -468,6 +486,8 @@ mod tests {
             entity_ids: vec!["a".into()],
             policies: vec![(1, 3)],
             entity_capacity: 64,
+            groups: vec![(0, "name:a".into()), (0, "source:s#0".into())],
+            group_capacity: 64,
             v4: TrieState {
                 len: 16,
                 fingerprint: 42,
@@ -506,6 +526,7 @@ mod tests {
                 flags: 1,
             }],
             carried: BTreeMap::new(),
+            carried_groups: BTreeMap::new(),
             netlink_filters: vec![],
         }
     }
@@ -605,18 +626,24 @@ mod tests {
         s.v4.prefixes.insert((0, 33), 0);
         let e = decode(path, &encode(&s)).unwrap_err();
         assert!(e.to_string().contains("length 33"), "{e}");
-        let mut s = sample();
-        s.format = 1;
-        let mut b = encode(&s);
-        b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let n = b.len() - 4;
-        let crc = crc32fast::hash(&b[..n]);
-        b[n..].copy_from_slice(&crc.to_le_bytes());
-        let e = decode(path, &b).unwrap_err();
-        assert!(
-            e.to_string().contains("format 1, this agent reads 2"),
-            "{e}"
-        );
+        // Format 2 (trie records holding entity indices, issue 14 made them group indices)
+        // and format 1 are refused, saying which: the agent then loads a fresh generation.
+        for old in [1u32, 2] {
+            let mut s = sample();
+            s.format = old;
+            let mut b = encode(&s);
+            b[8..12].copy_from_slice(&old.to_le_bytes());
+            let n = b.len() - 4;
+            let crc = crc32fast::hash(&b[..n]);
+            b[n..].copy_from_slice(&crc.to_le_bytes());
+            let e = decode(path, &b).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("format {old}, this agent reads 3")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("fresh data-plane generation"), "{e}");
+        }
     }
 
     #[test]

@@ -218,10 +218,13 @@ mod tests {
             entity_ids: vec!["a".into()],
             policies: vec![(1, 3)],
             entity_capacity: 64,
+            groups: vec![(0, "name:a".into())],
+            group_capacity: 64,
             v4: trie(16),
             v6: trie(16),
             slots: vec![],
             carried: BTreeMap::new(),
+            carried_groups: BTreeMap::new(),
             netlink_filters: vec![],
         }
     }

@@ -82,6 +82,47 @@ pub struct CompiledEntity {
     /// `embargo check --expiring` ([`report::ageing`]).
     #[serde(skip)]
     pub current_groups: Vec<(u32, Option<DateTime<Utc>>)>,
+    /// Every network group's name and identity, by group index (like `evidence`), for the
+    /// data plane's evidence groups ([`crate::policy::EntityIndex`]).
+    #[serde(skip)]
+    pub groups: Vec<GroupName>,
+}
+
+/// What a network group is called, and what identifies it across reloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupName {
+    /// Its `name`, else its evidence's `source` ([`crate::config::NetworkGroup::label`]): the
+    /// `evidence` label of the packet counters.
+    pub label: String,
+    /// Its identity within the entity: `name:<name>`, or, unnamed, `source:<source>#<n>` with
+    /// `n` the number of unnamed groups with the same source before it. Stays the same when the
+    /// group's prefixes, files, sources or dates change, or when other groups come and go
+    /// (except unnamed ones with the same source before it, which share its label anyway).
+    pub key: String,
+}
+
+impl GroupName {
+    /// The names of `groups` (an entity's `networks`), by group index.
+    pub fn of(groups: &[crate::config::NetworkGroup]) -> Vec<GroupName> {
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        groups
+            .iter()
+            .map(|g| {
+                let key = match &g.name {
+                    Some(n) => format!("name:{}", n.get_ref()),
+                    None => {
+                        let n = seen.entry(g.evidence.source.as_str()).or_default();
+                        *n += 1;
+                        format!("source:{}#{}", g.evidence.source, *n - 1)
+                    }
+                };
+                GroupName {
+                    label: g.label().to_owned(),
+                    key,
+                }
+            })
+            .collect()
+    }
 }
 
 /// How a designation written with `list = "..."` stands against its list on this compile.
@@ -265,6 +306,7 @@ pub fn compile(
             delisted,
             evidence_expires,
             current_groups,
+            groups: GroupName::of(&def.networks),
         });
     }
 
@@ -338,6 +380,28 @@ impl Compiled {
     /// The allow rule containing `addr`, if any.
     pub fn allowed(&self, addr: IpAddr) -> Option<&(IpNetwork, String)> {
         self.allow.iter().find(|(n, _)| n.contains(addr))
+    }
+
+    /// IPv4 rules as `(prefix, entity index, group index within the entity)`.
+    pub fn v4_groups(&self) -> Vec<(Ipv4Network, u32, u32)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.net {
+                IpNetwork::V4(n) => Some((n, r.entity, r.group)),
+                IpNetwork::V6(_) => None,
+            })
+            .collect()
+    }
+
+    /// IPv6 rules as `(prefix, entity index, group index within the entity)`.
+    pub fn v6_groups(&self) -> Vec<(Ipv6Network, u32, u32)> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.net {
+                IpNetwork::V6(n) => Some((n, r.entity, r.group)),
+                IpNetwork::V4(_) => None,
+            })
+            .collect()
     }
 
     /// IPv4 rules as `(prefix, entity index)`, for the trie builder.
