@@ -57,7 +57,7 @@ pub fn run(container: bool) -> Result<()> {
     strip(&built, &bin, &dist.join("embargo.debug"))?;
 
     generated(&bin, &stage)?;
-    copied(&stage)?;
+    copied(&stage, &version)?;
     eprintln!(
         "dist: release build and stage in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -142,7 +142,7 @@ fn generated(bin: &Path, stage: &Path) -> Result<()> {
 }
 
 /// The files taken as they are from the checkout.
-fn copied(stage: &Path) -> Result<()> {
+fn copied(stage: &Path, version: &str) -> Result<()> {
     let etc = stage.join("etc/embargo");
     let entities = etc.join("entities");
     fs::create_dir_all(&entities)?;
@@ -189,7 +189,35 @@ fn copied(stage: &Path) -> Result<()> {
         deb.join("embargo.service"),
         unit.replace("/usr/local/bin/embargo", "/usr/bin/embargo"),
     )?;
+    fs::write(deb.join("changelog"), changelog(version)?)?;
     Ok(())
+}
+
+/// The .deb's Debian changelog: one entry for this build, dated by its commit.
+fn changelog(version: &str) -> Result<String> {
+    let git = |args: &[&str]| -> Result<String> {
+        Ok(String::from_utf8(stdout(Command::new("git").args(args))?)?
+            .trim()
+            .to_owned())
+    };
+    let (commit, date) = match (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%aD"]),
+    ) {
+        (Ok(c), Ok(d)) => (format!("commit {c}"), d),
+        // Outside a git checkout: today.
+        _ => (
+            "no git commit".to_owned(),
+            String::from_utf8(stdout(Command::new("date").arg("-R"))?)?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    Ok(format!(
+        "embargo ({version}-1) unstable; urgency=medium\n\n  * Embargo {version} ({commit}), \
+         built by `cargo xtask dist`.\n\n -- Embargo developers \
+         <embargo@users.noreply.github.com>  {date}\n"
+    ))
 }
 
 fn tarball(dist: &Path, stage: &Path, name: &str) -> Result<()> {
@@ -231,6 +259,11 @@ fn deb(dist: &Path) -> Result<()> {
 fn image(dist: &Path, version: &str, name: &str) -> Result<()> {
     runtime_image()?;
     let tag = format!("{IMAGE}:{version}");
+    // The build context is target/dist: only the tarball is sent (not the debug info, the .deb).
+    fs::write(
+        dist.join(".containerignore"),
+        format!("*\n!{name}.tar.gz\n"),
+    )?;
     exec(
         Command::new("podman")
             .args(["build", "--quiet", "--pull=never"])
