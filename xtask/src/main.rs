@@ -1,7 +1,9 @@
-//! Embargo's developer tasks: `cargo xtask setup | test | fuzz | demo | bench | tables | matrix`.
+//! Embargo's developer tasks: `cargo xtask setup | test | fuzz | demo | bench | tables | matrix |
+//! dist`.
 //!
 //! `setup` is idempotent and every other task runs it first, so each works on a fresh machine.
 
+mod dist;
 mod fuzz;
 mod matrix;
 mod setup;
@@ -71,6 +73,14 @@ enum Task {
         #[arg(long, default_value_t = matrix::BOOT_TIMEOUT_SECS)]
         timeout: u64,
     },
+    /// Build what an operator installs into target/dist/: the stripped release binary (its
+    /// debug info split out), a .deb, a release tarball with install.sh, and the container
+    /// image localhost/embargo:VERSION (podman).
+    Dist {
+        /// Skip the container image.
+        #[arg(long)]
+        no_container: bool,
+    },
     /// Fetch the pinned IP-to-ASN and IP-to-country range tables (npm, verified by SHA-256)
     /// into target/tables/, for the scale test and the bench.
     Tables,
@@ -110,6 +120,7 @@ fn main() -> Result<()> {
             bench_countries(quick)
         }
         Task::Tables => tables::run(),
+        Task::Dist { no_container } => dist::run(!no_container),
         Task::Matrix {
             kernels,
             quick,
@@ -216,6 +227,9 @@ fn test(no_lint: bool, with_matrix: bool) -> Result<()> {
     tables::run()?;
     // The netns tests start the real binary.
     exec(cargo().args(["build", "--bin", "embargo"]))?;
+    // What an operator installs; tests/tests/dist.rs installs the .deb and the tarball into
+    // throwaway roots and runs the image.
+    dist::run(true)?;
     // Kernel tests: BPF_PROG_TEST_RUN fixtures and netns labs. One thread: labs attach XDP
     // and create namespaces, and the fixtures share per-CPU counters within a test.
     tally.run(cargo().args([

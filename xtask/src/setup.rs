@@ -4,10 +4,14 @@
 //! * bpf-linker, built against the nightly rustc's own LLVM (see [`bpf_linker`]);
 //! * cargo-fuzz, for the fuzz targets in `fuzz/` (see [`cargo_fuzz`]);
 //! * cargo-deny, for the licence and duplicate-crate checks of `deny.toml` (see [`cargo_deny`]);
+//! * cargo-deb, for `cargo xtask dist`'s .deb (see [`cargo_deb`]);
 //! * Debian packages the tests use: iproute2 (`ip netns`, veth), prometheus (`promtool` for the
 //!   alert rules in deploy/), systemd (`systemd-analyze` for the unit in deploy/), g++
 //!   (libFuzzer, which the fuzz targets link, is C++), nftables and ipset (`embargo export`'s
-//!   files are loaded into the real tools).
+//!   files are loaded into the real tools), and for `cargo xtask dist` and its tests: binutils
+//!   (`objcopy` splits the debug info out), lintian (lints the .deb), podman and runc (the
+//!   container image; crun refuses this machine's hybrid cgroup hierarchy), mmdebstrap (the
+//!   image's Debian runtime, made locally: no image registry is reachable).
 
 use std::{
     fs,
@@ -25,6 +29,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Pinned like bpf-linker.
 const CARGO_DENY_VERSION: &str = "0.20.2";
+/// Pinned like bpf-linker; 3.8.0 needs rustc 1.85 (stable here is 1.95).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 /// Debian packages: (command that proves it is installed, package).
 const DEBIAN: &[(&str, &str)] = &[
     ("ip", "iproute2"),
@@ -33,6 +39,11 @@ const DEBIAN: &[(&str, &str)] = &[
     ("g++", "g++"),
     ("nft", "nftables"),
     ("ipset", "ipset"),
+    ("objcopy", "binutils"),
+    ("lintian", "lintian"),
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("mmdebstrap", "mmdebstrap"),
 ];
 
 pub fn run() -> Result<()> {
@@ -41,6 +52,7 @@ pub fn run() -> Result<()> {
     debian()?;
     cargo_fuzz()?;
     cargo_deny()?;
+    cargo_deb()?;
     Ok(())
 }
 
@@ -142,6 +154,11 @@ pub fn cargo_fuzz() -> Result<()> {
 /// RustSec database, which these machines cannot reach; licences and bans need nothing more).
 pub fn cargo_deny() -> Result<()> {
     cargo_tool("deny", CARGO_DENY_VERSION, "a few minutes")
+}
+
+/// cargo-deb at [`CARGO_DEB_VERSION`], built from crates.io (`cargo xtask dist`).
+pub fn cargo_deb() -> Result<()> {
+    cargo_tool("deb", CARGO_DEB_VERSION, "a few minutes")
 }
 
 /// Installs the cargo subcommand `cargo-<sub>` at `version` from crates.io (`--locked`),

@@ -1482,6 +1482,18 @@ mod tests {
     }
 
     #[test]
+    fn build_info_names_the_running_build() {
+        let (registry, _) = registry_with(None);
+        let p = scrape(&registry);
+        let labels = [
+            ("build_date", crate::build_info::BUILD_DATE),
+            ("commit", crate::build_info::COMMIT),
+            ("version", crate::build_info::VERSION),
+        ];
+        assert_eq!(p.get("embargo_build_info", &labels), Some(1.0));
+    }
+
+    #[test]
     fn pushed_values_land_in_their_series() {
         let (registry, metrics) = registry_with(None);
         let p = scrape(&registry);
