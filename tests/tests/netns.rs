@@ -751,7 +751,8 @@ fn reloads_and_attestation() {
     hup();
     let s = wait_for("the failed reload", &|s| s.reloads.failed >= 1);
     let err = s.reloads.last_error.clone().unwrap();
-    assert!(err.contains(&format!("{}:2:", path.display())), "{err}");
+    // toml 1.x places an unclosed array at the end of its line (line 1, column 18).
+    assert!(err.contains(&format!("{}:1:18:", path.display())), "{err}");
     assert_blocked(&probe(&lab, &[Probe::to(b)]));
 
     // The first IPv6 prefix needs a root the first generation was loaded without: a new
