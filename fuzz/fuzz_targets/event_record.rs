@@ -1,6 +1,6 @@
 //! One ring-buffer record from the data plane (`events::decode`, then `events::record`): any
-//! 64 bytes or more are an event; its JSON line round-trips and names addresses of its family.
-//! Bytes 64..72, when present, give the clock offset.
+//! `size_of::<Event>()` bytes or more are an event; its JSON line round-trips and names addresses
+//! of its family. The 8 bytes after the event, when present, give the clock offset.
 #![no_main]
 
 use std::collections::HashMap;
@@ -9,11 +9,12 @@ use embargo::observe::events::{self, Clock, Context, DesignationRef, EntityRef, 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    const EVENT: usize = size_of::<embargo_abi::Event>();
     let Some(ev) = events::decode(data) else {
-        assert!(data.len() < 64, "{} bytes not decoded", data.len());
+        assert!(data.len() < EVENT, "{} bytes not decoded", data.len());
         return;
     };
-    let offset = data.get(64..72).map_or(1_700_000_000_000_000_000, |b| {
+    let offset = data.get(EVENT..EVENT + 8).map_or(1_700_000_000_000_000_000, |b| {
         i64::from_le_bytes(b.try_into().expect("8 bytes"))
     });
     let ctx = Context {
