@@ -50,9 +50,7 @@ pub fn list(cmd: ListImport) -> Exit {
         if let Some(id) = id
             && !crate::config::validate::is_slug(id)
         {
-            fail!(
-                "{flag} `{id}` must be an entity id: lowercase letters, digits, `-` and `_`"
-            );
+            fail!("{flag} `{id}` must be an entity id: lowercase letters, digits, `-` and `_`");
             return Exit::Usage;
         }
     }

@@ -251,6 +251,7 @@ fn status() -> Status {
                 counter("inbound", "dropped", 1, 60),
             ],
             designations: Vec::new(),
+            groups: Vec::new(),
         }],
         outcomes: Vec::new(),
         packets_seen: 8,
