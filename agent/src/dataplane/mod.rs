@@ -591,9 +591,9 @@ fn map_bytes(v4_len: usize, v6_len: usize, entities: u32, groups: u32) -> u64 {
         + u64::from(entities) * 4
         + u64::from(groups) * 4
         + u64::from(counters) * 16 * cpus
-        // Events: the ring, each entity's bucket and per-CPU lost count.
+        // Events: the ring, each entity's per-CPU budget and lost count.
         + u64::from(EVENTS_RING_BYTES)
-        + u64::from(entities) * 8 * (1 + cpus)
+        + u64::from(entities) * 8 * 2 * cpus
 }
 
 fn array<'a, V: aya::Pod>(
