@@ -5,13 +5,14 @@
 //!   exactly one event with every field right (checked raw and as the JSON line the agent would
 //!   write); misses and matches whose policy does not apply send none; the ports are read only
 //!   when they are there (TCP/UDP, not a non-first fragment, within the frame, IPv4 options
-//!   skipped by IHL, IPv6 only without extension headers); the token bucket sends exactly
-//!   `burst` of N back-to-back packets and counts N - burst lost for that entity alone; a full
+//!   skipped by IHL, IPv6 only without extension headers); the per-CPU budget sends exactly
+//!   its share of N back-to-back packets, counts the rest lost for that entity alone and sends
+//!   again after the agent's refill (time alone does not refill it); a full
 //!   ring buffer counts the rest lost; events off sends and counts nothing.
 //! * In a netns lab with the real agent (`--events-log` in the lab folder): datagrams to a
 //!   blocked address become JSON lines naming the entity, its designation, the interface,
 //!   `dropped`, `udp` and the ports, with the digest `embargo status --json` shows; an in-place
-//!   reload and a new data-plane generation show in the lines that follow; what the token bucket
+//!   reload and a new data-plane generation show in the lines that follow; what the budget
 //!   held back is in `embargo_events_lost_total`.
 //!
 //! Needs root: `cargo build --bin embargo && cargo test -p embargo-tests --test events`.
@@ -28,7 +29,7 @@ use aya::{
 };
 use embargo::{
     config::{Action, DirectionSet, Role},
-    dataplane::{Dataplane, EventClock, system, trie::build},
+    dataplane::{Dataplane, system, trie::build},
     observe::events::{self, Clock, Context, Record, Version},
     policy::Policy,
 };
@@ -97,21 +98,22 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    fixture_with(EventClock::detect())
-}
-
-fn fixture_with(clock: EventClock) -> Fixture {
     let compiled = embargo_tests::compile_text(&policy());
     let policy = Policy::from(&compiled);
     let ids: Vec<&str> = policy.entities.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["blocked", "watched", "neighbour"]);
     let v4 = build::build_v4(&policy.v4).unwrap();
     let v6 = build::build_v6(&policy.v6).unwrap();
-    let mut dp = Dataplane::load_tables_with(&policy, &v4, &v6, clock)
+    let mut dp = Dataplane::load_tables(&policy, &v4, &v6)
         .unwrap_or_else(|e| panic!("loading the XDP program failed (these tests need root): {e}"));
-    assert_eq!(dp.event_clock(), clock);
-    // Events are off at load (they cost a clock read per drop): these tests turn them on.
+    // Events are off at load, every budget marked off: these tests turn them on.
     assert_eq!(dp.event_limits(), EventLimits::OFF);
+    assert!(
+        dp.event_budgets()
+            .unwrap()
+            .iter()
+            .all(|b| *b == embargo_abi::EVENTS_OFF)
+    );
     dp.set_event_limits(EventLimits::DEFAULT).unwrap();
     let lo = system::ifindex("lo").expect("the loopback interface");
     dp.set_role(lo, IfaceRole::Inside).unwrap();
@@ -550,26 +552,38 @@ fn events_of_pppoe_raw_ip_and_ipv4_mapped_packets() {
     assert_eq!(fx.lost(), [0, 0, 0]);
 }
 
-#[test]
-fn the_token_bucket_sends_the_burst_and_counts_the_rest_lost_per_entity() {
-    // This kernel has the coarse clock, which the agent then uses.
-    let release = system::kernel_release().unwrap();
-    assert!(!system::version_less(&release, (5, 11)), "{release}");
-    assert_eq!(EventClock::detect(), EventClock::Coarse);
-    bucket_sends_the_burst(fixture());
+/// CPUs the per-CPU maps have a slot for.
+fn cpus() -> u32 {
+    aya::util::nr_cpus().expect("the possible CPUs") as u32
 }
 
-/// The same with the precise clock, what kernels before 5.11 get.
-#[test]
-fn the_token_bucket_works_on_the_precise_clock_too() {
-    bucket_sends_the_burst(fixture_with(EventClock::Precise));
+/// Keeps this thread (and so its `BPF_PROG_TEST_RUN`s) on the CPU it is on.
+fn pin_to_one_cpu() {
+    // SAFETY: plain syscalls on a zeroed `cpu_set_t` this function owns.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
 }
 
-fn bucket_sends_the_burst(mut fx: Fixture) {
-    // One token a second, so none comes back while the runs last.
+#[test]
+fn the_budget_sends_its_share_counts_the_rest_lost_and_refills() {
+    // The budget is per CPU: the test runs stay on this one.
+    pin_to_one_cpu();
+    let mut fx = fixture();
+    // Five events per CPU, set full; no refill while this runs but the ones the test makes.
+    let cpus = cpus();
     fx.dp
-        .set_event_limits(EventLimits::per_second(1, 5))
+        .set_event_limits(EventLimits::per_second(5 * cpus, 5 * cpus))
         .unwrap();
+    assert_eq!(fx.dp.event_budgets().unwrap(), [u64::from(5 * cpus); 3]);
     let blocked = with_ports(&frame("198.18.0.2", "203.0.113.7"), 1000, 53);
     let neighbour = with_ports(&frame("198.18.0.2", "192.0.2.9"), 1000, 53);
     let counters = |fx: &Fixture, e: u32| {
@@ -578,7 +592,7 @@ fn bucket_sends_the_burst(mut fx: Fixture) {
             .packets
     };
 
-    // 40 back to back in one test run.
+    // 40 back to back in one test run: the budget, then lost.
     assert_eq!(fx.run(&blocked, 40), XDP_DROP);
     let evs = fx.events();
     assert_eq!(evs.len(), 5, "{evs:?}");
@@ -586,24 +600,37 @@ fn bucket_sends_the_burst(mut fx: Fixture) {
     assert_eq!(fx.lost(), [35, 0, 0]);
     // Every packet is still dropped and counted: events never change a verdict.
     assert_eq!(counters(&fx, BLOCKED), 40);
+    assert_eq!(
+        fx.dp.event_budgets().unwrap()[BLOCKED as usize],
+        u64::from(5 * cpus - 5)
+    );
 
-    // Another entity has its own bucket.
+    // Another entity has its own budget.
     assert_eq!(fx.run(&neighbour, 3), XDP_DROP);
     let evs = fx.events();
     assert_eq!(evs.len(), 3, "{evs:?}");
     assert!(evs.iter().all(|e| e.entity == NEIGHBOUR));
     assert_eq!(fx.lost(), [35, 0, 0]);
 
-    // The first one's bucket is still empty.
+    // The first one's budget is still empty: time alone does not refill it.
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(fx.run(&blocked, 1), XDP_DROP);
     assert!(fx.events().is_empty());
     assert_eq!(fx.lost(), [36, 0, 0]);
 
-    // A second later it has one token again, and only one.
-    std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(fx.run(&blocked, 3), XDP_DROP);
-    assert_eq!(fx.events().len(), 1);
-    assert_eq!(fx.lost(), [38, 0, 0]);
+    // The agent's refill gives it its share again (no more: saved up to the cap), without a
+    // reload: the same limits set again change nothing.
+    fx.dp
+        .set_event_limits(EventLimits::per_second(5 * cpus, 5 * cpus))
+        .unwrap();
+    assert_eq!(fx.run(&blocked, 1), XDP_DROP);
+    assert!(fx.events().is_empty());
+    fx.dp.refill_event_budgets().unwrap();
+    fx.dp.refill_event_budgets().unwrap();
+    assert_eq!(fx.dp.event_budgets().unwrap(), [u64::from(5 * cpus); 3]);
+    assert_eq!(fx.run(&blocked, 8), XDP_DROP);
+    assert_eq!(fx.events().len(), 5);
+    assert_eq!(fx.lost(), [40, 0, 0]);
 }
 
 #[test]
@@ -638,6 +665,9 @@ fn a_full_ring_buffer_counts_the_rest_lost() {
 fn events_off_sends_and_counts_nothing() {
     let mut fx = fixture();
     fx.dp.set_event_limits(EventLimits::OFF).unwrap();
+    // A refill leaves them off.
+    fx.dp.refill_event_budgets().unwrap();
+    assert_eq!(fx.dp.event_budgets().unwrap(), [embargo_abi::EVENTS_OFF; 3]);
     assert_eq!(
         fx.run(&frame("198.18.0.2", "203.0.113.7").bytes(), 10),
         XDP_DROP
@@ -679,7 +709,11 @@ fn lab_config(extra_v6: bool, extra_designation: bool, monitor_extra: bool) -> S
         events = events.designation("netns", "NETNS-events-2");
     }
     LabPolicy::new()
-        .top("\n[events]\nrate_per_entity = 1\nburst = 10\n")
+        // Budgets are per CPU: a burst of 10 per CPU, refilled by 1 a second on each.
+        .top(&format!(
+            "\n[events]\nrate_per_entity = 1\nburst = {}\n",
+            10 * cpus()
+        ))
         .entity(events)
         .entity(
             LabEntity::new("lab-watch", Action::Monitor, &monitored)
@@ -853,7 +887,8 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
     }
     assert_eq!(lost_metric(&lab, "lab-events"), 0);
 
-    // A burst over the bucket (10, refilled at 1/s; the new generation started it full): the
+    // A burst over the budget (10 per CPU, refilled by 1/s; the new generation started it
+    // full): the
     // rest is counted lost, exactly.
     let before = records.len();
     send(&lab, a, 40004, 5356, 40);
@@ -862,7 +897,10 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
     std::thread::sleep(Duration::from_millis(2500));
     let records = wait_records(&log, before);
     let sent = records.len() - before;
-    let allowed = 10 - 2 + 1 + started.elapsed().as_secs() as usize;
+    // On the CPU that takes the datagrams: the 10 less the 2 sent, 1 a second; more if the
+    // datagrams land on more than one CPU.
+    let cpus = cpus() as usize;
+    let allowed = (10 + 1 + started.elapsed().as_secs() as usize) * cpus;
     assert!((8..=allowed).contains(&sent), "{sent} events of 40");
     let deadline = Instant::now() + Duration::from_secs(5);
     while lost_metric(&lab, "lab-events") < (40 - sent) as u64 && Instant::now() < deadline {

@@ -335,11 +335,13 @@ pub struct EventsSettings {
     /// 0 keeps none (the file starts over).
     #[serde(deserialize_with = "keep_range")]
     pub keep: u32,
-    /// Events per second each entity may send (its token bucket's refill rate), 1 to
-    /// 1,000,000; default 100. Packets over it are counted in `embargo_events_lost_total`.
+    /// Events per second each entity may send over all CPUs (the agent divides it into per-CPU
+    /// budgets refilled once a second, see [`embargo_abi::EventLimits`]), 1 to 1,000,000;
+    /// default 100. Packets over it are counted in `embargo_events_lost_total`.
     #[serde(deserialize_with = "rate_range")]
     pub rate_per_entity: u32,
-    /// Events an entity may send back to back (its bucket's size), 1 to 1,000,000; default 100.
+    /// Events an entity may send back to back after an idle spell (unused budget saved up to
+    /// it, at least `rate_per_entity` in effect), 1 to 1,000,000; default 100.
     #[serde(deserialize_with = "burst_range")]
     pub burst: u32,
 }
@@ -352,9 +354,7 @@ pub enum EventsOutput {
     File,
     /// JSON lines on standard output (logs go to standard error).
     Stdout,
-    /// Nowhere (the default): the data plane sends none (and counts none lost). Events are off
-    /// by default because with them on every drop reads a clock (17-25 ns), which puts the drop
-    /// path past its target of twice a bare XDP_DROP.
+    /// Nowhere (the default): the data plane sends none (and counts none lost).
     #[default]
     None,
 }
@@ -367,7 +367,7 @@ impl EventsSettings {
     pub const DEFAULT_RATE: u32 = 100;
     pub const DEFAULT_BURST: u32 = 100;
 
-    /// The token bucket the data plane gets: off with `output = "none"`.
+    /// The event limits the data plane gets: off with `output = "none"`.
     pub fn limits(&self) -> embargo_abi::EventLimits {
         match self.output {
             EventsOutput::None => embargo_abi::EventLimits::OFF,

@@ -295,7 +295,7 @@ impl Dataplane {
     /// one's to remove.
     pub fn take_over(&mut self, old: &mut Dataplane) -> Result<(), DataplaneError> {
         // Events stay as they were set (on or off, the same limits) before traffic arrives.
-        self.set_event_limits(old.event_limits)?;
+        self.set_event_limits(old.event_limits())?;
         let attached = std::mem::take(&mut old.attached);
         if self.pin_dir.is_none() {
             self.pin_dir = old.pin_dir.clone();

@@ -29,21 +29,21 @@
 //! link and its TC egress link ([`Attached`]), so they cannot fall out of step.
 //!
 //! Events: both programs (XDP and TC egress) send drop and monitor events over a ring buffer,
-//! limited per entity by a token bucket whose settings the agent writes
-//! ([`Dataplane::set_event_limits`]). They are off at load ([`EventLimits::OFF`]): with them on,
-//! every drop reads a clock, which costs 17-25 ns. The ring is handed to the reader ([`Dataplane::take_events`], see [`crate::observe::events`]) and the events
+//! limited per entity by a per-CPU budget the agent sets ([`Dataplane::set_event_limits`]) and
+//! refills once a second ([`Dataplane::refill_event_budgets`]); the kernel reads no clock for
+//! it, only when it sends an event. They are off at load ([`EventLimits::OFF`]). The ring is handed to the reader ([`Dataplane::take_events`], see [`crate::observe::events`]) and the events
 //! the limit or a full ring stopped are counted per entity ([`Dataplane::events_lost`]).
 
 use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, Map, MapData, MapError},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use embargo_abi::{
-    EVENTS_RING_BYTES, EntityPolicy, EventLimits, GroupEntry, IfaceConfig, Link, MAX_INTERFACES,
-    maps, trie as abi_trie,
+    EVENTS_OFF, EVENTS_RING_BYTES, EntityPolicy, EventLimits, GroupEntry, IfaceConfig, Link,
+    MAX_INTERFACES, maps, trie as abi_trie,
 };
 use serde::Serialize;
 
@@ -145,26 +145,6 @@ pub struct LoadStats {
     pub map_bytes: u64,
 }
 
-/// The clock of the event token buckets (see [`embargo_abi::globals::COARSE_CLOCK`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventClock {
-    /// `bpf_ktime_get_coarse_ns` (Linux 5.11+): one tick's resolution, half the cost.
-    Coarse,
-    /// `bpf_ktime_get_ns`.
-    Precise,
-}
-
-impl EventClock {
-    /// The coarse clock where the running kernel has it (5.11+), else the precise one.
-    pub fn detect() -> Self {
-        match system::kernel_release() {
-            Some(r) if !system::version_less(&r, (5, 11)) => EventClock::Coarse,
-            _ => EventClock::Precise,
-        }
-    }
-}
-
 /// An attached interface with its links: one entry per interface, so the attachment and its
 /// links cannot fall out of step.
 struct Attached {
@@ -204,10 +184,9 @@ pub struct Dataplane {
     groups: Vec<GroupEntry>,
     /// Groups the group table and the counters map have room for.
     group_capacity: u32,
-    /// What the event limits map holds.
-    event_limits: EventLimits,
-    /// The event token buckets' clock.
-    event_clock: EventClock,
+    /// The event limits the budgets follow; `None`: unknown (adopted maps), so the next
+    /// [`Dataplane::set_event_limits`] writes them whatever they are.
+    event_limits: Option<EventLimits>,
     /// This generation's id: its maps are pinned at `<pin dir>/maps-<generation>`.
     generation: String,
     /// Where this generation's maps are pinned, once they are.
@@ -254,17 +233,6 @@ impl Dataplane {
 
     /// As [`Dataplane::load`], with tries already built.
     pub fn load_tables(policy: &Policy, v4: &Table, v6: &Table) -> Result<Self, DataplaneError> {
-        Self::load_tables_with(policy, v4, v6, EventClock::detect())
-    }
-
-    /// As [`Dataplane::load_tables`], with the event buckets' clock chosen (tests use the
-    /// precise one on kernels that have both).
-    pub fn load_tables_with(
-        policy: &Policy,
-        v4: &Table,
-        v6: &Table,
-        event_clock: EventClock,
-    ) -> Result<Self, DataplaneError> {
         if let Some(found) = system::kernel_release()
             && system::version_less(&found, MIN_KERNEL)
         {
@@ -281,16 +249,14 @@ impl Dataplane {
             .max(MIN_GROUP_CAPACITY);
         let counters = group_capacity * embargo_abi::COUNTERS_PER_GROUP;
         let (v4_len, v6_len) = (trie_len(&build::V4, v4), trie_len(&build::V6, v6));
-        let coarse = u8::from(event_clock == EventClock::Coarse);
         let mut loader = EbpfLoader::new();
         loader
-            .override_global(embargo_abi::globals::COARSE_CLOCK, &coarse, true)
             .map_max_entries(maps::V4_TRIE, (v4_len / abi_trie::LANES as usize) as u32)
             .map_max_entries(maps::V6_TRIE, (v6_len / abi_trie::LANES as usize) as u32)
             .map_max_entries(maps::POLICY, entities)
             .map_max_entries(maps::GROUPS, group_capacity)
             .map_max_entries(maps::COUNTERS, counters)
-            .map_max_entries(maps::EVENT_BUCKETS, entities)
+            .map_max_entries(maps::EVENT_BUDGETS, entities)
             .map_max_entries(maps::EVENTS_LOST, entities);
         let mut ebpf = loader
             .load(OBJECT)
@@ -315,8 +281,9 @@ impl Dataplane {
                     .map_err(|e| map_error("writing the group table", e))?;
             }
         }
-        // Events are off until the agent turns them on (they cost a clock read per drop).
-        write_event_limits(&mut ebpf, EventLimits::OFF)?;
+        // Events are off until the agent turns them on (a zeroed budget would count every drop
+        // lost).
+        write_budgets(&mut ebpf, entities, |_| EVENTS_OFF)?;
         load_programs(&mut ebpf)?;
         let map_bytes = map_bytes(v4_len, v6_len, entities, group_capacity);
         Ok(Self {
@@ -356,8 +323,7 @@ impl Dataplane {
             entity_capacity: entities,
             groups,
             group_capacity,
-            event_limits: EventLimits::OFF,
-            event_clock,
+            event_limits: Some(EventLimits::OFF),
             generation: pins::new_generation_id(),
             maps_dir: None,
             netlink_left: Vec::new(),
@@ -506,13 +472,33 @@ impl Dataplane {
             .expect("a TC classifier")
     }
 
-    /// Sets every entity's event token bucket ([`EventLimits::OFF`]: no events).
+    /// Sets every entity's event limits ([`EventLimits::OFF`]: no events). When they change,
+    /// every budget is set afresh ([`EventLimits::initial`]); the same limits again leave the
+    /// budgets as they are (a reload does not refill them).
     pub fn set_event_limits(&mut self, limits: EventLimits) -> Result<(), DataplaneError> {
-        if limits != self.event_limits {
-            write_event_limits(&mut self.ebpf, limits)?;
-            self.event_limits = limits;
+        if self.event_limits != Some(limits) {
+            let cpus = cpu_count()?;
+            write_budgets(&mut self.ebpf, self.entity_capacity, |_| {
+                limits.initial(cpus)
+            })?;
+            self.event_limits = Some(limits);
         }
         Ok(())
+    }
+
+    /// Refills every entity's event budget on every CPU ([`EventLimits::refill`]): called once
+    /// a second while events are on. Only the budget map is written: not a reload.
+    pub fn refill_event_budgets(&mut self) -> Result<(), DataplaneError> {
+        let Some(limits) = self.event_limits else {
+            return Ok(());
+        };
+        if !limits.enabled() {
+            return Ok(());
+        }
+        let cpus = cpu_count()?;
+        write_budgets(&mut self.ebpf, self.entity_capacity, |old| {
+            limits.refill(old, cpus)
+        })
     }
 
     /// Names of the maps in the loaded object (to check the ABI constants).
@@ -605,9 +591,9 @@ fn map_bytes(v4_len: usize, v6_len: usize, entities: u32, groups: u32) -> u64 {
         + u64::from(entities) * 4
         + u64::from(groups) * 4
         + u64::from(counters) * 16 * cpus
-        // Events: the ring, each entity's bucket and per-CPU lost count.
+        // Events: the ring, each entity's per-CPU budget and lost count.
         + u64::from(EVENTS_RING_BYTES)
-        + u64::from(entities) * 8 * (1 + cpus)
+        + u64::from(entities) * 8 * 2 * cpus
 }
 
 fn array<'a, V: aya::Pod>(
@@ -623,10 +609,41 @@ fn array<'a, V: aya::Pod>(
     Array::try_from(map).map_err(|e| map_error(format!("opening map {name}"), e))
 }
 
-fn write_event_limits(ebpf: &mut Ebpf, limits: EventLimits) -> Result<(), DataplaneError> {
-    let mut map: Array<_, EventLimits> = array(ebpf, maps::EVENT_LIMITS)?;
-    map.set(0, limits, 0)
-        .map_err(|e| map_error("writing the event limits map", e))
+/// CPUs the per-CPU maps have a slot for.
+fn cpu_count() -> Result<u32, DataplaneError> {
+    let n = aya::util::nr_cpus()
+        .map_err(|(_, e)| map_error("counting the possible CPUs", MapError::IoError(e)))?;
+    Ok(n as u32)
+}
+
+/// Writes entries `0..entities` of the budget map, each CPU's new value computed from its old
+/// one by `f`.
+fn write_budgets(
+    ebpf: &mut Ebpf,
+    entities: u32,
+    f: impl Fn(u64) -> u64,
+) -> Result<(), DataplaneError> {
+    let map = ebpf.map_mut(maps::EVENT_BUDGETS).ok_or_else(|| {
+        map_error(
+            format!("finding map {}", maps::EVENT_BUDGETS),
+            MapError::InvalidName {
+                name: maps::EVENT_BUDGETS.into(),
+            },
+        )
+    })?;
+    let mut map: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
+        .map_err(|e| map_error(format!("opening map {}", maps::EVENT_BUDGETS), e))?;
+    for i in 0..entities.min(map.len()) {
+        let old = map
+            .get(&i, 0)
+            .map_err(|e| map_error("reading the event budget map", e))?;
+        let new: Vec<u64> = old.iter().map(|v| f(*v)).collect();
+        let new = PerCpuValues::try_from(new)
+            .map_err(|e| map_error("writing the event budget map", MapError::IoError(e)))?;
+        map.set(i, new, 0)
+            .map_err(|e| map_error("writing the event budget map", e))?;
+    }
+    Ok(())
 }
 
 /// Whether the verifier gives this process the pointer arithmetic the program needs

@@ -34,14 +34,13 @@ use aya::{
     },
 };
 use embargo_abi::{
-    Counter, EntityPolicy, EventLimits, GroupEntry, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES,
-    maps, trie,
+    Counter, EntityPolicy, GroupEntry, IfaceConfig, LAYOUT_VERSION, MAX_INTERFACES, maps, trie,
 };
 
 use super::{
-    AttachMode, Attached, Attachment, Dataplane, DataplaneError, EventClock, Family, Held,
-    LoadStats, OBJECT, TcHeld, array, attach::link_of, link_error, load_programs, map_bytes,
-    map_error, pin_error, system,
+    AttachMode, Attached, Attachment, Dataplane, DataplaneError, Family, Held, LoadStats, OBJECT,
+    TcHeld, array, attach::link_of, link_error, load_programs, map_bytes, map_error, pin_error,
+    system,
 };
 use crate::{
     config,
@@ -121,8 +120,6 @@ pub enum ReuseError {
     ReadPolicy(MapError),
     #[error("the pinned policy map's entry {index} differs from the state file")]
     PolicyEntry { index: usize },
-    #[error("reading the pinned event limits: {0}")]
-    ReadLimits(MapError),
     #[error("the state file's counter slot {slot} is not valid")]
     Slot { slot: u32 },
     /// Opening a map of, or loading a program into, the object failed.
@@ -137,7 +134,7 @@ impl From<DataplaneError> for ReuseError {
 }
 
 /// The maps pinned per generation: all but the event ring.
-pub const PINNED: [&str; 10] = [
+pub const PINNED: [&str; 9] = [
     maps::IFACE_ROLES,
     maps::V4_TRIE,
     maps::V6_TRIE,
@@ -145,8 +142,7 @@ pub const PINNED: [&str; 10] = [
     maps::GROUPS,
     maps::COUNTERS,
     maps::STATS,
-    maps::EVENT_LIMITS,
-    maps::EVENT_BUCKETS,
+    maps::EVENT_BUDGETS,
     maps::EVENTS_LOST,
 ];
 
@@ -158,7 +154,6 @@ fn value_size(name: &str) -> u32 {
         maps::POLICY => size_of::<EntityPolicy>(),
         maps::GROUPS => size_of::<GroupEntry>(),
         maps::COUNTERS => size_of::<Counter>(),
-        maps::EVENT_LIMITS => size_of::<EventLimits>(),
         _ => size_of::<u64>(),
     }) as u32
 }
@@ -490,10 +485,7 @@ impl Dataplane {
             }
             records.push((name, rec, path));
         }
-        let event_clock = EventClock::detect();
-        let coarse = u8::from(event_clock == EventClock::Coarse);
         let mut loader = EbpfLoader::new();
-        loader.override_global(embargo_abi::globals::COARSE_CLOCK, &coarse, true);
         for (name, rec, path) in &records {
             loader
                 .map_max_entries(name, rec.max_entries)
@@ -589,7 +581,7 @@ impl Dataplane {
                 _pad: [0; 2],
             })
             .collect();
-        let event_limits = {
+        {
             let pol: Array<_, EntityPolicy> = array(&mut ebpf, maps::POLICY)?;
             for (i, want) in policies.iter().enumerate() {
                 let got = pol.get(&(i as u32), 0).map_err(ReuseError::ReadPolicy)?;
@@ -597,9 +589,7 @@ impl Dataplane {
                     return Err(ReuseError::PolicyEntry { index: i });
                 }
             }
-            let limits: Array<_, EventLimits> = array(&mut ebpf, maps::EVENT_LIMITS)?;
-            limits.get(&0, 0).map_err(ReuseError::ReadLimits)?
-        };
+        }
         let mut slots = [None; MAX_INTERFACES as usize];
         let mut flags = [0; MAX_INTERFACES as usize];
         for s in &state.slots {
@@ -645,8 +635,9 @@ impl Dataplane {
             entity_capacity,
             groups,
             group_capacity,
-            event_limits,
-            event_clock,
+            // The budgets' limits are not recorded: the agent's first `set_event_limits`
+            // writes them.
+            event_limits: None,
             generation: state.generation.clone(),
             maps_dir: Some(dir),
             netlink_left: state.netlink_filters.clone(),

@@ -10,7 +10,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use embargo_abi::{Counter, Direction, EventLimits, Stat, Verdict, counter_index, maps};
 
 use super::{
-    Attachment, Dataplane, DataplaneError, EventClock, Family, map_error,
+    Attachment, Dataplane, DataplaneError, Family, map_error,
     trie::build::{self, Shape},
 };
 
@@ -164,14 +164,37 @@ impl Dataplane {
             .collect()
     }
 
-    /// The event limits in force.
+    /// The event limits in force (off until set).
     pub fn event_limits(&self) -> EventLimits {
-        self.event_limits
+        self.event_limits.unwrap_or(EventLimits::OFF)
     }
 
-    /// The event token buckets' clock.
-    pub fn event_clock(&self) -> EventClock {
-        self.event_clock
+    /// Each entity's event budget summed over CPUs (`u64::MAX` where any CPU has events off),
+    /// by entity index: what is left until the next refill.
+    pub fn event_budgets(&self) -> Result<Vec<u64>, DataplaneError> {
+        let map = self.ebpf.map(maps::EVENT_BUDGETS).ok_or_else(|| {
+            map_error(
+                format!("finding map {}", maps::EVENT_BUDGETS),
+                aya::maps::MapError::InvalidName {
+                    name: maps::EVENT_BUDGETS.into(),
+                },
+            )
+        })?;
+        let map: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
+            .map_err(|e| map_error(format!("opening map {}", maps::EVENT_BUDGETS), e))?;
+        (0..self.entities)
+            .map(|i| {
+                map.get(&i, 0)
+                    .map(|v| {
+                        v.iter()
+                            .try_fold(0u64, |sum, b| {
+                                (*b != embargo_abi::EVENTS_OFF).then(|| sum.saturating_add(*b))
+                            })
+                            .unwrap_or(embargo_abi::EVENTS_OFF)
+                    })
+                    .map_err(|e| map_error("reading the event budget map", e))
+            })
+            .collect()
     }
 
     /// Takes the event ring buffer out of the loaded object, for the one reader: `None` once

@@ -1,7 +1,7 @@
 //! Drop and monitor events: from the data plane's ring buffer to JSON lines.
 //!
 //! For each dropped or monitored packet the XDP program sends an [`Event`] over the
-//! `EMB_EVENTS` ring buffer, as far as the entity's token bucket allows (`[events]
+//! `EMB_EVENTS` ring buffer, as far as the entity's per-CPU event budget allows (`[events]
 //! rate_per_entity` and `burst`, see [`EventLimits`]); the events it could not send (over the
 //! limit, or the ring full) are counted per entity and exported as
 //! `embargo_events_lost_total{entity}`.
@@ -996,7 +996,7 @@ mod tests {
     fn events_settings_have_documented_defaults_and_are_checked() {
         let c = settings("").unwrap();
         let e = &c.main.events;
-        // Off by default: with events on every drop reads a clock.
+        // Off by default.
         assert_eq!(e.output, EventsOutput::None);
         assert_eq!(e.limits(), embargo_abi::EventLimits::OFF);
         assert_eq!((e.max_bytes, e.keep), (100 * 1024 * 1024, 5));

@@ -50,6 +50,9 @@ use crate::{
 
 /// How often the configuration's files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the per-CPU event budgets are refilled ([`Dataplane::refill_event_budgets`]): the
+/// rate in `[events]` is per second.
+const EVENT_REFILL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the kernel maps are read back and compared with what the agent wrote.
 const ATTEST_INTERVAL: Duration = Duration::from_secs(30);
 /// How long after a refused reload a date that has passed is tried again (the running policy
@@ -398,8 +401,21 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     }
     // Events (begin): the reader follows reloads and generations through `EventFeed`.
     if let Some(sink) = event_sink {
-        let clock = shared.lock().expect("not poisoned").dataplane.event_clock();
-        tracing::info!(output = ?events_settings.output, path = %events_path.display(), ?clock, "writing drop and monitor events");
+        tracing::info!(output = ?events_settings.output, path = %events_path.display(), "writing drop and monitor events");
+        // The per-CPU event budgets are refilled once a second (a map write, not a reload);
+        // the data plane in `shared` is the current generation's.
+        let budgets = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVENT_REFILL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut s = budgets.lock().expect("not poisoned");
+                if let Err(e) = s.dataplane.refill_event_budgets() {
+                    tracing::warn!(error = %e, "the event budgets could not be refilled");
+                }
+            }
+        });
         let feed = EventFeed(Arc::clone(&shared));
         let followers = shared.lock().expect("not poisoned").followers.clone();
         tokio::spawn(

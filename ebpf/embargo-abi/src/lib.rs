@@ -56,20 +56,18 @@ pub mod maps {
     /// `PERCPU_ARRAY<u32, u64>` keyed by [`Stat`](super::Stat).
     pub const STATS: &str = "EMB_STATS";
     /// `RINGBUF` of [`Event`](super::Event)s, [`EVENTS_RING_BYTES`](super::EVENTS_RING_BYTES)
-    /// long: one per dropped or monitored packet its entity's token bucket lets through.
+    /// long: one per dropped or monitored packet its entity's event budget lets through.
     pub const EVENTS: &str = "EMB_EVENTS";
-    /// `ARRAY<u32, EventLimits>` with one entry (key 0): the token bucket every entity gets,
-    /// see [`EventLimits`](super::EventLimits).
-    pub const EVENT_LIMITS: &str = "EMB_EVENTS_CFG";
-    /// `ARRAY<u32, u64>` keyed by entity index: each entity's token bucket, as the theoretical
-    /// arrival time of its next event (ns of `bpf_ktime_get_ns`), see
-    /// [`EventLimits::admit`](super::EventLimits::admit). Shared by every CPU.
-    pub const EVENT_BUCKETS: &str = "EMB_EVENTS_BKT";
+    /// `PERCPU_ARRAY<u32, u64>` keyed by entity index: each entity's event budget on each CPU,
+    /// which the agent refills once a second ([`EventLimits::refill`](super::EventLimits::refill)).
+    /// Above 0 an event is sent and the budget taken down by one; 0: the event is counted in
+    /// [`EVENTS_LOST`]; [`EVENTS_OFF`](super::EVENTS_OFF): events off (none sent, none lost).
+    pub const EVENT_BUDGETS: &str = "EMB_EVENTS_BUDGET";
     /// `PERCPU_ARRAY<u32, u64>` keyed by entity index: events not sent, over the entity's rate
     /// limit or because the ring buffer was full.
     pub const EVENTS_LOST: &str = "EMB_EVENTS_LOST";
     /// Every map the production program defines.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 10] = [
         IFACE_ROLES,
         V4_TRIE,
         V6_TRIE,
@@ -78,8 +76,7 @@ pub mod maps {
         COUNTERS,
         STATS,
         EVENTS,
-        EVENT_LIMITS,
-        EVENT_BUCKETS,
+        EVENT_BUDGETS,
         EVENTS_LOST,
     ];
 }
@@ -89,16 +86,9 @@ pub mod maps {
 /// version: bump it whenever any map in [`maps`] changes its key, value or meaning.
 /// Version 3: trie leaves hold evidence group indices ([`maps::GROUPS`] maps them to entities),
 /// counters are per group, events carry the group.
-pub const LAYOUT_VERSION: u32 = 3;
-
-/// Global variables of the production program (read-only data the agent sets at load, which
-/// the verifier then knows as constants).
-pub mod globals {
-    /// `u8`: 1 when the kernel has `bpf_ktime_get_coarse_ns` (Linux 5.11+), the clock the event
-    /// token buckets then use; 0 (the default) uses `bpf_ktime_get_ns`, which costs about twice
-    /// as much per dropped packet. See [`EventLimits`](super::EventLimits).
-    pub const COARSE_CLOCK: &str = "EMB_COARSE_CLOCK";
-}
+/// Version 4: the event token buckets (`EMB_EVENTS_CFG`, `EMB_EVENTS_BKT`) gave way to per-CPU
+/// budgets ([`maps::EVENT_BUDGETS`]).
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Program names in the compiled objects.
 pub mod programs {
@@ -473,76 +463,83 @@ pub struct Event {
 }
 const _: () = assert!(size_of::<Event>() == 72);
 
-/// The token bucket of every entity's events, the value of [`maps::EVENT_LIMITS`]: a rate of
-/// `1e9 / interval_ns` events per second with bursts of `tolerance_ns / interval_ns + 1`.
+/// An [`maps::EVENT_BUDGETS`] value: events off for that entity on that CPU (none sent, none
+/// counted lost).
+pub const EVENTS_OFF: u64 = u64::MAX;
+
+/// The event rate every entity gets, as the agent turns it into per-CPU budgets
+/// ([`maps::EVENT_BUDGETS`]). The kernel reads no clock for it: it only takes a budget down by
+/// one per event, and the agent refills the budgets once a second ([`EventLimits::refill`]).
 ///
-/// Implemented as GCRA (the "virtual scheduling" form of a token bucket): one `u64` per entity,
-/// the theoretical arrival time (TAT) of its next event. An event at `now` conforms while
-/// `TAT <= now + tolerance`; sending it moves TAT on by one interval (from `now` if TAT was in
-/// the past). The kernel reads TAT without a lock and moves it with an atomic add, so two CPUs
-/// racing can each send one event over the burst, never more, and the excess is paid back from
-/// later tokens: over any period the rate holds. All arithmetic is done here, in user space's
-/// numbers: the kernel never divides. The clock is `bpf_ktime_get_coarse_ns` where the kernel
-/// has it (one tick's resolution, plenty for a rate limit, at about half the cost of the
-/// precise clock per dropped packet; see [`globals::COARSE_CLOCK`]); event timestamps always
-/// come from `bpf_ktime_get_ns`.
-#[repr(C)]
+/// Budgets are divided across CPUs: each CPU gets `ceil(rate / cpus)` per second and may save
+/// unused budget up to `ceil(max(burst, rate) / cpus)`. Over all CPUs an entity so sends at most
+/// `rate` events a second (plus the rounding, fewer than one per CPU), and after an idle spell
+/// at most `burst` at once, however its packets spread over CPUs; the ring buffer is sized for
+/// that, not for `rate` times the number of CPUs. The price: an entity whose packets all land
+/// on one CPU (one flow, RSS) gets that CPU's share only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventLimits {
-    /// Nanoseconds per token (`1e9 / rate`); 0 turns events off (none sent, none counted lost).
-    pub interval_ns: u64,
-    /// `(burst - 1) * interval_ns`: how far ahead of now TAT may run.
-    pub tolerance_ns: u64,
-}
-const _: () = assert!(size_of::<EventLimits>() == 16);
-
-/// What [`EventLimits::admit`] decides for one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admit {
-    /// Over the limit: do not send, count it lost.
-    Reject,
-    /// Send; the bucket was idle: store this TAT.
-    Reset(u64),
-    /// Send; add [`EventLimits::interval_ns`] to TAT (atomically).
-    Advance,
+    /// Events per second per entity (over all CPUs); 0 turns events off.
+    pub rate: u32,
+    /// Events at once after an idle spell (over all CPUs); at least `rate` in effect.
+    pub burst: u32,
 }
 
 impl EventLimits {
     /// No events at all.
-    pub const OFF: EventLimits = EventLimits {
-        interval_ns: 0,
-        tolerance_ns: 0,
-    };
+    pub const OFF: EventLimits = EventLimits { rate: 0, burst: 0 };
     /// The default: 100 events per second per entity, bursts of 100.
     pub const DEFAULT: EventLimits = EventLimits::per_second(100, 100);
 
-    /// `rate` events per second (1 to 1e9) in bursts of up to `burst` (at least 1).
+    /// `rate` events per second (at least 1) in bursts of up to `burst`.
     pub const fn per_second(rate: u32, burst: u32) -> Self {
-        let rate = if rate == 0 { 1 } else { rate } as u64;
-        let burst = if burst == 0 { 1 } else { burst } as u64;
-        let interval_ns = 1_000_000_000 / rate;
-        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
         Self {
-            interval_ns,
-            tolerance_ns: (burst - 1) * interval_ns,
+            rate: if rate == 0 { 1 } else { rate },
+            burst,
         }
     }
 
     /// Whether events are sent at all.
-    #[inline(always)]
     pub const fn enabled(&self) -> bool {
-        self.interval_ns != 0
+        self.rate != 0
     }
 
-    /// The decision for an event at `now` (ns) given the bucket's `tat`.
-    #[inline(always)]
-    pub const fn admit(&self, tat: u64, now: u64) -> Admit {
-        if tat > now.saturating_add(self.tolerance_ns) {
-            Admit::Reject
-        } else if tat < now {
-            Admit::Reset(now.saturating_add(self.interval_ns))
+    /// What one CPU gets per refill: `ceil(rate / cpus)`.
+    pub const fn share(&self, cpus: u32) -> u64 {
+        let cpus = if cpus == 0 { 1 } else { cpus } as u64;
+        (self.rate as u64).div_ceil(cpus)
+    }
+
+    /// The most one CPU may hold: `ceil(max(burst, rate) / cpus)`.
+    pub const fn cap(&self, cpus: u32) -> u64 {
+        let cpus = if cpus == 0 { 1 } else { cpus } as u64;
+        let b = if self.burst > self.rate {
+            self.burst
         } else {
-            Admit::Advance
+            self.rate
+        };
+        (b as u64).div_ceil(cpus)
+    }
+
+    /// One CPU's budget after a refill, given what it held (`old`): `old` plus its share, at
+    /// most its cap; [`EVENTS_OFF`] when events are off. A budget that was off starts empty.
+    pub const fn refill(&self, old: u64, cpus: u32) -> u64 {
+        if !self.enabled() {
+            return EVENTS_OFF;
+        }
+        let old = if old == EVENTS_OFF { 0 } else { old };
+        let new = old.saturating_add(self.share(cpus));
+        let cap = self.cap(cpus);
+        if new > cap { cap } else { new }
+    }
+
+    /// One CPU's budget when events are (re)configured: a full one (its cap), or
+    /// [`EVENTS_OFF`].
+    pub const fn initial(&self, cpus: u32) -> u64 {
+        if self.enabled() {
+            self.cap(cpus)
+        } else {
+            EVENTS_OFF
         }
     }
 }
@@ -563,8 +560,6 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::EventLimits {}
 }
 
 #[cfg(test)]
@@ -621,65 +616,44 @@ mod tests {
         assert!(seen.iter().all(|s| *s));
     }
 
-    /// Replays `n` events at the given times against one bucket; how many were sent.
-    fn sent(limits: EventLimits, times: impl IntoIterator<Item = u64>) -> u64 {
-        let mut tat = 0u64;
-        let mut sent = 0;
-        for now in times {
-            match limits.admit(tat, now) {
-                Admit::Reject => {}
-                Admit::Reset(t) => {
-                    tat = t;
-                    sent += 1;
-                }
-                Admit::Advance => {
-                    tat += limits.interval_ns;
-                    sent += 1;
-                }
-            }
+    #[test]
+    fn refill_divides_the_rate_across_cpus() {
+        let l = EventLimits::per_second(100, 100);
+        // 4 CPUs: 25 each a second, never more than 25 held.
+        assert_eq!(l.share(4), 25);
+        assert_eq!(l.refill(0, 4), 25);
+        assert_eq!(l.refill(25, 4), 25);
+        assert_eq!(l.refill(10, 4), 25);
+        // Rounded up: 100 over 3 CPUs is 34 each (102 a second at most).
+        assert_eq!(l.share(3), 34);
+        // One CPU holds it all; zero CPUs (cannot be told) counts as one.
+        assert_eq!(l.refill(0, 1), 100);
+        assert_eq!(l.share(0), 100);
+        // A rate below the number of CPUs still gives each CPU one.
+        assert_eq!(EventLimits::per_second(1, 1).share(8), 1);
+    }
+
+    #[test]
+    fn unused_budget_saves_up_to_the_burst() {
+        // 10/s, burst 50, 2 CPUs: 5 a second each, saved up to 25.
+        let l = EventLimits::per_second(10, 50);
+        let mut b = 0;
+        for want in [5, 10, 15, 20, 25, 25, 25] {
+            b = l.refill(b, 2);
+            assert_eq!(b, want);
         }
-        sent
+        assert_eq!(l.initial(2), 25);
+        // A burst below the rate is the rate.
+        assert_eq!(EventLimits::per_second(100, 1).cap(1), 100);
     }
 
     #[test]
-    fn back_to_back_events_send_exactly_the_burst() {
-        for burst in [1, 2, 5, 100] {
-            let l = EventLimits::per_second(100, burst);
-            assert_eq!(
-                sent(l, core::iter::repeat_n(1_000_000_000, 1000)),
-                u64::from(burst)
-            );
-        }
-    }
-
-    #[test]
-    fn the_rate_holds_over_time_after_the_burst() {
-        // 100/s, burst 10, one event offered every millisecond for 10 s: 10 + 100 * 10 sent
-        // (the bucket refills one token per 10 ms).
-        let l = EventLimits::per_second(100, 10);
-        let start = 5_000_000_000u64;
-        let n = sent(l, (0..10_000).map(|i| start + i * 1_000_000));
-        assert!((1008..=1010).contains(&n), "{n}");
-        // An idle bucket refills to the whole burst, not more.
-        let n = sent(
-            l,
-            (0..50)
-                .map(|i| start + i)
-                .chain((0..50).map(|i| start + 60_000_000_000 + i)),
-        );
-        assert_eq!(n, 20);
-    }
-
-    #[test]
-    fn limits_are_precomputed() {
-        assert_eq!(
-            EventLimits::DEFAULT,
-            EventLimits {
-                interval_ns: 10_000_000,
-                tolerance_ns: 990_000_000
-            }
-        );
+    fn off_is_a_budget_of_its_own() {
         assert!(!EventLimits::OFF.enabled());
-        assert_eq!(EventLimits::per_second(1, 1).tolerance_ns, 0);
+        assert_eq!(EventLimits::OFF.refill(7, 2), EVENTS_OFF);
+        assert_eq!(EventLimits::OFF.initial(2), EVENTS_OFF);
+        // Turned on again, an entity that was off starts from empty, not from u64::MAX.
+        assert_eq!(EventLimits::DEFAULT.refill(EVENTS_OFF, 1), 100);
+        assert!(EventLimits::per_second(0, 0).enabled());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The parser reads one address; an event also wants the other one, the protocol and, for TCP
 //! and UDP, the ports. They are read here, through the same bounds-checked accessor, and only
-//! after the entity's token bucket let the event through, so the common path never pays for
+//! after the entity's event budget let the event through, so the common path never pays for
 //! them. This is the one place the program looks past the IP header, and it stays bounded: the
 //! IPv4 header length comes from IHL, IPv6 ports are read only when the fixed header's next
 //! header is TCP or UDP (no extension-header walk), and non-first IPv4 fragments have no ports.

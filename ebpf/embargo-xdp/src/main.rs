@@ -7,8 +7,8 @@
 //! entity, and the entity's policy says drop or monitor and for which directions. Every packet
 //! ends in exactly one terminal stat; every drop is counted against an evidence group (an
 //! entity's counters are the sum of its groups'). A dropped or monitored
-//! packet also sends an event to user space, if events are on and as far as its entity's token
-//! bucket allows (`sample.rs`).
+//! packet also sends an event to user space, if events are on and as far as its entity's event
+//! budget allows (`sample.rs`).
 //!
 //! XDP sees only received packets. The TC classifier (`embargo_tc_egress`, attached at egress)
 //! covers what the host itself sends out of an interface whose role map entry has
@@ -24,10 +24,6 @@
 //! compatible) is matched as that IPv4 address first ([`trie::lookup_v6_or_v4`]).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-// The atomic add of the event token buckets: the BPF target has no `Atomic*` read-modify-write
-// methods (no CAS), but LLVM lowers this intrinsic to BPF's `lock xadd`.
-#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
-#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod sample;

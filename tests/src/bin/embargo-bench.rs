@@ -30,6 +30,9 @@
 //! costs, the in-place apply and keeping the restart state file up to date (format 1 as it was,
 //! reproduced, and format 2 as the agent does it now); see [`reload_state`].
 //!
+//! With `--events` it measures what drop and monitor events cost a dropped packet: the same
+//! blocked addresses with events off and on, interleaved; see [`events_on_off`].
+//!
 //! # Method
 //!
 //! `BPF_PROG_TEST_RUN` runs one packet `repeat` times and reports the average time per run in
@@ -125,6 +128,8 @@ struct Args {
     reload_state: bool,
     /// Reloads timed in `--reload-state` mode.
     reloads: usize,
+    /// Measure the drop path with events on and off instead (see [`events_on_off`]).
+    events: bool,
 }
 
 /// The command line (`--help`); [`parse_args`] turns it into [`Args`].
@@ -171,6 +176,10 @@ struct Cli {
     /// Reloads timed with --reload-state (default 10, quick 4)
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     reloads: usize,
+    /// Instead: the drop path with events off and on (the smallest set, blocked IPv4
+    /// addresses, interleaved), medians of both
+    #[arg(long)]
+    events: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -193,6 +202,7 @@ fn parse_args() -> Result<Args> {
         dispatcher: cli.dispatcher,
         reload_state: cli.reload_state,
         reloads: or(cli.reloads, 4, 10),
+        events: cli.events,
     };
     ensure!(args.addrs >= 1, "--addrs must be at least 1");
     Ok(args)
@@ -1354,6 +1364,9 @@ fn main() -> Result<()> {
     if args.reload_state {
         return reload_state(&args);
     }
+    if args.events {
+        return events_on_off(&args);
+    }
     let mut m = machine();
     if args.dispatcher {
         private_netns(4).context(
@@ -1726,6 +1739,74 @@ type FileSizes = Vec<(&'static str, usize)>;
 /// (198.18.0.0/24, outside the generated public space): the in-place apply and each step of
 /// keeping the state file up to date. Every phase is timed on its own, wall clock, and the
 /// median and maximum over reloads are reported.
+/// `--events`: what events cost a dropped packet. The smallest set (1k+200) is loaded once;
+/// `--addrs` blocked IPv4 addresses (at most 1,024) are each run `repeat` times with events off
+/// and then on (default limits, the ring never read: past the first events of each CPU's budget
+/// every drop takes the steady-state path of an exhausted budget, a lost count), interleaved
+/// address by address, `passes` times keeping each one's fastest. Prints both medians (ns per
+/// run) and their difference.
+fn events_on_off(args: &Args) -> Result<()> {
+    if args.dispatcher {
+        private_netns(1).context(
+            "setting up a private netns with veth devices (or pass --no-dispatcher, much slower)",
+        )?;
+    }
+    let cpu = pin_to_last_cpu();
+    let mut rng = Rng(SEED);
+    let v4 = gen_v4(1_000, &mut rng);
+    let v6 = gen_v6(200, &mut rng);
+    let policy = Policy::one_group_per_entity(entities(&v4, &v6), v4.clone(), v6);
+    let t4 = build::build_v4(&policy.v4)?;
+    let t6 = build::build_v6(&policy.v6)?;
+    let mut dp = Dataplane::load_tables(&policy, &t4, &t6).context("Dataplane::load_tables")?;
+    dp.set_role(LO_IFINDEX, IfaceRole::Inside)?;
+    let _ring = dp.take_events();
+    let fd = dp.program().fd()?.as_fd().as_raw_fd();
+    let _link = if args.dispatcher {
+        let ifindex =
+            embargo::dataplane::system::ifindex("bench0").context("no interface bench0")?;
+        Some(attach_native(fd, ifindex).context("attaching embargo to bench0")?)
+    } else {
+        None
+    };
+    let p4 = probes_v4(&v4, &t4, args.addrs.min(1024), &mut rng);
+    let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let frames: Vec<Vec<u8>> = p4
+        .hits
+        .iter()
+        .map(|&a| Frame::ip(src, IpAddr::V4(Ipv4Addr::from(a))).bytes())
+        .collect();
+    let (mut off, mut on) = (vec![f64::MAX; frames.len()], vec![f64::MAX; frames.len()]);
+    for _ in 0..args.passes {
+        for (i, f) in frames.iter().enumerate() {
+            for (limits, best) in [
+                (embargo_abi::EventLimits::OFF, &mut off),
+                (embargo_abi::EventLimits::DEFAULT, &mut on),
+            ] {
+                dp.set_event_limits(limits)?;
+                let (action, ns) = test_run(fd, f, args.repeat)?;
+                ensure!(action == XDP_DROP, "address {i} was not dropped ({action})");
+                best[i] = best[i].min(f64::from(ns));
+            }
+        }
+    }
+    let (off, on) = (summarize(off), summarize(on));
+    println!(
+        "events off vs on, 1k+200 prefixes, {} blocked IPv4 addresses, R={}, P={}, CPU {}: \
+         median off {:.1} ns, on {:.1} ns, difference {:+.1} ns (means {:.1} / {:.1})",
+        frames.len(),
+        args.repeat,
+        args.passes,
+        cpu.map_or("unpinned".into(), |c| c.to_string()),
+        off.median,
+        on.median,
+        on.median - off.median,
+        off.mean,
+        on.mean
+    );
+    Ok(())
+}
+
 fn reload_state(args: &Args) -> Result<()> {
     let m = machine();
     let (n4, n6) = if args.quick {
