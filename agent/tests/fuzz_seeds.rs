@@ -42,11 +42,10 @@ fn trie(prefixes: &[(u128, u8, u32)]) -> TrieState {
         fingerprint: 0x0123_4567_89ab_cdef,
         prefixes: prefixes.iter().map(|&(a, l, e)| ((a, l), e)).collect(),
         bookkeeping: Bookkeeping {
-            free: vec![9, 10],
-            quarantine: vec![11],
-            next_node: 12,
-            capacity: 64,
-            has_root: true,
+            free: vec![(8200, 10)],
+            quarantine: vec![(8192, 4)],
+            capacity: 8256,
+            nodes: 12,
         },
     }
 }

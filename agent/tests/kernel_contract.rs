@@ -14,7 +14,7 @@ use aya_obj::{EbpfSectionKind, Object, ProgramSection, generated::bpf_map_type};
 use embargo::dataplane::{BENCH_OBJECT, OBJECT};
 use embargo_abi::{
     BPF_F_MMAPABLE, Counter, EVENTS_RING_BYTES, EntityPolicy, GroupEntry, IfaceConfig, MAX_IFINDEX,
-    Stat, maps, poptrie, programs, trie,
+    Stat, maps, programs, trie,
 };
 
 /// `BPF_F_NO_PREALLOC` (linux/bpf.h).
@@ -199,18 +199,10 @@ fn bench_object_matches_the_abi() {
     let names: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from([
-            programs::BENCH_DROP,
-            programs::BENCH_LPM,
-            programs::BENCH_POPTRIE
-        ]),
+        BTreeSet::from([programs::BENCH_DROP, programs::BENCH_LPM]),
         "programs in the bench object"
     );
-    for name in [
-        programs::BENCH_DROP,
-        programs::BENCH_LPM,
-        programs::BENCH_POPTRIE,
-    ] {
+    for name in [programs::BENCH_DROP, programs::BENCH_LPM] {
         assert!(
             matches!(obj.programs[name].section, ProgramSection::Xdp { .. }),
             "{name}: {:?}, want XDP",
@@ -222,36 +214,9 @@ fn bench_object_matches_the_abi() {
         BTreeSet::from([
             programs::BENCH_LPM_V4.to_string(),
             programs::BENCH_LPM_V6.to_string(),
-            programs::BENCH_PT4_DIRECT.to_string(),
-            programs::BENCH_PT4_NODES.to_string(),
-            programs::BENCH_PT4_LEAVES.to_string(),
-            programs::BENCH_PT6_DIRECT.to_string(),
-            programs::BENCH_PT6_NODES.to_string(),
-            programs::BENCH_PT6_LEAVES.to_string(),
         ]),
         "maps in the bench object"
     );
-    // The compact trie's arrays: direct entries and leaves in chunks, nodes one per value.
-    for (name, value) in [
-        (programs::BENCH_PT4_DIRECT, size_of::<trie::Chunk>()),
-        (programs::BENCH_PT4_NODES, size_of::<poptrie::Node>()),
-        (programs::BENCH_PT4_LEAVES, size_of::<trie::Chunk>()),
-        (programs::BENCH_PT6_DIRECT, size_of::<trie::Chunk>()),
-        (programs::BENCH_PT6_NODES, size_of::<poptrie::Node>()),
-        (programs::BENCH_PT6_LEAVES, size_of::<trie::Chunk>()),
-    ] {
-        check_map(
-            &obj,
-            &Expect {
-                name,
-                kind: bpf_map_type::BPF_MAP_TYPE_ARRAY,
-                key: size_of::<u32>(),
-                value,
-                max_entries: None,
-                flags: 0,
-            },
-        );
-    }
     // LPM trie keys: a u32 prefix length, then the address bytes; the kernel refuses an LPM
     // trie without BPF_F_NO_PREALLOC, which aya sets.
     for (name, addr) in [(programs::BENCH_LPM_V4, 4), (programs::BENCH_LPM_V6, 16)] {

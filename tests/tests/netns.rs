@@ -770,7 +770,7 @@ fn reloads_and_attestation() {
     assert!(counter(&s, "lab-drop", "outbound", "dropped").unwrap().0 >= dropped_before);
     assert_blocked(&probe(&lab, &[Probe::to(b), Probe::to(c)]));
 
-    // Tamper from another process: clear b's root entry in the agent's IPv4 trie.
+    // Tamper from another process: clear b's direct entry (its /16) in the agent's IPv4 trie.
     let map = aya::maps::loaded_maps()
         .filter_map(Result::ok)
         .filter(|m| m.name_as_str() == Some(embargo_abi::maps::V4_TRIE))
@@ -782,7 +782,7 @@ fn reloads_and_attestation() {
     let root = u32::from(match b {
         IpAddr::V4(v) => v,
         IpAddr::V6(_) => unreachable!(),
-    }) >> 8;
+    }) >> (32 - embargo_abi::trie::DIRECT_BITS);
     let (chunk, lane) = (root / 16, (root % 16) as usize);
     let mut value = trie.get(&chunk, 0).unwrap();
     assert_ne!(value[lane], 0, "b is listed");

@@ -542,14 +542,14 @@ fn reloads_during_the_run_reach_the_state_file() {
     agent.stop().unwrap();
 }
 
-/// Sets the root entry of 100.100.100.0/24 (in no policy here) in the pinned IPv4 trie, as
+/// Sets the direct entry of 100.100.0.0/16 (in no policy here) in the pinned IPv4 trie, as
 /// `bpftool map update` from another process would while no agent runs.
 fn tamper_v4_trie(lab: &Lab) {
     let (gen_dir, _) = pinned_maps(lab);
     let data = aya::maps::MapData::from_pin(gen_dir.join(embargo_abi::maps::V4_TRIE)).unwrap();
     let mut trie: aya::maps::Array<_, embargo_abi::trie::Chunk> =
         aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
-    let root = 0x6464_6400u32 >> 8;
+    let root = 0x6464_6400u32 >> (32 - embargo_abi::trie::DIRECT_BITS);
     let (chunk, lane) = (root / 16, (root % 16) as usize);
     let mut value = trie.get(&chunk, 0).unwrap();
     assert_eq!(value[lane], 0);

@@ -1,7 +1,10 @@
 //! Loads Embargo's XDP program, sizes and fills its maps, and holds it with its attachments.
 //!
-//! Maps are sized from the policy before the object is loaded; the tries are copied in through
-//! `mmap` (the arrays are `BPF_F_MMAPABLE`), so a million-prefix policy loads in one memory copy
+//! Maps are sized from the policy before the object is loaded: each family's compact trie
+//! ([`embargo_abi::trie`]) takes its 256 KiB direct array plus what the policy's subtrees need,
+//! with headroom for reloads ([`SPARE_DIVISOR`], at least [`MIN_SPARE_NODES`]); a reload that
+//! does not fit loads a new generation sized afresh. The tries are copied in through `mmap`
+//! (the arrays are `BPF_F_MMAPABLE`), so a million-prefix policy loads in one memory copy
 //! rather than a syscall per entry. Everything is filled before the first interface is attached:
 //! the program never sees a half-loaded policy.
 //!
@@ -16,7 +19,7 @@
 //! - [`pins`]: pin paths, links kept or adopted across restarts, the maps of a generation
 //!   pinned and reused ([`Dataplane::reuse`]), pins removed by `embargo detach`;
 //! - [`error`]: [`DataplaneError`], each variant saying what to do;
-//! - [`trie`] (build, live, mapped), [`state`] (the state file), [`system`] (kernel and
+//! - [`trie`] (build, live, mapped, space), [`state`] (the state file), [`system`] (kernel and
 //!   interface facts), [`bpffs`] (the pin folder's file system).
 //!
 //! Evidence groups: the tries' leaves hold group indices; the group table (`EMB_GROUPS`) maps
@@ -68,7 +71,7 @@ pub(crate) use error::{detach_error, link_error, load_error, map_error, pin_erro
 pub use pins::{ReuseError, detach_pinned, link_pin_path, tc_pin_path};
 pub use read::{EntityCounters, GroupCounters};
 use trie::{
-    build::{self, Shape, Table},
+    build::{self, Table},
     live::LiveTrie,
     mapped::Mirrored,
 };
@@ -132,9 +135,13 @@ impl std::fmt::Display for AttachMode {
 pub struct LoadStats {
     pub v4_prefixes: usize,
     pub v6_prefixes: usize,
+    /// Trie nodes in use.
     pub v4_nodes: u32,
     pub v6_nodes: u32,
-    /// `max_entries` of the trie maps (64-byte chunks of 16 entries).
+    /// Trie words in use: the direct array and every subtree block (nodes and leaves).
+    pub v4_words: u64,
+    pub v6_words: u64,
+    /// `max_entries` of the trie maps (64-byte chunks of 16 words).
     pub v4_chunks: u32,
     pub v6_chunks: u32,
     /// `max_entries` of the policy map (entities it can hold).
@@ -203,21 +210,22 @@ struct Family {
     live: LiveTrie,
 }
 
-/// Spare trie nodes allocated at load, so later updates fit in place: a quarter of what the
-/// policy uses, at least this many.
-const MIN_SPARE_NODES: u32 = 1024;
+/// Headroom at load for reloads: a trie array gets room for `1 / SPARE_DIVISOR` more than its
+/// subtrees take (a reload rebuilds each touched subtree in free space before switching to it)...
+pub const SPARE_DIVISOR: u32 = 4;
+/// ... and at least this many nodes' worth (32 bytes each: 256 KiB).
+pub const MIN_SPARE_NODES: u32 = 8 * 1024;
 /// Entities the maps hold at least (so adding some later fits in place).
 const MIN_ENTITY_CAPACITY: u32 = 64;
 /// Evidence groups the maps hold at least.
 const MIN_GROUP_CAPACITY: u32 = 64;
 
-fn trie_len(shape: &Shape, table: &Table) -> usize {
-    if table.entries.len() < 1 << shape.root_bits {
-        // No prefixes: no root; the first prefix of this family needs a new generation.
-        return table.entries.len();
-    }
-    let spare = (table.nodes / 4).max(MIN_SPARE_NODES) as usize;
-    (table.entries.len() + (spare << shape.stride)).next_multiple_of(abi_trie::LANES as usize)
+/// Words of the trie array for `table` with headroom: the direct array, the subtrees, the
+/// spare room, in whole chunks.
+fn trie_len(table: &Table) -> usize {
+    let spare = (table.used / SPARE_DIVISOR).max(MIN_SPARE_NODES) as usize;
+    (table.entries.len() + spare * abi_trie::NODE_WORDS as usize)
+        .next_multiple_of(abi_trie::LANES as usize)
 }
 
 /// Minimum kernel: bounded loops (5.3), mmap-able arrays (5.5), XDP bpf_link (5.9).
@@ -248,7 +256,7 @@ impl Dataplane {
             .saturating_mul(2)
             .max(MIN_GROUP_CAPACITY);
         let counters = group_capacity * embargo_abi::COUNTERS_PER_GROUP;
-        let (v4_len, v6_len) = (trie_len(&build::V4, v4), trie_len(&build::V6, v6));
+        let (v4_len, v6_len) = (trie_len(v4), trie_len(v6));
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(maps::V4_TRIE, (v4_len / abi_trie::LANES as usize) as u32)
@@ -260,7 +268,7 @@ impl Dataplane {
             .map_max_entries(maps::EVENTS_LOST, entities);
         let mut ebpf = loader
             .load(OBJECT)
-            .map_err(|e| classify_load_error(e, v4, v6))?;
+            .map_err(|e| classify_load_error(e, v4_len, v6_len))?;
 
         let v4_trie = map_trie(&ebpf, maps::V4_TRIE, v4_len, &v4.entries)?;
         let v6_trie = map_trie(&ebpf, maps::V6_TRIE, v6_len, &v6.entries)?;
@@ -298,24 +306,24 @@ impl Dataplane {
             v4: Family {
                 trie: v4_trie,
                 live: LiveTrie::new(
-                    &build::V4,
+                    build::V4,
                     policy.v4.iter().map(|(n, e)| {
                         let k = key4(n);
                         (k.0, k.1, *e)
                     }),
-                    v4.nodes,
+                    v4,
                     v4_len,
                 ),
             },
             v6: Family {
                 trie: v6_trie,
                 live: LiveTrie::new(
-                    &build::V6,
+                    build::V6,
                     policy.v6.iter().map(|(n, e)| {
                         let k = key6(n);
                         (k.0, k.1, *e)
                     }),
-                    v6.nodes,
+                    v6,
                     v6_len,
                 ),
             },
@@ -332,8 +340,10 @@ impl Dataplane {
                 v6_prefixes: policy.v6.len(),
                 v4_nodes: v4.nodes,
                 v6_nodes: v6.nodes,
-                v4_chunks: v4.chunks(),
-                v6_chunks: v6.chunks(),
+                v4_words: v4.entries.len() as u64,
+                v6_words: v6.entries.len() as u64,
+                v4_chunks: (v4_len / abi_trie::LANES as usize) as u32,
+                v6_chunks: (v6_len / abi_trie::LANES as usize) as u32,
                 policy_capacity: entities,
                 group_capacity,
                 map_bytes,
@@ -654,7 +664,7 @@ fn verifier_trusts_us() -> bool {
         .any(|cap| system::has_capability(cap).unwrap_or(true))
 }
 
-fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
+fn classify_load_error(e: EbpfError, v4_len: usize, v6_len: usize) -> DataplaneError {
     let errno = match &e {
         EbpfError::MapError(MapError::CreateError { io_error, .. }) => io_error.raw_os_error(),
         _ => None,
@@ -667,15 +677,15 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
         }
         Some(libc::ENOMEM | libc::E2BIG) => {
             let v6_failed = matches!(&e, EbpfError::MapError(MapError::CreateError { name, .. }) if name == maps::V6_TRIE);
-            let (map, t) = if v6_failed {
-                (maps::V6_TRIE, v6)
+            let (map, len) = if v6_failed {
+                (maps::V6_TRIE, v6_len)
             } else {
-                (maps::V4_TRIE, v4)
+                (maps::V4_TRIE, v4_len)
             };
             return DataplaneError::MapTooLarge {
                 map,
-                entries: u64::from(t.chunks()),
-                bytes: t.bytes() as u64,
+                entries: (len / abi_trie::LANES as usize) as u64,
+                bytes: len as u64 * 4,
                 source: Box::new(e),
             };
         }
@@ -684,7 +694,6 @@ fn classify_load_error(e: EbpfError, v4: &Table, v6: &Table) -> DataplaneError {
     load_error("loading the BPF object", e)
 }
 
-/// Copies `entries` into the mmap-able array map `name`.
 /// Maps trie `name` (`len` entries) and writes `entries` into it.
 fn map_trie(
     ebpf: &Ebpf,

@@ -515,8 +515,8 @@ impl Dataplane {
         };
         let mut families = Vec::new();
         for (name, t, shape, label) in [
-            (maps::V4_TRIE, &state.v4, &build::V4, "IPv4"),
-            (maps::V6_TRIE, &state.v6, &build::V6, "IPv6"),
+            (maps::V4_TRIE, &state.v4, build::V4, "IPv4"),
+            (maps::V6_TRIE, &state.v6, build::V6, "IPv6"),
         ] {
             if t.len == 0 || t.len > max(name) as usize * trie::LANES as usize {
                 return Err(ReuseError::TrieLength {
@@ -608,6 +608,8 @@ impl Dataplane {
             v6_prefixes: v6.live.prefixes().len(),
             v4_nodes: v4.live.nodes_in_use(),
             v6_nodes: v6.live.nodes_in_use(),
+            v4_words: v4.live.words_in_use(),
+            v6_words: v6.live.words_in_use(),
             v4_chunks: max(maps::V4_TRIE),
             v6_chunks: max(maps::V6_TRIE),
             policy_capacity: entity_capacity,

@@ -9,10 +9,7 @@
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use embargo_abi::{Counter, Direction, EventLimits, Stat, Verdict, counter_index, maps};
 
-use super::{
-    Attachment, Dataplane, DataplaneError, Family, map_error,
-    trie::build::{self, Shape},
-};
+use super::{Attachment, Dataplane, DataplaneError, Family, map_error};
 
 /// Packets and bytes of one evidence group, summed over CPUs, by direction and verdict.
 pub type GroupCounters = EntityCounters;
@@ -42,20 +39,9 @@ impl EntityCounters {
 impl Dataplane {
     /// Map fill levels for metrics: (map, entries in use, capacity).
     pub fn map_usage(&self) -> Vec<(&'static str, u64, u64)> {
-        let trie = |f: &Family, shape: &Shape| {
-            let root = if f.trie.mirror.len() >= 1 << shape.root_bits {
-                1u64 << shape.root_bits
-            } else {
-                0
-            };
-            let node = 1u64 << shape.stride;
-            (
-                root + u64::from(f.live.nodes_in_use()) * node,
-                f.trie.mirror.len() as u64,
-            )
-        };
-        let (v4u, v4c) = trie(&self.v4, &build::V4);
-        let (v6u, v6c) = trie(&self.v6, &build::V6);
+        let trie = |f: &Family| (f.live.words_in_use(), f.trie.mirror.len() as u64);
+        let (v4u, v4c) = trie(&self.v4);
+        let (v6u, v6c) = trie(&self.v6);
         vec![
             ("ipv4_trie", v4u, v4c),
             ("ipv6_trie", v6u, v6c),

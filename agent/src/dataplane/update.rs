@@ -25,7 +25,11 @@ use crate::policy::Policy;
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ApplyStats {
     pub prefixes_changed: u64,
+    /// Trie words stored.
     pub entries_written: u64,
+    /// Subtrees rebuilt (each switched in with one store of its direct entry).
+    pub subtrees_rebuilt: u64,
+    /// Nodes' worth of trie array taken by new subtree blocks and given up by old ones.
     pub nodes_allocated: u64,
     pub nodes_released: u64,
     pub policies_written: u64,
@@ -59,7 +63,7 @@ fn changes<N: Copy>(
             out.push(Change {
                 addr: lk.0,
                 len: lk.1,
-                entity: None,
+                group: None,
             });
         }
         match loaded.next_if(|(lk, _)| **lk == k) {
@@ -67,14 +71,14 @@ fn changes<N: Copy>(
             _ => out.push(Change {
                 addr: k.0,
                 len: k.1,
-                entity: Some(e),
+                group: Some(e),
             }),
         }
     }
     out.extend(loaded.map(|(lk, _)| Change {
         addr: lk.0,
         len: lk.1,
-        entity: None,
+        group: None,
     }));
     out
 }
@@ -127,11 +131,23 @@ impl Dataplane {
         }
         let c4 = changes(&self.v4.live, &next.v4, key4);
         let c6 = changes(&self.v6.live, &next.v6, key6);
-        for (live, c) in [(&self.v4.live, &c4), (&self.v6.live, &c6)] {
-            live.check(c).map_err(|e| DataplaneError::NeedsRebuild {
-                reason: e.to_string(),
-            })?;
-        }
+        // Both families' new subtrees are built and given room before anything is written.
+        let p4 =
+            self.v4
+                .live
+                .prepare(&self.v4.trie, &c4)
+                .map_err(|e| DataplaneError::NeedsRebuild {
+                    reason: e.to_string(),
+                })?;
+        let p6 = match self.v6.live.prepare(&self.v6.trie, &c6) {
+            Ok(p) => p,
+            Err(e) => {
+                self.v4.live.abort(p4);
+                return Err(DataplaneError::NeedsRebuild {
+                    reason: e.to_string(),
+                });
+            }
+        };
         let mut stats = ApplyStats {
             prefixes_changed: (c4.len() + c6.len()) as u64,
             ..Default::default()
@@ -139,17 +155,25 @@ impl Dataplane {
         let wanted: Vec<EntityPolicy> = next.entities.iter().map(|e| e.abi_policy()).collect();
         let retired = |p: &EntityPolicy| p.action == embargo_abi::ACTION_NONE;
         // Entities that act (new or changed) before the tries can point at them.
-        stats.policies_written += self.write_policies(&wanted, |p| !retired(p))?;
-        // New groups before the tries can point at them (existing ones never change, above).
-        stats.groups_written += self.write_groups(&wanted_groups)?;
-        for (fam, c) in [(&mut self.v4, &c4), (&mut self.v6, &c6)] {
-            let s = fam
-                .live
-                .apply(&mut fam.trie, c)
-                .map_err(|e| DataplaneError::NeedsRebuild {
-                    reason: e.to_string(),
-                })?;
+        let written = self.write_policies(&wanted, |p| !retired(p)).and_then(|n| {
+            // New groups before the tries can point at them (existing ones never change,
+            // above).
+            Ok((n, self.write_groups(&wanted_groups)?))
+        });
+        let (policies, groups) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.v4.live.abort(p4);
+                self.v6.live.abort(p6);
+                return Err(e);
+            }
+        };
+        stats.policies_written += policies;
+        stats.groups_written += groups;
+        for (fam, p) in [(&mut self.v4, p4), (&mut self.v6, p6)] {
+            let s = fam.live.commit(&mut fam.trie, p);
             stats.entries_written += s.entries_written;
+            stats.subtrees_rebuilt += s.subtrees_rebuilt;
             stats.nodes_allocated += s.nodes_allocated;
             stats.nodes_released += s.nodes_released;
         }
@@ -160,6 +184,8 @@ impl Dataplane {
         self.load_stats.v6_prefixes = next.v6.len();
         self.load_stats.v4_nodes = self.v4.live.nodes_in_use();
         self.load_stats.v6_nodes = self.v6.live.nodes_in_use();
+        self.load_stats.v4_words = self.v4.live.words_in_use();
+        self.load_stats.v6_words = self.v6.live.words_in_use();
         Ok(stats)
     }
 
@@ -217,7 +243,7 @@ mod tests {
             .map(|(k, e)| Change {
                 addr: k.0,
                 len: k.1,
-                entity: Some(*e),
+                group: Some(*e),
             })
             .collect();
         out.extend(
@@ -226,14 +252,14 @@ mod tests {
                 .map(|k| Change {
                     addr: k.0,
                     len: k.1,
-                    entity: None,
+                    group: None,
                 }),
         );
         out
     }
 
     fn sorted(mut c: Vec<Change>) -> Vec<(u128, u8, Option<u32>)> {
-        let mut v: Vec<_> = c.drain(..).map(|c| (c.addr, c.len, c.entity)).collect();
+        let mut v: Vec<_> = c.drain(..).map(|c| (c.addr, c.len, c.group)).collect();
         v.sort_unstable();
         v
     }
@@ -268,12 +294,12 @@ mod tests {
                 );
             }
             let live = LiveTrie::new(
-                &build::V4,
+                build::V4,
                 loaded.iter().map(|(n, e)| {
                     let (a, l) = key4(n);
                     (a, l, *e)
                 }),
-                0,
+                &build::build_v4(&[]).unwrap(),
                 0,
             );
             assert_eq!(

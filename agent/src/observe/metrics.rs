@@ -113,7 +113,7 @@ pub const MAP_ENTRIES: Family = Family {
     name: "embargo_map_entries",
     kind: Kind::Gauge,
     labels: &["map"],
-    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie entries, the 2^24-entry root plus 2^stride entries per node in use (0 when the family has no prefix); policy: entities loaded; counters: counter slots in use (evidence groups x interfaces x 2 directions x 2 verdicts).",
+    help: "Entries in use per BPF map. ipv4_trie/ipv6_trie: 32-bit trie words in use, the 2^16-word direct array plus the subtrees' nodes (8 words each) and leaves; policy: entities loaded; counters: counter slots in use (evidence groups x interfaces x 2 directions x 2 verdicts).",
 };
 pub const MAP_CAPACITY: Family = Family {
     name: "embargo_map_capacity",
@@ -370,15 +370,6 @@ impl Snapshot {
     }
 }
 
-/// Trie entries in use: the root plus every node, none for a family without prefixes.
-fn trie_entries(prefixes: usize, root_bits: u32, stride: u32, nodes: u32) -> u64 {
-    if prefixes == 0 {
-        0
-    } else {
-        (1u64 << root_bits) + u64::from(nodes) * (1u64 << stride)
-    }
-}
-
 fn map_usage(dataplane: &Dataplane, entities: usize, groups: usize) -> Vec<MapUsage> {
     use embargo_abi::{COUNTERS_PER_GROUP, trie};
     let ls = dataplane.load_stats;
@@ -387,22 +378,12 @@ fn map_usage(dataplane: &Dataplane, entities: usize, groups: usize) -> Vec<MapUs
     vec![
         MapUsage {
             map: "ipv4_trie",
-            entries: trie_entries(
-                ls.v4_prefixes,
-                trie::V4_ROOT_BITS,
-                trie::V4_STRIDE,
-                ls.v4_nodes,
-            ),
+            entries: ls.v4_words,
             capacity: u64::from(ls.v4_chunks) * lanes,
         },
         MapUsage {
             map: "ipv6_trie",
-            entries: trie_entries(
-                ls.v6_prefixes,
-                trie::V6_ROOT_BITS,
-                trie::V6_STRIDE,
-                ls.v6_nodes,
-            ),
+            entries: ls.v6_words,
             capacity: u64::from(ls.v6_chunks) * lanes,
         },
         MapUsage {
@@ -1599,14 +1580,6 @@ mod tests {
             Ok(snapshot())
         });
         assert_eq!(ready(&metrics), Ok(()));
-    }
-
-    #[test]
-    fn trie_entries_count_the_root_and_nodes_in_use() {
-        assert_eq!(trie_entries(0, 24, 4, 0), 0);
-        assert_eq!(trie_entries(1, 24, 4, 0), 1 << 24);
-        assert_eq!(trie_entries(5, 24, 4, 3), (1 << 24) + 48);
-        assert_eq!(trie_entries(5, 24, 8, 2), (1 << 24) + 512);
     }
 
     #[test]

@@ -806,21 +806,17 @@ networks = [{ prefixes = ["::ffff:198.18.0.0/112", "::ffff:10.1.2.0/120", "2001:
     fn data_plane(c: &Compiled, addr: &str) -> String {
         let v4 = crate::dataplane::trie::build::build_v4(&c.v4()).unwrap();
         let v6 = crate::dataplane::trie::build::build_v6(&c.v6()).unwrap();
+        let chunk4 = |c| embargo_abi::trie::chunk_of(&v4.entries, c);
+        let chunk6 = |c| embargo_abi::trie::chunk_of(&v6.entries, c);
         let entry = match addr.parse::<IpAddr>().unwrap() {
-            IpAddr::V4(a) => {
-                embargo_abi::trie::lookup_v4(u32::from(a), |i| v4.entries.get(i as usize).copied())
-            }
+            IpAddr::V4(a) => embargo_abi::trie::lookup_v4(u32::from(a), chunk4),
             IpAddr::V6(a) => {
                 let n = u128::from(a);
-                embargo_abi::trie::lookup_v6_or_v4(
-                    (n >> 64) as u64,
-                    n as u64,
-                    |i| v4.entries.get(i as usize).copied(),
-                    |i| v6.entries.get(i as usize).copied(),
-                )
+                embargo_abi::trie::lookup_v6_or_v4((n >> 64) as u64, n as u64, chunk4, chunk6)
             }
         };
-        match embargo_abi::trie::entity_of(entry) {
+        // Built from `(prefix, entity index)`: the leaves hold entity indices here.
+        match embargo_abi::trie::group_of(entry) {
             Some(e) => c.entities[e as usize].id.clone(),
             None if c.allowed(addr.parse().unwrap()).is_some()
                 || embedded_v4(addr.parse().unwrap())

@@ -9,7 +9,6 @@
 //! looked up as big-endian integers (network order read as a number), see [`trie`].
 #![no_std]
 
-pub mod poptrie;
 pub mod trie;
 
 /// Addresses as the integers the tries are keyed by (an IPv4 address in the low 32 bits): the
@@ -41,9 +40,9 @@ pub mod addr {
 pub mod maps {
     /// `ARRAY<u32, IfaceConfig>` keyed by ifindex: the interface's role, counter slot and flags.
     pub const IFACE_ROLES: &str = "EMB_ROLES";
-    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv4 stride trie, see [`trie`](super::trie).
+    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv4 compact trie, see [`trie`](super::trie).
     pub const V4_TRIE: &str = "EMB_V4";
-    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv6 stride trie, see [`trie`](super::trie).
+    /// `ARRAY<u32, trie::Chunk>`, mmap-able: the IPv6 compact trie, see [`trie`](super::trie).
     pub const V6_TRIE: &str = "EMB_V6";
     /// `ARRAY<u32, EntityPolicy>` keyed by entity index.
     pub const POLICY: &str = "EMB_POLICY";
@@ -88,7 +87,10 @@ pub mod maps {
 /// counters are per group, events carry the group.
 /// Version 4: the event token buckets (`EMB_EVENTS_CFG`, `EMB_EVENTS_BKT`) gave way to per-CPU
 /// budgets ([`maps::EVENT_BUDGETS`]).
-pub const LAYOUT_VERSION: u32 = 4;
+/// Version 5: the tries ([`maps::V4_TRIE`], [`maps::V6_TRIE`]) are the compact trie of
+/// [`trie`] (a 16-bit direct array, 6-bit nodes and leaves in one array per family) instead of
+/// the stride trie with its 24-bit root.
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Program names in the compiled objects.
 pub mod programs {
@@ -104,16 +106,6 @@ pub mod programs {
     /// Bench reference maps: kernel LPM tries for each family.
     pub const BENCH_LPM_V4: &str = "BENCH_LPM4";
     pub const BENCH_LPM_V6: &str = "BENCH_LPM6";
-    /// Bench reference: the same parser, then the compact trie of [`crate::poptrie`].
-    pub const BENCH_POPTRIE: &str = "bench_poptrie";
-    /// Its maps, per family: direct array and leaves in [`crate::trie::Chunk`]s, nodes as
-    /// [`crate::poptrie::Node`]s.
-    pub const BENCH_PT4_DIRECT: &str = "BENCH_PT4_DIRECT";
-    pub const BENCH_PT4_NODES: &str = "BENCH_PT4_NODES";
-    pub const BENCH_PT4_LEAVES: &str = "BENCH_PT4_LEAVES";
-    pub const BENCH_PT6_DIRECT: &str = "BENCH_PT6_DIRECT";
-    pub const BENCH_PT6_NODES: &str = "BENCH_PT6_NODES";
-    pub const BENCH_PT6_LEAVES: &str = "BENCH_PT6_LEAVES";
 }
 
 /// Highest ifindex the role map can hold (exclusive). The role map is an array so the lookup on

@@ -183,17 +183,9 @@ mod xdp {
             bump(Stat::Ipv4Fragment);
         }
         let (entry, miss) = match parsed.addr {
-            Addr::V4(addr) => (
-                trie::lookup_v4(addr, |i| trie::read_entry(i, |c| V4.get(c))),
-                Stat::MissIpv4,
-            ),
+            Addr::V4(addr) => (trie::lookup_v4(addr, |c| V4.get(c)), Stat::MissIpv4),
             Addr::V6(hi, lo) => (
-                trie::lookup_v6_or_v4(
-                    hi,
-                    lo,
-                    |i| trie::read_entry(i, |c| V4.get(c)),
-                    |i| trie::read_entry(i, |c| V6.get(c)),
-                ),
+                trie::lookup_v6_or_v4(hi, lo, |c| V4.get(c), |c| V6.get(c)),
                 Stat::MissIpv6,
             ),
         };

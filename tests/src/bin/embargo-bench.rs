@@ -76,10 +76,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{
-        Array,
-        lpm_trie::{Key, LpmTrie},
-    },
+    maps::lpm_trie::{Key, LpmTrie},
     programs::Xdp,
 };
 use clap::{ArgAction, Parser};
@@ -90,7 +87,6 @@ use embargo::{
         trie::{
             build::{self, Table},
             live::PrefixLog,
-            poptrie,
         },
     },
     policy::{EntityIndex, EntityInfo, Policy},
@@ -487,21 +483,22 @@ fn probes_v6(prefixes: &[(Ipv6Network, u32)], t: &Table, n: usize, rng: &mut Rng
     Probes { hits, misses }
 }
 
-/// How many trie entries the lookup of `addr` reads (1 = the root only).
+/// How many trie chunks the lookup of `addr` reads (1 = the direct array only; then one per
+/// node and one for the leaf).
 fn trie_loads_v4(t: &Table, addr: u32) -> u32 {
     let n = std::cell::Cell::new(0);
-    embargo_abi::trie::lookup_v4(addr, |i| {
+    embargo_abi::trie::lookup_v4(addr, |c| {
         n.set(n.get() + 1);
-        t.entries.get(i as usize).copied()
+        embargo_abi::trie::chunk_of(&t.entries, c)
     });
     n.get()
 }
 
 fn trie_loads_v6(t: &Table, addr: u128) -> u32 {
     let n = std::cell::Cell::new(0);
-    embargo_abi::trie::lookup_v6((addr >> 64) as u64, addr as u64, |i| {
+    embargo_abi::trie::lookup_v6((addr >> 64) as u64, addr as u64, |c| {
         n.set(n.get() + 1);
-        t.entries.get(i as usize).copied()
+        embargo_abi::trie::chunk_of(&t.entries, c)
     });
     n.get()
 }
@@ -635,8 +632,6 @@ enum Prog {
     Drop,
     Embargo,
     Lpm,
-    /// `bench_poptrie`: the parser and the compact trie of issue 13, not yet in production.
-    Poptrie,
 }
 
 impl Prog {
@@ -645,7 +640,6 @@ impl Prog {
             Prog::Drop => "XDP_DROP",
             Prog::Embargo => "embargo",
             Prog::Lpm => "kernel LPM",
-            Prog::Poptrie => "poptrie (next)",
         }
     }
 }
@@ -703,19 +697,6 @@ struct SizeSummary {
     /// entity (10,000, or every prefix of a smaller set).
     reload_10k_s: Option<f64>,
     reload_10k_prefixes: usize,
-    /// The same prefixes in the compact trie (`bench_poptrie`, lookup only).
-    poptrie: PoptrieSummary,
-}
-
-/// What the compact trie of issue 13 achieves on the same prefixes and addresses, measured
-/// with `bench_poptrie` (the parser and the lookup, no policy or counter work).
-struct PoptrieSummary {
-    warm_ratio: f64,
-    cold_ratio: f64,
-    /// Direct arrays, nodes and leaves of both families, as built (no headroom).
-    map_bytes: u64,
-    /// User-space build of both families.
-    build_s: f64,
 }
 
 impl SizeSummary {
@@ -731,12 +712,6 @@ impl SizeSummary {
             "reload_one_s": self.reload_one_s,
             "reload_10k_s": self.reload_10k_s,
             "reload_10k_prefixes": self.reload_10k_prefixes,
-            "poptrie_next": {
-                "warm_ratio": self.poptrie.warm_ratio,
-                "cold_ratio": self.poptrie.cold_ratio,
-                "map_bytes": self.poptrie.map_bytes,
-                "build_s": self.poptrie.build_s,
-            },
         })
     }
 }
@@ -874,63 +849,14 @@ fn load_lpm(
     v4: &[(Ipv4Network, u32)],
     v6: &[(Ipv6Network, u32)],
     fill: bool,
-    pt4: &poptrie::Trie,
-    pt6: &poptrie::Trie,
 ) -> Result<(Ebpf, Option<LpmLoad>)> {
     let t = Instant::now();
-    let lanes = embargo_abi::trie::LANES as usize;
-    let chunks = |n: usize| n.div_ceil(lanes).max(1) as u32;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(programs::BENCH_LPM_V4, v4.len().max(1) as u32)
         .map_max_entries(programs::BENCH_LPM_V6, v6.len().max(1) as u32)
-        .map_max_entries(programs::BENCH_PT4_DIRECT, chunks(pt4.direct.len()))
-        .map_max_entries(programs::BENCH_PT4_NODES, pt4.nodes.len().max(1) as u32)
-        .map_max_entries(programs::BENCH_PT4_LEAVES, chunks(pt4.leaves.len()))
-        .map_max_entries(programs::BENCH_PT6_DIRECT, chunks(pt6.direct.len()))
-        .map_max_entries(programs::BENCH_PT6_NODES, pt6.nodes.len().max(1) as u32)
-        .map_max_entries(programs::BENCH_PT6_LEAVES, chunks(pt6.leaves.len()))
         .load(BENCH_OBJECT)
         .context("loading the bench object")?;
-    for (t, direct, nodes, leaves) in [
-        (
-            pt4,
-            programs::BENCH_PT4_DIRECT,
-            programs::BENCH_PT4_NODES,
-            programs::BENCH_PT4_LEAVES,
-        ),
-        (
-            pt6,
-            programs::BENCH_PT6_DIRECT,
-            programs::BENCH_PT6_NODES,
-            programs::BENCH_PT6_LEAVES,
-        ),
-    ] {
-        for (name, entries) in [(direct, &t.direct), (leaves, &t.leaves)] {
-            let mut m: Array<_, embargo_abi::trie::Chunk> = Array::try_from(
-                ebpf.map_mut(name)
-                    .with_context(|| format!("no map {name}"))?,
-            )?;
-            for (i, c) in entries.chunks(lanes).enumerate() {
-                let mut chunk = [0u32; embargo_abi::trie::LANES as usize];
-                chunk[..c.len()].copy_from_slice(c);
-                m.set(i as u32, chunk, 0)
-                    .with_context(|| format!("writing {name}"))?;
-            }
-        }
-        let mut m: Array<_, embargo_abi::poptrie::Node> = Array::try_from(
-            ebpf.map_mut(nodes)
-                .with_context(|| format!("no map {nodes}"))?,
-        )?;
-        for (i, n) in t.nodes.iter().enumerate() {
-            m.set(i as u32, *n, 0)
-                .with_context(|| format!("writing {nodes}"))?;
-        }
-    }
-    for name in [
-        programs::BENCH_DROP,
-        programs::BENCH_LPM,
-        programs::BENCH_POPTRIE,
-    ] {
+    for name in [programs::BENCH_DROP, programs::BENCH_LPM] {
         let p: &mut Xdp = ebpf
             .program_mut(name)
             .with_context(|| format!("no program {name}"))?
@@ -1023,21 +949,8 @@ fn run_set(
     dp.set_role(LO_IFINDEX, IfaceRole::Inside)?;
     let stats = dp.load_stats;
 
-    // The compact trie of issue 13 (the next data plane), built from the same prefixes.
-    let t = Instant::now();
-    let pt4 = poptrie::build_v4(&policy.v4)?;
-    let pt6 = poptrie::build_v6(&policy.v6)?;
-    let pt_build = t.elapsed();
-    eprintln!(
-        "[{label}] poptrie built in {:.3} s: {} + {} bytes ({} + {} nodes)",
-        pt_build.as_secs_f64(),
-        pt4.bytes(),
-        pt6.bytes(),
-        pt4.nodes.len(),
-        pt6.nodes.len()
-    );
-    eprintln!("[{label}] loading the LPM and poptrie references");
-    let (bench, mut lpm) = load_lpm(v4, v6, args.lpm, &pt4, &pt6)?;
+    eprintln!("[{label}] loading the LPM reference");
+    let (bench, mut lpm) = load_lpm(v4, v6, args.lpm)?;
     let (lpm_memlock, memlock) = maps_memlock();
     if let Some(l) = &mut lpm {
         l.memlock = lpm_memlock;
@@ -1065,7 +978,6 @@ fn run_set(
     if args.lpm {
         progs.push((Prog::Lpm, prog_fd(&bench, programs::BENCH_LPM)?));
     }
-    progs.push((Prog::Poptrie, prog_fd(&bench, programs::BENCH_POPTRIE)?));
 
     // Keep every program resident in the XDP dispatcher while it is measured (see
     // `attach_native`); the links detach when dropped at the end of this set.
@@ -1084,23 +996,6 @@ fn run_set(
 
     let p4 = probes_v4(v4, &t4, args.addrs, rng);
     let p6 = probes_v6(v6, &t6, args.addrs, rng);
-    // The compact trie must answer every probe as the loaded stride trie does.
-    for &a in p4.hits.iter().chain(&p4.misses) {
-        let want = build::lookup_v4(&t4, Ipv4Addr::from(a)).map_or(0, |e| e + 1);
-        ensure!(
-            pt4.lookup(u128::from(a)) == want,
-            "poptrie and stride trie disagree on {}",
-            Ipv4Addr::from(a)
-        );
-    }
-    for &a in p6.hits.iter().chain(&p6.misses) {
-        let want = build::lookup_v6(&t6, Ipv6Addr::from(a)).map_or(0, |e| e + 1);
-        ensure!(
-            pt6.lookup(a) == want,
-            "poptrie and stride trie disagree on {}",
-            Ipv6Addr::from(a)
-        );
-    }
     let src4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let src6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
     let frames = |addrs: &[u128], v6: bool| -> Vec<Vec<u8>> {
@@ -1258,14 +1153,8 @@ fn run_set(
         .iter()
         .position(|(p, _)| *p == Prog::Lpm)
         .map(|j| cold[j] / cold[0]);
-    let pt = progs
-        .iter()
-        .position(|(p, _)| *p == Prog::Poptrie)
-        .expect("always measured");
-    let poptrie_cold_ratio = cold[pt] / cold[0];
-    let poptrie_warm_ratio = warm(Prog::Poptrie) / warm(Prog::Drop);
     eprintln!(
-        "[{label}] warm {warm_ratio:.2}, cold {cold_ratio:.2}, LPM cold {}, poptrie warm {poptrie_warm_ratio:.2} cold {poptrie_cold_ratio:.2}",
+        "[{label}] warm {warm_ratio:.2}, cold {cold_ratio:.2}, LPM cold {}",
         lpm_cold_ratio.map_or("-".into(), |r| format!("{r:.2}"))
     );
     drop(links);
@@ -1283,12 +1172,6 @@ fn run_set(
         reload_one_s,
         reload_10k_s,
         reload_10k_prefixes,
-        poptrie: PoptrieSummary {
-            warm_ratio: poptrie_warm_ratio,
-            cold_ratio: poptrie_cold_ratio,
-            map_bytes: (pt4.bytes() + pt6.bytes()) as u64,
-            build_s: pt_build.as_secs_f64(),
-        },
     });
     Ok(())
 }
@@ -1699,7 +1582,7 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "- A test run repeats one packet, so the lookups run in a hot cache; real traffic over many destinations adds cache misses per trie level (1 to 3 for IPv4 in the stride trie, up to 32 in the LPM trie)."
+        "- A test run repeats one packet, so the lookups run in a hot cache; real traffic over many destinations adds cache misses per trie level (1 to 5 chunk reads for IPv4 in the compact trie: the direct word, up to 3 nodes and a leaf; up to 32 node visits in the LPM trie)."
     );
     for line in generation.lines() {
         let _ = writeln!(

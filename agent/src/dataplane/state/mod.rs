@@ -1,6 +1,11 @@
 //! The data-plane state file: what a restarted agent needs to reuse the maps a previous agent
 //! pinned and apply its own policy to them as a diff.
 //!
+//! Format 4 (issue 13): the tries are compact tries; each trie's bookkeeping is its free and
+//! quarantined space (extents of nodes) and node count instead of the stride trie's node lists.
+//! A file of format 3 is refused cleanly like one of format 2, below (the maps it describes
+//! have another layout anyway).
+//!
 //! Format 3 (issue 14): trie records carry evidence group indices, and the head lists the
 //! groups (entity index and key, by group index), the group table's capacity and the groups'
 //! carried counters. A file of format 2 is refused cleanly (its trie records hold entity
@@ -62,7 +67,7 @@ pub const FILE_NAME: &str = "dataplane.state";
 /// The file format 1 wrote (JSON): not read any more, removed by the next write.
 pub const OLD_FILE_NAME: &str = "dataplane.json";
 /// Version of this file's format; a file of another version is not used.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The file's first bytes.
 const MAGIC: &[u8; 8] = b"EMBSTATE";
 /// Bytes of an IPv4 and an IPv6 prefix record.
@@ -137,7 +142,7 @@ pub struct MapRecord {
 /// [`crate::dataplane::trie::live::LiveTrie`] keeps it.
 pub type PrefixSet = BTreeMap<(u128, u8), u32>;
 
-/// One trie: its mapped length, content fingerprint, prefixes and node bookkeeping.
+/// One trie: its mapped length, content fingerprint, prefixes and space bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrieState {
@@ -501,9 +506,8 @@ mod tests {
                 bookkeeping: Bookkeeping {
                     free: vec![],
                     quarantine: vec![],
-                    next_node: 0,
                     capacity: 0,
-                    has_root: false,
+                    nodes: 0,
                 },
             },
             v6: TrieState {
@@ -515,9 +519,8 @@ mod tests {
                 bookkeeping: Bookkeeping {
                     free: vec![],
                     quarantine: vec![],
-                    next_node: 0,
                     capacity: 0,
-                    has_root: false,
+                    nodes: 0,
                 },
             },
             slots: vec![SlotState {
@@ -628,7 +631,7 @@ mod tests {
         assert!(e.to_string().contains("length 33"), "{e}");
         // Format 2 (trie records holding entity indices, issue 14 made them group indices)
         // and format 1 are refused, saying which: the agent then loads a fresh generation.
-        for old in [1u32, 2] {
+        for old in [1u32, 2, 3] {
             let mut s = sample();
             s.format = old;
             let mut b = encode(&s);
@@ -639,7 +642,7 @@ mod tests {
             let e = decode(path, &b).unwrap_err();
             assert!(
                 e.to_string()
-                    .contains(&format!("format {old}, this agent reads 3")),
+                    .contains(&format!("format {old}, this agent reads {FORMAT_VERSION}")),
                 "{e}"
             );
             assert!(e.to_string().contains("fresh data-plane generation"), "{e}");

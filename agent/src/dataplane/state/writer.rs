@@ -201,9 +201,8 @@ mod tests {
             bookkeeping: Bookkeeping {
                 free: vec![],
                 quarantine: vec![],
-                next_node: 0,
                 capacity: 0,
-                has_root: true,
+                nodes: 0,
             },
         }
     }

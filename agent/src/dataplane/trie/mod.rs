@@ -1,10 +1,9 @@
-//! The stride tries the XDP program walks (layout and lookup in [`embargo_abi::trie`]):
+//! The compact tries the XDP and TC programs walk (layout and lookup in [`embargo_abi::trie`]):
 //! [`build`] lays a prefix set out, [`mapped`] holds a loaded trie's memory mapped into the
-//! agent, and [`live`] changes a loaded trie in place, entry by entry, so a reload never opens
-//! a gap. [`poptrie`] builds the compact trie of issue 13, the next data plane (not yet
-//! loaded).
+//! agent, [`live`] changes a loaded trie in place, subtree by subtree, so a reload never opens
+//! a gap and costs the change, and [`space`] keeps the free room new subtrees go to.
 
 pub mod build;
 pub mod live;
 pub mod mapped;
-pub mod poptrie;
+pub mod space;

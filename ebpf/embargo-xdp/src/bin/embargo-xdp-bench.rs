@@ -2,11 +2,7 @@
 //!
 //! * `bench_drop`: `XDP_DROP` and nothing else, the floor every XDP program pays.
 //! * `bench_lpm`: the production parser followed by the kernel's LPM trie, the structure most
-//!   XDP blocklists use; it shows what the stride tries buy.
-//! * `bench_poptrie`: the production parser followed by the compact trie of issue 13
-//!   ([`embargo_abi::poptrie`], the next data plane, not yet in the production program), so
-//!   the bench measures its walk in the kernel, cold and warm, before it is wired in. Like
-//!   `bench_lpm` it drops on a hit and does no policy or counter work.
+//!   XDP blocklists use; it shows what the compact tries buy.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -15,33 +11,16 @@ mod xdp {
     use aya_ebpf::{
         bindings::xdp_action,
         macros::{map, xdp},
-        maps::{Array, LpmTrie, lpm_trie::Key},
+        maps::{LpmTrie, lpm_trie::Key},
         programs::XdpContext,
     };
-    use embargo_abi::{
-        Link,
-        poptrie::{self, Node},
-        trie::{Chunk, read_entry},
-    };
+    use embargo_abi::Link;
     use embargo_xdp::parse::{Addr, Pick, parse};
 
     #[map(name = "BENCH_LPM4")]
     static LPM4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1, 0);
     #[map(name = "BENCH_LPM6")]
     static LPM6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1, 0);
-
-    #[map(name = "BENCH_PT4_DIRECT")]
-    static PT4_DIRECT: Array<Chunk> = Array::with_max_entries(1, 0);
-    #[map(name = "BENCH_PT4_NODES")]
-    static PT4_NODES: Array<Node> = Array::with_max_entries(1, 0);
-    #[map(name = "BENCH_PT4_LEAVES")]
-    static PT4_LEAVES: Array<Chunk> = Array::with_max_entries(1, 0);
-    #[map(name = "BENCH_PT6_DIRECT")]
-    static PT6_DIRECT: Array<Chunk> = Array::with_max_entries(1, 0);
-    #[map(name = "BENCH_PT6_NODES")]
-    static PT6_NODES: Array<Node> = Array::with_max_entries(1, 0);
-    #[map(name = "BENCH_PT6_LEAVES")]
-    static PT6_LEAVES: Array<Chunk> = Array::with_max_entries(1, 0);
 
     #[xdp]
     pub fn bench_drop(_ctx: XdpContext) -> u32 {
@@ -64,34 +43,6 @@ mod xdp {
             }
         };
         if hit {
-            xdp_action::XDP_DROP
-        } else {
-            xdp_action::XDP_PASS
-        }
-    }
-
-    /// Destination match in the compact trie, as on an `inside` interface; drop on a hit.
-    #[xdp]
-    pub fn bench_poptrie(ctx: XdpContext) -> u32 {
-        let Ok(parsed) = parse(&ctx, Pick::Destination, Link::Ethernet) else {
-            return xdp_action::XDP_PASS;
-        };
-        let entry = match parsed.addr {
-            Addr::V4(dst) => poptrie::lookup_v4(
-                dst,
-                |i| read_entry(i, |c| PT4_DIRECT.get(c)),
-                |i| PT4_NODES.get(i),
-                |i| read_entry(i, |c| PT4_LEAVES.get(c)),
-            ),
-            Addr::V6(hi, lo) => poptrie::lookup_v6(
-                hi,
-                lo,
-                |i| read_entry(i, |c| PT6_DIRECT.get(c)),
-                |i| PT6_NODES.get(i),
-                |i| read_entry(i, |c| PT6_LEAVES.get(c)),
-            ),
-        };
-        if entry != poptrie::EMPTY {
             xdp_action::XDP_DROP
         } else {
             xdp_action::XDP_PASS
