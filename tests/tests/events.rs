@@ -708,7 +708,7 @@ fn lab_config(extra_v6: bool, extra_designation: bool, monitor_extra: bool) -> S
     if extra_designation {
         events = events.designation("netns", "NETNS-events-2");
     }
-    LabPolicy::new()
+    let mut policy = LabPolicy::new()
         // Budgets are per CPU: a burst of 10 per CPU, refilled by 1 a second on each.
         .top(&format!(
             "\n[events]\nrate_per_entity = 1\nburst = {}\n",
@@ -721,8 +721,24 @@ fn lab_config(extra_v6: bool, extra_designation: bool, monitor_extra: bool) -> S
                 .designation("netns", "NETNS-watch")
                 .source("netns")
                 .guard("test netns"),
-        )
-        .to_string()
+        );
+    if extra_v6 {
+        // 80 more entities than the 64 the first generation's maps hold: a new generation.
+        for i in 0..80 {
+            policy = policy.entity(
+                LabEntity::new(
+                    &format!("lab-extra-{i}"),
+                    Action::Drop,
+                    &[&format!("198.18.{i}.0/24")],
+                )
+                .name("Lab Extra Entity")
+                .designation("netns", &format!("NETNS-extra-{i}"))
+                .source("netns")
+                .guard("test netns"),
+            );
+        }
+    }
+    policy.to_string()
 }
 
 /// Sends `count` datagrams from the client's lab address, port `sport`, to `dst`:`dport`.
@@ -869,8 +885,8 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
         .collect();
     assert_eq!(refs, ["NETNS-events", "NETNS-events-2"], "{r:?}");
 
-    // The first IPv6 prefix needs a new data-plane generation, with a new ring buffer: the
-    // reader follows it.
+    // The first IPv6 prefix and more entities than the maps hold need a new data-plane
+    // generation, with a new ring buffer: the reader follows it.
     std::fs::write(&path, lab_config(true, true, true)).unwrap();
     hup();
     let s = wait_for("the new generation", &|s| s.reloads.succeeded >= 3);

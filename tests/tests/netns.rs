@@ -484,15 +484,33 @@ fn broken_config_bad_prefix_exits_64_with_location() {
 
 /// A one-entity (`lab-drop`) configuration listing `prefixes`.
 fn lab_drop_config(prefixes: &[&str]) -> String {
-    LabPolicy::new()
-        .entity(
-            LabEntity::new("lab-drop", Action::Drop, prefixes)
-                .name("Lab Drop")
-                .designation("lab", "L-1")
-                .source("netns")
-                .guard("documentation ranges in a test lab"),
-        )
-        .to_string()
+    lab_drop_config_with(prefixes, 0)
+}
+
+/// [`lab_drop_config`] with `extra` more entities (a /24 each in 198.18.0.0/15), so a policy
+/// can outgrow the 64 entities the first generation's maps hold.
+fn lab_drop_config_with(prefixes: &[&str], extra: usize) -> String {
+    let mut policy = LabPolicy::new().entity(
+        LabEntity::new("lab-drop", Action::Drop, prefixes)
+            .name("Lab Drop")
+            .designation("lab", "L-1")
+            .source("netns")
+            .guard("documentation ranges in a test lab"),
+    );
+    for i in 0..extra {
+        policy = policy.entity(
+            LabEntity::new(
+                &format!("lab-extra-{i}"),
+                Action::Drop,
+                &[&format!("198.18.{i}.0/24")],
+            )
+            .name("Lab Extra")
+            .designation("lab", &format!("L-x{i}"))
+            .source("netns")
+            .guard("documentation ranges in a test lab"),
+        );
+    }
+    policy.to_string()
 }
 
 /// Drops traced to evidence (issue 14): one entity with two network groups, one named and one
@@ -755,12 +773,12 @@ fn reloads_and_attestation() {
     assert!(err.contains(&format!("{}:1:18:", path.display())), "{err}");
     assert_blocked(&probe(&lab, &[Probe::to(b)]));
 
-    // The first IPv6 prefix needs a root the first generation was loaded without: a new
+    // The first IPv6 prefix and 80 more entities than the first generation's maps hold: a new
     // generation takes over the interface without detaching, and counters carry over.
     let dropped_before = counter(&s, "lab-drop", "outbound", "dropped").unwrap().0;
     std::fs::write(
         &path,
-        lab_drop_config(&["198.51.100.0/24", "2001:db8:bad::/48"]),
+        lab_drop_config_with(&["198.51.100.0/24", "2001:db8:bad::/48"], 80),
     )
     .unwrap();
     hup();

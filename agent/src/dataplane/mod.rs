@@ -76,7 +76,7 @@ use trie::{
     mapped::Mirrored,
 };
 pub use update::ApplyStats;
-use update::{key4, key6};
+use update::{key4, key6, sorted_set};
 
 use crate::{config::Role, policy::Policy};
 
@@ -208,6 +208,8 @@ pub struct Dataplane {
 struct Family {
     trie: Mirrored,
     live: LiveTrie,
+    /// The prefix set it holds, sorted: what the next reload's diff walks.
+    sorted: update::SortedSet,
 }
 
 /// Headroom at load for reloads: a trie array gets room for `1 / SPARE_DIVISOR` more than its
@@ -304,6 +306,7 @@ impl Dataplane {
             link_types: [Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: TcApi::for_running_kernel(),
             v4: Family {
+                sorted: sorted_set(&policy.v4, key4),
                 trie: v4_trie,
                 live: LiveTrie::new(
                     build::V4,
@@ -316,6 +319,7 @@ impl Dataplane {
                 ),
             },
             v6: Family {
+                sorted: sorted_set(&policy.v6, key6),
                 trie: v6_trie,
                 live: LiveTrie::new(
                     build::V6,

@@ -538,6 +538,7 @@ impl Dataplane {
                 .ok_or(ReuseError::Bookkeeping { family: label })?;
             families.push(Family {
                 trie: mirrored,
+                sorted: t.prefixes.iter().map(|(k, g)| (*k, *g)).collect(),
                 live,
             });
         }

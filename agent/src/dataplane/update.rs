@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{
     Dataplane, DataplaneError, array, map_error,
-    trie::live::{Change, LiveTrie},
+    trie::live::Change,
 };
 use crate::policy::Policy;
 
@@ -37,49 +37,60 @@ pub struct ApplyStats {
     pub groups_written: u64,
 }
 
-/// The prefixes whose entity differs between the loaded set and `next` (added, moved or
-/// removed). One merge walk over both in key order: no map of the next policy is built, so the
-/// scan costs a sort of `next` (linear when, as compiled, it is already in order).
-fn changes<N: Copy>(
-    live: &LiveTrie,
-    next: &[(N, u32)],
-    key: impl Fn(&N) -> (u128, u8),
-) -> Vec<Change> {
-    let mut next: Vec<((u128, u8), u32)> = next.iter().map(|(n, e)| (key(n), *e)).collect();
-    // Stable, so that of two equal keys the later one is kept, as a map would keep it.
-    next.sort_by_key(|(k, _)| *k);
+/// A family's prefix set as sorted `((network, length), group)` pairs, each key once.
+pub(super) type SortedSet = Vec<((u128, u8), u32)>;
+
+/// `next` as a [`SortedSet`]: sorted by key (linear when, as compiled, it is already in order);
+/// of two equal keys the later one is kept, as a map would keep it.
+pub(super) fn sorted_set<N: Copy>(next: &[(N, u32)], key: impl Fn(&N) -> (u128, u8)) -> SortedSet {
+    let mut v: SortedSet = next.iter().map(|(n, g)| (key(n), *g)).collect();
+    if !v.is_sorted_by(|a, b| a.0 < b.0) {
+        // Stable: equal keys keep their order, and the dedup below keeps the last.
+        v.sort_by_key(|(k, _)| *k);
+        let mut out: SortedSet = Vec::with_capacity(v.len());
+        for item in v {
+            match out.last_mut() {
+                Some(last) if last.0 == item.0 => *last = item,
+                _ => out.push(item),
+            }
+        }
+        v = out;
+    }
+    v
+}
+
+/// The prefixes whose group differs between the loaded set and `next` (added, moved or
+/// removed): one merge walk over two sorted vectors, a few nanoseconds a prefix (no tree is
+/// walked and no map of the next policy is built).
+fn changes(loaded: &[((u128, u8), u32)], next: &[((u128, u8), u32)]) -> Vec<Change> {
     let mut out = Vec::new();
-    let mut loaded = live.prefixes().iter().peekable();
-    let mut i = 0;
-    while i < next.len() {
-        let (k, e) = next[i];
-        if next.get(i + 1).is_some_and(|(k2, _)| *k2 == k) {
-            i += 1;
-            continue;
-        }
-        i += 1;
-        // Loaded prefixes before `k` are not in `next`: removed.
-        while let Some((lk, _)) = loaded.next_if(|(lk, _)| **lk < k) {
-            out.push(Change {
-                addr: lk.0,
-                len: lk.1,
-                group: None,
-            });
-        }
-        match loaded.next_if(|(lk, _)| **lk == k) {
-            Some((_, le)) if *le == e => {}
-            _ => out.push(Change {
-                addr: k.0,
-                len: k.1,
-                group: Some(e),
-            }),
+    let (mut i, mut j) = (0, 0);
+    while i < loaded.len() || j < next.len() {
+        let a = loaded.get(i);
+        let b = next.get(j);
+        match (a, b) {
+            (Some((lk, lg)), Some((nk, ng))) if lk == nk => {
+                if lg != ng {
+                    out.push(Change { addr: nk.0, len: nk.1, group: Some(*ng) });
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some((lk, _)), Some((nk, _))) if lk < nk => {
+                out.push(Change { addr: lk.0, len: lk.1, group: None });
+                i += 1;
+            }
+            (Some((lk, _)), None) => {
+                out.push(Change { addr: lk.0, len: lk.1, group: None });
+                i += 1;
+            }
+            (_, Some((nk, ng))) => {
+                out.push(Change { addr: nk.0, len: nk.1, group: Some(*ng) });
+                j += 1;
+            }
+            (None, None) => unreachable!("the loop runs while either has more"),
         }
     }
-    out.extend(loaded.map(|(lk, _)| Change {
-        addr: lk.0,
-        len: lk.1,
-        group: None,
-    }));
     out
 }
 
@@ -129,8 +140,9 @@ impl Dataplane {
                 ),
             });
         }
-        let c4 = changes(&self.v4.live, &next.v4, key4);
-        let c6 = changes(&self.v6.live, &next.v6, key6);
+        let (n4, n6) = (sorted_set(&next.v4, key4), sorted_set(&next.v6, key6));
+        let c4 = changes(&self.v4.sorted, &n4);
+        let c6 = changes(&self.v6.sorted, &n6);
         // Both families' new subtrees are built and given room before anything is written.
         let p4 =
             self.v4
@@ -170,8 +182,9 @@ impl Dataplane {
         };
         stats.policies_written += policies;
         stats.groups_written += groups;
-        for (fam, p) in [(&mut self.v4, p4), (&mut self.v6, p6)] {
+        for (fam, p, sorted) in [(&mut self.v4, p4, n4), (&mut self.v6, p6, n6)] {
             let s = fam.live.commit(&mut fam.trie, p);
+            fam.sorted = sorted;
             stats.entries_written += s.entries_written;
             stats.subtrees_rebuilt += s.subtrees_rebuilt;
             stats.nodes_allocated += s.nodes_allocated;
@@ -232,7 +245,6 @@ mod tests {
     use ipnetwork::Ipv4Network;
 
     use super::*;
-    use crate::dataplane::trie::build;
 
     /// What `changes` must find, by building a map of the next policy.
     fn naive(live: &BTreeMap<(u128, u8), u32>, next: &[(Ipv4Network, u32)]) -> Vec<Change> {
@@ -293,18 +305,14 @@ mod tests {
                     (i % 3) as u32,
                 );
             }
-            let live = LiveTrie::new(
-                build::V4,
-                loaded.iter().map(|(n, e)| {
-                    let (a, l) = key4(n);
-                    (a, l, *e)
-                }),
-                &build::build_v4(&[]).unwrap(),
-                0,
-            );
+            // What the loaded trie holds: a map of the loaded policy (last wins).
+            let live: BTreeMap<(u128, u8), u32> =
+                loaded.iter().map(|(n, g)| (key4(n), *g)).collect();
+            let held = sorted_set(&loaded, key4);
+            assert_eq!(held, live.iter().map(|(k, g)| (*k, *g)).collect::<Vec<_>>());
             assert_eq!(
-                sorted(changes(&live, &next, key4)),
-                sorted(naive(live.prefixes(), &next)),
+                sorted(changes(&held, &sorted_set(&next, key4))),
+                sorted(naive(&live, &next)),
                 "round {round}"
             );
         }
