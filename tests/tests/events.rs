@@ -915,3 +915,45 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
     );
     agent.stop().unwrap();
 }
+
+/// Regression (issue 14): events are on by default. An agent started without `--events-log`
+/// and with an `[events]` table that names only a path (no `output`) writes its drops there,
+/// creating the missing folder 0750 at most; with the old default (`output = "none"`) nothing
+/// was written.
+#[test]
+fn events_are_on_by_default_and_go_to_the_configured_path() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    let a: IpAddr = "203.0.113.8".parse().unwrap();
+    lab.add_remote(a).unwrap();
+    let folder = lab.dir().join("configured");
+    let log = folder.join("events.jsonl");
+    let text = LabPolicy::new()
+        .top(&format!("\n[events]\npath = \"{}\"\n", log.display()))
+        .entity(
+            LabEntity::new("lab-events", Action::Drop, &["203.0.113.0/24"])
+                .name("Lab Events Entity")
+                .designation("netns", "NETNS-events")
+                .source("netns")
+                .guard("test netns"),
+        )
+        .to_string();
+    assert!(!text.contains("output"), "{text}");
+    let path = lab.write_file("default-events.toml", &text).unwrap();
+    let agent = lab.start_agent_config_events(&path, Role::Inside).unwrap();
+    let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+    assert_eq!(mode & 0o027, 0, "{mode:o}");
+
+    send(&lab, a, 40011, 5353, 2);
+    let records = wait_records(&log, 2);
+    assert_eq!(records.len(), 2, "{records:?}\n{}", agent.log());
+    for r in &records {
+        check_udp(r, a, 40011, 5353);
+    }
+    assert!(
+        !lab.events_log().exists(),
+        "the lab's --events-log path is not used"
+    );
+    agent.stop().unwrap();
+}
