@@ -957,3 +957,41 @@ fn events_are_on_by_default_and_go_to_the_configured_path() {
     );
     agent.stop().unwrap();
 }
+
+/// `[events] output = "none"` still turns them off (issue 14): without `--events-log` nothing is
+/// written, not even the configured path's folder, while the drops are counted as before.
+#[test]
+fn output_none_turns_events_off() {
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    let a: IpAddr = "203.0.113.9".parse().unwrap();
+    lab.add_remote(a).unwrap();
+    let folder = lab.dir().join("off");
+    let text = LabPolicy::new()
+        .top(&format!(
+            "\n[events]\noutput = \"none\"\npath = \"{}\"\n",
+            folder.join("events.jsonl").display()
+        ))
+        .entity(
+            LabEntity::new("lab-events", Action::Drop, &["203.0.113.0/24"])
+                .name("Lab Events Entity")
+                .designation("netns", "NETNS-events")
+                .source("netns")
+                .guard("test netns"),
+        )
+        .to_string();
+    let path = lab.write_file("no-events.toml", &text).unwrap();
+    let agent = lab.start_agent_config_events(&path, Role::Inside).unwrap();
+    send(&lab, a, 40012, 5353, 2);
+    // The reader would write within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = agent.status_json().unwrap();
+    assert_eq!(
+        lab::counter(&status, "lab-events", "outbound", "dropped").map(|c| c.0),
+        Some(2)
+    );
+    assert!(!folder.exists(), "no events folder with output = \"none\"");
+    assert!(!lab.events_log().exists());
+    assert_eq!(lost_metric(&lab, "lab-events"), 0, "none sent, none lost");
+    agent.stop().unwrap();
+}
