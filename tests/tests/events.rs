@@ -13,7 +13,9 @@
 //!   blocked address become JSON lines naming the entity, its designation, the interface,
 //!   `dropped`, `udp` and the ports, with the digest `embargo status --json` shows; an in-place
 //!   reload and a new data-plane generation show in the lines that follow; what the budget
-//!   held back is in `embargo_events_lost_total`.
+//!   held back is in `embargo_events_lost_total`. Without `--events-log`, events are on by
+//!   default and go to the configured `[events] path` (its folder created); `output = "none"`
+//!   writes none.
 //!
 //! Needs root: `cargo build --bin embargo && cargo test -p embargo-tests --test events`.
 
