@@ -715,6 +715,7 @@ impl Lab {
             &role.to_string(),
             extra,
             wrap,
+            true,
         )
     }
 
@@ -727,10 +728,25 @@ impl Lab {
         label: &str,
         extra: &[&str],
     ) -> Result<Agent<'_>> {
-        self.start_agent_as(config, iface, label, extra, &|c| c)
+        self.start_agent_as(config, iface, label, extra, &|c| c, true)
     }
 
-    /// [`Lab::start_agent_on`] with the command passed through `wrap`.
+    /// As [`Lab::start_agent`] without `--events-log`: events go where the configuration's
+    /// `[events]` says, which must then be a path in the lab folder or `output = "none"` (never
+    /// the system's `/var/lib/embargo`).
+    pub fn start_agent_config_events(&self, config: &Path, role: Role) -> Result<Agent<'_>> {
+        self.start_agent_as(
+            config,
+            &format!("{}:{role}", self.gw_if),
+            &role.to_string(),
+            &[],
+            &|c| c,
+            false,
+        )
+    }
+
+    /// [`Lab::start_agent_on`] with the command passed through `wrap`; `--events-log` (the lab's)
+    /// unless `events_flag` is false.
     fn start_agent_as(
         &self,
         config: &Path,
@@ -738,6 +754,7 @@ impl Lab {
         label: &str,
         extra: &[&str],
         wrap: &dyn Fn(Command) -> Command,
+        events_flag: bool,
     ) -> Result<Agent<'_>> {
         let socket = self.control_socket();
         let log = self.dir.join(format!("agent-{label}.log"));
@@ -752,13 +769,17 @@ impl Lab {
             socket.display().to_string(),
             "--audit-log".to_owned(),
             self.audit_log().display().to_string(),
-            "--events-log".to_owned(),
-            self.events_log().display().to_string(),
             "--pin-dir".to_owned(),
             self.pin_dir().display().to_string(),
             "--state-dir".to_owned(),
             self.state_dir().display().to_string(),
         ];
+        if events_flag {
+            args.extend([
+                "--events-log".to_owned(),
+                self.events_log().display().to_string(),
+            ]);
+        }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = spawn_logged(wrap(self.embargo_in_gw(&args)?), &log)?;

@@ -139,6 +139,8 @@ fn run_without_sys_admin(lab: &Lab, config: &Path, extra: &[&str]) -> (Ended, St
         &socket.display().to_string(),
         "--audit-log",
         &lab.audit_log().display().to_string(),
+        "--events-log",
+        &lab.events_log().display().to_string(),
         "--state-dir",
         &lab.state_dir().display().to_string(),
         "--pin-dir",

@@ -13,7 +13,9 @@
 //!   blocked address become JSON lines naming the entity, its designation, the interface,
 //!   `dropped`, `udp` and the ports, with the digest `embargo status --json` shows; an in-place
 //!   reload and a new data-plane generation show in the lines that follow; what the budget
-//!   held back is in `embargo_events_lost_total`.
+//!   held back is in `embargo_events_lost_total`. Without `--events-log`, events are on by
+//!   default and go to the configured `[events] path` (its folder created); `output = "none"`
+//!   writes none.
 //!
 //! Needs root: `cargo build --bin embargo && cargo test -p embargo-tests --test events`.
 
@@ -929,5 +931,85 @@ fn the_agent_writes_drop_events_that_follow_reloads() {
         Some(3 + 1 + 2 + 40),
         "every packet dropped and counted"
     );
+    agent.stop().unwrap();
+}
+
+/// Regression (issue 14): events are on by default. An agent started without `--events-log`
+/// and with an `[events]` table that names only a path (no `output`) writes its drops there,
+/// creating the missing folder 0750 at most; with the old default (`output = "none"`) nothing
+/// was written.
+#[test]
+fn events_are_on_by_default_and_go_to_the_configured_path() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    let a: IpAddr = "203.0.113.8".parse().unwrap();
+    lab.add_remote(a).unwrap();
+    let folder = lab.dir().join("configured");
+    let log = folder.join("events.jsonl");
+    let text = LabPolicy::new()
+        .top(&format!("\n[events]\npath = \"{}\"\n", log.display()))
+        .entity(
+            LabEntity::new("lab-events", Action::Drop, &["203.0.113.0/24"])
+                .name("Lab Events Entity")
+                .designation("netns", "NETNS-events")
+                .source("netns")
+                .guard("test netns"),
+        )
+        .to_string();
+    assert!(!text.contains("output"), "{text}");
+    let path = lab.write_file("default-events.toml", &text).unwrap();
+    let agent = lab.start_agent_config_events(&path, Role::Inside).unwrap();
+    let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+    assert_eq!(mode & 0o027, 0, "{mode:o}");
+
+    send(&lab, a, 40011, 5353, 2);
+    let records = wait_records(&log, 2);
+    assert_eq!(records.len(), 2, "{records:?}\n{}", agent.log());
+    for r in &records {
+        check_udp(r, a, 40011, 5353);
+    }
+    assert!(
+        !lab.events_log().exists(),
+        "the lab's --events-log path is not used"
+    );
+    agent.stop().unwrap();
+}
+
+/// `[events] output = "none"` still turns them off (issue 14): without `--events-log` nothing is
+/// written, not even the configured path's folder, while the drops are counted as before.
+#[test]
+fn output_none_turns_events_off() {
+    let lab = Lab::new().unwrap();
+    lab.check_contained().unwrap();
+    let a: IpAddr = "203.0.113.9".parse().unwrap();
+    lab.add_remote(a).unwrap();
+    let folder = lab.dir().join("off");
+    let text = LabPolicy::new()
+        .top(&format!(
+            "\n[events]\noutput = \"none\"\npath = \"{}\"\n",
+            folder.join("events.jsonl").display()
+        ))
+        .entity(
+            LabEntity::new("lab-events", Action::Drop, &["203.0.113.0/24"])
+                .name("Lab Events Entity")
+                .designation("netns", "NETNS-events")
+                .source("netns")
+                .guard("test netns"),
+        )
+        .to_string();
+    let path = lab.write_file("no-events.toml", &text).unwrap();
+    let agent = lab.start_agent_config_events(&path, Role::Inside).unwrap();
+    send(&lab, a, 40012, 5353, 2);
+    // The reader would write within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = agent.status_json().unwrap();
+    assert_eq!(
+        lab::counter(&status, "lab-events", "outbound", "dropped").map(|c| c.0),
+        Some(2)
+    );
+    assert!(!folder.exists(), "no events folder with output = \"none\"");
+    assert!(!lab.events_log().exists());
+    assert_eq!(lost_metric(&lab, "lab-events"), 0, "none sent, none lost");
     agent.stop().unwrap();
 }

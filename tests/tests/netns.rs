@@ -447,6 +447,8 @@ fn assert_refused(config_text: &str, line: usize) {
             &socket.display().to_string(),
             "--audit-log",
             &lab.audit_log().display().to_string(),
+            "--events-log",
+            &lab.events_log().display().to_string(),
         ])
         .unwrap()
         .output()

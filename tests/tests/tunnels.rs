@@ -363,6 +363,8 @@ impl TunnelLab {
             .arg(self.socket())
             .arg("--audit-log")
             .arg(self.dir.join("audit.jsonl"))
+            .arg("--events-log")
+            .arg(self.dir.join("events.jsonl"))
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .stdin(Stdio::null())

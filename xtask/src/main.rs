@@ -385,6 +385,8 @@ const BENCH_BEGIN: &str = "<!-- bench:begin (written by `cargo xtask bench`) -->
 const BENCH_END: &str = "<!-- bench:end -->";
 const STATE_BEGIN: &str = "<!-- bench-state:begin (written by `cargo xtask bench`) -->";
 const STATE_END: &str = "<!-- bench-state:end -->";
+const EVENTS_BEGIN: &str = "<!-- bench-events:begin (written by `cargo xtask bench`) -->";
+const EVENTS_END: &str = "<!-- bench-events:end -->";
 
 /// Runs bench binary `bin` of embargo-tests (release) with `first` arguments, `--quick` when
 /// asked, `--markdown out`, then `rest`.
@@ -431,10 +433,20 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
     // Then what a 1-prefix reload pays for the restart state file, at 1M+200k prefixes.
     let state_out = Path::new("target/bench-state.md");
     run_bench_bin("embargo-bench", &["--reload-state"], quick, state_out, &[])?;
+    // Then what drop and monitor events cost a dropped packet: off and on, side by side.
+    let events_out = Path::new("target/bench-events.md");
+    run_bench_bin("embargo-bench", &["--events"], quick, events_out, &[])?;
     if quick {
         eprintln!("quick run: BENCHMARKS.md left as it is");
         return Ok(());
     }
+    replace_section(
+        EVENTS_BEGIN,
+        EVENTS_END,
+        std::fs::read_to_string(events_out)
+            .context("reading the events bench's markdown")?
+            .trim(),
+    )?;
     replace_section(
         STATE_BEGIN,
         STATE_END,

@@ -308,7 +308,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// JSON-lines file for drop and monitor events; overrides the config's `[events] path`
-    /// and turns events on (`output = "file"`; events are off by default).
+    /// (default /var/lib/embargo/events.jsonl) and implies `output = "file"`.
     #[arg(long, value_name = "PATH")]
     pub events_log: Option<PathBuf>,
     /// bpffs folder where the XDP links are pinned, so enforcement survives the agent (a

@@ -321,7 +321,7 @@ impl Default for MetricsSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsSettings {
-    /// `none` (default: the data plane sends no events at all), `file` or `stdout`.
+    /// `file` (default), `stdout` or `none` (the data plane sends no events at all).
     /// `embargo run --events-log PATH` implies `file`.
     pub output: EventsOutput,
     /// The JSON-lines file for `output = "file"`, relative to the main file; default
@@ -350,12 +350,12 @@ pub struct EventsSettings {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventsOutput {
-    /// JSON lines in [`EventsSettings::path`], rotated by size.
+    /// JSON lines in [`EventsSettings::path`], rotated by size (the default).
+    #[default]
     File,
     /// JSON lines on standard output (logs go to standard error).
     Stdout,
-    /// Nowhere (the default): the data plane sends none (and counts none lost).
-    #[default]
+    /// Nowhere: the data plane sends none (and counts none lost).
     None,
 }
 

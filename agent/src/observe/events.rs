@@ -71,6 +71,16 @@ pub enum EventsError {
         #[source]
         source: io::Error,
     },
+    /// The event log's folder is missing and cannot be created.
+    #[error(
+        "event log {path}: cannot create its folder {dir}: {source}; create it for the agent's user (`install -d -m 0750 {dir}`, the systemd unit's StateDirectory does), choose another file with [events] path or `embargo run --events-log PATH`, or turn events off with [events] output = \"none\""
+    )]
+    Folder {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The event log or its folder is not safe to write: a symlink, not a regular file, a
     /// folder others can write in or owned by another user.
     #[error("event log {path}: {source}")]
@@ -393,8 +403,18 @@ impl RotatingFile {
             path: path.to_owned(),
             source,
         };
-        write::ensure_dir(write::parent_of(path), 0o750, "events log folder")
-            .map_err(unsafe_err)?;
+        let dir = write::parent_of(path);
+        // Missing before: a failure is the folder's creation (events are on by default, so a
+        // first start without /var/lib/embargo lands here), said with what to do.
+        let missing = std::fs::symlink_metadata(dir).is_err();
+        write::ensure_dir(dir, 0o750, "events log folder").map_err(|source| match source {
+            write::SafeFsError::Io { source, .. } if missing => EventsError::Folder {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+                source,
+            },
+            source => unsafe_err(source),
+        })?;
         let file = open_append(path).map_err(unsafe_err)?;
         let size = file.metadata().map_err(err)?.len();
         Ok(Self {
@@ -996,12 +1016,15 @@ mod tests {
     fn events_settings_have_documented_defaults_and_are_checked() {
         let c = settings("").unwrap();
         let e = &c.main.events;
-        // Off by default.
-        assert_eq!(e.output, EventsOutput::None);
-        assert_eq!(e.limits(), embargo_abi::EventLimits::OFF);
+        // On by default (issue 14): a file at the default path, the default budget.
+        assert_eq!(e.output, EventsOutput::File);
+        assert_eq!(e.limits(), embargo_abi::EventLimits::DEFAULT);
         assert_eq!((e.max_bytes, e.keep), (100 * 1024 * 1024, 5));
         let on = settings("[events]\noutput = \"file\"\n").unwrap();
         assert_eq!(on.main.events.limits(), embargo_abi::EventLimits::DEFAULT);
+        // An `[events]` table without `output` keeps the default too.
+        let c2 = settings("[events]\nrate_per_entity = 5\n").unwrap();
+        assert_eq!(c2.main.events.output, EventsOutput::File);
         assert_eq!(
             log_path(&c, None),
             Path::new("/var/lib/embargo/events.jsonl")
@@ -1020,8 +1043,15 @@ mod tests {
             c.main.events.limits(),
             embargo_abi::EventLimits::per_second(10, 3)
         );
+        // `output = "none"` turns them off: no sink, no events from the data plane.
         let c = settings("[events]\noutput = \"none\"\n").unwrap();
+        assert_eq!(c.main.events.output, EventsOutput::None);
         assert!(!c.main.events.limits().enabled());
+        assert!(
+            Sink::open(&c.main.events, Path::new("/nonexistent/events.jsonl"))
+                .unwrap()
+                .is_none()
+        );
 
         for (text, line, what) in [
             (
@@ -1061,6 +1091,41 @@ mod tests {
             );
             assert_eq!(log_path(&c, None), Path::new(EventsSettings::DEFAULT_PATH));
         }
+    }
+
+    /// Events are on by default (issue 14), so a first start may find the log's folder
+    /// missing: it is created (0750 less the umask, with its missing parents) and the log
+    /// opened; a folder that cannot be created is refused saying which and what to do.
+    #[test]
+    fn a_missing_log_folder_is_created_or_refused_saying_what_to_do() {
+        let dir = Dir::new("missing");
+        let path = dir.0.join("lib/embargo/events.jsonl");
+        let mut f = Sink::open(&EventsSettings::default(), &path)
+            .unwrap()
+            .expect("a file sink by default");
+        f.write_lines(&["{}".to_owned()]).unwrap();
+        assert_eq!(lines_of(&path), ["{}"]);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.0.join("lib/embargo"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o027, 0, "{mode:o}");
+
+        // A regular file where a parent folder should be: cannot be created, even by root.
+        std::fs::write(dir.0.join("file"), "").unwrap();
+        let path = dir.0.join("file/embargo/events.jsonl");
+        let e = Sink::open(&EventsSettings::default(), &path)
+            .err()
+            .unwrap()
+            .to_string();
+        let folder = dir.0.join("file/embargo");
+        assert!(
+            e.contains(&format!("cannot create its folder {}", folder.display())),
+            "{e}"
+        );
+        assert!(e.contains("--events-log PATH"), "{e}");
+        assert!(e.contains("output = \"none\""), "{e}");
     }
 
     /// Regression (issue 10): the events log was opened for appending through a symlink.

@@ -296,7 +296,8 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     // locked, for the agent's life. On reloads, call `audit::record_applied` with the old table.
     let mut audit = AuditLog::open(&opts.audit_log)?;
     // Events (begin): the sink is opened like the audit log (after loading, before attaching);
-    // with `output = "none"` (the default) there is none and the data plane sends no events.
+    // with `output = "none"` there is none and the data plane sends no events (the default is a
+    // file, [`config::EventsSettings::DEFAULT_PATH`]).
     // `--events-log` implies `output = "file"`.
     let mut events_settings = config.main.events.clone();
     if opts.events_log.is_some() {

@@ -68,6 +68,7 @@ egress_check() {
         --interface mxa:outside:egress --no-pin \
         --control-socket "$MATRIX_LOGS/egress.sock" \
         --audit-log "$MATRIX_LOGS/egress-audit.jsonl" \
+        --events-log "$MATRIX_LOGS/egress-events.jsonl" \
         --state-dir "$state" >>"$log" 2>&1 &
     pid=$!
     i=0
