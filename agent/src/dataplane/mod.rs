@@ -76,7 +76,7 @@ use trie::{
     mapped::Mirrored,
 };
 pub use update::ApplyStats;
-use update::{key4, key6, sorted_set};
+use update::{key4, key6, normalized};
 
 use crate::{config::Role, policy::Policy};
 
@@ -182,6 +182,10 @@ pub struct Dataplane {
     /// set, for in-place updates and attestation.
     v4: Family,
     v6: Family,
+    /// The prefix sets the tries hold, [`update::normalized`]: what the next reload's diff
+    /// walks (a merge of two sorted vectors, cheaper than walking the tries' prefix trees).
+    prev_v4: Vec<(ipnetwork::Ipv4Network, u32)>,
+    prev_v6: Vec<(ipnetwork::Ipv6Network, u32)>,
     /// What the policy map holds, by entity index (for updates and attestation).
     policies: Vec<EntityPolicy>,
     /// Entities the policy map has room for.
@@ -208,8 +212,6 @@ pub struct Dataplane {
 struct Family {
     trie: Mirrored,
     live: LiveTrie,
-    /// The prefix set it holds, sorted: what the next reload's diff walks.
-    sorted: update::SortedSet,
 }
 
 /// Headroom at load for reloads: a trie array gets room for `1 / SPARE_DIVISOR` more than its
@@ -306,7 +308,6 @@ impl Dataplane {
             link_types: [Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: TcApi::for_running_kernel(),
             v4: Family {
-                sorted: sorted_set(&policy.v4, key4),
                 trie: v4_trie,
                 live: LiveTrie::new(
                     build::V4,
@@ -319,7 +320,6 @@ impl Dataplane {
                 ),
             },
             v6: Family {
-                sorted: sorted_set(&policy.v6, key6),
                 trie: v6_trie,
                 live: LiveTrie::new(
                     build::V6,
@@ -331,6 +331,8 @@ impl Dataplane {
                     v6_len,
                 ),
             },
+            prev_v4: normalized(&policy.v4, key4).into_owned(),
+            prev_v6: normalized(&policy.v6, key6).into_owned(),
             policies,
             entity_capacity: entities,
             groups,

@@ -538,7 +538,6 @@ impl Dataplane {
                 .ok_or(ReuseError::Bookkeeping { family: label })?;
             families.push(Family {
                 trie: mirrored,
-                sorted: t.prefixes.iter().map(|(k, g)| (*k, *g)).collect(),
                 live,
             });
         }
@@ -632,6 +631,25 @@ impl Dataplane {
             // Not in the state file: every interface's is read again at adopt or attach.
             link_types: [embargo_abi::Link::Ethernet; MAX_INTERFACES as usize],
             tc_api: super::TcApi::for_running_kernel(),
+            // The state file's prefix sets, in key order (as its records are), each key once.
+            prev_v4: state
+                .v4
+                .prefixes
+                .iter()
+                .filter_map(|(&(a, l), &g)| {
+                    let n = ipnetwork::Ipv4Network::new(std::net::Ipv4Addr::from(a as u32), l);
+                    n.ok().map(|n| (n, g))
+                })
+                .collect(),
+            prev_v6: state
+                .v6
+                .prefixes
+                .iter()
+                .filter_map(|(&(a, l), &g)| {
+                    let n = ipnetwork::Ipv6Network::new(std::net::Ipv6Addr::from(a), l);
+                    n.ok().map(|n| (n, g))
+                })
+                .collect(),
             v4,
             v6,
             policies,

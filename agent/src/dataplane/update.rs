@@ -10,6 +10,8 @@
 //! Capacity is checked for everything before anything is written: [`DataplaneError::NeedsRebuild`]
 //! means nothing was changed and the caller loads a new generation.
 
+use std::borrow::Cow;
+
 use aya::maps::Array;
 use embargo_abi::{EntityPolicy, GroupEntry, addr, maps};
 use ipnetwork::{Ipv4Network, Ipv6Network};
@@ -37,59 +39,67 @@ pub struct ApplyStats {
     pub groups_written: u64,
 }
 
-/// A family's prefix set as sorted `((network, length), group)` pairs, each key once.
-pub(super) type SortedSet = Vec<((u128, u8), u32)>;
-
-/// `next` as a [`SortedSet`]: sorted by key (linear when, as compiled, it is already in order);
-/// of two equal keys the later one is kept, as a map would keep it.
-pub(super) fn sorted_set<N: Copy>(next: &[(N, u32)], key: impl Fn(&N) -> (u128, u8)) -> SortedSet {
-    let mut v: SortedSet = next.iter().map(|(n, g)| (key(n), *g)).collect();
-    if !v.is_sorted_by(|a, b| a.0 < b.0) {
-        // Stable: equal keys keep their order, and the dedup below keeps the last.
-        v.sort_by_key(|(k, _)| *k);
-        let mut out: SortedSet = Vec::with_capacity(v.len());
-        for item in v {
-            match out.last_mut() {
-                Some(last) if last.0 == item.0 => *last = item,
-                _ => out.push(item),
-            }
-        }
-        v = out;
+/// `prefixes` sorted by key, each key once (of two equal keys the later one kept, as a map
+/// would keep it): borrowed as it is when, as compiled, it already is (a linear check).
+pub(super) fn normalized<N: Copy>(
+    prefixes: &[(N, u32)],
+    key: impl Fn(&N) -> (u128, u8),
+) -> Cow<'_, [(N, u32)]> {
+    if prefixes.is_sorted_by(|a, b| key(&a.0) < key(&b.0)) {
+        return Cow::Borrowed(prefixes);
     }
-    v
+    let mut v = prefixes.to_vec();
+    // Stable: equal keys keep their order, and the dedup below keeps the last.
+    v.sort_by_key(|(n, _)| key(n));
+    let mut out: Vec<(N, u32)> = Vec::with_capacity(v.len());
+    for item in v {
+        match out.last_mut() {
+            Some(last) if key(&last.0) == key(&item.0) => *last = item,
+            _ => out.push(item),
+        }
+    }
+    Cow::Owned(out)
 }
 
-/// The prefixes whose group differs between the loaded set and `next` (added, moved or
-/// removed): one merge walk over two sorted vectors, a few nanoseconds a prefix (no tree is
-/// walked and no map of the next policy is built).
-fn changes(loaded: &[((u128, u8), u32)], next: &[((u128, u8), u32)]) -> Vec<Change> {
+/// The prefixes whose group differs between the loaded set and `next`, both [`normalized`]
+/// (added, moved or removed): one merge walk over two sorted vectors, a few nanoseconds a
+/// prefix (no tree is walked and no map of the next policy is built).
+fn changes<N: Copy>(
+    loaded: &[(N, u32)],
+    next: &[(N, u32)],
+    key: impl Fn(&N) -> (u128, u8),
+) -> Vec<Change> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
-    while i < loaded.len() || j < next.len() {
-        let a = loaded.get(i);
-        let b = next.get(j);
-        match (a, b) {
-            (Some((lk, lg)), Some((nk, ng))) if lk == nk => {
-                if lg != ng {
-                    out.push(Change { addr: nk.0, len: nk.1, group: Some(*ng) });
-                }
-                i += 1;
-                j += 1;
+    let add = |out: &mut Vec<Change>, k: (u128, u8), group| {
+        out.push(Change {
+            addr: k.0,
+            len: k.1,
+            group,
+        });
+    };
+    while i < loaded.len() && j < next.len() {
+        let (lk, lg) = (key(&loaded[i].0), loaded[i].1);
+        let (nk, ng) = (key(&next[j].0), next[j].1);
+        if lk == nk {
+            if lg != ng {
+                add(&mut out, nk, Some(ng));
             }
-            (Some((lk, _)), Some((nk, _))) if lk < nk => {
-                out.push(Change { addr: lk.0, len: lk.1, group: None });
-                i += 1;
-            }
-            (Some((lk, _)), None) => {
-                out.push(Change { addr: lk.0, len: lk.1, group: None });
-                i += 1;
-            }
-            (_, Some((nk, ng))) => {
-                out.push(Change { addr: nk.0, len: nk.1, group: Some(*ng) });
-                j += 1;
-            }
-            (None, None) => unreachable!("the loop runs while either has more"),
+            i += 1;
+            j += 1;
+        } else if lk < nk {
+            add(&mut out, lk, None);
+            i += 1;
+        } else {
+            add(&mut out, nk, Some(ng));
+            j += 1;
         }
+    }
+    for (n, _) in &loaded[i..] {
+        add(&mut out, key(n), None);
+    }
+    for (n, g) in &next[j..] {
+        add(&mut out, key(n), Some(*g));
     }
     out
 }
@@ -140,9 +150,9 @@ impl Dataplane {
                 ),
             });
         }
-        let (n4, n6) = (sorted_set(&next.v4, key4), sorted_set(&next.v6, key6));
-        let c4 = changes(&self.v4.sorted, &n4);
-        let c6 = changes(&self.v6.sorted, &n6);
+        let (n4, n6) = (normalized(&next.v4, key4), normalized(&next.v6, key6));
+        let c4 = changes(&self.prev_v4, &n4, key4);
+        let c6 = changes(&self.prev_v6, &n6, key6);
         // Both families' new subtrees are built and given room before anything is written.
         let p4 =
             self.v4
@@ -182,9 +192,10 @@ impl Dataplane {
         };
         stats.policies_written += policies;
         stats.groups_written += groups;
-        for (fam, p, sorted) in [(&mut self.v4, p4, n4), (&mut self.v6, p6, n6)] {
+        self.prev_v4 = n4.into_owned();
+        self.prev_v6 = n6.into_owned();
+        for (fam, p) in [(&mut self.v4, p4), (&mut self.v6, p6)] {
             let s = fam.live.commit(&mut fam.trie, p);
-            fam.sorted = sorted;
             stats.entries_written += s.entries_written;
             stats.subtrees_rebuilt += s.subtrees_rebuilt;
             stats.nodes_allocated += s.nodes_allocated;
@@ -308,10 +319,13 @@ mod tests {
             // What the loaded trie holds: a map of the loaded policy (last wins).
             let live: BTreeMap<(u128, u8), u32> =
                 loaded.iter().map(|(n, g)| (key4(n), *g)).collect();
-            let held = sorted_set(&loaded, key4);
-            assert_eq!(held, live.iter().map(|(k, g)| (*k, *g)).collect::<Vec<_>>());
+            let held = normalized(&loaded, key4);
             assert_eq!(
-                sorted(changes(&held, &sorted_set(&next, key4))),
+                held.iter().map(|(n, g)| (key4(n), *g)).collect::<Vec<_>>(),
+                live.iter().map(|(k, g)| (*k, *g)).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                sorted(changes(&held, &normalized(&next, key4), key4)),
                 sorted(naive(&live, &next)),
                 "round {round}"
             );

@@ -761,7 +761,11 @@ fn time_reloads(dp: &mut Dataplane, policy: &Policy) -> Result<(Option<f64>, Opt
         let mut next = policy.clone();
         // 198.18.0.0/15 is excluded from the generator (RFC 2544): never loaded.
         let net = Ipv4Network::new(Ipv4Addr::from(0xc612_0000u32 | (k << 8)), 24)?;
-        next.v4.push((net, 0));
+        // Where the compiler would put it, so the policy stays in key order.
+        let at = next
+            .v4
+            .partition_point(|(n, _)| (n.network(), n.prefix()) < (net.network(), net.prefix()));
+        next.v4.insert(at, (net, 0));
         let t = Instant::now();
         match dp.apply(&next) {
             Ok(_) => times.push(t.elapsed().as_secs_f64()),
@@ -926,7 +930,12 @@ fn run_set(
     depths: &mut Vec<Depth>,
     summaries: &mut Vec<SizeSummary>,
 ) -> Result<()> {
-    let policy = Policy::one_group_per_entity(entities(v4, v6), v4.to_vec(), v6.to_vec());
+    // In key order, as the agent's compiler leaves them (the reload diff relies on it only for
+    // speed: an unsorted policy is sorted first).
+    let (mut v4s, mut v6s) = (v4.to_vec(), v6.to_vec());
+    v4s.sort_by_key(|(n, _)| (n.network(), n.prefix()));
+    v6s.sort_by_key(|(n, _)| (n.network(), n.prefix()));
+    let policy = Policy::one_group_per_entity(entities(v4, v6), v4s, v6s);
     eprintln!(
         "[{label}] loading {} IPv4 + {} IPv6 prefixes",
         v4.len(),
