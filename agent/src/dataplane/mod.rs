@@ -25,7 +25,8 @@
 //! Evidence groups: the tries' leaves hold group indices; the group table (`EMB_GROUPS`) maps
 //! each to its entity, whose policy-map entry gives the action; counters are per group
 //! ([`Dataplane::group_counters`]), an entity's are their sum ([`Dataplane::counters`]). The
-//! group table is sized like the policy map (twice what the policy needs, at least 64) and,
+//! group table is sized like the policy map (a quarter more than the policy needs, at least
+//! 64: the counters, per group and interface, are most of the maps of a small policy) and,
 //! like it, filled before the first interface is attached.
 //!
 //! Invariant: the attached interfaces are one list, each entry with its attachment, its XDP
@@ -217,12 +218,17 @@ struct Family {
 /// Headroom at load for reloads: a trie array gets room for `1 / SPARE_DIVISOR` more than its
 /// subtrees take (a reload rebuilds each touched subtree in free space before switching to it)...
 pub const SPARE_DIVISOR: u32 = 4;
-/// ... and at least this many nodes' worth (32 bytes each: 256 KiB).
-pub const MIN_SPARE_NODES: u32 = 8 * 1024;
+/// ... and at least this many nodes' worth (32 bytes each: 128 KiB).
+pub const MIN_SPARE_NODES: u32 = 4 * 1024;
 /// Entities the maps hold at least (so adding some later fits in place).
 const MIN_ENTITY_CAPACITY: u32 = 64;
 /// Evidence groups the maps hold at least.
 const MIN_GROUP_CAPACITY: u32 = 64;
+
+/// `n` and a quarter more: room for entities or groups a reload adds in place.
+fn with_headroom(n: u32) -> u32 {
+    n.saturating_add(n / SPARE_DIVISOR)
+}
 
 /// Words of the trie array for `table` with headroom: the direct array, the subtrees, the
 /// spare room, in whole chunks.
@@ -253,12 +259,8 @@ impl Dataplane {
                 needed: format!("{}.{}", MIN_KERNEL.0, MIN_KERNEL.1),
             });
         }
-        let entities = (policy.entities.len() as u32)
-            .saturating_mul(2)
-            .max(MIN_ENTITY_CAPACITY);
-        let group_capacity = (policy.groups.len() as u32)
-            .saturating_mul(2)
-            .max(MIN_GROUP_CAPACITY);
+        let entities = with_headroom(policy.entities.len() as u32).max(MIN_ENTITY_CAPACITY);
+        let group_capacity = with_headroom(policy.groups.len() as u32).max(MIN_GROUP_CAPACITY);
         let counters = group_capacity * embargo_abi::COUNTERS_PER_GROUP;
         let (v4_len, v6_len) = (trie_len(v4), trie_len(v6));
         let mut loader = EbpfLoader::new();

@@ -17,10 +17,7 @@ use embargo_abi::{EntityPolicy, GroupEntry, addr, maps};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::Serialize;
 
-use super::{
-    Dataplane, DataplaneError, array, map_error,
-    trie::live::Change,
-};
+use super::{Dataplane, DataplaneError, array, map_error, trie::live::Change};
 use crate::policy::Policy;
 
 /// What [`Dataplane::apply`] changed.

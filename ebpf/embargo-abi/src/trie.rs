@@ -21,7 +21,10 @@
 //!   child) and `base0` (the word index of its first leaf). A node's children are consecutive
 //!   nodes, its leaves consecutive words, so a slot's child or leaf is found by counting set
 //!   bits below it ([`popcount`]);
-//! * **leaves**: one word each, [`EMPTY`] or evidence group index + 1.
+//! * **leaves**: one word each, [`EMPTY`] or evidence group index + 1. A node with at most four
+//!   leaf runs whose values fit 16 bits keeps them **inline**, in its last two words
+//!   ([`Node::inline`], `base0` = 0): no leaf words, and the lookup ends without another read.
+//!   Most nodes of a host route or a /24 are such nodes.
 //!
 //! The agent lays each direct entry's subtree out as one block (its nodes, then their leaves,
 //! rounded up to a node boundary), so a changed subtree is rebuilt in free space and switched
@@ -100,8 +103,12 @@ pub struct Node {
     pub leafvec: u64,
     /// Node number of the first child.
     pub base1: u32,
-    /// Word index of the first leaf.
+    /// Word index of the first leaf; 0 (the direct array's first word, never a leaf): the
+    /// leaves are [`Node::inline`].
     pub base0: u32,
+    /// With `base0` = 0: up to four leaf values of 16 bits, the `k`-th run's in bits
+    /// `16k .. 16k + 16`.
+    pub inline: u64,
 }
 
 impl Node {
@@ -114,8 +121,8 @@ impl Node {
             (self.leafvec >> 32) as u32,
             self.base1,
             self.base0,
-            0,
-            0,
+            self.inline as u32,
+            (self.inline >> 32) as u32,
         ]
     }
 
@@ -128,6 +135,7 @@ impl Node {
             leafvec: u64::from(chunk[h + 2]) | (u64::from(chunk[h + 3]) << 32),
             base1: chunk[h + 4],
             base0: chunk[h + 5],
+            inline: u64::from(chunk[h + 6]) | (u64::from(chunk[h + 7]) << 32),
         }
     }
 }
@@ -201,10 +209,13 @@ pub enum Step {
     Node(u32),
     /// Stop: the entry is the word at this index.
     Leaf(u32),
+    /// Stop: the entry is this (an inline leaf).
+    Value(u32),
 }
 
 /// Where `node`'s slot `s` leads. On a malformed node (a leaf slot with no run started at or
-/// below it) the index wraps to `u32::MAX`, which no map holds: the read fails, no match.
+/// below it) the index wraps to `u32::MAX`, which no map holds: the read fails, no match (an
+/// inline node past its fourth run answers [`EMPTY`]).
 #[inline(always)]
 pub const fn step(node: &Node, s: u32) -> Step {
     let bit = 1u64 << s;
@@ -216,11 +227,14 @@ pub const fn step(node: &Node, s: u32) -> Step {
                 .wrapping_sub(1),
         )
     } else {
-        Step::Leaf(
-            node.base0
-                .wrapping_add(popcount(node.leafvec & mask))
-                .wrapping_sub(1),
-        )
+        let k = popcount(node.leafvec & mask).wrapping_sub(1);
+        if node.base0 != 0 {
+            Step::Leaf(node.base0.wrapping_add(k))
+        } else if k < 4 {
+            Step::Value(((node.inline >> (k * 16)) & 0xffff) as u32)
+        } else {
+            Step::Value(EMPTY)
+        }
     }
 }
 
@@ -257,6 +271,7 @@ pub fn lookup<'a>(
                     None => EMPTY,
                 };
             }
+            Step::Value(v) => return v,
         }
         off += STRIDE;
         level += 1;
@@ -372,6 +387,7 @@ mod tests {
             leafvec: 0b0100_0101, // runs start at 0, 2 and 6 (5 and 7 are children)
             base1: 100,
             base0: 10,
+            inline: 0,
         };
         assert_eq!(step(&n, 0), Step::Leaf(10));
         assert_eq!(step(&n, 1), Step::Leaf(10));
@@ -381,6 +397,24 @@ mod tests {
         assert_eq!(step(&n, 6), Step::Leaf(12));
         assert_eq!(step(&n, 7), Step::Node(101));
         assert_eq!(step(&n, 63), Step::Leaf(12));
+        // The same runs inline: values 7, 8 and 9.
+        let i = Node {
+            base0: 0,
+            inline: 7 | (8 << 16) | (9 << 32),
+            ..n
+        };
+        assert_eq!(step(&i, 1), Step::Value(7));
+        assert_eq!(step(&i, 4), Step::Value(8));
+        assert_eq!(step(&i, 5), Step::Node(100));
+        assert_eq!(step(&i, 63), Step::Value(9));
+        // A malformed inline node (a fifth run) answers no match.
+        let bad = Node {
+            leafvec: 0b1_1111,
+            vector: 0,
+            ..i
+        };
+        assert_eq!(step(&bad, 3), Step::Value(0));
+        assert_eq!(step(&bad, 4), Step::Value(EMPTY));
     }
 
     #[test]
@@ -390,6 +424,7 @@ mod tests {
             leafvec: 0x1234_5678_9abc_def0,
             base1: 70_000,
             base0: 600_000,
+            inline: 0xfedc_ba98_7654_3210,
         };
         let mut c: Chunk = [0; LANES as usize];
         c[8..].copy_from_slice(&n.to_words());
@@ -411,12 +446,14 @@ mod tests {
             leafvec: 1 << 1,
             base1: FIRST_NODE + 1,
             base0: DIRECT_ENTRIES + 16,
+            inline: 0,
         };
         let kid = Node {
             vector: 0,
             leafvec: 1,
             base1: 0,
             base0: DIRECT_ENTRIES + 17,
+            inline: 0,
         };
         w[DIRECT_ENTRIES as usize..][..8].copy_from_slice(&root.to_words());
         w[DIRECT_ENTRIES as usize + 8..][..8].copy_from_slice(&kid.to_words());

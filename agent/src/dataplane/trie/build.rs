@@ -61,6 +61,9 @@ pub const V6: Family = Family {
     max_levels: trie::V6_MAX_LEVELS,
 };
 
+/// Leaf runs a node keeps inline at most ([`Node::inline`]: four 16-bit values).
+const INLINE_LEAVES: usize = 4;
+
 /// Nodes (of [`NODE_WORDS`] words) an array can hold at most: node numbers fit in 31 bits and
 /// word indices in 32.
 pub const MAX_NODES: u64 = (u32::MAX as u64 + 1) / NODE_WORDS as u64;
@@ -104,7 +107,8 @@ pub fn direct_index(key: u128) -> u32 {
 }
 
 /// The subtree under one direct entry, with node and leaf indices relative to its start: node
-/// 0 is its root, leaf 0 its first leaf.
+/// 0 is its root; a node's `base0` is its first leaf's index **plus one**, or 0 when its leaves
+/// are inline ([`Node::inline`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Subtree {
     pub nodes: Vec<Node>,
@@ -130,7 +134,11 @@ impl Subtree {
         for n in &self.nodes {
             let placed = Node {
                 base1: if n.vector == 0 { 0 } else { n.base1 + at },
-                base0: n.base0 + leaf_base,
+                base0: if n.base0 == 0 {
+                    0
+                } else {
+                    n.base0 - 1 + leaf_base
+                },
                 ..*n
             };
             out.extend_from_slice(&placed.to_words());
@@ -267,18 +275,26 @@ fn build_node(items: &[Item], off: u32, default: u32, me: usize, sub: &mut Subtr
     }
     let mut node = Node {
         base1: sub.nodes.len() as u32,
-        base0: sub.leaves.len() as u32,
         ..Node::default()
     };
-    let mut prev = None;
+    let mut runs: Vec<u32> = Vec::new();
     for s in 0..SLOTS as usize {
         if !deeper[s].is_empty() {
             node.vector |= 1 << s;
-        } else if prev != Some(value[s]) {
+        } else if runs.last() != Some(&value[s]) {
             node.leafvec |= 1 << s;
-            sub.leaves.push(value[s]);
-            prev = Some(value[s]);
+            runs.push(value[s]);
         }
+    }
+    if runs.len() <= INLINE_LEAVES && runs.iter().all(|v| *v <= 0xffff) {
+        // Inline: no leaf words, and the lookup ends in this node.
+        node.inline = runs
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (k, v)| acc | (u64::from(*v) << (16 * k)));
+    } else {
+        node.base0 = sub.leaves.len() as u32 + 1;
+        sub.leaves.extend_from_slice(&runs);
     }
     let children = node.vector.count_ones() as usize;
     sub.nodes
@@ -481,6 +497,15 @@ pub(crate) mod tests {
             &[(v4([10, 0, 0, 0]), 8, 5), (v4([10, 0, 0, 0]), 8, 2)],
             &[v4([10, 1, 2, 3])],
         );
+        // Groups past 16 bits cannot be inline: such nodes keep leaf words.
+        let big = [(v4([10, 0, 0, 0]), 24, 70_000), (v4([10, 0, 1, 0]), 24, 3)];
+        check(
+            V4,
+            &big,
+            &[v4([10, 0, 0, 9]), v4([10, 0, 1, 9]), v4([10, 0, 2, 9])],
+        );
+        let t = build(V4, big.into_iter()).unwrap();
+        assert!(t.entries.contains(&trie::leaf(70_000)), "a leaf word");
         // Host bits set in the input are ignored.
         let t = build(V4, [(v4([10, 1, 2, 3]), 8, 1)].into_iter()).unwrap();
         assert_eq!(

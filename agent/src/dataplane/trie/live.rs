@@ -301,7 +301,10 @@ impl LiveTrie {
             nodes += 1;
             let vector = u64::from(word(n, 0)) | (u64::from(word(n, 1)) << 32);
             let leafvec = u64::from(word(n, 2)) | (u64::from(word(n, 3)) << 32);
-            leaves += popcount(leafvec);
+            // Inline leaves (base0 = 0) take no leaf words.
+            if word(n, 5) != 0 {
+                leaves += popcount(leafvec);
+            }
             let base1 = word(n, 4);
             stack.extend((0..popcount(vector)).map(|k| base1 + k));
         }
