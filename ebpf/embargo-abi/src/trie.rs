@@ -126,7 +126,28 @@ impl Node {
         ]
     }
 
+    /// Node `n` from the chunk that holds it (chunk `n / 2`), with three 64-bit loads: a BPF
+    /// array's values are 8-byte aligned and the target is little-endian, so the low word of
+    /// each pair is its first.
+    #[cfg(target_arch = "bpf")]
+    #[inline(always)]
+    pub fn read(chunk: &Chunk, n: u32) -> Self {
+        let p = chunk.as_ptr().cast::<u64>();
+        let h = ((n & 1) * 4) as usize;
+        // SAFETY: `h + 3 < 8`, within the 64-byte chunk; the kernel aligns map values to 8.
+        let (vector, leafvec, bases, inline) =
+            unsafe { (*p.add(h), *p.add(h + 1), *p.add(h + 2), *p.add(h + 3)) };
+        Self {
+            vector,
+            leafvec,
+            base1: bases as u32,
+            base0: (bases >> 32) as u32,
+            inline,
+        }
+    }
+
     /// Node `n` from the chunk that holds it (chunk `n / 2`).
+    #[cfg(not(target_arch = "bpf"))]
     #[inline(always)]
     pub fn read(chunk: &Chunk, n: u32) -> Self {
         let h = ((n & 1) * NODE_WORDS) as usize;
