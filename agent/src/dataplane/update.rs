@@ -189,8 +189,13 @@ impl Dataplane {
         };
         stats.policies_written += policies;
         stats.groups_written += groups;
-        self.prev_v4 = n4.into_owned();
-        self.prev_v6 = n6.into_owned();
+        // What the next diff walks: copied only for a family that changed.
+        if !c4.is_empty() {
+            self.prev_v4 = n4.into_owned();
+        }
+        if !c6.is_empty() {
+            self.prev_v6 = n6.into_owned();
+        }
         for (fam, p) in [(&mut self.v4, p4), (&mut self.v6, p6)] {
             let s = fam.live.commit(&mut fam.trie, p);
             stats.entries_written += s.entries_written;
